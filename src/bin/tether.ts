@@ -1,0 +1,17 @@
+#!/usr/bin/env node
+import { CommanderError } from 'commander';
+import { exitCodeFor, printError } from '../cli/exit.js';
+import { buildProgram } from '../cli/program.js';
+
+const program = buildProgram();
+program.exitOverride();
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) {
+    process.exitCode = e.exitCode === 0 ? 0 : 2;
+  } else {
+    printError(e);
+    process.exitCode = exitCodeFor(e);
+  }
+}

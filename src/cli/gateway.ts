@@ -1,0 +1,5 @@
+import type { Command } from 'commander';
+
+export function registerGateway(program: Command): void {
+  program.command('gateway').description('(not yet built)');
+}

@@ -1,0 +1,95 @@
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { accessProxySchema } from './access-proxy.js';
+import { httpProxySchema } from './http-proxy.js';
+import { deepFreeze, expandEnv, readYamlFile, validate } from './load.js';
+import { duration, listenAddr, portRange, tlsFiles } from './schema-helpers.js';
+import { sshProxySchema } from './ssh-proxy.js';
+import { errors, type FieldProblem } from '../errors/index.js';
+
+const storeSpec = z.string().refine((s) => s === 'sqlite' || /^postgres(ql)?:\/\//.test(s), {
+  message: 'use "sqlite" or a "postgres://user@host/db" URL',
+});
+
+export const gatewaySchema = z.strictObject({
+  data_dir: z.string().min(1).default('./.tether'),
+  store: storeSpec.default('sqlite'),
+  tunnel: z
+    .strictObject({
+      listen: listenAddr.default({ host: '127.0.0.1', port: 2222 }),
+      tls: z.strictObject({ listen: listenAddr, ...tlsFiles.shape }).optional(),
+      websocket: z
+        .strictObject({ listen: listenAddr, path: z.string().startsWith('/').default('/tunnel'), ...tlsFiles.shape })
+        .optional(),
+      /** Keepalive interval; a session is dead after `keepalive_count_max` missed answers. */
+      keepalive_interval: duration.default(15_000),
+      keepalive_count_max: z.number().int().min(1).default(3),
+      /** Unauthenticated connections must finish the handshake and auth within this time. */
+      auth_timeout: duration.default(10_000),
+      max_unauthenticated: z.number().int().min(1).default(256),
+      host_key: z.string().optional(),
+    })
+    .default({
+      listen: { host: '127.0.0.1', port: 2222 },
+      keepalive_interval: 15_000,
+      keepalive_count_max: 3,
+      auth_timeout: 10_000,
+      max_unauthenticated: 256,
+    }),
+  admin: z
+    .strictObject({ listen: listenAddr.default({ host: '127.0.0.1', port: 7070 }), token_file: z.string().optional() })
+    .default({ listen: { host: '127.0.0.1', port: 7070 } }),
+  forwards: z
+    .strictObject({
+      bind: z.string().min(1).default('127.0.0.1'),
+      ports: portRange.default({ low: 2200, high: 5199 }),
+      default_quota: z.number().int().min(0).max(3000).default(20),
+      /** Leases of repositories nobody forwarded for this long are released. */
+      lease_ttl: duration.default(30 * 86_400_000),
+    })
+    .default({ bind: '127.0.0.1', ports: { low: 2200, high: 5199 }, default_quota: 20, lease_ttl: 30 * 86_400_000 }),
+  access_proxy: accessProxySchema.optional(),
+  http_proxy: httpProxySchema.optional(),
+  ssh_proxy: sshProxySchema.optional(),
+  cluster: z
+    .strictObject({
+      node_id: z.string().regex(/^[a-zA-Z0-9_.-]{1,63}$/, 'use 1-63 characters a-z, A-Z, 0-9, ".", "_" or "-"'),
+      advertise: z.string().min(1),
+      heartbeat: duration.default(2_000),
+      dead_after: duration.default(6_000),
+    })
+    .optional(),
+  log: z
+    .strictObject({
+      level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
+      audit: z.string().optional(),
+    })
+    .default({ level: 'info' }),
+});
+
+export type GatewayConfigInput = z.input<typeof gatewaySchema>;
+export type GatewayConfig = Readonly<z.output<typeof gatewaySchema>>;
+
+/**
+ * load(file, env) → defaults → validate → frozen typed config. With no file, the embedded
+ * defaults (TETHER_DATA_DIR overrides data_dir).
+ */
+export function loadGatewayConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  const raw = file === undefined ? {} : readYamlFile(file);
+  return gatewayConfigFrom(raw, file ?? '(defaults)', env);
+}
+
+export function gatewayConfigFrom(raw: unknown, source: string, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw errors.config(source, [{ path: '', message: 'the top level must be a mapping of keys' }]);
+  }
+  const problems: FieldProblem[] = [];
+  const expanded = expandEnv(raw, env, '', problems) as Record<string, unknown>;
+  if (problems.length > 0) throw errors.config(source, problems);
+  if (expanded.data_dir === undefined && env.TETHER_DATA_DIR) expanded.data_dir = env.TETHER_DATA_DIR;
+  const cfg = validate(gatewaySchema, expanded, source);
+  if (cfg.cluster && cfg.store === 'sqlite') {
+    throw errors.config(source, [{ path: 'cluster', message: 'a cluster needs a postgres store (store: postgres://…)' }]);
+  }
+  return deepFreeze({ ...cfg, data_dir: resolve(cfg.data_dir) });
+}

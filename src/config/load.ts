@@ -1,0 +1,108 @@
+import { readFileSync } from 'node:fs';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { errors, type FieldProblem, TetherError } from '../errors/index.js';
+
+/** Reads a YAML file; syntax errors name line and column. A missing file is a clear error. */
+export function readYamlFile(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'file not found' : code === 'EACCES' ? 'permission denied' : String(e);
+    throw new TetherError('CONFIG_UNREADABLE', `${file}: cannot read config: ${why}`, { status: 400 });
+  }
+  return parseYamlText(text, file);
+}
+
+export function parseYamlText(text: string, file: string): unknown {
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const details = doc.errors.map((err) => {
+      const pos = err.linePos?.[0];
+      const where = pos ? `line ${pos.line}, column ${pos.col}` : 'unknown position';
+      const msg = err.message.split('\n')[0] ?? err.message;
+      return { path: '', message: `YAML syntax error at ${where}: ${msg}` };
+    });
+    throw errors.config(file, details);
+  }
+  return doc.toJS() ?? {};
+}
+
+const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+/** Expands ${VAR} in every string value (never in keys). Unset variables are errors. */
+export function expandEnv(value: unknown, env: NodeJS.ProcessEnv, path = '', problems: FieldProblem[] = []): unknown {
+  if (typeof value === 'string') {
+    return value.replace(ENV_REF, (_m, name: string) => {
+      const v = env[name];
+      if (v === undefined) {
+        problems.push({ path, message: `environment variable ${name} is not set` });
+        return '';
+      }
+      return v;
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, env, `${path}[${i}]`, problems));
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = expandEnv(v, env, path ? `${path}.${k}` : k, problems);
+    return out;
+  }
+  return value;
+}
+
+export function zodProblems(err: z.ZodError): FieldProblem[] {
+  return err.issues.map((issue) => {
+    const path = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p))).join('.');
+    let message = issue.message;
+    if (issue.code === 'unrecognized_keys') {
+      const keys = (issue as { keys: string[] }).keys;
+      return {
+        path: [path, keys[0]].filter(Boolean).join('.'),
+        message: `unknown key${keys.length > 1 ? `s ${keys.join(', ')}` : ''}`,
+      };
+    }
+    if (message.startsWith('Invalid input: expected') && message.includes('received undefined')) {
+      message = 'is required';
+    }
+    return { path: path.replace(/\.\[/g, '['), message };
+  });
+}
+
+/** Validates against a schema and deep-freezes the result. */
+export function validate<S extends z.ZodType>(schema: S, raw: unknown, file: string): Readonly<z.output<S>> {
+  const r = schema.safeParse(raw);
+  if (!r.success) throw errors.config(file, zodProblems(r.error));
+  return deepFreeze(r.data);
+}
+
+export function deepFreeze<T>(o: T): T {
+  if (o !== null && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o as object)) deepFreeze(v);
+  }
+  return o;
+}
+
+/** "host:port", "[::1]:port", ":port" → { host, port }. */
+export function parseHostPort(s: string, defaultHost = '0.0.0.0'): { host: string; port: number } | null {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(s.trim());
+  if (!m) return null;
+  const port = Number(m[3]);
+  if (port > 65535) return null;
+  const host = m[1] ?? m[2] ?? '';
+  return { host: host === '' ? defaultHost : host, port };
+}
+
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** "500ms", "60s", "8h" → milliseconds; a bare number is seconds. */
+export function parseDuration(v: string | number): number | null {
+  if (typeof v === 'number') return Number.isFinite(v) && v >= 0 ? v * 1000 : null;
+  const m = DURATION.exec(v.trim());
+  if (!m) return null;
+  return Number(m[1]) * (UNIT_MS[m[2]!] ?? 0);
+}

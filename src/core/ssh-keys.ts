@@ -1,0 +1,58 @@
+import { createHash } from 'node:crypto';
+import { utils } from 'ssh2';
+import { errors } from '../errors/index.js';
+
+export interface PublicKeyInfo {
+  /** e.g. "ssh-ed25519" */
+  type: string;
+  /** The SSH wire-format blob. */
+  blob: Buffer;
+  /** SHA256:… (unpadded base64), as `ssh-keygen -l` prints it. */
+  fingerprint: string;
+  /** Normalised OpenSSH line: "<type> <base64> [comment]". */
+  line: string;
+}
+
+export function fingerprintOf(blob: Buffer): string {
+  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
+}
+
+export function md5FingerprintOf(blob: Buffer): string {
+  const hex = createHash('md5').update(blob).digest('hex');
+  return `MD5:${hex.match(/../g)!.join(':')}`;
+}
+
+const PRIVATE_MARKERS = /-----BEGIN [A-Z ]*PRIVATE KEY-----/;
+
+/** Parses an OpenSSH public key line; refuses private keys, certificates of unknown kinds and garbage. */
+export function parsePublicKey(text: string): PublicKeyInfo {
+  const trimmed = text.trim();
+  if (trimmed === '') throw errors.invalidPublicKey('the file is empty');
+  if (PRIVATE_MARKERS.test(trimmed)) {
+    throw errors.invalidPublicKey('this is a PRIVATE key; give the public key (the .pub file) instead');
+  }
+  const lines = trimmed.split(/\r?\n/).filter((l) => l.trim() !== '' && !l.startsWith('#'));
+  if (lines.length !== 1) throw errors.invalidPublicKey('expected exactly one key line');
+  const parsed = utils.parseKey(lines[0]!);
+  if (parsed instanceof Error || Array.isArray(parsed)) {
+    throw errors.invalidPublicKey('expected "ssh-ed25519 AAAA…", "ssh-rsa AAAA…" or "ecdsa-sha2-… AAAA…"');
+  }
+  if (parsed.isPrivateKey()) throw errors.invalidPublicKey('this is a PRIVATE key; give the public key instead');
+  const blob = parsed.getPublicSSH();
+  const [, , ...comment] = lines[0]!.trim().split(/\s+/);
+  const line = [parsed.type, blob.toString('base64'), comment.join(' ')].filter(Boolean).join(' ');
+  return { type: parsed.type, blob, fingerprint: fingerprintOf(blob), line };
+}
+
+export interface KeyPair {
+  /** OpenSSH private key (PEM-like "-----BEGIN OPENSSH PRIVATE KEY-----"). */
+  privateKey: string;
+  /** OpenSSH public key line. */
+  publicKey: string;
+}
+
+/** A fresh ed25519 key pair in OpenSSH formats. */
+export function generateKeyPair(comment = ''): KeyPair {
+  const kp = utils.generateKeyPairSync('ed25519', { comment });
+  return { privateKey: kp.private, publicKey: kp.public.trim() };
+}

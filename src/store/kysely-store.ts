@@ -1,0 +1,254 @@
+import { type Kysely, sql } from 'kysely';
+import type {
+  EnrollmentRow,
+  GroupKeyRow,
+  KeyRow,
+  LeaseRange,
+  LeaseRow,
+  RepoMeta,
+  Store,
+  TenantRow,
+} from './types.js';
+
+export interface Database {
+  tenants: TenantRow;
+  tenant_keys: KeyRow;
+  leases: LeaseRow;
+  group_keys: GroupKeyRow;
+  enrollments: EnrollmentRow;
+  settings: { name: string; value: string };
+}
+
+function isUniqueViolation(e: unknown): boolean {
+  const err = e as { code?: string; message?: string };
+  return err.code === '23505' || err.code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || err.code === 'SQLITE_CONSTRAINT_UNIQUE';
+}
+
+/** The Store on top of Kysely; the dialect decides SQLite or PostgreSQL. */
+export class KyselyStore implements Store {
+  constructor(
+    readonly kind: 'sqlite' | 'postgres',
+    protected readonly db: Kysely<Database>,
+    private readonly onClose: () => Promise<void> = async () => {},
+  ) {}
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+    await this.onClose();
+  }
+
+  async getTenant(id: string) {
+    return this.db.selectFrom('tenants').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  async listTenants() {
+    return this.db.selectFrom('tenants').selectAll().orderBy('id').execute();
+  }
+
+  async insertTenant(row: TenantRow) {
+    try {
+      await this.db.insertInto('tenants').values(row).execute();
+      return true;
+    } catch (e) {
+      if (isUniqueViolation(e)) return false;
+      throw e;
+    }
+  }
+
+  async setQuota(id: string, quota: number, now: string) {
+    const r = await this.db
+      .updateTable('tenants')
+      .set({ quota, updated_at: now })
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
+  }
+
+  async deleteTenant(id: string) {
+    return this.db.transaction().execute(async (tx) => {
+      for (const t of ['tenant_keys', 'leases', 'group_keys', 'enrollments'] as const) {
+        await tx.deleteFrom(t).where('tenant_id', '=', id).execute();
+      }
+      const r = await tx.deleteFrom('tenants').where('id', '=', id).executeTakeFirst();
+      return Number(r.numDeletedRows) > 0;
+    });
+  }
+
+  async listKeys(tenantId: string) {
+    return this.db.selectFrom('tenant_keys').selectAll().where('tenant_id', '=', tenantId).orderBy('created_at').execute();
+  }
+
+  async replaceKeys(tenantId: string, keys: KeyRow[]) {
+    await this.db.transaction().execute(async (tx) => {
+      await tx.deleteFrom('tenant_keys').where('tenant_id', '=', tenantId).execute();
+      if (keys.length > 0) await tx.insertInto('tenant_keys').values(keys).execute();
+    });
+  }
+
+  async addKey(key: KeyRow) {
+    await this.db
+      .insertInto('tenant_keys')
+      .values(key)
+      .onConflict((oc) => oc.columns(['tenant_id', 'fingerprint']).doNothing())
+      .execute();
+  }
+
+  async deleteKey(tenantId: string, fingerprint: string) {
+    const r = await this.db
+      .deleteFrom('tenant_keys')
+      .where('tenant_id', '=', tenantId)
+      .where('fingerprint', '=', fingerprint)
+      .executeTakeFirst();
+    return Number(r.numDeletedRows) > 0;
+  }
+
+  async getLease(tenantId: string, label: string) {
+    return this.db
+      .selectFrom('leases')
+      .selectAll()
+      .where('tenant_id', '=', tenantId)
+      .where('label', '=', label)
+      .executeTakeFirst();
+  }
+
+  async listLeases(tenantId?: string) {
+    let q = this.db.selectFrom('leases').selectAll();
+    if (tenantId !== undefined) q = q.where('tenant_id', '=', tenantId);
+    return q.orderBy('port').execute();
+  }
+
+  async leasePort(tenantId: string, label: string, range: LeaseRange, now: string): Promise<LeaseRow | undefined> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const existing = await this.getLease(tenantId, label);
+      if (existing) return existing;
+      const used = await this.db
+        .selectFrom('leases')
+        .select('port')
+        .where('port', '>=', range.low)
+        .where('port', '<=', range.high)
+        .orderBy('port')
+        .execute();
+      let port = range.low;
+      for (const u of used) {
+        if (u.port === port) port++;
+        else if (u.port > port) break;
+      }
+      if (port > range.high) return undefined;
+      const row: LeaseRow = {
+        tenant_id: tenantId,
+        label,
+        port,
+        created_at: now,
+        last_used_at: now,
+        service: null,
+        scheme: null,
+        host: null,
+        dest_port: null,
+        path: null,
+      };
+      try {
+        await this.db.insertInto('leases').values(row).execute();
+        return row;
+      } catch (e) {
+        if (!isUniqueViolation(e)) throw e;
+        // Another writer took that port or that label first: look again.
+      }
+    }
+    throw new Error('lease allocation kept conflicting; giving up');
+  }
+
+  async updateLease(tenantId: string, label: string, meta: RepoMeta | null, now: string) {
+    await this.db
+      .updateTable('leases')
+      .set({ last_used_at: now, ...(meta ?? {}) })
+      .where('tenant_id', '=', tenantId)
+      .where('label', '=', label)
+      .execute();
+  }
+
+  async expireLeases(before: string, live: Array<{ tenant_id: string; label: string }>) {
+    const stale = await this.db.selectFrom('leases').select(['tenant_id', 'label']).where('last_used_at', '<', before).execute();
+    const liveSet = new Set(live.map((l) => `${l.tenant_id}\0${l.label}`));
+    let n = 0;
+    for (const s of stale) {
+      if (liveSet.has(`${s.tenant_id}\0${s.label}`)) continue;
+      await this.db
+        .deleteFrom('leases')
+        .where('tenant_id', '=', s.tenant_id)
+        .where('label', '=', s.label)
+        .where('last_used_at', '<', before)
+        .execute();
+      n++;
+    }
+    return n;
+  }
+
+  async getGroupKey(tenantId: string, group: string) {
+    return this.db
+      .selectFrom('group_keys')
+      .selectAll()
+      .where('tenant_id', '=', tenantId)
+      .where('group_name', '=', group)
+      .executeTakeFirst();
+  }
+
+  async listGroupKeys(tenantId: string) {
+    return this.db.selectFrom('group_keys').selectAll().where('tenant_id', '=', tenantId).orderBy('group_name').execute();
+  }
+
+  async ensureGroupKey(row: GroupKeyRow) {
+    await this.db
+      .insertInto('group_keys')
+      .values(row)
+      .onConflict((oc) => oc.columns(['tenant_id', 'group_name']).doNothing())
+      .execute();
+    return (await this.getGroupKey(row.tenant_id, row.group_name)) ?? row;
+  }
+
+  async setGroupKey(row: GroupKeyRow) {
+    await this.db
+      .insertInto('group_keys')
+      .values(row)
+      .onConflict((oc) => oc.columns(['tenant_id', 'group_name']).doUpdateSet({ key: row.key, created_at: row.created_at }))
+      .execute();
+  }
+
+  async insertEnrollment(row: EnrollmentRow) {
+    await this.db.insertInto('enrollments').values(row).execute();
+  }
+
+  async consumeEnrollment(tokenHash: string, now: string) {
+    const r = await this.db
+      .updateTable('enrollments')
+      .set({ used_at: now })
+      .where('token_hash', '=', tokenHash)
+      .where('used_at', 'is', null)
+      .where('expires_at', '>', now)
+      .returning('tenant_id')
+      .executeTakeFirst();
+    return r?.tenant_id;
+  }
+
+  async getSetting(name: string) {
+    const r = await this.db.selectFrom('settings').select('value').where('name', '=', name).executeTakeFirst();
+    return r?.value;
+  }
+
+  async initSetting(name: string, value: string) {
+    await this.db
+      .insertInto('settings')
+      .values({ name, value })
+      .onConflict((oc) => oc.column('name').doNothing())
+      .execute();
+    return (await this.getSetting(name)) ?? value;
+  }
+
+  async integrityCheck(): Promise<string> {
+    if (this.kind === 'sqlite') {
+      const r = await sql<{ integrity_check: string }>`pragma integrity_check`.execute(this.db);
+      return r.rows.map((x) => x.integrity_check).join('; ');
+    }
+    await sql`select 1`.execute(this.db);
+    return 'ok';
+  }
+}

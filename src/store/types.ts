@@ -1,0 +1,106 @@
+/** Persistent state. Two implementations (SQLite, PostgreSQL) behind one interface. */
+
+export interface TenantRow {
+  id: string;
+  quota: number;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface KeyRow {
+  tenant_id: string;
+  /** SHA256:… as ssh-keygen -l prints it. */
+  fingerprint: string;
+  /** The OpenSSH public key line ("ssh-ed25519 AAAA… comment"). */
+  public_key: string;
+  created_at: string;
+}
+
+/** A (tenant, label) → port lease, with the repository metadata its connector last sent. */
+export interface LeaseRow {
+  tenant_id: string;
+  label: string;
+  port: number;
+  created_at: string;
+  last_used_at: string;
+  service: string | null;
+  scheme: string | null;
+  host: string | null;
+  dest_port: number | null;
+  path: string | null;
+}
+
+export interface RepoMeta {
+  service: string | null;
+  scheme: string | null;
+  host: string | null;
+  dest_port: number | null;
+  path: string | null;
+}
+
+export interface GroupKeyRow {
+  tenant_id: string;
+  group_name: string;
+  key: string;
+  created_at: string;
+}
+
+export interface EnrollmentRow {
+  token_hash: string;
+  tenant_id: string;
+  expires_at: string;
+  used_at: string | null;
+}
+
+export interface LeaseRange {
+  low: number;
+  high: number;
+}
+
+export interface Store {
+  readonly kind: 'sqlite' | 'postgres';
+  close(): Promise<void>;
+
+  getTenant(id: string): Promise<TenantRow | undefined>;
+  listTenants(): Promise<TenantRow[]>;
+  /** Inserts; returns false when it exists already. */
+  insertTenant(row: TenantRow): Promise<boolean>;
+  setQuota(id: string, quota: number, now: string): Promise<boolean>;
+  /** Deletes the tenant with its keys, leases, group keys and enrollments. */
+  deleteTenant(id: string): Promise<boolean>;
+
+  listKeys(tenantId: string): Promise<KeyRow[]>;
+  /** Replaces every key of the tenant with these. */
+  replaceKeys(tenantId: string, keys: KeyRow[]): Promise<void>;
+  addKey(key: KeyRow): Promise<void>;
+  deleteKey(tenantId: string, fingerprint: string): Promise<boolean>;
+
+  getLease(tenantId: string, label: string): Promise<LeaseRow | undefined>;
+  listLeases(tenantId?: string): Promise<LeaseRow[]>;
+  /**
+   * The tenant's lease for this label, allocating the lowest free port of the range on first
+   * use. Returns undefined when the range is exhausted. Never gives one port two owners.
+   */
+  leasePort(tenantId: string, label: string, range: LeaseRange, now: string): Promise<LeaseRow | undefined>;
+  updateLease(tenantId: string, label: string, meta: RepoMeta | null, now: string): Promise<void>;
+  /** Releases leases not used since `before`, except the ones listed as live. */
+  expireLeases(before: string, live: Array<{ tenant_id: string; label: string }>): Promise<number>;
+
+  getGroupKey(tenantId: string, group: string): Promise<GroupKeyRow | undefined>;
+  listGroupKeys(tenantId: string): Promise<GroupKeyRow[]>;
+  /** Creates the group key if missing; returns the stored one. */
+  ensureGroupKey(row: GroupKeyRow): Promise<GroupKeyRow>;
+  setGroupKey(row: GroupKeyRow): Promise<void>;
+
+  insertEnrollment(row: EnrollmentRow): Promise<void>;
+  /** Marks the token used if it exists, is unused and unexpired; returns its tenant. */
+  consumeEnrollment(tokenHash: string, now: string): Promise<string | undefined>;
+
+  /** Small key/value settings shared by every member (cluster identity). */
+  getSetting(name: string): Promise<string | undefined>;
+  /** Sets the value unless one exists; returns the stored value. */
+  initSetting(name: string, value: string): Promise<string>;
+
+  /** Integrity check of the underlying database ("ok" when sound). */
+  integrityCheck(): Promise<string>;
+}
