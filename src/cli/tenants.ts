@@ -1,5 +1,174 @@
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import type { TenantView } from '../admin/schemas.js';
+import { assertTenantId } from '../core/ids.js';
+import { parseQuota } from '../core/tenants.js';
+import { TetherError } from '../errors/index.js';
+import { type AdminTarget, adminRequest, findAdmin } from './admin-client.js';
+import { table } from './table.js';
+
+function out(s: string): void {
+  process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
+}
+
+function readPubKeyFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'file not found' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a directory' : String(code ?? e);
+    throw new TetherError('PUBLIC_KEY_UNREADABLE', `cannot read public key file ${file}: ${why}`, { status: 400 });
+  }
+}
+
+function since(iso: string): string {
+  return iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+}
+
+export function formatTenants(tenants: TenantView[]): string {
+  if (tenants.length === 0) return 'no tenants (add one with: tether tenants add <id>)';
+  const rows = tenants.map((t) => {
+    const first = t.sessions[0];
+    return [
+      t.id,
+      t.quota === 0 ? '0 (disabled)' : String(t.quota),
+      String(t.in_use),
+      first ? since(first.since) : '-',
+      t.sessions.length > 1 ? `${first!.source} (+${t.sessions.length - 1})` : first ? first.source : '-',
+    ];
+  });
+  const lines = [table(['TENANT', 'QUOTA', 'IN USE', 'CONNECTED SINCE', 'SOURCE'], rows)];
+  const fwdRows: string[][] = [];
+  for (const t of tenants) {
+    for (const f of t.forwards) {
+      fwdRows.push([
+        t.id,
+        f.label,
+        f.destination ? `${f.service ? `${f.service}${f.scheme ? `+${f.scheme}` : ''}://` : ''}${f.destination}${f.path ?? ''}` : '-',
+        String(f.port),
+        f.state,
+        String(f.connections),
+        ...(f.node ? [f.node] : []),
+      ]);
+    }
+  }
+  if (fwdRows.length > 0) {
+    const hasNode = tenants.some((t) => t.forwards.some((f) => f.node));
+    lines.push('', table(['TENANT', 'FORWARD', 'DESTINATION', 'PORT', 'STATE', 'CONNECTIONS', ...(hasNode ? ['NODE'] : [])], fwdRows));
+  }
+  return lines.join('\n');
+}
+
+interface RepoListing {
+  tenant: string;
+  groups: Array<{
+    group: string;
+    key: string;
+    repositories: Array<TenantView['forwards'][number] & { repository: string }>;
+  }>;
+}
 
 export function registerTenants(program: Command): void {
-  program.command('tenants').description('(not yet built)');
+  const tenants = program
+    .command('tenants')
+    .description("manage tenants on a running gateway (a client of the admin API; finds it through TETHER_ADMIN_URL/TETHER_ADMIN_TOKEN or the gateway's data dir)")
+    .option('-d, --data-dir <dir>', 'the gateway data dir to read gateway.json and admin.token from (default: $TETHER_DATA_DIR or ./.tether)');
+  const target = (cmd: Command): AdminTarget => findAdmin(process.env, cmd.optsWithGlobals().dataDir as string | undefined);
+
+  tenants
+    .command('add <id>')
+    .description('add a tenant; prints its new private key once on stdout (or stores --pub-key instead)')
+    .option('--pub-key <file>', "store this OpenSSH public key instead of generating a pair")
+    .option('-f, --force', "replace the keys of an existing tenant (ends its live sessions)")
+    .option('--ports <n>', 'quota: forwards at once (default 20)')
+    .option('--json', 'print JSON')
+    .action(async (id: string, o: { pubKey?: string; force?: boolean; ports?: string; json?: boolean }, cmd: Command) => {
+      assertTenantId(id);
+      const quota = o.ports === undefined ? undefined : parseQuota(o.ports);
+      const publicKey = o.pubKey === undefined ? undefined : readPubKeyFile(o.pubKey);
+      const r = await adminRequest<{ tenant: TenantView; created: boolean; fingerprint: string; public_key: string; private_key?: string }>(
+        target(cmd),
+        'POST',
+        '/v1/tenants',
+        { id, public_key: publicKey, force: o.force === true ? true : undefined, quota },
+      );
+      if (o.json) return out(JSON.stringify(r, null, 2));
+      process.stderr.write(
+        `${r.created ? 'added' : 'replaced the keys of'} tenant ${id} (quota ${r.tenant.quota}, key ${r.fingerprint})\n` +
+          (r.private_key ? 'its private key follows; give it to the customer securely, it is not stored:\n' : ''),
+      );
+      if (r.private_key) out(r.private_key);
+    });
+
+  tenants
+    .command('list [id]')
+    .description('list tenants, their sessions and forwards')
+    .option('--json', 'print JSON')
+    .action(async (id: string | undefined, o: { json?: boolean }, cmd: Command) => {
+      if (id !== undefined) assertTenantId(id);
+      const list =
+        id === undefined
+          ? (await adminRequest<{ tenants: TenantView[] }>(target(cmd), 'GET', '/v1/tenants')).tenants
+          : [(await adminRequest<{ tenant: TenantView }>(target(cmd), 'GET', `/v1/tenants/${id}`)).tenant];
+      out(o.json ? JSON.stringify(id === undefined ? list : list[0], null, 2) : formatTenants(list));
+    });
+
+  tenants
+    .command('change <n> <id>')
+    .description('set the quota (forwards at once); 0 disables the tenant and ends its sessions')
+    .option('--json', 'print JSON')
+    .action(async (n: string, id: string, o: { json?: boolean }, cmd: Command) => {
+      const quota = parseQuota(n);
+      assertTenantId(id);
+      const r = await adminRequest<{ tenant: TenantView }>(target(cmd), 'PATCH', `/v1/tenants/${id}`, { quota });
+      out(o.json ? JSON.stringify(r.tenant, null, 2) : quota === 0 ? `tenant ${id} disabled (quota 0); its sessions were ended` : `tenant ${id} quota set to ${quota}`);
+    });
+
+  tenants
+    .command('remove <id>')
+    .description('remove a tenant: ends its sessions, deletes its keys, frees its leases')
+    .action(async (id: string, _o: unknown, cmd: Command) => {
+      assertTenantId(id);
+      await adminRequest(target(cmd), 'DELETE', `/v1/tenants/${id}`);
+      out(`tenant ${id} removed`);
+    });
+
+  tenants
+    .command('enroll <id>')
+    .description('print a one-time token (valid 24 h) for `tether connector register --token`')
+    .option('--json', 'print JSON')
+    .action(async (id: string, o: { json?: boolean }, cmd: Command) => {
+      assertTenantId(id);
+      const r = await adminRequest<{ token: string; expires_at: string }>(target(cmd), 'POST', `/v1/tenants/${id}/enrollments`, {});
+      if (o.json) return out(JSON.stringify(r, null, 2));
+      process.stderr.write(`one-time enrollment token for ${id}, valid until ${r.expires_at}:\n`);
+      out(r.token);
+    });
+
+  tenants
+    .command('repos <id>')
+    .description("list a tenant's repositories by group, with group keys, lease ports and state")
+    .option('--json', 'print JSON')
+    .action(async (id: string, o: { json?: boolean }, cmd: Command) => {
+      assertTenantId(id);
+      const r = await adminRequest<RepoListing>(target(cmd), 'GET', `/v1/tenants/${id}/repositories`);
+      if (o.json) return out(JSON.stringify(r, null, 2));
+      const rows: string[][] = [];
+      for (const g of r.groups) {
+        for (const f of g.repositories) {
+          rows.push([g.group, f.repository, f.service ?? '-', f.destination ?? '-', String(f.port), f.state, String(f.connections)]);
+        }
+      }
+      const keys = r.groups.map((g) => `group ${g.group}: key ${g.key}`).join('\n');
+      out([table(['GROUP', 'REPOSITORY', 'SERVICE', 'DESTINATION', 'PORT', 'STATE', 'CONNECTIONS'], rows), '', keys].join('\n'));
+    });
+
+  tenants
+    .command('rotate-group-key <id> <group>')
+    .description('give a group a new key; new front-door connections need it, open ones stay')
+    .action(async (id: string, group: string, _o: unknown, cmd: Command) => {
+      assertTenantId(id);
+      const r = await adminRequest<{ key: string }>(target(cmd), 'POST', `/v1/tenants/${id}/groups/${encodeURIComponent(group)}/key`);
+      out(r.key);
+    });
 }

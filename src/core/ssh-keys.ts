@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
-import { utils } from 'ssh2';
+import ssh2 from 'ssh2';
 import { errors } from '../errors/index.js';
+
+const { utils } = ssh2;
 
 export interface PublicKeyInfo {
   /** e.g. "ssh-ed25519" */

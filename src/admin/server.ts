@@ -1,0 +1,276 @@
+import { timingSafeEqual } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { z } from 'zod';
+import { zodProblems } from '../config/load.js';
+import type { ForwardRegistry } from '../core/forward-registry.js';
+import type { GroupKeyService } from '../core/group-keys.js';
+import { assertTenantId, isValidName } from '../core/ids.js';
+import type { TenantService } from '../core/tenants.js';
+import { errors, isTetherError, TetherError } from '../errors/index.js';
+import type { Logger } from '../log/index.js';
+import type { Store } from '../store/types.js';
+import { addKeyBody, addTenantBody, changeTenantBody, enrollmentBody } from './schemas.js';
+import { tenantViews } from './views.js';
+
+export interface AdminDeps {
+  token: string;
+  store: Store;
+  tenants: TenantService;
+  groupKeys: GroupKeyService;
+  registry: ForwardRegistry;
+  log: Logger;
+  nodeId: string | null;
+  version: string;
+  /** Prometheus text for GET /metrics. */
+  metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** Extra routes (dashboard, events) tried before the 404. */
+  extra?: (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => Promise<boolean>;
+}
+
+const MAX_BODY = 64 * 1024;
+
+type Handler = (ctx: { req: http.IncomingMessage; params: string[]; body: () => Promise<unknown> }) => Promise<[number, unknown]>;
+
+interface Route {
+  method: string;
+  pattern: RegExp;
+  handler: Handler;
+}
+
+function send(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body, null, 2);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
+  res.end(`${text}\n`);
+}
+
+function readBody(req: http.IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) {
+        reject(new TetherError('BODY_TOO_LARGE', `request body over ${MAX_BODY} bytes`, { status: 413 }));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      if (text.trim() === '') return resolve(undefined);
+      try {
+        resolve(JSON.parse(text));
+      } catch {
+        reject(errors.badRequest('request body is not valid JSON'));
+      }
+    });
+    req.on('error', reject);
+  });
+}
+
+export function parseBody<S extends z.ZodType>(schema: S, raw: unknown): z.output<S> {
+  const r = schema.safeParse(raw);
+  if (!r.success) {
+    const details = zodProblems(r.error);
+    throw errors.badRequest(
+      `invalid request body: ${details.map((d) => (d.path ? `${d.path}: ${d.message}` : d.message)).join('; ')}`,
+      details,
+    );
+  }
+  return r.data;
+}
+
+function tokenMatches(expected: string, header: string | undefined): boolean {
+  if (!header?.startsWith('Bearer ')) return false;
+  const a = Buffer.from(header.slice(7).trim());
+  const b = Buffer.from(expected);
+  if (a.length !== b.length) {
+    timingSafeEqual(b, b);
+    return false;
+  }
+  return timingSafeEqual(a, b);
+}
+
+/** The admin HTTP API: JSON, bearer token. */
+export class AdminServer {
+  private readonly server: http.Server;
+  private readonly routes: Route[];
+
+  constructor(private readonly deps: AdminDeps) {
+    this.routes = this.buildRoutes();
+    this.server = http.createServer((req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        deps.log.error({ err }, 'admin request failed');
+        if (!res.headersSent) send(res, 500, { error: { code: 'INTERNAL', message: 'internal error' } });
+        else res.destroy();
+      });
+    });
+    this.server.headersTimeout = 10_000;
+    this.server.requestTimeout = 30_000;
+  }
+
+  async listen(host: string, port: number): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host, port }, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    return this.server.address() as AddressInfo;
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections?.();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    if (url.pathname === '/health' && req.method === 'GET') {
+      return send(res, 200, { status: 'ok', version: this.deps.version, node: this.deps.nodeId });
+    }
+    if (this.deps.extra && (await this.deps.extra(req, res, url))) return;
+    if (!tokenMatches(this.deps.token, req.headers.authorization)) {
+      res.setHeader('www-authenticate', 'Bearer realm="tether-admin"');
+      return send(res, 401, errors.unauthorized().toJSON());
+    }
+    if (url.pathname === '/metrics' && req.method === 'GET' && this.deps.metrics) {
+      const m = await this.deps.metrics();
+      res.writeHead(200, { 'content-type': m.contentType });
+      res.end(m.body);
+      return;
+    }
+    const path = url.pathname.replace(/\/+$/, '') || '/';
+    let methodMismatch = false;
+    for (const r of this.routes) {
+      const m = r.pattern.exec(path);
+      if (!m) continue;
+      if (r.method !== req.method) {
+        methodMismatch = true;
+        continue;
+      }
+      try {
+        const params = m.slice(1).map((p) => decodeURIComponent(p));
+        const [status, body] = await r.handler({ req, params, body: () => readBody(req) });
+        if (status === 204) {
+          res.writeHead(204);
+          res.end();
+        } else send(res, status, body);
+      } catch (err) {
+        if (isTetherError(err)) send(res, err.status, err.toJSON());
+        else throw err;
+      }
+      return;
+    }
+    if (methodMismatch) return send(res, 405, { error: { code: 'METHOD_NOT_ALLOWED', message: `${req.method} is not allowed on ${path}` } });
+    send(res, 404, errors.notFound(`route ${req.method} ${path}`).toJSON());
+  }
+
+  private buildRoutes(): Route[] {
+    const d = this.deps;
+    const views = async (id?: string) => {
+      const rows = id === undefined ? await d.tenants.list() : [await d.tenants.get(id)];
+      return tenantViews(d.store, d.registry, rows, d.nodeId);
+    };
+    return [
+      {
+        method: 'GET',
+        pattern: /^\/v1\/tenants$/,
+        handler: async () => [200, { tenants: await views() }],
+      },
+      {
+        method: 'POST',
+        pattern: /^\/v1\/tenants$/,
+        handler: async ({ body }) => {
+          const b = parseBody(addTenantBody, await body());
+          const r = await d.tenants.add(b.id, { publicKey: b.public_key, force: b.force, quota: b.quota });
+          const [view] = await views(b.id);
+          return [
+            r.created ? 201 : 200,
+            { tenant: view, created: r.created, fingerprint: r.fingerprint, public_key: r.publicKey, ...(r.privateKey ? { private_key: r.privateKey } : {}) },
+          ];
+        },
+      },
+      {
+        method: 'GET',
+        pattern: /^\/v1\/tenants\/([^/]+)$/,
+        handler: async ({ params }) => [200, { tenant: (await views(params[0]!))[0] }],
+      },
+      {
+        method: 'PATCH',
+        pattern: /^\/v1\/tenants\/([^/]+)$/,
+        handler: async ({ params, body }) => {
+          const id = params[0]!;
+          assertTenantId(id);
+          const b = parseBody(changeTenantBody, await body());
+          if (b.quota !== undefined) await d.tenants.changeQuota(id, b.quota);
+          return [200, { tenant: (await views(id))[0] }];
+        },
+      },
+      {
+        method: 'DELETE',
+        pattern: /^\/v1\/tenants\/([^/]+)$/,
+        handler: async ({ params }) => {
+          await d.tenants.remove(params[0]!);
+          return [204, null];
+        },
+      },
+      {
+        method: 'POST',
+        pattern: /^\/v1\/tenants\/([^/]+)\/keys$/,
+        handler: async ({ params, body }) => {
+          const b = parseBody(addKeyBody, await body());
+          return [201, await d.tenants.addKey(params[0]!, b.public_key)];
+        },
+      },
+      {
+        method: 'POST',
+        pattern: /^\/v1\/tenants\/([^/]+)\/enrollments$/,
+        handler: async ({ params, body }) => {
+          const b = parseBody(enrollmentBody, await body());
+          const ttl = b?.ttl_hours === undefined ? undefined : b.ttl_hours * 3_600_000;
+          return [201, await d.tenants.createEnrollment(params[0]!, ttl)];
+        },
+      },
+      {
+        method: 'GET',
+        pattern: /^\/v1\/tenants\/([^/]+)\/repositories$/,
+        handler: async ({ params }) => {
+          const id = params[0]!;
+          const [view] = await views(id);
+          const groupNames = new Set<string>();
+          for (const f of view!.forwards) {
+            const g = f.label.split('/')[0];
+            if (g && f.label.split('/').length === 2 && isValidName(g)) groupNames.add(g);
+          }
+          for (const g of groupNames) await d.groupKeys.ensure(id, g);
+          const keys = await d.groupKeys.list(id);
+          const groups = keys.map((k) => ({
+            group: k.group_name,
+            key: k.key,
+            key_created_at: k.created_at,
+            repositories: view!.forwards
+              .filter((f) => f.label.startsWith(`${k.group_name}/`))
+              .map((f) => ({ ...f, repository: f.label.slice(k.group_name.length + 1) })),
+          }));
+          const ungrouped = view!.forwards.filter((f) => !groupNames.has(f.label.split('/')[0] ?? ''));
+          return [200, { tenant: id, groups, ungrouped }];
+        },
+      },
+      {
+        method: 'POST',
+        pattern: /^\/v1\/tenants\/([^/]+)\/groups\/([^/]+)\/key$/,
+        handler: async ({ params }) => {
+          const [id, group] = [params[0]!, params[1]!];
+          await d.tenants.get(id);
+          if (!isValidName(group)) throw errors.badRequest(`invalid group name ${JSON.stringify(group)}`);
+          const row = await d.groupKeys.rotate(id, group);
+          return [200, { tenant: id, group, key: row.key, key_created_at: row.created_at }];
+        },
+      },
+    ];
+  }
+}

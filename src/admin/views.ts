@@ -1,0 +1,51 @@
+import type { ForwardRegistry } from '../core/forward-registry.js';
+import type { LeaseRow, Store, TenantRow } from '../store/types.js';
+import type { ForwardView, TenantView } from './schemas.js';
+
+/** Builds the tenant listing: stored state (quota, keys, leases) joined with live state. */
+export async function tenantViews(store: Store, registry: ForwardRegistry, rows: TenantRow[], nodeId: string | null): Promise<TenantView[]> {
+  const leases = await store.listLeases();
+  const byTenant = new Map<string, LeaseRow[]>();
+  for (const l of leases) {
+    const list = byTenant.get(l.tenant_id) ?? [];
+    list.push(l);
+    byTenant.set(l.tenant_id, list);
+  }
+  const out: TenantView[] = [];
+  for (const t of rows) {
+    const keys = await store.listKeys(t.id);
+    const forwards: ForwardView[] = (byTenant.get(t.id) ?? []).map((l) => {
+      const live = registry.get(t.id, l.label);
+      const meta = live?.meta ?? l;
+      return {
+        label: l.label,
+        port: l.port,
+        state: live ? 'online' : 'offline',
+        service: meta.service,
+        scheme: meta.scheme,
+        destination: meta.host ? `${meta.host}${meta.dest_port ? `:${meta.dest_port}` : ''}` : null,
+        path: meta.path,
+        connections: live?.connections ?? 0,
+        connectors: live?.endpoints.length ?? 0,
+        node: live ? nodeId : null,
+      };
+    });
+    out.push({
+      id: t.id,
+      quota: t.quota,
+      in_use: registry.countLabels(t.id),
+      created_at: t.created_at,
+      updated_at: t.updated_at,
+      keys: keys.map((k) => ({ fingerprint: k.fingerprint, created_at: k.created_at })),
+      sessions: registry.sessionsOf(t.id).map((s) => ({
+        id: s.id,
+        source: s.source,
+        since: new Date(s.since).toISOString(),
+        fingerprint: s.fingerprint,
+        agent: s.agent,
+      })),
+      forwards,
+    });
+  }
+  return out;
+}

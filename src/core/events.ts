@@ -1,0 +1,28 @@
+import { EventEmitter } from 'node:events';
+
+/** What happened to a tenant; the gateway (and every cluster member) reacts by ending sessions. */
+export type TenantChange =
+  | { kind: 'added'; tenant: string }
+  | { kind: 'removed'; tenant: string }
+  | { kind: 'quota'; tenant: string; quota: number }
+  | { kind: 'keys-replaced'; tenant: string }
+  | { kind: 'key-removed'; tenant: string; fingerprint: string }
+  | { kind: 'group-key-rotated'; tenant: string; group: string }
+  | { kind: 'limits'; tenant: string };
+
+export class TenantEvents {
+  private readonly ee = new EventEmitter();
+
+  constructor() {
+    this.ee.setMaxListeners(0);
+  }
+
+  emit(change: TenantChange): void {
+    this.ee.emit('change', change);
+  }
+
+  on(fn: (change: TenantChange) => void): () => void {
+    this.ee.on('change', fn);
+    return () => this.ee.off('change', fn);
+  }
+}

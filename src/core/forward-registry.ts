@@ -1,0 +1,203 @@
+import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { TetherError } from '../errors/index.js';
+import type { RepoMeta } from '../store/types.js';
+import type { Clock } from './clock.js';
+
+/** One connector's offer of a forward: how to open a stream to it. */
+export interface ForwardEndpoint {
+  readonly session: LiveSession;
+  /** Opens a channel to the connector for this forward. */
+  open(origin: { address: string; port: number }): Promise<Duplex>;
+  /** Set when the connector says it cannot reach the destination. */
+  withdrawn?: string;
+  connections: number;
+}
+
+/** A connected SSH session of a tenant (a connector or plain OpenSSH). */
+export interface LiveSession {
+  readonly id: string;
+  readonly tenant: string;
+  readonly source: string;
+  readonly since: number;
+  readonly fingerprint: string;
+  readonly agent: string;
+  /** Ends the session and every connection it carries. */
+  end(reason: string): void;
+}
+
+export interface LiveForward {
+  readonly tenant: string;
+  readonly label: string;
+  readonly port: number;
+  meta: RepoMeta | null;
+  readonly endpoints: ForwardEndpoint[];
+  connections: number;
+  totalConnections: number;
+  bytesIn: number;
+  bytesOut: number;
+  rr: number;
+}
+
+export interface OpenedConnection {
+  stream: Duplex;
+  forward: LiveForward;
+  endpoint: ForwardEndpoint;
+  /** Call once when the connection ends, with the bytes moved each way. */
+  close(bytesIn: number, bytesOut: number): void;
+}
+
+const key = (tenant: string, label: string) => `${tenant}\0${label}`;
+
+/**
+ * Live state of one gateway: sessions, forwards and their connections. In memory; in a
+ * cluster each member keeps its own and the store holds the directory.
+ */
+export class ForwardRegistry extends EventEmitter {
+  private readonly forwards = new Map<string, LiveForward>();
+  private readonly byPortMap = new Map<number, LiveForward>();
+  private readonly sessions = new Map<string, LiveSession>();
+
+  constructor(private readonly clock: Clock) {
+    super();
+    this.setMaxListeners(0);
+  }
+
+  addSession(s: LiveSession): void {
+    this.sessions.set(s.id, s);
+    this.emit('session', { type: 'opened', session: s });
+  }
+
+  removeSession(s: LiveSession): void {
+    if (this.sessions.delete(s.id)) this.emit('session', { type: 'closed', session: s });
+  }
+
+  sessionsOf(tenant?: string): LiveSession[] {
+    return [...this.sessions.values()].filter((s) => tenant === undefined || s.tenant === tenant);
+  }
+
+  /** Ends every live session of a tenant (removal, quota 0, key rotation). */
+  endTenant(tenant: string, reason: string, filter: (s: LiveSession) => boolean = () => true): number {
+    let n = 0;
+    for (const s of this.sessionsOf(tenant)) {
+      if (!filter(s)) continue;
+      s.end(reason);
+      n++;
+    }
+    return n;
+  }
+
+  get(tenant: string, label: string): LiveForward | undefined {
+    return this.forwards.get(key(tenant, label));
+  }
+
+  byPort(port: number): LiveForward | undefined {
+    return this.byPortMap.get(port);
+  }
+
+  list(tenant?: string): LiveForward[] {
+    return [...this.forwards.values()]
+      .filter((f) => tenant === undefined || f.tenant === tenant)
+      .sort((a, b) => a.port - b.port);
+  }
+
+  /** Labels this tenant forwards right now (what the quota counts). */
+  countLabels(tenant: string): number {
+    let n = 0;
+    for (const f of this.forwards.values()) if (f.tenant === tenant) n++;
+    return n;
+  }
+
+  /** Adds an endpoint; returns true when it is the forward's first (its port must start listening). */
+  add(tenant: string, label: string, port: number, endpoint: ForwardEndpoint, meta: RepoMeta | null): boolean {
+    const k = key(tenant, label);
+    let f = this.forwards.get(k);
+    const first = f === undefined;
+    if (!f) {
+      f = { tenant, label, port, meta, endpoints: [], connections: 0, totalConnections: 0, bytesIn: 0, bytesOut: 0, rr: 0 };
+      this.forwards.set(k, f);
+      this.byPortMap.set(port, f);
+    } else if (meta) {
+      f.meta = meta;
+    }
+    if (!f.endpoints.includes(endpoint)) f.endpoints.push(endpoint);
+    this.emit('forward', { type: first ? 'up' : 'endpoint-added', forward: f });
+    return first;
+  }
+
+  /** Removes an endpoint; returns true when the forward has no endpoint left (its port must close). */
+  remove(tenant: string, label: string, endpoint: ForwardEndpoint): boolean {
+    const k = key(tenant, label);
+    const f = this.forwards.get(k);
+    if (!f) return false;
+    const i = f.endpoints.indexOf(endpoint);
+    if (i >= 0) f.endpoints.splice(i, 1);
+    if (f.endpoints.length > 0) {
+      this.emit('forward', { type: 'endpoint-removed', forward: f });
+      return false;
+    }
+    this.forwards.delete(k);
+    if (this.byPortMap.get(f.port) === f) this.byPortMap.delete(f.port);
+    this.emit('forward', { type: 'down', forward: f });
+    return true;
+  }
+
+  /** Round robin over the healthy endpoints. */
+  pick(f: LiveForward): ForwardEndpoint | undefined {
+    const healthy = f.endpoints.filter((e) => !e.withdrawn);
+    if (healthy.length === 0) return undefined;
+    const e = healthy[f.rr % healthy.length]!;
+    f.rr = (f.rr + 1) % 1_000_000;
+    return e;
+  }
+
+  /** Opens a connection to whichever connector serves this forward. */
+  async open(tenant: string, label: string, origin: { address: string; port: number }): Promise<OpenedConnection> {
+    const f = this.get(tenant, label);
+    if (!f) throw new TetherError('FORWARD_OFFLINE', `repository ${label} of ${tenant} is offline (no connector)`, { status: 503, retryable: true });
+    const tried = new Set<ForwardEndpoint>();
+    let lastErr: unknown;
+    for (;;) {
+      const e = this.pick(f);
+      if (!e || tried.has(e)) break;
+      tried.add(e);
+      try {
+        const stream = await e.open(origin);
+        return this.track(f, e, stream);
+      } catch (err) {
+        lastErr = err;
+      }
+    }
+    if (lastErr) {
+      throw new TetherError('FORWARD_OPEN_FAILED', `the connector for ${label} did not accept the connection`, {
+        status: 502,
+        retryable: true,
+        cause: lastErr,
+      });
+    }
+    throw new TetherError('FORWARD_WITHDRAWN', `repository ${label} of ${tenant} is unavailable (its connectors cannot reach it)`, { status: 503, retryable: true });
+  }
+
+  private track(f: LiveForward, e: ForwardEndpoint, stream: Duplex): OpenedConnection {
+    f.connections++;
+    f.totalConnections++;
+    e.connections++;
+    const startedAt = this.clock.now();
+    this.emit('connection', { type: 'opened', forward: f });
+    let closed = false;
+    return {
+      stream,
+      forward: f,
+      endpoint: e,
+      close: (bytesIn: number, bytesOut: number) => {
+        if (closed) return;
+        closed = true;
+        f.connections--;
+        e.connections--;
+        f.bytesIn += bytesIn;
+        f.bytesOut += bytesOut;
+        this.emit('connection', { type: 'closed', forward: f, bytesIn, bytesOut, durationMs: this.clock.now() - startedAt });
+      },
+    };
+  }
+}

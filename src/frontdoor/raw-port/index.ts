@@ -1,0 +1,111 @@
+import net from 'node:net';
+import type { ForwardRegistry } from '../../core/forward-registry.js';
+import { isTetherError } from '../../errors/index.js';
+import type { Logger } from '../../log/index.js';
+import { relay } from '../../tunnel/pipe.js';
+
+/**
+ * Raw-port front door: one TCP listener per live lease, on `forwards.bind`. Each accepted
+ * connection becomes a `forwarded-tcpip` channel to a connector serving that lease.
+ */
+export class LeaseListeners {
+  private readonly servers = new Map<number, net.Server>();
+  private readonly sockets = new Set<net.Socket>();
+
+  constructor(
+    private readonly bindHost: string,
+    private readonly registry: ForwardRegistry,
+    private readonly log: Logger,
+  ) {}
+
+  isOpen(port: number): boolean {
+    return this.servers.has(port);
+  }
+
+  /** Starts listening on a lease port (idempotent). Rejects with a readable reason when it cannot. */
+  async open(port: number): Promise<void> {
+    if (this.servers.has(port)) return;
+    const server = net.createServer({ noDelay: true }, (socket) => this.onConnection(port, socket));
+    this.servers.set(port, server);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ host: this.bindHost, port, exclusive: true }, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (e) {
+      this.servers.delete(port);
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new Error(
+        code === 'EADDRINUSE'
+          ? `port ${port} is in use by another program on the gateway host`
+          : `cannot listen on ${this.bindHost}:${port}: ${code ?? String(e)}`,
+      );
+    }
+    server.on('error', (err) => this.log.error({ err, port }, 'lease listener failed'));
+  }
+
+  close(port: number): void {
+    const s = this.servers.get(port);
+    if (!s) return;
+    this.servers.delete(port);
+    s.close();
+  }
+
+  async closeAll(): Promise<void> {
+    const all = [...this.servers.values()];
+    this.servers.clear();
+    for (const s of this.sockets) s.destroy();
+    await Promise.all(all.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  }
+
+  private onConnection(port: number, socket: net.Socket): void {
+    const f = this.registry.byPort(port);
+    const source = `${socket.remoteAddress}:${socket.remotePort}`;
+    if (!f) {
+      socket.destroy();
+      return;
+    }
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    socket.on('error', () => {});
+    socket.pause();
+    const origin = { address: socket.remoteAddress ?? '127.0.0.1', port: socket.remotePort ?? 0 };
+    this.registry.open(f.tenant, f.label, origin).then(
+      (conn) => {
+        if (socket.destroyed) {
+          conn.stream.destroy();
+          conn.close(0, 0);
+          return;
+        }
+        const started = Date.now();
+        relay(socket, conn.stream, (r) => {
+          conn.close(r.aToB, r.bToA);
+          this.log.info(
+            {
+              event: 'connection.closed',
+              tenant: f.tenant,
+              label: f.label,
+              port,
+              source,
+              bytes_in: r.aToB,
+              bytes_out: r.bToA,
+              duration_ms: Date.now() - started,
+            },
+            'connection closed',
+          );
+        });
+        socket.resume();
+      },
+      (err: unknown) => {
+        this.log.info(
+          { event: 'connection.refused', tenant: f.tenant, label: f.label, source, reason: isTetherError(err) ? err.message : String(err) },
+          'connection refused',
+        );
+        socket.destroy();
+      },
+    );
+  }
+}

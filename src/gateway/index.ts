@@ -1,0 +1,232 @@
+import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AdminServer } from '../admin/server.js';
+import { GatewayMetrics } from '../admin/metrics.js';
+import type { GatewayConfig } from '../config/gateway.js';
+import { ForwardAuthorizer, rangeText } from '../core/authorization.js';
+import { type Clock, systemClock } from '../core/clock.js';
+import { TenantEvents } from '../core/events.js';
+import { ForwardRegistry } from '../core/forward-registry.js';
+import { GroupKeyService } from '../core/group-keys.js';
+import { TenantService } from '../core/tenants.js';
+import { FailureThrottle } from '../core/throttle.js';
+import { TetherError } from '../errors/index.js';
+import { LeaseListeners } from '../frontdoor/raw-port/index.js';
+import type { Logger } from '../log/index.js';
+import { openStore } from '../store/index.js';
+import type { Store } from '../store/types.js';
+import { TunnelServer } from '../tunnel/server.js';
+import { loadAdminToken, loadHostKey } from './identity.js';
+
+export interface GatewayDeps {
+  log: Logger;
+  clock?: Clock;
+  version: string;
+}
+
+export interface GatewayAddresses {
+  tunnel: string;
+  admin: string;
+  adminUrl: string;
+  hostFingerprint: string;
+  dataDir: string;
+  forwards: string;
+  extra: Record<string, string>;
+}
+
+/** A front door or transport the composition root can start and stop. */
+export interface Component {
+  name: string;
+  start(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/** Builds a component from the running core, or returns undefined when the config leaves it off. */
+export type ComponentFactory = (ctx: GatewayContext) => Component | undefined;
+
+/** Everything a running gateway is made of; front doors receive this. */
+export interface GatewayContext {
+  config: GatewayConfig;
+  log: Logger;
+  clock: Clock;
+  store: Store;
+  events: TenantEvents;
+  tenants: TenantService;
+  groupKeys: GroupKeyService;
+  registry: ForwardRegistry;
+  listeners: LeaseListeners;
+  tunnel: TunnelServer;
+  metrics: GatewayMetrics;
+  nodeId: string | null;
+}
+
+function checkDataDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    accessSync(dir, constants.W_OK | constants.R_OK);
+    const probe = join(dir, '.write-test');
+    writeFileSync(probe, '');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? String(e);
+    throw new TetherError('DATA_DIR_UNWRITABLE', `data dir ${dir} is not writable (${code}); set data_dir or TETHER_DATA_DIR to a writable directory`, { status: 400, cause: e });
+  }
+}
+
+export class Gateway {
+  private ctx?: GatewayContext;
+  private admin?: AdminServer;
+  private readonly factories: ComponentFactory[] = [];
+  private readonly components: Component[] = [];
+  private expiryTimer?: NodeJS.Timeout;
+  private stopping?: Promise<void>;
+
+  constructor(
+    readonly config: GatewayConfig,
+    private readonly deps: GatewayDeps,
+  ) {}
+
+  get context(): GatewayContext {
+    if (!this.ctx) throw new Error('gateway not started');
+    return this.ctx;
+  }
+
+  async start(): Promise<GatewayAddresses> {
+    const { config } = this;
+    const log = this.deps.log;
+    const clock = this.deps.clock ?? systemClock;
+    checkDataDir(config.data_dir);
+    const store = await openStore(config.store, config.data_dir);
+    try {
+      const hostKey = loadHostKey(config.data_dir, config.tunnel.host_key);
+      const adminToken = loadAdminToken(config.data_dir, config.admin.token_file);
+      const nodeId = config.cluster?.node_id ?? null;
+      const events = new TenantEvents();
+      const tenants = new TenantService(store, clock, log, events, config.forwards.default_quota);
+      const groupKeys = new GroupKeyService(store, clock, log, events);
+      const registry = new ForwardRegistry(clock);
+      const listeners = new LeaseListeners(config.forwards.bind, registry, log);
+      const authorizer = new ForwardAuthorizer(store, registry, config.forwards.ports, clock);
+      const metrics = new GatewayMetrics(store, registry);
+      const authThrottle = new FailureThrottle(clock, { maxFailures: 20, windowMs: 60_000, blockMs: 5 * 60_000 });
+      const tunnel = new TunnelServer(
+        {
+          hostKey: hostKey.privateKey,
+          keepaliveInterval: config.tunnel.keepalive_interval,
+          keepaliveCountMax: config.tunnel.keepalive_count_max,
+          authTimeout: config.tunnel.auth_timeout,
+          maxUnauthenticated: config.tunnel.max_unauthenticated,
+          version: this.deps.version,
+          nodeId: nodeId ?? undefined,
+        },
+        {
+          store,
+          tenants,
+          authorizer,
+          registry,
+          listeners,
+          authThrottle,
+          clock,
+          log,
+          onRepoMeta: (tenant, label, meta) => {
+            store.updateLease(tenant, label, meta, new Date(clock.now()).toISOString()).catch((err: unknown) => log.warn({ err }, 'could not store repository metadata'));
+          },
+        },
+      );
+      this.ctx = { config, log, clock, store, events, tenants, groupKeys, registry, listeners, tunnel, metrics, nodeId };
+
+      events.on((c) => {
+        switch (c.kind) {
+          case 'removed':
+            registry.endTenant(c.tenant, 'tenant removed');
+            break;
+          case 'quota':
+            if (c.quota === 0) registry.endTenant(c.tenant, 'tenant disabled (quota 0)');
+            break;
+          case 'keys-replaced':
+            registry.endTenant(c.tenant, 'tenant keys replaced');
+            break;
+          case 'key-removed':
+            registry.endTenant(c.tenant, 'key removed', (s) => s.fingerprint === c.fingerprint);
+            break;
+          default:
+        }
+      });
+      registry.on('forward', (e: { type: string; forward: { tenant: string; label: string } }) => {
+        if (e.type === 'up' || e.type === 'down') {
+          store.updateLease(e.forward.tenant, e.forward.label, null, new Date(clock.now()).toISOString()).catch(() => {});
+        }
+      });
+
+      const tunnelAddr = await tunnel.listen(config.tunnel.listen.host, config.tunnel.listen.port);
+      this.admin = new AdminServer({
+        token: adminToken,
+        store,
+        tenants,
+        groupKeys,
+        registry,
+        log,
+        nodeId,
+        version: this.deps.version,
+        metrics: () => metrics.render(),
+      });
+      const adminAddr = await this.admin.listen(config.admin.listen.host, config.admin.listen.port);
+      const extra: Record<string, string> = {};
+      for (const make of this.factories) {
+        const c = make(this.ctx);
+        if (!c) continue;
+        this.components.push(c);
+        extra[c.name] = await c.start();
+      }
+
+      this.expiryTimer = setInterval(() => {
+        const before = new Date(clock.now() - config.forwards.lease_ttl).toISOString();
+        const live = registry.list().map((f) => ({ tenant_id: f.tenant, label: f.label }));
+        store.expireLeases(before, live).catch((err: unknown) => log.warn({ err }, 'lease expiry failed'));
+      }, 3_600_000);
+      this.expiryTimer.unref();
+
+      const fmt = (a: { address: string; port: number }) => (a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
+      const addresses: GatewayAddresses = {
+        tunnel: fmt(tunnelAddr),
+        admin: fmt(adminAddr),
+        adminUrl: `http://${fmt(adminAddr)}`,
+        hostFingerprint: hostKey.fingerprint,
+        dataDir: config.data_dir,
+        forwards: `${config.forwards.bind} ports ${rangeText(config.forwards.ports)}`,
+        extra,
+      };
+      writeFileSync(
+        join(config.data_dir, 'gateway.json'),
+        `${JSON.stringify({ pid: process.pid, admin_url: addresses.adminUrl, tunnel: addresses.tunnel, host_fingerprint: hostKey.fingerprint, ...extra }, null, 2)}\n`,
+        { mode: 0o600 },
+      );
+      return addresses;
+    } catch (e) {
+      await this.stop().catch(() => {});
+      await store.close().catch(() => {});
+      throw e;
+    }
+  }
+
+  /** Adds a front door or transport; built and started after the core, stopped before it. */
+  use(factory: ComponentFactory): this {
+    this.factories.push(factory);
+    return this;
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    if (this.expiryTimer) clearInterval(this.expiryTimer);
+    const ctx = this.ctx;
+    for (const c of [...this.components].reverse()) await c.stop().catch(() => {});
+    if (!ctx) return;
+    await ctx.tunnel.close();
+    await ctx.listeners.closeAll();
+    await this.admin?.close();
+    await ctx.store.close();
+  }
+}

@@ -1,0 +1,38 @@
+import type { Duplex } from 'node:stream';
+import { pipeline } from 'node:stream';
+
+export interface RelayResult {
+  /** Bytes read from `a` and written to `b`. */
+  aToB: number;
+  /** Bytes read from `b` and written to `a`. */
+  bToA: number;
+  error?: Error;
+}
+
+/**
+ * Pipes two duplex streams both ways with backpressure. Half-closes pass through (EOF on one
+ * side ends the other's writable side); an error or premature close on either side destroys both.
+ * `done` runs once, when both directions have finished.
+ */
+export function relay(a: Duplex, b: Duplex, done: (r: RelayResult) => void): void {
+  let aToB = 0;
+  let bToA = 0;
+  let pending = 2;
+  let firstError: Error | undefined;
+  a.on('data', (c: Buffer) => {
+    aToB += c.length;
+  });
+  b.on('data', (c: Buffer) => {
+    bToA += c.length;
+  });
+  const finish = (err: Error | null | undefined) => {
+    if (err && !firstError) {
+      firstError = err;
+      a.destroy();
+      b.destroy();
+    }
+    if (--pending === 0) done({ aToB, bToA, error: firstError });
+  };
+  pipeline(a, b, finish);
+  pipeline(b, a, finish);
+}

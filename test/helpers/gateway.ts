@@ -1,0 +1,133 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { BIN, freePortRange, OutputWatcher, type RunResult, run, stopProcess, tempDir } from './util.js';
+
+export interface StartGatewayOptions {
+  /** Extra gateway.yaml keys (merged over the test defaults). */
+  config?: Record<string, unknown>;
+  /** How many lease ports (default 20). */
+  ports?: number;
+  env?: NodeJS.ProcessEnv;
+  dataDir?: string;
+}
+
+export interface TestGateway {
+  dir: string;
+  dataDir: string;
+  configFile: string;
+  sshPort: number;
+  adminUrl: string;
+  adminToken: string;
+  hostFingerprint: string;
+  portRange: { low: number; high: number };
+  /** Environment for the CLI to reach this gateway. */
+  env: NodeJS.ProcessEnv;
+  process: ChildProcess;
+  output: OutputWatcher;
+  /** Runs the real `tether` CLI against this gateway. */
+  tether(args: string[], opts?: { input?: string; env?: NodeJS.ProcessEnv }): Promise<RunResult>;
+  /** Adds a tenant and returns the path of its private key file. */
+  addTenant(id: string, extraArgs?: string[]): Promise<string>;
+  /** Admin API call with the token. */
+  api(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }>;
+  stop(): Promise<void>;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts again on the same data dir, tunnel and admin ports. */
+  restart(): Promise<void>;
+}
+
+function merge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const cur = out[k];
+    out[k] =
+      v && typeof v === 'object' && !Array.isArray(v) && cur && typeof cur === 'object' && !Array.isArray(cur)
+        ? merge(cur as Record<string, unknown>, v as Record<string, unknown>)
+        : v;
+  }
+  return out;
+}
+
+/** Starts the real `tether gateway` binary with a temp config on OS-chosen ports. */
+export async function startGateway(opts: StartGatewayOptions = {}): Promise<TestGateway> {
+  const dir = tempDir('tether-gw-');
+  const dataDir = opts.dataDir ?? join(dir, 'data');
+  mkdirSync(dataDir, { recursive: true });
+  const range = await freePortRange(opts.ports ?? 20);
+  let config = merge(
+    {
+      data_dir: dataDir,
+      tunnel: { listen: '127.0.0.1:0' },
+      admin: { listen: '127.0.0.1:0' },
+      forwards: { bind: '127.0.0.1', ports: `${range.low}-${range.high}` },
+    },
+    opts.config ?? {},
+  );
+  const configFile = join(dir, 'gateway.yaml');
+  const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env, TETHER_LOG_LEVEL: 'debug' };
+  delete env.TETHER_ADMIN_URL;
+  delete env.TETHER_ADMIN_TOKEN;
+
+  const gw = {} as TestGateway;
+  const launch = async () => {
+    writeFileSync(configFile, stringify(config));
+    const p = spawn(process.execPath, [BIN, 'gateway', '-c', configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const output = new OutputWatcher(p.stdout!);
+    const errOut = new OutputWatcher(p.stderr!);
+    const exited = new Promise<never>((_, reject) =>
+      p.once('exit', (code) => reject(new Error(`gateway exited with ${code}:\n${output.text()}\n${errOut.text()}`))),
+    );
+    exited.catch(() => {});
+    const m = await Promise.race([output.wait(/"event":"gateway.started"/, 20_000), exited]);
+    const started = JSON.parse(m.input) as { tunnel: string; admin: string; host_fingerprint: string };
+    gw.process = p;
+    gw.output = output;
+    gw.sshPort = Number(started.tunnel.split(':').pop());
+    gw.adminUrl = started.admin;
+    gw.hostFingerprint = started.host_fingerprint;
+    gw.adminToken = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim();
+    gw.env = { ...process.env, TETHER_ADMIN_URL: gw.adminUrl, TETHER_ADMIN_TOKEN: gw.adminToken, TETHER_DATA_DIR: dataDir };
+  };
+  await launch();
+  Object.assign(gw, {
+    dir,
+    dataDir,
+    configFile,
+    portRange: range,
+    tether: (args: string[], o: { input?: string; env?: NodeJS.ProcessEnv } = {}) =>
+      run(process.execPath, [BIN, ...args], { env: { ...gw.env, ...o.env }, input: o.input }),
+    addTenant: async (id: string, extraArgs: string[] = []) => {
+      const r = await gw.tether(['tenants', 'add', id, ...extraArgs]);
+      if (r.code !== 0) throw new Error(`tenants add ${id} failed: ${r.stderr}`);
+      const keyFile = join(dir, `${id}.key`);
+      writeFileSync(keyFile, r.stdout, { mode: 0o600 });
+      return keyFile;
+    },
+    api: async (method: string, path: string, body?: unknown) => {
+      const res = await fetch(`${gw.adminUrl}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${gw.adminToken}`, 'content-type': 'application/json' },
+        body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+      });
+      const text = await res.text();
+      return { status: res.status, json: text ? JSON.parse(text) : undefined };
+    },
+    stop: () => stopProcess(gw.process),
+    kill: async (signal: NodeJS.Signals = 'SIGKILL') => {
+      const p = gw.process;
+      if (p.exitCode !== null || p.signalCode !== null) return;
+      const exited = new Promise<void>((r) => p.once('exit', () => r()));
+      p.kill(signal);
+      await exited;
+    },
+    restart: async () => {
+      await gw.stop();
+      const adminPort = Number(gw.adminUrl.split(':').pop());
+      config = merge(config, { tunnel: { listen: `127.0.0.1:${gw.sshPort}` }, admin: { listen: `127.0.0.1:${adminPort}` } });
+      await launch();
+    },
+  });
+  return gw;
+}

@@ -1,0 +1,74 @@
+import http from 'node:http';
+import net from 'node:net';
+
+export interface TestServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+async function listen(server: net.Server, host = '127.0.0.1'): Promise<number> {
+  await new Promise<void>((r) => server.listen({ host, port: 0 }, () => r()));
+  return (server.address() as net.AddressInfo).port;
+}
+
+function closer(server: net.Server, sockets: Set<net.Socket>): () => Promise<void> {
+  return () =>
+    new Promise<void>((r) => {
+      for (const s of sockets) s.destroy();
+      server.close(() => r());
+    });
+}
+
+function track(server: net.Server): Set<net.Socket> {
+  const sockets = new Set<net.Socket>();
+  server.on('connection', (s: net.Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  return sockets;
+}
+
+/** A real HTTP server answering "hello from <name> <path>". */
+export async function startHttpServer(name = 'upstream'): Promise<TestServer & { requests: number }> {
+  const state = { requests: 0 };
+  const server = http.createServer((req, res) => {
+    state.requests++;
+    const body = `hello from ${name} ${req.url}\n`;
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  });
+  const sockets = track(server);
+  const port = await listen(server);
+  return Object.assign(state, { port, close: closer(server, sockets) });
+}
+
+/** A TCP echo server. */
+export async function startEchoServer(): Promise<TestServer> {
+  const server = net.createServer({ noDelay: true }, (s) => {
+    s.on('error', () => {});
+    s.pipe(s);
+  });
+  const sockets = track(server);
+  const port = await listen(server);
+  return { port, close: closer(server, sockets) };
+}
+
+/** Sends `payload` over TCP and collects everything until the peer closes or `expect` bytes arrived. */
+export function tcpExchange(port: number, payload: Buffer | string, expect?: number, host = '127.0.0.1'): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host, port });
+    const chunks: Buffer[] = [];
+    let n = 0;
+    s.on('connect', () => s.write(payload));
+    s.on('data', (c: Buffer) => {
+      chunks.push(c);
+      n += c.length;
+      if (expect !== undefined && n >= expect) {
+        s.end();
+        resolve(Buffer.concat(chunks));
+      }
+    });
+    s.on('end', () => resolve(Buffer.concat(chunks)));
+    s.on('error', reject);
+  });
+}

@@ -1,0 +1,149 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const BIN = join(ROOT, 'dist/bin/tether.js');
+
+/** A temp dir removed at process exit. */
+export function tempDir(prefix = 'tether-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Polls `cond` until it returns a truthy value or the deadline passes. */
+export async function waitFor<T>(cond: () => T | Promise<T>, opts: { timeout?: number; interval?: number; what?: string } = {}): Promise<NonNullable<T>> {
+  const deadline = Date.now() + (opts.timeout ?? 10_000);
+  let lastErr: unknown;
+  for (;;) {
+    try {
+      const v = await cond();
+      if (v) return v as NonNullable<T>;
+    } catch (e) {
+      lastErr = e;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${opts.what ?? 'condition'}${lastErr ? `: ${String(lastErr)}` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, opts.interval ?? 50));
+  }
+}
+
+/** A free TCP port chosen by the OS. */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen({ host, port: 0 }, () => r()));
+  const { port } = srv.address() as net.AddressInfo;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+async function portFree(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen({ host, port, exclusive: true }, () => srv.close(() => resolve(true)));
+  });
+}
+
+/**
+ * A block of `size` consecutive free ports for a lease range. Lease ranges are configured,
+ * not chosen by the OS, so tests pick a random block below the ephemeral range and check it.
+ */
+export async function freePortRange(size: number, host = '127.0.0.1'): Promise<{ low: number; high: number }> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const low = 10_000 + Math.floor(Math.random() * 20_000);
+    let ok = true;
+    for (let p = low; p < low + size && ok; p++) ok = await portFree(p, host);
+    if (ok) return { low, high: low + size - 1 };
+  }
+  throw new Error('no free port range found');
+}
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to completion. */
+export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; timeout?: number; cwd?: string } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (c: Buffer) => {
+      stdout += c.toString();
+    });
+    p.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString();
+    });
+    const timer = setTimeout(() => p.kill('SIGKILL'), opts.timeout ?? 30_000);
+    p.on('error', reject);
+    p.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    p.stdin.end(opts.input ?? '');
+  });
+}
+
+/** Stops a child process: SIGTERM, then SIGKILL after `graceMs`. Resolves when it has exited. */
+export async function stopProcess(p: ChildProcess, graceMs = 5_000): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  const exited = new Promise<void>((r) => p.once('exit', () => r()));
+  p.kill('SIGTERM');
+  const t = setTimeout(() => p.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(t);
+}
+
+/** Collects a child's output lines and lets a test wait for one that matches. */
+export class OutputWatcher {
+  lines: string[] = [];
+  private buf = '';
+  private waiters: Array<{ re: RegExp; resolve: (m: RegExpExecArray) => void }> = [];
+
+  constructor(stream: NodeJS.ReadableStream) {
+    stream.on('data', (c: Buffer) => {
+      this.buf += c.toString();
+      let i = this.buf.indexOf('\n');
+      while (i >= 0) {
+        const line = this.buf.slice(0, i);
+        this.buf = this.buf.slice(i + 1);
+        this.lines.push(line);
+        for (const w of [...this.waiters]) {
+          const m = w.re.exec(line);
+          if (m) {
+            this.waiters.splice(this.waiters.indexOf(w), 1);
+            w.resolve(m);
+          }
+        }
+        i = this.buf.indexOf('\n');
+      }
+    });
+  }
+
+  /** Waits for a line matching `re` (lines seen since `from` count too). */
+  wait(re: RegExp, timeout = 10_000, from = 0): Promise<RegExpExecArray> {
+    for (const line of this.lines.slice(from)) {
+      const m = re.exec(line);
+      if (m) return Promise.resolve(m);
+    }
+    return new Promise((resolve, reject) => {
+      const w = { re, resolve: (m: RegExpExecArray) => (clearTimeout(t), resolve(m)) };
+      const t = setTimeout(() => {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        reject(new Error(`timed out waiting for output ${re}; last lines:\n${this.lines.slice(-10).join('\n')}`));
+      }, timeout);
+      this.waiters.push(w);
+    });
+  }
+
+  text(): string {
+    return this.lines.join('\n');
+  }
+}
