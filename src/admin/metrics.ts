@@ -70,14 +70,21 @@ export class GatewayMetrics {
       labelNames: ['code'],
       registers: [r],
     });
-    this.sessionsOpened = new client.Counter({ name: 'tether_sessions_opened_total', help: 'SSH sessions opened', registers: [r] });
-    live.on('connection', (e: { type: string; forward: { tenant: string }; bytesIn?: number; bytesOut?: number }) => {
-      if (e.type === 'opened') this.connectionsOpened.inc({ tenant: e.forward.tenant });
-      else {
-        this.bytes.inc({ tenant: e.forward.tenant, direction: 'in' }, e.bytesIn ?? 0);
-        this.bytes.inc({ tenant: e.forward.tenant, direction: 'out' }, e.bytesOut ?? 0);
-      }
+    this.sessionsOpened = new client.Counter({
+      name: 'tether_sessions_opened_total',
+      help: 'SSH sessions opened',
+      registers: [r],
     });
+    live.on(
+      'connection',
+      (e: { type: string; forward: { tenant: string }; bytesIn?: number; bytesOut?: number }) => {
+        if (e.type === 'opened') this.connectionsOpened.inc({ tenant: e.forward.tenant });
+        else {
+          this.bytes.inc({ tenant: e.forward.tenant, direction: 'in' }, e.bytesIn ?? 0);
+          this.bytes.inc({ tenant: e.forward.tenant, direction: 'out' }, e.bytesOut ?? 0);
+        }
+      },
+    );
     live.on('session', (e: { type: string }) => {
       if (e.type === 'opened') this.sessionsOpened.inc();
     });

@@ -3,7 +3,12 @@ import { MAX_QUOTA } from '../core/tenants.js';
 
 /** Request and response shapes of the admin API; validation and the OpenAPI document come from these. */
 
-export const tenantId = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'use 1-63 characters a-z, 0-9, "_" or "-", starting with a letter or digit');
+export const tenantId = z
+  .string()
+  .regex(
+    /^[a-z0-9][a-z0-9_-]{0,62}$/,
+    'use 1-63 characters a-z, 0-9, "_" or "-", starting with a letter or digit',
+  );
 
 export const quota = z
   .number({ error: 'must be a whole number from 0 to 3000' })
@@ -24,7 +29,15 @@ export const changeTenantBody = z.strictObject({
 
 export const addKeyBody = z.strictObject({ public_key: z.string().min(1).max(16_384) });
 
-export const enrollmentBody = z.strictObject({ ttl_hours: z.number().positive().max(24 * 30).optional() }).optional();
+export const enrollmentBody = z
+  .strictObject({
+    ttl_hours: z
+      .number()
+      .positive()
+      .max(24 * 30)
+      .optional(),
+  })
+  .optional();
 
 export const sessionView = z.object({
   id: z.string(),

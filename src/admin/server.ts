@@ -30,7 +30,11 @@ export interface AdminDeps {
 
 const MAX_BODY = 64 * 1024;
 
-type Handler = (ctx: { req: http.IncomingMessage; params: string[]; body: () => Promise<unknown> }) => Promise<[number, unknown]>;
+type Handler = (ctx: {
+  req: http.IncomingMessage;
+  params: string[];
+  body: () => Promise<unknown>;
+}) => Promise<[number, unknown]>;
 
 interface Route {
   method: string;
@@ -165,7 +169,10 @@ export class AdminServer {
       }
       return;
     }
-    if (methodMismatch) return send(res, 405, { error: { code: 'METHOD_NOT_ALLOWED', message: `${req.method} is not allowed on ${path}` } });
+    if (methodMismatch)
+      return send(res, 405, {
+        error: { code: 'METHOD_NOT_ALLOWED', message: `${req.method} is not allowed on ${path}` },
+      });
     send(res, 404, errors.notFound(`route ${req.method} ${path}`).toJSON());
   }
 
@@ -190,7 +197,13 @@ export class AdminServer {
           const [view] = await views(b.id);
           return [
             r.created ? 201 : 200,
-            { tenant: view, created: r.created, fingerprint: r.fingerprint, public_key: r.publicKey, ...(r.privateKey ? { private_key: r.privateKey } : {}) },
+            {
+              tenant: view,
+              created: r.created,
+              fingerprint: r.fingerprint,
+              public_key: r.publicKey,
+              ...(r.privateKey ? { private_key: r.privateKey } : {}),
+            },
           ];
         },
       },

@@ -3,7 +3,12 @@ import type { LeaseRow, Store, TenantRow } from '../store/types.js';
 import type { ForwardView, TenantView } from './schemas.js';
 
 /** Builds the tenant listing: stored state (quota, keys, leases) joined with live state. */
-export async function tenantViews(store: Store, registry: ForwardRegistry, rows: TenantRow[], nodeId: string | null): Promise<TenantView[]> {
+export async function tenantViews(
+  store: Store,
+  registry: ForwardRegistry,
+  rows: TenantRow[],
+  nodeId: string | null,
+): Promise<TenantView[]> {
   const leases = await store.listLeases();
   const byTenant = new Map<string, LeaseRow[]>();
   for (const l of leases) {

@@ -4,7 +4,6 @@ import { exitCodeFor, printError } from '../cli/exit.js';
 import { buildProgram } from '../cli/program.js';
 
 const program = buildProgram();
-program.exitOverride();
 try {
   await program.parseAsync(process.argv);
 } catch (e) {

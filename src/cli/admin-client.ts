@@ -38,7 +38,12 @@ export function findAdmin(env: NodeJS.ProcessEnv = process.env, dataDirOpt?: str
 }
 
 /** Calls the admin API; error bodies become TetherErrors with the server's message. */
-export async function adminRequest<T>(target: AdminTarget, method: string, path: string, body?: unknown): Promise<T> {
+export async function adminRequest<T>(
+  target: AdminTarget,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<T> {
   let res: Response;
   try {
     res = await fetch(`${target.url}${path}`, {
@@ -51,10 +56,14 @@ export async function adminRequest<T>(target: AdminTarget, method: string, path:
       signal: AbortSignal.timeout(15_000),
     });
   } catch (e) {
-    throw new TetherError('ADMIN_UNREACHABLE', `cannot reach the gateway admin API at ${target.url} (is \`tether gateway\` running?)`, {
-      status: 503,
-      cause: e,
-    });
+    throw new TetherError(
+      'ADMIN_UNREACHABLE',
+      `cannot reach the gateway admin API at ${target.url} (is \`tether gateway\` running?)`,
+      {
+        status: 503,
+        cause: e,
+      },
+    );
   }
   if (res.status === 204) return undefined as T;
   const text = await res.text();
@@ -65,11 +74,19 @@ export async function adminRequest<T>(target: AdminTarget, method: string, path:
     json = undefined;
   }
   if (!res.ok) {
-    const err = (json as { error?: { code?: string; message?: string; details?: Array<{ path: string; message: string }> } } | undefined)?.error;
-    throw new TetherError(err?.code ?? `HTTP_${res.status}`, err?.message ?? `admin API answered ${res.status}`, {
-      status: res.status,
-      details: err?.details,
-    });
+    const err = (
+      json as
+        | { error?: { code?: string; message?: string; details?: Array<{ path: string; message: string }> } }
+        | undefined
+    )?.error;
+    throw new TetherError(
+      err?.code ?? `HTTP_${res.status}`,
+      err?.message ?? `admin API answered ${res.status}`,
+      {
+        status: res.status,
+        details: err?.details,
+      },
+    );
   }
   return json as T;
 }

@@ -16,7 +16,8 @@ export function printError(e: unknown): void {
   if (isTetherError(e)) {
     process.stderr.write(`tether: ${e.message}\n`);
     for (const d of e.details) {
-      if (!e.message.includes(d.message)) process.stderr.write(`  ${d.path ? `${d.path}: ` : ''}${d.message}\n`);
+      if (!e.message.includes(d.message))
+        process.stderr.write(`  ${d.path ? `${d.path}: ` : ''}${d.message}\n`);
     }
   } else if (e instanceof Error) {
     process.stderr.write(`tether: ${e.message}\n`);

@@ -8,15 +8,28 @@ import { VERSION } from './version.js';
 export function registerGateway(program: Command): void {
   program
     .command('gateway')
-    .description('run the gateway (the main job): SSH tunnel endpoint, lease ports, admin API and front doors')
-    .option('-c, --config <file>', 'gateway.yaml (default: embedded defaults; TETHER_DATA_DIR sets the data dir)')
+    .description(
+      'run the gateway (the main job): SSH tunnel endpoint, lease ports, admin API and front doors',
+    )
+    .option(
+      '-c, --config <file>',
+      'gateway.yaml (default: embedded defaults; TETHER_DATA_DIR sets the data dir)',
+    )
     .action(async (o: { config?: string }) => {
       const config = loadGatewayConfig(o.config);
       const log = createLogger({ level: config.log.level });
       const gw = withFrontDoors(new Gateway(config, { log, version: VERSION }));
       const a = await gw.start();
       log.info(
-        { event: 'gateway.started', tunnel: a.tunnel, admin: a.adminUrl, host_fingerprint: a.hostFingerprint, data_dir: a.dataDir, forwards: a.forwards, ...a.extra },
+        {
+          event: 'gateway.started',
+          tunnel: a.tunnel,
+          admin: a.adminUrl,
+          host_fingerprint: a.hostFingerprint,
+          data_dir: a.dataDir,
+          forwards: a.forwards,
+          ...a.extra,
+        },
         `tether gateway ${VERSION} ready: tunnel ssh://${a.tunnel} (host key ${a.hostFingerprint}), admin ${a.adminUrl}, forwards on ${a.forwards}, data in ${a.dataDir}`,
       );
       let stopping = false;

@@ -12,7 +12,8 @@ export function buildProgram(): Command {
     .description('Reach services inside private networks through an outbound SSH tunnel.')
     .version(VERSION, '-V, --version', 'print the version')
     .showHelpAfterError('(run with --help for usage)')
-    .configureHelp({ sortSubcommands: false });
+    .configureHelp({ sortSubcommands: false })
+    .exitOverride();
   registerGateway(program);
   registerTenants(program);
   registerConnector(program);

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { TenantView } from '../admin/schemas.js';
 import { assertTenantId } from '../core/ids.js';
+import { parsePublicKey } from '../core/ssh-keys.js';
 import { parseQuota } from '../core/tenants.js';
 import { TetherError } from '../errors/index.js';
 import { type AdminTarget, adminRequest, findAdmin } from './admin-client.js';
@@ -16,8 +17,17 @@ function readPubKeyFile(file: string): string {
     return readFileSync(file, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'file not found' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a directory' : String(code ?? e);
-    throw new TetherError('PUBLIC_KEY_UNREADABLE', `cannot read public key file ${file}: ${why}`, { status: 400 });
+    const why =
+      code === 'ENOENT'
+        ? 'file not found'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : code === 'EISDIR'
+            ? 'it is a directory'
+            : String(code ?? e);
+    throw new TetherError('PUBLIC_KEY_UNREADABLE', `cannot read public key file ${file}: ${why}`, {
+      status: 400,
+    });
   }
 }
 
@@ -44,7 +54,9 @@ export function formatTenants(tenants: TenantView[]): string {
       fwdRows.push([
         t.id,
         f.label,
-        f.destination ? `${f.service ? `${f.service}${f.scheme ? `+${f.scheme}` : ''}://` : ''}${f.destination}${f.path ?? ''}` : '-',
+        f.destination
+          ? `${f.service ? `${f.service}${f.scheme ? `+${f.scheme}` : ''}://` : ''}${f.destination}${f.path ?? ''}`
+          : '-',
         String(f.port),
         f.state,
         String(f.connections),
@@ -54,7 +66,13 @@ export function formatTenants(tenants: TenantView[]): string {
   }
   if (fwdRows.length > 0) {
     const hasNode = tenants.some((t) => t.forwards.some((f) => f.node));
-    lines.push('', table(['TENANT', 'FORWARD', 'DESTINATION', 'PORT', 'STATE', 'CONNECTIONS', ...(hasNode ? ['NODE'] : [])], fwdRows));
+    lines.push(
+      '',
+      table(
+        ['TENANT', 'FORWARD', 'DESTINATION', 'PORT', 'STATE', 'CONNECTIONS', ...(hasNode ? ['NODE'] : [])],
+        fwdRows,
+      ),
+    );
   }
   return lines.join('\n');
 }
@@ -71,34 +89,54 @@ interface RepoListing {
 export function registerTenants(program: Command): void {
   const tenants = program
     .command('tenants')
-    .description("manage tenants on a running gateway (a client of the admin API; finds it through TETHER_ADMIN_URL/TETHER_ADMIN_TOKEN or the gateway's data dir)")
-    .option('-d, --data-dir <dir>', 'the gateway data dir to read gateway.json and admin.token from (default: $TETHER_DATA_DIR or ./.tether)');
-  const target = (cmd: Command): AdminTarget => findAdmin(process.env, cmd.optsWithGlobals().dataDir as string | undefined);
+    .description(
+      "manage tenants on a running gateway (a client of the admin API; finds it through TETHER_ADMIN_URL/TETHER_ADMIN_TOKEN or the gateway's data dir)",
+    )
+    .option(
+      '-d, --data-dir <dir>',
+      'the gateway data dir to read gateway.json and admin.token from (default: $TETHER_DATA_DIR or ./.tether)',
+    );
+  const target = (cmd: Command): AdminTarget =>
+    findAdmin(process.env, cmd.optsWithGlobals().dataDir as string | undefined);
 
   tenants
     .command('add <id>')
     .description('add a tenant; prints its new private key once on stdout (or stores --pub-key instead)')
-    .option('--pub-key <file>', "store this OpenSSH public key instead of generating a pair")
-    .option('-f, --force', "replace the keys of an existing tenant (ends its live sessions)")
+    .option('--pub-key <file>', 'store this OpenSSH public key instead of generating a pair')
+    .option('-f, --force', 'replace the keys of an existing tenant (ends its live sessions)')
     .option('--ports <n>', 'quota: forwards at once (default 20)')
     .option('--json', 'print JSON')
-    .action(async (id: string, o: { pubKey?: string; force?: boolean; ports?: string; json?: boolean }, cmd: Command) => {
-      assertTenantId(id);
-      const quota = o.ports === undefined ? undefined : parseQuota(o.ports);
-      const publicKey = o.pubKey === undefined ? undefined : readPubKeyFile(o.pubKey);
-      const r = await adminRequest<{ tenant: TenantView; created: boolean; fingerprint: string; public_key: string; private_key?: string }>(
-        target(cmd),
-        'POST',
-        '/v1/tenants',
-        { id, public_key: publicKey, force: o.force === true ? true : undefined, quota },
-      );
-      if (o.json) return out(JSON.stringify(r, null, 2));
-      process.stderr.write(
-        `${r.created ? 'added' : 'replaced the keys of'} tenant ${id} (quota ${r.tenant.quota}, key ${r.fingerprint})\n` +
-          (r.private_key ? 'its private key follows; give it to the customer securely, it is not stored:\n' : ''),
-      );
-      if (r.private_key) out(r.private_key);
-    });
+    .action(
+      async (
+        id: string,
+        o: { pubKey?: string; force?: boolean; ports?: string; json?: boolean },
+        cmd: Command,
+      ) => {
+        assertTenantId(id);
+        const quota = o.ports === undefined ? undefined : parseQuota(o.ports);
+        const publicKey = o.pubKey === undefined ? undefined : parsePublicKey(readPubKeyFile(o.pubKey)).line;
+        const r = await adminRequest<{
+          tenant: TenantView;
+          created: boolean;
+          fingerprint: string;
+          public_key: string;
+          private_key?: string;
+        }>(target(cmd), 'POST', '/v1/tenants', {
+          id,
+          public_key: publicKey,
+          force: o.force === true ? true : undefined,
+          quota,
+        });
+        if (o.json) return out(JSON.stringify(r, null, 2));
+        process.stderr.write(
+          `${r.created ? 'added' : 'replaced the keys of'} tenant ${id} (quota ${r.tenant.quota}, key ${r.fingerprint})\n` +
+            (r.private_key
+              ? 'its private key follows; give it to the customer securely, it is not stored:\n'
+              : ''),
+        );
+        if (r.private_key) out(r.private_key);
+      },
+    );
 
   tenants
     .command('list [id]')
@@ -120,8 +158,16 @@ export function registerTenants(program: Command): void {
     .action(async (n: string, id: string, o: { json?: boolean }, cmd: Command) => {
       const quota = parseQuota(n);
       assertTenantId(id);
-      const r = await adminRequest<{ tenant: TenantView }>(target(cmd), 'PATCH', `/v1/tenants/${id}`, { quota });
-      out(o.json ? JSON.stringify(r.tenant, null, 2) : quota === 0 ? `tenant ${id} disabled (quota 0); its sessions were ended` : `tenant ${id} quota set to ${quota}`);
+      const r = await adminRequest<{ tenant: TenantView }>(target(cmd), 'PATCH', `/v1/tenants/${id}`, {
+        quota,
+      });
+      out(
+        o.json
+          ? JSON.stringify(r.tenant, null, 2)
+          : quota === 0
+            ? `tenant ${id} disabled (quota 0); its sessions were ended`
+            : `tenant ${id} quota set to ${quota}`,
+      );
     });
 
   tenants
@@ -139,7 +185,12 @@ export function registerTenants(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (id: string, o: { json?: boolean }, cmd: Command) => {
       assertTenantId(id);
-      const r = await adminRequest<{ token: string; expires_at: string }>(target(cmd), 'POST', `/v1/tenants/${id}/enrollments`, {});
+      const r = await adminRequest<{ token: string; expires_at: string }>(
+        target(cmd),
+        'POST',
+        `/v1/tenants/${id}/enrollments`,
+        {},
+      );
       if (o.json) return out(JSON.stringify(r, null, 2));
       process.stderr.write(`one-time enrollment token for ${id}, valid until ${r.expires_at}:\n`);
       out(r.token);
@@ -156,11 +207,25 @@ export function registerTenants(program: Command): void {
       const rows: string[][] = [];
       for (const g of r.groups) {
         for (const f of g.repositories) {
-          rows.push([g.group, f.repository, f.service ?? '-', f.destination ?? '-', String(f.port), f.state, String(f.connections)]);
+          rows.push([
+            g.group,
+            f.repository,
+            f.service ?? '-',
+            f.destination ?? '-',
+            String(f.port),
+            f.state,
+            String(f.connections),
+          ]);
         }
       }
       const keys = r.groups.map((g) => `group ${g.group}: key ${g.key}`).join('\n');
-      out([table(['GROUP', 'REPOSITORY', 'SERVICE', 'DESTINATION', 'PORT', 'STATE', 'CONNECTIONS'], rows), '', keys].join('\n'));
+      out(
+        [
+          table(['GROUP', 'REPOSITORY', 'SERVICE', 'DESTINATION', 'PORT', 'STATE', 'CONNECTIONS'], rows),
+          '',
+          keys,
+        ].join('\n'),
+      );
     });
 
   tenants
@@ -168,7 +233,11 @@ export function registerTenants(program: Command): void {
     .description('give a group a new key; new front-door connections need it, open ones stay')
     .action(async (id: string, group: string, _o: unknown, cmd: Command) => {
       assertTenantId(id);
-      const r = await adminRequest<{ key: string }>(target(cmd), 'POST', `/v1/tenants/${id}/groups/${encodeURIComponent(group)}/key`);
+      const r = await adminRequest<{ key: string }>(
+        target(cmd),
+        'POST',
+        `/v1/tenants/${id}/groups/${encodeURIComponent(group)}/key`,
+      );
       out(r.key);
     });
 }

@@ -1,11 +1,11 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { errors, type FieldProblem } from '../errors/index.js';
 import { accessProxySchema } from './access-proxy.js';
 import { httpProxySchema } from './http-proxy.js';
 import { deepFreeze, expandEnv, readYamlFile, validate } from './load.js';
 import { duration, listenAddr, portRange, tlsFiles } from './schema-helpers.js';
 import { sshProxySchema } from './ssh-proxy.js';
-import { errors, type FieldProblem } from '../errors/index.js';
 
 const storeSpec = z.string().refine((s) => s === 'sqlite' || /^postgres(ql)?:\/\//.test(s), {
   message: 'use "sqlite" or a "postgres://user@host/db" URL',
@@ -19,7 +19,11 @@ export const gatewaySchema = z.strictObject({
       listen: listenAddr.default({ host: '127.0.0.1', port: 2222 }),
       tls: z.strictObject({ listen: listenAddr, ...tlsFiles.shape }).optional(),
       websocket: z
-        .strictObject({ listen: listenAddr, path: z.string().startsWith('/').default('/tunnel'), ...tlsFiles.shape })
+        .strictObject({
+          listen: listenAddr,
+          path: z.string().startsWith('/').default('/tunnel'),
+          ...tlsFiles.shape,
+        })
         .optional(),
       /** Keepalive interval; a session is dead after `keepalive_count_max` missed answers. */
       keepalive_interval: duration.default(15_000),
@@ -37,7 +41,10 @@ export const gatewaySchema = z.strictObject({
       max_unauthenticated: 256,
     }),
   admin: z
-    .strictObject({ listen: listenAddr.default({ host: '127.0.0.1', port: 7070 }), token_file: z.string().optional() })
+    .strictObject({
+      listen: listenAddr.default({ host: '127.0.0.1', port: 7070 }),
+      token_file: z.string().optional(),
+    })
     .default({ listen: { host: '127.0.0.1', port: 7070 } }),
   forwards: z
     .strictObject({
@@ -47,13 +54,20 @@ export const gatewaySchema = z.strictObject({
       /** Leases of repositories nobody forwarded for this long are released. */
       lease_ttl: duration.default(30 * 86_400_000),
     })
-    .default({ bind: '127.0.0.1', ports: { low: 2200, high: 5199 }, default_quota: 20, lease_ttl: 30 * 86_400_000 }),
+    .default({
+      bind: '127.0.0.1',
+      ports: { low: 2200, high: 5199 },
+      default_quota: 20,
+      lease_ttl: 30 * 86_400_000,
+    }),
   access_proxy: accessProxySchema.optional(),
   http_proxy: httpProxySchema.optional(),
   ssh_proxy: sshProxySchema.optional(),
   cluster: z
     .strictObject({
-      node_id: z.string().regex(/^[a-zA-Z0-9_.-]{1,63}$/, 'use 1-63 characters a-z, A-Z, 0-9, ".", "_" or "-"'),
+      node_id: z
+        .string()
+        .regex(/^[a-zA-Z0-9_.-]{1,63}$/, 'use 1-63 characters a-z, A-Z, 0-9, ".", "_" or "-"'),
       advertise: z.string().min(1),
       heartbeat: duration.default(2_000),
       dead_after: duration.default(6_000),
@@ -74,12 +88,19 @@ export type GatewayConfig = Readonly<z.output<typeof gatewaySchema>>;
  * load(file, env) → defaults → validate → frozen typed config. With no file, the embedded
  * defaults (TETHER_DATA_DIR overrides data_dir).
  */
-export function loadGatewayConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+export function loadGatewayConfig(
+  file: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): GatewayConfig {
   const raw = file === undefined ? {} : readYamlFile(file);
   return gatewayConfigFrom(raw, file ?? '(defaults)', env);
 }
 
-export function gatewayConfigFrom(raw: unknown, source: string, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+export function gatewayConfigFrom(
+  raw: unknown,
+  source: string,
+  env: NodeJS.ProcessEnv = process.env,
+): GatewayConfig {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw errors.config(source, [{ path: '', message: 'the top level must be a mapping of keys' }]);
   }
@@ -89,7 +110,9 @@ export function gatewayConfigFrom(raw: unknown, source: string, env: NodeJS.Proc
   if (expanded.data_dir === undefined && env.TETHER_DATA_DIR) expanded.data_dir = env.TETHER_DATA_DIR;
   const cfg = validate(gatewaySchema, expanded, source);
   if (cfg.cluster && cfg.store === 'sqlite') {
-    throw errors.config(source, [{ path: 'cluster', message: 'a cluster needs a postgres store (store: postgres://…)' }]);
+    throw errors.config(source, [
+      { path: 'cluster', message: 'a cluster needs a postgres store (store: postgres://…)' },
+    ]);
   }
   return deepFreeze({ ...cfg, data_dir: resolve(cfg.data_dir) });
 }

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { parseDocument } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { errors, type FieldProblem, TetherError } from '../errors/index.js';
 
@@ -17,10 +17,11 @@ export function readYamlFile(file: string): unknown {
 }
 
 export function parseYamlText(text: string, file: string): unknown {
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter });
   if (doc.errors.length > 0) {
     const details = doc.errors.map((err) => {
-      const pos = err.linePos?.[0];
+      const pos = err.linePos?.[0] ?? lineCounter.linePos(Math.min(err.pos[0], text.length));
       const where = pos ? `line ${pos.line}, column ${pos.col}` : 'unknown position';
       const msg = err.message.split('\n')[0] ?? err.message;
       return { path: '', message: `YAML syntax error at ${where}: ${msg}` };
@@ -33,7 +34,12 @@ export function parseYamlText(text: string, file: string): unknown {
 const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
 
 /** Expands ${VAR} in every string value (never in keys). Unset variables are errors. */
-export function expandEnv(value: unknown, env: NodeJS.ProcessEnv, path = '', problems: FieldProblem[] = []): unknown {
+export function expandEnv(
+  value: unknown,
+  env: NodeJS.ProcessEnv,
+  path = '',
+  problems: FieldProblem[] = [],
+): unknown {
   if (typeof value === 'string') {
     return value.replace(ENV_REF, (_m, name: string) => {
       const v = env[name];
@@ -47,7 +53,8 @@ export function expandEnv(value: unknown, env: NodeJS.ProcessEnv, path = '', pro
   if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, env, `${path}[${i}]`, problems));
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = expandEnv(v, env, path ? `${path}.${k}` : k, problems);
+    for (const [k, v] of Object.entries(value))
+      out[k] = expandEnv(v, env, path ? `${path}.${k}` : k, problems);
     return out;
   }
   return value;

@@ -5,7 +5,10 @@ import { parseDuration, parseHostPort } from './load.js';
 export const listenAddr = z.string().transform((s, ctx) => {
   const hp = parseHostPort(s);
   if (!hp) {
-    ctx.addIssue({ code: 'custom', message: `"${s}" is not a listen address (use "host:port", e.g. "127.0.0.1:2222")` });
+    ctx.addIssue({
+      code: 'custom',
+      message: `"${s}" is not a listen address (use "host:port", e.g. "127.0.0.1:2222")`,
+    });
     return z.NEVER;
   }
   return hp;
@@ -17,7 +20,10 @@ export type ListenAddr = { host: string; port: number };
 export const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
   const ms = parseDuration(v);
   if (ms === null) {
-    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} is not a duration (use e.g. "500ms", "60s", "8h")` });
+    ctx.addIssue({
+      code: 'custom',
+      message: `${JSON.stringify(v)} is not a duration (use e.g. "500ms", "60s", "8h")`,
+    });
     return z.NEVER;
   }
   return ms;
@@ -28,7 +34,10 @@ export const portRange = z.string().transform((s, ctx) => {
   const lo = m ? Number(m[1]) : Number.NaN;
   const hi = m ? Number(m[2]) : Number.NaN;
   if (!m || lo < 1 || hi > 65535 || lo > hi) {
-    ctx.addIssue({ code: 'custom', message: `"${s}" is not a port range (use "low-high", e.g. "2200-5199")` });
+    ctx.addIssue({
+      code: 'custom',
+      message: `"${s}" is not a port range (use "low-high", e.g. "2200-5199")`,
+    });
     return z.NEVER;
   }
   return { low: lo, high: hi };

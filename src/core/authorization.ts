@@ -3,9 +3,7 @@ import { type Clock, iso } from './clock.js';
 import type { ForwardRegistry } from './forward-registry.js';
 import { isValidLabel } from './ids.js';
 
-export type ForwardDecision =
-  | { ok: true; port: number }
-  | { ok: false; code: string; reason: string };
+export type ForwardDecision = { ok: true; port: number } | { ok: false; code: string; reason: string };
 
 export function rangeText(r: LeaseRange): string {
   return `${r.low}-${r.high}`;
@@ -25,7 +23,11 @@ export class ForwardAuthorizer {
 
   async authorizeForward(tenant: string, label: string, requestedPort: number): Promise<ForwardDecision> {
     if (!isValidLabel(label)) {
-      return { ok: false, code: 'LABEL_INVALID', reason: `invalid forward label ${JSON.stringify(label.slice(0, 80))}: use <group>/<repo> (printable ASCII, at most 200 characters)` };
+      return {
+        ok: false,
+        code: 'LABEL_INVALID',
+        reason: `invalid forward label ${JSON.stringify(label.slice(0, 80))}: use <group>/<repo> (printable ASCII, at most 200 characters)`,
+      };
     }
     const t = await this.store.getTenant(tenant);
     if (!t) return { ok: false, code: 'TENANT_NOT_FOUND', reason: 'tenant no longer exists' };
@@ -34,18 +36,30 @@ export class ForwardAuthorizer {
     if (!alreadyLive) {
       const inUse = this.registry.countLabels(tenant);
       if (inUse >= t.quota) {
-        return { ok: false, code: 'TENANT_QUOTA_EXCEEDED', reason: `quota exceeded (${inUse} of ${t.quota} in use)` };
+        return {
+          ok: false,
+          code: 'TENANT_QUOTA_EXCEEDED',
+          reason: `quota exceeded (${inUse} of ${t.quota} in use)`,
+        };
       }
     }
     if (requestedPort !== 0) {
       const existing = await this.store.getLease(tenant, label);
       if (!existing || existing.port !== requestedPort) {
-        return { ok: false, code: 'PORT_NOT_LEASED', reason: `port ${requestedPort} is not this tenant's lease for ${label} (ask for port 0 to get your lease)` };
+        return {
+          ok: false,
+          code: 'PORT_NOT_LEASED',
+          reason: `port ${requestedPort} is not this tenant's lease for ${label} (ask for port 0 to get your lease)`,
+        };
       }
     }
     const lease = await this.store.leasePort(tenant, label, this.range, iso(this.clock));
     if (!lease) {
-      return { ok: false, code: 'PORT_RANGE_EXHAUSTED', reason: `no free port left in the range ${rangeText(this.range)}` };
+      return {
+        ok: false,
+        code: 'PORT_RANGE_EXHAUSTED',
+        reason: `no free port left in the range ${rangeText(this.range)}`,
+      };
     }
     return { ok: true, port: lease.port };
   }

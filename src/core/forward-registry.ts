@@ -109,12 +109,29 @@ export class ForwardRegistry extends EventEmitter {
   }
 
   /** Adds an endpoint; returns true when it is the forward's first (its port must start listening). */
-  add(tenant: string, label: string, port: number, endpoint: ForwardEndpoint, meta: RepoMeta | null): boolean {
+  add(
+    tenant: string,
+    label: string,
+    port: number,
+    endpoint: ForwardEndpoint,
+    meta: RepoMeta | null,
+  ): boolean {
     const k = key(tenant, label);
     let f = this.forwards.get(k);
     const first = f === undefined;
     if (!f) {
-      f = { tenant, label, port, meta, endpoints: [], connections: 0, totalConnections: 0, bytesIn: 0, bytesOut: 0, rr: 0 };
+      f = {
+        tenant,
+        label,
+        port,
+        meta,
+        endpoints: [],
+        connections: 0,
+        totalConnections: 0,
+        bytesIn: 0,
+        bytesOut: 0,
+        rr: 0,
+      };
       this.forwards.set(k, f);
       this.byPortMap.set(port, f);
     } else if (meta) {
@@ -152,9 +169,17 @@ export class ForwardRegistry extends EventEmitter {
   }
 
   /** Opens a connection to whichever connector serves this forward. */
-  async open(tenant: string, label: string, origin: { address: string; port: number }): Promise<OpenedConnection> {
+  async open(
+    tenant: string,
+    label: string,
+    origin: { address: string; port: number },
+  ): Promise<OpenedConnection> {
     const f = this.get(tenant, label);
-    if (!f) throw new TetherError('FORWARD_OFFLINE', `repository ${label} of ${tenant} is offline (no connector)`, { status: 503, retryable: true });
+    if (!f)
+      throw new TetherError('FORWARD_OFFLINE', `repository ${label} of ${tenant} is offline (no connector)`, {
+        status: 503,
+        retryable: true,
+      });
     const tried = new Set<ForwardEndpoint>();
     let lastErr: unknown;
     for (;;) {
@@ -169,13 +194,21 @@ export class ForwardRegistry extends EventEmitter {
       }
     }
     if (lastErr) {
-      throw new TetherError('FORWARD_OPEN_FAILED', `the connector for ${label} did not accept the connection`, {
-        status: 502,
-        retryable: true,
-        cause: lastErr,
-      });
+      throw new TetherError(
+        'FORWARD_OPEN_FAILED',
+        `the connector for ${label} did not accept the connection`,
+        {
+          status: 502,
+          retryable: true,
+          cause: lastErr,
+        },
+      );
     }
-    throw new TetherError('FORWARD_WITHDRAWN', `repository ${label} of ${tenant} is unavailable (its connectors cannot reach it)`, { status: 503, retryable: true });
+    throw new TetherError(
+      'FORWARD_WITHDRAWN',
+      `repository ${label} of ${tenant} is unavailable (its connectors cannot reach it)`,
+      { status: 503, retryable: true },
+    );
   }
 
   private track(f: LiveForward, e: ForwardEndpoint, stream: Duplex): OpenedConnection {
@@ -196,7 +229,13 @@ export class ForwardRegistry extends EventEmitter {
         e.connections--;
         f.bytesIn += bytesIn;
         f.bytesOut += bytesOut;
-        this.emit('connection', { type: 'closed', forward: f, bytesIn, bytesOut, durationMs: this.clock.now() - startedAt });
+        this.emit('connection', {
+          type: 'closed',
+          forward: f,
+          bytesIn,
+          bytesOut,
+          durationMs: this.clock.now() - startedAt,
+        });
       },
     };
   }

@@ -1,7 +1,6 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../log/index.js';
-import type { Store } from '../store/types.js';
-import type { GroupKeyRow } from '../store/types.js';
+import type { GroupKeyRow, Store } from '../store/types.js';
 import { type Clock, iso } from './clock.js';
 import type { TenantEvents } from './events.js';
 
@@ -29,7 +28,12 @@ export class GroupKeyService {
   ) {}
 
   ensure(tenant: string, group: string): Promise<GroupKeyRow> {
-    return this.store.ensureGroupKey({ tenant_id: tenant, group_name: group, key: newGroupKey(), created_at: iso(this.clock) });
+    return this.store.ensureGroupKey({
+      tenant_id: tenant,
+      group_name: group,
+      key: newGroupKey(),
+      created_at: iso(this.clock),
+    });
   }
 
   list(tenant: string): Promise<GroupKeyRow[]> {

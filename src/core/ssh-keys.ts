@@ -39,7 +39,8 @@ export function parsePublicKey(text: string): PublicKeyInfo {
   if (parsed instanceof Error || Array.isArray(parsed)) {
     throw errors.invalidPublicKey('expected "ssh-ed25519 AAAA…", "ssh-rsa AAAA…" or "ecdsa-sha2-… AAAA…"');
   }
-  if (parsed.isPrivateKey()) throw errors.invalidPublicKey('this is a PRIVATE key; give the public key instead');
+  if (parsed.isPrivateKey())
+    throw errors.invalidPublicKey('this is a PRIVATE key; give the public key instead');
   const blob = parsed.getPublicSSH();
   const [, , ...comment] = lines[0]!.trim().split(/\s+/);
   const line = [parsed.type, blob.toString('base64'), comment.join(' ')].filter(Boolean).join(' ');

@@ -1,8 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { Logger } from '../log/index.js';
 import { errors } from '../errors/index.js';
-import type { Store } from '../store/types.js';
-import type { TenantRow } from '../store/types.js';
+import type { Logger } from '../log/index.js';
+import type { Store, TenantRow } from '../store/types.js';
 import { type Clock, iso } from './clock.js';
 import type { TenantEvents } from './events.js';
 import { assertTenantId } from './ids.js';
@@ -78,16 +77,33 @@ export class TenantService {
       { tenant_id: id, fingerprint: pub.fingerprint, public_key: pub.line, created_at: now },
     ]);
     const tenant = (await this.store.getTenant(id)) ?? row;
-    this.log.info({ event: 'tenant.' + (created ? 'added' : 'keys_replaced'), tenant: id, fingerprint: pub.fingerprint, quota: tenant.quota }, created ? 'tenant added' : 'tenant keys replaced');
+    this.log.info(
+      {
+        event: `tenant.${created ? 'added' : 'keys_replaced'}`,
+        tenant: id,
+        fingerprint: pub.fingerprint,
+        quota: tenant.quota,
+      },
+      created ? 'tenant added' : 'tenant keys replaced',
+    );
     this.events.emit(created ? { kind: 'added', tenant: id } : { kind: 'keys-replaced', tenant: id });
-    return { tenant, created, fingerprint: pub.fingerprint, publicKey: pub.line, privateKey: pair?.privateKey };
+    return {
+      tenant,
+      created,
+      fingerprint: pub.fingerprint,
+      publicKey: pub.line,
+      privateKey: pair?.privateKey,
+    };
   }
 
   async changeQuota(id: string, quota: unknown): Promise<TenantRow> {
     const q = parseQuota(quota);
     assertTenantId(id);
     if (!(await this.store.setQuota(id, q, iso(this.clock)))) throw errors.tenantNotFound(id);
-    this.log.info({ event: 'tenant.changed', tenant: id, quota: q }, q === 0 ? 'tenant disabled (quota 0)' : 'tenant quota changed');
+    this.log.info(
+      { event: 'tenant.changed', tenant: id, quota: q },
+      q === 0 ? 'tenant disabled (quota 0)' : 'tenant quota changed',
+    );
     this.events.emit({ kind: 'quota', tenant: id, quota: q });
     return this.get(id);
   }
@@ -102,23 +118,37 @@ export class TenantService {
   async addKey(id: string, publicKey: string): Promise<{ fingerprint: string }> {
     await this.get(id);
     const pub = parsePublicKey(publicKey);
-    await this.store.addKey({ tenant_id: id, fingerprint: pub.fingerprint, public_key: pub.line, created_at: iso(this.clock) });
+    await this.store.addKey({
+      tenant_id: id,
+      fingerprint: pub.fingerprint,
+      public_key: pub.line,
+      created_at: iso(this.clock),
+    });
     this.log.info({ event: 'tenant.key_added', tenant: id, fingerprint: pub.fingerprint }, 'key added');
     return { fingerprint: pub.fingerprint };
   }
 
   async removeKey(id: string, fingerprint: string): Promise<void> {
-    if (!(await this.store.deleteKey(id, fingerprint))) throw errors.notFound(`key ${fingerprint} of tenant "${id}"`);
+    if (!(await this.store.deleteKey(id, fingerprint)))
+      throw errors.notFound(`key ${fingerprint} of tenant "${id}"`);
     this.log.info({ event: 'tenant.key_removed', tenant: id, fingerprint }, 'key removed');
     this.events.emit({ kind: 'key-removed', tenant: id, fingerprint });
   }
 
   /** A one-time enrollment token for `tether connector register`. */
-  async createEnrollment(id: string, ttlMs = ENROLLMENT_TTL_MS): Promise<{ token: string; expires_at: string }> {
+  async createEnrollment(
+    id: string,
+    ttlMs = ENROLLMENT_TTL_MS,
+  ): Promise<{ token: string; expires_at: string }> {
     await this.get(id);
     const token = `tet_${randomBytes(24).toString('base64url')}`;
     const expires_at = new Date(this.clock.now() + ttlMs).toISOString();
-    await this.store.insertEnrollment({ token_hash: hashToken(token), tenant_id: id, expires_at, used_at: null });
+    await this.store.insertEnrollment({
+      token_hash: hashToken(token),
+      tenant_id: id,
+      expires_at,
+      used_at: null,
+    });
     this.log.info({ event: 'tenant.enrollment_created', tenant: id, expires_at }, 'enrollment token created');
     return { token, expires_at };
   }
@@ -128,13 +158,24 @@ export class TenantService {
     const pub = parsePublicKey(publicKeyLine);
     const tenant = await this.store.consumeEnrollment(hashToken(token), iso(this.clock));
     if (!tenant) throw errors.enrollmentInvalid();
-    await this.store.addKey({ tenant_id: tenant, fingerprint: pub.fingerprint, public_key: pub.line, created_at: iso(this.clock) });
-    this.log.info({ event: 'tenant.enrolled', tenant, fingerprint: pub.fingerprint }, 'connector key enrolled');
+    await this.store.addKey({
+      tenant_id: tenant,
+      fingerprint: pub.fingerprint,
+      public_key: pub.line,
+      created_at: iso(this.clock),
+    });
+    this.log.info(
+      { event: 'tenant.enrolled', tenant, fingerprint: pub.fingerprint },
+      'connector key enrolled',
+    );
     return { tenant, fingerprint: pub.fingerprint };
   }
 
   /** Whether this key may log in as this tenant right now. */
-  async checkLogin(id: string, fingerprint: string): Promise<{ ok: true; quota: number } | { ok: false; reason: string }> {
+  async checkLogin(
+    id: string,
+    fingerprint: string,
+  ): Promise<{ ok: true; quota: number } | { ok: false; reason: string }> {
     const t = await this.store.getTenant(id);
     if (!t) return { ok: false, reason: 'unknown tenant' };
     if (t.quota === 0) return { ok: false, reason: 'tenant disabled (quota 0)' };

@@ -29,7 +29,7 @@ export class FailureThrottle {
     const e = this.entries.get(source);
     if (!e) return 0;
     const left = e.blockedUntil - this.clock.now();
-    return left > 0 ? left : 0;
+    return Math.max(left, 0);
   }
 
   fail(source: string): void {

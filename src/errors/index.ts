@@ -95,8 +95,7 @@ export const errors = {
     new TetherError('PUBLIC_KEY_INVALID', `not a usable SSH public key: ${why}`, { status: 400 }),
   badRequest: (message: string, details: FieldProblem[] = []) =>
     new TetherError('BAD_REQUEST', message, { status: 400, details }),
-  unauthorized: () =>
-    new TetherError('UNAUTHORIZED', 'missing or wrong admin token', { status: 401 }),
+  unauthorized: () => new TetherError('UNAUTHORIZED', 'missing or wrong admin token', { status: 401 }),
   notFound: (what: string) => new TetherError('NOT_FOUND', `${what} not found`, { status: 404 }),
   config: (file: string, details: FieldProblem[]) =>
     new TetherError(

@@ -26,7 +26,11 @@ export function hostKeyFrom(privateKey: string, source: string): HostKey {
     throw new TetherError('HOST_KEY_INVALID', `${source}: not an SSH private key`, { status: 400 });
   }
   const blob = parsed.getPublicSSH();
-  return { privateKey, fingerprint: fingerprintOf(blob), publicKey: `${parsed.type} ${blob.toString('base64')}` };
+  return {
+    privateKey,
+    fingerprint: fingerprintOf(blob),
+    publicKey: `${parsed.type} ${blob.toString('base64')}`,
+  };
 }
 
 /** The gateway's ed25519 host key: generated on first start into the data dir. */

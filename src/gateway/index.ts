@@ -1,7 +1,7 @@
 import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AdminServer } from '../admin/server.js';
 import { GatewayMetrics } from '../admin/metrics.js';
+import { AdminServer } from '../admin/server.js';
 import type { GatewayConfig } from '../config/gateway.js';
 import { ForwardAuthorizer, rangeText } from '../core/authorization.js';
 import { type Clock, systemClock } from '../core/clock.js';
@@ -68,7 +68,11 @@ function checkDataDir(dir: string): void {
     writeFileSync(probe, '');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? String(e);
-    throw new TetherError('DATA_DIR_UNWRITABLE', `data dir ${dir} is not writable (${code}); set data_dir or TETHER_DATA_DIR to a writable directory`, { status: 400, cause: e });
+    throw new TetherError(
+      'DATA_DIR_UNWRITABLE',
+      `data dir ${dir} is not writable (${code}); set data_dir or TETHER_DATA_DIR to a writable directory`,
+      { status: 400, cause: e },
+    );
   }
 }
 
@@ -107,7 +111,11 @@ export class Gateway {
       const listeners = new LeaseListeners(config.forwards.bind, registry, log);
       const authorizer = new ForwardAuthorizer(store, registry, config.forwards.ports, clock);
       const metrics = new GatewayMetrics(store, registry);
-      const authThrottle = new FailureThrottle(clock, { maxFailures: 20, windowMs: 60_000, blockMs: 5 * 60_000 });
+      const authThrottle = new FailureThrottle(clock, {
+        maxFailures: 20,
+        windowMs: 60_000,
+        blockMs: 5 * 60_000,
+      });
       const tunnel = new TunnelServer(
         {
           hostKey: hostKey.privateKey,
@@ -128,11 +136,26 @@ export class Gateway {
           clock,
           log,
           onRepoMeta: (tenant, label, meta) => {
-            store.updateLease(tenant, label, meta, new Date(clock.now()).toISOString()).catch((err: unknown) => log.warn({ err }, 'could not store repository metadata'));
+            store
+              .updateLease(tenant, label, meta, new Date(clock.now()).toISOString())
+              .catch((err: unknown) => log.warn({ err }, 'could not store repository metadata'));
           },
         },
       );
-      this.ctx = { config, log, clock, store, events, tenants, groupKeys, registry, listeners, tunnel, metrics, nodeId };
+      this.ctx = {
+        config,
+        log,
+        clock,
+        store,
+        events,
+        tenants,
+        groupKeys,
+        registry,
+        listeners,
+        tunnel,
+        metrics,
+        nodeId,
+      };
 
       events.on((c) => {
         switch (c.kind) {
@@ -153,7 +176,9 @@ export class Gateway {
       });
       registry.on('forward', (e: { type: string; forward: { tenant: string; label: string } }) => {
         if (e.type === 'up' || e.type === 'down') {
-          store.updateLease(e.forward.tenant, e.forward.label, null, new Date(clock.now()).toISOString()).catch(() => {});
+          store
+            .updateLease(e.forward.tenant, e.forward.label, null, new Date(clock.now()).toISOString())
+            .catch(() => {});
         }
       });
 
@@ -185,7 +210,8 @@ export class Gateway {
       }, 3_600_000);
       this.expiryTimer.unref();
 
-      const fmt = (a: { address: string; port: number }) => (a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
+      const fmt = (a: { address: string; port: number }) =>
+        a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
       const addresses: GatewayAddresses = {
         tunnel: fmt(tunnelAddr),
         admin: fmt(adminAddr),

@@ -21,7 +21,11 @@ export interface Database {
 
 function isUniqueViolation(e: unknown): boolean {
   const err = e as { code?: string; message?: string };
-  return err.code === '23505' || err.code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || err.code === 'SQLITE_CONSTRAINT_UNIQUE';
+  return (
+    err.code === '23505' ||
+    err.code === 'SQLITE_CONSTRAINT_PRIMARYKEY' ||
+    err.code === 'SQLITE_CONSTRAINT_UNIQUE'
+  );
 }
 
 /** The Store on top of Kysely; the dialect decides SQLite or PostgreSQL. */
@@ -75,7 +79,12 @@ export class KyselyStore implements Store {
   }
 
   async listKeys(tenantId: string) {
-    return this.db.selectFrom('tenant_keys').selectAll().where('tenant_id', '=', tenantId).orderBy('created_at').execute();
+    return this.db
+      .selectFrom('tenant_keys')
+      .selectAll()
+      .where('tenant_id', '=', tenantId)
+      .orderBy('created_at')
+      .execute();
   }
 
   async replaceKeys(tenantId: string, keys: KeyRow[]) {
@@ -117,7 +126,12 @@ export class KyselyStore implements Store {
     return q.orderBy('port').execute();
   }
 
-  async leasePort(tenantId: string, label: string, range: LeaseRange, now: string): Promise<LeaseRow | undefined> {
+  async leasePort(
+    tenantId: string,
+    label: string,
+    range: LeaseRange,
+    now: string,
+  ): Promise<LeaseRow | undefined> {
     for (let attempt = 0; attempt < 20; attempt++) {
       const existing = await this.getLease(tenantId, label);
       if (existing) return existing;
@@ -167,7 +181,11 @@ export class KyselyStore implements Store {
   }
 
   async expireLeases(before: string, live: Array<{ tenant_id: string; label: string }>) {
-    const stale = await this.db.selectFrom('leases').select(['tenant_id', 'label']).where('last_used_at', '<', before).execute();
+    const stale = await this.db
+      .selectFrom('leases')
+      .select(['tenant_id', 'label'])
+      .where('last_used_at', '<', before)
+      .execute();
     const liveSet = new Set(live.map((l) => `${l.tenant_id}\0${l.label}`));
     let n = 0;
     for (const s of stale) {
@@ -193,7 +211,12 @@ export class KyselyStore implements Store {
   }
 
   async listGroupKeys(tenantId: string) {
-    return this.db.selectFrom('group_keys').selectAll().where('tenant_id', '=', tenantId).orderBy('group_name').execute();
+    return this.db
+      .selectFrom('group_keys')
+      .selectAll()
+      .where('tenant_id', '=', tenantId)
+      .orderBy('group_name')
+      .execute();
   }
 
   async ensureGroupKey(row: GroupKeyRow) {
@@ -209,7 +232,9 @@ export class KyselyStore implements Store {
     await this.db
       .insertInto('group_keys')
       .values(row)
-      .onConflict((oc) => oc.columns(['tenant_id', 'group_name']).doUpdateSet({ key: row.key, created_at: row.created_at }))
+      .onConflict((oc) =>
+        oc.columns(['tenant_id', 'group_name']).doUpdateSet({ key: row.key, created_at: row.created_at }),
+      )
       .execute();
   }
 
@@ -230,7 +255,11 @@ export class KyselyStore implements Store {
   }
 
   async getSetting(name: string) {
-    const r = await this.db.selectFrom('settings').select('value').where('name', '=', name).executeTakeFirst();
+    const r = await this.db
+      .selectFrom('settings')
+      .select('value')
+      .where('name', '=', name)
+      .executeTakeFirst();
     return r?.value;
   }
 

@@ -73,7 +73,12 @@ export class JsonLineDecoder {
       if (line !== '') {
         try {
           const v = JSON.parse(line) as unknown;
-          if (v !== null && typeof v === 'object' && !Array.isArray(v) && typeof (v as { type?: unknown }).type === 'string') {
+          if (
+            v !== null &&
+            typeof v === 'object' &&
+            !Array.isArray(v) &&
+            typeof (v as { type?: unknown }).type === 'string'
+          ) {
             this.onMessage(v as Record<string, unknown>);
           } else this.onBadLine('control message without a "type"');
         } catch {

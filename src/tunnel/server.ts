@@ -5,10 +5,10 @@ import ssh2, { type AuthContext, type Connection, type ServerChannel, type Sessi
 import type { ForwardAuthorizer } from '../core/authorization.js';
 import type { Clock } from '../core/clock.js';
 import type { ForwardEndpoint, ForwardRegistry, LiveSession } from '../core/forward-registry.js';
+import { TENANT_ID } from '../core/ids.js';
 import { KeyedMutex } from '../core/keyed-mutex.js';
 import { fingerprintOf } from '../core/ssh-keys.js';
 import type { TenantService } from '../core/tenants.js';
-import { TENANT_ID } from '../core/ids.js';
 import type { FailureThrottle } from '../core/throttle.js';
 import { isTetherError } from '../errors/index.js';
 import type { LeaseListeners } from '../frontdoor/raw-port/index.js';
@@ -16,7 +16,6 @@ import type { Logger } from '../log/index.js';
 import type { RepoMeta, Store } from '../store/types.js';
 import {
   CONTROL_SUBSYSTEM,
-  CONTROL_VERSION,
   ENROLL_USER,
   encode,
   type GatewayMessage,
@@ -75,7 +74,9 @@ export class TunnelServer {
       } as ConstructorParameters<typeof Server>[0],
       () => {},
     );
-    this.ssh.on('connection', (client: Connection, info: { ip: string; port: number }) => this.onClient(client, info));
+    this.ssh.on('connection', (client: Connection, info: { ip: string; port: number }) =>
+      this.onClient(client, info),
+    );
   }
 
   /** Listens for plain SSH on host:port (0 = any free port). */
@@ -95,7 +96,13 @@ export class TunnelServer {
   /** Takes a connected transport (TCP, TLS or WebSocket stream) and speaks SSH on it. */
   accept(socket: net.Socket | Duplex, remote?: { ip: string; port: number }): void {
     if (this.closing || this.unauthenticated >= this.opts.maxUnauthenticated) {
-      this.deps.log.warn({ event: 'tunnel.refused', reason: this.closing ? 'shutting down' : 'too many unauthenticated connections' }, 'tunnel connection refused');
+      this.deps.log.warn(
+        {
+          event: 'tunnel.refused',
+          reason: this.closing ? 'shutting down' : 'too many unauthenticated connections',
+        },
+        'tunnel connection refused',
+      );
       socket.destroy();
       return;
     }
@@ -113,9 +120,7 @@ export class TunnelServer {
 
   async close(): Promise<void> {
     this.closing = true;
-    await Promise.all(
-      this.netServers.map((s) => new Promise<void>((r) => s.close(() => r()))),
-    );
+    await Promise.all(this.netServers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     for (const s of this.deps.registry.sessionsOf()) s.end('gateway shutting down');
     for (const s of this.sockets) s.destroy();
   }
@@ -148,7 +153,10 @@ export class TunnelServer {
     client.on('authentication', (ctx: AuthContext) => {
       const blocked = this.deps.authThrottle.blockedFor(ip);
       if (blocked > 0) {
-        log.warn({ event: 'auth.throttled', source, user: ctx.username }, 'login refused: too many failures from this address');
+        log.warn(
+          { event: 'auth.throttled', source, user: ctx.username },
+          'login refused: too many failures from this address',
+        );
         ctx.reject([]);
         return;
       }
@@ -168,7 +176,10 @@ export class TunnelServer {
         } else {
           if (r.final) {
             this.deps.authThrottle.fail(ip);
-            log.info({ event: 'auth.failed', source, tenant: ctx.username, reason: r.reason }, 'login refused');
+            log.info(
+              { event: 'auth.failed', source, tenant: ctx.username, reason: r.reason },
+              'login refused',
+            );
           }
           ctx.reject(['publickey']);
         }
@@ -194,7 +205,10 @@ export class TunnelServer {
   private async authenticate(
     ctx: AuthContext,
     source: string,
-  ): Promise<{ ok: true; fingerprint: string; enroll: boolean; keyLine: string; final: boolean } | { ok: false; reason: string; final: boolean }> {
+  ): Promise<
+    | { ok: true; fingerprint: string; enroll: boolean; keyLine: string; final: boolean }
+    | { ok: false; reason: string; final: boolean }
+  > {
     if (ctx.method !== 'publickey') return { ok: false, reason: 'method', final: true };
     const key = ctx.key;
     const fp = fingerprintOf(key.data);
@@ -242,12 +256,18 @@ export class TunnelServer {
             done = true;
             tenants.enroll(msg.token, keyLine).then(
               (r) => {
-                log.info({ event: 'tenant.enrolled', tenant: r.tenant, fingerprint: r.fingerprint, source }, 'key enrolled');
+                log.info(
+                  { event: 'tenant.enrolled', tenant: r.tenant, fingerprint: r.fingerprint, source },
+                  'key enrolled',
+                );
                 send({ type: 'enrolled', tenant: r.tenant, fingerprint: r.fingerprint });
                 ch.end();
               },
               (err: unknown) => {
-                log.info({ event: 'enroll.failed', source, reason: String((err as Error).message) }, 'enrollment refused');
+                log.info(
+                  { event: 'enroll.failed', source, reason: String((err as Error).message) },
+                  'enrollment refused',
+                );
                 send({
                   type: 'error',
                   code: isTetherError(err) ? err.code : 'INTERNAL',
@@ -368,7 +388,7 @@ export class TunnelServer {
 
     client.on('session', (acceptSession) => {
       const session = acceptSession();
-      session.on('subsystem', (accept, reject, info: { name: string }) => {
+      session.on('subsystem', (accept, _reject, info: { name: string }) => {
         if (info.name !== CONTROL_SUBSYSTEM || control) {
           const ch = accept();
           ch.stderr.write(REFUSE_SESSION);
@@ -378,12 +398,38 @@ export class TunnelServer {
         }
         control = accept();
         const ch = control;
-        sendControl({ type: 'welcome', tenant, quota: 0, gateway: this.opts.version, node: this.opts.nodeId });
-        void this.deps.store.getTenant(tenant).then((t) => {
-          if (t) sendControl({ type: 'welcome', tenant, quota: t.quota, gateway: this.opts.version, node: this.opts.nodeId });
-        }, () => {});
+        sendControl({
+          type: 'welcome',
+          tenant,
+          quota: 0,
+          gateway: this.opts.version,
+          node: this.opts.nodeId,
+        });
+        void this.deps.store.getTenant(tenant).then(
+          (t) => {
+            if (t)
+              sendControl({
+                type: 'welcome',
+                tenant,
+                quota: t.quota,
+                gateway: this.opts.version,
+                node: this.opts.nodeId,
+              });
+          },
+          () => {},
+        );
         const decoder = new JsonLineDecoder(
-          (msg) => this.onControlMessage(msg, { tenant, fingerprint, slog, metas, forwards, sendControl, setAgent: (a) => (agent = a), end: live.end }),
+          (msg) =>
+            this.onControlMessage(msg, {
+              tenant,
+              fingerprint,
+              slog,
+              metas,
+              forwards,
+              sendControl,
+              setAgent: (a) => (agent = a),
+              end: live.end,
+            }),
           (why) => sendControl({ type: 'error', code: 'BAD_CONTROL_MESSAGE', message: why }),
         );
         ch.on('data', (c: Buffer) => decoder.push(c));
@@ -424,7 +470,10 @@ export class TunnelServer {
         return;
       case 'repo': {
         const label = typeof msg.label === 'string' ? msg.label : '';
-        if (!label) return s.sendControl({ type: 'error', code: 'BAD_CONTROL_MESSAGE', message: 'repo without label' });
+        if (!label) {
+          s.sendControl({ type: 'error', code: 'BAD_CONTROL_MESSAGE', message: 'repo without label' });
+          return;
+        }
         const str = (v: unknown, max = 500) => (typeof v === 'string' ? v.slice(0, max) : null);
         const meta: RepoMeta = {
           service: str(msg.service, 40),
@@ -447,8 +496,12 @@ export class TunnelServer {
         const label = typeof msg.label === 'string' ? msg.label : '';
         const f = s.forwards.get(label);
         if (!f) return;
-        f.endpoint.withdrawn = msg.type === 'withdraw' ? String(msg.reason ?? 'destination unreachable').slice(0, 200) : undefined;
-        s.slog.info({ event: `forward.${msg.type}`, label, reason: f.endpoint.withdrawn }, `forward ${label} ${msg.type === 'withdraw' ? 'withdrawn' : 'restored'}`);
+        f.endpoint.withdrawn =
+          msg.type === 'withdraw' ? String(msg.reason ?? 'destination unreachable').slice(0, 200) : undefined;
+        s.slog.info(
+          { event: `forward.${msg.type}`, label, reason: f.endpoint.withdrawn },
+          `forward ${label} ${msg.type === 'withdraw' ? 'withdrawn' : 'restored'}`,
+        );
         return;
       }
       case 'ping':
@@ -461,11 +514,19 @@ export class TunnelServer {
             setTimeout(() => s.end('key unregistered'), 200).unref();
           },
           (err: unknown) =>
-            s.sendControl({ type: 'error', code: isTetherError(err) ? err.code : 'INTERNAL', message: isTetherError(err) ? err.message : 'unregister failed' }),
+            s.sendControl({
+              type: 'error',
+              code: isTetherError(err) ? err.code : 'INTERNAL',
+              message: isTetherError(err) ? err.message : 'unregister failed',
+            }),
         );
         return;
       default:
-        s.sendControl({ type: 'error', code: 'UNKNOWN_CONTROL_MESSAGE', message: `unknown control message type ${JSON.stringify(String(msg.type).slice(0, 40))}` });
+        s.sendControl({
+          type: 'error',
+          code: 'UNKNOWN_CONTROL_MESSAGE',
+          message: `unknown control message type ${JSON.stringify(String(msg.type).slice(0, 40))}`,
+        });
     }
   }
 }

@@ -73,11 +73,16 @@ export async function startGateway(opts: StartGatewayOptions = {}): Promise<Test
   const gw = {} as TestGateway;
   const launch = async () => {
     writeFileSync(configFile, stringify(config));
-    const p = spawn(process.execPath, [BIN, 'gateway', '-c', configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [BIN, 'gateway', '-c', configFile], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const output = new OutputWatcher(p.stdout!);
     const errOut = new OutputWatcher(p.stderr!);
     const exited = new Promise<never>((_, reject) =>
-      p.once('exit', (code) => reject(new Error(`gateway exited with ${code}:\n${output.text()}\n${errOut.text()}`))),
+      p.once('exit', (code) =>
+        reject(new Error(`gateway exited with ${code}:\n${output.text()}\n${errOut.text()}`)),
+      ),
     );
     exited.catch(() => {});
     const m = await Promise.race([output.wait(/"event":"gateway.started"/, 20_000), exited]);
@@ -88,7 +93,12 @@ export async function startGateway(opts: StartGatewayOptions = {}): Promise<Test
     gw.adminUrl = started.admin;
     gw.hostFingerprint = started.host_fingerprint;
     gw.adminToken = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim();
-    gw.env = { ...process.env, TETHER_ADMIN_URL: gw.adminUrl, TETHER_ADMIN_TOKEN: gw.adminToken, TETHER_DATA_DIR: dataDir };
+    gw.env = {
+      ...process.env,
+      TETHER_ADMIN_URL: gw.adminUrl,
+      TETHER_ADMIN_TOKEN: gw.adminToken,
+      TETHER_DATA_DIR: dataDir,
+    };
   };
   await launch();
   Object.assign(gw, {
@@ -125,7 +135,10 @@ export async function startGateway(opts: StartGatewayOptions = {}): Promise<Test
     restart: async () => {
       await gw.stop();
       const adminPort = Number(gw.adminUrl.split(':').pop());
-      config = merge(config, { tunnel: { listen: `127.0.0.1:${gw.sshPort}` }, admin: { listen: `127.0.0.1:${adminPort}` } });
+      config = merge(config, {
+        tunnel: { listen: `127.0.0.1:${gw.sshPort}` },
+        admin: { listen: `127.0.0.1:${adminPort}` },
+      });
       await launch();
     },
   });

@@ -54,7 +54,12 @@ export async function startEchoServer(): Promise<TestServer> {
 }
 
 /** Sends `payload` over TCP and collects everything until the peer closes or `expect` bytes arrived. */
-export function tcpExchange(port: number, payload: Buffer | string, expect?: number, host = '127.0.0.1'): Promise<Buffer> {
+export function tcpExchange(
+  port: number,
+  payload: Buffer | string,
+  expect?: number,
+  host = '127.0.0.1',
+): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ host, port });
     const chunks: Buffer[] = [];

@@ -15,7 +15,10 @@ export function tempDir(prefix = 'tether-test-'): string {
 }
 
 /** Polls `cond` until it returns a truthy value or the deadline passes. */
-export async function waitFor<T>(cond: () => T | Promise<T>, opts: { timeout?: number; interval?: number; what?: string } = {}): Promise<NonNullable<T>> {
+export async function waitFor<T>(
+  cond: () => T | Promise<T>,
+  opts: { timeout?: number; interval?: number; what?: string } = {},
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + (opts.timeout ?? 10_000);
   let lastErr: unknown;
   for (;;) {
@@ -26,7 +29,9 @@ export async function waitFor<T>(cond: () => T | Promise<T>, opts: { timeout?: n
       lastErr = e;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${opts.what ?? 'condition'}${lastErr ? `: ${String(lastErr)}` : ''}`);
+      throw new Error(
+        `timed out waiting for ${opts.what ?? 'condition'}${lastErr ? `: ${String(lastErr)}` : ''}`,
+      );
     }
     await new Promise((r) => setTimeout(r, opts.interval ?? 50));
   }
@@ -53,7 +58,10 @@ async function portFree(port: number, host: string): Promise<boolean> {
  * A block of `size` consecutive free ports for a lease range. Lease ranges are configured,
  * not chosen by the OS, so tests pick a random block below the ephemeral range and check it.
  */
-export async function freePortRange(size: number, host = '127.0.0.1'): Promise<{ low: number; high: number }> {
+export async function freePortRange(
+  size: number,
+  host = '127.0.0.1',
+): Promise<{ low: number; high: number }> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const low = 10_000 + Math.floor(Math.random() * 20_000);
     let ok = true;
@@ -70,9 +78,17 @@ export interface RunResult {
 }
 
 /** Runs a command to completion. */
-export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; timeout?: number; cwd?: string } = {}): Promise<RunResult> {
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; input?: string; timeout?: number; cwd?: string } = {},
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    const p = spawn(cmd, args, {
+      env: opts.env ?? process.env,
+      cwd: opts.cwd,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (c: Buffer) => {
@@ -87,6 +103,7 @@ export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
+    p.stdin.on('error', () => {});
     p.stdin.end(opts.input ?? '');
   });
 }
@@ -134,10 +151,18 @@ export class OutputWatcher {
       if (m) return Promise.resolve(m);
     }
     return new Promise((resolve, reject) => {
-      const w = { re, resolve: (m: RegExpExecArray) => (clearTimeout(t), resolve(m)) };
+      const w = {
+        re,
+        resolve: (m: RegExpExecArray) => {
+          clearTimeout(t);
+          resolve(m);
+        },
+      };
       const t = setTimeout(() => {
         this.waiters.splice(this.waiters.indexOf(w), 1);
-        reject(new Error(`timed out waiting for output ${re}; last lines:\n${this.lines.slice(-10).join('\n')}`));
+        reject(
+          new Error(`timed out waiting for output ${re}; last lines:\n${this.lines.slice(-10).join('\n')}`),
+        );
       }, timeout);
       this.waiters.push(w);
     });

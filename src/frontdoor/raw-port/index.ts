@@ -101,7 +101,13 @@ export class LeaseListeners {
       },
       (err: unknown) => {
         this.log.info(
-          { event: 'connection.refused', tenant: f.tenant, label: f.label, source, reason: isTetherError(err) ? err.message : String(err) },
+          {
+            event: 'connection.refused',
+            tenant: f.tenant,
+            label: f.label,
+            source,
+            reason: isTetherError(err) ? err.message : String(err),
+          },
           'connection refused',
         );
         socket.destroy();

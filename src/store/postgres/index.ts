@@ -1,6 +1,6 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
-import { type Database as Schema, KyselyStore } from '../kysely-store.js';
+import { KyselyStore, type Database as Schema } from '../kysely-store.js';
 import { migrateToLatest } from '../migrations/index.js';
 
 /** PostgreSQL, for clusters: the same schema and migrations as SQLite. */

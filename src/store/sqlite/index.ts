@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
-import { type Database as Schema, KyselyStore } from '../kysely-store.js';
+import { KyselyStore, type Database as Schema } from '../kysely-store.js';
 import { migrateToLatest } from '../migrations/index.js';
 
 /** The embedded default: one SQLite file in WAL mode inside the data dir. */
