@@ -1,0 +1,299 @@
+/**
+ * `connect.yaml`: the connector's configuration.
+ *
+ * load(file, env) → YAML (line/column errors, duplicate keys named) → ${ENV} expansion →
+ * schema (unknown keys are errors) → every repository URI parsed → one error listing every
+ * problem, or a frozen ConnectConfig. Relative paths are relative to the file's directory.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
+import { z } from 'zod';
+import { isValidName, TENANT_ID } from '../core/ids.js';
+import { errors, type FieldProblem, TetherError } from '../errors/index.js';
+import { deepFreeze, expandEnv, parseHostPort, zodProblems } from './load.js';
+import { duration } from './schema-helpers.js';
+import { destinationOf, parseRepositoryUri, type RepositoryTarget } from './uri.js';
+
+export const DEFAULT_GATEWAY_PORT = 2222;
+export const STATE_DIR_NAME = '.tether-connector';
+const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}=?$/;
+
+const gatewayAddr = z.string().transform((s, ctx) => {
+  const text = s.trim();
+  const hp = /:\d+$/.test(text)
+    ? parseHostPort(text, '')
+    : { host: text.replace(/^\[(.*)\]$/, '$1'), port: DEFAULT_GATEWAY_PORT };
+  if (!hp || hp.host === '' || /[\s/@]/.test(hp.host) || hp.port < 1) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `"${s}" is not a gateway address (use "host:port", e.g. "gateway.example.com:2222")`,
+    });
+    return z.NEVER;
+  }
+  return hp;
+});
+
+export const connectSchema = z.strictObject({
+  gateway: gatewayAddr.optional(),
+  /** The older name of `gateway`. */
+  appliance: gatewayAddr.optional(),
+  /** Tenant id = SSH user name. Filled in by `tether connector register`. */
+  tenant: z
+    .string()
+    .regex(TENANT_ID, 'use 1-63 characters a-z, 0-9, "_" or "-", starting with a letter or digit')
+    .optional(),
+  ssh_key: z.string().min(1, 'is empty'),
+  gateway_fingerprint: z
+    .string()
+    .regex(FINGERPRINT, 'use the SHA256 fingerprint the gateway prints, "SHA256:" and 43 base64 characters')
+    .transform((s) => s.replace(/=$/, ''))
+    .optional(),
+  /** group → repository → URI; validated separately so messages can name both. */
+  repositories: z.unknown().optional(),
+  state_dir: z.string().min(1).optional(),
+  keepalive_interval: duration.default(15_000),
+  keepalive_count_max: z.number().int().min(1).max(100).default(3),
+  reconnect: z
+    .strictObject({ min_delay: duration.default(500), max_delay: duration.default(30_000) })
+    .default({ min_delay: 500, max_delay: 30_000 }),
+  /** How long the connector waits for a destination to accept a connection. */
+  dial_timeout: duration.default(10_000),
+  log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
+});
+
+/** The shape a user writes (before validation). */
+export type ConnectConfigInput = z.input<typeof connectSchema>;
+
+export interface RepositoryConfig extends RepositoryTarget {
+  /** "<group>/<repo>": the forward's label. */
+  label: string;
+  group: string;
+  name: string;
+  /** The URI as written. */
+  uri: string;
+}
+
+/** The validated, frozen configuration. */
+export interface ConnectConfig {
+  /** Absolute path of the file it came from. */
+  file: string;
+  gateway: { host: string; port: number };
+  tenant: string | undefined;
+  /** Absolute path of the private key. */
+  sshKey: string;
+  gatewayFingerprint: string | undefined;
+  repositories: readonly RepositoryConfig[];
+  /** Absolute: known_hosts, pid file, control socket, daemon log. */
+  stateDir: string;
+  keepaliveInterval: number;
+  keepaliveCountMax: number;
+  reconnect: { minDelay: number; maxDelay: number };
+  dialTimeout: number;
+  logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
+}
+
+export function gatewayText(g: { host: string; port: number }): string {
+  return destinationOf(g);
+}
+
+/** Reads, validates and freezes connect.yaml. */
+export function loadConnectConfig(file: string, env: NodeJS.ProcessEnv = process.env): ConnectConfig {
+  const abs = resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(abs, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why =
+      code === 'ENOENT'
+        ? 'file not found (create one with "tether connector init")'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : code === 'EISDIR'
+            ? 'is a directory'
+            : String(e);
+    throw new TetherError('CONFIG_UNREADABLE', `${file}: cannot read config: ${why}`, { status: 400 });
+  }
+  return connectConfigFromText(text, abs, env);
+}
+
+/** Parses connect.yaml text; `file` names it in messages and anchors relative paths. */
+export function connectConfigFromText(
+  text: string,
+  file: string,
+  env: NodeJS.ProcessEnv = process.env,
+): ConnectConfig {
+  const raw = parseYamlStrict(text, file);
+  return connectConfigFrom(raw, file, env);
+}
+
+function parseYamlStrict(text: string, file: string): unknown {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: false, lineCounter });
+  if (doc.errors.length > 0) {
+    throw errors.config(
+      file,
+      doc.errors.map((err) => {
+        const pos = err.linePos?.[0] ?? (err.pos ? lineCounter.linePos(err.pos[0]) : undefined);
+        const where = pos ? `line ${pos.line}, column ${pos.col}` : 'unknown position';
+        return { path: '', message: `YAML syntax error at ${where}: ${err.message.split('\n')[0]}` };
+      }),
+    );
+  }
+  const problems: FieldProblem[] = [];
+  findDuplicateKeys(doc.contents, [], problems, lineCounter);
+  if (problems.length > 0) throw errors.config(file, problems);
+  return doc.toJS() ?? {};
+}
+
+function findDuplicateKeys(node: unknown, path: string[], out: FieldProblem[], lc: LineCounter): void {
+  if (isMap(node)) {
+    const seen = new Map<string, number>();
+    for (const pair of node.items) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+      const line = isScalar(pair.key) && pair.key.range ? lc.linePos(pair.key.range[0]).line : 0;
+      const first = seen.get(key);
+      if (first !== undefined) {
+        const isRepo = path.length === 2 && path[0] === 'repositories';
+        out.push({
+          path: [...path, key].join('.'),
+          message: isRepo
+            ? `duplicate repository label ${path[1]}/${key} (line ${line}; first defined on line ${first})`
+            : `duplicate key "${key}" (line ${line}; first defined on line ${first})`,
+        });
+      } else seen.set(key, line);
+      findDuplicateKeys(pair.value, [...path, key], out, lc);
+    }
+  } else if (isSeq(node)) {
+    node.items.forEach((item, i) => {
+      findDuplicateKeys(item, [...path, `[${i}]`], out, lc);
+    });
+  }
+}
+
+/** Validates an already parsed document. */
+export function connectConfigFrom(
+  raw: unknown,
+  file: string,
+  env: NodeJS.ProcessEnv = process.env,
+): ConnectConfig {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw errors.config(file, [
+      { path: '', message: 'the top level must be a mapping of keys (gateway, ssh_key, repositories, …)' },
+    ]);
+  }
+  const problems: FieldProblem[] = [];
+  const expanded = expandEnv(raw, env, '', problems) as Record<string, unknown>;
+  if (problems.length > 0) throw errors.config(file, problems);
+
+  const parsed = connectSchema.safeParse(expanded);
+  if (!parsed.success) problems.push(...zodProblems(parsed.error));
+  const repositories = parseRepositories(expanded.repositories, problems);
+  const cfg = parsed.success ? parsed.data : undefined;
+  if (cfg) {
+    if (cfg.gateway && cfg.appliance) {
+      problems.push({
+        path: 'appliance',
+        message: '"appliance" is another name for "gateway": give only one of them',
+      });
+    } else if (!cfg.gateway && !cfg.appliance) {
+      problems.push({
+        path: 'gateway',
+        message: 'is required (the gateway\'s SSH address, e.g. "gateway.example.com:2222")',
+      });
+    }
+    if (cfg.reconnect.min_delay <= 0 || cfg.reconnect.max_delay < cfg.reconnect.min_delay) {
+      problems.push({ path: 'reconnect', message: 'needs 0 < min_delay <= max_delay' });
+    }
+  }
+  if (problems.length > 0 || !cfg) throw errors.config(file, problems);
+
+  const base = dirname(resolve(file));
+  const stateDir = cfg.state_dir ?? env.TETHER_STATE_DIR ?? resolve(base, STATE_DIR_NAME);
+  return deepFreeze({
+    file: resolve(file),
+    gateway: (cfg.gateway ?? cfg.appliance)!,
+    tenant: cfg.tenant,
+    sshKey: resolve(base, cfg.ssh_key),
+    gatewayFingerprint: cfg.gateway_fingerprint,
+    repositories,
+    stateDir: resolve(base, stateDir),
+    keepaliveInterval: cfg.keepalive_interval,
+    keepaliveCountMax: cfg.keepalive_count_max,
+    reconnect: { minDelay: cfg.reconnect.min_delay, maxDelay: cfg.reconnect.max_delay },
+    dialTimeout: cfg.dial_timeout,
+    logLevel: cfg.log_level,
+  });
+}
+
+const NAME_RULE = 'use 1-63 characters A-Z, a-z, 0-9, "_" or "-", starting with a letter or digit';
+
+function parseRepositories(value: unknown, problems: FieldProblem[]): RepositoryConfig[] {
+  const out: RepositoryConfig[] = [];
+  if (value === undefined || value === null) return out;
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    problems.push({ path: 'repositories', message: 'must be a mapping: group → repository → URI' });
+    return out;
+  }
+  const labels = new Map<string, string>();
+  for (const [group, repos] of Object.entries(value)) {
+    const gpath = `repositories.${group}`;
+    if (!isValidName(group)) problems.push({ path: gpath, message: `invalid group name: ${NAME_RULE}` });
+    if (repos === null || repos === undefined) continue;
+    if (typeof repos !== 'object' || Array.isArray(repos)) {
+      problems.push({
+        path: gpath,
+        message: 'must be a mapping: repository name → URI, e.g. "docs: smb://fileserver:445"',
+      });
+      continue;
+    }
+    for (const [name, uri] of Object.entries(repos as Record<string, unknown>)) {
+      const path = `${gpath}.${name}`;
+      if (!isValidName(name)) {
+        problems.push({ path, message: `invalid repository name: ${NAME_RULE}` });
+        continue;
+      }
+      const label = `${group}/${name}`;
+      const other = labels.get(label.toLowerCase());
+      if (other !== undefined) {
+        problems.push({
+          path,
+          message: `duplicate repository label ${label} (same as ${other}; labels are compared without case)`,
+        });
+        continue;
+      }
+      labels.set(label.toLowerCase(), label);
+      const r = parseRepositoryUri(uri);
+      if (!r.ok) {
+        problems.push({ path, message: r.message });
+        continue;
+      }
+      out.push({ label, group, name, uri: String(uri).trim(), ...r.target });
+    }
+  }
+  return out;
+}
+
+/** The configuration as the user should see it: effective values, nothing secret. */
+export function redactedConfig(cfg: ConnectConfig): Record<string, unknown> {
+  const groups: Record<string, Record<string, string>> = {};
+  for (const r of cfg.repositories) {
+    groups[r.group] ??= {};
+    groups[r.group]![r.name] = r.uri.replace(/\?.*$/, '?[redacted]');
+  }
+  return {
+    file: cfg.file,
+    gateway: gatewayText(cfg.gateway),
+    tenant: cfg.tenant ?? null,
+    ssh_key: cfg.sshKey,
+    gateway_fingerprint: cfg.gatewayFingerprint ?? null,
+    state_dir: cfg.stateDir,
+    keepalive_interval: `${cfg.keepaliveInterval}ms`,
+    keepalive_count_max: cfg.keepaliveCountMax,
+    reconnect: { min_delay: `${cfg.reconnect.minDelay}ms`, max_delay: `${cfg.reconnect.maxDelay}ms` },
+    dial_timeout: `${cfg.dialTimeout}ms`,
+    log_level: cfg.logLevel,
+    repositories: groups,
+  };
+}

@@ -1,0 +1,106 @@
+/**
+ * What `tether connector status` shows: the session with the gateway and, per repository,
+ * where it goes, its lease port and whether it works.
+ */
+
+export type RepoState = 'pending' | 'active' | 'rejected' | 'unreachable';
+
+export interface RepoStatus {
+  label: string;
+  service: string;
+  /** The URI as written in connect.yaml. */
+  uri: string;
+  /** host:port the connector dials. */
+  destination: string;
+  /** The gateway port that reaches it (kept while reconnecting, so it shows the last lease). */
+  leasePort: number | null;
+  state: RepoState;
+  /** Why it is rejected or unreachable. */
+  reason: string | null;
+  /** Connections open right now. */
+  connections: number;
+  totalConnections: number;
+  /** Bytes from the gateway to the destination. */
+  bytesIn: number;
+  /** Bytes from the destination to the gateway. */
+  bytesOut: number;
+}
+
+export interface ConnectorStatus {
+  pid: number;
+  config: string;
+  state: 'connecting' | 'connected' | 'disconnected' | 'stopped' | 'failed';
+  connected: boolean;
+  gateway: string;
+  tenant: string | null;
+  /** SHA256 fingerprint of the gateway's host key (the last one seen). */
+  fingerprint: string | null;
+  /** ISO time: connected since, or disconnected since. */
+  since: string | null;
+  quota: number | null;
+  lastError: string | null;
+  /** ISO time of the next reconnect attempt, while disconnected. */
+  nextRetryAt: string | null;
+  attempts: number;
+  repositories: RepoStatus[];
+}
+
+function ago(iso: string | null, now: number): string {
+  if (!iso) return '';
+  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  const text =
+    s < 60
+      ? `${s}s`
+      : s < 3600
+        ? `${Math.floor(s / 60)}m${s % 60}s`
+        : `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60)}m`;
+  return `${iso} (${text} ago)`;
+}
+
+function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = -1;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v.toFixed(1)} ${units[u]}`;
+}
+
+/** The human form of a status. */
+export function formatStatus(s: ConnectorStatus, now = Date.now()): string {
+  const lines: string[] = [];
+  if (s.connected) {
+    lines.push(`connected to ${s.gateway} as tenant ${s.tenant ?? '?'} since ${ago(s.since, now)}`);
+  } else {
+    lines.push(`NOT connected to ${s.gateway} (${s.state}${s.since ? ` since ${ago(s.since, now)}` : ''})`);
+    if (s.lastError) lines.push(`  last error: ${s.lastError}`);
+    if (s.nextRetryAt) lines.push(`  next attempt: ${s.nextRetryAt} (attempt ${s.attempts + 1})`);
+  }
+  lines.push(`gateway fingerprint: ${s.fingerprint ?? 'not seen yet'}`);
+  if (s.quota !== null) lines.push(`quota: ${s.quota} forwards`);
+  lines.push(`pid ${s.pid}, config ${s.config}`);
+  if (s.repositories.length === 0) {
+    lines.push('', 'no repositories configured');
+    return `${lines.join('\n')}\n`;
+  }
+  const rows = s.repositories.map((r) => [
+    r.label,
+    `${r.service} ${r.destination}`,
+    r.leasePort === null ? '-' : String(r.leasePort),
+    String(r.connections),
+    `${bytes(r.bytesIn)} / ${bytes(r.bytesOut)}`,
+    r.state === 'active' || r.state === 'pending' ? r.state : `${r.state}: ${r.reason ?? ''}`,
+  ]);
+  const head = ['REPOSITORY', 'DESTINATION', 'LEASE', 'CONNS', 'BYTES IN / OUT', 'STATE'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const fmt = (cols: string[]) =>
+    cols
+      .map((c, i) => (i === cols.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  lines.push('', fmt(head), ...rows.map(fmt));
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,326 @@
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { startConnector, type TestConnector } from '../helpers/connector.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { startEchoServer, startHttpServer, type TestServer, tcpExchange } from '../helpers/servers.js';
+import { freePort, run, waitFor } from '../helpers/util.js';
+
+interface ForwardJson {
+  label: string;
+  port: number;
+  state: string;
+  service?: string | null;
+  scheme?: string | null;
+  destination?: string | null;
+  path?: string | null;
+}
+
+async function forwardsOf(gw: TestGateway, tenant: string): Promise<ForwardJson[]> {
+  const r = await gw.tether(['tenants', 'list', tenant, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  return (JSON.parse(r.stdout) as { forwards: ForwardJson[] }).forwards;
+}
+
+function curl(port: number, path = '/'): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return run('curl', ['-sS', '-m', '5', `http://127.0.0.1:${port}${path}`]);
+}
+
+/** An open TCP connection through a lease port to the echo server. */
+async function openEcho(port: number): Promise<net.Socket> {
+  const s = net.connect({ host: '127.0.0.1', port });
+  await echoOnce(s, 'hello\n');
+  return s;
+}
+
+function echoOnce(s: net.Socket, text: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let got = '';
+    const onData = (c: Buffer) => {
+      got += c.toString();
+      if (got.length >= text.length) {
+        s.off('data', onData);
+        s.off('error', reject);
+        assert.equal(got, text);
+        resolve();
+      }
+    };
+    s.on('data', onData);
+    s.once('error', reject);
+    if (s.connecting) s.once('connect', () => s.write(text));
+    else s.write(text);
+  });
+}
+
+function refused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.once('error', () => resolve(true));
+  });
+}
+
+describe('connector with a real gateway', () => {
+  let gw: TestGateway;
+  let http: TestServer;
+  let echo: TestServer;
+  let conn: TestConnector;
+  let keyFile: string;
+  let closedPort: number;
+
+  before(async () => {
+    [gw, http, echo, closedPort] = await Promise.all([
+      startGateway(),
+      startHttpServer('web'),
+      startEchoServer(),
+      freePort(),
+    ]);
+    keyFile = await gw.addTenant('acme');
+    conn = await startConnector({
+      gateway: gw.sshPort,
+      tenant: 'acme',
+      keyFile,
+      repositories: {
+        docs: {
+          web: `http://127.0.0.1:${http.port}/wiki`,
+          echo: `tcp://127.0.0.1:${echo.port}`,
+          dav: `webdav+http://127.0.0.1:${http.port}/dav/`,
+        },
+        broken: { down: `tcp://127.0.0.1:${closedPort}` },
+      },
+    });
+  });
+  after(async () => {
+    await conn?.stop();
+    await gw?.stop();
+    await http?.close();
+    await echo?.close();
+  });
+
+  test('status shows the gateway, its fingerprint and every lease port; the log names them too', async () => {
+    const st = await conn.status();
+    assert.equal(st.connected, true);
+    assert.equal(st.gateway, `127.0.0.1:${gw.sshPort}`);
+    assert.equal(st.fingerprint, gw.hostFingerprint);
+    assert.equal(st.tenant, 'acme');
+    assert.equal(st.quota, 20);
+    for (const r of st.repositories) {
+      assert.equal(r.state, 'active', `${r.label}: ${r.reason}`);
+      assert.ok(
+        r.leasePort! >= gw.portRange.low && r.leasePort! <= gw.portRange.high,
+        `${r.label} lease ${r.leasePort}`,
+      );
+    }
+    const web = st.repositories.find((r) => r.label === 'docs/web')!;
+    await conn.output.wait(new RegExp(`forward docs/web active on gateway port ${web.leasePort}`));
+    await conn.output.wait(
+      new RegExp(
+        `connected to the gateway 127\\.0\\.0\\.1:${gw.sshPort} \\(${gw.hostFingerprint.replace(/[+/]/g, '\\$&')}\\)`,
+      ),
+    );
+
+    const text = await conn.cli(['status']);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, new RegExp(`connected to 127\\.0\\.0\\.1:${gw.sshPort} as tenant acme since`));
+    assert.ok(text.stdout.includes(`gateway fingerprint: ${gw.hostFingerprint}`));
+    assert.match(
+      text.stdout,
+      new RegExp(`docs/web\\s+http 127\\.0\\.0\\.1:${http.port}\\s+${web.leasePort}\\s+0\\s+.*active`),
+    );
+    const json = await conn.cli(['status', '--json']);
+    assert.equal(JSON.parse(json.stdout).running, true);
+  });
+
+  test("the gateway's listing shows each repository's service, destination and path", async () => {
+    const fwds = await forwardsOf(gw, 'acme');
+    const dav = fwds.find((f) => f.label === 'docs/dav');
+    assert.ok(dav, JSON.stringify(fwds));
+    assert.equal(dav.service, 'webdav');
+    assert.equal(dav.scheme, 'http');
+    assert.equal(dav.destination, `127.0.0.1:${http.port}`);
+    assert.equal(dav.path, '/dav/');
+    const listing = await gw.tether(['tenants', 'list', 'acme']);
+    assert.ok(listing.stdout.includes(`webdav+http://127.0.0.1:${http.port}/dav/`), listing.stdout);
+  });
+
+  test('HTTP through a lease port with curl; bytes and connections are counted', async () => {
+    const port = await conn.leasePort('docs/web');
+    const r = await curl(port, '/hello');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'hello from web /hello\n');
+    const st = await waitFor(async () => {
+      const s = await conn.repo('docs/web');
+      return s && s.totalConnections >= 1 && s.connections === 0 && s.bytesOut > 0 ? s : null;
+    });
+    assert.ok(st.bytesIn > 0);
+  });
+
+  test('a TCP echo carries 4 MiB both ways intact', async () => {
+    const port = await conn.leasePort('docs/echo');
+    const payload = Buffer.alloc(4 * 1024 * 1024);
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 7 + 3) & 0xff;
+    const back = await tcpExchange(port, payload, payload.length);
+    assert.equal(back.length, payload.length);
+    assert.ok(back.equals(payload), 'echoed bytes differ');
+  });
+
+  test('a destination that is down: the caller is closed at once, status and log say why', async () => {
+    const port = await conn.leasePort('broken/down');
+    const t0 = Date.now();
+    const r = await curl(port);
+    assert.notEqual(r.code, 0);
+    assert.ok(Date.now() - t0 < 3000, `curl took ${Date.now() - t0} ms`);
+    const st = await waitFor(async () => {
+      const s = await conn.repo('broken/down');
+      return s?.state === 'unreachable' ? s : null;
+    });
+    assert.equal(st.reason, `destination unreachable: 127.0.0.1:${closedPort}: connection refused`);
+    await conn.output.wait(/broken\/down: destination unreachable: 127\.0\.0\.1:\d+: connection refused/);
+    const text = await conn.cli(['status']);
+    assert.match(
+      text.stdout,
+      /broken\/down .*unreachable: destination unreachable: 127\.0\.0\.1:\d+: connection refused/,
+    );
+  });
+
+  test('reload adds and removes repositories; open connections of unchanged ones stay', async () => {
+    const echoPort = await conn.leasePort('docs/echo');
+    const downPort = (await conn.repo('broken/down'))!.leasePort!;
+    const open = await openEcho(echoPort);
+    try {
+      conn.writeRepositories({
+        docs: {
+          web: `http://127.0.0.1:${http.port}/wiki`,
+          echo: `tcp://127.0.0.1:${echo.port}`,
+          dav: `webdav+http://127.0.0.1:${http.port}/dav/`,
+          web2: `http://127.0.0.1:${http.port}/two`,
+        },
+      });
+      const r = await conn.cli(['reload']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, 'reloaded: added docs/web2; removed broken/down\n');
+      const port2 = await conn.leasePort('docs/web2');
+      const res = await curl(port2, '/x');
+      assert.equal(res.stdout, 'hello from web /x\n');
+      assert.equal(await conn.repo('broken/down'), undefined);
+      await waitFor(() => refused(downPort), { what: 'the removed lease to close' });
+      const gone = (await forwardsOf(gw, 'acme')).find((f) => f.label === 'broken/down');
+      assert.notEqual(gone?.state, 'online', 'the gateway no longer lists the removed forward as online');
+      // the connection opened before the reload still works
+      await echoOnce(open, 'still here\n');
+
+      // SIGHUP does the same for `run`
+      conn.writeRepositories({
+        docs: { web: `http://127.0.0.1:${http.port}/wiki`, echo: `tcp://127.0.0.1:${echo.port}` },
+      });
+      conn.process.kill('SIGHUP');
+      await waitFor(async () => (await conn.status()).repositories.length === 2, { what: 'SIGHUP reload' });
+      await echoOnce(open, 'and still\n');
+    } finally {
+      open.destroy();
+    }
+  });
+
+  test('reload with a broken file keeps the running configuration and says what is wrong', async () => {
+    const good = (await conn.status()).repositories.length;
+    conn.writeRepositories({ docs: { web: 'webdav://nowhere/' } });
+    try {
+      const r = await conn.cli(['reload']);
+      assert.equal(r.code, 2);
+      assert.match(
+        r.stderr,
+        /repositories\.docs\.web: webdav needs a scheme: webdav\+http:\/\/ or webdav\+https:\/\//,
+      );
+      assert.equal((await conn.status()).repositories.length, good);
+    } finally {
+      conn.writeRepositories({
+        docs: { web: `http://127.0.0.1:${http.port}/wiki`, echo: `tcp://127.0.0.1:${echo.port}` },
+      });
+    }
+  });
+
+  test('ping: round trip to the gateway in ms', async () => {
+    const r = await conn.cli(['ping']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`^pong from 127\\.0\\.0\\.1:${gw.sshPort} in \\d+\\.\\d ms\\n$`));
+  });
+
+  test('kill -9 of the gateway, restart: the same lease ports serve again within 10 s', async () => {
+    const before = await conn.status();
+    const webPort = (await conn.leasePort('docs/web'))!;
+    const echoPort = (await conn.leasePort('docs/echo'))!;
+    await gw.kill('SIGKILL');
+    await waitFor(async () => !(await conn.status()).connected, { what: 'the connector to notice' });
+    const down = await conn.status();
+    assert.match(down.lastError ?? '', /./);
+    const t0 = Date.now();
+    await gw.restart();
+    await waitFor(async () => (await curl(webPort, '/again')).stdout === 'hello from web /again\n', {
+      timeout: 10_000,
+      interval: 100,
+      what: 'the web lease to serve again',
+    });
+    const back = await tcpExchange(echoPort, 'echo again\n', 11);
+    assert.equal(back.toString(), 'echo again\n');
+    assert.ok(Date.now() - t0 < 10_000);
+    const after = await conn.status();
+    assert.equal(after.connected, true);
+    assert.deepEqual(
+      after.repositories.map((r) => [r.label, r.leasePort]),
+      before.repositories.map((r) => [r.label, r.leasePort]),
+    );
+  });
+});
+
+describe('connector: quota exceeded', () => {
+  let gw: TestGateway;
+  let http: TestServer;
+  let conn: TestConnector | undefined;
+  before(async () => {
+    [gw, http] = await Promise.all([startGateway(), startHttpServer('q')]);
+  });
+  after(async () => {
+    await conn?.stop();
+    await gw?.stop();
+    await http?.close();
+  });
+
+  test('status names the rejected repositories and the reason; a reload after freeing one retries', async () => {
+    const keyFile = await gw.addTenant('small');
+    const ch = await gw.tether(['tenants', 'change', '2', 'small']);
+    assert.equal(ch.code, 0, ch.stderr);
+    const h = `http://127.0.0.1:${http.port}`;
+    conn = await startConnector({
+      gateway: gw.sshPort,
+      tenant: 'small',
+      keyFile,
+      repositories: { g: { a: h, b: h, c: h } },
+      waitActive: false,
+    });
+    const st = await waitFor(
+      async () => {
+        const s = await conn!.status();
+        return s.repositories.filter((r) => r.state === 'active').length === 2 &&
+          s.repositories.some((r) => r.state === 'rejected')
+          ? s
+          : null;
+      },
+      { what: 'two active forwards and one rejected' },
+    );
+    const rejected = st.repositories.find((r) => r.state === 'rejected')!;
+    assert.equal(rejected.reason, 'quota exceeded (2 of 2 in use)');
+    assert.equal(rejected.leasePort, null);
+    const text = await conn.cli(['status']);
+    assert.ok(text.stdout.includes(`${rejected.label}`));
+    assert.match(text.stdout, /rejected: quota exceeded \(2 of 2 in use\)/);
+
+    const keep = st.repositories.find((r) => r.state === 'active')!.label.split('/')[1]!;
+    conn.writeRepositories({ g: { [keep]: h, [rejected.label.split('/')[1]!]: h } });
+    const r = await conn.cli(['reload']);
+    assert.equal(r.code, 0, r.stderr);
+    await conn.leasePort(rejected.label);
+  });
+});
