@@ -371,7 +371,14 @@ export class AccessProxy implements Component {
           }
         : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
           ? { status: 408, code: 'REQUEST_TIMEOUT', message: 'no complete request head in time' }
-          : { status: 400, code: 'BAD_REQUEST', message: 'malformed HTTP request' };
+          : err.code === 'HPE_INVALID_URL'
+            ? {
+                status: 400,
+                code: 'BAD_REPOSITORY_ADDRESS',
+                message:
+                  'bad repository address: non-ASCII, space or control characters in the request target',
+              }
+            : { status: 400, code: 'BAD_REQUEST', message: 'malformed HTTP request' };
     const source = (socket as Socket).remoteAddress;
     this.log.info(
       {
