@@ -1,0 +1,42 @@
+import type { Clock } from '../../src/core/clock.js';
+import { silentLogger } from '../../src/log/index.js';
+import { openSqliteStore } from '../../src/store/sqlite/index.js';
+import { tempDir } from './util.js';
+
+/** A clock tests move by hand. */
+export class FakeClock implements Clock {
+  private t: number;
+  private timers: Array<{ at: number; fn: () => void; id: number }> = [];
+  private nextId = 1;
+
+  constructor(start = Date.parse('2026-01-01T00:00:00Z')) {
+    this.t = start;
+  }
+
+  now(): number {
+    return this.t;
+  }
+
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = this.nextId++;
+    this.timers.push({ at: this.t + ms, fn, id });
+    return id;
+  }
+
+  clearTimeout(handle: unknown): void {
+    this.timers = this.timers.filter((x) => x.id !== handle);
+  }
+
+  advance(ms: number): void {
+    this.t += ms;
+    const due = this.timers.filter((x) => x.at <= this.t).sort((a, b) => a.at - b.at);
+    this.timers = this.timers.filter((x) => x.at > this.t);
+    for (const x of due) x.fn();
+  }
+}
+
+export async function tempStore() {
+  return openSqliteStore(tempDir('tether-store-'));
+}
+
+export const quietLog = silentLogger;
