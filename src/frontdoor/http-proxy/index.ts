@@ -1,7 +1,131 @@
+import http from 'node:http';
+import https from 'node:https';
+import client from 'prom-client';
+import type { HttpProxyConfig, HttpProxyRouteConfig } from '../../config/http-proxy.js';
+import type { Clock } from '../../core/clock.js';
 import type { Component, GatewayContext } from '../../gateway/index.js';
+import type { Logger } from '../../log/index.js';
+import { RouteAuthenticator } from './caller-auth.js';
+import { routeName } from './routes.js';
+import { type FrontDoorDeps, HttpFrontDoor, type PreparedRoute } from './server.js';
+import { upstreamCredential } from './upstream-auth/index.js';
+import { CachedVerifier } from './verifiers/cache.js';
+import { GroupKeyVerifier } from './verifiers/group-key.js';
+import { RemoteVerifier } from './verifiers/remote.js';
+import { StaticVerifier } from './verifiers/static.js';
+import type { Verifier } from './verifiers/types.js';
+
+export { HttpFrontDoor } from './server.js';
+
+interface BuildDeps {
+  clock: Clock;
+  log: Logger;
+  groupKeys?: GatewayContext['groupKeys'];
+}
+
+/** Static verifiers are shared per file, so two routes on one file reload it once. */
+function buildVerifier(
+  cfg: HttpProxyRouteConfig,
+  deps: BuildDeps,
+  statics: Map<string, StaticVerifier>,
+): Verifier | undefined {
+  const a = cfg.auth;
+  if (a.type === 'none') return undefined;
+  if (a.type === 'group-key') {
+    if (cfg.to.kind !== 'tenant' || !deps.groupKeys) return undefined;
+    return new GroupKeyVerifier(deps.groupKeys, cfg.to.tenant, cfg.to.group);
+  }
+  const v = a.verify!;
+  if (v.type === 'static') {
+    let s = statics.get(v.file);
+    if (!s) {
+      s = new StaticVerifier(v.file, deps.clock, deps.log);
+      statics.set(v.file, s);
+    }
+    return s;
+  }
+  return new RemoteVerifier(v, deps.log);
+}
+
+/** Builds every route: its authenticator (with cache), upstream credential and agent. */
+export function prepareRoutes(cfg: HttpProxyConfig, deps: BuildDeps): PreparedRoute[] {
+  const statics = new Map<string, StaticVerifier>();
+  return cfg.routes.map((r, index) => {
+    const name = routeName(r, index);
+    const inner = buildVerifier(r, deps, statics);
+    const verifier = inner
+      ? new CachedVerifier(inner, deps.clock, { ttl: r.auth.cache_ttl, failureTtl: r.auth.failure_ttl })
+      : undefined;
+    const agentOpts = { keepAlive: true, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo' as const };
+    return {
+      index,
+      name,
+      cfg: r,
+      auth: new RouteAuthenticator(r.auth, verifier, r.docker_registry ? 'Docker Registry' : 'tether'),
+      credential: r.upstream_auth
+        ? upstreamCredential(r.upstream_auth, deps.clock, deps.log.child({ route: name }))
+        : undefined,
+      agent:
+        r.to.kind === 'url'
+          ? r.to.protocol === 'https:'
+            ? new https.Agent(agentOpts)
+            : new http.Agent(agentOpts)
+          : undefined,
+    };
+  });
+}
 
 /** The gateway's `http_proxy` front door; undefined when the config leaves it off. */
 export function httpProxyComponent(ctx: GatewayContext): Component | undefined {
-  if (!ctx.config.http_proxy) return undefined;
-  throw new Error('http_proxy is not built yet');
+  const cfg = ctx.config.http_proxy;
+  if (!cfg) return undefined;
+  const log = ctx.log.child({ component: 'http_proxy' });
+  let door: HttpFrontDoor | undefined;
+  let routes: PreparedRoute[] = [];
+  let unsubscribe: (() => void) | undefined;
+  return {
+    name: 'http_proxy',
+    async start() {
+      routes = prepareRoutes(cfg, { clock: ctx.clock, log, groupKeys: ctx.groupKeys });
+      const requests = new client.Counter({
+        name: 'tether_http_proxy_requests_total',
+        help: 'Requests answered by the HTTP front door, by route and status',
+        labelNames: ['route', 'status'],
+        registers: [ctx.metrics.registry],
+      });
+      const deps: FrontDoorDeps = {
+        registry: ctx.registry,
+        clock: ctx.clock,
+        log,
+        onResponse: (route, status) => requests.inc({ route, status: String(status) }),
+        onAuthFailure: () => ctx.metrics.authFailures.inc({ reason: 'http_proxy' }),
+      };
+      // Group keys rotate and tenants go away: forget cached answers at once.
+      unsubscribe = ctx.events.on(() => {
+        for (const r of routes) if (r.cfg.auth.type === 'group-key') r.auth.forget();
+      });
+      await Promise.all(routes.map((r) => r.credential?.start()));
+      door = new HttpFrontDoor(cfg, routes, deps);
+      const a = await door.listen();
+      const addr = a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+      log.info(
+        {
+          event: 'http_proxy.listening',
+          address: addr,
+          tls: cfg.tls !== undefined,
+          routes: routes.map((r) => r.name),
+        },
+        `HTTP front door on ${cfg.tls ? 'https' : 'http'}://${addr} (${routes.length} route${routes.length === 1 ? '' : 's'})`,
+      );
+      return addr;
+    },
+    async stop() {
+      unsubscribe?.();
+      for (const r of routes) {
+        r.credential?.stop();
+        r.agent?.destroy();
+      }
+      await door?.close();
+    },
+  };
 }

@@ -1,0 +1,95 @@
+import type { RouteAuthConfig } from '../../config/http-proxy.js';
+import type { CallerCredential, Verifier } from './verifiers/types.js';
+
+/** What the caller put in its Authorization header. */
+export type Presented =
+  | { scheme: 'basic'; username: string; password: string }
+  | { scheme: 'bearer'; token: string }
+  | { scheme: 'other' };
+
+/** Parses an Authorization header; undefined when absent, "malformed" when unreadable. */
+export function parseAuthorization(h: string | undefined): Presented | 'malformed' | undefined {
+  if (h === undefined || h === '') return undefined;
+  const sp = h.indexOf(' ');
+  const scheme = (sp < 0 ? h : h.slice(0, sp)).toLowerCase();
+  const rest = sp < 0 ? '' : h.slice(sp + 1).trim();
+  if (scheme === 'basic') {
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(rest)) return 'malformed';
+    const text = Buffer.from(rest, 'base64').toString('utf8');
+    const colon = text.indexOf(':');
+    if (colon < 0) return 'malformed';
+    return { scheme: 'basic', username: text.slice(0, colon), password: text.slice(colon + 1) };
+  }
+  if (scheme === 'bearer') {
+    if (!/^[\x21-\x7e]+$/.test(rest)) return 'malformed';
+    return { scheme: 'bearer', token: rest };
+  }
+  return { scheme: 'other' };
+}
+
+export type AuthOutcome =
+  | { ok: true; subject: string | null; scopes: readonly string[] | null }
+  /** `presented`: the caller sent credentials that were wrong (counts toward the throttle). */
+  | { ok: false; message: string; presented: boolean };
+
+/** Authenticates callers of one route; verifier failures surface as 503 TetherErrors. */
+export class RouteAuthenticator {
+  readonly challenge: string | undefined;
+
+  constructor(
+    private readonly cfg: RouteAuthConfig,
+    private readonly verifier: (Verifier & { clear?(): void }) | undefined,
+    defaultRealm: string,
+  ) {
+    const realm = cfg.realm ?? defaultRealm;
+    this.challenge =
+      cfg.type === 'none'
+        ? undefined
+        : cfg.type === 'bearer'
+          ? `Bearer realm="${realm}"`
+          : `Basic realm="${realm}"`;
+  }
+
+  /** Drops cached answers (a group key rotated, a tenant changed). */
+  forget(): void {
+    this.verifier?.clear?.();
+  }
+
+  get type(): RouteAuthConfig['type'] {
+    return this.cfg.type;
+  }
+
+  /** The credential a caller must present for this route, from its Authorization header. */
+  credential(header: string | undefined): CallerCredential | { missing: string } | { wrong: string } {
+    const p = parseAuthorization(header);
+    if (p === undefined) return { missing: 'authentication required' };
+    if (p === 'malformed') return { wrong: 'the Authorization header is malformed' };
+    switch (this.cfg.type) {
+      case 'basic-token':
+        if (p.scheme !== 'basic') return { missing: 'use Basic authentication: your e-mail and API token' };
+        if (p.username === '' || p.password === '')
+          return { wrong: 'both the e-mail and the API token are required' };
+        return { username: p.username, token: p.password };
+      case 'bearer':
+        if (p.scheme !== 'bearer') return { missing: 'use a Bearer token' };
+        return { token: p.token };
+      default:
+        if (p.scheme === 'basic') {
+          if (p.password === '') return { wrong: 'the group key is required' };
+          return { username: p.username, token: p.password };
+        }
+        if (p.scheme === 'bearer') return { token: p.token };
+        return { missing: 'use Basic authentication: the tenant id and the group key' };
+    }
+  }
+
+  async authenticate(header: string | undefined): Promise<AuthOutcome> {
+    if (this.cfg.type === 'none' || !this.verifier) return { ok: true, subject: null, scopes: null };
+    const c = this.credential(header);
+    if ('missing' in c) return { ok: false, message: c.missing, presented: false };
+    if ('wrong' in c) return { ok: false, message: c.wrong, presented: true };
+    const v = await this.verifier.verify(c);
+    if (!v.ok) return { ok: false, message: 'invalid credentials', presented: true };
+    return { ok: true, subject: v.subject, scopes: v.scopes };
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * Request sanitising: what the HTTP front door accepts from a caller and what it passes on.
+ * Node's parser already refuses Content-Length together with Transfer-Encoding, duplicate
+ * Content-Length and header blocks over `maxHeaderSize` (see `clientErrorResponse`); this file
+ * checks the request target, duplicate Host headers, and builds the header lists sent upstream
+ * and back.
+ */
+
+export interface RequestTarget {
+  path: string;
+  /** "" or "?…". */
+  query: string;
+}
+
+/** Headers that describe one connection, never forwarded (RFC 9110 §7.6.1). */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'proxy-authenticate',
+]);
+
+/** Caller headers that never reach the upstream: credentials, and forwarding claims we make ourselves. */
+const DROPPED_REQUEST = new Set([
+  'authorization',
+  'proxy-authorization',
+  'cookie',
+  'forwarded',
+  'x-real-ip',
+  'host',
+  'expect',
+]);
+
+/** Parses an origin-form request target; returns a reason when the front door refuses it. */
+export function parseTarget(url: string): RequestTarget | string {
+  if (!url.startsWith('/')) return 'the request target must be a path (origin-form)';
+  const q = url.indexOf('?');
+  const path = q < 0 ? url : url.slice(0, q);
+  const query = q < 0 ? '' : url.slice(q);
+  if (path.includes('#') || query.includes('#')) return 'a fragment is not allowed in the request target';
+  if (/[\\\0]/.test(path) || /%(00|5c)/i.test(path)) return 'backslashes and NUL are not allowed in the path';
+  if (/%2f/i.test(path)) return 'encoded slashes are not allowed in the path';
+  if (path.includes('//')) return 'empty path segments are not allowed';
+  const decodedDots = path.replace(/%2e/gi, '.');
+  if (/(^|\/)\.\.?(\/|$)/.test(decodedDots)) return '"." and ".." path segments are not allowed';
+  return { path, query };
+}
+
+/** True when a header (lower-case name) appears more than once in a raw header list. */
+export function isRepeated(rawHeaders: readonly string[], name: string): boolean {
+  let n = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const k = rawHeaders[i]!;
+    if (k.length === name.length && k.toLowerCase() === name && ++n > 1) return true;
+  }
+  return false;
+}
+
+function connectionTokens(rawHeaders: readonly string[]): Set<string> | undefined {
+  let out: Set<string> | undefined;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]!.toLowerCase() !== 'connection') continue;
+    for (const t of rawHeaders[i + 1]!.split(',')) {
+      const tok = t.trim().toLowerCase();
+      if (tok && tok !== 'close' && tok !== 'keep-alive') {
+        out ??= new Set();
+        out.add(tok);
+      }
+    }
+  }
+  return out;
+}
+
+export interface UpstreamHeaderOptions {
+  /** The Host header sent upstream. */
+  host: string;
+  /** The caller's address (replaces any X-Forwarded-For it sent). */
+  clientAddress: string;
+  /** "http" or "https": how the caller reached the front door. */
+  proto: string;
+  /** The Host the caller asked for. */
+  forwardedHost: string | undefined;
+  /** The injected credential header, lower-case name. */
+  credential?: readonly [string, string];
+  /** The request body is chunked (Transfer-Encoding is hop-by-hop, so it is set again). */
+  chunked: boolean;
+  /** Ask the upstream to close after the response (one tunnel channel per request). */
+  close?: boolean;
+}
+
+/**
+ * The caller's headers minus hop-by-hop ones, credentials (Authorization,
+ * Proxy-Authorization, Cookie and the injected header's name) and forwarding claims
+ * (Forwarded, X-Forwarded-*, X-Real-IP); plus our own Host, X-Forwarded-* and credential.
+ * A flat [name, value, …] list.
+ */
+export function upstreamHeaders(rawHeaders: readonly string[], o: UpstreamHeaderOptions): string[] {
+  const listed = connectionTokens(rawHeaders);
+  const credName = o.credential?.[0];
+  const out: string[] = ['Host', o.host];
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    const k = name.toLowerCase();
+    if (
+      HOP_BY_HOP.has(k) ||
+      DROPPED_REQUEST.has(k) ||
+      k.startsWith('x-forwarded-') ||
+      k === credName ||
+      listed?.has(k)
+    )
+      continue;
+    out.push(name, rawHeaders[i + 1]!);
+  }
+  out.push('X-Forwarded-For', o.clientAddress, 'X-Forwarded-Proto', o.proto);
+  if (o.forwardedHost) out.push('X-Forwarded-Host', o.forwardedHost);
+  if (o.chunked) out.push('Transfer-Encoding', 'chunked');
+  if (o.close) out.push('Connection', 'close');
+  if (o.credential) out.push(o.credential[0], o.credential[1]);
+  return out;
+}
+
+/** The upstream's response headers minus hop-by-hop ones (and those its Connection header lists). */
+export function responseHeaders(rawHeaders: readonly string[], drop?: ReadonlySet<string>): string[] {
+  const listed = connectionTokens(rawHeaders);
+  const out: string[] = [];
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    const k = name.toLowerCase();
+    if (HOP_BY_HOP.has(k) || listed?.has(k) || drop?.has(k)) continue;
+    out.push(name, rawHeaders[i + 1]!);
+  }
+  return out;
+}
+
+/** What the front door answers when Node's parser refuses a request (before any route is known). */
+export function clientErrorResponse(
+  code: string | undefined,
+  reason: string | undefined,
+): { status: number; code: string; message: string } {
+  switch (code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return { status: 431, code: 'HEADERS_TOO_LARGE', message: 'request header fields too large' };
+    case 'HPE_HEADERS_TIMEOUT':
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return { status: 408, code: 'REQUEST_TIMEOUT', message: 'the request head did not arrive in time' };
+    default:
+      return { status: 400, code: 'BAD_REQUEST', message: `malformed request${reason ? `: ${reason}` : ''}` };
+  }
+}

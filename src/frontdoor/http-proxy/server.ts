@@ -1,0 +1,507 @@
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { HttpProxyConfig } from '../../config/http-proxy.js';
+import type { Clock } from '../../core/clock.js';
+import type { ForwardRegistry } from '../../core/forward-registry.js';
+import { FailureThrottle } from '../../core/throttle.js';
+import { isTetherError, TetherError } from '../../errors/index.js';
+import type { Logger } from '../../log/index.js';
+import { authorizeScopes, methodAllowed } from './authorize.js';
+import type { AuthOutcome, RouteAuthenticator } from './caller-auth.js';
+import { API_VERSION, API_VERSION_HEADER, registryErrorBody } from './docker-registry.js';
+import { hostOf, type Route, RouteTable, upstreamPath } from './routes.js';
+import {
+  clientErrorResponse,
+  isRepeated,
+  parseTarget,
+  type RequestTarget,
+  responseHeaders,
+  upstreamHeaders,
+} from './sanitize.js';
+import type { UpstreamCredential } from './upstream-auth/index.js';
+
+/** A route with everything it needs at request time. */
+export interface PreparedRoute extends Route {
+  auth: RouteAuthenticator;
+  credential?: UpstreamCredential;
+  /** Keep-alive agent for URL targets. */
+  agent?: http.Agent;
+}
+
+export interface FrontDoorDeps {
+  registry: Pick<ForwardRegistry, 'open' | 'get'>;
+  clock: Clock;
+  log: Logger;
+  /** Called once per answered request (metrics). */
+  onResponse?: (route: string, status: number) => void;
+  /** Called when a caller presented wrong credentials (metrics). */
+  onAuthFailure?: (route: string) => void;
+}
+
+const READ_ONLY_ALLOW = 'GET, HEAD';
+
+type Req = http.IncomingMessage;
+type Res = http.ServerResponse;
+
+class UpstreamTimeout extends Error {
+  constructor(
+    readonly phase: 'connect' | 'response' | 'idle',
+    ms: number,
+  ) {
+    super(`upstream ${phase} timeout after ${ms} ms`);
+  }
+}
+
+/** Gives a tunnel channel the few socket methods node's HTTP client calls (as ssh2's own HTTP agent does). */
+function asSocket(stream: Duplex): Socket {
+  const s = stream as Duplex & Record<string, unknown>;
+  const noop = () => s;
+  s.setKeepAlive = noop;
+  s.setNoDelay = noop;
+  s.setTimeout = noop;
+  s.ref = noop;
+  s.unref = noop;
+  s.destroySoon = () => stream.destroy();
+  return s as unknown as Socket;
+}
+
+/**
+ * The HTTP front door: one HTTP(S) listener, routes by host and path prefix, authenticates
+ * the caller, authorizes the path, swaps the caller's credentials for the upstream's and
+ * streams both ways without buffering.
+ */
+export class HttpFrontDoor {
+  readonly server: http.Server;
+  private readonly table: RouteTable;
+  private readonly throttle: FailureThrottle;
+  private readonly proto: 'http' | 'https';
+  private readonly debug: boolean;
+
+  constructor(
+    private readonly cfg: HttpProxyConfig,
+    routes: PreparedRoute[],
+    private readonly deps: FrontDoorDeps,
+  ) {
+    this.table = new RouteTable(routes);
+    this.throttle = new FailureThrottle(deps.clock, {
+      maxFailures: cfg.max_failures,
+      windowMs: cfg.failure_window,
+      blockMs: cfg.failure_window,
+    });
+    this.debug = deps.log.isLevelEnabled('debug');
+    const opts: http.ServerOptions = {
+      maxHeaderSize: cfg.max_header_bytes,
+      requestTimeout: 0,
+      headersTimeout: cfg.header_timeout,
+      keepAliveTimeout: 5_000,
+      noDelay: true,
+    };
+    const onRequest = (req: Req, res: Res) => this.onRequest(req, res, false);
+    if (cfg.tls) {
+      this.proto = 'https';
+      this.server = https.createServer(
+        { ...opts, cert: readFileSync(cfg.tls.cert), key: readFileSync(cfg.tls.key) },
+        onRequest,
+      );
+    } else {
+      this.proto = 'http';
+      this.server = http.createServer(opts, onRequest);
+    }
+    this.server.setTimeout(cfg.idle_timeout);
+    this.server.on('checkContinue', (req: Req, res: Res) => this.onRequest(req, res, true));
+    this.server.on('clientError', (err: NodeJS.ErrnoException & { reason?: string }, socket: Duplex) =>
+      this.onClientError(err, socket),
+    );
+  }
+
+  listen(): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host: this.cfg.listen.host, port: this.cfg.listen.port }, () => {
+        this.server.off('error', reject);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  private onClientError(err: NodeJS.ErrnoException & { reason?: string }, socket: Duplex): void {
+    const msg = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (err.code === 'ECONNRESET' || !socket.writable || msg?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    const r = clientErrorResponse(err.code, err.reason);
+    const body = JSON.stringify({ error: { code: r.code, message: r.message } });
+    socket.end(
+      `HTTP/1.1 ${r.status} ${http.STATUS_CODES[r.status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    this.deps.log.info(
+      {
+        event: 'http_proxy.bad_request',
+        status: r.status,
+        parse_error: err.code,
+        source: (socket as Socket).remoteAddress,
+      },
+      `refused a malformed request: ${r.message}`,
+    );
+    this.deps.onResponse?.('-', r.status);
+  }
+
+  private onRequest(req: Req, res: Res, expectContinue: boolean): void {
+    const started = this.debug ? performance.now() : 0;
+    const target = parseTarget(req.url ?? '');
+    if (typeof target === 'string') {
+      this.fail(req, res, undefined, 400, 'BAD_REQUEST', target);
+      return;
+    }
+    if (isRepeated(req.rawHeaders, 'host')) {
+      this.fail(req, res, undefined, 400, 'BAD_REQUEST', 'more than one Host header');
+      return;
+    }
+    const route = this.table.match(hostOf(req.headers.host), target.path) as PreparedRoute | undefined;
+    if (!route) {
+      this.fail(req, res, undefined, 404, 'NO_ROUTE', 'no route for this host and path');
+      return;
+    }
+    if (this.debug) this.accessLog(req, res, route, target, started);
+    const method = req.method ?? 'GET';
+    if (!methodAllowed(route.cfg.read_only, method)) {
+      this.fail(
+        req,
+        res,
+        route,
+        405,
+        'READ_ONLY',
+        `this route is read-only: only ${READ_ONLY_ALLOW} are allowed`,
+        {
+          Allow: READ_ONLY_ALLOW,
+        },
+      );
+      return;
+    }
+    if (route.auth.type === 'none') {
+      this.authorized(req, res, route, target, { ok: true, subject: null, scopes: null }, expectContinue);
+      return;
+    }
+    const source = req.socket.remoteAddress ?? '';
+    const blocked = this.throttle.blockedFor(source);
+    if (blocked > 0) {
+      this.fail(
+        req,
+        res,
+        route,
+        429,
+        'TOO_MANY_FAILURES',
+        'too many failed logins from your address; try again later',
+        {
+          'Retry-After': String(Math.ceil(blocked / 1000)),
+        },
+      );
+      return;
+    }
+    route.auth.authenticate(req.headers.authorization).then(
+      (outcome) => {
+        if (!outcome.ok) {
+          if (outcome.presented) {
+            this.throttle.fail(source);
+            this.deps.onAuthFailure?.(route.name);
+            this.deps.log.info(
+              { event: 'http_proxy.auth_failed', route: route.name, source, reason: outcome.message },
+              `refused a caller of route ${route.name}: ${outcome.message}`,
+            );
+          }
+          this.fail(req, res, route, 401, 'UNAUTHORIZED', outcome.message);
+          return;
+        }
+        this.authorized(req, res, route, target, outcome, expectContinue);
+      },
+      (err: unknown) => this.failWith(req, res, route, err),
+    );
+  }
+
+  private authorized(
+    req: Req,
+    res: Res,
+    route: PreparedRoute,
+    target: RequestTarget,
+    who: AuthOutcome & { ok: true },
+    expectContinue: boolean,
+  ): void {
+    const decision = authorizeScopes(who.scopes, {
+      method: req.method ?? 'GET',
+      path: target.path,
+      query: target.query,
+      prefix: route.cfg.path_prefix,
+      dockerRegistry: route.cfg.docker_registry,
+    });
+    if (!decision.ok) {
+      this.deps.log.info(
+        {
+          event: 'http_proxy.denied',
+          route: route.name,
+          subject: who.subject,
+          path: target.path,
+          reason: decision.message,
+        },
+        `denied ${who.subject ?? 'a caller'} on route ${route.name}: ${decision.message}`,
+      );
+      this.fail(req, res, route, decision.status, 'DENIED', decision.message);
+      return;
+    }
+    let credential: [string, string] | undefined;
+    if (route.credential) {
+      try {
+        credential = [route.credential.headerName, route.credential.value()];
+      } catch (err) {
+        this.failWith(req, res, route, err);
+        return;
+      }
+    }
+    if (expectContinue) res.writeContinue();
+    this.forward(req, res, route, target, credential);
+  }
+
+  private forward(
+    req: Req,
+    res: Res,
+    route: PreparedRoute,
+    target: RequestTarget,
+    credential: [string, string] | undefined,
+  ): void {
+    const { cfg } = route;
+    const to = cfg.to;
+    const chunked = req.headers['transfer-encoding'] !== undefined;
+    const cl = req.headers['content-length'];
+    const hasBody = chunked || (cl !== undefined && cl !== '0');
+    let upstreamHost: string;
+    if (cfg.preserve_host && req.headers.host) upstreamHost = req.headers.host;
+    else if (to.kind === 'url') upstreamHost = to.host;
+    else {
+      const meta = this.deps.registry.get(to.tenant, to.label)?.meta;
+      upstreamHost = meta?.host
+        ? meta.dest_port
+          ? `${meta.host}:${meta.dest_port}`
+          : meta.host
+        : (req.headers.host ?? 'localhost');
+    }
+    const headers = upstreamHeaders(req.rawHeaders, {
+      host: upstreamHost,
+      clientAddress: req.socket.remoteAddress ?? '',
+      proto: this.proto,
+      forwardedHost: req.headers.host,
+      credential,
+      chunked,
+      close: to.kind === 'tenant',
+    });
+    const options: http.RequestOptions = {
+      method: req.method,
+      path: upstreamPath(cfg, target.path, target.query),
+      headers: headers as unknown as http.OutgoingHttpHeaders,
+      setHost: false,
+    };
+    let bodyBytes = 0;
+    let respBytes = 0;
+    if (to.kind === 'url') {
+      options.protocol = to.protocol;
+      options.hostname = to.hostname;
+      options.port = to.port;
+      options.agent = route.agent;
+      options.timeout = this.cfg.idle_timeout;
+    } else {
+      const origin = { address: req.socket.remoteAddress ?? '127.0.0.1', port: req.socket.remotePort ?? 0 };
+      options.createConnection = ((_o: unknown, cb: (err: Error | null, s?: Socket) => void) => {
+        this.deps.registry.open(to.tenant, to.label, origin).then(
+          (conn) => {
+            conn.stream.on('data', (c: Buffer) => {
+              respBytes += c.length;
+            });
+            conn.stream.once('close', () => conn.close(bodyBytes, respBytes));
+            cb(null, asSocket(conn.stream));
+          },
+          (err: Error) => cb(err),
+        );
+        return undefined;
+      }) as unknown as http.RequestOptions['createConnection'];
+    }
+    const up = (to.kind === 'url' && to.protocol === 'https:' ? https : http).request(options);
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (phase: 'connect' | 'response', ms: number) => {
+      if (timer) clearTimeout(timer);
+      timer = setTimeout(() => up.destroy(new UpstreamTimeout(phase, ms)), ms);
+    };
+    const disarm = () => {
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+    };
+    arm('connect', this.cfg.connect_timeout);
+    up.once('socket', (s: Socket) => {
+      if (s.connecting) s.once('connect', disarm);
+      else disarm();
+    });
+    up.once('finish', () => arm('response', this.cfg.response_timeout));
+    up.on('timeout', () => up.destroy(new UpstreamTimeout('idle', this.cfg.idle_timeout)));
+    up.on('error', (err: Error) => {
+      disarm();
+      req.unpipe(up);
+      this.upstreamFailed(req, res, route, err);
+    });
+    up.on('response', (ures: http.IncomingMessage) => {
+      disarm();
+      const status = ures.statusCode ?? 502;
+      if (!(status === 401 && route.credential)) this.deps.onResponse?.(route.name, status);
+      if (status === 401 && route.credential) {
+        ures.resume();
+        this.deps.log.warn(
+          { event: 'http_proxy.upstream_refused_credential', route: route.name, upstream: to.text },
+          `the upstream of route ${route.name} refused the injected credential`,
+        );
+        this.fail(
+          req,
+          res,
+          route,
+          502,
+          'UPSTREAM_AUTH_REFUSED',
+          "the upstream refused the front door's credential",
+        );
+        return;
+      }
+      const out = responseHeaders(ures.rawHeaders);
+      if (cfg.docker_registry && ures.headers['docker-distribution-api-version'] === undefined)
+        out.push(API_VERSION_HEADER, API_VERSION);
+      res.writeHead(status, ures.statusMessage, out);
+      ures.pipe(res);
+      ures.on('error', () => res.destroy());
+      ures.on('aborted', () => res.destroy());
+    });
+    res.on('close', () => {
+      disarm();
+      if (!res.writableFinished) up.destroy();
+    });
+    if (hasBody) {
+      if (to.kind === 'tenant') {
+        req.on('data', (c: Buffer) => {
+          bodyBytes += c.length;
+        });
+      }
+      req.pipe(up);
+    } else {
+      up.end();
+    }
+  }
+
+  private upstreamFailed(req: Req, res: Res, route: PreparedRoute, err: Error): void {
+    const to = route.cfg.to.text;
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    if (isTetherError(err)) {
+      this.deps.log.info(
+        { event: 'http_proxy.upstream_unavailable', route: route.name, upstream: to, code: err.code },
+        err.message,
+      );
+      this.fail(req, res, route, err.status >= 500 ? err.status : 502, err.code, err.message);
+      return;
+    }
+    if (err instanceof UpstreamTimeout) {
+      this.deps.log.warn(
+        { event: 'http_proxy.upstream_timeout', route: route.name, upstream: to, phase: err.phase },
+        err.message,
+      );
+      this.fail(
+        req,
+        res,
+        route,
+        504,
+        'UPSTREAM_TIMEOUT',
+        `the upstream did not answer in time (${err.phase})`,
+      );
+      return;
+    }
+    const code = (err as NodeJS.ErrnoException).code;
+    if (res.destroyed || req.destroyed) return;
+    this.deps.log.warn(
+      { event: 'http_proxy.upstream_error', route: route.name, upstream: to, code: code ?? err.message },
+      `route ${route.name}: upstream error ${code ?? err.message}`,
+    );
+    this.fail(req, res, route, 502, 'UPSTREAM_UNREACHABLE', 'the upstream could not be reached');
+  }
+
+  private failWith(req: Req, res: Res, route: PreparedRoute, err: unknown): void {
+    if (isTetherError(err)) {
+      if (err.status >= 500) {
+        this.deps.log.warn(
+          { event: 'http_proxy.unavailable', route: route.name, code: err.code },
+          `route ${route.name}: ${err.message}`,
+        );
+      }
+      this.fail(req, res, route, err.status, err.code, err.message);
+      return;
+    }
+    this.deps.log.error({ event: 'http_proxy.internal_error', route: route.name, err }, 'internal error');
+    this.fail(req, res, route, 500, 'INTERNAL', 'internal error');
+  }
+
+  /** Answers with an error: the registry's JSON form on docker_registry routes, Tether's elsewhere. */
+  private fail(
+    req: Req,
+    res: Res,
+    route: PreparedRoute | undefined,
+    status: number,
+    code: string,
+    message: string,
+    extra: Record<string, string> = {},
+  ): void {
+    this.deps.onResponse?.(route?.name ?? '-', status);
+    if (res.headersSent || res.destroyed) return;
+    const docker = route?.cfg.docker_registry === true;
+    const body = docker
+      ? registryErrorBody(status, message)
+      : JSON.stringify(new TetherError(code, message).toJSON());
+    const headers: Record<string, string | number> = {
+      'Content-Type': docker ? 'application/json; charset=utf-8' : 'application/json',
+      'Content-Length': Buffer.byteLength(body),
+      'Cache-Control': 'no-store',
+      ...extra,
+    };
+    if (docker) headers[API_VERSION_HEADER] = API_VERSION;
+    if (status === 401 && route?.auth.challenge) headers['WWW-Authenticate'] = route.auth.challenge;
+    // An unread request body is not worth reading just to throw it away.
+    if (
+      !req.complete &&
+      (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0')
+    ) {
+      headers.Connection = 'close';
+    }
+    res.writeHead(status, headers);
+    res.end(req.method === 'HEAD' ? undefined : body);
+  }
+
+  private accessLog(req: Req, res: Res, route: Route, target: RequestTarget, started: number): void {
+    res.once('close', () => {
+      this.deps.log.debug(
+        {
+          event: 'http_proxy.request',
+          route: route.name,
+          method: req.method,
+          path: target.path,
+          status: res.statusCode,
+          complete: res.writableFinished,
+          ms: Math.round((performance.now() - started) * 10) / 10,
+          source: req.socket.remoteAddress,
+        },
+        'request',
+      );
+    });
+  }
+}

@@ -1,0 +1,85 @@
+import { readFileSync, statSync } from 'node:fs';
+import type { Logger } from '../../../log/index.js';
+import { credentialUnavailable, type SecretProvider } from './types.js';
+
+/**
+ * A credential read from a file (e.g. written by a cron job), re-read only when the file
+ * changes: every request costs one stat(2), and the request after a change sees the new
+ * value. Surrounding whitespace is trimmed. When the file goes missing or empty, the last good
+ * value stays in use and the log says so once.
+ */
+export class FileSecret implements SecretProvider {
+  private value: string | undefined;
+  private stamp = '';
+  private problem: string | undefined;
+
+  constructor(
+    private readonly file: string,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    this.refresh();
+    if (this.value === undefined) {
+      this.log.error(
+        { event: 'http_proxy.credential_file.unusable', file: this.file, reason: this.problem },
+        `upstream credential file ${this.file} is not usable yet (${this.problem}); requests get 503 until it is`,
+      );
+    }
+  }
+
+  stop(): void {}
+
+  current(): string {
+    this.refresh();
+    if (this.value === undefined)
+      throw credentialUnavailable(`file ${this.file}: ${this.problem ?? 'not read'}`);
+    return this.value;
+  }
+
+  private refresh(): void {
+    let stamp: string;
+    try {
+      const st = statSync(this.file);
+      stamp = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+    } catch (e) {
+      this.fail(`cannot read it: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+      return;
+    }
+    if (stamp === this.stamp) return;
+    let text: string;
+    try {
+      text = readFileSync(this.file, 'utf8').trim();
+    } catch (e) {
+      this.fail(`cannot read it: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+      return;
+    }
+    if (text === '') {
+      this.fail('it is empty');
+      this.stamp = stamp;
+      return;
+    }
+    const first = this.value === undefined;
+    this.value = text;
+    this.stamp = stamp;
+    this.problem = undefined;
+    this.log.info(
+      { event: 'http_proxy.credential_file.loaded', file: this.file },
+      first
+        ? `upstream credential read from ${this.file}`
+        : `upstream credential file ${this.file} changed; using the new value`,
+    );
+  }
+
+  private fail(why: string): void {
+    if (this.problem === why) return;
+    this.problem = why;
+    this.stamp = '';
+    this.log.warn(
+      { event: 'http_proxy.credential_file.unusable', file: this.file, reason: why },
+      this.value === undefined
+        ? `upstream credential file ${this.file}: ${why}`
+        : `upstream credential file ${this.file}: ${why}; keeping the last good value`,
+    );
+  }
+}

@@ -1,0 +1,98 @@
+import { createHash } from 'node:crypto';
+import type { Clock } from '../../../core/clock.js';
+import type { CallerCredential, Verdict, Verifier } from './types.js';
+
+export interface VerifyCacheOptions {
+  /** How long a valid answer is kept. */
+  ttl: number;
+  /** How long an invalid answer is kept. */
+  failureTtl: number;
+  /** Bound on remembered tokens; the oldest go first. */
+  maxEntries?: number;
+}
+
+interface Entry {
+  verdict: Verdict;
+  expires: number;
+  generation: number;
+}
+
+/**
+ * Caches a verifier's answers per credential (keyed by a SHA-256 of username and token, so
+ * no token is kept in clear) and lets concurrent requests with the same credential share one
+ * call. "Unavailable" answers are never cached: the next request asks again.
+ */
+export class CachedVerifier implements Verifier {
+  private readonly entries = new Map<string, Entry>();
+  private readonly inflight = new Map<string, Promise<Verdict>>();
+  /** Calls that reached the inner verifier. */
+  calls = 0;
+
+  constructor(
+    private readonly inner: Verifier,
+    private readonly clock: Clock,
+    private readonly opts: VerifyCacheOptions,
+  ) {}
+
+  verify(c: CallerCredential): Promise<Verdict> {
+    const key = createHash('sha256')
+      .update(c.username ?? '')
+      .update('\0')
+      .update(c.token)
+      .digest('base64');
+    const gen = this.inner.generation?.() ?? 0;
+    const hit = this.entries.get(key);
+    if (hit) {
+      if (hit.expires > this.clock.now() && hit.generation === gen) return Promise.resolve(hit.verdict);
+      this.entries.delete(key);
+    }
+    const pending = this.inflight.get(key);
+    if (pending) return pending;
+    this.calls++;
+    const p = this.inner.verify(c).then(
+      (verdict) => {
+        this.inflight.delete(key);
+        const ttl = verdict.ok ? this.opts.ttl : this.opts.failureTtl;
+        if (ttl > 0) this.store(key, { verdict, expires: this.clock.now() + ttl, generation: gen });
+        return verdict;
+      },
+      (err: unknown) => {
+        this.inflight.delete(key);
+        throw err;
+      },
+    );
+    this.inflight.set(key, p);
+    return p;
+  }
+
+  generation(): number {
+    return this.inner.generation?.() ?? 0;
+  }
+
+  /** Forgets every answer (e.g. a group key was rotated). */
+  clear(): void {
+    this.entries.clear();
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  close(): void {
+    this.inner.close?.();
+  }
+
+  private store(key: string, e: Entry): void {
+    const max = this.opts.maxEntries ?? 10_000;
+    if (this.entries.size >= max) {
+      const now = this.clock.now();
+      for (const [k, v] of this.entries) if (v.expires <= now) this.entries.delete(k);
+      while (this.entries.size >= max) {
+        const oldest = this.entries.keys().next().value;
+        if (oldest === undefined) break;
+        this.entries.delete(oldest);
+      }
+    }
+    this.entries.set(key, e);
+  }
+}
