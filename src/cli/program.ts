@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { registerCerts } from './certs.js';
 import { registerConnector } from './connector.js';
 import { registerGateway } from './gateway.js';
+import { registerHttpProxy } from './http-proxy.js';
 import { registerPeer } from './peer.js';
 import { registerTenants } from './tenants.js';
 import { VERSION } from './version.js';
@@ -19,5 +20,6 @@ export function buildProgram(): Command {
   registerConnector(program);
   registerPeer(program);
   registerCerts(program);
+  registerHttpProxy(program);
   return program;
 }
