@@ -1,4 +1,4 @@
-import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, constants, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GatewayMetrics } from '../admin/metrics.js';
 import { AdminServer } from '../admin/server.js';
@@ -66,6 +66,7 @@ function checkDataDir(dir: string): void {
     accessSync(dir, constants.W_OK | constants.R_OK);
     const probe = join(dir, '.write-test');
     writeFileSync(probe, '');
+    rmSync(probe);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? String(e);
     throw new TetherError(
@@ -99,7 +100,10 @@ export class Gateway {
     const log = this.deps.log;
     const clock = this.deps.clock ?? systemClock;
     checkDataDir(config.data_dir);
+    const dbFile = join(config.data_dir, 'tether.db');
+    if (config.store === 'sqlite' && !existsSync(dbFile)) writeFileSync(dbFile, '', { mode: 0o600 });
     const store = await openStore(config.store, config.data_dir);
+    if (config.store === 'sqlite') chmodSync(dbFile, 0o600);
     try {
       const hostKey = loadHostKey(config.data_dir, config.tunnel.host_key);
       const adminToken = loadAdminToken(config.data_dir, config.admin.token_file);
