@@ -1,4 +1,5 @@
 import pino, { type Logger } from 'pino';
+import { type AuditSink, createAuditSink } from './audit.js';
 
 export type { Logger } from 'pino';
 
@@ -37,26 +38,122 @@ export interface LoggerOptions {
   /** Write to this destination (fd or path) instead of stdout. */
   destination?: number | string;
   name?: string;
+  /**
+   * Audit log: every record with an `event` field is also written here, whatever the level
+   * (a target such as "stdout", "file:/var/log/tether/audit.log", "syslog://host:514", or a sink).
+   */
+  audit?: string | AuditSink;
 }
+
+/** A structured log record with an `event` field, as observers (audit, metrics) see it. */
+export interface LogEvent {
+  /** pino's numeric level (30 = info). */
+  level: number;
+  levelName: string;
+  time: number;
+  /** The fields of the logger's children (tenant, session, component…). */
+  bindings: Record<string, unknown>;
+  /** The record's own fields; `event` names what happened. */
+  fields: Record<string, unknown> & { event: string };
+  msg?: string;
+}
+
+type LogEventListener = (e: LogEvent) => void;
+
+const TAP = Symbol.for('tether.log.events');
+
+/** Fans event records out to listeners; one per root logger, reached from every child. */
+class EventTap {
+  readonly listeners = new Set<LogEventListener>();
+
+  emit(
+    level: number,
+    bindings: () => Record<string, unknown>,
+    fields: LogEvent['fields'],
+    msg?: string,
+  ): void {
+    const e: LogEvent = {
+      level,
+      levelName: pino.levels.labels[level] ?? 'info',
+      time: Date.now(),
+      bindings: bindings(),
+      fields,
+      msg,
+    };
+    for (const fn of this.listeners) {
+      try {
+        fn(e);
+      } catch {
+        // An observer must never break the code that logs.
+      }
+    }
+  }
+}
+
+/**
+ * Calls `fn` for every record with an `event` field logged through `log` or its children, at
+ * info level and above even when the configured level hides them. Returns an unsubscribe
+ * function. Loggers not built by createLogger (silentLogger) have no events to observe.
+ */
+export function onLogEvents(log: Logger, fn: LogEventListener): () => void {
+  const tap = (log as unknown as { [TAP]?: EventTap })[TAP];
+  if (!tap) return () => {};
+  tap.listeners.add(fn);
+  return () => tap.listeners.delete(fn);
+}
+
+const LEVEL_VALUES: Record<LogLevel, number> = {
+  ...pino.levels.values,
+  silent: Number.POSITIVE_INFINITY,
+} as Record<LogLevel, number>;
 
 /** One logger per process, built in the composition root and passed down. */
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const level = opts.level ?? (process.env.TETHER_LOG_LEVEL as LogLevel | undefined) ?? 'info';
   const pretty = opts.pretty ?? (opts.destination === undefined && process.stdout.isTTY === true);
+  // Event records (the audit trail, metrics) are seen at info level and above whatever the
+  // configured level; the configured level is then applied to the output in the hook.
+  const threshold = LEVEL_VALUES[level] ?? LEVEL_VALUES.info;
+  const tap = new EventTap();
+  const audit = typeof opts.audit === 'string' ? createAuditSink(opts.audit) : opts.audit;
+  if (audit) tap.listeners.add((e) => audit.write(e));
   const base = {
-    level,
+    level: threshold > LEVEL_VALUES.info ? 'info' : level,
     name: opts.name,
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     timestamp: pino.stdTimeFunctions.isoTime,
+    hooks: {
+      logMethod(this: Logger, args: unknown[], method: (...a: unknown[]) => void, lvl: number) {
+        const first = args[0];
+        if (
+          tap.listeners.size > 0 &&
+          first !== null &&
+          typeof first === 'object' &&
+          typeof (first as { event?: unknown }).event === 'string'
+        ) {
+          tap.emit(
+            lvl,
+            () => this.bindings(),
+            first as LogEvent['fields'],
+            typeof args[1] === 'string' ? args[1] : undefined,
+          );
+        }
+        if (lvl >= threshold) method.apply(this, args);
+      },
+    },
   };
+  let logger: Logger;
   if (pretty) {
-    return pino({
+    logger = pino({
       ...base,
       transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l' } },
     });
+  } else {
+    const dest = pino.destination({ dest: opts.destination ?? 1, sync: true });
+    logger = pino(base, dest);
   }
-  const dest = pino.destination({ dest: opts.destination ?? 1, sync: true });
-  return pino(base, dest);
+  Object.defineProperty(logger, TAP, { value: tap });
+  return logger;
 }
 
 /** A logger that drops everything (unit tests). */
