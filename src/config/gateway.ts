@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { errors, type FieldProblem } from '../errors/index.js';
+import { parseAuditTarget } from '../log/audit.js';
 import { accessProxySchema } from './access-proxy.js';
 import { httpProxySchema } from './http-proxy.js';
 import { deepFreeze, expandEnv, readYamlFile, validate } from './load.js';
@@ -76,7 +77,14 @@ export const gatewaySchema = z.strictObject({
   log: z
     .strictObject({
       level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
-      audit: z.string().optional(),
+      /** Audit log target: stdout, stderr, file:/path, syslog://host[:port], syslog+tcp://host[:port]. */
+      audit: z
+        .string()
+        .superRefine((v, ctx) => {
+          const t = parseAuditTarget(v);
+          if (typeof t === 'string') ctx.addIssue({ code: 'custom', message: t });
+        })
+        .optional(),
     })
     .default({ level: 'info' }),
 });
