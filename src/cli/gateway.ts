@@ -17,7 +17,7 @@ export function registerGateway(program: Command): void {
     )
     .action(async (o: { config?: string }) => {
       const config = loadGatewayConfig(o.config);
-      const log = createLogger({ level: config.log.level });
+      const log = createLogger({ level: config.log.level, audit: config.log.audit });
       const gw = withFrontDoors(new Gateway(config, { log, version: VERSION }));
       const a = await gw.start();
       log.info(
