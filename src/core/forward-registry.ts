@@ -22,6 +22,8 @@ export interface LiveSession {
   readonly since: number;
   readonly fingerprint: string;
   readonly agent: string;
+  /** Bytes the session's transport has received and sent so far (live throughput), when known. */
+  traffic?(): { received: number; sent: number };
   /** Ends the session and every connection it carries. */
   end(reason: string): void;
 }
@@ -180,6 +182,7 @@ export class ForwardRegistry extends EventEmitter {
         status: 503,
         retryable: true,
       });
+    const t0 = this.clock.now();
     const tried = new Set<ForwardEndpoint>();
     let lastErr: unknown;
     for (;;) {
@@ -188,7 +191,7 @@ export class ForwardRegistry extends EventEmitter {
       tried.add(e);
       try {
         const stream = await e.open(origin);
-        return this.track(f, e, stream);
+        return this.track(f, e, stream, { origin, setupMs: this.clock.now() - t0 });
       } catch (err) {
         lastErr = err;
       }
@@ -211,12 +214,17 @@ export class ForwardRegistry extends EventEmitter {
     );
   }
 
-  private track(f: LiveForward, e: ForwardEndpoint, stream: Duplex): OpenedConnection {
+  private track(
+    f: LiveForward,
+    e: ForwardEndpoint,
+    stream: Duplex,
+    info: { origin?: { address: string; port: number }; setupMs?: number } = {},
+  ): OpenedConnection {
     f.connections++;
     f.totalConnections++;
     e.connections++;
     const startedAt = this.clock.now();
-    this.emit('connection', { type: 'opened', forward: f });
+    this.emit('connection', { type: 'opened', forward: f, ...info });
     let closed = false;
     return {
       stream,
