@@ -5,7 +5,7 @@ import type { z } from 'zod';
 import { zodProblems } from '../config/load.js';
 import type { ForwardRegistry } from '../core/forward-registry.js';
 import type { GroupKeyService } from '../core/group-keys.js';
-import { assertTenantId, isValidName } from '../core/ids.js';
+import { assertTenantId, isValidName, parseLabel } from '../core/ids.js';
 import type { TenantService } from '../core/tenants.js';
 import { errors, isTetherError, TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
@@ -254,22 +254,33 @@ export class AdminServer {
         handler: async ({ params }) => {
           const id = params[0]!;
           const [view] = await views(id);
-          const groupNames = new Set<string>();
-          for (const f of view!.forwards) {
-            const g = f.label.split('/')[0];
-            if (g && f.label.split('/').length === 2 && isValidName(g)) groupNames.add(g);
+          const forwards = view!.forwards;
+          // Repositories are "<group>/<repo>" labels; anything else (plain OpenSSH) is ungrouped.
+          const byGroup = new Map<
+            string,
+            Array<(typeof forwards)[number] & { repository: string; address: string }>
+          >();
+          const ungrouped: typeof forwards = [];
+          for (const f of forwards) {
+            const p = parseLabel(f.label);
+            if (!p) {
+              ungrouped.push(f);
+              continue;
+            }
+            const list = byGroup.get(p.group) ?? [];
+            list.push({ ...f, repository: p.repo, address: `${p.repo}.${p.group}.${id}` });
+            byGroup.set(p.group, list);
           }
-          for (const g of groupNames) await d.groupKeys.ensure(id, g);
+          for (const g of byGroup.keys()) await d.groupKeys.ensure(id, g);
           const keys = await d.groupKeys.list(id);
-          const groups = keys.map((k) => ({
-            group: k.group_name,
-            key: k.key,
-            key_created_at: k.created_at,
-            repositories: view!.forwards
-              .filter((f) => f.label.startsWith(`${k.group_name}/`))
-              .map((f) => ({ ...f, repository: f.label.slice(k.group_name.length + 1) })),
-          }));
-          const ungrouped = view!.forwards.filter((f) => !groupNames.has(f.label.split('/')[0] ?? ''));
+          const groups = keys
+            .map((k) => ({
+              group: k.group_name,
+              key: k.key,
+              key_created_at: k.created_at,
+              repositories: byGroup.get(k.group_name) ?? [],
+            }))
+            .sort((a, b) => a.group.localeCompare(b.group));
           return [200, { tenant: id, groups, ungrouped }];
         },
       },
@@ -279,7 +290,20 @@ export class AdminServer {
         handler: async ({ params }) => {
           const [id, group] = [params[0]!, params[1]!];
           await d.tenants.get(id);
-          if (!isValidName(group)) throw errors.badRequest(`invalid group name ${JSON.stringify(group)}`);
+          if (!isValidName(group)) {
+            throw errors.badRequest(
+              `invalid group name ${JSON.stringify(group)}: use 1-63 letters, digits, "_" or "-", starting with a letter or digit`,
+            );
+          }
+          // Only groups the tenant has (a key, or a repository lease): a typo must not mint a key.
+          const known =
+            (await d.store.getGroupKey(id, group)) !== undefined ||
+            (await d.store.listLeases(id)).some((l) => parseLabel(l.label)?.group === group);
+          if (!known) {
+            throw new TetherError('GROUP_NOT_FOUND', `tenant ${id} has no group ${JSON.stringify(group)}`, {
+              status: 404,
+            });
+          }
           const row = await d.groupKeys.rotate(id, group);
           return [200, { tenant: id, group, key: row.key, key_created_at: row.created_at }];
         },

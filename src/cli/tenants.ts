@@ -77,13 +77,75 @@ export function formatTenants(tenants: TenantView[]): string {
   return lines.join('\n');
 }
 
+type RepoView = TenantView['forwards'][number];
+
 interface RepoListing {
   tenant: string;
   groups: Array<{
     group: string;
     key: string;
-    repositories: Array<TenantView['forwards'][number] & { repository: string }>;
+    key_created_at: string;
+    repositories: Array<RepoView & { repository: string; address: string }>;
   }>;
+  ungrouped: RepoView[];
+}
+
+function serviceText(f: RepoView): string {
+  if (!f.service) return '-';
+  return f.scheme && f.scheme !== f.service ? `${f.service}+${f.scheme}` : f.service;
+}
+
+/** `tether tenants repos` as text: one row per repository, then the group keys. */
+export function formatRepositories(r: RepoListing): string {
+  const rows: string[][] = [];
+  const row = (group: string, repo: string, address: string, f: RepoView) => [
+    group,
+    repo,
+    address,
+    serviceText(f),
+    f.destination ? `${f.destination}${f.path && f.path !== '/' ? f.path : ''}` : '-',
+    String(f.port),
+    f.state,
+    String(f.connections),
+    f.node ?? '-',
+  ];
+  for (const g of r.groups)
+    for (const f of g.repositories) rows.push(row(g.group, f.repository, f.address, f));
+  for (const f of r.ungrouped) rows.push(row('-', f.label, '-', f));
+  if (rows.length === 0 && r.groups.length === 0) {
+    return `tenant ${r.tenant} has no repositories yet (they appear once a connector forwards them)`;
+  }
+  const hasNode = rows.some((x) => x[8] !== '-');
+  const header = [
+    'GROUP',
+    'REPOSITORY',
+    'ADDRESS',
+    'SERVICE',
+    'DESTINATION',
+    'PORT',
+    'STATE',
+    'CONNECTIONS',
+    ...(hasNode ? ['NODE'] : []),
+  ];
+  const parts =
+    rows.length > 0
+      ? [
+          table(
+            header,
+            rows.map((x) => (hasNode ? x : x.slice(0, 8))),
+          ),
+        ]
+      : [];
+  if (r.groups.length > 0) {
+    if (parts.length > 0) parts.push('');
+    parts.push(
+      table(
+        ['GROUP', 'KEY', 'KEY CREATED'],
+        r.groups.map((g) => [g.group, g.key, since(g.key_created_at)]),
+      ),
+    );
+  }
+  return parts.join('\n');
 }
 
 export function registerTenants(program: Command): void {
@@ -198,45 +260,32 @@ export function registerTenants(program: Command): void {
 
   tenants
     .command('repos <id>')
-    .description("list a tenant's repositories by group, with group keys, lease ports and state")
+    .description(
+      "list a tenant's repositories by group: access-proxy address, service, destination, lease port, state, connections, and each group's key",
+    )
     .option('--json', 'print JSON')
     .action(async (id: string, o: { json?: boolean }, cmd: Command) => {
       assertTenantId(id);
       const r = await adminRequest<RepoListing>(target(cmd), 'GET', `/v1/tenants/${id}/repositories`);
-      if (o.json) return out(JSON.stringify(r, null, 2));
-      const rows: string[][] = [];
-      for (const g of r.groups) {
-        for (const f of g.repositories) {
-          rows.push([
-            g.group,
-            f.repository,
-            f.service ?? '-',
-            f.destination ?? '-',
-            String(f.port),
-            f.state,
-            String(f.connections),
-          ]);
-        }
-      }
-      const keys = r.groups.map((g) => `group ${g.group}: key ${g.key}`).join('\n');
-      out(
-        [
-          table(['GROUP', 'REPOSITORY', 'SERVICE', 'DESTINATION', 'PORT', 'STATE', 'CONNECTIONS'], rows),
-          '',
-          keys,
-        ].join('\n'),
-      );
+      out(o.json ? JSON.stringify(r, null, 2) : formatRepositories(r));
     });
 
   tenants
     .command('rotate-group-key <id> <group>')
-    .description('give a group a new key; new front-door connections need it, open ones stay')
-    .action(async (id: string, group: string, _o: unknown, cmd: Command) => {
+    .description(
+      'give a group a new key and print it; open front-door connections stay, new ones need the new key',
+    )
+    .option('--json', 'print JSON')
+    .action(async (id: string, group: string, o: { json?: boolean }, cmd: Command) => {
       assertTenantId(id);
-      const r = await adminRequest<{ key: string }>(
+      const r = await adminRequest<{ tenant: string; group: string; key: string; key_created_at: string }>(
         target(cmd),
         'POST',
         `/v1/tenants/${id}/groups/${encodeURIComponent(group)}/key`,
+      );
+      if (o.json) return out(JSON.stringify(r, null, 2));
+      process.stderr.write(
+        `new key for group ${r.group} of tenant ${r.tenant} (open connections stay; new ones need this key):\n`,
       );
       out(r.key);
     });
