@@ -304,6 +304,10 @@ export class TunnelServer {
       get agent() {
         return agent;
       },
+      traffic: () => {
+        const sock = (client as unknown as { _sock?: { bytesRead?: number; bytesWritten?: number } })._sock;
+        return { received: sock?.bytesRead ?? 0, sent: sock?.bytesWritten ?? 0 };
+      },
       end: (reason: string) => {
         if (ended) return;
         slog.info({ event: 'session.ended_by_gateway', reason }, 'ending session');
@@ -447,7 +451,10 @@ export class TunnelServer {
       }
       forwards.clear();
       registry.removeSession(live);
-      slog.info({ event: 'session.closed', source }, 'session closed');
+      slog.info(
+        { event: 'session.closed', source, fingerprint, duration_ms: this.deps.clock.now() - live.since },
+        'session closed',
+      );
     });
   }
 
