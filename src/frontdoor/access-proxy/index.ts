@@ -236,6 +236,10 @@ export class AccessProxy implements Component {
     socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
     if (head.length > 0) conn.stream.write(head);
     const started = Date.now();
+    this.log.info(
+      { event: 'connection.opened', front_door: 'access_proxy', tenant: t.tenant, label: t.label, source },
+      'connection opened',
+    );
     relay(socket, conn.stream, (r) => {
       conn.close(r.aToB + head.length, r.bToA);
       this.log.info(
@@ -316,6 +320,10 @@ export class AccessProxy implements Component {
     }
     this.audit(req, { status: 200 }, { target: t });
     const started = Date.now();
+    this.log.info(
+      { event: 'connection.opened', front_door: 'access_proxy', tenant: t.tenant, label: t.label, source },
+      'connection opened',
+    );
     forwardHttp({
       req,
       res,

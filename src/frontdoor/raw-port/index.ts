@@ -81,6 +81,10 @@ export class LeaseListeners {
           return;
         }
         const started = Date.now();
+        this.log.info(
+          { event: 'connection.opened', tenant: f.tenant, label: f.label, port, source },
+          'connection opened',
+        );
         relay(socket, conn.stream, (r) => {
           conn.close(r.aToB, r.bToA);
           this.log.info(
