@@ -138,6 +138,12 @@ describe('access proxy: OpenSSH through HTTP CONNECT to a real sshd behind a con
 
   const proxyCommand = (k: string) =>
     `socat - PROXY:127.0.0.1:%h:%p,proxyport=${proxyPort},proxyauth=acme:${k}`;
+  /** The credentials from a file (mode 0600), so the key does not show in the process list. */
+  const proxyCommandFile = (k: string) => {
+    const file = join(tempDir('tether-ap-cred-'), 'proxy-credentials');
+    writeFileSync(file, `acme:${k}`, { mode: 0o600 });
+    return `socat - PROXY:127.0.0.1:%h:%p,proxyport=${proxyPort},proxy-authorization-file=${file}`;
+  };
 
   test('ssh -o ProxyCommand="socat - PROXY:…,proxyauth=acme:<key>" root@ssh.grp.acme runs a command', async () => {
     const r = await run(
@@ -160,7 +166,7 @@ describe('access proxy: OpenSSH through HTTP CONNECT to a real sshd behind a con
     await gw.output.wait(/"event":"access_proxy.allowed".*"method":"CONNECT".*"repository":"ssh.grp.acme"/);
   });
 
-  test('a 4 MB transfer over ssh through the access proxy arrives intact', async () => {
+  test('a 4 MB transfer over ssh through the access proxy arrives intact (credentials from a file: proxy-authorization-file)', async () => {
     const dir = tempDir('tether-ap-data-');
     const file = join(dir, 'data');
     const data = Buffer.alloc(4 * 1024 * 1024);
@@ -171,7 +177,7 @@ describe('access proxy: OpenSSH through HTTP CONNECT to a real sshd behind a con
       'sh',
       [
         '-c',
-        `ssh ${CLIENT_OPTS.map((o) => `'${o}'`).join(' ')} -i ${sshd.clientKey} -o 'ProxyCommand=${proxyCommand(key)}' root@ssh.grp.acme 'sha256sum' < ${file}`,
+        `ssh ${CLIENT_OPTS.map((o) => `'${o}'`).join(' ')} -i ${sshd.clientKey} -o 'ProxyCommand=${proxyCommandFile(key)}' root@ssh.grp.acme 'sha256sum' < ${file}`,
       ],
       { timeout: 60_000 },
     );
@@ -182,7 +188,7 @@ describe('access proxy: OpenSSH through HTTP CONNECT to a real sshd behind a con
     process.stdout.write(`# 4 MiB through ssh via the access proxy in ${ms} ms\n`);
   });
 
-  test('a wrong key: socat reports the 403 and ssh fails', async () => {
+  test('a wrong key: socat reports the 403 (Forbidden) and ssh fails', async () => {
     const r = await run(
       'ssh',
       [

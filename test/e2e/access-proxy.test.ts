@@ -144,10 +144,13 @@ describe('access proxy (HTTP CONNECT and absolute-form) in front of a real conne
   let plain: SshForward;
   let acmeKey: string;
   let otherKey: string;
+  let auditFile: string;
 
   before(async () => {
+    auditFile = join(tempDir('tether-ap-audit-'), 'audit.log');
     gw = await startGateway({
       config: {
+        log: { audit: `file:${auditFile}` },
         access_proxy: {
           listen: '127.0.0.1:0',
           header_timeout: `${HEADER_TIMEOUT_MS}ms`,
@@ -730,11 +733,22 @@ describe('access proxy (HTTP CONNECT and absolute-form) in front of a real conne
     await gw.output.wait(/"event":"access_proxy.denied".*"code":"TENANT_MISMATCH"/);
     await gw.output.wait(/"event":"access_proxy.denied".*"status":431/);
     await gw.output.wait(/"event":"access_proxy.idle_closed"/);
-    const all = gw.output.text();
-    for (const k of [acmeKey, otherKey]) assert.ok(!all.includes(k), 'a group key appears in the log');
-    assert.ok(
-      !all.includes(Buffer.from(`acme:${acmeKey}`).toString('base64')),
-      'a Proxy-Authorization value appears in the log',
+    // The audit log (log.audit) gets the same decisions.
+    const audit = await waitFor(
+      () => {
+        const text = readFileSync(auditFile, 'utf8');
+        return text.includes('"code":"TENANT_MISMATCH"') && text.includes('"event":"access_proxy.allowed"')
+          ? text
+          : null;
+      },
+      { what: 'access proxy decisions in the audit log' },
     );
+    for (const text of [gw.output.text(), audit]) {
+      for (const k of [acmeKey, otherKey]) assert.ok(!text.includes(k), 'a group key appears in the log');
+      assert.ok(
+        !text.includes(Buffer.from(`acme:${acmeKey}`).toString('base64')),
+        'a Proxy-Authorization value appears in the log',
+      );
+    }
   });
 });
