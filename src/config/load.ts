@@ -67,7 +67,7 @@ export function zodProblems(err: z.ZodError): FieldProblem[] {
     if (issue.code === 'unrecognized_keys') {
       const keys = (issue as { keys: string[] }).keys;
       return {
-        path: [path, keys[0]].filter(Boolean).join('.'),
+        path: [path, keys[0]].filter(Boolean).join('.').replace(/\.\[/g, '['),
         message: `unknown key${keys.length > 1 ? `s ${keys.join(', ')}` : ''}`,
       };
     }
