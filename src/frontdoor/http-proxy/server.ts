@@ -79,6 +79,12 @@ export class HttpFrontDoor {
   private readonly throttle: FailureThrottle;
   private readonly proto: 'http' | 'https';
   private readonly debug: boolean;
+  /** Upstream requests waiting to connect or for a response head, with their deadline. */
+  private readonly deadlines = new Map<
+    http.ClientRequest,
+    { at: number; phase: 'connect' | 'response'; ms: number }
+  >();
+  private sweeper?: NodeJS.Timeout;
 
   constructor(
     private readonly cfg: HttpProxyConfig,
@@ -117,7 +123,27 @@ export class HttpFrontDoor {
     );
   }
 
+  /** One coarse timer checks every deadline (cheaper than a timer per request). */
+  private arm(up: http.ClientRequest, phase: 'connect' | 'response', ms: number): void {
+    this.deadlines.set(up, { at: this.deps.clock.now() + ms, phase, ms });
+  }
+
+  private sweep(): void {
+    const now = this.deps.clock.now();
+    for (const [up, d] of this.deadlines) {
+      if (d.at > now) continue;
+      this.deadlines.delete(up);
+      up.destroy(new UpstreamTimeout(d.phase, d.ms));
+    }
+  }
+
   listen(): Promise<AddressInfo> {
+    const every = Math.max(
+      50,
+      Math.min(1_000, Math.floor(Math.min(this.cfg.connect_timeout, this.cfg.response_timeout) / 4)),
+    );
+    this.sweeper = setInterval(() => this.sweep(), every);
+    this.sweeper.unref();
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen({ host: this.cfg.listen.host, port: this.cfg.listen.port }, () => {
@@ -128,6 +154,7 @@ export class HttpFrontDoor {
   }
 
   close(): Promise<void> {
+    if (this.sweeper) clearInterval(this.sweeper);
     return new Promise((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
@@ -334,21 +361,16 @@ export class HttpFrontDoor {
       }) as unknown as http.RequestOptions['createConnection'];
     }
     const up = (to.kind === 'url' && to.protocol === 'https:' ? https : http).request(options);
-    let timer: NodeJS.Timeout | undefined;
-    const arm = (phase: 'connect' | 'response', ms: number) => {
-      if (timer) clearTimeout(timer);
-      timer = setTimeout(() => up.destroy(new UpstreamTimeout(phase, ms)), ms);
-    };
-    const disarm = () => {
-      if (timer) clearTimeout(timer);
-      timer = undefined;
-    };
-    arm('connect', this.cfg.connect_timeout);
+    const disarm = () => this.deadlines.delete(up);
+    this.arm(up, 'connect', this.cfg.connect_timeout);
     up.once('socket', (s: Socket) => {
       if (s.connecting) s.once('connect', disarm);
       else disarm();
     });
-    up.once('finish', () => arm('response', this.cfg.response_timeout));
+    let responded = false;
+    up.once('finish', () => {
+      if (!responded && !up.destroyed) this.arm(up, 'response', this.cfg.response_timeout);
+    });
     up.on('timeout', () => up.destroy(new UpstreamTimeout('idle', this.cfg.idle_timeout)));
     up.on('error', (err: Error) => {
       disarm();
@@ -356,6 +378,7 @@ export class HttpFrontDoor {
       this.upstreamFailed(req, res, route, err);
     });
     up.on('response', (ures: http.IncomingMessage) => {
+      responded = true;
       disarm();
       const status = ures.statusCode ?? 502;
       if (!(status === 401 && route.credential)) this.deps.onResponse?.(route.name, status);

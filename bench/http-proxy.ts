@@ -1,0 +1,437 @@
+/**
+ * HTTP front door benchmark: requests per second and latency through the front door versus
+ * nginx (Debian) as a plain reverse proxy to the same upstream, in the same run.
+ *
+ *   npx tsc -p tsconfig.build.json && npx tsx bench/http-proxy.ts [--duration 8] [--connections 64]
+ *
+ * Upstream: nginx answering a fixed 1 KiB body. Three targets are measured with the same
+ * keep-alive load generator (node:http Agent, N connections, each sending its next request when
+ * the last answer arrived): the upstream directly, nginx proxying to it (keep-alive upstream
+ * pool), and the Tether front door (the real `tether gateway` binary) on a basic-token route
+ * with a static scrypt token file (answers cached) and an injected upstream credential, the
+ * Kloudless setup. Results go to bench/results/http-proxy.json.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const BIN = join(ROOT, 'dist/bin/tether.js');
+
+const { values: args } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '8' },
+    warmup: { type: 'string', default: '2' },
+    connections: { type: 'string', default: '64' },
+    'nginx-workers': { type: 'string', default: '1' },
+    rounds: { type: 'string', default: '2' },
+    /** "raw": pre-built requests on plain sockets (cheap, so the servers get the CPU); "agent": node:http Agent. */
+    client: { type: 'string', default: 'raw' },
+    /** Write a CPU profile of the gateway into bench/results/. */
+    profile: { type: 'boolean', default: false },
+    only: { type: 'string' },
+  },
+});
+const DURATION_S = Number(args.duration);
+const WARMUP_S = Number(args.warmup);
+const CONNECTIONS = Number(args.connections);
+const NGINX_WORKERS = args['nginx-workers']!;
+const ROUNDS = Number(args.rounds);
+const CLIENT = args.client === 'agent' ? 'agent' : 'raw';
+
+const BODY = `${'x'.repeat(1023)}\n`;
+const EMAIL = 'bench@example.com';
+const TOKEN = 'bench-token-0123456789';
+const UPSTREAM_USER = 'puller';
+const UPSTREAM_PASS = 'upstream-secret';
+
+const children: ChildProcess[] = [];
+
+function freePort(): Promise<number> {
+  return new Promise((res) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => res(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((res) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        res(true);
+      });
+      s.once('error', () => res(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${port}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function start(cmd: string, argv: string[], env?: NodeJS.ProcessEnv): ChildProcess {
+  const p = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], env: env ?? process.env });
+  let err = '';
+  p.stderr!.on('data', (c: Buffer) => {
+    err += c.toString();
+  });
+  p.once('exit', (code, sig) => {
+    if (code !== 0 && sig === null && !stopping) process.stderr.write(`${cmd} exited with ${code}: ${err}\n`);
+  });
+  children.push(p);
+  return p;
+}
+
+let stopping = false;
+async function stopAll(): Promise<void> {
+  stopping = true;
+  await Promise.all(
+    children.map(
+      (p) =>
+        new Promise<void>((r) => {
+          if (p.exitCode !== null || p.signalCode !== null) return r();
+          p.once('exit', () => r());
+          p.kill('SIGTERM');
+          setTimeout(() => p.kill('SIGKILL'), 3_000).unref();
+        }),
+    ),
+  );
+}
+
+function nginxConf(dir: string, port: number, body: string): string {
+  return `
+worker_processes ${NGINX_WORKERS};
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+daemon off;
+user root root;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  keepalive_requests 1000000;
+  ${body.replace('PORT', String(port))}
+}
+`;
+}
+
+interface Result {
+  target: string;
+  requests: number;
+  errors: number;
+  rps: number;
+  p50_ms: number;
+  p99_ms: number;
+  max_ms: number;
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** Keep-alive load: CONNECTIONS loops, each sends its next request as soon as the last answer is read. */
+async function load(
+  target: string,
+  port: number,
+  headers: http.OutgoingHttpHeaders,
+  seconds: number,
+  record: boolean,
+): Promise<Result> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: CONNECTIONS, maxFreeSockets: CONNECTIONS });
+  const lat = new Float64Array(4_000_000);
+  let n = 0;
+  let errors = 0;
+  let statusErrors = 0;
+  const end = performance.now() + seconds * 1000;
+  const one = () =>
+    new Promise<void>((res) => {
+      const t0 = performance.now();
+      const req = http.request({ host: '127.0.0.1', port, path: '/v2/bench/blob', agent, headers }, (r) => {
+        if (r.statusCode !== 200) statusErrors++;
+        r.on('data', () => {});
+        r.on('end', () => {
+          if (record && n < lat.length) lat[n] = performance.now() - t0;
+          n++;
+          res();
+        });
+      });
+      req.on('error', () => {
+        errors++;
+        res();
+      });
+      req.end();
+    });
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: CONNECTIONS }, async () => {
+      while (performance.now() < end) await one();
+    }),
+  );
+  const elapsed = (performance.now() - started) / 1000;
+  agent.destroy();
+  const sorted = lat.slice(0, Math.min(n, lat.length)).sort();
+  return {
+    target,
+    requests: n,
+    errors: errors + statusErrors,
+    rps: Math.round(n / elapsed),
+    p50_ms: Math.round(percentile(sorted, 50) * 100) / 100,
+    p99_ms: Math.round(percentile(sorted, 99) * 100) / 100,
+    max_ms: Math.round(percentile(sorted, 100) * 100) / 100,
+  };
+}
+
+/**
+ * The same keep-alive loop on plain sockets: one pre-built request per connection, and just
+ * enough response parsing to find the end of each answer (status line, Content-Length).
+ */
+async function loadRaw(
+  target: string,
+  port: number,
+  headers: Record<string, string>,
+  seconds: number,
+  record: boolean,
+): Promise<Result> {
+  const reqBytes = Buffer.from(
+    `GET /v2/bench/blob HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${Object.entries(headers)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('')}\r\n`,
+  );
+  const lat = new Float64Array(4_000_000);
+  let n = 0;
+  let errors = 0;
+  const end = performance.now() + seconds * 1000;
+  const started = performance.now();
+  await Promise.all(
+    Array.from(
+      { length: CONNECTIONS },
+      () =>
+        new Promise<void>((done) => {
+          const sock = net.connect({ port, host: '127.0.0.1', noDelay: true });
+          let buf: Buffer = Buffer.alloc(0);
+          let t0 = 0;
+          const send = () => {
+            if (performance.now() >= end) {
+              sock.end();
+              return done();
+            }
+            t0 = performance.now();
+            sock.write(reqBytes);
+          };
+          sock.on('connect', send);
+          sock.on('error', () => {
+            errors++;
+            done();
+          });
+          sock.on('data', (c: Buffer) => {
+            buf = buf.length === 0 ? c : Buffer.concat([buf, c]);
+            for (;;) {
+              const h = buf.indexOf('\r\n\r\n');
+              if (h < 0) return;
+              const head = buf.subarray(0, h).toString('latin1');
+              const m = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+              if (!m) {
+                errors++;
+                sock.destroy();
+                return done();
+              }
+              const total = h + 4 + Number(m[1]);
+              if (buf.length < total) return;
+              if (!head.startsWith('HTTP/1.1 200')) errors++;
+              if (record && n < lat.length) lat[n] = performance.now() - t0;
+              n++;
+              buf = buf.subarray(total);
+              send();
+            }
+          });
+        }),
+    ),
+  );
+  const elapsed = (performance.now() - started) / 1000;
+  const sorted = lat.slice(0, Math.min(n, lat.length)).sort();
+  return {
+    target,
+    requests: n,
+    errors,
+    rps: Math.round(n / elapsed),
+    p50_ms: Math.round(percentile(sorted, 50) * 100) / 100,
+    p99_ms: Math.round(percentile(sorted, 99) * 100) / 100,
+    max_ms: Math.round(percentile(sorted, 100) * 100) / 100,
+  };
+}
+
+function measure(
+  target: string,
+  port: number,
+  headers: Record<string, string>,
+  seconds: number,
+  record: boolean,
+): Promise<Result> {
+  return CLIENT === 'raw'
+    ? loadRaw(target, port, headers, seconds, record)
+    : load(target, port, headers, seconds, record);
+}
+
+async function main(): Promise<void> {
+  if (!existsSync(BIN)) throw new Error(`${BIN} is missing: build first (npx tsc -p tsconfig.build.json)`);
+  const dir = mkdtempSync(join(tmpdir(), 'tether-bench-'));
+  try {
+    const [upPort, nginxPort, fdPort] = [await freePort(), await freePort(), await freePort()];
+
+    // Upstream: nginx with a fixed body; it insists on the injected credential like the real registry.
+    const auth = Buffer.from(`${UPSTREAM_USER}:${UPSTREAM_PASS}`).toString('base64');
+    mkdirSync(join(dir, 'up'));
+    writeFileSync(
+      join(dir, 'up/nginx.conf'),
+      nginxConf(
+        join(dir, 'up'),
+        upPort,
+        `server { listen 127.0.0.1:PORT; location / { default_type text/plain;
+    if ($http_authorization != "Basic ${auth}") { return 401; }
+    return 200 '${BODY.trimEnd()}\n'; } }`,
+      ),
+    );
+    start('nginx', ['-p', join(dir, 'up'), '-c', join(dir, 'up/nginx.conf')]);
+    await waitForPort(upPort);
+
+    // nginx as a plain reverse proxy to the same upstream (keep-alive pool, as one would deploy it).
+    mkdirSync(join(dir, 'proxy'));
+    writeFileSync(
+      join(dir, 'proxy/nginx.conf'),
+      nginxConf(
+        join(dir, 'proxy'),
+        nginxPort,
+        `upstream up { server 127.0.0.1:${upPort}; keepalive 64; }
+  server { listen 127.0.0.1:PORT;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";
+                 proxy_set_header Authorization "Basic ${auth}"; proxy_buffering on; } }`,
+      ),
+    );
+    start('nginx', ['-p', join(dir, 'proxy'), '-c', join(dir, 'proxy/nginx.conf')]);
+    await waitForPort(nginxPort);
+
+    // The Tether front door: the real gateway binary.
+    const hashed = await new Promise<string>((res, rej) => {
+      const p = spawn(process.execPath, [BIN, 'http-proxy', 'hash-token', EMAIL], {
+        stdio: ['pipe', 'pipe', 'inherit'],
+      });
+      let out = '';
+      p.stdout.on('data', (c: Buffer) => {
+        out += c.toString();
+      });
+      p.on('close', (code) =>
+        code === 0 ? res(out.trim()) : rej(new Error(`hash-token exited with ${code}`)),
+      );
+      p.stdin.end(`${TOKEN}\n`);
+    });
+    writeFileSync(join(dir, 'tokens'), `${hashed}\n`);
+    writeFileSync(
+      join(dir, 'gateway.yaml'),
+      JSON.stringify({
+        data_dir: join(dir, 'data'),
+        tunnel: { listen: '127.0.0.1:0' },
+        admin: { listen: '127.0.0.1:0' },
+        log: { level: 'warn' },
+        http_proxy: {
+          listen: `127.0.0.1:${fdPort}`,
+          routes: [
+            {
+              to: `http://127.0.0.1:${upPort}`,
+              auth: { type: 'basic-token', verify: { type: 'static', file: join(dir, 'tokens') } },
+              read_only: true,
+              docker_registry: true,
+              upstream_auth: { type: 'basic', username: UPSTREAM_USER, password: UPSTREAM_PASS },
+            },
+          ],
+        },
+      }),
+    );
+    const prof = args.profile ? ['--cpu-prof', '--cpu-prof-dir', join(ROOT, 'bench/results')] : [];
+    start(process.execPath, [...prof, BIN, 'gateway', '-c', join(dir, 'gateway.yaml')]);
+    await waitForPort(fdPort);
+
+    const callerAuth = { authorization: `Basic ${Buffer.from(`${EMAIL}:${TOKEN}`).toString('base64')}` };
+    const targets: Array<[string, number, Record<string, string>]> = [
+      ['direct', upPort, { authorization: `Basic ${auth}` }],
+      ['nginx', nginxPort, {}],
+      ['frontdoor', fdPort, callerAuth],
+    ];
+    // Sanity: every target answers 200 with the body.
+    for (const [name, port, headers] of targets) {
+      const r = await measure(name, port, headers, 0.2, false);
+      if (r.errors > 0 || r.requests === 0)
+        throw new Error(`${name} does not answer 200 (${r.errors} errors)`);
+    }
+    const best = new Map<string, Result>();
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [name, port, headers] of targets) {
+        if (args.only && !args.only.split(',').includes(name)) continue;
+        await measure(name, port, headers, WARMUP_S, false);
+        const r = await measure(name, port, headers, DURATION_S, true);
+        process.stdout.write(
+          `round ${round + 1} ${name.padEnd(10)} ${String(r.rps).padStart(7)} req/s  p50 ${r.p50_ms.toFixed(2)} ms  p99 ${r.p99_ms.toFixed(2)} ms  errors ${r.errors}\n`,
+        );
+        const prev = best.get(name);
+        if (!prev || r.rps > prev.rps) best.set(name, r);
+      }
+    }
+    const nginx = best.get('nginx');
+    const fd = best.get('frontdoor');
+    if (!nginx || !fd) return;
+    const ratio = Math.round((fd.rps / nginx.rps) * 100) / 100;
+    const p99Ratio = Math.round((fd.p99_ms / nginx.p99_ms) * 100) / 100;
+    process.stdout.write(
+      `\nbest of ${ROUNDS}: direct ${best.get('direct')?.rps} req/s, nginx ${nginx.rps} req/s (p99 ${nginx.p99_ms} ms), ` +
+        `front door ${fd.rps} req/s (p99 ${fd.p99_ms} ms)\nfront door / nginx: ${ratio}x throughput, ${p99Ratio}x p99 latency\n`,
+    );
+    mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
+    writeFileSync(
+      join(ROOT, 'bench/results/http-proxy.json'),
+      `${JSON.stringify(
+        {
+          date: new Date().toISOString(),
+          machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
+          settings: {
+            duration_s: DURATION_S,
+            warmup_s: WARMUP_S,
+            connections: CONNECTIONS,
+            client: CLIENT,
+            rounds: ROUNDS,
+            nginx_workers: NGINX_WORKERS,
+            body_bytes: BODY.length,
+            frontdoor_route:
+              'basic-token, static scrypt verifier (cached), injected basic upstream credential, docker_registry, read_only',
+          },
+          results: [...best.values()],
+          ratio_rps_frontdoor_vs_nginx: ratio,
+          ratio_p99_frontdoor_vs_nginx: p99Ratio,
+        },
+        null,
+        2,
+      )}\n`,
+    );
+  } finally {
+    await stopAll();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch(async (e: unknown) => {
+  process.stderr.write(`bench failed: ${(e as Error).stack ?? String(e)}\n`);
+  await stopAll();
+  process.exit(1);
+});
