@@ -16,7 +16,7 @@ function scripted(outcomes: Array<string | Error>): CommandRunner & { calls: num
     const o = outcomes.shift() ?? new Error('no more outcomes');
     if (o instanceof Error) throw o;
     return o;
-  }) as CommandRunner & { calls: number };
+  }) as unknown as CommandRunner & { calls: number };
   r.calls = 0;
   return r;
 }
