@@ -495,6 +495,13 @@ describe('access proxy (HTTP CONNECT and absolute-form) in front of a real conne
     assert.equal(origin.status, 400);
     assert.match(origin.body, /this is the Tether access proxy/);
     origin.socket.destroy();
+    const upgrade = await proxyRequest(
+      port,
+      `GET http://site.grp.acme/ws HTTP/1.1\r\nHost: site.grp.acme\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nProxy-Authorization: ${basic('acme', acmeKey)}\r\n\r\n`,
+    );
+    assert.equal(upgrade.status, 400);
+    assert.equal(upgrade.body, 'protocol upgrades are not proxied in absolute form; use CONNECT\n');
+    upgrade.socket.destroy();
     const tlsForm = await proxyRequest(
       port,
       'GET https://site.grp.acme/ HTTP/1.1\r\nHost: site.grp.acme\r\n\r\n',

@@ -68,6 +68,8 @@ const metaOf = (m: {
  * (407) and well-formed (400), throttle (429), tenant and group key (403, constant time), then
  * whether the repository exists (404) and is online (503). The key is checked before the
  * repository is looked up, so a caller without the key learns nothing about what exists.
+ * A right key does not clear a source's failure count: a caller holding one tenant's key must
+ * not be able to reset the throttle between guesses at another's.
  */
 export class AccessAuthorizer {
   constructor(private readonly deps: AccessAuthorizerDeps) {}
@@ -144,7 +146,6 @@ export class AccessAuthorizer {
         ...named,
       };
     }
-    throttle.succeed(req.source);
 
     if (!found)
       return {
