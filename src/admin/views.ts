@@ -21,18 +21,20 @@ export async function tenantViews(
     const keys = await store.listKeys(t.id);
     const forwards: ForwardView[] = (byTenant.get(t.id) ?? []).map((l) => {
       const live = registry.get(t.id, l.label);
+      const remote = registry.remoteOf(t.id, l.label);
       const meta = live?.meta ?? l;
+      const nodes = [...(live ? [nodeId ?? ''] : []), ...remote.map((r) => r.node)].filter(Boolean);
       return {
         label: l.label,
         port: l.port,
-        state: live ? 'online' : 'offline',
+        state: live || remote.length > 0 ? 'online' : 'offline',
         service: meta.service,
         scheme: meta.scheme,
         destination: meta.host ? `${meta.host}${meta.dest_port ? `:${meta.dest_port}` : ''}` : null,
         path: meta.path,
         connections: live?.connections ?? 0,
-        connectors: live?.endpoints.length ?? 0,
-        node: live ? nodeId : null,
+        connectors: (live?.endpoints.length ?? 0) + remote.reduce((n, r) => n + r.connectors, 0),
+        node: nodes.length > 0 ? nodes.join(',') : null,
       };
     });
     out.push({

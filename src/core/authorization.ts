@@ -32,7 +32,8 @@ export class ForwardAuthorizer {
     const t = await this.store.getTenant(tenant);
     if (!t) return { ok: false, code: 'TENANT_NOT_FOUND', reason: 'tenant no longer exists' };
     if (t.quota === 0) return { ok: false, code: 'TENANT_DISABLED', reason: 'tenant disabled (quota 0)' };
-    const alreadyLive = this.registry.get(tenant, label) !== undefined;
+    const alreadyLive =
+      this.registry.get(tenant, label) !== undefined || this.registry.remoteOf(tenant, label).length > 0;
     if (!alreadyLive) {
       const inUse = this.registry.countLabels(tenant);
       if (inUse >= t.quota) {

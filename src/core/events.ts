@@ -1,7 +1,12 @@
 import { EventEmitter } from 'node:events';
 
 /** What happened to a tenant; the gateway (and every cluster member) reacts by ending sessions. */
-export type TenantChange =
+export type TenantChange = TenantChangeKind & {
+  /** "remote" when another cluster member made the change (it must not be broadcast again). */
+  origin?: 'remote';
+};
+
+type TenantChangeKind =
   | { kind: 'added'; tenant: string }
   | { kind: 'removed'; tenant: string }
   | { kind: 'quota'; tenant: string; quota: number }

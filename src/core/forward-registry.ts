@@ -49,6 +49,17 @@ export interface OpenedConnection {
   close(bytesIn: number, bytesOut: number): void;
 }
 
+/** A forward served by another cluster member, from the shared directory. */
+export interface RemoteForward {
+  readonly tenant: string;
+  readonly label: string;
+  readonly port: number;
+  readonly node: string;
+  /** The member's advertised address; its lease listener is there. */
+  readonly address: string;
+  readonly connectors: number;
+}
+
 const key = (tenant: string, label: string) => `${tenant}\0${label}`;
 
 /**
@@ -59,6 +70,10 @@ export class ForwardRegistry extends EventEmitter {
   private readonly forwards = new Map<string, LiveForward>();
   private readonly byPortMap = new Map<number, LiveForward>();
   private readonly sessions = new Map<string, LiveSession>();
+  private remote = new Map<string, RemoteForward[]>();
+  private remotePorts = new Map<number, RemoteForward>();
+  /** Opens a connection to another member's lease port (set by the cluster module). */
+  remoteOpener?: (r: RemoteForward, origin: { address: string; port: number }) => Promise<Duplex>;
 
   constructor(private readonly clock: Clock) {
     super();
@@ -103,11 +118,44 @@ export class ForwardRegistry extends EventEmitter {
       .sort((a, b) => a.port - b.port);
   }
 
-  /** Labels this tenant forwards right now (what the quota counts). */
+  /** Labels this tenant forwards right now, here or on other members (what the quota counts). */
   countLabels(tenant: string): number {
-    let n = 0;
-    for (const f of this.forwards.values()) if (f.tenant === tenant) n++;
-    return n;
+    const labels = new Set<string>();
+    for (const f of this.forwards.values()) if (f.tenant === tenant) labels.add(f.label);
+    for (const list of this.remote.values())
+      for (const r of list) if (r.tenant === tenant) labels.add(r.label);
+    return labels.size;
+  }
+
+  /** Replaces the view of forwards other members serve; returns the ports that appeared and vanished. */
+  setRemote(list: RemoteForward[]): { added: number[]; removed: number[] } {
+    const before = new Set(this.remotePorts.keys());
+    this.remote = new Map();
+    this.remotePorts = new Map();
+    for (const r of list) {
+      const k = key(r.tenant, r.label);
+      const arr = this.remote.get(k) ?? [];
+      arr.push(r);
+      this.remote.set(k, arr);
+      this.remotePorts.set(r.port, r);
+    }
+    const after = new Set(this.remotePorts.keys());
+    return {
+      added: [...after].filter((p) => !before.has(p)),
+      removed: [...before].filter((p) => !after.has(p)),
+    };
+  }
+
+  remoteOf(tenant: string, label: string): RemoteForward[] {
+    return this.remote.get(key(tenant, label)) ?? [];
+  }
+
+  remoteByPort(port: number): RemoteForward | undefined {
+    return this.remotePorts.get(port);
+  }
+
+  remoteList(): RemoteForward[] {
+    return [...this.remote.values()].flat();
   }
 
   /** Adds an endpoint; returns true when it is the forward's first (its port must start listening). */
@@ -177,6 +225,10 @@ export class ForwardRegistry extends EventEmitter {
     origin: { address: string; port: number },
   ): Promise<OpenedConnection> {
     const f = this.get(tenant, label);
+    const remote = this.remoteOf(tenant, label);
+    if ((!f || !this.pick(f)) && remote.length > 0 && this.remoteOpener) {
+      return this.openRemote(tenant, label, remote, origin);
+    }
     if (!f)
       throw new TetherError('FORWARD_OFFLINE', `repository ${label} of ${tenant} is offline (no connector)`, {
         status: 503,
@@ -212,6 +264,65 @@ export class ForwardRegistry extends EventEmitter {
       `repository ${label} of ${tenant} is unavailable (its connectors cannot reach it)`,
       { status: 503, retryable: true },
     );
+  }
+
+  private async openRemote(
+    tenant: string,
+    label: string,
+    remote: RemoteForward[],
+    origin: { address: string; port: number },
+  ): Promise<OpenedConnection> {
+    // Try the members in random order: one may have died and not be reaped yet.
+    const order = [...remote].sort(() => Math.random() - 0.5);
+    let stream: Duplex | undefined;
+    let r = order[0]!;
+    let lastErr: unknown;
+    for (const candidate of order) {
+      try {
+        stream = await this.remoteOpener!(candidate, origin);
+        r = candidate;
+        break;
+      } catch (err) {
+        lastErr = err;
+      }
+    }
+    if (!stream) {
+      throw new TetherError(
+        'FORWARD_OPEN_FAILED',
+        `no cluster member that serves ${label} accepted the connection`,
+        {
+          status: 502,
+          retryable: true,
+          cause: lastErr,
+        },
+      );
+    }
+    const f: LiveForward = {
+      tenant,
+      label,
+      port: r.port,
+      meta: null,
+      endpoints: [],
+      connections: 0,
+      totalConnections: 0,
+      bytesIn: 0,
+      bytesOut: 0,
+      rr: 0,
+    };
+    const endpoint: ForwardEndpoint = {
+      session: {
+        id: `remote:${r.node}`,
+        tenant,
+        source: r.address,
+        since: 0,
+        fingerprint: '',
+        agent: 'cluster',
+        end() {},
+      },
+      connections: 0,
+      open: () => Promise.reject(new Error('remote')),
+    };
+    return this.track(f, endpoint, stream, { origin });
   }
 
   private track(

@@ -1,3 +1,4 @@
+import { clusterComponent } from '../cluster/index.js';
 import { accessProxyComponent } from '../frontdoor/access-proxy/index.js';
 import { httpProxyComponent } from '../frontdoor/http-proxy/index.js';
 import { sshProxyComponent } from '../frontdoor/ssh-proxy/index.js';
@@ -5,5 +6,5 @@ import type { Gateway } from './index.js';
 
 /** Wires every optional part the config can turn on. */
 export function withFrontDoors(gw: Gateway): Gateway {
-  return gw.use(accessProxyComponent).use(httpProxyComponent).use(sshProxyComponent);
+  return gw.use(clusterComponent).use(accessProxyComponent).use(httpProxyComponent).use(sshProxyComponent);
 }

@@ -47,3 +47,17 @@ export function loadAdminToken(dataDir: string, file?: string): string {
   const path = file ?? join(dataDir, 'admin.token');
   return readOrCreateSecret(path, () => `${randomBytes(32).toString('base64url')}\n`).trim();
 }
+
+/** In a cluster every member presents one identity: the host key and admin token live in the shared store. */
+export async function sharedIdentity(
+  store: { initSetting(name: string, value: string): Promise<string> },
+  dataDir: string,
+  tokenFile?: string,
+): Promise<{ hostKey: HostKey; adminToken: string }> {
+  const pem = await store.initSetting('host_key', generateKeyPair('tether-gateway').privateKey);
+  const adminToken = await store.initSetting('admin_token', randomBytes(32).toString('base64url'));
+  const path = tokenFile ?? join(dataDir, 'admin.token');
+  writeFileSync(path, `${adminToken}\n`, { mode: 0o600 });
+  chmodSync(path, 0o600);
+  return { hostKey: hostKeyFrom(pem, 'the cluster store'), adminToken };
+}

@@ -1,5 +1,6 @@
 import { accessSync, chmodSync, constants, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { dashboardRoutes } from '../admin/dashboard/index.js';
 import { GatewayMetrics } from '../admin/metrics.js';
 import { AdminServer } from '../admin/server.js';
 import type { GatewayConfig } from '../config/gateway.js';
@@ -16,7 +17,7 @@ import type { Logger } from '../log/index.js';
 import { openStore } from '../store/index.js';
 import type { Store } from '../store/types.js';
 import { TunnelServer } from '../tunnel/server.js';
-import { loadAdminToken, loadHostKey } from './identity.js';
+import { loadAdminToken, loadHostKey, sharedIdentity } from './identity.js';
 
 export interface GatewayDeps {
   log: Logger;
@@ -105,8 +106,12 @@ export class Gateway {
     const store = await openStore(config.store, config.data_dir);
     if (config.store === 'sqlite') chmodSync(dbFile, 0o600);
     try {
-      const hostKey = loadHostKey(config.data_dir, config.tunnel.host_key);
-      const adminToken = loadAdminToken(config.data_dir, config.admin.token_file);
+      const shared =
+        store.kind === 'postgres' && !config.tunnel.host_key
+          ? await sharedIdentity(store, config.data_dir, config.admin.token_file)
+          : undefined;
+      const hostKey = shared?.hostKey ?? loadHostKey(config.data_dir, config.tunnel.host_key);
+      const adminToken = shared?.adminToken ?? loadAdminToken(config.data_dir, config.admin.token_file);
       const nodeId = config.cluster?.node_id ?? null;
       const events = new TenantEvents();
       const tenants = new TenantService(store, clock, log, events, config.forwards.default_quota);
@@ -114,7 +119,7 @@ export class Gateway {
       const registry = new ForwardRegistry(clock);
       const listeners = new LeaseListeners(config.forwards.bind, registry, log);
       const authorizer = new ForwardAuthorizer(store, registry, config.forwards.ports, clock);
-      const metrics = new GatewayMetrics(store, registry);
+      const metrics = new GatewayMetrics(store, registry, { log });
       const authThrottle = new FailureThrottle(clock, {
         maxFailures: 20,
         windowMs: 60_000,
@@ -197,6 +202,7 @@ export class Gateway {
         nodeId,
         version: this.deps.version,
         metrics: () => metrics.render(),
+        extra: dashboardRoutes({ token: adminToken, store, tenants, registry, events, log, nodeId }),
       });
       const adminAddr = await this.admin.listen(config.admin.listen.host, config.admin.listen.port);
       const extra: Record<string, string> = {};

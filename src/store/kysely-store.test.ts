@@ -8,10 +8,12 @@ const now = '2026-01-01T00:00:00.000Z';
 
 test('leases: one port per (tenant, label), lowest free first, never two owners under concurrency', async () => {
   const store = await tempStore();
-  for (const id of ['a', 'b', 'c']) await store.insertTenant({ id, quota: 20, created_at: now, updated_at: now });
+  for (const id of ['a', 'b', 'c'])
+    await store.insertTenant({ id, quota: 20, created_at: now, updated_at: now });
   const range = { low: 3000, high: 3029 };
   const jobs = [];
-  for (const t of ['a', 'b', 'c']) for (let i = 0; i < 10; i++) jobs.push(store.leasePort(t, `g/r${i}`, range, now));
+  for (const t of ['a', 'b', 'c'])
+    for (let i = 0; i < 10; i++) jobs.push(store.leasePort(t, `g/r${i}`, range, now));
   const leases = await Promise.all(jobs);
   const ports = leases.map((l) => l?.port);
   assert.equal(new Set(ports).size, 30, 'thirty distinct ports');
@@ -52,8 +54,18 @@ test('expireLeases releases stale leases but never live ones', async () => {
 test('enrollment tokens are single use and expire', async () => {
   const store = await tempStore();
   await store.insertTenant({ id: 'acme', quota: 20, created_at: now, updated_at: now });
-  await store.insertEnrollment({ token_hash: 'h1', tenant_id: 'acme', expires_at: '2026-01-02T00:00:00.000Z', used_at: null });
-  await store.insertEnrollment({ token_hash: 'h2', tenant_id: 'acme', expires_at: '2025-12-31T00:00:00.000Z', used_at: null });
+  await store.insertEnrollment({
+    token_hash: 'h1',
+    tenant_id: 'acme',
+    expires_at: '2026-01-02T00:00:00.000Z',
+    used_at: null,
+  });
+  await store.insertEnrollment({
+    token_hash: 'h2',
+    tenant_id: 'acme',
+    expires_at: '2025-12-31T00:00:00.000Z',
+    used_at: null,
+  });
   assert.equal(await store.consumeEnrollment('h1', now), 'acme');
   assert.equal(await store.consumeEnrollment('h1', now), undefined, 'second use fails');
   assert.equal(await store.consumeEnrollment('h2', now), undefined, 'expired');

@@ -1,10 +1,12 @@
 import { type Kysely, sql } from 'kysely';
 import type {
+  DirectoryRow,
   EnrollmentRow,
   GroupKeyRow,
   KeyRow,
   LeaseRange,
   LeaseRow,
+  NodeRow,
   RepoMeta,
   Store,
   TenantRow,
@@ -17,6 +19,8 @@ export interface Database {
   group_keys: GroupKeyRow;
   enrollments: EnrollmentRow;
   settings: { name: string; value: string };
+  nodes: NodeRow;
+  forwards: DirectoryRow;
 }
 
 function isUniqueViolation(e: unknown): boolean {
@@ -270,6 +274,50 @@ export class KyselyStore implements Store {
       .onConflict((oc) => oc.column('name').doNothing())
       .execute();
     return (await this.getSetting(name)) ?? value;
+  }
+
+  async heartbeat(node: NodeRow) {
+    await this.db
+      .insertInto('nodes')
+      .values(node)
+      .onConflict((oc) =>
+        oc.column('node_id').doUpdateSet({ advertise: node.advertise, heartbeat_at: node.heartbeat_at }),
+      )
+      .execute();
+  }
+
+  async listNodes() {
+    return this.db.selectFrom('nodes').selectAll().orderBy('node_id').execute();
+  }
+
+  async setNodeForwards(nodeId: string, rows: DirectoryRow[]) {
+    await this.db.transaction().execute(async (tx) => {
+      await tx.deleteFrom('forwards').where('node_id', '=', nodeId).execute();
+      if (rows.length > 0) await tx.insertInto('forwards').values(rows).execute();
+    });
+  }
+
+  async listDirectory() {
+    return this.db.selectFrom('forwards').selectAll().orderBy('port').execute();
+  }
+
+  async reapNodes(before: string) {
+    const dead = await this.db
+      .selectFrom('nodes')
+      .select('node_id')
+      .where('heartbeat_at', '<', before)
+      .execute();
+    for (const d of dead) {
+      await this.db.transaction().execute(async (tx) => {
+        await tx.deleteFrom('forwards').where('node_id', '=', d.node_id).execute();
+        await tx
+          .deleteFrom('nodes')
+          .where('node_id', '=', d.node_id)
+          .where('heartbeat_at', '<', before)
+          .execute();
+      });
+    }
+    return dead.map((d) => d.node_id);
   }
 
   async integrityCheck(): Promise<string> {

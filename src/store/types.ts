@@ -52,6 +52,24 @@ export interface EnrollmentRow {
   used_at: string | null;
 }
 
+/** A cluster member, heartbeating. */
+export interface NodeRow {
+  node_id: string;
+  advertise: string;
+  started_at: string;
+  heartbeat_at: string;
+}
+
+/** The cluster's forward directory: which member serves (tenant, label) on which port. */
+export interface DirectoryRow {
+  tenant_id: string;
+  label: string;
+  node_id: string;
+  port: number;
+  connectors: number;
+  updated_at: string;
+}
+
 export interface LeaseRange {
   low: number;
   high: number;
@@ -100,6 +118,15 @@ export interface Store {
   getSetting(name: string): Promise<string | undefined>;
   /** Sets the value unless one exists; returns the stored value. */
   initSetting(name: string, value: string): Promise<string>;
+
+  /** Registers or refreshes a cluster member. */
+  heartbeat(node: NodeRow): Promise<void>;
+  listNodes(): Promise<NodeRow[]>;
+  /** Replaces this member's rows of the forward directory. */
+  setNodeForwards(nodeId: string, rows: DirectoryRow[]): Promise<void>;
+  listDirectory(): Promise<DirectoryRow[]>;
+  /** Removes members (and their directory rows) silent since `before`. */
+  reapNodes(before: string): Promise<string[]>;
 
   /** Integrity check of the underlying database ("ok" when sound). */
   integrityCheck(): Promise<string>;

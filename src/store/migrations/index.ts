@@ -60,6 +60,31 @@ const migrations: Record<string, Migration> = {
       }
     },
   },
+  '0002_cluster': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('nodes')
+        .addColumn('node_id', 'text', (c) => c.primaryKey())
+        .addColumn('advertise', 'text', (c) => c.notNull())
+        .addColumn('started_at', 'text', (c) => c.notNull())
+        .addColumn('heartbeat_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('forwards')
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .addColumn('label', 'text', (c) => c.notNull())
+        .addColumn('node_id', 'text', (c) => c.notNull())
+        .addColumn('port', 'integer', (c) => c.notNull())
+        .addColumn('connectors', 'integer', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('forwards_pk', ['tenant_id', 'label', 'node_id'])
+        .execute();
+    },
+    async down(db: Kysely<unknown>) {
+      await db.schema.dropTable('forwards').execute();
+      await db.schema.dropTable('nodes').execute();
+    },
+  },
 };
 
 class InlineProvider implements MigrationProvider {

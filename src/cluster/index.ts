@@ -1,0 +1,226 @@
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import pg from 'pg';
+import type { TenantChange } from '../core/events.js';
+import type { RemoteForward } from '../core/forward-registry.js';
+import type { Component, GatewayContext } from '../gateway/index.js';
+
+const TENANT_CHANNEL = 'tether_tenant';
+const FORWARD_CHANNEL = 'tether_forward';
+
+/**
+ * Cluster membership: heartbeat in the store, publish this member's forwards to the shared
+ * directory, listen on every member's lease ports and relay to the owner, and pass admin
+ * changes to every member through LISTEN/NOTIFY.
+ */
+export class ClusterMember implements Component {
+  readonly name = 'cluster';
+  private timer?: NodeJS.Timeout;
+  private listener?: pg.Client;
+  private stopped = false;
+  private syncing?: Promise<void>;
+  private resync = false;
+  private publishTimer?: NodeJS.Timeout;
+  private unsubscribe?: () => void;
+  private readonly startedAt: string;
+
+  constructor(private readonly ctx: GatewayContext) {
+    this.startedAt = new Date(ctx.clock.now()).toISOString();
+  }
+
+  private get cfg() {
+    return this.ctx.config.cluster!;
+  }
+
+  async start(): Promise<string> {
+    const { registry, events, log } = this.ctx;
+    registry.remoteOpener = (r, origin) => this.relay(r, origin);
+    await this.heartbeat();
+    await this.publish();
+    await this.listen();
+    registry.on('forward', () => this.schedulePublish());
+    this.unsubscribe = events.on((c) => {
+      if (c.origin === 'remote') return;
+      this.notify(TENANT_CHANNEL, JSON.stringify(c));
+    });
+    await this.sync();
+    this.timer = setInterval(() => {
+      this.heartbeat()
+        .then(() => this.sync())
+        .catch((err: unknown) => log.warn({ err }, 'cluster heartbeat failed'));
+    }, this.cfg.heartbeat);
+    this.timer.unref();
+    log.info(
+      { event: 'cluster.joined', node: this.cfg.node_id, advertise: this.cfg.advertise },
+      `joined the cluster as ${this.cfg.node_id}`,
+    );
+    return `${this.cfg.node_id} (${this.cfg.advertise})`;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    if (this.publishTimer) clearTimeout(this.publishTimer);
+    this.unsubscribe?.();
+    // Leave the directory so other members stop relaying here at once.
+    await this.ctx.store.setNodeForwards(this.cfg.node_id, []).catch(() => {});
+    this.notify(FORWARD_CHANNEL, this.cfg.node_id);
+    await this.listener?.end().catch(() => {});
+  }
+
+  private async heartbeat(): Promise<void> {
+    const now = new Date(this.ctx.clock.now()).toISOString();
+    await this.ctx.store.heartbeat({
+      node_id: this.cfg.node_id,
+      advertise: this.cfg.advertise,
+      started_at: this.startedAt,
+      heartbeat_at: now,
+    });
+    const dead = await this.ctx.store.reapNodes(
+      new Date(this.ctx.clock.now() - this.cfg.dead_after).toISOString(),
+    );
+    if (dead.length > 0)
+      this.ctx.log.warn(
+        { event: 'cluster.members_expired', nodes: dead },
+        `cluster members expired: ${dead.join(', ')}`,
+      );
+  }
+
+  private schedulePublish(): void {
+    if (this.publishTimer || this.stopped) return;
+    this.publishTimer = setTimeout(() => {
+      this.publishTimer = undefined;
+      this.publish()
+        .then(() => this.notify(FORWARD_CHANNEL, this.cfg.node_id))
+        .catch((err: unknown) => this.ctx.log.warn({ err }, 'could not publish forwards'));
+    }, 20);
+  }
+
+  /** Writes this member's live forwards into the directory. */
+  private async publish(): Promise<void> {
+    const now = new Date(this.ctx.clock.now()).toISOString();
+    const rows = this.ctx.registry.list().map((f) => ({
+      tenant_id: f.tenant,
+      label: f.label,
+      node_id: this.cfg.node_id,
+      port: f.port,
+      connectors: f.endpoints.length,
+      updated_at: now,
+    }));
+    await this.ctx.store.setNodeForwards(this.cfg.node_id, rows);
+  }
+
+  /** Reads the directory: forwards of other live members get a local listener that relays to them. */
+  private sync(): Promise<void> {
+    if (this.syncing) {
+      this.resync = true;
+      return this.syncing;
+    }
+    this.syncing = (async () => {
+      do {
+        this.resync = false;
+        await this.syncOnce();
+      } while (this.resync && !this.stopped);
+    })().finally(() => {
+      this.syncing = undefined;
+    });
+    return this.syncing;
+  }
+
+  private async syncOnce(): Promise<void> {
+    const { store, registry, listeners, log } = this.ctx;
+    const nodes = await store.listNodes();
+    const liveAfter = this.ctx.clock.now() - this.cfg.dead_after;
+    const address = new Map(
+      nodes.filter((n) => Date.parse(n.heartbeat_at) >= liveAfter).map((n) => [n.node_id, n.advertise]),
+    );
+    const remote: RemoteForward[] = [];
+    for (const row of await store.listDirectory()) {
+      if (row.node_id === this.cfg.node_id) continue;
+      const addr = address.get(row.node_id);
+      if (!addr) continue;
+      remote.push({
+        tenant: row.tenant_id,
+        label: row.label,
+        port: row.port,
+        node: row.node_id,
+        address: addr,
+        connectors: row.connectors,
+      });
+    }
+    const { removed } = registry.setRemote(remote);
+    for (const r of remote) {
+      if (listeners.isOpen(r.port)) continue;
+      await listeners
+        .open(r.port)
+        .catch((err: unknown) =>
+          log.warn({ err: (err as Error).message, port: r.port }, 'cannot relay lease port'),
+        );
+    }
+    for (const port of removed) listeners.close(port);
+  }
+
+  private relay(r: RemoteForward, origin: { address: string; port: number }): Promise<Duplex> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect({ host: r.address, port: r.port, noDelay: true });
+      const timer = setTimeout(() => {
+        s.destroy();
+        reject(new Error(`connect to ${r.address}:${r.port} timed out`));
+      }, 5_000);
+      s.once('connect', () => {
+        clearTimeout(timer);
+        s.off('error', reject);
+        resolve(s);
+      });
+      s.once('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
+      void origin;
+    });
+  }
+
+  private async listen(): Promise<void> {
+    const { log, events } = this.ctx;
+    const client = new pg.Client({ connectionString: this.ctx.config.store });
+    client.on('error', (err) => {
+      log.warn({ err: err.message }, 'cluster notification connection lost; reconnecting');
+      if (this.listener === client) this.listener = undefined;
+      if (!this.stopped) setTimeout(() => this.listen().catch(() => {}), 1_000).unref();
+    });
+    client.on('notification', (n) => {
+      if (n.channel === TENANT_CHANNEL && n.payload) {
+        try {
+          const c = JSON.parse(n.payload) as TenantChange & { from?: string };
+          if (c.from === this.cfg.node_id) return;
+          events.emit({ ...c, origin: 'remote' });
+        } catch {
+          log.warn('bad cluster notification');
+        }
+      } else if (n.channel === FORWARD_CHANNEL && n.payload !== this.cfg.node_id) {
+        this.sync().catch((err: unknown) => log.warn({ err }, 'cluster sync failed'));
+      }
+    });
+    await client.connect();
+    await client.query(`LISTEN ${TENANT_CHANNEL}`);
+    await client.query(`LISTEN ${FORWARD_CHANNEL}`);
+    this.listener = client;
+  }
+
+  private notify(channel: string, payload: string): void {
+    const body =
+      channel === TENANT_CHANNEL
+        ? JSON.stringify({ ...JSON.parse(payload), from: this.cfg.node_id })
+        : payload;
+    const c = this.listener;
+    if (!c) return;
+    void c
+      .query('SELECT pg_notify($1, $2)', [channel, body])
+      .catch((err: unknown) => this.ctx.log.warn({ err }, 'cluster notify failed'));
+  }
+}
+
+export function clusterComponent(ctx: GatewayContext): Component | undefined {
+  if (!ctx.config.cluster) return undefined;
+  return new ClusterMember(ctx);
+}
