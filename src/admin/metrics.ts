@@ -1,18 +1,94 @@
 import client from 'prom-client';
-import type { ForwardRegistry } from '../core/forward-registry.js';
+import type { ForwardRegistry, LiveForward, LiveSession } from '../core/forward-registry.js';
+import { type LogEvent, type Logger, onLogEvents } from '../log/index.js';
 import type { Store } from '../store/types.js';
 
-/** Prometheus metrics of one gateway (a registry per instance: no globals). */
+export interface GatewayMetricsOptions {
+  /** Event records of this logger (auth failures, refused forwards, front-door requests) feed counters. */
+  log?: Logger;
+  /** At most this many tenants get their own label value; the others share "_other" (default 500). */
+  maxTenantLabels?: number;
+}
+
+/** Label values from outside (tenant ids, reasons, codes): at most `max` distinct ones, then `other`. */
+export class BoundedLabels {
+  private readonly known = new Set<string>();
+
+  constructor(
+    private readonly max: number,
+    private readonly other = '_other',
+  ) {}
+
+  get(value: string): string {
+    if (this.known.has(value)) return value;
+    if (this.known.size >= this.max) return this.other;
+    this.known.add(value);
+    return value;
+  }
+
+  forget(value: string): boolean {
+    return this.known.delete(value);
+  }
+}
+
+/** "tenant disabled (quota 0)" → "tenant_disabled". */
+export function reasonLabel(text: string): string {
+  return (
+    text
+      .toLowerCase()
+      .replace(/\(.*?\)/g, '')
+      .trim()
+      .replace(/[^a-z0-9]+/g, '_')
+      .replace(/^_+|_+$/g, '')
+      .slice(0, 40) || 'unknown'
+  );
+}
+
+/** Access-proxy refusals that are about the caller's credentials. */
+const ACCESS_PROXY_AUTH_CODES = new Set([
+  'PROXY_AUTHENTICATION_REQUIRED',
+  'PROXY_AUTHORIZATION_MALFORMED',
+  'WRONG_GROUP_KEY',
+  'TENANT_MISMATCH',
+  'TOO_MANY_FAILURES',
+]);
+
+const SETUP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 300, 1800, 3600];
+
+/** Whether every endpoint of a live forward has said its destination is unreachable. */
+function withdrawn(f: LiveForward): boolean {
+  return f.endpoints.length > 0 && f.endpoints.every((e) => e.withdrawn);
+}
+
+/**
+ * Prometheus metrics of one gateway (a registry per instance: no globals). Gauges are read from
+ * the live registry and the store when scraped; counters are fed by registry events and by the
+ * event records of the log (the same records the audit log writes).
+ */
 export class GatewayMetrics {
   readonly registry = new client.Registry();
   readonly connectionsOpened: client.Counter<'tenant'>;
   readonly bytes: client.Counter<'tenant' | 'direction'>;
   readonly authFailures: client.Counter<'reason'>;
   readonly forwardsRefused: client.Counter<'code'>;
+  readonly forwardsGranted: client.Counter;
   readonly sessionsOpened: client.Counter;
+  readonly reconnects: client.Counter<'tenant'>;
+  readonly frontDoorRequests: client.Counter<'front_door' | 'outcome'>;
+  readonly frontDoorDuration: client.Histogram<'front_door'>;
+  readonly connectionSetup: client.Histogram;
+  private readonly tenantLabels: BoundedLabels;
+  private readonly reasons = new BoundedLabels(40, 'other');
+  private readonly codes = new BoundedLabels(40, 'OTHER');
+  /** tenant\0fingerprint of sessions that closed: the next open of one is a reconnect. */
+  private readonly closedSessions = new Map<string, true>();
+  private readonly unsubscribe: Array<() => void> = [];
 
-  constructor(store: Store, live: ForwardRegistry) {
+  constructor(store: Store, live: ForwardRegistry, opts: GatewayMetricsOptions = {}) {
     const r = this.registry;
+    const tenants = new BoundedLabels(opts.maxTenantLabels ?? 500);
+    this.tenantLabels = tenants;
     client.collectDefaultMetrics({ register: r, prefix: 'tether_' });
     new client.Gauge({
       name: 'tether_tenants',
@@ -24,7 +100,7 @@ export class GatewayMetrics {
     });
     new client.Gauge({
       name: 'tether_sessions',
-      help: 'Live SSH sessions',
+      help: 'Live SSH sessions of connectors',
       registers: [r],
       collect() {
         this.set(live.sessionsOf().length);
@@ -32,35 +108,49 @@ export class GatewayMetrics {
     });
     new client.Gauge({
       name: 'tether_forwards',
-      help: 'Live forwards (lease ports listening)',
+      help: 'Forwards by state: online (lease port listening), withdrawn (its connectors cannot reach the destination), offline (leased, no connector)',
+      labelNames: ['state'],
       registers: [r],
-      collect() {
-        this.set(live.list().length);
+      async collect() {
+        const list = live.list();
+        const down = list.filter(withdrawn).length;
+        const leases = await store.listLeases();
+        const offline = leases.filter((l) => !live.get(l.tenant_id, l.label)).length;
+        this.set({ state: 'online' }, list.length - down);
+        this.set({ state: 'withdrawn' }, down);
+        this.set({ state: 'offline' }, offline);
       },
     });
     new client.Gauge({
       name: 'tether_connections_active',
-      help: 'Connections open through forwards',
+      help: 'Connections open through forwards, by tenant',
+      labelNames: ['tenant'],
       registers: [r],
       collect() {
-        this.set(live.list().reduce((n, f) => n + f.connections, 0));
+        const by = new Map<string, number>();
+        for (const f of live.list()) {
+          const t = tenants.get(f.tenant);
+          by.set(t, (by.get(t) ?? 0) + f.connections);
+        }
+        this.reset();
+        for (const [tenant, n] of by) this.set({ tenant }, n);
       },
     });
     this.connectionsOpened = new client.Counter({
       name: 'tether_connections_opened_total',
-      help: 'Connections opened through forwards',
+      help: 'Connections opened through forwards, by tenant',
       labelNames: ['tenant'],
       registers: [r],
     });
     this.bytes = new client.Counter({
       name: 'tether_bytes_total',
-      help: 'Bytes carried through forwards; direction "in" is toward the connector',
+      help: 'Bytes carried by closed connections, by tenant; direction "in" is toward the connector, "out" back to the caller',
       labelNames: ['tenant', 'direction'],
       registers: [r],
     });
     this.authFailures = new client.Counter({
       name: 'tether_auth_failures_total',
-      help: 'Refused logins by reason',
+      help: 'Refused logins by reason (tunnel: unknown_tenant, key_not_registered, tenant_disabled, bad_signature, invalid_tenant_id, throttled; front doors: access_proxy_*, http_proxy, ssh_proxy)',
       labelNames: ['reason'],
       registers: [r],
     });
@@ -70,27 +160,151 @@ export class GatewayMetrics {
       labelNames: ['code'],
       registers: [r],
     });
-    this.sessionsOpened = new client.Counter({
-      name: 'tether_sessions_opened_total',
-      help: 'SSH sessions opened',
+    this.forwardsGranted = new client.Counter({
+      name: 'tether_forwards_granted_total',
+      help: 'Granted forward requests',
       registers: [r],
     });
-    live.on(
-      'connection',
-      (e: { type: string; forward: { tenant: string }; bytesIn?: number; bytesOut?: number }) => {
-        if (e.type === 'opened') this.connectionsOpened.inc({ tenant: e.forward.tenant });
-        else {
-          this.bytes.inc({ tenant: e.forward.tenant, direction: 'in' }, e.bytesIn ?? 0);
-          this.bytes.inc({ tenant: e.forward.tenant, direction: 'out' }, e.bytesOut ?? 0);
-        }
-      },
-    );
-    live.on('session', (e: { type: string }) => {
-      if (e.type === 'opened') this.sessionsOpened.inc();
+    this.sessionsOpened = new client.Counter({
+      name: 'tether_sessions_opened_total',
+      help: 'SSH sessions opened by connectors',
+      registers: [r],
     });
+    this.reconnects = new client.Counter({
+      name: 'tether_reconnects_total',
+      help: 'Sessions opened again with a key whose earlier session had closed, by tenant',
+      labelNames: ['tenant'],
+      registers: [r],
+    });
+    this.frontDoorRequests = new client.Counter({
+      name: 'tether_frontdoor_requests_total',
+      help: 'Requests and connections received by the front doors, by outcome',
+      labelNames: ['front_door', 'outcome'],
+      registers: [r],
+    });
+    this.frontDoorDuration = new client.Histogram({
+      name: 'tether_frontdoor_duration_seconds',
+      help: 'How long front-door requests and connections lasted, from accept to close',
+      labelNames: ['front_door'],
+      buckets: DURATION_BUCKETS,
+      registers: [r],
+    });
+    this.connectionSetup = new client.Histogram({
+      name: 'tether_connection_setup_seconds',
+      help: 'Time to open a channel to the connector for a new connection',
+      buckets: SETUP_BUCKETS,
+      registers: [r],
+    });
+
+    const onConnection = (e: {
+      type: string;
+      forward: { tenant: string };
+      bytesIn?: number;
+      bytesOut?: number;
+      setupMs?: number;
+    }) => {
+      const tenant = tenants.get(e.forward.tenant);
+      if (e.type === 'opened') {
+        this.connectionsOpened.inc({ tenant });
+        if (e.setupMs !== undefined) this.connectionSetup.observe(e.setupMs / 1000);
+      } else if (e.type === 'closed') {
+        this.bytes.inc({ tenant, direction: 'in' }, e.bytesIn ?? 0);
+        this.bytes.inc({ tenant, direction: 'out' }, e.bytesOut ?? 0);
+      }
+    };
+    const onSession = (e: { type: string; session: LiveSession }) => {
+      const k = `${e.session.tenant}\0${e.session.fingerprint}`;
+      if (e.type === 'opened') {
+        this.sessionsOpened.inc();
+        if (this.closedSessions.delete(k)) this.reconnects.inc({ tenant: tenants.get(e.session.tenant) });
+      } else if (e.type === 'closed') {
+        this.closedSessions.delete(k);
+        this.closedSessions.set(k, true);
+        if (this.closedSessions.size > 10_000) {
+          const oldest = this.closedSessions.keys().next().value;
+          if (oldest !== undefined) this.closedSessions.delete(oldest);
+        }
+      }
+    };
+    live.on('connection', onConnection);
+    live.on('session', onSession);
+    this.unsubscribe.push(
+      () => live.off('connection', onConnection),
+      () => live.off('session', onSession),
+    );
+    if (opts.log) this.unsubscribe.push(onLogEvents(opts.log, (e) => this.observe(e)));
+  }
+
+  /** A front door reports one request or connection (and how long it took, when known). */
+  frontDoorRequest(frontDoor: string, outcome: string, seconds?: number): void {
+    this.frontDoorRequests.inc({ front_door: frontDoor, outcome });
+    if (seconds !== undefined) this.frontDoorDuration.observe({ front_door: frontDoor }, seconds);
+  }
+
+  /** Feeds counters from one event record of the log. */
+  observe(e: LogEvent): void {
+    const f = e.fields;
+    const str = (v: unknown) => (typeof v === 'string' ? v : '');
+    switch (f.event) {
+      case 'auth.failed':
+        this.authFailures.inc({ reason: this.reasons.get(reasonLabel(str(f.reason))) });
+        return;
+      case 'auth.throttled':
+        this.authFailures.inc({ reason: 'throttled' });
+        return;
+      case 'forward.granted':
+        this.forwardsGranted.inc();
+        return;
+      case 'forward.refused':
+        this.forwardsRefused.inc({ code: this.codes.get(str(f.code) || 'UNKNOWN') });
+        return;
+      case 'access_proxy.allowed':
+        this.frontDoorRequests.inc({ front_door: 'access_proxy', outcome: 'allowed' });
+        return;
+      case 'access_proxy.denied': {
+        this.frontDoorRequests.inc({ front_door: 'access_proxy', outcome: 'denied' });
+        const code = str(f.code);
+        if (ACCESS_PROXY_AUTH_CODES.has(code))
+          this.authFailures.inc({ reason: `access_proxy_${code.toLowerCase()}` });
+        return;
+      }
+      case 'connection.opened':
+        if (f.front_door === undefined)
+          this.frontDoorRequests.inc({ front_door: 'raw_port', outcome: 'opened' });
+        return;
+      case 'connection.refused':
+        if (f.front_door === undefined)
+          this.frontDoorRequests.inc({ front_door: 'raw_port', outcome: 'refused' });
+        return;
+      case 'connection.closed':
+        if (typeof f.duration_ms === 'number')
+          this.frontDoorDuration.observe(
+            { front_door: str(f.front_door) || 'raw_port' },
+            f.duration_ms / 1000,
+          );
+        return;
+      case 'tenant.removed':
+        this.forgetTenant(str(f.tenant));
+        return;
+      default:
+    }
+  }
+
+  /** Drops the per-tenant series of a removed tenant (keeps label sets bounded). */
+  private forgetTenant(tenant: string): void {
+    if (!tenant || !this.tenantLabels.forget(tenant)) return;
+    this.connectionsOpened.remove({ tenant });
+    this.reconnects.remove({ tenant });
+    this.bytes.remove({ tenant, direction: 'in' });
+    this.bytes.remove({ tenant, direction: 'out' });
   }
 
   async render(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  /** Stops listening to the registry and the log. */
+  close(): void {
+    for (const u of this.unsubscribe.splice(0)) u();
   }
 }

@@ -1,0 +1,212 @@
+import './activity.js';
+import './add-tenant.js';
+import './tenant.js';
+import { ApiError, api, openEvents, setToken, token } from './api.js';
+import { h, rate } from './dom.js';
+
+/** Root: the sign-in form, or the dashboard once a working admin token is known. */
+class TetherApp extends HTMLElement {
+  connectedCallback() {
+    this.addEventListener('signed-in', () => this.render());
+    this.addEventListener('signed-out', () => {
+      setToken(null);
+      this.render();
+    });
+    this.render();
+  }
+
+  render() {
+    this.replaceChildren(token() ? h('tether-dashboard') : h('tether-signin'));
+  }
+}
+
+class TetherSignin extends HTMLElement {
+  connectedCallback() {
+    const input = h('input', {
+      id: 'admin-token',
+      name: 'token',
+      type: 'password',
+      autocomplete: 'current-password',
+      required: true,
+      spellcheck: 'false',
+    });
+    const error = h('p', { class: 'error', role: 'alert', hidden: true });
+    const button = h('button', { type: 'submit', class: 'primary' }, 'Sign in');
+    const form = h(
+      'form',
+      { class: 'signin card', onsubmit: (e) => this.submit(e, input, error, button) },
+      h('h1', null, h('span', { class: 'logo', 'aria-hidden': 'true' }), 'Tether gateway'),
+      h(
+        'p',
+        { class: 'muted' },
+        'Sign in with the admin token (the file admin.token in the data directory).',
+      ),
+      h('label', { for: 'admin-token' }, 'Admin token'),
+      input,
+      error,
+      button,
+    );
+    this.replaceChildren(h('main', { class: 'signin-page' }, form));
+    input.focus();
+  }
+
+  async submit(e, input, error, button) {
+    e.preventDefault();
+    const t = input.value.trim();
+    error.hidden = true;
+    button.disabled = true;
+    try {
+      await api('GET', '/v1/tenants', undefined, t);
+      setToken(t);
+      this.dispatchEvent(new CustomEvent('signed-in', { bubbles: true }));
+    } catch (err) {
+      error.textContent =
+        err instanceof ApiError && err.status === 401
+          ? 'That token is not valid for this gateway.'
+          : `Could not sign in: ${err.message}`;
+      error.hidden = false;
+      input.select();
+    } finally {
+      button.disabled = false;
+    }
+  }
+}
+
+/** The signed-in view: totals, add a tenant, one card per tenant, the activity feed. */
+class TetherDashboard extends HTMLElement {
+  constructor() {
+    super();
+    this.tenants = new Map();
+    this.stats = null;
+  }
+
+  connectedCallback() {
+    this.status = h('span', { class: 'status', dataset: { state: 'connecting' } }, 'connecting…');
+    this.version = h('span', { class: 'muted' });
+    this.summary = h('section', { class: 'summary', 'aria-label': 'Totals' });
+    this.list = h('section', { class: 'tenants', 'aria-label': 'Tenants' });
+    this.empty = h('p', { class: 'empty muted' }, 'No tenants yet. Add one above.');
+    this.activity = h('tether-activity');
+    this.replaceChildren(
+      h(
+        'header',
+        { class: 'topbar' },
+        h('h1', null, h('span', { class: 'logo', 'aria-hidden': 'true' }), 'Tether gateway'),
+        this.version,
+        h('span', { class: 'spacer' }),
+        this.status,
+        h('button', { type: 'button', class: 'ghost', onclick: () => this.signOut() }, 'Sign out'),
+      ),
+      h(
+        'main',
+        { class: 'layout' },
+        h(
+          'div',
+          { class: 'main-column' },
+          this.summary,
+          h('tether-add-tenant', { onadded: (e) => this.upsert(e.detail.tenant) }),
+          h('h2', null, 'Tenants'),
+          this.empty,
+          this.list,
+        ),
+        h('aside', { class: 'side-column' }, h('h2', null, 'Activity'), this.activity),
+      ),
+    );
+    this.addEventListener('removed', (e) => this.remove(e.detail.id));
+    api('GET', '/health')
+      .then((hl) => {
+        this.version.textContent = `version ${hl.version}${hl.node ? ` · node ${hl.node}` : ''}`;
+      })
+      .catch(() => {});
+    this.stop = openEvents(
+      {
+        snapshot: (m) => {
+          this.tenants.clear();
+          this.list.replaceChildren();
+          for (const t of m.tenants) this.upsert(t);
+          this.activity.reset(m.activity);
+          this.applyStats(m.stats);
+        },
+        tenant: (m) => this.upsert(m.tenant),
+        'tenant-removed': (m) => this.remove(m.id),
+        activity: (m) => this.activity.add(m),
+        stats: (m) => this.applyStats(m),
+      },
+      (state) => {
+        if (state === 'signed-out') return this.signOut();
+        this.status.dataset.state = state;
+        this.status.textContent = state === 'live' ? 'live' : 'reconnecting…';
+      },
+    );
+    this.renderSummary();
+  }
+
+  disconnectedCallback() {
+    this.stop?.();
+  }
+
+  async signOut() {
+    this.stop?.();
+    await api('DELETE', '/v1/events/session').catch(() => {});
+    this.dispatchEvent(new CustomEvent('signed-out', { bubbles: true }));
+  }
+
+  upsert(view) {
+    let card = this.tenants.get(view.id);
+    if (!card) {
+      card = h('tether-tenant');
+      this.tenants.set(view.id, card);
+      const next = [...this.tenants.keys()].sort().find((id) => id > view.id);
+      this.list.insertBefore(card, next ? this.tenants.get(next) : null);
+    }
+    card.view = view;
+    if (this.stats) card.applyStats(this.stats);
+    this.renderSummary();
+  }
+
+  remove(id) {
+    this.tenants.get(id)?.remove();
+    this.tenants.delete(id);
+    this.renderSummary();
+  }
+
+  applyStats(stats) {
+    this.stats = stats;
+    for (const card of this.tenants.values()) card.applyStats(stats);
+    this.renderSummary();
+  }
+
+  renderSummary() {
+    const views = [...this.tenants.values()].map((c) => c.view).filter(Boolean);
+    const t = Object.values(this.stats?.tenants ?? {});
+    const sum = (f) => t.reduce((n, s) => n + (s[f] ?? 0), 0);
+    const tile = (label, value, name) =>
+      h(
+        'div',
+        { class: 'tile', dataset: { tile: name } },
+        h('span', { class: 'tile-value' }, value),
+        h('span', null, label),
+      );
+    this.empty.hidden = views.length > 0;
+    this.summary.replaceChildren(
+      tile('tenants', views.length, 'tenants'),
+      tile(
+        'sessions',
+        views.reduce((n, v) => n + v.sessions.length, 0),
+        'sessions',
+      ),
+      tile(
+        'forwards online',
+        views.reduce((n, v) => n + v.forwards.filter((f) => f.state === 'online').length, 0),
+        'forwards',
+      ),
+      tile('connections', sum('connections'), 'connections'),
+      tile('toward connectors', rate(sum('in_rate')), 'in'),
+      tile('back to callers', rate(sum('out_rate')), 'out'),
+    );
+  }
+}
+
+customElements.define('tether-app', TetherApp);
+customElements.define('tether-signin', TetherSignin);
+customElements.define('tether-dashboard', TetherDashboard);
