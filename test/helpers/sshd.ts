@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
+import type { TestGateway } from './gateway.js';
 import { freePort, OutputWatcher, type RunResult, run, stopProcess, tempDir } from './util.js';
 
 export interface TestSshd {
@@ -94,19 +95,40 @@ export async function startSshd(opts: { extraConfig?: string[] } = {}): Promise<
   };
 }
 
+export interface RunOptions {
+  input?: string;
+  timeout?: number;
+  /** Extra environment, e.g. TETHER_TEST_ASKPASS_DELAY (seconds the askpass script waits). */
+  env?: NodeJS.ProcessEnv;
+}
+
 /**
  * OpenSSH client programs (ssh, scp, sftp) that log in with a password without a terminal:
  * SSH_ASKPASS with SSH_ASKPASS_REQUIRE=force and a tiny script that prints `secret`.
  */
 export class PasswordClient {
   readonly askpass: string;
+  /** One line per password prompt shown (the prompt text). */
+  readonly askpassLog: string;
 
   constructor(
     readonly port: number,
     dir = tempDir('tether-askpass-'),
   ) {
     this.askpass = join(dir, 'askpass.sh');
-    writeFileSync(this.askpass, '#!/bin/sh\nprintf \'%s\\n\' "$TETHER_TEST_SECRET"\n', { mode: 0o700 });
+    this.askpassLog = join(dir, 'askpass.log');
+    writeFileSync(
+      this.askpass,
+      [
+        '#!/bin/sh',
+        // Each prompt is logged, so a test can tell whether (and how often) a password was asked for.
+        `printf '%s\\n' "$1" >> '${this.askpassLog}'`,
+        'if [ -n "$TETHER_TEST_ASKPASS_DELAY" ]; then sleep "$TETHER_TEST_ASKPASS_DELAY"; fi',
+        'printf \'%s\\n\' "$TETHER_TEST_SECRET"',
+        '',
+      ].join('\n'),
+      { mode: 0o700 },
+    );
   }
 
   /** Options every program gets: no user config, no keys, no known_hosts. */
@@ -129,41 +151,36 @@ export class PasswordClient {
     ];
   }
 
-  env(secret: string): NodeJS.ProcessEnv {
+  env(secret: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
     return {
       ...process.env,
       SSH_ASKPASS: this.askpass,
       SSH_ASKPASS_REQUIRE: 'force',
       DISPLAY: 'none',
       TETHER_TEST_SECRET: secret,
+      ...extra,
     };
   }
 
-  ssh(
-    user: string,
-    secret: string,
-    args: string[],
-    o: { input?: string; timeout?: number } = {},
-  ): Promise<RunResult> {
-    return run('ssh', ['-p', String(this.port), ...this.options(user), ...args], {
-      env: this.env(secret),
-      input: o.input,
-      timeout: o.timeout,
-    });
+  /** How many password prompts were shown so far. */
+  prompts(): number {
+    if (!existsSync(this.askpassLog)) return 0;
+    return readFileSync(this.askpassLog, 'utf8').split('\n').filter(Boolean).length;
   }
 
-  scp(user: string, secret: string, args: string[], o: { timeout?: number } = {}): Promise<RunResult> {
-    return run('scp', ['-P', String(this.port), ...this.options(user), ...args], {
-      env: this.env(secret),
-      timeout: o.timeout,
-    });
+  ssh(user: string, secret: string, args: string[], o: RunOptions = {}): Promise<RunResult> {
+    const argv = ['-p', String(this.port), ...this.options(user), ...args];
+    return run('ssh', argv, { env: this.env(secret, o.env), input: o.input, timeout: o.timeout });
   }
 
-  sftp(user: string, secret: string, batchFile: string, o: { timeout?: number } = {}): Promise<RunResult> {
-    return run('sftp', ['-P', String(this.port), ...this.options(user), '-b', batchFile, '127.0.0.1'], {
-      env: this.env(secret),
-      timeout: o.timeout,
-    });
+  scp(user: string, secret: string, args: string[], o: RunOptions = {}): Promise<RunResult> {
+    const argv = ['-P', String(this.port), ...this.options(user), ...args];
+    return run('scp', argv, { env: this.env(secret, o.env), timeout: o.timeout });
+  }
+
+  sftp(user: string, secret: string, batchFile: string, o: RunOptions = {}): Promise<RunResult> {
+    const argv = ['-P', String(this.port), ...this.options(user), '-b', batchFile, '127.0.0.1'];
+    return run('sftp', argv, { env: this.env(secret, o.env), timeout: o.timeout });
   }
 
   /** Starts a long-running `ssh` (e.g. `-N -L …`); the caller stops it. */
@@ -173,4 +190,12 @@ export class PasswordClient {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
   }
+}
+
+/** The port of the gateway's `ssh_proxy` (from the `gateway.started` log line). */
+export async function proxyPort(gw: TestGateway): Promise<number> {
+  const m = await gw.output.wait(/"event":"gateway.started"/);
+  const started = JSON.parse(m.input) as { ssh_proxy?: string };
+  if (!started.ssh_proxy) throw new Error('the gateway did not start an ssh_proxy');
+  return Number(started.ssh_proxy.split(':').pop());
 }
