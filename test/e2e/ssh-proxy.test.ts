@@ -5,21 +5,13 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startEchoServer, type TestServer, tcpExchange } from '../helpers/servers.js';
-import { PasswordClient, startSshd, type TestSshd } from '../helpers/sshd.js';
+import { PasswordClient, proxyPort, startSshd, type TestSshd } from '../helpers/sshd.js';
 import { freePort, stopProcess, tempDir, waitFor } from '../helpers/util.js';
 
 // The SSH front door's `static` realm against a real OpenSSH sshd, driven by real ssh, scp and sftp.
 
 const PASSWORD = 'static-shared-Cred-1';
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-/** The ssh_proxy address the gateway printed at start. */
-export async function proxyPort(gw: TestGateway): Promise<number> {
-  const m = await gw.output.wait(/"event":"gateway.started"/);
-  const started = JSON.parse(m.input) as { ssh_proxy?: string };
-  assert.ok(started.ssh_proxy, 'gateway.started names the ssh_proxy address');
-  return Number(started.ssh_proxy.split(':').pop());
-}
 
 describe('ssh proxy: static realm with OpenSSH', () => {
   let sshd: TestSshd;

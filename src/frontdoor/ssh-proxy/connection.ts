@@ -236,7 +236,7 @@ export class ProxyConnection {
       if (this.attempts >= this.deps.settings.maxAuthTries) {
         return this.close(
           DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
-          `${decision.message} (${this.attempts} failed attempts; closing)`,
+          `${decision.message} (${this.attempts} failed attempt${this.attempts === 1 ? '' : 's'}; closing)`,
         );
       }
       this.lastFailure = decision.message;

@@ -19,6 +19,8 @@ export class SshProxyServer {
   private netServer?: net.Server;
   private readonly sockets = new Set<net.Socket>();
   private readonly live = new Set<ProxyConnection>();
+  /** Sockets that have not sent an SSH identification yet. */
+  private readonly silent = new Set<net.Socket>();
   private unauthenticated = 0;
   private closing = false;
   private readonly log: Logger;
@@ -74,11 +76,23 @@ export class SshProxyServer {
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
     socket.on('error', () => {});
+    // A client that never even sends its SSH identification is closed after the handshake timeout
+    // (from then on ProxyConnection's own timer, which can tell the user why, takes over).
+    this.silent.add(socket);
+    const timer = this.deps.clock.setTimeout(() => {
+      if (this.silent.delete(socket)) socket.destroy();
+    }, this.deps.settings.handshakeTimeout);
+    socket.once('close', () => {
+      this.silent.delete(socket);
+      this.deps.clock.clearTimeout(timer);
+    });
     (this.ssh as unknown as { injectSocket(s: net.Socket): void }).injectSocket(socket);
     socket.resume();
   }
 
   private onClient(client: Connection, info: { ip: string; port: number }): void {
+    const sock = (client as unknown as { _sock?: net.Socket })._sock;
+    if (sock) this.silent.delete(sock);
     this.unauthenticated++;
     let counted = true;
     const uncount = () => {
