@@ -213,13 +213,11 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
           }
           if (opts.waitWelcome === false) succeed();
           else {
+            // onMessage keeps `welcome` current: the gateway may send a second, fuller one.
             session
               .waitFor((m) => m.type === 'welcome', readyTimeout)
               .then(
-                (m) => {
-                  session.welcome = m as WelcomeMessage;
-                  succeed();
-                },
+                () => succeed(),
                 (e: Error) => fail(e),
               );
           }

@@ -29,7 +29,7 @@ describe('connector: bad input says what is wrong', { concurrency: 4 }, () => {
 
   test('missing config file', async () => {
     const r = await runWith(null);
-    assert.equal(r.code, 2);
+    assert.equal(r.code, 2, r.stderr);
     assert.equal(
       r.stderr,
       `tether: ${r.file}: cannot read config: file not found (create one with "tether connector init")\n`,
@@ -38,7 +38,7 @@ describe('connector: bad input says what is wrong', { concurrency: 4 }, () => {
 
   test('YAML syntax error: line and column', async () => {
     const r = await runWith(`${head()}repositories:\n  g:\n    a: "http://x"\n   b: "http://y"\n`);
-    assert.equal(r.code, 2);
+    assert.equal(r.code, 2, r.stderr);
     assert.match(
       r.stderr,
       /connect-\d+\.yaml: YAML syntax error at line 7, column \d+: All mapping items must start at the same column/,
@@ -47,13 +47,13 @@ describe('connector: bad input says what is wrong', { concurrency: 4 }, () => {
 
   test('unknown key', async () => {
     const r = await runWith(`${head()}repos:\n  g:\n    a: "http://x"\n`);
-    assert.equal(r.code, 2);
+    assert.equal(r.code, 2, r.stderr);
     assert.equal(r.stderr, `tether: ${r.file}: repos: unknown key\n`);
   });
 
   test('unknown service', async () => {
     const r = await runWith(`${head()}repositories:\n  files:\n    ftp: "ftp://files.internal:21"\n`);
-    assert.equal(r.code, 2);
+    assert.equal(r.code, 2, r.stderr);
     assert.equal(
       r.stderr,
       `tether: ${r.file}: repositories.files.ftp: unknown service "ftp": use one of smb, webdav, cq5, cmis, alfresco, ssh, http, https, tcp\n`,
@@ -62,7 +62,7 @@ describe('connector: bad input says what is wrong', { concurrency: 4 }, () => {
 
   test('tcp:// without a port', async () => {
     const r = await runWith(`${head()}repositories:\n  db:\n    pg: "tcp://db.internal"\n`);
-    assert.equal(r.code, 2);
+    assert.equal(r.code, 2, r.stderr);
     assert.equal(
       r.stderr,
       `tether: ${r.file}: repositories.db.pg: tcp needs a port: tcp://db.internal:port\n`,
@@ -73,7 +73,7 @@ describe('connector: bad input says what is wrong', { concurrency: 4 }, () => {
     const r = await runWith(
       `${head()}repositories:\n  example_group:\n    example_webdav: "webdav://webdav.example.com:80/"\n`,
     );
-    assert.equal(r.code, 2);
+    assert.equal(r.code, 2, r.stderr);
     assert.equal(
       r.stderr,
       `tether: ${r.file}: repositories.example_group.example_webdav: webdav needs a scheme: webdav+http:// or webdav+https://\n`,
@@ -82,13 +82,13 @@ describe('connector: bad input says what is wrong', { concurrency: 4 }, () => {
 
   test('port out of range', async () => {
     const r = await runWith(`${head()}repositories:\n  g:\n    big: "smb://fs:70000"\n`);
-    assert.equal(r.code, 2);
+    assert.equal(r.code, 2, r.stderr);
     assert.equal(r.stderr, `tether: ${r.file}: repositories.g.big: port 70000 is out of range (1-65535)\n`);
   });
 
   test('duplicate repository label', async () => {
     const r = await runWith(`${head()}repositories:\n  docs:\n    wiki: "http://a"\n    wiki: "http://b"\n`);
-    assert.equal(r.code, 2);
+    assert.equal(r.code, 2, r.stderr);
     assert.equal(
       r.stderr,
       `tether: ${r.file}: repositories.docs.wiki: duplicate repository label docs/wiki (line 7; first defined on line 6)\n`,
@@ -99,7 +99,7 @@ describe('connector: bad input says what is wrong', { concurrency: 4 }, () => {
     const r = await runWith(
       `${head()}colour: blue\nrepositories:\n  g:\n    a: "tcp://x"\n    b: "cmis://y"\n`,
     );
-    assert.equal(r.code, 2);
+    assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /colour: unknown key/);
     assert.match(r.stderr, /repositories\.g\.a: tcp needs a port/);
     assert.match(r.stderr, /repositories\.g\.b: cmis needs a scheme/);
@@ -107,7 +107,7 @@ describe('connector: bad input says what is wrong', { concurrency: 4 }, () => {
 
   test('key file missing', async () => {
     const r = await runWith(`gateway: "127.0.0.1:1"\ntenant: acme\nssh_key: ./no-such-key\n`);
-    assert.equal(r.code, 2);
+    assert.equal(r.code, 2, r.stderr);
     assert.equal(
       r.stderr,
       `tether: ssh_key ${join(dir, 'no-such-key')}: file not found (run "tether connector init" to create a key pair, ` +
@@ -120,7 +120,7 @@ describe('connector: bad input says what is wrong', { concurrency: 4 }, () => {
     writeFileSync(open, generateKeyPair().privateKey);
     chmodSync(open, 0o644);
     const r = await runWith(`gateway: "127.0.0.1:1"\ntenant: acme\nssh_key: ./open-key\n`);
-    assert.equal(r.code, 2);
+    assert.equal(r.code, 2, r.stderr);
     assert.equal(
       r.stderr,
       `tether: WARNING: UNPROTECTED PRIVATE KEY FILE! Permissions 0644 for '${open}' are too open. ` +
@@ -129,7 +129,7 @@ describe('connector: bad input says what is wrong', { concurrency: 4 }, () => {
     );
     // `start` checks before going to the background, so the user sees it too
     const s = await runWith(`gateway: "127.0.0.1:1"\ntenant: acme\nssh_key: ./open-key\n`, 'start');
-    assert.equal(s.code, 2);
+    assert.equal(s.code, 2, s.stderr);
     assert.match(s.stderr, /UNPROTECTED PRIVATE KEY FILE/);
   });
 
@@ -137,7 +137,7 @@ describe('connector: bad input says what is wrong', { concurrency: 4 }, () => {
     const pub = join(dir, 'pub-key');
     writeFileSync(pub, `${generateKeyPair().publicKey}\n`, { mode: 0o600 });
     const r = await runWith(`gateway: "127.0.0.1:1"\ntenant: acme\nssh_key: ./pub-key\n`);
-    assert.equal(r.code, 2);
+    assert.equal(r.code, 2, r.stderr);
     assert.equal(
       r.stderr,
       `tether: ssh_key ${pub}: this is a public key; ssh_key must name the PRIVATE key\n`,
@@ -146,7 +146,7 @@ describe('connector: bad input says what is wrong', { concurrency: 4 }, () => {
 
   test('no tenant yet', async () => {
     const r = await runWith(`gateway: "127.0.0.1:1"\nssh_key: "${key}"\n`);
-    assert.equal(r.code, 2);
+    assert.equal(r.code, 2, r.stderr);
     assert.equal(
       r.stderr,
       `tether: ${r.file}: tenant is not set (run "tether connector register --token T", or add "tenant: <id>")\n`,

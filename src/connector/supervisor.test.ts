@@ -1,0 +1,319 @@
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Duplex } from 'node:stream';
+import { after, describe, test } from 'node:test';
+import { type ConnectConfig, connectConfigFromText } from '../config/connect.js';
+import type { Clock } from '../core/clock.js';
+import { generateKeyPair } from '../core/ssh-keys.js';
+import { TetherError } from '../errors/index.js';
+import { silentLogger } from '../log/index.js';
+import type { IncomingConnection, TunnelClientOptions, TunnelSession } from '../tunnel/client.js';
+import type { ConnectorMessage } from '../tunnel/control-protocol.js';
+import { Connector } from './supervisor.js';
+
+class ManualClock implements Clock {
+  t = 1_000_000;
+  private timers: { at: number; fn: () => void; id: number }[] = [];
+  private seq = 0;
+  now(): number {
+    return this.t;
+  }
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = ++this.seq;
+    this.timers.push({ at: this.t + ms, fn, id });
+    return id;
+  }
+  clearTimeout(h: unknown): void {
+    this.timers = this.timers.filter((x) => x.id !== h);
+  }
+  advance(ms: number): void {
+    this.t += ms;
+    const due = this.timers.filter((x) => x.at <= this.t);
+    this.timers = this.timers.filter((x) => x.at > this.t);
+    for (const x of due) x.fn();
+  }
+}
+
+/** Stands in for a TunnelSession: records what the connector asks of the gateway. */
+class FakeSession extends EventEmitter {
+  sent: ConnectorMessage[] = [];
+  forwards: string[] = [];
+  unforwards: Array<[string, number]> = [];
+  hostFingerprint = 'SHA256:fake';
+  welcome = { type: 'welcome' as const, tenant: 'acme', quota: 2, gateway: 'test' };
+  isOpen = true;
+  refuse = new Map<string, string>();
+  private port = 30_000;
+  send(m: ConnectorMessage): void {
+    this.sent.push(m);
+  }
+  forward(label: string): Promise<number> {
+    this.forwards.push(label);
+    const why = this.refuse.get(label);
+    return why ? Promise.reject(new TetherError('TENANT_QUOTA_EXCEEDED', why)) : Promise.resolve(this.port++);
+  }
+  unforward(label: string, port: number): Promise<void> {
+    this.unforwards.push([label, port]);
+    return Promise.resolve();
+  }
+  close(): void {
+    if (!this.isOpen) return;
+    this.isOpen = false;
+    this.emit('close', undefined);
+  }
+  drop(): void {
+    this.isOpen = false;
+    this.emit('close', new TetherError('GATEWAY_SESSION_FAILED', 'connection reset'));
+  }
+}
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+describe('Connector (supervisor)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tether-sup-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const keyFile = join(dir, 'key');
+  writeFileSync(keyFile, generateKeyPair().privateKey, { mode: 0o600 });
+
+  function config(repos: Record<string, string>, extra = ''): ConnectConfig {
+    const lines = Object.entries(repos).map(([k, v]) => `    ${k}: "${v}"`);
+    return connectConfigFromText(
+      `gateway: "gw:2222"\ntenant: acme\nssh_key: "${keyFile}"\n${extra}repositories:\n  g:\n${lines.join('\n')}\n`,
+      join(dir, 'connect.yaml'),
+      {},
+    );
+  }
+
+  function build(
+    cfg: ConnectConfig,
+    opts: { dial?: (h: string, p: number) => Promise<Socket>; refuse?: Map<string, string> } = {},
+  ) {
+    const clock = new ManualClock();
+    const sessions: FakeSession[] = [];
+    const opened: TunnelClientOptions[] = [];
+    let failNext: Error | undefined;
+    const c = new Connector({
+      config: cfg,
+      logger: silentLogger(),
+      agent: 'test',
+      clock,
+      random: () => 0.5,
+      openSession: async (o) => {
+        opened.push(o);
+        if (failNext) {
+          const e = failNext;
+          failNext = undefined;
+          throw e;
+        }
+        const s = new FakeSession();
+        if (opts.refuse) s.refuse = opts.refuse;
+        sessions.push(s);
+        return s as unknown as TunnelSession;
+      },
+      dial: opts.dial ?? (() => Promise.reject(new Error('connection refused'))),
+    });
+    return { c, clock, sessions, opened, failOnce: (e: Error) => (failNext = e) };
+  }
+
+  test('connects as the tenant and forwards every repository, metadata first', async () => {
+    const { c, sessions, opened } = build(config({ a: 'smb://fs:139', b: 'webdav+https://dav/x' }));
+    c.start();
+    await tick();
+    assert.equal(opened[0]!.username, 'acme');
+    const s = sessions[0]!;
+    assert.deepEqual(s.forwards, ['g/a', 'g/b']);
+    assert.deepEqual(s.sent[1], {
+      type: 'repo',
+      label: 'g/b',
+      service: 'webdav',
+      scheme: 'https',
+      host: 'dav',
+      port: 443,
+      path: '/x',
+    });
+    const st = c.status();
+    assert.equal(st.connected, true);
+    assert.equal(st.fingerprint, 'SHA256:fake');
+    assert.deepEqual(
+      st.repositories.map((r) => [r.label, r.state, r.leasePort]),
+      [
+        ['g/a', 'active', 30_000],
+        ['g/b', 'active', 30_001],
+      ],
+    );
+    await c.stop();
+  });
+
+  test('a refused forward is rejected with the reason; a reload asks again', async () => {
+    const refuse = new Map([['g/b', 'quota exceeded (1 of 1 in use)']]);
+    const { c, sessions } = build(config({ a: 'http://h', b: 'http://h' }), { refuse });
+    c.start();
+    await tick();
+    let b = c.status().repositories.find((r) => r.label === 'g/b')!;
+    assert.equal(b.state, 'rejected');
+    assert.equal(b.reason, 'quota exceeded (1 of 1 in use)');
+    assert.equal(b.leasePort, null);
+    refuse.clear(); // e.g. the operator raised the quota
+    const r = c.apply(config({ a: 'http://h', b: 'http://h' }));
+    assert.deepEqual(r, { added: [], removed: [], changed: [], reconnect: false });
+    await tick();
+    b = c.status().repositories.find((x) => x.label === 'g/b')!;
+    assert.equal(b.state, 'active');
+    assert.deepEqual(sessions[0]!.forwards, ['g/a', 'g/b', 'g/b']);
+    await c.stop();
+  });
+
+  test('reload: added forwarded, removed cancelled, changed re-described, unchanged left alone', async () => {
+    const { c, sessions } = build(config({ keep: 'tcp://db:5432', drop: 'http://old', move: 'http://a:80' }));
+    c.start();
+    await tick();
+    const s = sessions[0]!;
+    s.forwards = [];
+    s.sent = [];
+    const r = c.apply(config({ keep: 'tcp://db:5432', move: 'http://b:8080', add: 'ssh://box' }));
+    await tick();
+    assert.deepEqual(r, { added: ['g/add'], removed: ['g/drop'], changed: ['g/move'], reconnect: false });
+    assert.deepEqual(s.forwards, ['g/add']);
+    assert.deepEqual(s.unforwards, [['g/drop', 30_001]]);
+    assert.deepEqual(
+      s.sent.map((m) => (m.type === 'repo' ? `${m.label} ${m.host}:${m.port}` : m.type)),
+      ['g/move b:8080', 'g/add box:22'],
+    );
+    const move = c.status().repositories.find((x) => x.label === 'g/move')!;
+    assert.equal(move.leasePort, 30_002, 'a changed destination keeps its lease');
+    assert.equal(sessions.length, 1, 'no new session');
+    await c.stop();
+  });
+
+  test('a new gateway address means a new session', async () => {
+    const { c, sessions, opened } = build(config({ a: 'http://h' }));
+    c.start();
+    await tick();
+    const next = connectConfigFromText(
+      `gateway: "gw2:2222"\ntenant: acme\nssh_key: "${keyFile}"\nrepositories:\n  g:\n    a: "http://h"\n`,
+      join(dir, 'connect.yaml'),
+      {},
+    );
+    assert.equal(c.apply(next).reconnect, true);
+    await tick();
+    assert.equal(sessions[0]!.isOpen, false);
+    assert.equal(opened[1]!.host, 'gw2');
+    assert.deepEqual(sessions[1]!.forwards, ['g/a']);
+    await c.stop();
+  });
+
+  test('after a drop it reconnects with backoff and forwards everything again', async () => {
+    const { c, sessions, clock, failOnce } = build(config({ a: 'http://h', b: 'http://h' }));
+    c.start();
+    await tick();
+    failOnce(
+      new TetherError('GATEWAY_UNREACHABLE', 'cannot reach the gateway at gw:2222: connect ECONNREFUSED', {
+        retryable: true,
+      }),
+    );
+    sessions[0]!.drop();
+    let st = c.status();
+    assert.equal(st.connected, false);
+    assert.equal(st.lastError, 'connection reset');
+    assert.deepEqual(
+      st.repositories.map((r) => [r.state, r.leasePort]),
+      [
+        ['pending', 30_000],
+        ['pending', 30_001],
+      ],
+    );
+    clock.advance(250); // 0.5 × 500 ms
+    await tick();
+    st = c.status();
+    assert.equal(st.lastError, 'cannot reach the gateway at gw:2222: connect ECONNREFUSED');
+    assert.ok(st.nextRetryAt);
+    clock.advance(500); // 0.5 × 1 s
+    await tick();
+    assert.equal(sessions.length, 2);
+    assert.deepEqual(sessions[1]!.forwards, ['g/a', 'g/b']);
+    assert.equal(c.status().connected, true);
+    await c.stop();
+  });
+
+  test('a host key mismatch is fatal: no retry', async () => {
+    const { c, clock, opened, failOnce } = build(config({ a: 'http://h' }));
+    const fatal = new Promise<TetherError>((r) => c.once('fatal', r));
+    failOnce(new TetherError('GATEWAY_HOST_KEY_MISMATCH', 'gateway host key mismatch …', { status: 403 }));
+    c.start();
+    assert.equal((await fatal).code, 'GATEWAY_HOST_KEY_MISMATCH');
+    clock.advance(60_000);
+    await tick();
+    assert.equal(opened.length, 1);
+    assert.equal(c.status().state, 'failed');
+  });
+
+  test('incoming connections: unknown labels are refused; a dead destination is rejected at once and withdrawn', async () => {
+    const { c, sessions, clock } = build(config({ a: 'tcp://db:5432' }));
+    c.start();
+    await tick();
+    const s = sessions[0]!;
+    let rejected = 0;
+    const conn = (label: string): IncomingConnection => ({
+      label,
+      port: 30_000,
+      info: { srcIP: '127.0.0.1', srcPort: 1, destIP: label, destPort: 30_000 },
+      accept: () => assert.fail('must not accept'),
+      reject: () => rejected++,
+    });
+    s.emit('connection', conn('g/other'));
+    assert.equal(rejected, 1);
+    s.emit('connection', conn('g/a'));
+    await tick();
+    assert.equal(rejected, 2);
+    const a = c.status().repositories[0]!;
+    assert.equal(a.state, 'unreachable');
+    assert.equal(a.reason, 'destination unreachable: db:5432: connection refused');
+    assert.deepEqual(s.sent.at(-1), { type: 'withdraw', label: 'g/a', reason: a.reason });
+    await c.stop();
+    clock.advance(10_000);
+  });
+
+  test('incoming connections are relayed to the configured destination and counted', async () => {
+    const received: string[] = [];
+    const sink = () =>
+      new Duplex({
+        read() {},
+        write(chunk: Buffer, _enc, cb) {
+          received.push(chunk.toString());
+          cb();
+        },
+      });
+    const dest = sink() as unknown as Socket;
+    let dialed = '';
+    const { c, sessions } = build(config({ a: 'tcp://db:5432' }), {
+      dial: (h, p) => {
+        dialed = `${h}:${p}`;
+        return Promise.resolve(dest);
+      },
+    });
+    c.start();
+    await tick();
+    const channel = sink();
+    sessions[0]!.emit('connection', {
+      label: 'g/a',
+      port: 30_000,
+      info: { srcIP: '127.0.0.1', srcPort: 1, destIP: 'g/a', destPort: 30_000 },
+      accept: () => channel as never,
+      reject: () => assert.fail('must not reject'),
+    });
+    await tick();
+    assert.equal(dialed, 'db:5432');
+    channel.push('abc');
+    await tick();
+    assert.deepEqual(received, ['abc'], 'bytes from the channel reach the destination');
+    const a = c.status().repositories[0]!;
+    assert.equal(a.connections, 1);
+    assert.equal(a.totalConnections, 1);
+    assert.ok(a.bytesIn >= 3);
+    await c.stop();
+  });
+});
