@@ -157,7 +157,13 @@ export class AdminServer {
         continue;
       }
       try {
-        const params = m.slice(1).map((p) => decodeURIComponent(p));
+        const params = m.slice(1).map((p) => {
+          try {
+            return decodeURIComponent(p);
+          } catch {
+            throw errors.badRequest(`malformed percent-escape in the path: ${JSON.stringify(p.slice(0, 80))}`);
+          }
+        });
         const [status, body] = await r.handler({ req, params, body: () => readBody(req) });
         if (status === 204) {
           res.writeHead(204);
