@@ -43,11 +43,14 @@ const SECURITY_HEADERS = {
   'x-frame-options': 'DENY',
 };
 
-/** The static files: copied next to the compiled module by `npm run build`, else read from src/. */
+/**
+ * The static files: in a source checkout, src/ (so a plain `tsc` build never serves a stale
+ * copy); in a package, the copy `npm run build` puts next to the compiled module.
+ */
 function findStaticDir(): string {
   const candidates = [
-    fileURLToPath(new URL('./static/', import.meta.url)),
     fileURLToPath(new URL('../../../src/admin/dashboard/static/', import.meta.url)),
+    fileURLToPath(new URL('./static/', import.meta.url)),
   ];
   const dir = candidates.find((d) => existsSync(`${d}index.html`));
   if (!dir) throw new Error(`dashboard files not found (looked in ${candidates.join(', ')})`);

@@ -1,5 +1,5 @@
 import { api } from './api.js';
-import { ago, bytes, h, rate } from './dom.js';
+import { ago, bytes, clock, h, rate } from './dom.js';
 
 /** One tenant: quota and usage, live sessions, forwards; change the quota or remove it. */
 class TetherTenant extends HTMLElement {
@@ -59,8 +59,8 @@ class TetherTenant extends HTMLElement {
           h('span', { class: 'mono' }, s.source),
           h(
             'span',
-            { class: 'muted' },
-            ` ${s.agent} · key ${s.fingerprint.slice(0, 19)}… · since ${ago(s.since)}`,
+            { class: 'muted', title: `${s.fingerprint}, connected ${ago(s.since)}` },
+            ` ${s.agent} · key ${s.fingerprint.slice(0, 19)}… · connected ${clock(s.since)}`,
           ),
         ),
       ),
