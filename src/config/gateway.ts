@@ -32,6 +32,14 @@ export const gatewaySchema = z.strictObject({
       /** Unauthenticated connections must finish the handshake and auth within this time. */
       auth_timeout: duration.default(10_000),
       max_unauthenticated: z.number().int().min(1).default(256),
+      /** Failed logins per source address: `max_failures` within `window` → refused for `block_for`. */
+      login_throttle: z
+        .strictObject({
+          max_failures: z.number().int().min(1).default(20),
+          window: duration.default(60_000),
+          block_for: duration.default(5 * 60_000),
+        })
+        .default({ max_failures: 20, window: 60_000, block_for: 5 * 60_000 }),
       host_key: z.string().optional(),
     })
     .default({
@@ -40,6 +48,7 @@ export const gatewaySchema = z.strictObject({
       keepalive_count_max: 3,
       auth_timeout: 10_000,
       max_unauthenticated: 256,
+      login_throttle: { max_failures: 20, window: 60_000, block_for: 5 * 60_000 },
     }),
   admin: z
     .strictObject({

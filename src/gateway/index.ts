@@ -121,9 +121,9 @@ export class Gateway {
       const authorizer = new ForwardAuthorizer(store, registry, config.forwards.ports, clock);
       const metrics = new GatewayMetrics(store, registry, { log });
       const authThrottle = new FailureThrottle(clock, {
-        maxFailures: 20,
-        windowMs: 60_000,
-        blockMs: 5 * 60_000,
+        maxFailures: config.tunnel.login_throttle.max_failures,
+        windowMs: config.tunnel.login_throttle.window,
+        blockMs: config.tunnel.login_throttle.block_for,
       });
       const tunnel = new TunnelServer(
         {
