@@ -24,12 +24,14 @@ const fingerprint = z
     message: 'use a fingerprint as `ssh-keygen -l -f <key>` prints it: "SHA256:…" or "MD5:aa:bb:…"',
   });
 
-const targetName = z
-  .string()
-  .regex(
-    SSH_TARGET_NAME,
-    'use 1-200 characters A-Z, a-z, 0-9, ".", "_" or "-", starting with a letter or digit',
-  );
+/** A record whose keys must match `re` (zod's own key check only says "Invalid key in record"). */
+function keyed<T extends z.ZodType>(re: RegExp, rule: string, value: T) {
+  return z.record(z.string(), value).superRefine((rec, ctx) => {
+    for (const k of Object.keys(rec)) {
+      if (!re.test(k)) ctx.addIssue({ code: 'custom', path: [k], message: rule });
+    }
+  });
+}
 
 /** How the proxy logs in to a target and what the route allows. Shared by every realm. */
 const loginFields = {
@@ -68,8 +70,9 @@ export const sshTargetSchema = z
   .refine(someCredential, SOME_CREDENTIAL);
 
 /** `name: [entry for index 0, entry for index 1, …]` */
-const targetTable = z.record(
-  targetName,
+const targetTable = keyed(
+  SSH_TARGET_NAME,
+  'use 1-200 characters A-Z, a-z, 0-9, ".", "_" or "-", starting with a letter or digit',
   z
     .array(sshTargetSchema)
     .min(1)
@@ -148,12 +151,11 @@ const tenantRealm = z
     insecure_skip_host_key_check: loginFields.insecure_skip_host_key_check,
     allow_port_forwarding: loginFields.allow_port_forwarding,
     /** Per repository (`<repo>.<group>.<tenant>`): host fingerprint and login overrides. */
-    targets: z
-      .record(
-        z.string().regex(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[a-z0-9_-]+$/, 'use <repo>.<group>.<tenant>'),
-        tenantTarget,
-      )
-      .default({}),
+    targets: keyed(
+      /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[a-z0-9_-]+$/,
+      'use <repo>.<group>.<tenant>',
+      tenantTarget,
+    ).default({}),
   })
   .refine(oneKey, ONE_KEY);
 
@@ -182,14 +184,13 @@ export const sshProxySchema = z.strictObject({
       block_for: duration.default(15 * 60_000),
     })
     .default({ max_failures: 5, window: 15 * 60_000, block_for: 15 * 60_000 }),
-  realms: z
-    .record(
-      z.string().regex(SSH_REALM_NAME, 'realm names use 1-32 characters a-z, 0-9, "_" or "-"'),
-      sshRealmSchema,
-    )
-    .refine((r) => Object.keys(r).length > 0, {
-      message: 'enable at least one realm (type static, oauth or tenant)',
-    }),
+  realms: keyed(
+    SSH_REALM_NAME,
+    'realm names use 1-32 characters a-z, 0-9, "_" or "-"',
+    sshRealmSchema,
+  ).refine((r) => Object.keys(r).length > 0, {
+    message: 'enable at least one realm (type static, oauth or tenant)',
+  }),
 });
 
 export type SshProxyConfig = z.output<typeof sshProxySchema>;

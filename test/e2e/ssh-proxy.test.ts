@@ -74,6 +74,20 @@ describe('ssh proxy: static realm with OpenSSH', () => {
     assert.equal(r.stdout.split(' ')[0], sha(Buffer.from(input)));
   });
 
+  test('a pty, environment variables (SetEnv) and an exit signal are passed on', async () => {
+    const tty = await client.ssh(
+      'static:web-1/0',
+      PASSWORD,
+      ['-tt', '-o', 'SetEnv=TETHER_GREETING=hi-from-env', '127.0.0.1', 'tty; echo "$TERM $TETHER_GREETING"'],
+      { env: { TERM: 'vt220' } },
+    );
+    assert.equal(tty.code, 0, tty.stderr);
+    assert.match(tty.stdout, /^\/dev\/pts\/\d+\r?\nvt220 hi-from-env\r?\n/);
+    const sig = await client.ssh('static:web-1/0', PASSWORD, ['-v', '127.0.0.1', 'kill -TERM $$']);
+    assert.equal(sig.code, 255);
+    assert.match(sig.stderr, /rtype exit-signal/);
+  });
+
   test('an MD5 host_fingerprint (ssh-keygen -E md5) is accepted too', async () => {
     const r = await client.ssh('static:web-1/1', PASSWORD, ['127.0.0.1', 'echo md5-ok']);
     assert.equal(r.code, 0, r.stderr);
