@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { PasswordClient, proxyPort, startSshd, type TestSshd } from '../helpers/sshd.js';
-import { freePort } from '../helpers/util.js';
+import { freePort, waitFor } from '../helpers/util.js';
 
 // What a user sees when the SSH front door refuses: every bad input gets its reason on stderr
 // (OpenSSH prints the SSH_MSG_DISCONNECT text), and a malformed username never gets a password prompt.
@@ -165,6 +165,25 @@ describe('ssh proxy: refusals a user can read', () => {
     assert.match(r.stderr, disconnect(14, /wrong password for realm static \(3 failed attempts; closing\)/));
     assert.equal(client.prompts() - before, 3);
     await gw.output.wait(/"event":"ssh_proxy.login.failed".*"code":"WRONG_PASSWORD"/);
+  });
+
+  test('refused and allowed logins show in the metrics', async () => {
+    const ok = await client.ssh('static:web-1/0', PASSWORD, ['127.0.0.1', 'true']);
+    assert.equal(ok.code, 0, ok.stderr);
+    const text = await waitFor(
+      async () => {
+        const res = await fetch(`${gw.adminUrl}/metrics`, {
+          headers: { authorization: `Bearer ${gw.adminToken}` },
+        });
+        const body = await res.text();
+        return /tether_frontdoor_requests_total\{front_door="ssh_proxy",outcome="allowed"\} [1-9]/.test(body)
+          ? body
+          : undefined;
+      },
+      { what: 'the ssh_proxy metrics' },
+    );
+    assert.match(text, /tether_frontdoor_requests_total\{front_door="ssh_proxy",outcome="denied"\} [1-9]/);
+    assert.match(text, /tether_auth_failures_total\{reason="ssh_proxy"\} [1-9]/);
   });
 
   test('plain password auth (not keyboard-interactive) works, and a wrong one is refused', async () => {

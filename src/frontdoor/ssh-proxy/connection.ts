@@ -25,6 +25,13 @@ export interface ConnectionDeps {
   clock: Clock;
   log: Logger;
   settings: ConnectionSettings;
+  /** The gateway's metrics (one front-door request per connection, refused logins). */
+  metrics?: SshProxyMetrics;
+}
+
+export interface SshProxyMetrics {
+  frontDoorRequest(frontDoor: string, outcome: string, seconds?: number): void;
+  readonly authFailures: { inc(labels: { reason: string }): void };
 }
 
 /** The methods offered for the secret; `keyboard-interactive` first, as OpenSSH prefers it. */
@@ -57,6 +64,8 @@ export class ProxyConnection {
   private target?: TargetConnection;
   private closing = false;
   private closed = false;
+  /** How the connection ended up, for the front-door metrics. */
+  private outcome = 'abandoned';
   private up = 0;
   private down = 0;
   private lastActivity = 0;
@@ -103,6 +112,11 @@ export class ProxyConnection {
     level: 'info' | 'warn' = 'info',
   ): void {
     this.log[level]({ event: `ssh_proxy.${event}`, audit: true, ...fields }, msg);
+    if (event === 'login.failed') {
+      this.outcome = 'denied';
+      this.deps.metrics?.authFailures.inc({ reason: 'ssh_proxy' });
+    } else if (event === 'login.succeeded') this.outcome = 'allowed';
+    else if (event === 'target.failed') this.outcome = 'target_failed';
   }
 
   /** Username → realm; ends the connection when either is wrong. Runs before any secret is asked for. */
@@ -379,5 +393,6 @@ export class ProxyConnection {
       },
       'ssh proxy connection closed',
     );
+    this.deps.metrics?.frontDoorRequest('ssh_proxy', this.outcome, (clock.now() - this.since) / 1000);
   }
 }

@@ -140,6 +140,7 @@ export class SshProxy implements Component {
         throttle,
         clock: ctx.clock,
         log,
+        metrics: ctx.metrics,
         settings: {
           handshakeTimeout: cfg.handshake_timeout,
           idleTimeout: cfg.idle_timeout,
