@@ -11,7 +11,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import { isValidName, TENANT_ID } from '../core/ids.js';
 import { errors, type FieldProblem, TetherError } from '../errors/index.js';
-import { deepFreeze, expandEnv, parseHostPort, zodProblems } from './load.js';
+import { deepFreeze, expandEnv, parseHostPort, yamlToJS, zodProblems } from './load.js';
 import { duration } from './schema-helpers.js';
 import { destinationOf, parseRepositoryUri, type RepositoryTarget } from './uri.js';
 
@@ -144,7 +144,7 @@ function parseYamlStrict(text: string, file: string): unknown {
   const problems: FieldProblem[] = [];
   findDuplicateKeys(doc.contents, [], problems, lineCounter);
   if (problems.length > 0) throw errors.config(file, problems);
-  return doc.toJS() ?? {};
+  return yamlToJS(doc, file);
 }
 
 function findDuplicateKeys(node: unknown, path: string[], out: FieldProblem[], lc: LineCounter): void {

@@ -28,7 +28,19 @@ export function parseYamlText(text: string, file: string): unknown {
     });
     throw errors.config(file, details);
   }
-  return doc.toJS() ?? {};
+  return yamlToJS(doc, file);
+}
+
+/**
+ * The document's value. Unresolved aliases and alias expansion past yaml's limit (a "billion
+ * laughs" file) throw from here, so they become config errors like any other.
+ */
+export function yamlToJS(doc: { toJS(): unknown }, file: string): unknown {
+  try {
+    return doc.toJS() ?? {};
+  } catch (e) {
+    throw errors.config(file, [{ path: '', message: `YAML error: ${(e as Error).message}` }]);
+  }
 }
 
 const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
