@@ -76,13 +76,20 @@ describe('SSH front door username parser (properties)', () => {
 
   test('one extra character anywhere from the refused set makes it a refusal', () => {
     fc.assert(
-      fc.property(realm, target, index, fc.constantFrom(':', '/', ' ', '@', '\n', 'é'), fc.nat(), (rl, tg, ix, c, at) => {
-        const good = formatProxyUsername({ realm: rl, target: tg, index: ix });
-        const i = at % (good.length + 1);
-        const r = parseProxyUsername(`${good.slice(0, i)}${c}${good.slice(i)}`);
-        assert.equal(r.ok, false);
-        if (!r.ok) assertSafeReason(r.reason);
-      }),
+      fc.property(
+        realm,
+        target,
+        index,
+        fc.constantFrom(':', '/', ' ', '@', '\n', 'é'),
+        fc.nat(),
+        (rl, tg, ix, c, at) => {
+          const good = formatProxyUsername({ realm: rl, target: tg, index: ix });
+          const i = at % (good.length + 1);
+          const r = parseProxyUsername(`${good.slice(0, i)}${c}${good.slice(i)}`);
+          assert.equal(r.ok, false);
+          if (!r.ok) assertSafeReason(r.reason);
+        },
+      ),
       RUNS,
     );
   });
