@@ -46,6 +46,16 @@ const READ_ONLY_ALLOW = 'GET, HEAD';
 type Req = http.IncomingMessage;
 type Res = http.ServerResponse;
 
+/** Where an upstream request is; see `sweep`. */
+interface Exchange {
+  phase: 'connect' | 'upload' | 'response' | 'download';
+  /** When the phase started. */
+  since: number;
+  /** When a body byte last moved. */
+  last: number;
+  res: http.ServerResponse;
+}
+
 class UpstreamTimeout extends Error {
   constructor(
     readonly phase: 'connect' | 'response' | 'idle',
@@ -79,11 +89,8 @@ export class HttpFrontDoor {
   private readonly throttle: FailureThrottle;
   private readonly proto: 'http' | 'https';
   private readonly debug: boolean;
-  /** Upstream requests waiting to connect or for a response head, with their deadline. */
-  private readonly deadlines = new Map<
-    http.ClientRequest,
-    { at: number; phase: 'connect' | 'response'; ms: number }
-  >();
+  /** Requests in flight upstream, watched by one coarse timer (cheaper than timers per request). */
+  private readonly exchanges = new Map<http.ClientRequest, Exchange>();
   private sweeper?: NodeJS.Timeout;
 
   constructor(
@@ -116,31 +123,46 @@ export class HttpFrontDoor {
       this.proto = 'http';
       this.server = http.createServer(opts, onRequest);
     }
-    this.server.setTimeout(cfg.idle_timeout);
+    // A backstop for sockets nothing else watches; exchanges have their own timeouts (see sweep).
+    this.server.setTimeout(
+      cfg.connect_timeout + cfg.response_timeout + cfg.idle_timeout + cfg.header_timeout,
+    );
     this.server.on('checkContinue', (req: Req, res: Res) => this.onRequest(req, res, true));
     this.server.on('clientError', (err: NodeJS.ErrnoException & { reason?: string }, socket: Duplex) =>
       this.onClientError(err, socket),
     );
   }
 
-  /** One coarse timer checks every deadline (cheaper than a timer per request). */
-  private arm(up: http.ClientRequest, phase: 'connect' | 'response', ms: number): void {
-    this.deadlines.set(up, { at: this.deps.clock.now() + ms, phase, ms });
-  }
-
+  /**
+   * Timeouts by phase: reaching the upstream (connect_timeout), the upstream thinking between
+   * the end of the request and its response head (response_timeout), and bytes stopping in
+   * either direction while a body moves (idle_timeout). A transfer that keeps moving is
+   * never cut.
+   */
   private sweep(): void {
     const now = this.deps.clock.now();
-    for (const [up, d] of this.deadlines) {
-      if (d.at > now) continue;
-      this.deadlines.delete(up);
-      up.destroy(new UpstreamTimeout(d.phase, d.ms));
+    const { connect_timeout, response_timeout, idle_timeout } = this.cfg;
+    for (const [up, x] of this.exchanges) {
+      let err: UpstreamTimeout | undefined;
+      if (x.phase === 'connect' && now - x.since >= connect_timeout)
+        err = new UpstreamTimeout('connect', connect_timeout);
+      else if (x.phase === 'response' && now - x.since >= response_timeout)
+        err = new UpstreamTimeout('response', response_timeout);
+      else if ((x.phase === 'upload' || x.phase === 'download') && now - x.last >= idle_timeout)
+        err = new UpstreamTimeout('idle', idle_timeout);
+      if (!err) continue;
+      this.exchanges.delete(up);
+      up.destroy(err);
+      // A caller that stopped reading after the upstream finished.
+      if (x.phase === 'download') x.res.destroy();
     }
   }
 
   listen(): Promise<AddressInfo> {
+    const { connect_timeout, response_timeout, idle_timeout } = this.cfg;
     const every = Math.max(
       50,
-      Math.min(1_000, Math.floor(Math.min(this.cfg.connect_timeout, this.cfg.response_timeout) / 4)),
+      Math.min(1_000, Math.floor(Math.min(connect_timeout, response_timeout, idle_timeout) / 4)),
     );
     this.sweeper = setInterval(() => this.sweep(), every);
     this.sweeper.unref();
@@ -343,7 +365,6 @@ export class HttpFrontDoor {
       options.hostname = to.hostname;
       options.port = to.port;
       options.agent = route.agent;
-      options.timeout = this.cfg.idle_timeout;
     } else {
       const origin = { address: req.socket.remoteAddress ?? '127.0.0.1', port: req.socket.remotePort ?? 0 };
       options.createConnection = ((_o: unknown, cb: (err: Error | null, s?: Socket) => void) => {
@@ -361,28 +382,41 @@ export class HttpFrontDoor {
       }) as unknown as http.RequestOptions['createConnection'];
     }
     const up = (to.kind === 'url' && to.protocol === 'https:' ? https : http).request(options);
-    const disarm = () => this.deadlines.delete(up);
-    this.arm(up, 'connect', this.cfg.connect_timeout);
+    const now = this.deps.clock.now();
+    const x: Exchange = { phase: 'connect', since: now, last: now, res };
+    this.exchanges.set(up, x);
+    const done = () => this.exchanges.delete(up);
+    const touch = () => {
+      x.last = this.deps.clock.now();
+    };
+    const connected = () => {
+      if (x.phase === 'connect') {
+        x.phase = 'upload';
+        x.last = this.deps.clock.now();
+      }
+    };
     up.once('socket', (s: Socket) => {
-      if (s.connecting) s.once('connect', disarm);
-      else disarm();
+      if (s.connecting) s.once('connect', connected);
+      else connected();
     });
-    let responded = false;
     up.once('finish', () => {
-      if (!responded && !up.destroyed) this.arm(up, 'response', this.cfg.response_timeout);
+      if (x.phase === 'upload' || x.phase === 'connect') {
+        x.phase = 'response';
+        x.since = this.deps.clock.now();
+      }
     });
-    up.on('timeout', () => up.destroy(new UpstreamTimeout('idle', this.cfg.idle_timeout)));
     up.on('error', (err: Error) => {
-      disarm();
+      done();
       req.unpipe(up);
       this.upstreamFailed(req, res, route, err);
     });
     up.on('response', (ures: http.IncomingMessage) => {
-      responded = true;
-      disarm();
+      x.phase = 'download';
+      x.last = this.deps.clock.now();
       const status = ures.statusCode ?? 502;
       if (!(status === 401 && route.credential)) this.deps.onResponse?.(route.name, status);
       if (status === 401 && route.credential) {
+        done();
         ures.resume();
         this.deps.log.warn(
           { event: 'http_proxy.upstream_refused_credential', route: route.name, upstream: to.text },
@@ -402,20 +436,20 @@ export class HttpFrontDoor {
       if (cfg.docker_registry && ures.headers['docker-distribution-api-version'] === undefined)
         out.push(API_VERSION_HEADER, API_VERSION);
       res.writeHead(status, ures.statusMessage, out);
+      ures.on('data', touch);
       ures.pipe(res);
       ures.on('error', () => res.destroy());
       ures.on('aborted', () => res.destroy());
     });
     res.on('close', () => {
-      disarm();
+      done();
       if (!res.writableFinished) up.destroy();
     });
     if (hasBody) {
-      if (to.kind === 'tenant') {
-        req.on('data', (c: Buffer) => {
-          bodyBytes += c.length;
-        });
-      }
+      req.on('data', (c: Buffer) => {
+        bodyBytes += c.length;
+        x.last = this.deps.clock.now();
+      });
       req.pipe(up);
     } else {
       up.end();
