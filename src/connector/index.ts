@@ -53,7 +53,7 @@ export async function runConnector(opts: RunOptions): Promise<RunResult> {
     signals.off('SIGTERM', onTerm);
     signals.off('SIGINT', onTerm);
     signals.off('SIGHUP', onHup);
-    log.info('connector stopped');
+    log.info({ event: 'connector.stopped' }, 'connector stopped');
     finish(result);
   };
 
@@ -93,7 +93,7 @@ export async function runConnector(opts: RunOptions): Promise<RunResult> {
       connector.reload();
     } catch (e) {
       log.error(
-        { code: (e as TetherError).code },
+        { event: 'connector.reload_failed', code: (e as TetherError).code },
         `reload failed, keeping the running configuration: ${(e as Error).message}`,
       );
     }

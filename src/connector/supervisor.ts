@@ -68,6 +68,14 @@ interface ConnectorEvents {
   disconnected: [err: Error | undefined];
 }
 
+/** Ends a probe connection with a FIN, not a reset, so the service does not log an error. */
+function closeGently(sock: Socket): void {
+  sock.on('error', () => {});
+  sock.resume();
+  sock.end();
+  setTimeout(() => sock.destroy(), 2000).unref();
+}
+
 function metaOf(r: RepositoryConfig): RepoMetaMessage {
   return {
     type: 'repo',
@@ -164,6 +172,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     this.since = this.clock.now();
     this.log.info(
       {
+        event: 'connector.starting',
         gateway: gatewayText(this.cfg.gateway),
         tenant: this.cfg.tenant,
         key: this.key.fingerprint,
@@ -218,7 +227,12 @@ export class Connector extends EventEmitter<ConnectorEvents> {
           this.fingerprint = v.fingerprint;
           if (v.ok && v.learned) {
             this.log.warn(
-              { gateway: gw, fingerprint: v.fingerprint, knownHosts: join(cfg.stateDir, 'known_hosts') },
+              {
+                event: 'connector.host_key_learned',
+                gateway: gw,
+                fingerprint: v.fingerprint,
+                knownHosts: join(cfg.stateDir, 'known_hosts'),
+              },
               `trusting the gateway's host key on first use: ${v.fingerprint} (pin it with gateway_fingerprint)`,
             );
           }
@@ -235,7 +249,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       if (err.code === 'GATEWAY_HOST_KEY_MISMATCH') {
         this.state = 'failed';
         this.stopped = true;
-        this.log.error({ gateway: gw, code: err.code }, err.message);
+        this.log.error({ event: 'connector.host_key_mismatch', gateway: gw, code: err.code }, err.message);
         this.emit('fatal', err);
         return;
       }
@@ -247,7 +261,13 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       this.state = 'disconnected';
       const delay = this.backoff.schedule(() => void this.connect());
       this.log.warn(
-        { gateway: gw, code: err.code, retryInMs: delay, attempt: this.backoff.attempts },
+        {
+          event: 'connector.connect_failed',
+          gateway: gw,
+          code: err.code,
+          retryInMs: delay,
+          attempt: this.backoff.attempts,
+        },
         err.message,
       );
       return;
@@ -267,6 +287,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     this.backoff.connected();
     this.log.info(
       {
+        event: 'connector.connected',
         gateway: gw,
         fingerprint: session.hostFingerprint,
         tenant: session.welcome?.tenant ?? cfg.tenant,
@@ -286,7 +307,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       } else if (m.type === 'welcome') {
         this.quota = m.quota;
       } else if (m.type === 'error') {
-        this.log.warn({ code: m.code }, `gateway: ${m.message}`);
+        this.log.warn({ event: 'connector.gateway_error', code: m.code }, `gateway: ${m.message}`);
       }
     });
     session.on('close', (err) => this.onSessionClosed(session, err));
@@ -309,7 +330,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     this.lastError = err?.message ?? 'the gateway closed the session';
     const delay = this.backoff.schedule(() => void this.connect());
     this.log.warn(
-      { gateway: gatewayText(this.cfg.gateway), retryInMs: delay },
+      { event: 'connector.disconnected', gateway: gatewayText(this.cfg.gateway), retryInMs: delay },
       `lost the gateway: ${this.lastError}`,
     );
   }
@@ -339,7 +360,13 @@ export class Connector extends EventEmitter<ConnectorEvents> {
           r.reason = null;
         }
         this.log.info(
-          { label: r.cfg.label, leasePort: port, destination: destinationOf(r.cfg), service: r.cfg.service },
+          {
+            event: 'connector.forward_active',
+            label: r.cfg.label,
+            leasePort: port,
+            destination: destinationOf(r.cfg),
+            service: r.cfg.service,
+          },
           `forward ${r.cfg.label} active on gateway port ${port} → ${destinationOf(r.cfg)}`,
         );
       },
@@ -349,7 +376,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
         r.reason = e.message;
         r.leasePort = null;
         this.log.warn(
-          { label: r.cfg.label, code: (e as TetherError).code },
+          { event: 'connector.forward_refused', label: r.cfg.label, code: (e as TetherError).code },
           `forward ${r.cfg.label} refused: ${e.message}`,
         );
       },
@@ -361,7 +388,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     if (!r) {
       // Only labels from our own config are ever dialed.
       this.log.warn(
-        { label: c.label, port: c.port },
+        { event: 'connector.unknown_label', label: c.label, port: c.port },
         'refused a connection for a label this connector does not serve',
       );
       c.reject();
@@ -389,7 +416,12 @@ export class Connector extends EventEmitter<ConnectorEvents> {
         };
         r.live.add(handle);
         this.log.debug(
-          { label: c.label, destination: dest, from: `${c.info.srcIP}:${c.info.srcPort}` },
+          {
+            event: 'connector.connection',
+            label: c.label,
+            destination: dest,
+            from: `${c.info.srcIP}:${c.info.srcPort}`,
+          },
           'connection',
         );
         relayChannel(channel, sock, {
@@ -402,6 +434,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
             r.live.delete(handle);
             this.log.debug(
               {
+                event: 'connector.connection_closed',
                 label: c.label,
                 bytesIn: t.toDestination,
                 bytesOut: t.fromDestination,
@@ -424,7 +457,10 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     r.state = 'unreachable';
     r.reason = reason;
     if (first)
-      this.log.warn({ label: r.cfg.label, destination: destinationOf(r.cfg) }, `${r.cfg.label}: ${reason}`);
+      this.log.warn(
+        { event: 'connector.destination_unreachable', label: r.cfg.label, destination: destinationOf(r.cfg) },
+        `${r.cfg.label}: ${reason}`,
+      );
     if (!r.withdrawn) {
       r.withdrawn = true;
       this.session?.send({ type: 'withdraw', label: r.cfg.label, reason });
@@ -441,7 +477,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       this.session?.send({ type: 'restore', label: r.cfg.label });
     }
     this.log.info(
-      { label: r.cfg.label, destination: destinationOf(r.cfg) },
+      { event: 'connector.destination_reachable', label: r.cfg.label, destination: destinationOf(r.cfg) },
       `${r.cfg.label}: destination reachable again`,
     );
   }
@@ -452,7 +488,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       if (this.stopped || this.repos.get(r.cfg.label) !== r || r.state !== 'unreachable') return;
       this.dial(r.cfg.host, r.cfg.port, this.cfg.dialTimeout).then(
         (sock) => {
-          sock.destroy();
+          closeGently(sock);
           if (this.repos.get(r.cfg.label) === r && r.state === 'unreachable') this.markReachable(r);
         },
         (e: Error) => {
@@ -518,7 +554,10 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       result.removed.push(label);
       if (this.session && r.leasePort !== null && r.leasedOn === this.session) {
         this.session.unforward(label, r.leasePort).catch((e: Error) => {
-          this.log.warn({ label }, `could not cancel the forward ${label}: ${e.message}`);
+          this.log.warn(
+            { event: 'connector.unforward_failed', label },
+            `could not cancel the forward ${label}: ${e.message}`,
+          );
         });
       }
       for (const h of r.live) h.close();
@@ -554,7 +593,13 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       if (r.state === 'rejected' && !reconnect) this.requestForward(r);
     }
     this.log.info(
-      { added: result.added, removed: result.removed, changed: result.changed, reconnect },
+      {
+        event: 'connector.reloaded',
+        added: result.added,
+        removed: result.removed,
+        changed: result.changed,
+        reconnect,
+      },
       'configuration reloaded',
     );
     if (reconnect && !this.stopped) {
