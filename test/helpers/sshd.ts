@@ -45,7 +45,13 @@ export async function startSshd(opts: { extraConfig?: string[] } = {}): Promise<
   chmodSync(clientKeyFile, 0o600);
   writeFileSync(join(dir, 'authorized_keys'), readFileSync(`${clientKeyFile}.pub`));
   // sshd wants its privilege separation directory (absent on a fresh container until the package's service ran once).
-  if (!existsSync('/run/sshd')) mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+  if (!existsSync('/run/sshd')) {
+    try {
+      mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+    } catch {
+      // not root: sshd says what it misses
+    }
+  }
   const port = await freePort();
   const config = join(dir, 'sshd_config');
   writeFileSync(
