@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { PasswordClient, proxyPort, startSshd, type TestSshd } from '../helpers/sshd.js';
-import { freePort, waitFor } from '../helpers/util.js';
+import { freePort, tempDir, waitFor } from '../helpers/util.js';
 
 // What a user sees when the SSH front door refuses: every bad input gets its reason on stderr
 // (OpenSSH prints the SSH_MSG_DISCONNECT text), and a malformed username never gets a password prompt.
@@ -146,6 +148,18 @@ describe('ssh proxy: refusals a user can read', () => {
       assert.equal(r.code, 255, user);
       assert.match(r.stderr, disconnect(15, reason), user);
     }
+    // scp and sftp run ssh underneath: their users see the same reason.
+    const scp = await client.scp('static:web-1/x', PASSWORD, [client.askpass, '127.0.0.1:/tmp/never']);
+    assert.equal(scp.code, 255);
+    assert.match(scp.stderr, disconnect(15, /invalid username: index "x" is not a whole number/));
+    const batch = join(tempDir('tether-sftp-batch-'), 'batch.txt');
+    writeFileSync(batch, 'ls\n');
+    const sftp = await client.sftp('web-1/0', PASSWORD, batch);
+    assert.equal(sftp.code, 255);
+    assert.match(
+      sftp.stderr,
+      disconnect(15, /invalid username: "web-1\/0" has no ":" between realm and target/),
+    );
     assert.equal(client.prompts(), before, 'no password prompt for a malformed username');
   });
 
