@@ -258,7 +258,8 @@ export class ProxyConnection {
       return;
     }
 
-    this.deps.throttle.succeed(ip);
+    // A right password does not clear the source's failures: otherwise one valid credential (a
+    // tenant's own group key) would let it keep guessing another's.
     const route = decision.route;
     this.audit(
       'login.succeeded',
