@@ -50,7 +50,7 @@ export const sessionView = z.object({
 export const forwardView = z.object({
   label: z.string(),
   port: z.number(),
-  state: z.enum(['online', 'offline']),
+  state: z.enum(['online', 'withdrawn', 'offline']),
   service: z.string().nullable(),
   scheme: z.string().nullable(),
   destination: z.string().nullable(),

@@ -27,7 +27,12 @@ export async function tenantViews(
       return {
         label: l.label,
         port: l.port,
-        state: live || remote.length > 0 ? 'online' : 'offline',
+        state:
+          remote.length > 0 || (live && live.endpoints.some((e) => !e.withdrawn))
+            ? 'online'
+            : live
+              ? 'withdrawn'
+              : 'offline',
         service: meta.service,
         scheme: meta.scheme,
         destination: meta.host ? `${meta.host}${meta.dest_port ? `:${meta.dest_port}` : ''}` : null,

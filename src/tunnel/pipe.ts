@@ -31,7 +31,12 @@ export function relay(a: Duplex, b: Duplex, done: (r: RelayResult) => void): voi
       a.destroy();
       b.destroy();
     }
-    if (--pending === 0) done({ aToB, bToA, error: firstError });
+    if (--pending === 0) {
+      // Both directions are complete: release both ends (an SSH channel needs its CLOSE).
+      a.destroy();
+      b.destroy();
+      done({ aToB, bToA, error: firstError });
+    }
   };
   pipeline(a, b, finish);
   pipeline(b, a, finish);

@@ -294,6 +294,7 @@ export class TunnelServer {
     let control: ServerChannel | undefined;
     let ended = false;
     let agent = 'ssh';
+    let unregistering = false;
 
     const live: LiveSession = {
       id,
@@ -311,7 +312,9 @@ export class TunnelServer {
       end: (reason: string) => {
         if (ended) return;
         slog.info({ event: 'session.ended_by_gateway', reason }, 'ending session');
-        sendControl({ type: 'error', code: 'SESSION_ENDED', message: reason });
+        // An unregistering connector hears "unregistered" before the session ends.
+        if (unregistering) sendControl({ type: 'unregistered', fingerprint });
+        else sendControl({ type: 'error', code: 'SESSION_ENDED', message: reason });
         client.end();
         destroySocket(client);
       },
@@ -328,8 +331,11 @@ export class TunnelServer {
       open: (origin) =>
         new Promise<Duplex>((resolve, reject) => {
           client.forwardOut(label, port, origin.address, origin.port, (err, ch) => {
-            if (err) reject(err);
-            else resolve(ch as unknown as Duplex);
+            if (err) return reject(err);
+            // ssh2 closes server-side channels as soon as their write side ends; a caller that
+            // half-closes (sends FIN, then waits for the answer) needs EOF only.
+            (ch as unknown as { server: boolean }).server = false;
+            resolve(ch as unknown as Duplex);
           });
         }),
     });
@@ -402,24 +408,15 @@ export class TunnelServer {
         }
         control = accept();
         const ch = control;
-        sendControl({
-          type: 'welcome',
-          tenant,
-          quota: 0,
-          gateway: this.opts.version,
-          node: this.opts.nodeId,
-        });
         void this.deps.store.getTenant(tenant).then(
-          (t) => {
-            if (t)
-              sendControl({
-                type: 'welcome',
-                tenant,
-                quota: t.quota,
-                gateway: this.opts.version,
-                node: this.opts.nodeId,
-              });
-          },
+          (t) =>
+            sendControl({
+              type: 'welcome',
+              tenant,
+              quota: t?.quota ?? 0,
+              gateway: this.opts.version,
+              node: this.opts.nodeId,
+            }),
           () => {},
         );
         const decoder = new JsonLineDecoder(
@@ -432,6 +429,9 @@ export class TunnelServer {
               forwards,
               sendControl,
               setAgent: (a) => (agent = a),
+              setUnregistering: (on: boolean) => {
+                unregistering = on;
+              },
               end: live.end,
             }),
           (why) => sendControl({ type: 'error', code: 'BAD_CONTROL_MESSAGE', message: why }),
@@ -468,6 +468,7 @@ export class TunnelServer {
       forwards: Map<string, { port: number; endpoint: ForwardEndpoint }>;
       sendControl: (m: GatewayMessage) => void;
       setAgent: (a: string) => void;
+      setUnregistering: (on: boolean) => void;
       end: (reason: string) => void;
     },
   ): void {
@@ -515,17 +516,18 @@ export class TunnelServer {
         s.sendControl({ type: 'pong', id: typeof msg.id === 'number' ? msg.id : 0 });
         return;
       case 'unregister':
+        s.setUnregistering(true);
+        // Removing the key ends every session that used it, this one included (after "unregistered").
         this.deps.tenants.removeKey(s.tenant, s.fingerprint).then(
-          () => {
-            s.sendControl({ type: 'unregistered', fingerprint: s.fingerprint });
-            setTimeout(() => s.end('key unregistered'), 200).unref();
-          },
-          (err: unknown) =>
+          () => s.end('key unregistered'),
+          (err: unknown) => {
+            s.setUnregistering(false);
             s.sendControl({
               type: 'error',
               code: isTetherError(err) ? err.code : 'INTERNAL',
               message: isTetherError(err) ? err.message : 'unregister failed',
-            }),
+            });
+          },
         );
         return;
       default:

@@ -97,6 +97,38 @@ describe('gateway with plain OpenSSH as the connector', () => {
     });
   });
 
+  test('a caller that half-closes still gets the whole answer', async () => {
+    const key = await gw.addTenant('halfclose');
+    // Answers only after the caller's EOF, like many request/response protocols over raw TCP.
+    const srv = net.createServer((s) => {
+      const chunks: Buffer[] = [];
+      s.on('data', (c: Buffer) => chunks.push(c));
+      s.on('end', () => s.end(Buffer.concat(chunks).reverse()));
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    const fwd = await sshForward({
+      sshPort: gw.sshPort,
+      tenant: 'halfclose',
+      keyFile: key,
+      forwards: [{ label: 'grp/rev', port: (srv.address() as net.AddressInfo).port }],
+    });
+    try {
+      const answer = await new Promise<string>((resolve, reject) => {
+        const s = net.connect({ host: '127.0.0.1', port: fwd.ports.get('grp/rev')! }, () => s.end('abcdef'));
+        let got = '';
+        s.on('data', (c: Buffer) => {
+          got += c.toString();
+        });
+        s.on('end', () => resolve(got));
+        s.on('error', reject);
+      });
+      assert.equal(answer, 'fedcba');
+    } finally {
+      await fwd.stop();
+      srv.close();
+    }
+  });
+
   test('the quota refuses the forward beyond it with the reason, others unaffected', async () => {
     const key = await gw.addTenant('quota1', ['--ports', '1']);
     const fwd = await sshForward({

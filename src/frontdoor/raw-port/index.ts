@@ -22,10 +22,16 @@ export class LeaseListeners {
     return this.servers.has(port);
   }
 
+  ports(): number[] {
+    return [...this.servers.keys()];
+  }
+
   /** Starts listening on a lease port (idempotent). Rejects with a readable reason when it cannot. */
   async open(port: number): Promise<void> {
     if (this.servers.has(port)) return;
-    const server = net.createServer({ noDelay: true }, (socket) => this.onConnection(port, socket));
+    const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) =>
+      this.onConnection(port, socket),
+    );
     this.servers.set(port, server);
     try {
       await new Promise<void>((resolve, reject) => {
@@ -47,9 +53,11 @@ export class LeaseListeners {
     server.on('error', (err) => this.log.error({ err, port }, 'lease listener failed'));
   }
 
+  /** Stops listening on a lease port, unless a local or remote forward still uses it. */
   close(port: number): void {
     const s = this.servers.get(port);
     if (!s) return;
+    if (this.registry.byPort(port) || this.registry.remoteByPort(port)) return;
     this.servers.delete(port);
     s.close();
   }
@@ -62,7 +70,7 @@ export class LeaseListeners {
   }
 
   private onConnection(port: number, socket: net.Socket): void {
-    const f = this.registry.byPort(port);
+    const f = this.registry.byPort(port) ?? this.registry.remoteByPort(port);
     const source = `${socket.remoteAddress}:${socket.remotePort}`;
     if (!f) {
       socket.destroy();
