@@ -28,7 +28,7 @@ export async function tenantViews(
         label: l.label,
         port: l.port,
         state:
-          remote.length > 0 || (live && live.endpoints.some((e) => !e.withdrawn))
+          remote.length > 0 || live?.endpoints.some((e) => !e.withdrawn)
             ? 'online'
             : live
               ? 'withdrawn'
