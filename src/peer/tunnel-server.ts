@@ -18,6 +18,24 @@ export interface TunnelServerDeps {
 }
 
 /**
+ * A fresh ed25519 host key (OpenSSH PEM) that ssh2 can read back. ssh2 1.17 now and then
+ * writes an ed25519 key it cannot parse (about 1 in 256, mscdex/ssh2#1390 and #1513), so the
+ * key is checked and made again when needed.
+ */
+export function generateHostKey(): string {
+  for (let i = 0; i < 20; i++) {
+    const pair = ssh2.utils.generateKeyPairSync('ed25519');
+    if (
+      !(ssh2.utils.parseKey(pair.private) instanceof Error) &&
+      !(ssh2.utils.parseKey(pair.public) instanceof Error)
+    ) {
+      return pair.private;
+    }
+  }
+  throw new Error('could not generate a usable SSH host key');
+}
+
+/**
  * The side of a peer that other peers dial (`--tunnel-bind`). It speaks SSH, over TLS when
  * certificates are configured, and answers exactly three requests: listen on a port and send
  * its connections back (`tcpip-forward`), stop that (`cancel-tcpip-forward`), and dial a
@@ -34,7 +52,7 @@ export class TunnelServer {
 
   constructor(deps: TunnelServerDeps) {
     this.log = deps.logger.child({ component: 'tunnel' });
-    const hostKey = deps.hostKey ?? ssh2.utils.generateKeyPairSync('ed25519').private;
+    const hostKey = deps.hostKey ?? generateHostKey();
     this.ssh = new ssh2.Server(
       { hostKeys: [hostKey], keepaliveInterval: 15_000, keepaliveCountMax: 3 },
       (conn, info) => {

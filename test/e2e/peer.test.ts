@@ -23,7 +23,7 @@ interface Run {
   stderr: string;
 }
 
-function run(cmd: string, args: string[], timeoutMs = 20_000): Promise<Run> {
+function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<Run> {
   return new Promise((resolvePromise) => {
     execFile(cmd, args, { timeout: timeoutMs }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
@@ -131,7 +131,7 @@ async function startPeer(extra: string[] = [], tunnelBind = '127.0.0.1:0'): Prom
             `timed out waiting for log "${what}"; stderr: ${stderr}; logs: ${JSON.stringify(logs.slice(-5))}`,
           ),
         );
-      }, 15_000);
+      }, 30_000);
       waiters.add(check);
       void exited.then(() => {
         if (waiters.has(check)) {
@@ -164,6 +164,14 @@ async function startPeer(extra: string[] = [], tunnelBind = '127.0.0.1:0'): Prom
   return p;
 }
 
+/** The last log lines of a peer, for failure messages. */
+function tail(p: PeerProc, n = 6): string {
+  return p.logs
+    .slice(-n)
+    .map((l) => `${l.msg} ${l.reason ?? ''}`)
+    .join(' | ');
+}
+
 async function freePort(): Promise<number> {
   const s = createServer().listen(0, '127.0.0.1');
   await once(s, 'listening');
@@ -189,6 +197,14 @@ interface ListItem {
   source_port: number;
 }
 
+/** Polls /list until some exposure has `status`; returns those. */
+function withStatus(status: string, p: PeerProc, ...curlArgs: string[]) {
+  return until(status, async () => {
+    const hits = (await list(p, ...curlArgs)).filter((i) => i.status === status);
+    return hits.length > 0 && hits;
+  });
+}
+
 async function list(p: PeerProc, ...curlArgs: string[]): Promise<ListItem[]> {
   const r = await curl(...curlArgs, `${p.api}/list`);
   assert.equal(r.status, 200, r.body);
@@ -197,6 +213,17 @@ async function list(p: PeerProc, ...curlArgs: string[]): Promise<ListItem[]> {
 
 function expose(p: PeerProc, body: Record<string, unknown>, ...curlArgs: string[]) {
   return curl(...curlArgs, '-d', JSON.stringify(body), `${p.api}/expose`);
+}
+
+/**
+ * POST /expose waits up to 5 s for the first outcome; on a heavily loaded host the session may
+ * take longer, so tests that go on to send traffic wait for COMPLETE the way a user would.
+ */
+function allComplete(p: PeerProc, ...curlArgs: string[]) {
+  return until('every exposure COMPLETE', async () => {
+    const items = await list(p, ...curlArgs);
+    return items.length > 0 && items.every((i) => i.status === 'COMPLETE');
+  });
 }
 
 // ---------- tests ----------
@@ -216,7 +243,46 @@ after(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-describe('tether peer run (plain)', { concurrency: true }, () => {
+// Certificates for the mTLS tests, made once with the real CLI by whichever test needs them first.
+let certs = '';
+let certsMade: Promise<void> | undefined;
+function certsReady(): Promise<void> {
+  certsMade ??= (async () => {
+    certs = join(work, 'certs');
+    const gen = async (...args: string[]) => {
+      const r = await tether('certs', 'generate', ...args);
+      assert.equal(r.code, 0, r.stderr);
+    };
+    await Promise.all([gen('--ca', certs), gen('--ca', join(certs, 'other'))]);
+    const root = ['--root-ca', join(certs, 'root.cert'), '--root-key', join(certs, 'root.key')];
+    const other = [
+      '--root-ca',
+      join(certs, 'other', 'root.cert'),
+      '--root-key',
+      join(certs, 'other', 'root.key'),
+    ];
+    const names = ['--ip-address', '127.0.0.1', '--dns-name', 'localhost'];
+    await Promise.all([
+      gen('--leaf', ...names, '--dns-name', 'server1', ...root, join(certs, 'server1')),
+      // "a,b" is two names, as with the connector's flags; "host:port" names are kept as given.
+      gen('--leaf', ...names, '--dns-name', 'server2,server2:9092', ...root, join(certs, 'server2')),
+      gen('--leaf', ...names, ...other, join(certs, 'other', 'server3')),
+    ]);
+  })();
+  return certsMade;
+}
+
+/** The three certificate flags for a peer whose leaf is in certs/<dir>. */
+const leaf = (dir: string) => [
+  '--root-cert-path',
+  join(certs, dir.startsWith('other/') ? 'other' : '.', 'root.cert'),
+  '--server-cert-path',
+  join(certs, dir, 'leaf.cert'),
+  '--server-key-path',
+  join(certs, dir, 'leaf.key'),
+];
+
+describe('tether peer mode', { concurrency: true }, () => {
   test('type "local": the remote peer listens, connections come back and reach a service here', async (t) => {
     const [a, b] = await Promise.all([startPeer(), startPeer()]);
     t.after(() => Promise.all([a.stop(), b.stop()]));
@@ -232,6 +298,7 @@ describe('tether peer run (plain)', { concurrency: true }, () => {
     assert.equal(r.status, 200, r.body);
     const id = r.body;
     assert.match(id, /^[0-9a-f-]{36}$/);
+    await allComplete(a);
     // The listener is on peer B's side: B logs it.
     await b.waitLog('B listens', (l) => l.msg === 'listening for the peer' && l.bind === `127.0.0.1:${port}`);
     const got = await curl(`http://127.0.0.1:${port}/`);
@@ -264,6 +331,7 @@ describe('tether peer run (plain)', { concurrency: true }, () => {
       type: 'remote',
     });
     assert.equal(r.status, 200, r.body);
+    await allComplete(a);
     const got = await curl(`http://127.0.0.1:${port}/`);
     assert.equal(got.body, 'hello from the service');
     // B dialled the destination: it logs that.
@@ -354,7 +422,11 @@ describe('tether peer run (plain)', { concurrency: true }, () => {
       'source_port',
       new RegExp(`source_port: port ${busyPort} is already in use on this machine`),
     );
-    // Port already in use on the remote peer (type "local" listens there).
+    // Port already in use on the remote peer (type "local" listens there). A working exposure
+    // first, so the session to B is up and the answer does not race B's handshake on a busy host.
+    const working = await expose(a, ok);
+    assert.equal(working.status, 200, working.body);
+    await allComplete(a);
     await bad(
       { ...ok, source_port: busyPort, type: 'local' },
       'source_port',
@@ -364,7 +436,11 @@ describe('tether peer run (plain)', { concurrency: true }, () => {
       'B says why',
       (l) => l.msg === 'refused to listen for the peer' && l.code === 'EADDRINUSE',
     );
-    assert.deepEqual(await list(a), [], 'refused requests leave nothing behind');
+    assert.deepEqual(
+      (await list(a)).map((i) => i.id),
+      [working.body],
+      'refused requests leave nothing behind',
+    );
 
     const nf = await curl('-X', 'DELETE', `${a.api}/expose/0b5e7d1c-0000-4000-8000-000000000000`);
     assert.equal(nf.status, 404);
@@ -389,7 +465,7 @@ describe('tether peer run (plain)', { concurrency: true }, () => {
       type: 'local',
     });
     assert.equal(r.status, 200, r.body);
-    const [item] = await list(a);
+    const [item] = await withStatus('ERROR', a);
     assert.equal(item?.status, 'ERROR');
     assert.match(
       item?.reason ?? '',
@@ -402,7 +478,10 @@ describe('tether peer run (plain)', { concurrency: true }, () => {
 
     const b = await startPeer([], `127.0.0.1:${tunnelPort}`);
     t.after(() => b.stop());
-    await until('COMPLETE', async () => (await list(a))[0]?.status === 'COMPLETE');
+    // Backoff grows to 30 s between attempts: allow for one full wait on a slow host.
+    await until('COMPLETE', async () => (await list(a))[0]?.status === 'COMPLETE', 45_000).catch((e: Error) =>
+      assert.fail(`${e.message}; a's log: ${tail(a)}`),
+    );
     assert.equal((await curl(`http://127.0.0.1:${port}/`)).body, 'hello from the service');
   });
 
@@ -418,6 +497,7 @@ describe('tether peer run (plain)', { concurrency: true }, () => {
     };
     assert.equal((await expose(a, { ...common, name: 'l', source_port: lp, type: 'local' })).status, 200);
     assert.equal((await expose(a, { ...common, name: 'r', source_port: rp, type: 'remote' })).status, 200);
+    await allComplete(a);
     assert.equal((await curl(`http://127.0.0.1:${lp}/`)).body, 'hello from the service');
 
     await b.stop('SIGKILL');
@@ -429,96 +509,53 @@ describe('tether peer run (plain)', { concurrency: true }, () => {
     assert.notEqual((await curl(`http://127.0.0.1:${rp}/`)).body, 'hello from the service');
 
     b = await startPeer([], `127.0.0.1:${b.tunnelPort}`);
-    await until('both COMPLETE again', async () => (await list(a)).every((i) => i.status === 'COMPLETE'));
+    // Backoff grows to 30 s between attempts: allow for one full wait on a slow host.
+    await until(
+      'both COMPLETE again',
+      async () => (await list(a)).every((i) => i.status === 'COMPLETE'),
+      45_000,
+    ).catch((e: Error) => assert.fail(`${e.message}; a's log: ${tail(a)}`));
     assert.equal((await curl(`http://127.0.0.1:${lp}/`)).body, 'hello from the service');
     assert.equal((await curl(`http://127.0.0.1:${rp}/`)).body, 'hello from the service');
   });
 
   test('startup errors are clear', async () => {
-    const incomplete = await tether(
-      'peer',
-      'run',
-      '--root-cert-path',
-      'root.cert',
-      '--http-bind',
-      '127.0.0.1:0',
-    );
+    const missing = join(work, 'missing.cert');
+    const busy = createServer().listen(0, '127.0.0.1');
+    await once(busy, 'listening');
+    const busyBind = `127.0.0.1:${(busy.address() as AddressInfo).port}`;
+    const [incomplete, unreadable, unknown, level, inUse] = await Promise.all([
+      tether('peer', 'run', '--root-cert-path', 'root.cert', '--http-bind', '127.0.0.1:0'),
+      tether(
+        'peer',
+        'run',
+        ...['--root-cert-path', '--server-cert-path', '--server-key-path'].flatMap((f) => [f, missing]),
+      ),
+      tether('peer', 'run', '--bogus'),
+      tether('peer', 'run', '--log-level', 'chatty'),
+      tether('peer', 'run', '--tunnel-bind', busyBind, '--http-bind', '127.0.0.1:0'),
+    ]);
+    busy.close();
     assert.equal(incomplete.code, 2);
     assert.equal(
       incomplete.stderr,
       'tether: --root-cert-path, --server-cert-path and --server-key-path go together (all three for mTLS, or none): missing --server-cert-path, --server-key-path\n',
     );
-    const missing = join(work, 'missing.cert');
-    const unreadable = await tether(
-      'peer',
-      'run',
-      '--root-cert-path',
-      missing,
-      '--server-cert-path',
-      missing,
-      '--server-key-path',
-      missing,
-    );
     assert.equal(unreadable.code, 2);
     assert.equal(unreadable.stderr, `tether: cannot read --root-cert-path ${missing}: no such file\n`);
-    const unknown = await tether('peer', 'run', '--bogus');
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /unknown option '--bogus'/);
-    const level = await tether('peer', 'run', '--log-level', 'chatty');
     assert.equal(level.code, 2);
     assert.match(level.stderr, /--log-level "chatty" is not one of trace, debug, info, warn, error/);
-    const busy = createServer().listen(0, '127.0.0.1');
-    await once(busy, 'listening');
-    const inUse = await tether(
-      'peer',
-      'run',
-      '--tunnel-bind',
-      `127.0.0.1:${(busy.address() as AddressInfo).port}`,
-    );
-    busy.close();
     assert.equal(inUse.code, 2);
-    assert.match(
+    assert.equal(
       inUse.stderr,
-      /cannot listen on --tunnel-bind 127\.0\.0\.1:\d+: the address is already in use/,
+      `tether: cannot listen on --tunnel-bind ${busyBind}: the address is already in use\n`,
     );
-  });
-});
-
-describe('mTLS and tether certs generate', () => {
-  let certs: string;
-  const leaf = (dir: string) => [
-    '--root-cert-path',
-    join(certs, dir.startsWith('other/') ? 'other' : '.', 'root.cert'),
-    '--server-cert-path',
-    join(certs, dir, 'leaf.cert'),
-    '--server-key-path',
-    join(certs, dir, 'leaf.key'),
-  ];
-
-  before(async () => {
-    certs = join(work, 'certs');
-    const gen = async (...args: string[]) => {
-      const r = await tether('certs', 'generate', ...args);
-      assert.equal(r.code, 0, r.stderr);
-    };
-    await Promise.all([gen('--ca', certs), gen('--ca', join(certs, 'other'))]);
-    const root = ['--root-ca', join(certs, 'root.cert'), '--root-key', join(certs, 'root.key')];
-    const other = [
-      '--root-ca',
-      join(certs, 'other', 'root.cert'),
-      '--root-key',
-      join(certs, 'other', 'root.key'),
-    ];
-    const names = ['--ip-address', '127.0.0.1', '--dns-name', 'localhost'];
-    await Promise.all([
-      gen('--leaf', ...names, '--dns-name', 'server1', ...root, join(certs, 'server1')),
-      // "a,b" is two names, as with the connector's flags; "host:port" names are kept as given.
-      gen('--leaf', ...names, '--dns-name', 'server2,server2:9092', ...root, join(certs, 'server2')),
-      gen('--leaf', ...names, ...other, join(certs, 'other', 'server3')),
-    ]);
   });
 
   test('certs generate: openssl verify accepts the leaves, SANs are there, keys are 0600', async () => {
+    await certsReady();
     const v = await run('openssl', [
       'verify',
       '-CAfile',
@@ -547,30 +584,25 @@ describe('mTLS and tether certs generate', () => {
     for (const f of ['root.key', 'server1/leaf.key', 'server2/leaf.key']) {
       assert.equal((await stat(join(certs, f))).mode & 0o777, 0o600, f);
     }
-    const again = await tether('certs', 'generate', '--ca', certs);
+    const root = ['--root-ca', join(certs, 'root.cert'), '--root-key', join(certs, 'root.key')];
+    const [again, neither, noRoot, badIp] = await Promise.all([
+      tether('certs', 'generate', '--ca', certs),
+      tether('certs', 'generate', join(work, 'x')),
+      tether('certs', 'generate', '--leaf', '--dns-name', 'a', join(work, 'x')),
+      tether('certs', 'generate', '--leaf', '--ip-address', 'localhost', ...root, join(work, 'x')),
+    ]);
     assert.equal(again.code, 4);
     assert.match(again.stderr, /root.cert already exists \(use --force to replace it\)/);
-    const neither = await tether('certs', 'generate', join(work, 'x'));
     assert.equal(neither.code, 2);
     assert.match(neither.stderr, /give exactly one of --ca or --leaf/);
-    const noRoot = await tether('certs', 'generate', '--leaf', '--dns-name', 'a', join(work, 'x'));
+    assert.equal(noRoot.code, 2);
     assert.match(noRoot.stderr, /--leaf needs --root-ca and --root-key/);
-    const badIp = await tether(
-      'certs',
-      'generate',
-      '--leaf',
-      '--ip-address',
-      'localhost',
-      '--root-ca',
-      join(certs, 'root.cert'),
-      '--root-key',
-      join(certs, 'root.key'),
-      join(work, 'x'),
-    );
+    assert.equal(badIp.code, 2);
     assert.match(badIp.stderr, /--ip-address "localhost" is not an IP address/);
   });
 
   test("walkthrough over mTLS: peer 1 exposes peer 2's HTTPS API on a port of peer 2", async (t) => {
+    await certsReady();
     const [p1, p2] = await Promise.all([startPeer(leaf('server1')), startPeer(leaf('server2'))]);
     t.after(() => Promise.all([p1.stop(), p2.stop()]));
     assert.match(p1.api, /^https:/);
@@ -590,6 +622,7 @@ describe('mTLS and tether certs generate', () => {
       `${p1.api}/expose`,
     );
     assert.equal(r.status, 200, r.body);
+    await allComplete(p1, '-k');
     const health = await curl('-k', `https://localhost:${port}/health`);
     assert.equal(health.status, 200, health.stderr);
     assert.equal(health.body, 'OK');
@@ -607,6 +640,7 @@ describe('mTLS and tether certs generate', () => {
   });
 
   test('mTLS negatives: no client certificate, a certificate from another root, a plain peer', async (t) => {
+    await certsReady();
     const [p2, p3, plain] = await Promise.all([
       startPeer(leaf('server2')),
       startPeer(leaf('other/server3')),
@@ -653,7 +687,7 @@ describe('mTLS and tether certs generate', () => {
       '-k',
     );
     assert.equal(r.status, 200, r.body);
-    const [item] = await list(p3, '-k');
+    const [item] = await withStatus('ERROR', p3, '-k');
     assert.equal(item?.status, 'ERROR');
     assert.match(item?.reason ?? '', /certificate is not signed by our root/);
     await p2.waitLog('refusal of the foreign peer', refused(/during the TLS handshake/));
@@ -668,7 +702,7 @@ describe('mTLS and tether certs generate', () => {
       type: 'remote',
     });
     assert.equal(r2.status, 200, r2.body);
-    const [pi] = await list(plain);
+    const [pi] = await withStatus('ERROR', plain);
     assert.equal(pi?.status, 'ERROR');
     assert.match(pi?.reason ?? '', /does it require mTLS\?/);
     await p2.waitLog('refusal of the plain peer', refused(/does not speak TLS/));
