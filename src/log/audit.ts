@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
+import { TetherError } from '../errors/index.js';
 import { type LogEvent, REDACT_PATHS } from './index.js';
 
 /**
@@ -159,7 +160,7 @@ function syslogDestination(t: Extract<AuditTarget, { kind: 'syslog' }>, onError:
 /** Builds the sink for a target ("stdout", "file:/path", "syslog://host:514", …). */
 export function createAuditSink(spec: string | AuditTarget): AuditSink {
   const target = typeof spec === 'string' ? parseAuditTarget(spec) : spec;
-  if (typeof target === 'string') throw new Error(target);
+  if (typeof target === 'string') throw new TetherError('CONFIG_INVALID', target, { status: 400 });
   let lastError = 0;
   const onError = (err: Error) => {
     // Say it at most once a minute: an unreachable syslog must not flood stderr.
@@ -174,12 +175,25 @@ export function createAuditSink(spec: string | AuditTarget): AuditSink {
     dest = d;
     close = () => d.close();
   } else {
-    const d = pino.destination({
-      dest: target.kind === 'file' ? target.path : target.kind === 'stdout' ? 1 : 2,
-      sync: true,
-      append: true,
-      mkdir: target.kind === 'file',
-    });
+    let d: ReturnType<typeof pino.destination>;
+    try {
+      d = pino.destination({
+        dest: target.kind === 'file' ? target.path : target.kind === 'stdout' ? 1 : 2,
+        sync: true,
+        append: true,
+        mkdir: target.kind === 'file',
+      });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      throw new TetherError(
+        'AUDIT_LOG_UNWRITABLE',
+        `cannot open the audit log ${target.kind === 'file' ? `file ${target.path}` : target.kind}: ${code}`,
+        {
+          status: 400,
+          cause: e,
+        },
+      );
+    }
     d.on('error', onError);
     dest = d;
     close = async () => {
