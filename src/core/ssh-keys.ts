@@ -56,6 +56,25 @@ export interface KeyPair {
 
 /** A fresh ed25519 key pair in OpenSSH formats. */
 export function generateKeyPair(comment = ''): KeyPair {
-  const kp = utils.generateKeyPairSync('ed25519', { comment });
-  return { privateKey: kp.private, publicKey: kp.public.trim() };
+  // ssh2 1.17 occasionally (about 1 in 256) writes an ed25519 key that it cannot parse back;
+  // such a key would be useless to the customer, so check each one and make another.
+  for (let attempt = 0; attempt < 16; attempt++) {
+    const kp = utils.generateKeyPairSync('ed25519', { comment });
+    if (isUsablePair(kp.private, kp.public)) return { privateKey: kp.private, publicKey: kp.public.trim() };
+  }
+  throw new Error('could not generate a usable ed25519 key pair');
+}
+
+function isUsablePair(privateKey: string, publicKey: string): boolean {
+  const priv = utils.parseKey(privateKey);
+  const pub = utils.parseKey(publicKey);
+  if (priv instanceof Error || Array.isArray(priv) || pub instanceof Error || Array.isArray(pub))
+    return false;
+  const data = Buffer.from('tether key check');
+  const sig = priv.sign(data);
+  return (
+    !(sig instanceof Error) &&
+    pub.verify(data, sig) === true &&
+    priv.getPublicSSH().equals(pub.getPublicSSH())
+  );
 }
