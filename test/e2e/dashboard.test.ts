@@ -222,6 +222,12 @@ describe('web dashboard in a real browser (Chromium)', () => {
     });
     await waitText(page.locator('.empty'), /No tenants yet/, 'empty list');
 
+    // The gateway restarts: the page signs in to the event stream again by itself.
+    await gw.restart();
+    await waitText(page.locator('.status'), /^live$/, 'event stream back after a restart', 20_000);
+    assert.equal((await gw.api('POST', '/v1/tenants', { id: 'after-restart' })).status, 201);
+    await page.locator('tether-tenant[data-tenant="after-restart"]').waitFor({ timeout: 10_000 });
+
     // Nothing was fetched from anywhere but the gateway.
     const foreign = requests.filter((u) => !u.startsWith(`${gw.adminUrl}/`));
     assert.deepEqual(foreign, []);
