@@ -148,7 +148,18 @@ export class TunnelServer {
     let enrolling = false;
     let enrollKeyLine = '';
 
-    client.on('error', (err) => log.debug({ err: err.message, source }, 'tunnel connection error'));
+    client.on('error', (err) => {
+      log.debug({ err: err.message, source }, 'tunnel connection error');
+      // ssh2 answers a keepalive timeout with a polite end(), which waits for a peer that is
+      // gone (a frozen process or a dead link never sends its FIN): close the socket instead.
+      if ((err as { level?: string }).level === 'client-timeout') {
+        log.info(
+          { event: 'tunnel.keepalive_timeout', source, tenant: tenant || undefined },
+          'peer silent: closing',
+        );
+        destroySocket(client);
+      }
+    });
 
     client.on('authentication', (ctx: AuthContext) => {
       const blocked = this.deps.authThrottle.blockedFor(ip);
