@@ -6,10 +6,13 @@ import type {
   KeyRow,
   LeaseRange,
   LeaseRow,
+  LimitsRow,
   NodeRow,
   RepoMeta,
   Store,
   TenantRow,
+  TrafficRow,
+  TrafficTotal,
 } from './types.js';
 
 export interface Database {
@@ -21,6 +24,17 @@ export interface Database {
   settings: { name: string; value: string };
   nodes: NodeRow;
   forwards: DirectoryRow;
+  tenant_limits: LimitsRow;
+  traffic: TrafficRow;
+}
+
+/** PostgreSQL answers bigint and sums as strings; SQLite as numbers. */
+function num(v: unknown): number {
+  return typeof v === 'number' ? v : Number(v ?? 0);
+}
+
+function numOrNull(v: unknown): number | null {
+  return v === null || v === undefined ? null : Number(v);
 }
 
 function isUniqueViolation(e: unknown): boolean {
@@ -74,7 +88,14 @@ export class KyselyStore implements Store {
 
   async deleteTenant(id: string) {
     return this.db.transaction().execute(async (tx) => {
-      for (const t of ['tenant_keys', 'leases', 'group_keys', 'enrollments'] as const) {
+      for (const t of [
+        'tenant_keys',
+        'leases',
+        'group_keys',
+        'enrollments',
+        'tenant_limits',
+        'traffic',
+      ] as const) {
         await tx.deleteFrom(t).where('tenant_id', '=', id).execute();
       }
       const r = await tx.deleteFrom('tenants').where('id', '=', id).executeTakeFirst();
@@ -318,6 +339,101 @@ export class KyselyStore implements Store {
       });
     }
     return dead.map((d) => d.node_id);
+  }
+
+  async listLimits(tenantId?: string): Promise<LimitsRow[]> {
+    let q = this.db.selectFrom('tenant_limits').selectAll();
+    if (tenantId !== undefined) q = q.where('tenant_id', '=', tenantId);
+    const rows = await q.orderBy('tenant_id').orderBy('label').execute();
+    return rows.map((r) => ({
+      ...r,
+      bandwidth_up: numOrNull(r.bandwidth_up),
+      bandwidth_down: numOrNull(r.bandwidth_down),
+      max_connections: numOrNull(r.max_connections),
+      traffic_limit: numOrNull(r.traffic_limit),
+    }));
+  }
+
+  async setLimits(row: LimitsRow): Promise<void> {
+    const empty =
+      row.balance === null &&
+      row.bandwidth_up === null &&
+      row.bandwidth_down === null &&
+      row.max_connections === null &&
+      row.traffic_limit === null;
+    if (empty) {
+      await this.db
+        .deleteFrom('tenant_limits')
+        .where('tenant_id', '=', row.tenant_id)
+        .where('label', '=', row.label)
+        .execute();
+      return;
+    }
+    const { tenant_id: _t, label: _l, ...rest } = row;
+    await this.db
+      .insertInto('tenant_limits')
+      .values(row)
+      .onConflict((oc) => oc.columns(['tenant_id', 'label']).doUpdateSet(rest))
+      .execute();
+  }
+
+  async addTraffic(rows: TrafficRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    // One statement may not touch a row twice (PostgreSQL): merge duplicates first.
+    const merged = new Map<string, TrafficRow>();
+    for (const r of rows) {
+      const k = `${r.tenant_id}\0${r.label}\0${r.day}`;
+      const m = merged.get(k);
+      if (m) {
+        m.bytes_in += r.bytes_in;
+        m.bytes_out += r.bytes_out;
+      } else merged.set(k, { ...r });
+    }
+    await this.db.transaction().execute(async (tx) => {
+      // Counters of a tenant removed meanwhile are dropped with it.
+      const ids = [...new Set(rows.map((r) => r.tenant_id))];
+      const known = new Set(
+        (await tx.selectFrom('tenants').select('id').where('id', 'in', ids).execute()).map((t) => t.id),
+      );
+      const values = [...merged.values()].filter((r) => known.has(r.tenant_id));
+      for (let i = 0; i < values.length; i += 200) {
+        await tx
+          .insertInto('traffic')
+          .values(values.slice(i, i + 200))
+          .onConflict((oc) =>
+            oc.columns(['tenant_id', 'label', 'day']).doUpdateSet({
+              bytes_in: sql<number>`traffic.bytes_in + excluded.bytes_in`,
+              bytes_out: sql<number>`traffic.bytes_out + excluded.bytes_out`,
+            }),
+          )
+          .execute();
+      }
+    });
+  }
+
+  async trafficSince(sinceDay: string, tenantId?: string): Promise<TrafficTotal[]> {
+    let q = this.db
+      .selectFrom('traffic')
+      .select((eb) => [
+        'tenant_id',
+        'label',
+        eb.fn.sum<number | string>('bytes_in').as('bytes_in'),
+        eb.fn.sum<number | string>('bytes_out').as('bytes_out'),
+      ])
+      .where('day', '>=', sinceDay);
+    if (tenantId !== undefined) q = q.where('tenant_id', '=', tenantId);
+    const rows = await q.groupBy(['tenant_id', 'label']).orderBy('tenant_id').orderBy('label').execute();
+    return rows.map((r) => ({
+      tenant_id: r.tenant_id,
+      label: r.label,
+      bytes_in: num(r.bytes_in),
+      bytes_out: num(r.bytes_out),
+    }));
+  }
+
+  async pruneTraffic(beforeDay: string): Promise<number> {
+    const r = await this.db.deleteFrom('traffic').where('day', '<', beforeDay).executeTakeFirst();
+    return Number(r.numDeletedRows);
   }
 
   async integrityCheck(): Promise<string> {

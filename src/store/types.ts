@@ -70,6 +70,43 @@ export interface DirectoryRow {
   updated_at: string;
 }
 
+/**
+ * Traffic policy of a tenant (label '') or of one of its repositories (label = "<group>/<repo>").
+ * Null = no limit. Rates in bytes per second, amounts in bytes.
+ */
+export interface LimitsRow {
+  tenant_id: string;
+  label: string;
+  /** "round-robin" | "least-connections"; tenant rows only. */
+  balance: string | null;
+  /** Bytes per second towards the repository. */
+  bandwidth_up: number | null;
+  /** Bytes per second from the repository. */
+  bandwidth_down: number | null;
+  max_connections: number | null;
+  traffic_limit: number | null;
+  /** "month" (calendar month, UTC) or "<n>d" (the last n days, today included). */
+  traffic_period: string | null;
+  updated_at: string;
+}
+
+/** Bytes one (tenant, repository) moved on one UTC day. */
+export interface TrafficRow {
+  tenant_id: string;
+  label: string;
+  /** YYYY-MM-DD (UTC). */
+  day: string;
+  bytes_in: number;
+  bytes_out: number;
+}
+
+export interface TrafficTotal {
+  tenant_id: string;
+  label: string;
+  bytes_in: number;
+  bytes_out: number;
+}
+
 export interface LeaseRange {
   low: number;
   high: number;
@@ -84,7 +121,7 @@ export interface Store {
   /** Inserts; returns false when it exists already. */
   insertTenant(row: TenantRow): Promise<boolean>;
   setQuota(id: string, quota: number, now: string): Promise<boolean>;
-  /** Deletes the tenant with its keys, leases, group keys and enrollments. */
+  /** Deletes the tenant with its keys, leases, group keys, enrollments, limits and traffic counters. */
   deleteTenant(id: string): Promise<boolean>;
 
   listKeys(tenantId: string): Promise<KeyRow[]>;
@@ -127,6 +164,17 @@ export interface Store {
   listDirectory(): Promise<DirectoryRow[]>;
   /** Removes members (and their directory rows) silent since `before`. */
   reapNodes(before: string): Promise<string[]>;
+
+  /** Traffic policies, of one tenant or of all. */
+  listLimits(tenantId?: string): Promise<LimitsRow[]>;
+  /** Inserts or replaces one policy row; a row without any limit is deleted. */
+  setLimits(row: LimitsRow): Promise<void>;
+  /** Adds byte counts to the counters of their day (one row per tenant, label and day). */
+  addTraffic(rows: TrafficRow[]): Promise<void>;
+  /** Bytes per (tenant, label) over the days from `sinceDay` (YYYY-MM-DD) on. */
+  trafficSince(sinceDay: string, tenantId?: string): Promise<TrafficTotal[]>;
+  /** Deletes counters of the days before `beforeDay`; returns how many rows went. */
+  pruneTraffic(beforeDay: string): Promise<number>;
 
   /** Integrity check of the underlying database ("ok" when sound). */
   integrityCheck(): Promise<string>;

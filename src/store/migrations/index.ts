@@ -85,6 +85,37 @@ const migrations: Record<string, Migration> = {
       await db.schema.dropTable('nodes').execute();
     },
   },
+  '0003_limits': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('tenant_limits')
+        .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
+        .addColumn('label', 'text', (c) => c.notNull())
+        .addColumn('balance', 'text')
+        .addColumn('bandwidth_up', 'bigint')
+        .addColumn('bandwidth_down', 'bigint')
+        .addColumn('max_connections', 'integer')
+        .addColumn('traffic_limit', 'bigint')
+        .addColumn('traffic_period', 'text')
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('tenant_limits_pk', ['tenant_id', 'label'])
+        .execute();
+      await db.schema
+        .createTable('traffic')
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .addColumn('label', 'text', (c) => c.notNull())
+        .addColumn('day', 'text', (c) => c.notNull())
+        .addColumn('bytes_in', 'bigint', (c) => c.notNull())
+        .addColumn('bytes_out', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('traffic_pk', ['tenant_id', 'label', 'day'])
+        .execute();
+      await db.schema.createIndex('traffic_day').on('traffic').column('day').execute();
+    },
+    async down(db: Kysely<unknown>) {
+      await db.schema.dropTable('traffic').execute();
+      await db.schema.dropTable('tenant_limits').execute();
+    },
+  },
 };
 
 class InlineProvider implements MigrationProvider {
