@@ -73,3 +73,57 @@ export const tenantView = z.object({
 
 export type TenantView = z.infer<typeof tenantView>;
 export type ForwardView = z.infer<typeof forwardView>;
+
+/* Response shapes (the OpenAPI document describes every answer with these; tests parse real answers). */
+
+export const errorBody = z.object({
+  error: z.object({
+    code: z.string(),
+    message: z.string(),
+    details: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+  }),
+});
+
+export const healthResponse = z.object({
+  status: z.literal('ok'),
+  version: z.string(),
+  node: z.string().nullable(),
+});
+
+export const tenantListResponse = z.object({ tenants: z.array(tenantView) });
+
+export const tenantResponse = z.object({ tenant: tenantView });
+
+export const addTenantResponse = z.object({
+  tenant: tenantView,
+  created: z.boolean(),
+  fingerprint: z.string(),
+  public_key: z.string(),
+  private_key: z.string().optional(),
+});
+
+export const addKeyResponse = z.object({ fingerprint: z.string() });
+
+export const enrollmentResponse = z.object({ token: z.string(), expires_at: z.string() });
+
+export const repositoryView = forwardView.extend({ repository: z.string(), address: z.string() });
+
+export const repositoriesResponse = z.object({
+  tenant: z.string(),
+  groups: z.array(
+    z.object({
+      group: z.string(),
+      key: z.string(),
+      key_created_at: z.string(),
+      repositories: z.array(repositoryView),
+    }),
+  ),
+  ungrouped: z.array(forwardView),
+});
+
+export const groupKeyResponse = z.object({
+  tenant: z.string(),
+  group: z.string(),
+  key: z.string(),
+  key_created_at: z.string(),
+});

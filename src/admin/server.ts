@@ -10,7 +10,21 @@ import type { TenantService } from '../core/tenants.js';
 import { errors, isTetherError, TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import type { Store } from '../store/types.js';
-import { addKeyBody, addTenantBody, changeTenantBody, enrollmentBody } from './schemas.js';
+import { examples as ex, extraRouteDocs, openApiDocument, type RouteDoc } from './openapi.js';
+import {
+  addKeyBody,
+  addKeyResponse,
+  addTenantBody,
+  addTenantResponse,
+  changeTenantBody,
+  enrollmentBody,
+  enrollmentResponse,
+  groupKeyResponse,
+  healthResponse,
+  repositoriesResponse,
+  tenantListResponse,
+  tenantResponse,
+} from './schemas.js';
 import { tenantViews } from './views.js';
 
 export interface AdminDeps {
@@ -36,10 +50,23 @@ type Handler = (ctx: {
   body: () => Promise<unknown>;
 }) => Promise<[number, unknown]>;
 
-interface Route {
-  method: string;
-  pattern: RegExp;
+/** A non-JSON answer (Prometheus text, the OpenAPI document as served). */
+class RawAnswer {
+  constructor(
+    readonly contentType: string,
+    readonly body: string,
+  ) {}
+}
+
+/** One admin route: its documentation (schemas, examples; see openapi.ts) and its handler. */
+export interface Route extends RouteDoc {
   handler: Handler;
+}
+
+/** `/v1/tenants/{id}` → /^\/v1\/tenants\/([^/]+)$/ */
+function pathPattern(template: string): RegExp {
+  const parts = template.split(/\{[^}]+\}/).map((p) => p.replace(/[.*+?^$()|[\]\\/]/g, '\\$&'));
+  return new RegExp(`^${parts.join('([^/]+)')}$`);
 }
 
 function send(res: http.ServerResponse, status: number, body: unknown): void {
@@ -105,10 +132,10 @@ function tokenMatches(expected: string, header: string | undefined): boolean {
 /** The admin HTTP API: JSON, bearer token. */
 export class AdminServer {
   private readonly server: http.Server;
-  private readonly routes: Route[];
+  private readonly routes: Array<Route & { pattern: RegExp }>;
 
   constructor(private readonly deps: AdminDeps) {
-    this.routes = this.buildRoutes();
+    this.routes = this.buildRoutes().map((r) => ({ ...r, pattern: pathPattern(r.path) }));
     this.server = http.createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
         deps.log.error({ err }, 'admin request failed');
@@ -136,57 +163,69 @@ export class AdminServer {
     await new Promise<void>((r) => this.server.close(() => r()));
   }
 
+  /** The route table's documentation (every route, with its schemas and examples). */
+  routeDocs(): RouteDoc[] {
+    return this.routes.map(({ handler: _h, pattern: _p, ...doc }) => doc);
+  }
+
+  /** The table's routes plus those the dashboard hook answers (when it is on). */
+  allRouteDocs(): RouteDoc[] {
+    return [...this.routeDocs(), ...(this.deps.extra ? extraRouteDocs : [])];
+  }
+
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://admin');
-    if (url.pathname === '/health' && req.method === 'GET') {
-      return send(res, 200, { status: 'ok', version: this.deps.version, node: this.deps.nodeId });
-    }
+    const path = url.pathname.replace(/\/+$/, '') || '/';
+    const open = this.routes.find((r) => r.auth === false && r.method === req.method && r.pattern.test(path));
+    if (open) return this.answer(open, req, res, path);
     if (this.deps.extra && (await this.deps.extra(req, res, url))) return;
     if (!tokenMatches(this.deps.token, req.headers.authorization)) {
       res.setHeader('www-authenticate', 'Bearer realm="tether-admin"');
       return send(res, 401, errors.unauthorized().toJSON());
     }
-    if (url.pathname === '/metrics' && req.method === 'GET' && this.deps.metrics) {
-      const m = await this.deps.metrics();
-      res.writeHead(200, { 'content-type': m.contentType });
-      res.end(m.body);
-      return;
-    }
-    const path = url.pathname.replace(/\/+$/, '') || '/';
     let methodMismatch = false;
     for (const r of this.routes) {
-      const m = r.pattern.exec(path);
-      if (!m) continue;
+      if (!r.pattern.test(path)) continue;
       if (r.method !== req.method) {
         methodMismatch = true;
         continue;
       }
-      try {
-        const params = m.slice(1).map((p) => {
-          try {
-            return decodeURIComponent(p);
-          } catch {
-            throw errors.badRequest(
-              `malformed percent-escape in the path: ${JSON.stringify(p.slice(0, 80))}`,
-            );
-          }
-        });
-        const [status, body] = await r.handler({ req, params, body: () => readBody(req) });
-        if (status === 204) {
-          res.writeHead(204);
-          res.end();
-        } else send(res, status, body);
-      } catch (err) {
-        if (isTetherError(err)) send(res, err.status, err.toJSON());
-        else throw err;
-      }
-      return;
+      return this.answer(r, req, res, path);
     }
     if (methodMismatch)
       return send(res, 405, {
         error: { code: 'METHOD_NOT_ALLOWED', message: `${req.method} is not allowed on ${path}` },
       });
     send(res, 404, errors.notFound(`route ${req.method} ${path}`).toJSON());
+  }
+
+  private async answer(
+    r: Route & { pattern: RegExp },
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    path: string,
+  ): Promise<void> {
+    const m = r.pattern.exec(path)!;
+    try {
+      const params = m.slice(1).map((p) => {
+        try {
+          return decodeURIComponent(p);
+        } catch {
+          throw errors.badRequest(`malformed percent-escape in the path: ${JSON.stringify(p.slice(0, 80))}`);
+        }
+      });
+      const [status, body] = await r.handler({ req, params, body: () => readBody(req) });
+      if (status === 204) {
+        res.writeHead(204);
+        res.end();
+      } else if (body instanceof RawAnswer) {
+        res.writeHead(status, { 'content-type': body.contentType });
+        res.end(body.body);
+      } else send(res, status, body);
+    } catch (err) {
+      if (isTetherError(err)) send(res, err.status, err.toJSON());
+      else throw err;
+    }
   }
 
   private buildRoutes(): Route[] {
@@ -198,12 +237,82 @@ export class AdminServer {
     return [
       {
         method: 'GET',
-        pattern: /^\/v1\/tenants$/,
+        path: '/health',
+        operationId: 'health',
+        summary: 'Is the gateway up',
+        auth: false,
+        responses: { 200: { description: 'Up.', schema: healthResponse, example: ex.health } },
+        handler: async () => [200, { status: 'ok', version: d.version, node: d.nodeId }],
+      },
+      {
+        method: 'GET',
+        path: '/v1/openapi.json',
+        operationId: 'openapi',
+        summary: 'This OpenAPI 3.1 document',
+        description: 'Served without the token: it holds the API shape and the version, no tenant data.',
+        auth: false,
+        responses: {
+          200: {
+            description: 'The document.',
+            contentType: 'application/json',
+            example: '{"openapi":"3.1.0",…}',
+          },
+        },
+        handler: async () => [
+          200,
+          new RawAnswer(
+            'application/json; charset=utf-8',
+            `${JSON.stringify(openApiDocument(this.allRouteDocs(), d.version), null, 2)}\n`,
+          ),
+        ],
+      },
+      {
+        method: 'GET',
+        path: '/metrics',
+        operationId: 'metrics',
+        summary: 'Prometheus metrics',
+        responses: {
+          200: {
+            description: 'Prometheus text exposition format.',
+            contentType: 'text/plain; version=0.0.4',
+            example: ex.metrics,
+          },
+        },
+        errors: [404],
+        handler: async () => {
+          if (!d.metrics) throw errors.notFound('route GET /metrics');
+          const m = await d.metrics();
+          return [200, new RawAnswer(m.contentType, m.body)];
+        },
+      },
+      {
+        method: 'GET',
+        path: '/v1/tenants',
+        operationId: 'listTenants',
+        summary: 'List tenants with their keys, sessions and forwards',
+        responses: {
+          200: { description: 'Every tenant.', schema: tenantListResponse, example: ex.tenantList },
+        },
         handler: async () => [200, { tenants: await views() }],
       },
       {
         method: 'POST',
-        pattern: /^\/v1\/tenants$/,
+        path: '/v1/tenants',
+        operationId: 'addTenant',
+        summary: 'Add a tenant, or replace its keys with force',
+        description:
+          'Without `public_key` the gateway generates an ed25519 key pair and returns the private key once (`private_key`).',
+        body: addTenantBody,
+        bodyExample: ex.addTenant,
+        responses: {
+          201: { description: 'Created.', schema: addTenantResponse, example: ex.addTenantResult },
+          200: {
+            description: 'Keys replaced (`force`).',
+            schema: addTenantResponse,
+            example: { ...ex.addTenantResult, created: false },
+          },
+        },
+        errors: [400, 409, 413],
         handler: async ({ body }) => {
           const b = parseBody(addTenantBody, await body());
           const r = await d.tenants.add(b.id, { publicKey: b.public_key, force: b.force, quota: b.quota });
@@ -222,12 +331,25 @@ export class AdminServer {
       },
       {
         method: 'GET',
-        pattern: /^\/v1\/tenants\/([^/]+)$/,
+        path: '/v1/tenants/{id}',
+        operationId: 'getTenant',
+        summary: 'One tenant',
+        responses: { 200: { description: 'The tenant.', schema: tenantResponse, example: ex.tenant } },
+        errors: [400, 404],
         handler: async ({ params }) => [200, { tenant: (await views(params[0]!))[0] }],
       },
       {
         method: 'PATCH',
-        pattern: /^\/v1\/tenants\/([^/]+)$/,
+        path: '/v1/tenants/{id}',
+        operationId: 'changeTenant',
+        summary: "Change a tenant's quota",
+        description: 'Quota 0 disables the tenant and ends its live sessions at once.',
+        body: changeTenantBody,
+        bodyExample: ex.changeTenant,
+        responses: {
+          200: { description: 'The changed tenant.', schema: tenantResponse, example: ex.tenant },
+        },
+        errors: [400, 404, 413],
         handler: async ({ params, body }) => {
           const id = params[0]!;
           assertTenantId(id);
@@ -238,7 +360,12 @@ export class AdminServer {
       },
       {
         method: 'DELETE',
-        pattern: /^\/v1\/tenants\/([^/]+)$/,
+        path: '/v1/tenants/{id}',
+        operationId: 'removeTenant',
+        summary: 'Remove a tenant',
+        description: 'Ends its sessions, deletes its keys and group keys, frees its leases.',
+        responses: { 204: { description: 'Removed.' } },
+        errors: [400, 404],
         handler: async ({ params }) => {
           await d.tenants.remove(params[0]!);
           return [204, null];
@@ -246,7 +373,13 @@ export class AdminServer {
       },
       {
         method: 'POST',
-        pattern: /^\/v1\/tenants\/([^/]+)\/keys$/,
+        path: '/v1/tenants/{id}/keys',
+        operationId: 'addKey',
+        summary: 'Add a public key to a tenant',
+        body: addKeyBody,
+        bodyExample: ex.addKey,
+        responses: { 201: { description: 'Added.', schema: addKeyResponse, example: ex.addKeyResult } },
+        errors: [400, 404, 413],
         handler: async ({ params, body }) => {
           const b = parseBody(addKeyBody, await body());
           return [201, await d.tenants.addKey(params[0]!, b.public_key)];
@@ -254,7 +387,20 @@ export class AdminServer {
       },
       {
         method: 'POST',
-        pattern: /^\/v1\/tenants\/([^/]+)\/enrollments$/,
+        path: '/v1/tenants/{id}/enrollments',
+        operationId: 'createEnrollment',
+        summary: 'One-time token for `tether connector register`',
+        body: enrollmentBody,
+        bodyOptional: true,
+        bodyExample: ex.enrollment,
+        responses: {
+          201: {
+            description: 'The token (shown once).',
+            schema: enrollmentResponse,
+            example: ex.enrollmentResult,
+          },
+        },
+        errors: [400, 404, 413],
         handler: async ({ params, body }) => {
           const b = parseBody(enrollmentBody, await body());
           const ttl = b?.ttl_hours === undefined ? undefined : b.ttl_hours * 3_600_000;
@@ -263,7 +409,17 @@ export class AdminServer {
       },
       {
         method: 'GET',
-        pattern: /^\/v1\/tenants\/([^/]+)\/repositories$/,
+        path: '/v1/tenants/{id}/repositories',
+        operationId: 'listRepositories',
+        summary: 'Repositories by group, with group keys',
+        responses: {
+          200: {
+            description: 'Groups and their repositories.',
+            schema: repositoriesResponse,
+            example: ex.repositories,
+          },
+        },
+        errors: [400, 404],
         handler: async ({ params }) => {
           const id = params[0]!;
           const [view] = await views(id);
@@ -299,7 +455,14 @@ export class AdminServer {
       },
       {
         method: 'POST',
-        pattern: /^\/v1\/tenants\/([^/]+)\/groups\/([^/]+)\/key$/,
+        path: '/v1/tenants/{id}/groups/{group}/key',
+        operationId: 'rotateGroupKey',
+        summary: 'Rotate a group key',
+        description:
+          'The old key stops working at once. Only groups the tenant has (a key or a repository lease).',
+        noBody: true,
+        responses: { 200: { description: 'The new key.', schema: groupKeyResponse, example: ex.groupKey } },
+        errors: [400, 404],
         handler: async ({ params }) => {
           const [id, group] = [params[0]!, params[1]!];
           await d.tenants.get(id);
