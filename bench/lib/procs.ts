@@ -1,0 +1,270 @@
+/**
+ * Process plumbing for the benchmark: spawning and stopping children, ports, temp dirs, and
+ * reading a process's memory and CPU time from /proc.
+ */
+import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const BIN = join(ROOT, 'dist/bin/tether.js');
+export const LIB = import.meta.dirname;
+
+const children = new Set<ChildProcess>();
+const dirs: string[] = [];
+
+export function tempDir(prefix = 'tether-bench-'): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  dirs.push(d);
+  return d;
+}
+
+export function removeTempDirs(): void {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+}
+
+export interface Child {
+  process: ChildProcess;
+  pid: number;
+  /** Everything the child wrote to stdout (when piped) and stderr. */
+  output(): string;
+  /** Resolves with the first output line matching `re`. */
+  wait(re: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
+  stop(graceMs?: number): Promise<void>;
+}
+
+/**
+ * Starts a child. `cpus` pins it with taskset (e.g. "0" or "0,1"). stdout goes to the returned
+ * watcher unless `stdout: 'ignore'` (the gateway's log is not read during measurements).
+ */
+export function start(
+  cmd: string,
+  args: string[],
+  opts: { cpus?: string; env?: NodeJS.ProcessEnv; stdout?: 'pipe' | 'ignore' | number; cwd?: string } = {},
+): Child {
+  const full = opts.cpus ? ['taskset', ['-c', opts.cpus, cmd, ...args]] : [cmd, args];
+  const so: SpawnOptions = {
+    env: opts.env ?? process.env,
+    cwd: opts.cwd,
+    stdio: ['pipe', opts.stdout ?? 'pipe', 'pipe'],
+  };
+  const p = spawn(full[0] as string, full[1] as string[], so);
+  children.add(p);
+  p.once('exit', () => children.delete(p));
+  p.stdin?.on('error', () => {});
+  let text = '';
+  let lineBuf = '';
+  const waiters: Array<{ re: RegExp; resolve: (m: RegExpExecArray) => void }> = [];
+  const onData = (c: Buffer) => {
+    const s = c.toString();
+    if (text.length < 1_000_000) text += s;
+    lineBuf += s;
+    let i = lineBuf.indexOf('\n');
+    while (i >= 0) {
+      const line = lineBuf.slice(0, i);
+      lineBuf = lineBuf.slice(i + 1);
+      for (const w of [...waiters]) {
+        const m = w.re.exec(line);
+        if (m) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(m);
+        }
+      }
+      i = lineBuf.indexOf('\n');
+    }
+  };
+  p.stdout?.on('data', onData);
+  p.stderr?.on('data', onData);
+  const exited = new Promise<void>((r) => p.once('exit', () => r()));
+  return {
+    process: p,
+    pid: p.pid ?? 0,
+    output: () => text,
+    wait: (re, timeoutMs = 20_000) =>
+      new Promise((resolveWait, reject) => {
+        const timer = setTimeout(() => {
+          reject(new Error(`${cmd} ${args.join(' ')}: no line like ${re} within ${timeoutMs} ms:\n${text}`));
+        }, timeoutMs);
+        const w = {
+          re,
+          resolve: (m: RegExpExecArray) => {
+            clearTimeout(timer);
+            resolveWait(m);
+          },
+        };
+        waiters.push(w);
+        void exited.then(() => {
+          if (waiters.includes(w)) {
+            clearTimeout(timer);
+            reject(new Error(`${cmd} exited (${p.exitCode ?? p.signalCode}):\n${text}`));
+          }
+        });
+      }),
+    stop: async (graceMs = 3_000) => {
+      if (p.exitCode !== null || p.signalCode !== null) return;
+      p.kill('SIGTERM');
+      const t = setTimeout(() => p.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** Stops every child still running (at the end, or after a failure). */
+export async function stopAll(): Promise<void> {
+  await Promise.all(
+    [...children].map(
+      (p) =>
+        new Promise<void>((r) => {
+          if (p.exitCode !== null || p.signalCode !== null) return r();
+          p.once('exit', () => r());
+          p.kill('SIGTERM');
+          setTimeout(() => p.kill('SIGKILL'), 3_000).unref();
+        }),
+    ),
+  );
+}
+
+/** Runs a command to completion and returns its stdout (throws on a non-zero exit). */
+export function runOut(cmd: string, args: string[], input?: string, timeoutMs = 60_000): Promise<string> {
+  return new Promise((res, rej) => {
+    const p = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+    });
+    p.stderr.on('data', (c: Buffer) => {
+      err += c.toString();
+    });
+    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('error', rej);
+    p.on('close', (code) => {
+      clearTimeout(t);
+      if (code === 0) res(out);
+      else rej(new Error(`${cmd} ${args.join(' ')} exited with ${code}: ${err}${out}`));
+    });
+    p.stdin.on('error', () => {});
+    p.stdin.end(input ?? '');
+  });
+}
+
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen({ host, port: 0 }, () => r()));
+  const { port } = srv.address() as net.AddressInfo;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+async function portFree(port: number, host: string): Promise<boolean> {
+  return new Promise((r) => {
+    const srv = net.createServer();
+    srv.once('error', () => r(false));
+    srv.listen({ host, port, exclusive: true }, () => srv.close(() => r(true)));
+  });
+}
+
+/** `size` consecutive free ports below the ephemeral range, for a lease range. */
+export async function freePortRange(
+  size: number,
+  host = '127.0.0.1',
+): Promise<{ low: number; high: number }> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const low = 10_000 + Math.floor(Math.random() * (30_000 - size));
+    let ok = true;
+    for (let p = low; p < low + size && ok; p += size > 200 ? 7 : 1) ok = await portFree(p, host);
+    if (ok) return { low, high: low + size - 1 };
+  }
+  throw new Error('no free port range found');
+}
+
+export async function waitPort(port: number, host = '127.0.0.1', timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = net.connect({ port, host });
+      s.once('connect', () => {
+        s.destroy();
+        r(true);
+      });
+      s.once('error', () => r(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${host}:${port}`);
+    await sleep(50);
+  }
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Resident set size of a process, bytes (0 when it is gone). */
+export function rss(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** User + system CPU seconds a process has used so far. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** Descendants of a pid (e.g. the node under a taskset wrapper: taskset execs, so usually itself). */
+export function load(): [number, number, number] {
+  return loadavg() as [number, number, number];
+}
+
+export function median(xs: number[]): number {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export const round = (x: number, digits = 2) => {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+};
+
+/** A pid and all its descendants (sshd forks a child per session; its CPU time counts too). */
+export function withDescendants(pid: number): number[] {
+  const parent = new Map<number, number>();
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const f = readFileSync(`/proc/${e}/stat`, 'utf8');
+      parent.set(Number(e), Number(f.slice(f.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // gone
+    }
+  }
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) for (const [c, p] of parent) if (p === out[i]) out.push(c);
+  return out;
+}
+
+export function cpuOf(pids: number[]): number {
+  let s = 0;
+  for (const p of pids) s += cpuSeconds(p);
+  return s;
+}
+
+/** Runs a bench/lib/loadgen.mjs mode in its own process; resolves with its JSON result. */
+export async function loadgen<T>(args: (string | number)[], cpus?: string): Promise<T> {
+  const c = start(process.execPath, [join(LIB, 'loadgen.mjs'), ...args.map(String)], { cpus });
+  const m = await c.wait(/^\{.*\}$/, 600_000);
+  await c.stop();
+  return JSON.parse(m[0]) as T;
+}

@@ -1,0 +1,110 @@
+/**
+ * 5. Gateway memory per tenant: N tenants (1,000 in the full run) added through the admin API
+ * with one shared public key, then N SSH sessions from this one process, built with the
+ * connector's own session code (src/tunnel/client.ts: control channel, hello, welcome), each
+ * with 1 forward, then 4 more forwards each. Gateway RSS before, with 1 and with 5 forwards.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { silentLogger } from '../src/log/index.js';
+import { TunnelSession } from '../src/tunnel/client.js';
+import { startGateway } from './lib/paths.js';
+import { cpuSeconds, round, rss, runOut, sleep, tempDir } from './lib/procs.js';
+
+export interface MemoryResult {
+  tenants: number;
+  rss_base_mib: number;
+  rss_1_forward_mib: number;
+  rss_5_forwards_mib: number;
+  kib_per_idle_tenant: number;
+  kib_per_further_forward: number;
+  connect_s: number;
+  gateway_cpu_s_for_logins: number;
+}
+
+const KiB = 1024;
+
+async function pool<T>(
+  items: T[],
+  concurrency: number,
+  fn: (x: T, i: number) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        await fn(items[i]!, i);
+      }
+    }),
+  );
+}
+
+/** RSS after the process has settled: the lowest of a few samples over ~2 s. */
+async function settledRss(pid: number): Promise<number> {
+  await sleep(1500);
+  let low = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < 5; i++) {
+    low = Math.min(low, rss(pid));
+    await sleep(200);
+  }
+  return low;
+}
+
+export async function memory(o: { tenants: number }): Promise<MemoryResult> {
+  const n = o.tenants;
+  const gw = await startGateway({
+    ports: n * 5 + 10,
+    config: { tunnel: { listen: '127.0.0.1:0', max_unauthenticated: 512 } },
+  });
+  const sessions: TunnelSession[] = [];
+  try {
+    const dir = tempDir('tether-bench-mem-');
+    await runOut('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'bench', '-f', join(dir, 'key')]);
+    const privateKey = readFileSync(join(dir, 'key'), 'utf8');
+    const publicKey = readFileSync(join(dir, 'key.pub'), 'utf8').trim();
+    const ids = Array.from({ length: n }, (_, i) => `t${String(i).padStart(4, '0')}`);
+    await pool(ids, 8, async (id) => {
+      await gw.addTenant(id, publicKey);
+    });
+    const base = await settledRss(gw.pid);
+
+    const log = silentLogger();
+    const cpu0 = cpuSeconds(gw.pid);
+    const t0 = Date.now();
+    await pool(ids, 16, async (id) => {
+      const s = await TunnelSession.open({
+        host: '127.0.0.1',
+        port: gw.sshPort,
+        username: id,
+        privateKey,
+        verifyHostKey: () => ({ ok: true, fingerprint: gw.hostFingerprint }),
+        agent: 'tether-bench/0',
+        logger: log,
+        readyTimeout: 60_000,
+      });
+      sessions.push(s);
+      await s.forward('mem/f0');
+    });
+    const connectS = (Date.now() - t0) / 1000;
+    const cpuLogins = cpuSeconds(gw.pid) - cpu0;
+    const one = await settledRss(gw.pid);
+    await pool(sessions, 16, async (s) => {
+      for (let f = 1; f < 5; f++) await s.forward(`mem/f${f}`);
+    });
+    const five = await settledRss(gw.pid);
+    return {
+      tenants: n,
+      rss_base_mib: round(base / KiB / KiB, 1),
+      rss_1_forward_mib: round(one / KiB / KiB, 1),
+      rss_5_forwards_mib: round(five / KiB / KiB, 1),
+      kib_per_idle_tenant: round((one - base) / n / KiB, 1),
+      kib_per_further_forward: round((five - one) / (n * 4) / KiB, 1),
+      connect_s: round(connectS, 1),
+      gateway_cpu_s_for_logins: round(cpuLogins, 1),
+    };
+  } finally {
+    for (const s of sessions) s.close();
+    await gw.stop();
+  }
+}

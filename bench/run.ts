@@ -1,0 +1,544 @@
+/**
+ * `npm run bench` — Tether side by side with OpenSSH and direct loopback, in one run.
+ *
+ *   npm run bench                     full run (about 10 minutes)
+ *   npm run bench -- --quick          short version (under a minute)
+ *   npm run bench -- --only throughput,latency
+ *
+ * Sections: throughput (1 and 8 streams), latency, connections, http, slow (slow consumer),
+ * memory, cores, cluster, http-proxy (bench/http-proxy.ts) and transports (bench/transports.ts)
+ * when those files export `run({ quick })`. Prints a table, writes bench/results/latest.json and
+ * bench/results/latest.svg. The machine is shared: every figure is next to its reference from
+ * the same run, and the load average is recorded with each section.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, release } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { type ClusterResult, cluster } from './cluster.js';
+import { type ConnectionsResult, connectionRate } from './connections.js';
+import { type CoresResult, cores } from './cores.js';
+import { type HttpResult, httpRate } from './http.js';
+import { type LatencyResult, latency } from './latency.js';
+import { stopPostgres } from './lib/cluster.js';
+import { load, ROOT, removeTempDirs, round, runOut, stopAll } from './lib/procs.js';
+import { type Rig, startRig } from './lib/rig.js';
+import { type MemoryResult, memory } from './memory.js';
+import { type SlowConsumerResult, slowConsumer } from './slow-consumer.js';
+import { type Bar, ratioChart } from './svg.js';
+import { type ThroughputResult, throughput } from './throughput.js';
+
+const SECTIONS = [
+  'throughput',
+  'latency',
+  'connections',
+  'http',
+  'slow',
+  'memory',
+  'cores',
+  'cluster',
+  'http-proxy',
+  'transports',
+] as const;
+type Section = (typeof SECTIONS)[number];
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    out: { type: 'string', default: join(ROOT, 'bench/results') },
+  },
+});
+const quick = args.quick === true;
+const only = args.only ? new Set(args.only.split(',')) : undefined;
+const want = (s: Section) => (only ? only.has(s) : true);
+
+/** Durations: the full run is about 10 minutes, --quick under one. */
+const P = quick
+  ? {
+      tSeconds: 1,
+      tRounds: 1,
+      latSeconds: 2,
+      connSeconds: 1.5,
+      connRounds: 1,
+      httpSeconds: 1.5,
+      httpRounds: 1,
+      slowBytes: 32 * 2 ** 20,
+      tenants: 50,
+    }
+  : {
+      tSeconds: 4,
+      tRounds: 3,
+      latSeconds: 10,
+      connSeconds: 5,
+      connRounds: 3,
+      httpSeconds: 4,
+      httpRounds: 3,
+      slowBytes: 2 ** 30,
+      tenants: 1000,
+    };
+
+interface External {
+  file: string;
+  ran: boolean;
+  note?: string;
+  result?: unknown;
+}
+
+interface Results {
+  date: string;
+  quick: boolean;
+  machine: Record<string, unknown>;
+  load_average: { start: [number, number, number]; end?: [number, number, number] } & Record<
+    string,
+    [number, number, number]
+  >;
+  seconds: Record<string, number>;
+  throughput_1?: ThroughputResult;
+  throughput_8?: ThroughputResult;
+  latency?: LatencyResult;
+  connections?: ConnectionsResult;
+  http?: HttpResult;
+  slow_consumer?: SlowConsumerResult;
+  memory?: MemoryResult;
+  cores?: CoresResult;
+  cluster?: ClusterResult;
+  http_proxy?: External;
+  transports?: External;
+  errors: Record<string, string>;
+  targets: Array<{ name: string; target: string; measured: string; met: boolean | null }>;
+}
+
+const log = (s: string) => process.stdout.write(`${s}\n`);
+const la = () => load().map((x) => round(x, 1)) as [number, number, number];
+
+async function external(name: string, file: string): Promise<External> {
+  const path = join(ROOT, 'bench', file);
+  if (!existsSync(path)) return { file, ran: false, note: `bench/${file} is not there yet: skipped` };
+  // Importing a script without a `run` export would start its own main(): read it first.
+  if (!/export\s+(async\s+)?function\s+run\b|export\s+const\s+run\b/.test(readFileSync(path, 'utf8'))) {
+    return { file, ran: false, note: `bench/${file} does not export run({ quick }) yet: skipped` };
+  }
+  const mod = (await import(`./${file}`)) as { run: (o: { quick: boolean }) => Promise<unknown> };
+  log(`-- ${name}: bench/${file}`);
+  return { file, ran: true, result: await mod.run({ quick }) };
+}
+
+/** Finds numeric ratios (keys starting with "ratio") in an external bench's result, for the chart. */
+function ratiosOf(prefix: string, r: unknown, path = ''): Bar[] {
+  if (!r || typeof r !== 'object') return [];
+  const out: Bar[] = [];
+  for (const [k, v] of Object.entries(r as Record<string, unknown>)) {
+    if (typeof v === 'number' && /^ratio/.test(k) && !/p99|latency/.test(k)) {
+      out.push({ label: `${prefix}: ${`${path}${k}`.replace(/^ratio_?/, '').replace(/_/g, ' ')}`, value: v });
+    } else if (v && typeof v === 'object' && !Array.isArray(v))
+      out.push(...ratiosOf(prefix, v, `${path}${k}.`));
+  }
+  return out;
+}
+
+function pad(s: string | number, n: number): string {
+  return String(s).padStart(n);
+}
+
+function table(r: Results): string {
+  const rows: string[][] = [['figure', 'direct', 'OpenSSH', 'Tether', 'Tether/OpenSSH', 'Tether/direct']];
+  for (const t of [r.throughput_1, r.throughput_8]) {
+    if (!t) continue;
+    rows.push([
+      `throughput ${t.streams} stream${t.streams > 1 ? 's' : ''}, Gbit/s`,
+      String(t.gbps.direct),
+      String(t.gbps.openssh),
+      String(t.gbps.tether),
+      `${t.ratio_tether_openssh}x`,
+      `${t.ratio_tether_direct}x`,
+    ]);
+    rows.push([
+      '  tunnel CPU s per GB',
+      '-',
+      String(t.cpu_s_per_gb.openssh),
+      String(t.cpu_s_per_gb.tether),
+      `${round(t.cpu_s_per_gb.tether / t.cpu_s_per_gb.openssh)}x`,
+      '',
+    ]);
+  }
+  if (r.latency) {
+    const l = r.latency.paths;
+    for (const k of ['p50_ms', 'p99_ms', 'max_ms'] as const) {
+      rows.push([
+        `ping-pong 1 KiB @${r.latency.rate}/s ${k.replace('_ms', '')}, ms`,
+        String(l.direct[k]),
+        String(l.openssh[k]),
+        String(l.tether[k]),
+        `${round(l.tether[k] / l.openssh[k])}x`,
+        `${round(l.tether[k] / l.direct[k])}x`,
+      ]);
+    }
+  }
+  if (r.connections) {
+    const c = r.connections;
+    rows.push([
+      'new connections/s (connect, echo, close)',
+      String(c.per_s.direct),
+      String(c.per_s.openssh),
+      String(c.per_s.tether),
+      `${c.ratio_tether_openssh}x`,
+      `${round(c.per_s.tether / c.per_s.direct)}x`,
+    ]);
+  }
+  if (r.http) {
+    const h = r.http;
+    rows.push([
+      `HTTP requests/s (${h.connections} conns)`,
+      String(h.rps.direct),
+      String(h.rps.openssh),
+      String(h.rps.tether),
+      `${h.ratio_tether_openssh}x`,
+      `${h.ratio_tether_direct}x`,
+    ]);
+    rows.push([
+      '  HTTP p99, ms',
+      String(h.p99_ms.direct),
+      String(h.p99_ms.openssh),
+      String(h.p99_ms.tether),
+      '',
+      '',
+    ]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  const lines = rows.map((row) =>
+    row.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : pad(c, widths[i]!))).join('  '),
+  );
+  lines.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
+  const extra: string[] = [];
+  if (r.memory) {
+    const m = r.memory;
+    extra.push(
+      `memory: ${m.tenants} tenants: gateway RSS ${m.rss_base_mib} MiB → ${m.rss_1_forward_mib} MiB (1 forward each) → ${m.rss_5_forwards_mib} MiB (5 each): ` +
+        `${m.kib_per_idle_tenant} KiB per idle tenant, ${m.kib_per_further_forward} KiB per further forward`,
+    );
+  }
+  if (r.slow_consumer) {
+    const s = r.slow_consumer;
+    extra.push(
+      `slow consumer: ${round(s.bytes / 2 ** 20, 0)} MiB at ${round(s.achieved_rate / 1e6, 1)} MB/s: gateway RSS +${s.gateway_growth_mib} MiB, connector RSS +${s.connector_growth_mib} MiB`,
+    );
+  }
+  if (r.cores) {
+    extra.push(
+      `cores: ${r.cores.tenants} tenants in parallel: ${r.cores.runs.map((x) => `${x.gateway_cores} core(s) ${x.gbps} Gbit/s (gateway CPU ${x.gateway_cpu_percent}%)`).join(', ')}: scaling ${r.cores.scaling}x`,
+    );
+  }
+  if (r.cluster) {
+    extra.push(
+      `cluster: ${r.cluster.runs.map((x) => `${x.members} member(s): ${x.conns_per_s} conns/s, ${x.gbps} Gbit/s via ${x.throughput_via}`).join('; ')}`,
+    );
+  }
+  for (const e of [r.http_proxy, r.transports]) {
+    if (!e) continue;
+    extra.push(e.ran ? `${e.file}: ${JSON.stringify(e.result).slice(0, 400)}` : `${e.file}: ${e.note}`);
+  }
+  const targets = r.targets.map(
+    (t) =>
+      `  [${t.met === null ? ' ? ' : t.met ? 'met' : 'NOT'}] ${t.name}: target ${t.target}, measured ${t.measured}`,
+  );
+  return [...lines, '', ...extra, '', 'targets:', ...targets].join('\n');
+}
+
+function targets(r: Results): Results['targets'] {
+  const t: Results['targets'] = [];
+  const add = (name: string, target: string, measured: string, met: boolean | null) =>
+    t.push({ name, target, measured, met });
+  for (const x of [r.throughput_1, r.throughput_8]) {
+    if (x)
+      add(
+        `throughput ${x.streams} stream(s) vs OpenSSH (${'aes128-gcm'})`,
+        '>= 1.0x',
+        `${x.ratio_tether_openssh}x`,
+        x.ratio_tether_openssh >= 1,
+      );
+  }
+  if (r.connections)
+    add(
+      'new connections through the tunnel',
+      '>= 2000/s',
+      `${r.connections.per_s.tether}/s`,
+      r.connections.per_s.tether >= 2000,
+    );
+  if (r.latency)
+    add(
+      'p99 at 1,000 req/s',
+      '<= 3 ms',
+      `${r.latency.paths.tether.p99_ms} ms`,
+      r.latency.paths.tether.p99_ms <= 3,
+    );
+  if (r.memory) {
+    add(
+      'gateway memory per idle tenant',
+      '<= 32 KiB',
+      `${r.memory.kib_per_idle_tenant} KiB`,
+      r.memory.kib_per_idle_tenant <= 32,
+    );
+    add(
+      'gateway memory per further forward',
+      '<= 4 KiB',
+      `${r.memory.kib_per_further_forward} KiB`,
+      r.memory.kib_per_further_forward <= 4,
+    );
+  }
+  if (r.slow_consumer) {
+    const g = Math.max(r.slow_consumer.gateway_growth_mib, r.slow_consumer.connector_growth_mib);
+    add(
+      'slow-consumer RSS growth (gateway, connector)',
+      '<= 32 MiB',
+      `${r.slow_consumer.gateway_growth_mib} / ${r.slow_consumer.connector_growth_mib} MiB`,
+      g <= 32,
+    );
+  }
+  if (r.cores) add('8 tenants, one core → two', '>= 1.6x', `${r.cores.scaling}x`, r.cores.scaling >= 1.6);
+  return t;
+}
+
+function bars(r: Results): Bar[] {
+  const b: Bar[] = [];
+  for (const x of [r.throughput_1, r.throughput_8]) {
+    if (!x) continue;
+    const s = `${x.streams} stream${x.streams > 1 ? 's' : ''}`;
+    b.push({
+      label: `throughput ${s} vs OpenSSH`,
+      value: x.ratio_tether_openssh,
+      target: 1,
+      note: `${x.gbps.tether} vs ${x.gbps.openssh} Gbit/s`,
+    });
+    b.push({
+      label: `throughput ${s} vs direct`,
+      value: x.ratio_tether_direct,
+      note: `${x.gbps.tether} vs ${x.gbps.direct} Gbit/s`,
+    });
+  }
+  if (r.latency) {
+    const l = r.latency.paths;
+    b.push({
+      label: 'p99 latency vs OpenSSH (inverse)',
+      value: l.openssh.p99_ms / l.tether.p99_ms,
+      note: `${l.tether.p99_ms} vs ${l.openssh.p99_ms} ms`,
+    });
+    b.push({
+      label: 'p99 latency vs direct (inverse)',
+      value: l.direct.p99_ms / l.tether.p99_ms,
+      note: `${l.tether.p99_ms} vs ${l.direct.p99_ms} ms`,
+    });
+  }
+  if (r.connections) {
+    const c = r.connections.per_s;
+    b.push({
+      label: 'new connections/s vs OpenSSH',
+      value: c.tether / c.openssh,
+      note: `${c.tether} vs ${c.openssh} /s`,
+    });
+    b.push({
+      label: 'new connections/s vs target 2,000',
+      value: c.tether / 2000,
+      target: 1,
+      note: `${c.tether} /s`,
+    });
+  }
+  if (r.http) {
+    const h = r.http.rps;
+    b.push({
+      label: 'HTTP requests/s vs OpenSSH',
+      value: h.tether / h.openssh,
+      note: `${h.tether} vs ${h.openssh} /s`,
+    });
+  }
+  if (r.memory) {
+    b.push({
+      label: 'memory per idle tenant (32 KiB ÷ measured)',
+      value: 32 / r.memory.kib_per_idle_tenant,
+      target: 1,
+      note: `${r.memory.kib_per_idle_tenant} KiB`,
+    });
+    b.push({
+      label: 'memory per forward (4 KiB ÷ measured)',
+      value: 4 / Math.max(0.1, r.memory.kib_per_further_forward),
+      target: 1,
+      note: `${r.memory.kib_per_further_forward} KiB`,
+    });
+  }
+  if (r.slow_consumer) {
+    const g = Math.max(r.slow_consumer.gateway_growth_mib, r.slow_consumer.connector_growth_mib);
+    b.push({
+      label: 'slow consumer growth (32 MiB ÷ measured)',
+      value: 32 / Math.max(0.5, g),
+      target: 1,
+      note: `+${g} MiB`,
+    });
+  }
+  if (r.cores)
+    b.push({
+      label: 'one core → two (8 tenants)',
+      value: r.cores.scaling,
+      target: 1.6,
+      note: r.cores.runs.map((x) => `${x.gbps}`).join(' → ') + ' Gbit/s',
+    });
+  if (r.cluster && r.cluster.runs.length === 2) {
+    const [a, c] = r.cluster.runs as [ClusterResult['runs'][0], ClusterResult['runs'][0]];
+    b.push({
+      label: 'cluster 3 members vs 1: conns/s',
+      value: c.conns_per_s / a.conns_per_s,
+      note: `${c.conns_per_s} vs ${a.conns_per_s} /s`,
+    });
+    b.push({
+      label: 'cluster 3 members vs 1: Gbit/s (relayed)',
+      value: c.gbps / a.gbps,
+      note: `${c.gbps} vs ${a.gbps} Gbit/s`,
+    });
+  }
+  if (r.http_proxy?.ran) b.push(...ratiosOf('HTTP front door', r.http_proxy.result));
+  if (r.transports?.ran) b.push(...ratiosOf('transports', r.transports.result));
+  return b;
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const sshV = await runOut('ssh', ['-V']).catch((e: Error) => e.message);
+  const r: Results = {
+    date: new Date().toISOString(),
+    quick,
+    machine: {
+      cpus: cpus().length,
+      model: cpus()[0]?.model,
+      kernel: release(),
+      node: process.version,
+      openssh: sshV.trim(),
+      cipher: 'aes128-gcm@openssh.com (both)',
+    },
+    load_average: { start: la() },
+    seconds: {},
+    errors: {},
+    targets: [],
+  };
+  log(
+    `tether bench${quick ? ' --quick' : ''}: ${cpus().length} CPUs, load average ${la().join(' ')} (the machine is shared: figures are noisy; references are measured in the same run)`,
+  );
+  const section = async (name: string, fn: () => Promise<void>) => {
+    const t0 = Date.now();
+    try {
+      await fn();
+    } catch (e) {
+      r.errors[name] = (e as Error).stack ?? String(e);
+      log(`!! ${name} failed: ${(e as Error).message}`);
+    }
+    r.seconds[name] = round((Date.now() - t0) / 1000, 1);
+    r.load_average[name] = la();
+    log(`   ${name}: ${r.seconds[name]} s, load average ${la().join(' ')}`);
+  };
+
+  const rigSections: Section[] = ['throughput', 'latency', 'connections', 'http', 'slow'];
+  if (rigSections.some(want)) {
+    let rig: Rig | undefined;
+    await section('setup', async () => {
+      rig = await startRig();
+    });
+    if (rig) {
+      const g = rig;
+      if (want('throughput')) {
+        await section('throughput', async () => {
+          log('-- throughput (iperf3 -R), 1 stream');
+          r.throughput_1 = await throughput(g, { streams: 1, seconds: P.tSeconds, rounds: P.tRounds });
+          log(`   ${JSON.stringify(r.throughput_1.gbps)}`);
+          log('-- throughput, 8 streams');
+          r.throughput_8 = await throughput(g, { streams: 8, seconds: P.tSeconds, rounds: P.tRounds });
+          log(`   ${JSON.stringify(r.throughput_8.gbps)}`);
+        });
+      }
+      if (want('latency')) {
+        await section('latency', async () => {
+          log('-- latency: 1 KiB ping-pong at 1,000/s');
+          r.latency = await latency(g, { seconds: P.latSeconds });
+        });
+      }
+      if (want('connections')) {
+        await section('connections', async () => {
+          log('-- new connections per second');
+          r.connections = await connectionRate(g, { seconds: P.connSeconds, rounds: P.connRounds });
+        });
+      }
+      if (want('http')) {
+        await section('http', async () => {
+          log('-- HTTP requests per second');
+          r.http = await httpRate(g, { seconds: P.httpSeconds, rounds: P.httpRounds });
+        });
+      }
+      if (want('slow')) {
+        await section('slow', async () => {
+          log(`-- slow consumer: ${P.slowBytes / 2 ** 20} MiB at 10 MB/s`);
+          r.slow_consumer = await slowConsumer(g, { bytes: P.slowBytes });
+        });
+      }
+      await g.stop();
+    }
+  }
+  if (want('memory')) {
+    await section('memory', async () => {
+      log(`-- memory: ${P.tenants} tenants`);
+      r.memory = await memory({ tenants: P.tenants });
+    });
+  }
+  if (!quick || only) {
+    if (want('cores')) {
+      await section('cores', async () => {
+        log('-- cores: 8 tenants, gateway on 1 then 2 cores');
+        r.cores = await cores({ seconds: quick ? 2 : 4, rounds: quick ? 1 : 3 });
+      });
+    }
+    if (want('cluster')) {
+      await section('cluster', async () => {
+        log('-- cluster: 1 and 3 members');
+        r.cluster = await cluster({ seconds: quick ? 1.5 : 4, rounds: quick ? 1 : 2 });
+      });
+    }
+    await stopPostgres().catch(() => {});
+  }
+  if (want('http-proxy')) {
+    await section('http-proxy', async () => {
+      r.http_proxy = await external('HTTP front door vs nginx', 'http-proxy.ts');
+    });
+  }
+  if (want('transports')) {
+    await section('transports', async () => {
+      r.transports = await external('transports', 'transports.ts');
+    });
+  }
+  r.seconds.total = round((Date.now() - started) / 1000, 1);
+  r.load_average.end = la();
+  r.targets = targets(r);
+
+  mkdirSync(args.out!, { recursive: true });
+  const name = quick ? 'quick' : 'latest';
+  writeFileSync(join(args.out!, `${name}.json`), `${JSON.stringify(r, null, 2)}\n`);
+  const svg = ratioChart(
+    `Tether vs OpenSSH and direct loopback${quick ? ' (--quick)' : ''}`,
+    `${r.date.slice(0, 16).replace('T', ' ')} UTC · ${cpus().length} shared CPUs, load average ${r.load_average.start.join(' ')} → ${r.load_average.end!.join(' ')} · aes128-gcm · medians`,
+    bars(r),
+  );
+  writeFileSync(join(args.out!, `${name}.svg`), svg);
+  log('');
+  log(table(r));
+  log('');
+  log(
+    `load average: start ${r.load_average.start.join(' ')}, end ${r.load_average.end!.join(' ')}; total ${r.seconds.total} s`,
+  );
+  log(`wrote ${join(args.out!, `${name}.json`)} and ${name}.svg`);
+  if (Object.keys(r.errors).length > 0) {
+    log(`sections that failed: ${Object.keys(r.errors).join(', ')} (details in the JSON)`);
+    process.exitCode = 1;
+  }
+}
+
+try {
+  await main();
+} finally {
+  await stopAll();
+  removeTempDirs();
+}
