@@ -283,6 +283,18 @@ export class GatewayMetrics {
             f.duration_ms / 1000,
           );
         return;
+      case 'ssh_proxy.session.started':
+        this.frontDoorRequests.inc({ front_door: 'ssh_proxy', outcome: 'started' });
+        return;
+      case 'ssh_proxy.session.ended':
+        if (typeof f.duration_ms === 'number')
+          this.frontDoorDuration.observe({ front_door: 'ssh_proxy' }, f.duration_ms / 1000);
+        return;
+      case 'http_proxy.request':
+        // Logged at debug level only: seen when log.level is debug.
+        if (typeof f.ms === 'number')
+          this.frontDoorDuration.observe({ front_door: 'http_proxy' }, f.ms / 1000);
+        return;
       case 'tenant.removed':
         this.forgetTenant(str(f.tenant));
         return;
