@@ -12,7 +12,7 @@
  * Kloudless setup. Results go to bench/results/http-proxy.json.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { cpus, tmpdir } from 'node:os';
@@ -128,14 +128,57 @@ http {
 `;
 }
 
+const BARE_PROXY = `import http from 'node:http';
+const [,, listenPort, upPort, auth] = process.argv;
+const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+http.createServer((req, res) => {
+  const up = http.request({ host: '127.0.0.1', port: Number(upPort), path: req.url, method: req.method,
+    headers: { host: '127.0.0.1:' + upPort, authorization: 'Basic ' + auth }, agent }, (ures) => {
+    res.writeHead(ures.statusCode, ures.headers);
+    ures.pipe(res);
+  });
+  up.on('error', () => res.destroy());
+  up.end();
+}).listen(Number(listenPort), '127.0.0.1');
+`;
+
 interface Result {
   target: string;
+  /** CPU time the serving processes spent per request (user + system). */
+  cpu_us_per_request?: number;
   requests: number;
   errors: number;
   rps: number;
   p50_ms: number;
   p99_ms: number;
   max_ms: number;
+}
+
+/** CPU seconds (user + system) a set of processes used so far. */
+function cpuSeconds(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {}
+  }
+  return ticks / 100;
+}
+
+/** A process and its direct children (nginx: master and workers). */
+function withChildren(pid: number): number[] {
+  try {
+    const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+    return [pid, ...kids];
+  } catch {
+    return [pid];
+  }
 }
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -305,7 +348,7 @@ async function main(): Promise<void> {
     return 200 '${BODY.trimEnd()}\n'; } }`,
       ),
     );
-    start('nginx', ['-p', join(dir, 'up'), '-c', join(dir, 'up/nginx.conf')]);
+    const upstreamNginx = start('nginx', ['-p', join(dir, 'up'), '-c', join(dir, 'up/nginx.conf')]);
     await waitForPort(upPort);
 
     // nginx as a plain reverse proxy to the same upstream (keep-alive pool, as one would deploy it).
@@ -321,7 +364,7 @@ async function main(): Promise<void> {
                  proxy_set_header Authorization "Basic ${auth}"; proxy_buffering on; } }`,
       ),
     );
-    start('nginx', ['-p', join(dir, 'proxy'), '-c', join(dir, 'proxy/nginx.conf')]);
+    const proxyNginx = start('nginx', ['-p', join(dir, 'proxy'), '-c', join(dir, 'proxy/nginx.conf')]);
     await waitForPort(nginxPort);
 
     // The Tether front door: the real gateway binary.
@@ -361,14 +404,27 @@ async function main(): Promise<void> {
       }),
     );
     const prof = args.profile ? ['--cpu-prof', '--cpu-prof-dir', join(ROOT, 'bench/results')] : [];
-    start(process.execPath, [...prof, BIN, 'gateway', '-c', join(dir, 'gateway.yaml')]);
+    const gateway = start(process.execPath, [...prof, BIN, 'gateway', '-c', join(dir, 'gateway.yaml')]);
     await waitForPort(fdPort);
 
+    // node-bare: the smallest node:http keep-alive proxy, the floor for any proxy built on node:http.
+    const barePort = await freePort();
+    writeFileSync(join(dir, 'bare.mjs'), BARE_PROXY);
+    const bare = start(process.execPath, [join(dir, 'bare.mjs'), String(barePort), String(upPort), auth]);
+    await waitForPort(barePort);
     const callerAuth = { authorization: `Basic ${Buffer.from(`${EMAIL}:${TOKEN}`).toString('base64')}` };
+    // The processes whose CPU time each target costs (nginx: its workers; the gateway: itself).
+    const serverPids: Record<string, () => number[]> = {
+      direct: () => withChildren(upstreamNginx.pid!),
+      nginx: () => withChildren(proxyNginx.pid!),
+      frontdoor: () => [gateway.pid!],
+      'node-bare': () => [bare.pid!],
+    };
     const targets: Array<[string, number, Record<string, string>]> = [
       ['direct', upPort, { authorization: `Basic ${auth}` }],
       ['nginx', nginxPort, {}],
       ['frontdoor', fdPort, callerAuth],
+      ['node-bare', barePort, {}],
     ];
     // Sanity: every target answers 200 with the body.
     for (const [name, port, headers] of targets) {
@@ -381,9 +437,13 @@ async function main(): Promise<void> {
       for (const [name, port, headers] of targets) {
         if (args.only && !args.only.split(',').includes(name)) continue;
         await measure(name, port, headers, WARMUP_S, false);
+        const pids = serverPids[name]!();
+        const cpu0 = cpuSeconds(pids);
         const r = await measure(name, port, headers, DURATION_S, true);
+        r.cpu_us_per_request = Math.round(((cpuSeconds(pids) - cpu0) * 1e6) / Math.max(1, r.requests));
         process.stdout.write(
-          `round ${round + 1} ${name.padEnd(10)} ${String(r.rps).padStart(7)} req/s  p50 ${r.p50_ms.toFixed(2)} ms  p99 ${r.p99_ms.toFixed(2)} ms  errors ${r.errors}\n`,
+          `round ${round + 1} ${name.padEnd(10)} ${String(r.rps).padStart(7)} req/s  p50 ${r.p50_ms.toFixed(2)} ms  p99 ${r.p99_ms.toFixed(2)} ms  ` +
+            `server CPU ${r.cpu_us_per_request} µs/request  errors ${r.errors}\n`,
         );
         const prev = best.get(name);
         if (!prev || r.rps > prev.rps) best.set(name, r);
@@ -394,9 +454,12 @@ async function main(): Promise<void> {
     if (!nginx || !fd) return;
     const ratio = Math.round((fd.rps / nginx.rps) * 100) / 100;
     const p99Ratio = Math.round((fd.p99_ms / nginx.p99_ms) * 100) / 100;
+    const nb = best.get('node-bare');
     process.stdout.write(
       `\nbest of ${ROUNDS}: direct ${best.get('direct')?.rps} req/s, nginx ${nginx.rps} req/s (p99 ${nginx.p99_ms} ms), ` +
-        `front door ${fd.rps} req/s (p99 ${fd.p99_ms} ms)\nfront door / nginx: ${ratio}x throughput, ${p99Ratio}x p99 latency\n`,
+        `front door ${fd.rps} req/s (p99 ${fd.p99_ms} ms), node-bare ${nb?.rps} req/s (p99 ${nb?.p99_ms} ms)\n` +
+        `front door / nginx: ${ratio}x throughput, ${p99Ratio}x p99 latency` +
+        (nb ? `; front door / node-bare: ${Math.round((fd.rps / nb.rps) * 100) / 100}x throughput\n` : '\n'),
     );
     mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
     writeFileSync(
@@ -419,6 +482,7 @@ async function main(): Promise<void> {
           results: [...best.values()],
           ratio_rps_frontdoor_vs_nginx: ratio,
           ratio_p99_frontdoor_vs_nginx: p99Ratio,
+          ratio_rps_frontdoor_vs_node_bare: nb ? Math.round((fd.rps / nb.rps) * 100) / 100 : null,
         },
         null,
         2,

@@ -273,8 +273,13 @@ const route = z
     docker_registry: z.boolean().default(false),
     /** Send the caller's Host header upstream instead of the upstream's own. */
     preserve_host: z.boolean().default(false),
+    /** PEM file of the CA(s) that signed an https:// upstream's certificate (default: the system's). */
+    upstream_ca: z.string().min(1).optional(),
   })
   .superRefine((r, ctx) => {
+    if (r.upstream_ca !== undefined && !(r.to.kind === 'url' && r.to.protocol === 'https:')) {
+      ctx.addIssue({ code: 'custom', path: ['upstream_ca'], message: 'only applies to an https:// target' });
+    }
     if (r.auth.type === 'group-key' && r.to.kind !== 'tenant') {
       ctx.addIssue({ code: 'custom', path: ['auth', 'type'], message: 'group-key needs a tenant:// target' });
     }

@@ -78,10 +78,10 @@ const basic = (user: string, pass: string) => `Basic ${Buffer.from(`${user}:${pa
 const header = (e: Echo, name: string) =>
   e.headers.filter(([k]) => k.toLowerCase() === name).map(([, v]) => v);
 
-/** An upstream that answers with what it received. */
-async function startEcho() {
+/** An upstream that answers with what it received (over TLS when given a certificate). */
+async function startEcho(tls?: { cert: Buffer; key: Buffer }) {
   let requests = 0;
-  const server = http.createServer((req, res) => {
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
     requests++;
     let bodyBytes = 0;
     req.on('data', (c: Buffer) => {
@@ -99,7 +99,8 @@ async function startEcho() {
       } satisfies Echo);
       res.writeHead(200, { 'content-type': 'application/json', 'set-cookie': 'upstream=1' }).end(body);
     });
-  });
+  };
+  const server = tls ? https.createServer(tls, handler) : http.createServer(handler);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   return {
     port: (server.address() as AddressInfo).port,
@@ -372,6 +373,38 @@ describe('http-proxy: routes, authentication, sanitising and credential injectio
     assert.equal(echo.requests, before, 'nothing reached the upstream');
   });
 
+  test('Expect: 100-continue: the body is asked for only after the caller is authenticated', async () => {
+    const ask = (auth: string) =>
+      new Promise<string>((resolve, reject) => {
+        const sock = net.connect(port, '127.0.0.1', () =>
+          sock.write(
+            `PUT /echo/upload HTTP/1.1\r\nHost: a\r\nAuthorization: ${auth}\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n`,
+          ),
+        );
+        let got = '';
+        const t = setTimeout(() => reject(new Error(`no full answer: ${JSON.stringify(got)}`)), 5_000);
+        sock.on('data', (c: Buffer) => {
+          got += c.toString();
+          if (got.startsWith('HTTP/1.1 100 Continue\r\n\r\n') && !got.includes('hello')) {
+            if (!got.includes('\r\n\r\nHTTP/1.1')) sock.write('hello');
+          }
+          // The end of the answer: a JSON body with Content-Length, or the last chunk.
+          if (/\r\n\r\n\{.*\}$/s.test(got) || got.endsWith('\r\n0\r\n\r\n')) {
+            clearTimeout(t);
+            sock.destroy();
+            resolve(got);
+          }
+        });
+        sock.on('error', reject);
+      });
+    const ok = await ask(basic('alice@example.com', 'tok-alice'));
+    assert.match(ok, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK/);
+    assert.match(ok, /"bodyBytes":5/);
+    assert.doesNotMatch(ok, /"expect"/i, 'Expect is answered by the front door, not passed on');
+    const refused = await ask(basic('alice@example.com', 'tok-wrong'));
+    assert.match(refused, /^HTTP\/1\.1 401 Unauthorized/);
+  });
+
   test('the upstream credential file changes: the upstream sees the new value on the next request', async () => {
     const auth = { authorization: basic('alice@example.com', 'tok-alice') };
     const seen = async () =>
@@ -504,6 +537,7 @@ describe('http-proxy: routes, authentication, sanitising and credential injectio
 describe('http-proxy: failure throttle and TLS', () => {
   let gw: TestGateway;
   let echo: Awaited<ReturnType<typeof startEcho>>;
+  let tlsEcho: Awaited<ReturnType<typeof startEcho>>;
   let port: number;
   let ca: Buffer;
 
@@ -533,6 +567,7 @@ describe('http-proxy: failure throttle and TLS', () => {
     ]);
     assert.equal(r.code, 0, r.stderr);
     ca = readFileSync(cert);
+    tlsEcho = await startEcho({ cert: ca, key: readFileSync(key) });
     const tokens = join(dir, 'tokens');
     writeFileSync(tokens, `${await hashLine('alice@example.com', 'tok-alice')}\n`);
     gw = await startGateway({
@@ -547,6 +582,12 @@ describe('http-proxy: failure throttle and TLS', () => {
               to: `http://127.0.0.1:${echo.port}`,
               auth: { type: 'basic-token', verify: { type: 'static', file: tokens } },
             },
+            {
+              path_prefix: '/tls',
+              to: `https://127.0.0.1:${tlsEcho.port}`,
+              upstream_ca: cert,
+              auth: { type: 'none' },
+            },
           ],
         },
       },
@@ -557,12 +598,13 @@ describe('http-proxy: failure throttle and TLS', () => {
   after(async () => {
     await gw?.stop();
     await echo?.close();
+    await tlsEcho?.close();
   });
 
-  const get = (auth: string) =>
+  const get = (auth: string, path = '/x') =>
     new Promise<Answer>((resolve, reject) => {
       const r = https.request(
-        { host: '127.0.0.1', port, path: '/x', ca, headers: { authorization: auth }, agent: false },
+        { host: '127.0.0.1', port, path, ca, headers: { authorization: auth }, agent: false },
         (res) => {
           let body = '';
           res.on('data', (c: Buffer) => {
@@ -580,6 +622,12 @@ describe('http-proxy: failure throttle and TLS', () => {
     assert.equal(r.status, 200);
     const e = JSON.parse(r.body) as Echo;
     assert.deepEqual(header(e, 'x-forwarded-proto'), ['https']);
+  });
+
+  test('an https:// upstream is verified against upstream_ca', async () => {
+    const r = await get('', '/tls/page');
+    assert.equal(r.status, 200, r.body);
+    assert.equal((JSON.parse(r.body) as Echo).url, '/tls/page');
   });
 
   test('too many wrong tokens from one address: 429 with Retry-After, even for the right token', async () => {

@@ -1,8 +1,10 @@
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import client from 'prom-client';
 import type { HttpProxyConfig, HttpProxyRouteConfig } from '../../config/http-proxy.js';
 import type { Clock } from '../../core/clock.js';
+import { TetherError } from '../../errors/index.js';
 import type { Component, GatewayContext } from '../../gateway/index.js';
 import type { Logger } from '../../log/index.js';
 import { RouteAuthenticator } from './caller-auth.js';
@@ -21,6 +23,20 @@ interface BuildDeps {
   clock: Clock;
   log: Logger;
   groupKeys?: GatewayContext['groupKeys'];
+}
+
+function readCa(file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    throw new TetherError(
+      'UPSTREAM_CA_UNREADABLE',
+      `cannot read upstream_ca ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
+      {
+        status: 400,
+      },
+    );
+  }
 }
 
 /** Static verifiers are shared per file, so two routes on one file reload it once. */
@@ -68,7 +84,10 @@ export function prepareRoutes(cfg: HttpProxyConfig, deps: BuildDeps): PreparedRo
       agent:
         r.to.kind === 'url'
           ? r.to.protocol === 'https:'
-            ? new https.Agent(agentOpts)
+            ? new https.Agent({
+                ...agentOpts,
+                ca: r.upstream_ca === undefined ? undefined : readCa(r.upstream_ca),
+              })
             : new http.Agent(agentOpts)
           : undefined,
     };
