@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import { TetherError } from '../errors/index.js';
 import type { RepoMeta } from '../store/types.js';
 import type { Clock } from './clock.js';
+import type { Admission, TrafficLimits } from './limits.js';
 
 /** One connector's offer of a forward: how to open a stream to it. */
 export interface ForwardEndpoint {
@@ -74,6 +75,11 @@ export class ForwardRegistry extends EventEmitter {
   private remotePorts = new Map<number, RemoteForward>();
   /** Opens a connection to another member's lease port (set by the cluster module). */
   remoteOpener?: (r: RemoteForward, origin: { address: string; port: number }) => Promise<Duplex>;
+  /** Caps, quotas, bandwidth and byte accounting per tenant (set by the gateway). */
+  limits?: TrafficLimits;
+  /** Connections open or opening here, by tenant (remote ones are counted by their member). */
+  private readonly tenantOpen = new Map<string, number>();
+  private openTotal = 0;
 
   constructor(private readonly clock: Clock) {
     super();
@@ -209,16 +215,39 @@ export class ForwardRegistry extends EventEmitter {
     return true;
   }
 
-  /** Round robin over the healthy endpoints. */
-  pick(f: LiveForward): ForwardEndpoint | undefined {
-    const healthy = f.endpoints.filter((e) => !e.withdrawn);
+  /** Connections open (or opening) on this member right now, of one tenant or of all. */
+  openConnections(tenant?: string): number {
+    return tenant === undefined ? this.openTotal : (this.tenantOpen.get(tenant) ?? 0);
+  }
+
+  /**
+   * The endpoint for the next connection: round robin over the healthy ones (not withdrawn,
+   * not in `exclude`), or the one with the fewest connections when the tenant's balance is
+   * least-connections (ties in turn).
+   */
+  pick(f: LiveForward, exclude?: ReadonlySet<ForwardEndpoint>): ForwardEndpoint | undefined {
+    const healthy = f.endpoints.filter((e) => !e.withdrawn && !exclude?.has(e));
     if (healthy.length === 0) return undefined;
-    const e = healthy[f.rr % healthy.length]!;
+    let pool = healthy;
+    if (healthy.length > 1 && this.limits?.balance(f.tenant) === 'least-connections') {
+      const least = Math.min(...healthy.map((e) => e.connections));
+      pool = healthy.filter((e) => e.connections === least);
+    }
+    const e = pool[f.rr % pool.length]!;
     f.rr = (f.rr + 1) % 1_000_000;
     return e;
   }
 
-  /** Opens a connection to whichever connector serves this forward. */
+  private hasHealthy(f: LiveForward): boolean {
+    return f.endpoints.some((e) => !e.withdrawn);
+  }
+
+  /**
+   * Opens a connection to whichever connector serves this forward. Every front door comes
+   * through here: the tenant's connection caps and traffic quota are checked first (a
+   * refusal says why), then a healthy connector is picked; when it does not accept, the next
+   * one is tried. The stream is metered when the tenant has a bandwidth cap or a quota.
+   */
   async open(
     tenant: string,
     label: string,
@@ -226,7 +255,7 @@ export class ForwardRegistry extends EventEmitter {
   ): Promise<OpenedConnection> {
     const f = this.get(tenant, label);
     const remote = this.remoteOf(tenant, label);
-    if ((!f || !this.pick(f)) && remote.length > 0 && this.remoteOpener) {
+    if ((!f || !this.hasHealthy(f)) && remote.length > 0 && this.remoteOpener) {
       return this.openRemote(tenant, label, remote, origin);
     }
     if (!f)
@@ -234,20 +263,44 @@ export class ForwardRegistry extends EventEmitter {
         status: 503,
         retryable: true,
       });
+    if (!this.hasHealthy(f)) throw withdrawn(tenant, label);
+    const admission = this.limits?.admit(tenant, label, {
+      tenant: this.tenantOpen.get(tenant) ?? 0,
+      repository: f.connections,
+    });
+    // Reserve the slot before waiting, so concurrent opens cannot all pass a cap.
+    f.connections++;
+    this.tenantOpen.set(tenant, (this.tenantOpen.get(tenant) ?? 0) + 1);
+    this.openTotal++;
+    const release = () => {
+      f.connections--;
+      const n = (this.tenantOpen.get(tenant) ?? 1) - 1;
+      if (n > 0) this.tenantOpen.set(tenant, n);
+      else this.tenantOpen.delete(tenant);
+      this.openTotal--;
+    };
     const t0 = this.clock.now();
     const tried = new Set<ForwardEndpoint>();
     let lastErr: unknown;
     for (;;) {
-      const e = this.pick(f);
-      if (!e || tried.has(e)) break;
+      const e = this.pick(f, tried);
+      if (!e) break;
       tried.add(e);
+      e.connections++;
       try {
         const stream = await e.open(origin);
-        return this.track(f, e, stream, { origin, setupMs: this.clock.now() - t0 });
+        return this.track(f, e, admission ? admission.wrap(stream) : stream, {
+          origin,
+          setupMs: this.clock.now() - t0,
+          release,
+          admission,
+        });
       } catch (err) {
+        e.connections--;
         lastErr = err;
       }
     }
+    release();
     if (lastErr) {
       throw new TetherError(
         'FORWARD_OPEN_FAILED',
@@ -259,11 +312,7 @@ export class ForwardRegistry extends EventEmitter {
         },
       );
     }
-    throw new TetherError(
-      'FORWARD_WITHDRAWN',
-      `repository ${label} of ${tenant} is unavailable (its connectors cannot reach it)`,
-      { status: 503, retryable: true },
-    );
+    throw withdrawn(tenant, label);
   }
 
   private async openRemote(
@@ -329,13 +378,22 @@ export class ForwardRegistry extends EventEmitter {
     f: LiveForward,
     e: ForwardEndpoint,
     stream: Duplex,
-    info: { origin?: { address: string; port: number }; setupMs?: number } = {},
+    info: {
+      origin?: { address: string; port: number };
+      setupMs?: number;
+      /** Set for local connections: their slot was reserved (and counted) by open(). */
+      release?: () => void;
+      admission?: Admission;
+    } = {},
   ): OpenedConnection {
-    f.connections++;
+    const { release, admission, ...event } = info;
+    if (!release) {
+      f.connections++;
+      e.connections++;
+    }
     f.totalConnections++;
-    e.connections++;
     const startedAt = this.clock.now();
-    this.emit('connection', { type: 'opened', forward: f, ...info });
+    this.emit('connection', { type: 'opened', forward: f, ...event });
     let closed = false;
     return {
       stream,
@@ -344,8 +402,12 @@ export class ForwardRegistry extends EventEmitter {
       close: (bytesIn: number, bytesOut: number) => {
         if (closed) return;
         closed = true;
-        f.connections--;
         e.connections--;
+        if (release) {
+          release();
+          // A metered stream has counted its bytes as they passed.
+          if (!admission?.metered) this.limits?.account(f.tenant, f.label, bytesIn, bytesOut);
+        } else f.connections--;
         f.bytesIn += bytesIn;
         f.bytesOut += bytesOut;
         this.emit('connection', {
@@ -358,4 +420,12 @@ export class ForwardRegistry extends EventEmitter {
       },
     };
   }
+}
+
+function withdrawn(tenant: string, label: string): TetherError {
+  return new TetherError(
+    'FORWARD_WITHDRAWN',
+    `repository ${label} of ${tenant} is unavailable (its connectors cannot reach it)`,
+    { status: 503, retryable: true },
+  );
 }

@@ -1,0 +1,141 @@
+import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
+import { describe, test } from 'node:test';
+import { FakeClock, tempStore } from '../../test/helpers/core.js';
+import { isTetherError } from '../errors/index.js';
+import { silentLogger } from '../log/index.js';
+import { type ForwardEndpoint, ForwardRegistry, type LiveSession } from './forward-registry.js';
+import { TrafficLimits } from './limits.js';
+import { MeteredDuplex } from './token-bucket.js';
+
+const origin = { address: '127.0.0.1', port: 1 };
+
+function session(id: string): LiveSession {
+  return {
+    id,
+    tenant: 'acme',
+    source: `10.0.0.${id}:22`,
+    since: 0,
+    fingerprint: '',
+    agent: 'test',
+    end() {},
+  };
+}
+
+function endpoint(id: string, served: string[], fail = false): ForwardEndpoint {
+  return {
+    session: session(id),
+    connections: 0,
+    open: async () => {
+      if (fail) throw new Error('channel open failed');
+      served.push(id);
+      return new PassThrough();
+    },
+  };
+}
+
+async function registryWithLimits() {
+  const store = await tempStore();
+  const now = new Date().toISOString();
+  await store.insertTenant({ id: 'acme', quota: 20, created_at: now, updated_at: now });
+  const clock = new FakeClock();
+  const limits = new TrafficLimits(store, clock, silentLogger());
+  await limits.start();
+  const registry = new ForwardRegistry(clock);
+  registry.limits = limits;
+  return { store, limits, registry };
+}
+
+describe('ForwardRegistry: several connectors for one label', () => {
+  test('round robin alternates between two connectors', async () => {
+    const r = new ForwardRegistry(new FakeClock());
+    const served: string[] = [];
+    r.add('acme', 'g/web', 3000, endpoint('1', served), null);
+    r.add('acme', 'g/web', 3000, endpoint('2', served), null);
+    for (let i = 0; i < 6; i++) (await r.open('acme', 'g/web', origin)).close(0, 0);
+    assert.deepEqual(served, ['1', '2', '1', '2', '1', '2']);
+  });
+
+  test('a connector that does not accept is skipped: the next one gets the connection', async () => {
+    const r = new ForwardRegistry(new FakeClock());
+    const served: string[] = [];
+    r.add('acme', 'g/web', 3000, endpoint('1', served, true), null);
+    r.add('acme', 'g/web', 3000, endpoint('2', served), null);
+    for (let i = 0; i < 4; i++) (await r.open('acme', 'g/web', origin)).close(0, 0);
+    assert.deepEqual(served, ['2', '2', '2', '2']);
+    assert.equal(r.get('acme', 'g/web')!.connections, 0);
+    assert.equal(r.openConnections(), 0);
+  });
+
+  test('withdrawn connectors get nothing; all withdrawn is FORWARD_WITHDRAWN; removing one keeps the lease', async () => {
+    const r = new ForwardRegistry(new FakeClock());
+    const served: string[] = [];
+    const a = endpoint('1', served);
+    const b = endpoint('2', served);
+    assert.equal(r.add('acme', 'g/web', 3000, a, null), true);
+    assert.equal(r.add('acme', 'g/web', 3000, b, null), false);
+    a.withdrawn = 'health check failed';
+    for (let i = 0; i < 3; i++) (await r.open('acme', 'g/web', origin)).close(0, 0);
+    assert.deepEqual(served, ['2', '2', '2']);
+    b.withdrawn = 'destination unreachable';
+    await assert.rejects(r.open('acme', 'g/web', origin), (e: unknown) =>
+      isTetherError(e, 'FORWARD_WITHDRAWN'),
+    );
+    a.withdrawn = undefined;
+    assert.equal(r.remove('acme', 'g/web', a), false, 'the lease stays while a connector is left');
+    assert.equal(r.byPort(3000)?.label, 'g/web');
+    assert.equal(r.remove('acme', 'g/web', b), true);
+  });
+
+  test('least connections: new connections go to the connector with the fewest open', async () => {
+    const { registry: r, limits, store } = await registryWithLimits();
+    await limits.change('acme', '', { balance: 'least-connections' });
+    const served: string[] = [];
+    r.add('acme', 'g/web', 3000, endpoint('1', served), null);
+    r.add('acme', 'g/web', 3000, endpoint('2', served), null);
+    const held = await r.open('acme', 'g/web', origin); // on 1
+    for (let i = 0; i < 3; i++) (await r.open('acme', 'g/web', origin)).close(0, 0);
+    assert.deepEqual(served, ['1', '2', '2', '2']);
+    held.close(0, 0);
+    await limits.stop();
+    await store.close();
+  });
+
+  test('caps are checked before a connector is asked; concurrent opens cannot all pass', async () => {
+    const { registry: r, limits, store } = await registryWithLimits();
+    await limits.change('acme', '', { maxConnections: 3 });
+    const served: string[] = [];
+    r.add('acme', 'g/web', 3000, endpoint('1', served), null);
+    const results = await Promise.allSettled(
+      Array.from({ length: 5 }, () => r.open('acme', 'g/web', origin)),
+    );
+    const ok = results.filter((x) => x.status === 'fulfilled');
+    const refused = results.filter((x) => x.status === 'rejected') as PromiseRejectedResult[];
+    assert.equal(ok.length, 3);
+    assert.equal(refused.length, 2);
+    assert.equal((refused[0]!.reason as Error).message, 'too many connections (3 of 3)');
+    assert.equal(r.openConnections('acme'), 3);
+    for (const x of ok)
+      (x as PromiseFulfilledResult<{ close(a: number, b: number): void }>).value.close(10, 20);
+    assert.equal(r.openConnections('acme'), 0);
+    assert.equal(limits.view('acme').usage.bytes, 90, 'unmetered connections count at close');
+    assert.ok(await r.open('acme', 'g/web', origin));
+    await limits.stop();
+    await store.close();
+  });
+
+  test('a capped tenant gets a metered stream; its bytes count as they pass, not again at close', async () => {
+    const { registry: r, limits, store } = await registryWithLimits();
+    await limits.change('acme', '', { bandwidthDown: 10_000_000 });
+    r.add('acme', 'g/web', 3000, endpoint('1', []), null);
+    const c = await r.open('acme', 'g/web', origin);
+    assert.ok(c.stream instanceof MeteredDuplex);
+    c.stream.write(Buffer.alloc(100));
+    await new Promise((res) => setImmediate(res));
+    c.close(100, 0);
+    assert.equal(limits.view('acme').usage.bytes_in, 100);
+    c.stream.destroy();
+    await limits.stop();
+    await store.close();
+  });
+});
