@@ -54,6 +54,7 @@ describe('http-proxy caller authentication', () => {
       ok: false,
       message: 'invalid credentials',
       presented: true,
+      user: 'alice@example.com',
     });
     assert.equal((await a.authenticate(`Basic ${b64(':good')}`)).ok, false);
     assert.equal((await a.authenticate('Bearer good')).ok, false);

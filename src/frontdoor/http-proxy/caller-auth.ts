@@ -30,7 +30,7 @@ export function parseAuthorization(h: string | undefined): Presented | 'malforme
 export type AuthOutcome =
   | { ok: true; subject: string | null; scopes: readonly string[] | null }
   /** `presented`: the caller sent credentials that were wrong (counts toward the throttle). */
-  | { ok: false; message: string; presented: boolean };
+  | { ok: false; message: string; presented: boolean; user?: string };
 
 /** Authenticates callers of one route; verifier failures surface as 503 TetherErrors. */
 export class RouteAuthenticator {
@@ -89,7 +89,7 @@ export class RouteAuthenticator {
     if ('missing' in c) return { ok: false, message: c.missing, presented: false };
     if ('wrong' in c) return { ok: false, message: c.wrong, presented: true };
     const v = await this.verifier.verify(c);
-    if (!v.ok) return { ok: false, message: 'invalid credentials', presented: true };
+    if (!v.ok) return { ok: false, message: 'invalid credentials', presented: true, user: c.username };
     return { ok: true, subject: v.subject, scopes: v.scopes };
   }
 }

@@ -265,7 +265,13 @@ export class HttpFrontDoor {
             this.throttle.fail(source);
             this.deps.onAuthFailure?.(route.name);
             this.deps.log.info(
-              { event: 'http_proxy.auth_failed', route: route.name, source, reason: outcome.message },
+              {
+                event: 'http_proxy.auth_failed',
+                route: route.name,
+                source,
+                user: outcome.user,
+                reason: outcome.message,
+              },
               `refused a caller of route ${route.name}: ${outcome.message}`,
             );
           }
@@ -298,6 +304,7 @@ export class HttpFrontDoor {
         {
           event: 'http_proxy.denied',
           route: route.name,
+          source: req.socket.remoteAddress,
           subject: who.subject,
           path: target.path,
           reason: decision.message,
