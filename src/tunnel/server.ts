@@ -21,7 +21,9 @@ import {
   type GatewayMessage,
   JsonLineDecoder,
 } from './control-protocol.js';
+import { coalesceWrites } from './pipe.js';
 import { sendSshDebug } from './ssh-debug.js';
+import { routePlainPort } from './transports/sniff.js';
 
 const { Server, utils } = ssh2;
 
@@ -57,8 +59,14 @@ export class TunnelServer {
   private readonly netServers: net.Server[] = [];
   private readonly sockets = new Set<net.Socket | Duplex>();
   private readonly mutex = new KeyedMutex();
-  private unauthenticated = 0;
+  /**
+   * Connections not authenticated yet, from the moment they are accepted: one that never even
+   * sends its SSH identification counts against the cap and meets the auth timeout too.
+   */
+  private readonly pending = new Map<net.Socket | Duplex, { timer: unknown; client?: Connection }>();
   private closing = false;
+  /** Takes TLS that arrives on the plain SSH port; set by the TLS transport (src/tunnel/transports). */
+  tlsOnSshPort: ((socket: net.Socket) => void) | undefined;
 
   constructor(
     private readonly opts: TunnelServerOptions,
@@ -81,7 +89,9 @@ export class TunnelServer {
 
   /** Listens for plain SSH on host:port (0 = any free port). */
   async listen(host: string, port: number): Promise<net.AddressInfo> {
-    const srv = net.createServer({ noDelay: true, pauseOnConnect: true }, (s) => this.accept(s));
+    const srv = net.createServer({ noDelay: true, pauseOnConnect: true }, (s) => {
+      void routePlainPort(s, { ssh: (x) => this.accept(x), tls: this.tlsOnSshPort, log: this.deps.log });
+    });
     this.netServers.push(srv);
     await new Promise<void>((resolve, reject) => {
       srv.once('error', reject);
@@ -95,7 +105,7 @@ export class TunnelServer {
 
   /** Takes a connected transport (TCP, TLS or WebSocket stream) and speaks SSH on it. */
   accept(socket: net.Socket | Duplex, remote?: { ip: string; port: number }): void {
-    if (this.closing || this.unauthenticated >= this.opts.maxUnauthenticated) {
+    if (this.closing || this.pending.size >= this.opts.maxUnauthenticated) {
       this.deps.log.warn(
         {
           event: 'tunnel.refused',
@@ -106,9 +116,28 @@ export class TunnelServer {
       socket.destroy();
       return;
     }
-    if (socket instanceof net.Socket) socket.setNoDelay(true);
+    if (socket instanceof net.Socket) {
+      socket.setNoDelay(true);
+      coalesceWrites(socket);
+    }
     this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
+    const { clock, log } = this.deps;
+    const ip = remote?.ip ?? (socket as net.Socket).remoteAddress;
+    const source = `${ip}:${remote?.port ?? (socket as net.Socket).remotePort}`;
+    const entry: { timer: unknown; client?: Connection } = {
+      timer: clock.setTimeout(() => {
+        log.info({ event: 'tunnel.auth_timeout', source }, 'connection closed: no authentication in time');
+        if (entry.client) {
+          entry.client.end();
+          destroySocket(entry.client);
+        } else socket.destroy();
+      }, this.opts.authTimeout),
+    };
+    this.pending.set(socket, entry);
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      this.authenticated(socket);
+    });
     socket.on('error', () => {});
     const ssh = this.ssh as unknown as { injectSocket(s: Duplex): void };
     if (remote && !(socket instanceof net.Socket)) {
@@ -116,6 +145,14 @@ export class TunnelServer {
     }
     ssh.injectSocket(socket);
     if (socket instanceof net.Socket) socket.resume();
+  }
+
+  /** The connection on this socket authenticated (or closed): its auth timer and slot go. */
+  private authenticated(socket: unknown): void {
+    const entry = this.pending.get(socket as net.Socket);
+    if (!entry) return;
+    this.deps.clock.clearTimeout(entry.timer);
+    this.pending.delete(socket as net.Socket);
   }
 
   async close(): Promise<void> {
@@ -126,22 +163,12 @@ export class TunnelServer {
   }
 
   private onClient(client: Connection, info: { ip: string; port: number }): void {
-    const { log, clock } = this.deps;
+    const { log } = this.deps;
     const source = `${info.ip}:${info.port}`;
     const ip = info.ip;
-    this.unauthenticated++;
-    let counted = true;
-    const uncount = () => {
-      if (counted) {
-        counted = false;
-        this.unauthenticated--;
-      }
-    };
-    const authTimer = clock.setTimeout(() => {
-      log.info({ event: 'tunnel.auth_timeout', source }, 'connection closed: no authentication in time');
-      client.end();
-      destroySocket(client);
-    }, this.opts.authTimeout);
+    const sock = (client as unknown as { _sock?: unknown })._sock;
+    const entry = this.pending.get(sock as net.Socket);
+    if (entry) entry.client = client;
 
     let tenant = '';
     let fingerprint = '';
@@ -198,8 +225,7 @@ export class TunnelServer {
     });
 
     client.on('ready', () => {
-      clock.clearTimeout(authTimer);
-      uncount();
+      this.authenticated(sock);
       if (enrolling) {
         this.onEnrollSession(client, source, enrollKeyLine);
         return;
@@ -207,10 +233,7 @@ export class TunnelServer {
       this.onTenantSession(client, source, tenant, fingerprint);
     });
 
-    client.on('close', () => {
-      clock.clearTimeout(authTimer);
-      uncount();
-    });
+    client.on('close', () => this.authenticated(sock));
   }
 
   private async authenticate(
