@@ -21,9 +21,7 @@ import {
   type GatewayMessage,
   JsonLineDecoder,
 } from './control-protocol.js';
-import { coalesceWrites } from './pipe.js';
 import { sendSshDebug } from './ssh-debug.js';
-import { routePlainPort } from './transports/sniff.js';
 
 const { Server, utils } = ssh2;
 
@@ -65,8 +63,6 @@ export class TunnelServer {
    */
   private readonly pending = new Map<net.Socket | Duplex, { timer: unknown; client?: Connection }>();
   private closing = false;
-  /** Takes TLS that arrives on the plain SSH port; set by the TLS transport (src/tunnel/transports). */
-  tlsOnSshPort: ((socket: net.Socket) => void) | undefined;
 
   constructor(
     private readonly opts: TunnelServerOptions,
@@ -89,9 +85,7 @@ export class TunnelServer {
 
   /** Listens for plain SSH on host:port (0 = any free port). */
   async listen(host: string, port: number): Promise<net.AddressInfo> {
-    const srv = net.createServer({ noDelay: true, pauseOnConnect: true }, (s) => {
-      void routePlainPort(s, { ssh: (x) => this.accept(x), tls: this.tlsOnSshPort, log: this.deps.log });
-    });
+    const srv = net.createServer({ noDelay: true, pauseOnConnect: true }, (s) => this.accept(s));
     this.netServers.push(srv);
     await new Promise<void>((resolve, reject) => {
       srv.once('error', reject);
@@ -116,10 +110,7 @@ export class TunnelServer {
       socket.destroy();
       return;
     }
-    if (socket instanceof net.Socket) {
-      socket.setNoDelay(true);
-      coalesceWrites(socket);
-    }
+    if (socket instanceof net.Socket) socket.setNoDelay(true);
     this.sockets.add(socket);
     const { clock, log } = this.deps;
     const ip = remote?.ip ?? (socket as net.Socket).remoteAddress;
