@@ -15,6 +15,7 @@ import type { Logger } from '../log/index.js';
 import { type IncomingConnection, type TunnelClientOptions, TunnelSession } from '../tunnel/client.js';
 import type { RepoMetaMessage } from '../tunnel/control-protocol.js';
 import { Backoff } from './backoff.js';
+import { HealthChecks } from './health.js';
 import { type LoadedKey, readPrivateKey } from './key-file.js';
 import { checkHostKey } from './known-hosts.js';
 import { dialDestination, relayChannel } from './relay.js';
@@ -116,6 +117,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
   private readonly openSession: (opts: TunnelClientOptions) => Promise<TunnelSession>;
   private readonly dial: (host: string, port: number, timeoutMs: number) => Promise<Socket>;
   private readonly probeInterval: number;
+  private readonly health: HealthChecks;
 
   constructor(private readonly deps: ConnectorDeps) {
     super();
@@ -132,6 +134,19 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       random: deps.random,
     });
     for (const r of this.cfg.repositories) this.repos.set(r.label, this.newRepo(r));
+    this.health = new HealthChecks({
+      clock: this.clock,
+      dial: this.dial,
+      onResult: (label, ok, reason) => this.onHealth(label, ok, reason),
+    });
+  }
+
+  /** A health check result: withdraw the repository when it fails, restore it when it passes. */
+  private onHealth(label: string, ok: boolean, reason: string | null): void {
+    const r = this.repos.get(label);
+    if (!r || this.stopped) return;
+    if (ok && r.state === 'unreachable') this.markReachable(r);
+    else if (!ok) this.markUnreachable(r, `health check failed: ${destinationOf(r.cfg)}: ${reason}`);
   }
 
   get config(): ConnectConfig {
@@ -180,6 +195,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       },
       'connector starting',
     );
+    for (const r of this.repos.values()) this.health.set(r.cfg);
     void this.connect();
   }
 
@@ -188,6 +204,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     this.stopped = true;
     this.state = 'stopped';
     this.backoff.cancel();
+    this.health.stop();
     for (const r of this.repos.values()) this.stopProbe(r);
     const s = this.session;
     this.session = undefined;
@@ -483,6 +500,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
   }
 
   private scheduleProbe(r: Repo): void {
+    if (this.health.has(r.cfg.label)) return; // its health check decides when it is back
     r.probe = this.clock.setTimeout(() => {
       r.probe = undefined;
       if (this.stopped || this.repos.get(r.cfg.label) !== r || r.state !== 'unreachable') return;
@@ -551,6 +569,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       this.repos.delete(label);
       r.gen++;
       this.stopProbe(r);
+      this.health.remove(label);
       result.removed.push(label);
       if (this.session && r.leasePort !== null && r.leasedOn === this.session) {
         this.session.unforward(label, r.leasePort).catch((e: Error) => {
@@ -602,6 +621,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       },
       'configuration reloaded',
     );
+    if (!this.stopped) for (const r of this.repos.values()) this.health.set(r.cfg);
     if (reconnect && !this.stopped) {
       const s = this.session;
       this.session = undefined;
