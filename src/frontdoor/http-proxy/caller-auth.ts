@@ -1,5 +1,5 @@
 import type { RouteAuthConfig } from '../../config/http-proxy.js';
-import type { CallerCredential, Verifier } from './verifiers/types.js';
+import type { CallerCredential, Verdict, Verifier } from './verifiers/types.js';
 
 /** What the caller put in its Authorization header. */
 export type Presented =
@@ -32,13 +32,21 @@ export type AuthOutcome =
   /** `presented`: the caller sent credentials that were wrong (counts toward the throttle). */
   | { ok: false; message: string; presented: boolean; user?: string };
 
+function outcome(v: Verdict, c: CallerCredential): AuthOutcome {
+  return v.ok
+    ? { ok: true, subject: v.subject, scopes: v.scopes }
+    : { ok: false, message: 'invalid credentials', presented: true, user: c.username };
+}
+
 /** Authenticates callers of one route; verifier failures surface as 503 TetherErrors. */
 export class RouteAuthenticator {
   readonly challenge: string | undefined;
 
   constructor(
     private readonly cfg: RouteAuthConfig,
-    private readonly verifier: (Verifier & { clear?(): void }) | undefined,
+    private readonly verifier:
+      | (Verifier & { clear?(): void; check?(c: CallerCredential): Verdict | Promise<Verdict> })
+      | undefined,
     defaultRealm: string,
   ) {
     const realm = cfg.realm ?? defaultRealm;
@@ -84,12 +92,16 @@ export class RouteAuthenticator {
   }
 
   async authenticate(header: string | undefined): Promise<AuthOutcome> {
+    return this.check(header);
+  }
+
+  /** Like `authenticate`, but answers at once (no promise) when the verdict is cached. */
+  check(header: string | undefined): AuthOutcome | Promise<AuthOutcome> {
     if (this.cfg.type === 'none' || !this.verifier) return { ok: true, subject: null, scopes: null };
     const c = this.credential(header);
     if ('missing' in c) return { ok: false, message: c.missing, presented: false };
     if ('wrong' in c) return { ok: false, message: c.wrong, presented: true };
-    const v = await this.verifier.verify(c);
-    if (!v.ok) return { ok: false, message: 'invalid credentials', presented: true, user: c.username };
-    return { ok: true, subject: v.subject, scopes: v.scopes };
+    const v = this.verifier.check ? this.verifier.check(c) : this.verifier.verify(c);
+    return v instanceof Promise ? v.then((x) => outcome(x, c)) : outcome(v, c);
   }
 }

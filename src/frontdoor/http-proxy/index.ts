@@ -112,11 +112,21 @@ export function httpProxyComponent(ctx: GatewayContext): Component | undefined {
         labelNames: ['route', 'status'],
         registers: [ctx.metrics.registry],
       });
+      const children = new Map<string, ReturnType<typeof requests.labels>>();
       const deps: FrontDoorDeps = {
         registry: ctx.registry,
         clock: ctx.clock,
         log,
-        onResponse: (route, status) => requests.inc({ route, status: String(status) }),
+        onResponse: (route, status) => {
+          // One child per (route, status), so the hot path does no label hashing.
+          const k = `${route} ${status}`;
+          let c = children.get(k);
+          if (!c) {
+            c = requests.labels(route, String(status));
+            children.set(k, c);
+          }
+          c.inc();
+        },
         onAuthFailure: () => ctx.metrics.authFailures.inc({ reason: 'http_proxy' }),
       };
       // Group keys rotate and tenants go away: forget cached answers at once.

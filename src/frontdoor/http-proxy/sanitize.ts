@@ -60,19 +60,27 @@ export function isRepeated(rawHeaders: readonly string[], name: string): boolean
   return false;
 }
 
-function connectionTokens(rawHeaders: readonly string[]): Set<string> | undefined {
-  let out: Set<string> | undefined;
-  for (let i = 0; i < rawHeaders.length; i += 2) {
-    if (rawHeaders[i]!.toLowerCase() !== 'connection') continue;
-    for (const t of rawHeaders[i + 1]!.split(',')) {
-      const tok = t.trim().toLowerCase();
-      if (tok && tok !== 'close' && tok !== 'keep-alive') {
-        out ??= new Set();
-        out.add(tok);
-      }
+/** Header names a Connection header value lists (other than close / keep-alive). */
+function listedTokens(value: string, into: Set<string> | undefined): Set<string> | undefined {
+  for (const t of value.split(',')) {
+    const tok = t.trim().toLowerCase();
+    if (tok && tok !== 'close' && tok !== 'keep-alive') {
+      into ??= new Set();
+      into.add(tok);
     }
   }
-  return out;
+  return into;
+}
+
+/** Removes the headers a Connection header listed (rare, so done after the main pass). */
+function dropListed(out: string[], from: number, listed: Set<string> | undefined): string[] {
+  if (!listed) return out;
+  const kept = out.slice(0, from);
+  for (let i = from; i < out.length; i += 2) {
+    if (listed.has(out[i]!.toLowerCase())) continue;
+    kept.push(out[i]!, out[i + 1]!);
+  }
+  return kept;
 }
 
 export interface UpstreamHeaderOptions {
@@ -99,22 +107,18 @@ export interface UpstreamHeaderOptions {
  * A flat [name, value, …] list.
  */
 export function upstreamHeaders(rawHeaders: readonly string[], o: UpstreamHeaderOptions): string[] {
-  const listed = connectionTokens(rawHeaders);
   const credName = o.credential?.[0];
-  const out: string[] = ['Host', o.host];
+  let listed: Set<string> | undefined;
+  let out: string[] = ['Host', o.host];
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
     const k = name.toLowerCase();
-    if (
-      HOP_BY_HOP.has(k) ||
-      DROPPED_REQUEST.has(k) ||
-      k.startsWith('x-forwarded-') ||
-      k === credName ||
-      listed?.has(k)
-    )
+    if (k === 'connection') listed = listedTokens(rawHeaders[i + 1]!, listed);
+    if (HOP_BY_HOP.has(k) || DROPPED_REQUEST.has(k) || k.startsWith('x-forwarded-') || k === credName)
       continue;
     out.push(name, rawHeaders[i + 1]!);
   }
+  out = dropListed(out, 2, listed);
   out.push('X-Forwarded-For', o.clientAddress, 'X-Forwarded-Proto', o.proto);
   if (o.forwardedHost) out.push('X-Forwarded-Host', o.forwardedHost);
   if (o.chunked) out.push('Transfer-Encoding', 'chunked');
@@ -125,15 +129,16 @@ export function upstreamHeaders(rawHeaders: readonly string[], o: UpstreamHeader
 
 /** The upstream's response headers minus hop-by-hop ones (and those its Connection header lists). */
 export function responseHeaders(rawHeaders: readonly string[], drop?: ReadonlySet<string>): string[] {
-  const listed = connectionTokens(rawHeaders);
+  let listed: Set<string> | undefined;
   const out: string[] = [];
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
     const k = name.toLowerCase();
-    if (HOP_BY_HOP.has(k) || listed?.has(k) || drop?.has(k)) continue;
+    if (k === 'connection') listed = listedTokens(rawHeaders[i + 1]!, listed);
+    if (HOP_BY_HOP.has(k) || drop?.has(k)) continue;
     out.push(name, rawHeaders[i + 1]!);
   }
-  return out;
+  return dropListed(out, 0, listed);
 }
 
 /** What the front door answers when Node's parser refuses a request (before any route is known). */

@@ -258,30 +258,38 @@ export class HttpFrontDoor {
       );
       return;
     }
-    route.auth.authenticate(req.headers.authorization).then(
-      (outcome) => {
-        if (!outcome.ok) {
-          if (outcome.presented) {
-            this.throttle.fail(source);
-            this.deps.onAuthFailure?.(route.name);
-            this.deps.log.info(
-              {
-                event: 'http_proxy.auth_failed',
-                route: route.name,
-                source,
-                user: outcome.user,
-                reason: outcome.message,
-              },
-              `refused a caller of route ${route.name}: ${outcome.message}`,
-            );
-          }
-          this.fail(req, res, route, 401, 'UNAUTHORIZED', outcome.message);
-          return;
+    const decided = (outcome: AuthOutcome) => {
+      if (!outcome.ok) {
+        if (outcome.presented) {
+          this.throttle.fail(source);
+          this.deps.onAuthFailure?.(route.name);
+          this.deps.log.info(
+            {
+              event: 'http_proxy.auth_failed',
+              route: route.name,
+              source,
+              user: outcome.user,
+              reason: outcome.message,
+            },
+            `refused a caller of route ${route.name}: ${outcome.message}`,
+          );
         }
-        this.authorized(req, res, route, target, outcome, expectContinue);
-      },
-      (err: unknown) => this.failWith(req, res, route, err),
-    );
+        this.fail(req, res, route, 401, 'UNAUTHORIZED', outcome.message);
+        return;
+      }
+      this.authorized(req, res, route, target, outcome, expectContinue);
+    };
+    let outcome: AuthOutcome | Promise<AuthOutcome>;
+    try {
+      outcome = route.auth.check(req.headers.authorization);
+    } catch (err) {
+      this.failWith(req, res, route, err);
+      return;
+    }
+    // A cached verdict is used at once; only a real verification waits.
+    if (outcome instanceof Promise)
+      outcome.then(decided, (err: unknown) => this.failWith(req, res, route, err));
+    else decided(outcome);
   }
 
   private authorized(

@@ -35,6 +35,12 @@ export class CachedVerifier implements Verifier {
   ) {}
 
   verify(c: CallerCredential): Promise<Verdict> {
+    const v = this.check(c);
+    return v instanceof Promise ? v : Promise.resolve(v);
+  }
+
+  /** The cached answer right away when there is one (the hot path: no promise), else the pending check. */
+  check(c: CallerCredential): Verdict | Promise<Verdict> {
     const key = createHash('sha256')
       .update(c.username ?? '')
       .update('\0')
@@ -43,7 +49,7 @@ export class CachedVerifier implements Verifier {
     const gen = this.inner.generation?.() ?? 0;
     const hit = this.entries.get(key);
     if (hit) {
-      if (hit.expires > this.clock.now() && hit.generation === gen) return Promise.resolve(hit.verdict);
+      if (hit.expires > this.clock.now() && hit.generation === gen) return hit.verdict;
       this.entries.delete(key);
     }
     const pending = this.inflight.get(key);
