@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { isValidLabel } from '../core/ids.js';
+import { BALANCES, parseMaxConnections, parseRate, parseTraffic } from '../core/limits.js';
 import { MAX_QUOTA } from '../core/tenants.js';
 
 /** Request and response shapes of the admin API; validation and the OpenAPI document come from these. */
@@ -23,9 +25,84 @@ export const addTenantBody = z.strictObject({
   quota: quota.optional(),
 });
 
-export const changeTenantBody = z.strictObject({
-  quota: quota.optional(),
-});
+/** A limit value checked by its parser (the same one the CLI uses), with the parser's message. */
+function limitValue<T extends z.ZodType>(schema: T, parse: (v: unknown) => unknown) {
+  return schema.superRefine((v, ctx) => {
+    try {
+      parse(v);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    }
+  });
+}
+
+const rate = (what: string) =>
+  limitValue(
+    z
+      .union([z.number(), z.string(), z.null()], {
+        error: 'a rate: bytes per second, or text such as "10MB/s"; 0, "off" or null for no cap',
+      })
+      .meta({
+        description: 'Bytes per second, or text such as "10MB/s", "100Mbit/s"; 0/"off"/null: no cap.',
+      }),
+    (v) => parseRate(v, what),
+  );
+
+export const changeTenantBody = z
+  .strictObject({
+    quota: quota.optional(),
+    /** Scope the limits below to one repository ("<group>/<repo>") instead of the whole tenant. */
+    repository: z
+      .string()
+      .refine(isValidLabel, 'use the repository label <group>/<repo>')
+      .optional()
+      .meta({ description: 'Apply the limits in this body to one repository ("<group>/<repo>").' }),
+    balance: z
+      .enum(BALANCES, { error: `use ${BALANCES.join(' or ')}` })
+      .optional()
+      .meta({ description: "How new connections are spread over a repository's connectors." }),
+    bandwidth: rate('bandwidth').optional().meta({ description: 'Both directions at once.' }),
+    bandwidth_up: rate('bandwidth_up')
+      .optional()
+      .meta({ description: 'Towards the repository (what callers send).' }),
+    bandwidth_down: rate('bandwidth_down')
+      .optional()
+      .meta({ description: 'From the repository (what callers receive).' }),
+    max_connections: limitValue(
+      z.union([z.number(), z.string(), z.null()], {
+        error: 'a whole number; 0, "off" or null for no cap',
+      }),
+      parseMaxConnections,
+    )
+      .optional()
+      .meta({ description: 'Concurrent connections; 0/"off"/null: no cap.' }),
+    traffic: limitValue(
+      z.union([z.string(), z.null(), z.strictObject({ limit: z.number(), period: z.string().optional() })], {
+        error: 'a quota such as "500GB/month" or "10GB/30d", or {limit, period}; "off" or null for none',
+      }),
+      parseTraffic,
+    )
+      .optional()
+      .meta({ description: 'Traffic quota, e.g. "500GB/month" or "10GB/30d"; "off"/null: none.' }),
+  })
+  .superRefine((b, ctx) => {
+    if (b.bandwidth !== undefined && (b.bandwidth_up !== undefined || b.bandwidth_down !== undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['bandwidth'],
+        message: 'give either bandwidth (both directions) or bandwidth_up/bandwidth_down',
+      });
+    }
+    if (b.repository !== undefined && (b.quota !== undefined || b.balance !== undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['repository'],
+        message: 'quota and balance apply to the whole tenant: change them without "repository"',
+      });
+    }
+  });
+
+export type ChangeTenantBody = z.output<typeof changeTenantBody>;
 
 export const addKeyBody = z.strictObject({ public_key: z.string().min(1).max(16_384) });
 
@@ -47,6 +124,40 @@ export const sessionView = z.object({
   agent: z.string(),
 });
 
+export const limitsView = z.object({
+  balance: z.enum(BALANCES),
+  bandwidth_up: z.number().nullable(),
+  bandwidth_down: z.number().nullable(),
+  max_connections: z.number().nullable(),
+  traffic_limit: z.number().nullable(),
+  traffic_period: z.string().nullable(),
+});
+
+export const repositoryLimitsView = limitsView.omit({ balance: true });
+
+export const usageView = z.object({
+  period: z.string(),
+  period_start: z.string(),
+  resets_at: z.string().nullable(),
+  bytes_in: z.number(),
+  bytes_out: z.number(),
+  bytes: z.number(),
+  exhausted: z.boolean(),
+});
+
+/** One connector serving a repository. */
+export const endpointView = z.object({
+  session: z.string(),
+  source: z.string(),
+  since: z.string(),
+  agent: z.string(),
+  connections: z.number(),
+  state: z.enum(['online', 'withdrawn']),
+  reason: z.string().nullable(),
+  /** The cluster member it is connected to (null on a single gateway). */
+  node: z.string().nullable(),
+});
+
 export const forwardView = z.object({
   label: z.string(),
   port: z.number(),
@@ -58,6 +169,12 @@ export const forwardView = z.object({
   connections: z.number(),
   connectors: z.number(),
   node: z.string().nullable(),
+  /** Each connector serving it (on this member; other members' as their node and count). */
+  endpoints: z.array(endpointView).optional(),
+  /** The repository's own limits, when it has any. */
+  limits: repositoryLimitsView.nullable().optional(),
+  /** Bytes this period. */
+  usage: usageView.optional(),
 });
 
 export const tenantView = z.object({
@@ -69,6 +186,12 @@ export const tenantView = z.object({
   keys: z.array(z.object({ fingerprint: z.string(), created_at: z.string() })),
   sessions: z.array(sessionView),
   forwards: z.array(forwardView),
+  /** Traffic limits (null = none) and how new connections are spread over connectors. */
+  limits: limitsView.optional(),
+  /** Bytes this period (the quota's, else the calendar month, UTC), all repositories together. */
+  usage: usageView.optional(),
+  /** Connections open through this gateway right now. */
+  connections: z.number().optional(),
 });
 
 export type TenantView = z.infer<typeof tenantView>;

@@ -3,9 +3,17 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { z } from 'zod';
 import { zodProblems } from '../config/load.js';
+import type { TenantEvents } from '../core/events.js';
 import type { ForwardRegistry } from '../core/forward-registry.js';
 import type { GroupKeyService } from '../core/group-keys.js';
 import { assertTenantId, isValidName, parseLabel } from '../core/ids.js';
+import {
+  type LimitsPatch,
+  parseMaxConnections,
+  parseRate,
+  parseTraffic,
+  type TrafficLimits,
+} from '../core/limits.js';
 import type { TenantService } from '../core/tenants.js';
 import { errors, isTetherError, TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
@@ -16,6 +24,7 @@ import {
   addKeyResponse,
   addTenantBody,
   addTenantResponse,
+  type ChangeTenantBody,
   changeTenantBody,
   enrollmentBody,
   enrollmentResponse,
@@ -33,6 +42,10 @@ export interface AdminDeps {
   tenants: TenantService;
   groupKeys: GroupKeyService;
   registry: ForwardRegistry;
+  /** Traffic limits; without them, PATCH accepts only the quota. */
+  limits?: TrafficLimits;
+  /** Tells other cluster members that a tenant's limits changed. */
+  events?: TenantEvents;
   log: Logger;
   nodeId: string | null;
   version: string;
@@ -61,6 +74,22 @@ class RawAnswer {
 /** One admin route: its documentation (schemas, examples; see openapi.ts) and its handler. */
 export interface Route extends RouteDoc {
   handler: Handler;
+}
+
+/** The limit fields of a PATCH body as a change (already validated by the schema). */
+function limitsPatch(b: ChangeTenantBody): LimitsPatch {
+  const p: LimitsPatch = {};
+  if (b.balance !== undefined) p.balance = b.balance;
+  if (b.bandwidth !== undefined) p.bandwidthUp = p.bandwidthDown = parseRate(b.bandwidth, 'bandwidth');
+  if (b.bandwidth_up !== undefined) p.bandwidthUp = parseRate(b.bandwidth_up, 'bandwidth_up');
+  if (b.bandwidth_down !== undefined) p.bandwidthDown = parseRate(b.bandwidth_down, 'bandwidth_down');
+  if (b.max_connections !== undefined) p.maxConnections = parseMaxConnections(b.max_connections);
+  if (b.traffic !== undefined) {
+    const t = parseTraffic(b.traffic);
+    p.trafficLimit = t?.limit ?? null;
+    p.trafficPeriod = t?.period ?? null;
+  }
+  return p;
 }
 
 /** `/v1/tenants/{id}` → /^\/v1\/tenants\/([^/]+)$/ */
@@ -342,8 +371,9 @@ export class AdminServer {
         method: 'PATCH',
         path: '/v1/tenants/{id}',
         operationId: 'changeTenant',
-        summary: "Change a tenant's quota",
-        description: 'Quota 0 disables the tenant and ends its live sessions at once.',
+        summary: "Change a tenant's quota and traffic limits",
+        description:
+          'Quota 0 disables the tenant and ends its live sessions at once. Limits (bandwidth each way, concurrent connections, a monthly or rolling traffic quota) apply to the whole tenant, or with `repository` to one repository; null, 0 or "off" removes one. `balance` picks how new connections are spread over the connectors of a repository.',
         body: changeTenantBody,
         bodyExample: ex.changeTenant,
         responses: {
@@ -354,7 +384,14 @@ export class AdminServer {
           const id = params[0]!;
           assertTenantId(id);
           const b = parseBody(changeTenantBody, await body());
+          const patch = limitsPatch(b);
+          const changesLimits = Object.keys(patch).length > 0;
+          if (changesLimits && !d.limits) {
+            throw errors.unavailable('changing traffic limits on this gateway');
+          }
+          await d.tenants.get(id);
           if (b.quota !== undefined) await d.tenants.changeQuota(id, b.quota);
+          if (changesLimits) await d.limits!.change(id, b.repository ?? '', patch, d.events);
           return [200, { tenant: (await views(id))[0] }];
         },
       },

@@ -17,6 +17,7 @@ export async function tenantViews(
     byTenant.set(l.tenant_id, list);
   }
   const out: TenantView[] = [];
+  const limits = registry.limits;
   for (const t of rows) {
     const keys = await store.listKeys(t.id);
     const forwards: ForwardView[] = (byTenant.get(t.id) ?? []).map((l) => {
@@ -40,6 +41,17 @@ export async function tenantViews(
         connections: live?.connections ?? 0,
         connectors: (live?.endpoints.length ?? 0) + remote.reduce((n, r) => n + r.connectors, 0),
         node: nodes.length > 0 ? nodes.join(',') : null,
+        endpoints: (live?.endpoints ?? []).map((e) => ({
+          session: e.session.id,
+          source: e.session.source,
+          since: new Date(e.session.since).toISOString(),
+          agent: e.session.agent,
+          connections: e.connections,
+          state: e.withdrawn ? ('withdrawn' as const) : ('online' as const),
+          reason: e.withdrawn ?? null,
+          node: nodeId,
+        })),
+        ...(limits ? limits.repositoryView(t.id, l.label) : {}),
       };
     });
     out.push({
@@ -57,6 +69,8 @@ export async function tenantViews(
         agent: s.agent,
       })),
       forwards,
+      ...(limits ? limits.view(t.id) : {}),
+      connections: registry.openConnections(t.id),
     });
   }
   return out;

@@ -1,7 +1,16 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { TenantView } from '../admin/schemas.js';
-import { assertTenantId } from '../core/ids.js';
+import { assertTenantId, isValidLabel } from '../core/ids.js';
+import {
+  formatBytes,
+  formatPeriod,
+  formatRate,
+  parseBalance,
+  parseMaxConnections,
+  parseRate,
+  parseTraffic,
+} from '../core/limits.js';
 import { parsePublicKey } from '../core/ssh-keys.js';
 import { parseQuota } from '../core/tenants.js';
 import { TetherError } from '../errors/index.js';
@@ -35,6 +44,102 @@ function since(iso: string): string {
   return iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
 }
 
+interface ChangeOptions {
+  bandwidth?: string;
+  bandwidthUp?: string;
+  bandwidthDown?: string;
+  maxConnections?: string;
+  traffic?: string;
+  balance?: string;
+  repo?: string;
+  json?: boolean;
+}
+
+/** The limit options as PATCH fields, checked here first with the gateway's own parsers. */
+function limitsBody(o: ChangeOptions): Record<string, unknown> {
+  const body: Record<string, unknown> = {};
+  if (o.bandwidth !== undefined && (o.bandwidthUp !== undefined || o.bandwidthDown !== undefined)) {
+    throw new TetherError(
+      'USAGE',
+      'give either --bandwidth (both directions) or --bandwidth-up/--bandwidth-down',
+      {
+        status: 400,
+      },
+    );
+  }
+  if (o.bandwidth !== undefined) body.bandwidth = parseRate(o.bandwidth, 'bandwidth');
+  if (o.bandwidthUp !== undefined) body.bandwidth_up = parseRate(o.bandwidthUp, 'bandwidth-up');
+  if (o.bandwidthDown !== undefined) body.bandwidth_down = parseRate(o.bandwidthDown, 'bandwidth-down');
+  if (o.maxConnections !== undefined) body.max_connections = parseMaxConnections(o.maxConnections);
+  if (o.traffic !== undefined) body.traffic = parseTraffic(o.traffic);
+  if (o.balance !== undefined) body.balance = parseBalance(o.balance);
+  if (o.repo !== undefined) {
+    if (!isValidLabel(o.repo) || !o.repo.includes('/')) {
+      throw new TetherError('USAGE', `invalid repository ${JSON.stringify(o.repo)}: use <group>/<repo>`, {
+        status: 400,
+      });
+    }
+    if (o.balance !== undefined) {
+      throw new TetherError('USAGE', '--balance applies to the whole tenant: leave out --repo', {
+        status: 400,
+      });
+    }
+    if (Object.keys(body).length > 0) body.repository = o.repo;
+  }
+  return body;
+}
+
+type LimitsOf = NonNullable<TenantView['limits']> | NonNullable<TenantView['forwards'][number]['limits']>;
+
+/** "bandwidth 1 MB/s each way; at most 50 connections; traffic 500 GB per month" or "no limits". */
+export function limitsText(l: LimitsOf, usage?: TenantView['usage']): string {
+  const parts: string[] = [];
+  if (l.bandwidth_up !== null && l.bandwidth_up === l.bandwidth_down) {
+    parts.push(`bandwidth ${formatRate(l.bandwidth_up)} each way`);
+  } else {
+    if (l.bandwidth_up !== null) parts.push(`bandwidth up ${formatRate(l.bandwidth_up)}`);
+    if (l.bandwidth_down !== null) parts.push(`bandwidth down ${formatRate(l.bandwidth_down)}`);
+  }
+  if (l.max_connections !== null) parts.push(`at most ${l.max_connections} connections`);
+  if (l.traffic_limit !== null) {
+    const used = usage
+      ? ` (${formatBytes(usage.bytes)} used${usage.exhausted ? ', EXHAUSTED' : ''}${usage.resets_at ? `, resets ${usage.resets_at}` : ''})`
+      : '';
+    parts.push(`traffic ${formatBytes(l.traffic_limit)} ${formatPeriod(l.traffic_period ?? 'month')}${used}`);
+  }
+  if ('balance' in l && l.balance !== 'round-robin') parts.push(`balance ${l.balance}`);
+  return parts.length > 0 ? parts.join('; ') : 'no limits';
+}
+
+/** Short form for the table: "1 MB/s, 50 conn, 500 GB/month". */
+function limitsCell(t: TenantView): string {
+  const l = t.limits;
+  if (!l) return '-';
+  const parts: string[] = [];
+  if (l.bandwidth_up !== null || l.bandwidth_down !== null) {
+    parts.push(
+      l.bandwidth_up === l.bandwidth_down
+        ? formatRate(l.bandwidth_up!)
+        : `${l.bandwidth_up === null ? '-' : formatRate(l.bandwidth_up)} up/${l.bandwidth_down === null ? '-' : formatRate(l.bandwidth_down)} down`,
+    );
+  }
+  if (l.max_connections !== null) parts.push(`${l.max_connections} conn`);
+  if (l.traffic_limit !== null) {
+    parts.push(
+      `${formatBytes(l.traffic_limit)}/${l.traffic_period === 'month' ? 'month' : l.traffic_period}`,
+    );
+  }
+  if (l.balance !== 'round-robin') parts.push('least-conn');
+  return parts.length > 0 ? parts.join(', ') : '-';
+}
+
+function trafficCell(t: TenantView): string {
+  if (!t.usage) return '-';
+  const used = formatBytes(t.usage.bytes);
+  if (t.limits?.traffic_limit == null) return used;
+  return `${used} of ${formatBytes(t.limits.traffic_limit)}${t.usage.exhausted ? ' (spent)' : ''}`;
+}
+
 export function formatTenants(tenants: TenantView[]): string {
   if (tenants.length === 0) return 'no tenants (add one with: tether tenants add <id>)';
   const rows = tenants.map((t) => {
@@ -45,9 +150,13 @@ export function formatTenants(tenants: TenantView[]): string {
       String(t.in_use),
       first ? since(first.since) : '-',
       t.sessions.length > 1 ? `${first!.source} (+${t.sessions.length - 1})` : first ? first.source : '-',
+      limitsCell(t),
+      trafficCell(t),
     ];
   });
-  const lines = [table(['TENANT', 'QUOTA', 'IN USE', 'CONNECTED SINCE', 'SOURCE'], rows)];
+  const lines = [
+    table(['TENANT', 'QUOTA', 'IN USE', 'CONNECTED SINCE', 'SOURCE', 'LIMITS', 'TRAFFIC'], rows),
+  ];
   const fwdRows: string[][] = [];
   for (const t of tenants) {
     for (const f of t.forwards) {
@@ -60,8 +169,24 @@ export function formatTenants(tenants: TenantView[]): string {
         String(f.port),
         f.state,
         String(f.connections),
+        String(f.connectors),
         ...(f.node ? [f.node] : []),
       ]);
+    }
+  }
+  const connRows: string[][] = [];
+  for (const t of tenants) {
+    for (const f of t.forwards) {
+      for (const e of f.endpoints ?? []) {
+        connRows.push([
+          t.id,
+          f.label,
+          e.source,
+          since(e.since),
+          String(e.connections),
+          e.state === 'withdrawn' ? `withdrawn: ${e.reason ?? ''}` : e.state,
+        ]);
+      }
     }
   }
   if (fwdRows.length > 0) {
@@ -69,9 +194,24 @@ export function formatTenants(tenants: TenantView[]): string {
     lines.push(
       '',
       table(
-        ['TENANT', 'FORWARD', 'DESTINATION', 'PORT', 'STATE', 'CONNECTIONS', ...(hasNode ? ['NODE'] : [])],
+        [
+          'TENANT',
+          'FORWARD',
+          'DESTINATION',
+          'PORT',
+          'STATE',
+          'CONNECTIONS',
+          'CONNECTORS',
+          ...(hasNode ? ['NODE'] : []),
+        ],
         fwdRows,
       ),
+    );
+  }
+  if (connRows.length > 0) {
+    lines.push(
+      '',
+      table(['TENANT', 'FORWARD', 'CONNECTOR', 'CONNECTED SINCE', 'CONNECTIONS', 'STATE'], connRows),
     );
   }
   return lines.join('\n');
@@ -214,22 +354,78 @@ export function registerTenants(program: Command): void {
     });
 
   tenants
-    .command('change <n> <id>')
-    .description('set the quota (forwards at once); 0 disables the tenant and ends its sessions')
+    .command('change [n] [id]')
+    .description(
+      'set the quota (forwards at once; 0 disables the tenant and ends its sessions) and traffic limits: ' +
+        '"change <n> <id>", "change --bandwidth 10MB/s <id>" or both',
+    )
+    .option(
+      '--bandwidth <rate>',
+      'bandwidth cap each way, e.g. 10MB/s, 500KB/s, 100Mbit/s (0 or off: no cap)',
+    )
+    .option('--bandwidth-up <rate>', 'bandwidth cap towards the repositories only')
+    .option('--bandwidth-down <rate>', 'bandwidth cap from the repositories only')
+    .option('--max-connections <n>', 'concurrent connections (0 or off: no cap)')
+    .option('--traffic <quota>', 'traffic quota, e.g. 500GB/month or 10GB/30d (off: none)')
+    .option(
+      '--balance <how>',
+      "spread new connections over a repository's connectors: round-robin or least-connections",
+    )
+    .option('--repo <group/repo>', 'apply the limits to this repository instead of the whole tenant')
     .option('--json', 'print JSON')
-    .action(async (n: string, id: string, o: { json?: boolean }, cmd: Command) => {
-      const quota = parseQuota(n);
+    .action(async (a: string | undefined, b: string | undefined, o: ChangeOptions, cmd: Command) => {
+      const body = limitsBody(o);
+      const hasLimits = Object.keys(body).length > 0;
+      let n: string | undefined;
+      let id: string;
+      if (b !== undefined) {
+        n = a;
+        id = b;
+      } else if (a !== undefined && hasLimits) {
+        id = a;
+      } else {
+        throw new TetherError(
+          'USAGE',
+          a === undefined
+            ? 'nothing to change: tether tenants change <n> <id> sets the quota; --bandwidth, --max-connections, --traffic or --balance set limits'
+            : `missing the tenant id: tether tenants change <n> <id> (or a limit option with only the id)`,
+          { status: 400 },
+        );
+      }
+      const quota = n === undefined ? undefined : parseQuota(n);
       assertTenantId(id);
+      if (o.repo !== undefined && !hasLimits) {
+        throw new TetherError(
+          'USAGE',
+          '--repo needs a limit option (--bandwidth, --max-connections, --traffic)',
+          {
+            status: 400,
+          },
+        );
+      }
       const r = await adminRequest<{ tenant: TenantView }>(target(cmd), 'PATCH', `/v1/tenants/${id}`, {
         quota,
+        ...body,
       });
-      out(
-        o.json
-          ? JSON.stringify(r.tenant, null, 2)
-          : quota === 0
+      if (o.json) return out(JSON.stringify(r.tenant, null, 2));
+      const lines: string[] = [];
+      if (quota !== undefined) {
+        lines.push(
+          quota === 0
             ? `tenant ${id} disabled (quota 0); its sessions were ended`
             : `tenant ${id} quota set to ${quota}`,
-      );
+        );
+      }
+      if (hasLimits) {
+        if (o.repo !== undefined) {
+          const f = r.tenant.forwards.find((x) => x.label === o.repo);
+          lines.push(
+            `repository ${o.repo} of ${id}: ${f?.limits ? limitsText(f.limits) : 'no limits of its own'}`,
+          );
+        } else
+          lines.push(`tenant ${id}: ${r.tenant.limits ? limitsText(r.tenant.limits) : 'limits changed'}`);
+      }
+      out(lines.join('\n'));
     });
 
   tenants

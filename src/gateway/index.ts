@@ -9,6 +9,7 @@ import { type Clock, systemClock } from '../core/clock.js';
 import { TenantEvents } from '../core/events.js';
 import { ForwardRegistry } from '../core/forward-registry.js';
 import { GroupKeyService } from '../core/group-keys.js';
+import { TrafficLimits } from '../core/limits.js';
 import { TenantService } from '../core/tenants.js';
 import { FailureThrottle } from '../core/throttle.js';
 import { TetherError } from '../errors/index.js';
@@ -55,6 +56,8 @@ export interface GatewayContext {
   tenants: TenantService;
   groupKeys: GroupKeyService;
   registry: ForwardRegistry;
+  /** Caps, quotas and byte counters per tenant (also reachable as registry.limits). */
+  limits: TrafficLimits;
   listeners: LeaseListeners;
   tunnel: TunnelServer;
   metrics: GatewayMetrics;
@@ -84,6 +87,7 @@ export class Gateway {
   private readonly factories: ComponentFactory[] = [];
   private readonly components: Component[] = [];
   private expiryTimer?: NodeJS.Timeout;
+  private limits?: TrafficLimits;
   private stopping?: Promise<void>;
 
   constructor(
@@ -117,6 +121,10 @@ export class Gateway {
       const tenants = new TenantService(store, clock, log, events, config.forwards.default_quota);
       const groupKeys = new GroupKeyService(store, clock, log, events);
       const registry = new ForwardRegistry(clock);
+      const limits = new TrafficLimits(store, clock, log, {}, events);
+      await limits.start();
+      this.limits = limits;
+      registry.limits = limits;
       const listeners = new LeaseListeners(config.forwards.bind, registry, log);
       const authorizer = new ForwardAuthorizer(store, registry, config.forwards.ports, clock);
       const metrics = new GatewayMetrics(store, registry, { log });
@@ -160,6 +168,7 @@ export class Gateway {
         tenants,
         groupKeys,
         registry,
+        limits,
         listeners,
         tunnel,
         metrics,
@@ -198,6 +207,8 @@ export class Gateway {
         tenants,
         groupKeys,
         registry,
+        limits,
+        events,
         log,
         nodeId,
         version: this.deps.version,
@@ -259,9 +270,21 @@ export class Gateway {
     if (this.expiryTimer) clearInterval(this.expiryTimer);
     const ctx = this.ctx;
     for (const c of [...this.components].reverse()) await c.stop().catch(() => {});
-    if (!ctx) return;
+    if (!ctx) {
+      await this.limits?.stop().catch(() => {});
+      return;
+    }
     await ctx.tunnel.close();
     await ctx.listeners.closeAll();
+    // Connections just cut report their bytes as they close: wait for them (briefly), then
+    // write the counters, so they survive the restart.
+    const deadline = Date.now() + 2000;
+    while (ctx.registry.openConnections() > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await this.limits
+      ?.stop()
+      .catch((err: unknown) => ctx.log.warn({ err }, 'could not write traffic counters'));
     await this.admin?.close();
     await ctx.store.close();
   }
