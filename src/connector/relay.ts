@@ -3,6 +3,7 @@
  */
 import { connect as netConnect, type Socket } from 'node:net';
 import { type Duplex, pipeline } from 'node:stream';
+import { coalesceWrites } from '../tunnel/pipe.js';
 
 /** Connects to host:port, or fails with a short reason ("connection refused", "timed out after 10 s"). */
 export function dialDestination(host: string, port: number, timeoutMs: number): Promise<Socket> {
@@ -15,6 +16,7 @@ export function dialDestination(host: string, port: number, timeoutMs: number): 
     sock.once('connect', () => {
       clearTimeout(timer);
       sock.removeListener('error', onError);
+      coalesceWrites(sock);
       resolve(sock);
     });
     const onError = (e: NodeJS.ErrnoException) => {

@@ -1,5 +1,30 @@
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream';
+
+/**
+ * Gathers the writes a socket gets within one tick into one writev (cork now, uncork on the next
+ * tick). ssh2 writes every SSH packet (at most 32 KiB) to its socket on its own, and a relay
+ * writes every channel chunk: one system call each. Corked, the packets decrypted or encrypted
+ * from one read leave in one call. Order, backpressure (`write()`'s return value) and EOF are
+ * unchanged: `end()` uncorks.
+ */
+export function coalesceWrites(socket: Socket): void {
+  const write = socket.write;
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    socket.uncork();
+  };
+  socket.write = function (this: Socket, ...args: unknown[]) {
+    if (!corked && !this.destroyed) {
+      corked = true;
+      this.cork();
+      process.nextTick(uncork);
+    }
+    return (write as (...a: unknown[]) => boolean).apply(this, args);
+  } as Socket['write'];
+}
 
 export interface RelayResult {
   /** Bytes read from `a` and written to `b`. */

@@ -2,7 +2,7 @@ import net from 'node:net';
 import type { ForwardRegistry } from '../../core/forward-registry.js';
 import { isTetherError } from '../../errors/index.js';
 import type { Logger } from '../../log/index.js';
-import { relay } from '../../tunnel/pipe.js';
+import { coalesceWrites, relay } from '../../tunnel/pipe.js';
 
 /**
  * Raw-port front door: one TCP listener per live lease, on `forwards.bind`. Each accepted
@@ -79,6 +79,7 @@ export class LeaseListeners {
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
     socket.on('error', () => {});
+    coalesceWrites(socket);
     socket.pause();
     const origin = { address: socket.remoteAddress ?? '127.0.0.1', port: socket.remotePort ?? 0 };
     this.registry.open(f.tenant, f.label, origin).then(
