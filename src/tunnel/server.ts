@@ -23,7 +23,6 @@ import {
 } from './control-protocol.js';
 import { coalesceWrites } from './pipe.js';
 import { sendSshDebug } from './ssh-debug.js';
-import { routePlainPort } from './transports/sniff.js';
 
 const { Server, utils } = ssh2;
 
@@ -65,8 +64,6 @@ export class TunnelServer {
    */
   private readonly pending = new Map<net.Socket | Duplex, { timer: unknown; client?: Connection }>();
   private closing = false;
-  /** Takes TLS that arrives on the plain SSH port; set by the TLS transport (src/tunnel/transports). */
-  tlsOnSshPort: ((socket: net.Socket) => void) | undefined;
 
   constructor(
     private readonly opts: TunnelServerOptions,
@@ -89,9 +86,7 @@ export class TunnelServer {
 
   /** Listens for plain SSH on host:port (0 = any free port). */
   async listen(host: string, port: number): Promise<net.AddressInfo> {
-    const srv = net.createServer({ noDelay: true, pauseOnConnect: true }, (s) => {
-      void routePlainPort(s, { ssh: (x) => this.accept(x), tls: this.tlsOnSshPort, log: this.deps.log });
-    });
+    const srv = net.createServer({ noDelay: true, pauseOnConnect: true }, (s) => this.accept(s));
     this.netServers.push(srv);
     await new Promise<void>((resolve, reject) => {
       srv.once('error', reject);
