@@ -24,6 +24,7 @@ import {
   JsonLineDecoder,
 } from './control-protocol.js';
 import { coalesceWrites } from './pipe.js';
+import { usePooledPadding } from './pooled-padding.js';
 
 const { Client } = ssh2;
 type SshClient = InstanceType<typeof Client>;
@@ -198,6 +199,7 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
         session.emit('connection', { label: info.destIP, port: info.destPort, info, accept, reject });
       });
       client.on('ready', () => {
+        usePooledPadding(client);
         client.subsys(CONTROL_SUBSYSTEM, (err, stream) => {
           if (err) {
             fail(new Error(`the gateway refused the control channel: ${err.message}`));

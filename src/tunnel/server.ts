@@ -22,6 +22,7 @@ import {
   JsonLineDecoder,
 } from './control-protocol.js';
 import { coalesceWrites } from './pipe.js';
+import { usePooledPadding } from './pooled-padding.js';
 import { sendSshDebug } from './ssh-debug.js';
 
 const { Server, utils } = ssh2;
@@ -220,6 +221,7 @@ export class TunnelServer {
     });
 
     client.on('ready', () => {
+      usePooledPadding(client);
       this.authenticated(sock);
       if (enrolling) {
         this.onEnrollSession(client, source, enrollKeyLine);
