@@ -2,46 +2,60 @@
  * HTTP front door benchmark: requests per second and latency through the front door versus
  * nginx (Debian) as a plain reverse proxy to the same upstream, in the same run.
  *
- *   npx tsc -p tsconfig.build.json && npx tsx bench/http-proxy.ts [--duration 8] [--connections 64]
+ *   npx tsc -p tsconfig.build.json && npx tsx bench/http-proxy.ts [--duration 8] [--rounds 2]
+ *       [--connections 64] [--nginx-workers 1] [--client raw|agent] [--only nginx,frontdoor] [--profile]
+ *   npm run bench -- --only http-proxy        (bench/run.ts calls run({ quick }))
  *
- * Upstream: nginx answering a fixed 1 KiB body. Three targets are measured with the same
- * keep-alive load generator (node:http Agent, N connections, each sending its next request when
- * the last answer arrived): the upstream directly, nginx proxying to it (keep-alive upstream
- * pool), and the Tether front door (the real `tether gateway` binary) on a basic-token route
- * with a static scrypt token file (answers cached) and an injected upstream credential, the
- * Kloudless setup. Results go to bench/results/http-proxy.json.
+ * Upstream: nginx answering a fixed 1 KiB body, and only with the right Basic credential.
+ * Four targets get the same keep-alive load (N connections, each sending its next request
+ * when the last answer arrived; raw sockets by default so the generator costs little): the
+ * upstream directly, nginx proxying to it (keep-alive upstream pool, credential added), the
+ * Tether front door (the real `tether gateway` binary: basic-token route, static scrypt token
+ * file with cached answers, injected upstream credential, the Kloudless setup), and node-bare,
+ * the smallest node:http proxy, to show how much of the gap is node:http itself. Each line
+ * also gives the server processes' CPU time per request, which is steadier than req/s on a
+ * shared machine. Results go to bench/results/http-proxy.json.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const BIN = join(ROOT, 'dist/bin/tether.js');
 
-const { values: args } = parseArgs({
-  options: {
-    duration: { type: 'string', default: '8' },
-    warmup: { type: 'string', default: '2' },
-    connections: { type: 'string', default: '64' },
-    'nginx-workers': { type: 'string', default: '1' },
-    rounds: { type: 'string', default: '2' },
-    /** "raw": pre-built requests on plain sockets (cheap, so the servers get the CPU); "agent": node:http Agent. */
-    client: { type: 'string', default: 'raw' },
-    /** Write a CPU profile of the gateway into bench/results/. */
-    profile: { type: 'boolean', default: false },
-    only: { type: 'string' },
-  },
-});
-const DURATION_S = Number(args.duration);
-const WARMUP_S = Number(args.warmup);
-const CONNECTIONS = Number(args.connections);
-const NGINX_WORKERS = args['nginx-workers']!;
-const ROUNDS = Number(args.rounds);
-const CLIENT = args.client === 'agent' ? 'agent' : 'raw';
+export interface HttpProxyBenchOptions {
+  /** Seconds measured per target and round. */
+  duration: number;
+  warmup: number;
+  connections: number;
+  nginxWorkers: string;
+  rounds: number;
+  /** "raw": pre-built requests on plain sockets (cheap, so the servers get the CPU); "agent": node:http Agent. */
+  client: 'raw' | 'agent';
+  /** Write a CPU profile of the gateway into bench/results/. */
+  profile: boolean;
+  /** Only these targets (direct, nginx, frontdoor, node-bare). */
+  only?: string[];
+  /** Print progress lines. */
+  print: (line: string) => void;
+}
+
+const DEFAULTS: HttpProxyBenchOptions = {
+  duration: 8,
+  warmup: 2,
+  connections: 64,
+  nginxWorkers: '1',
+  rounds: 2,
+  client: 'raw',
+  profile: false,
+  print: (line) => process.stdout.write(`${line}\n`),
+};
+let O: HttpProxyBenchOptions = DEFAULTS;
 
 const BODY = `${'x'.repeat(1023)}\n`;
 const EMAIL = 'bench@example.com';
@@ -109,7 +123,7 @@ async function stopAll(): Promise<void> {
 
 function nginxConf(dir: string, port: number, body: string): string {
   return `
-worker_processes ${NGINX_WORKERS};
+worker_processes ${O.nginxWorkers};
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
 daemon off;
@@ -186,7 +200,7 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-/** Keep-alive load: CONNECTIONS loops, each sends its next request as soon as the last answer is read. */
+/** Keep-alive load: O.connections loops, each sends its next request as soon as the last answer is read. */
 async function load(
   target: string,
   port: number,
@@ -194,7 +208,7 @@ async function load(
   seconds: number,
   record: boolean,
 ): Promise<Result> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: CONNECTIONS, maxFreeSockets: CONNECTIONS });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: O.connections, maxFreeSockets: O.connections });
   const lat = new Float64Array(4_000_000);
   let n = 0;
   let errors = 0;
@@ -220,7 +234,7 @@ async function load(
     });
   const started = performance.now();
   await Promise.all(
-    Array.from({ length: CONNECTIONS }, async () => {
+    Array.from({ length: O.connections }, async () => {
       while (performance.now() < end) await one();
     }),
   );
@@ -261,7 +275,7 @@ async function loadRaw(
   const started = performance.now();
   await Promise.all(
     Array.from(
-      { length: CONNECTIONS },
+      { length: O.connections },
       () =>
         new Promise<void>((done) => {
           const sock = net.connect({ port, host: '127.0.0.1', noDelay: true });
@@ -324,12 +338,22 @@ function measure(
   seconds: number,
   record: boolean,
 ): Promise<Result> {
-  return CLIENT === 'raw'
+  return O.client === 'raw'
     ? loadRaw(target, port, headers, seconds, record)
     : load(target, port, headers, seconds, record);
 }
 
-async function main(): Promise<void> {
+export interface HttpProxyBenchReport {
+  date: string;
+  machine: { cpus: number; model: string | undefined; node: string; load_average: number[] };
+  settings: Record<string, unknown>;
+  results: Result[];
+  ratio_rps_frontdoor_vs_nginx: number | null;
+  ratio_p99_frontdoor_vs_nginx: number | null;
+  ratio_rps_frontdoor_vs_node_bare: number | null;
+}
+
+async function bench(): Promise<HttpProxyBenchReport> {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: build first (npx tsc -p tsconfig.build.json)`);
   const dir = mkdtempSync(join(tmpdir(), 'tether-bench-'));
   try {
@@ -403,7 +427,7 @@ async function main(): Promise<void> {
         },
       }),
     );
-    const prof = args.profile ? ['--cpu-prof', '--cpu-prof-dir', join(ROOT, 'bench/results')] : [];
+    const prof = O.profile ? ['--cpu-prof', '--cpu-prof-dir', join(ROOT, 'bench/results')] : [];
     const gateway = start(process.execPath, [...prof, BIN, 'gateway', '-c', join(dir, 'gateway.yaml')]);
     await waitForPort(fdPort);
 
@@ -428,22 +452,32 @@ async function main(): Promise<void> {
     ];
     // Sanity: every target answers 200 with the body.
     for (const [name, port, headers] of targets) {
-      const r = await measure(name, port, headers, 0.2, false);
-      if (r.errors > 0 || r.requests === 0)
-        throw new Error(`${name} does not answer 200 (${r.errors} errors)`);
+      const r = await new Promise<{ status: number; body: string }>((res, rej) => {
+        http
+          .get({ host: '127.0.0.1', port, path: '/v2/bench/blob', headers, agent: false }, (m) => {
+            let body = '';
+            m.on('data', (c: Buffer) => {
+              body += c.toString();
+            });
+            m.on('end', () => res({ status: m.statusCode ?? 0, body }));
+          })
+          .on('error', rej);
+      });
+      if (r.status !== 200 || r.body !== BODY)
+        throw new Error(`${name} does not answer 200 with the body (got ${r.status})`);
     }
     const best = new Map<string, Result>();
-    for (let round = 0; round < ROUNDS; round++) {
+    for (let round = 0; round < O.rounds; round++) {
       for (const [name, port, headers] of targets) {
-        if (args.only && !args.only.split(',').includes(name)) continue;
-        await measure(name, port, headers, WARMUP_S, false);
+        if (O.only && !O.only.includes(name)) continue;
+        await measure(name, port, headers, O.warmup, false);
         const pids = serverPids[name]!();
         const cpu0 = cpuSeconds(pids);
-        const r = await measure(name, port, headers, DURATION_S, true);
+        const r = await measure(name, port, headers, O.duration, true);
         r.cpu_us_per_request = Math.round(((cpuSeconds(pids) - cpu0) * 1e6) / Math.max(1, r.requests));
-        process.stdout.write(
+        O.print(
           `round ${round + 1} ${name.padEnd(10)} ${String(r.rps).padStart(7)} req/s  p50 ${r.p50_ms.toFixed(2)} ms  p99 ${r.p99_ms.toFixed(2)} ms  ` +
-            `server CPU ${r.cpu_us_per_request} µs/request  errors ${r.errors}\n`,
+            `server CPU ${r.cpu_us_per_request} µs/request  errors ${r.errors}`,
         );
         const prev = best.get(name);
         if (!prev || r.rps > prev.rps) best.set(name, r);
@@ -451,51 +485,94 @@ async function main(): Promise<void> {
     }
     const nginx = best.get('nginx');
     const fd = best.get('frontdoor');
-    if (!nginx || !fd) return;
-    const ratio = Math.round((fd.rps / nginx.rps) * 100) / 100;
-    const p99Ratio = Math.round((fd.p99_ms / nginx.p99_ms) * 100) / 100;
     const nb = best.get('node-bare');
-    process.stdout.write(
-      `\nbest of ${ROUNDS}: direct ${best.get('direct')?.rps} req/s, nginx ${nginx.rps} req/s (p99 ${nginx.p99_ms} ms), ` +
-        `front door ${fd.rps} req/s (p99 ${fd.p99_ms} ms), node-bare ${nb?.rps} req/s (p99 ${nb?.p99_ms} ms)\n` +
-        `front door / nginx: ${ratio}x throughput, ${p99Ratio}x p99 latency` +
-        (nb ? `; front door / node-bare: ${Math.round((fd.rps / nb.rps) * 100) / 100}x throughput\n` : '\n'),
-    );
+    const ratio = (x: number | undefined, y: number | undefined) =>
+      x === undefined || y === undefined || y === 0 ? null : Math.round((x / y) * 100) / 100;
+    const report: HttpProxyBenchReport = {
+      date: new Date().toISOString(),
+      machine: {
+        cpus: cpus().length,
+        model: cpus()[0]?.model,
+        node: process.version,
+        load_average: loadavg().map((x) => Math.round(x * 100) / 100),
+      },
+      settings: {
+        duration_s: O.duration,
+        warmup_s: O.warmup,
+        connections: O.connections,
+        client: O.client,
+        rounds: O.rounds,
+        nginx_workers: O.nginxWorkers,
+        body_bytes: BODY.length,
+        frontdoor_route:
+          'basic-token, static scrypt verifier (cached), injected basic upstream credential, docker_registry, read_only',
+        best_of_rounds: 'highest req/s per target',
+      },
+      results: [...best.values()],
+      ratio_rps_frontdoor_vs_nginx: ratio(fd?.rps, nginx?.rps),
+      ratio_p99_frontdoor_vs_nginx: ratio(fd?.p99_ms, nginx?.p99_ms),
+      ratio_rps_frontdoor_vs_node_bare: ratio(fd?.rps, nb?.rps),
+    };
+    if (nginx && fd) {
+      O.print(
+        `best of ${O.rounds}: direct ${best.get('direct')?.rps} req/s, nginx ${nginx.rps} req/s (p99 ${nginx.p99_ms} ms), ` +
+          `front door ${fd.rps} req/s (p99 ${fd.p99_ms} ms), node-bare ${nb?.rps} req/s (p99 ${nb?.p99_ms} ms)`,
+      );
+      O.print(
+        `front door / nginx: ${report.ratio_rps_frontdoor_vs_nginx}x throughput, ${report.ratio_p99_frontdoor_vs_nginx}x p99 latency; ` +
+          `front door / node-bare: ${report.ratio_rps_frontdoor_vs_node_bare}x throughput`,
+      );
+    }
     mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-    writeFileSync(
-      join(ROOT, 'bench/results/http-proxy.json'),
-      `${JSON.stringify(
-        {
-          date: new Date().toISOString(),
-          machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
-          settings: {
-            duration_s: DURATION_S,
-            warmup_s: WARMUP_S,
-            connections: CONNECTIONS,
-            client: CLIENT,
-            rounds: ROUNDS,
-            nginx_workers: NGINX_WORKERS,
-            body_bytes: BODY.length,
-            frontdoor_route:
-              'basic-token, static scrypt verifier (cached), injected basic upstream credential, docker_registry, read_only',
-          },
-          results: [...best.values()],
-          ratio_rps_frontdoor_vs_nginx: ratio,
-          ratio_p99_frontdoor_vs_nginx: p99Ratio,
-          ratio_rps_frontdoor_vs_node_bare: nb ? Math.round((fd.rps / nb.rps) * 100) / 100 : null,
-        },
-        null,
-        2,
-      )}\n`,
-    );
+    writeFileSync(join(ROOT, 'bench/results/http-proxy.json'), `${JSON.stringify(report, null, 2)}\n`);
+    return report;
   } finally {
     await stopAll();
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-main().catch(async (e: unknown) => {
-  process.stderr.write(`bench failed: ${(e as Error).stack ?? String(e)}\n`);
-  await stopAll();
-  process.exit(1);
-});
+/** For `npm run bench` (bench/run.ts): the same measurement, shorter with `quick`. */
+export async function run(o: { quick: boolean }): Promise<HttpProxyBenchReport> {
+  O = o.quick
+    ? { ...DEFAULTS, duration: 1.5, warmup: 0.5, rounds: 1 }
+    : { ...DEFAULTS, duration: 5, warmup: 1, rounds: 2 };
+  try {
+    return await bench();
+  } finally {
+    stopping = false;
+    children.length = 0;
+  }
+}
+
+// Run directly: npx tsx bench/http-proxy.ts [options]
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const { values: a } = parseArgs({
+    options: {
+      duration: { type: 'string', default: String(DEFAULTS.duration) },
+      warmup: { type: 'string', default: String(DEFAULTS.warmup) },
+      connections: { type: 'string', default: String(DEFAULTS.connections) },
+      'nginx-workers': { type: 'string', default: DEFAULTS.nginxWorkers },
+      rounds: { type: 'string', default: String(DEFAULTS.rounds) },
+      client: { type: 'string', default: DEFAULTS.client },
+      profile: { type: 'boolean', default: false },
+      only: { type: 'string' },
+    },
+  });
+  O = {
+    ...DEFAULTS,
+    duration: Number(a.duration),
+    warmup: Number(a.warmup),
+    connections: Number(a.connections),
+    nginxWorkers: a['nginx-workers']!,
+    rounds: Number(a.rounds),
+    client: a.client === 'agent' ? 'agent' : 'raw',
+    profile: a.profile === true,
+    only: a.only?.split(','),
+  };
+  bench().catch(async (e: unknown) => {
+    process.stderr.write(`bench failed: ${(e as Error).stack ?? String(e)}\n`);
+    await stopAll();
+    process.exit(1);
+  });
+}
