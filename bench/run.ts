@@ -47,6 +47,9 @@ const { values: args } = parseArgs({
     quick: { type: 'boolean', default: false },
     only: { type: 'string' },
     out: { type: 'string', default: join(ROOT, 'bench/results') },
+    /** Override the rounds and seconds of the path comparisons (for A/B runs while optimising). */
+    rounds: { type: 'string' },
+    seconds: { type: 'string' },
   },
 });
 const quick = args.quick === true;
@@ -77,6 +80,9 @@ const P = quick
       slowBytes: 2 ** 30,
       tenants: 1000,
     };
+
+if (args.rounds) Object.assign(P, { tRounds: Number(args.rounds), connRounds: Number(args.rounds), httpRounds: Number(args.rounds) });
+if (args.seconds) Object.assign(P, { tSeconds: Number(args.seconds), connSeconds: Number(args.seconds), httpSeconds: Number(args.seconds) });
 
 interface External {
   file: string;
@@ -515,7 +521,7 @@ async function main(): Promise<void> {
   r.targets = targets(r);
 
   mkdirSync(args.out!, { recursive: true });
-  const name = quick ? 'quick' : 'latest';
+  const name = quick || only || args.rounds || args.seconds ? 'partial' : 'latest';
   writeFileSync(join(args.out!, `${name}.json`), `${JSON.stringify(r, null, 2)}\n`);
   const svg = ratioChart(
     `Tether vs OpenSSH and direct loopback${quick ? ' (--quick)' : ''}`,

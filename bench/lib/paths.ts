@@ -102,6 +102,8 @@ export interface GatewayOptions {
   range?: { low: number; high: number };
   /** Node flags (e.g. --cpu-prof). */
   nodeFlags?: string[];
+  /** Another build of the tether binary (A/B comparisons). */
+  bin?: string;
 }
 
 /** Starts the real `tether gateway` (log level info, as shipped; the log goes to a file). */
@@ -125,7 +127,7 @@ export async function startGateway(o: GatewayOptions = {}): Promise<Gateway> {
   const logFile = join(dir, 'gateway.log');
   const child = startLogged(
     process.execPath,
-    [...(o.nodeFlags ?? []), BIN, 'gateway', '-c', join(dir, 'gateway.yaml')],
+    [...(o.nodeFlags ?? []), o.bin ?? BIN, 'gateway', '-c', join(dir, 'gateway.yaml')],
     logFile,
     { cpus: o.cpus, env, cwd: dir },
   );
@@ -196,7 +198,7 @@ export async function startConnector(
   tenant: string,
   keyFile: string,
   repos: Record<string, number>,
-  o: { cpus?: string; gateway?: string; nodeFlags?: string[] } = {},
+  o: { cpus?: string; gateway?: string; nodeFlags?: string[]; bin?: string } = {},
 ): Promise<Connector> {
   const dir = tempDir('tether-bench-conn-');
   const repositories: Record<string, Record<string, string>> = {};
@@ -221,7 +223,7 @@ export async function startConnector(
   delete env.TETHER_CONNECT_CONFIG;
   const child = startLogged(
     process.execPath,
-    [...(o.nodeFlags ?? []), BIN, 'connector', 'run', '-c', join(dir, 'connect.yaml')],
+    [...(o.nodeFlags ?? []), o.bin ?? BIN, 'connector', 'run', '-c', join(dir, 'connect.yaml')],
     join(dir, 'connector.log'),
     { cpus: o.cpus, env, cwd: dir },
   );
