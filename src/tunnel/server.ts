@@ -24,6 +24,7 @@ import {
 import { coalesceWrites } from './pipe.js';
 import { usePooledPadding } from './pooled-padding.js';
 import { sendSshDebug } from './ssh-debug.js';
+import { routePlainPort } from './transports/sniff.js';
 
 const { Server, utils } = ssh2;
 
@@ -65,6 +66,8 @@ export class TunnelServer {
    */
   private readonly pending = new Map<net.Socket | Duplex, { timer: unknown; client?: Connection }>();
   private closing = false;
+  /** Takes TLS that arrives on the plain SSH port; set by the TLS transport (src/tunnel/transports). */
+  tlsOnSshPort: ((socket: net.Socket) => void) | undefined;
 
   constructor(
     private readonly opts: TunnelServerOptions,
@@ -87,7 +90,9 @@ export class TunnelServer {
 
   /** Listens for plain SSH on host:port (0 = any free port). */
   async listen(host: string, port: number): Promise<net.AddressInfo> {
-    const srv = net.createServer({ noDelay: true, pauseOnConnect: true }, (s) => this.accept(s));
+    const srv = net.createServer({ noDelay: true, pauseOnConnect: true }, (s) => {
+      void routePlainPort(s, { ssh: (x) => this.accept(x), tls: this.tlsOnSshPort, log: this.deps.log });
+    });
     this.netServers.push(srv);
     await new Promise<void>((resolve, reject) => {
       srv.once('error', reject);
