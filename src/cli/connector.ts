@@ -18,6 +18,7 @@ import { deleteKeyPair, readPrivateKey, writeNewKeyPair } from '../connector/key
 import { checkHostKey } from '../connector/known-hosts.js';
 import { type ConnectorStatus, formatStatus } from '../connector/status.js';
 import type { ReloadResult } from '../connector/supervisor.js';
+import { type GatewayTransport, gatewayTransport } from '../connector/transport.js';
 import { TENANT_ID } from '../core/ids.js';
 import { TetherError } from '../errors/index.js';
 import { silentLogger } from '../log/index.js';
@@ -81,13 +82,23 @@ function requireTenant(cfg: ConnectConfig): string {
   return cfg.tenant;
 }
 
+/** The way to the gateway (TLS, WebSocket, proxy) as TunnelSession options. */
+function transportOptions(transport: GatewayTransport, timeoutMs: number) {
+  const dial = transport.dial;
+  return {
+    gatewayLabel: transport.route.gateway,
+    dial: dial ? () => dial(timeoutMs) : undefined,
+  };
+}
+
 /** A short session of its own (ping, unregister when no connector is running). */
-async function openDirect(cfg: ConnectConfig): Promise<TunnelSession> {
+async function openDirect(cfg: ConnectConfig, transport = gatewayTransport(cfg)): Promise<TunnelSession> {
   const tenant = requireTenant(cfg);
   const key = readPrivateKey(cfg.sshKey);
   return TunnelSession.open({
     host: cfg.gateway.host,
     port: cfg.gateway.port,
+    ...transportOptions(transport, 8_000),
     username: tenant,
     privateKey: key.privateKey,
     keyFingerprint: key.fingerprint,
@@ -104,7 +115,8 @@ export function configTemplate(o: { gateway?: string; tenant?: string; fingerpri
   return `# Tether connector configuration (docs/connector.md).
 # Relative paths are relative to this file. \${VAR} is replaced by the environment variable VAR.
 
-# The gateway's SSH address ("appliance:" is accepted as another name for it).
+# The gateway's address ("appliance:" is accepted as another name for it): its SSH port
+# "host:port", or where only HTTPS gets out, "tls://host:443" or "wss://host/tunnel".
 gateway: "${o.gateway ?? 'gateway.example.com:2222'}"
 
 # Your tenant id on the gateway (the SSH user name).
@@ -136,6 +148,9 @@ repositories:
 # reconnect: { min_delay: 500ms, max_delay: 30s }
 # dial_timeout: 10s
 # log_level: info
+# For tls:// and wss:// (docs/transports.md):
+# gateway_ca: ./gateway-ca.pem       # the CA that signed the gateway's certificate (else the system CAs)
+# proxy: "http://user:password@proxy.example.com:3128"   # else https_proxy / HTTPS_PROXY, minus NO_PROXY
 `;
 }
 
@@ -258,6 +273,7 @@ export function registerConnector(program: Command): void {
       const r = await enroll({
         host: cfg.gateway.host,
         port: cfg.gateway.port,
+        ...transportOptions(gatewayTransport(cfg), 12_000),
         privateKey: key.privateKey,
         keyFingerprint: key.fingerprint,
         agent: AGENT,
@@ -282,7 +298,7 @@ export function registerConnector(program: Command): void {
         writeFileSync(cfg.file, next);
       }
       out(
-        `enrolled key ${r.fingerprint} with tenant ${r.tenant} at ${gatewayText(cfg.gateway)}\n` +
+        `enrolled key ${r.fingerprint} with tenant ${r.tenant} at ${gatewayText(cfg.gateway, cfg.transport)}\n` +
           `${next !== text ? `wrote "tenant: ${r.tenant}" into ${cfg.file}\n` : ''}` +
           `start the connector: tether connector start${o.config ? ` -c ${o.config}` : ''}`,
       );
@@ -379,25 +395,50 @@ export function registerConnector(program: Command): void {
 
   connector
     .command('ping')
-    .description('round trip to the gateway in ms (non-zero exit when unreachable)')
+    .description(
+      'round trip to the gateway in ms, and the transport and path used (non-zero exit when unreachable)',
+    )
     .option('-c, --config <file>', CONFIG_HELP)
-    .action(async (o: { config?: string }) => {
+    .option('--json', 'machine-readable output')
+    .action(async (o: { config?: string; json?: boolean }) => {
       const file = o.config ?? defaultConfigFile();
       const cfg = loadConnectConfig(file);
-      const gw = gatewayText(cfg.gateway);
+      const gw = gatewayText(cfg.gateway, cfg.transport);
       let ms: number;
+      let route: string;
+      let transport: string;
+      let session: 'running connector' | 'new session';
+      let setupMs: number | undefined;
       try {
         ms = ((await controlRequest(cfg.stateDir, 'ping')) as { ms: number }).ms;
+        const st = (await controlRequest(cfg.stateDir, 'status')) as ConnectorStatus;
+        route = st.route ?? gatewayText(cfg.gateway, cfg.transport);
+        transport = st.transport ?? cfg.transport.kind;
+        session = 'running connector';
       } catch (e) {
         if (!(e instanceof TetherError) || e.code !== 'CONNECTOR_NOT_RUNNING') throw e;
-        const session = await openDirect(cfg);
+        const t = gatewayTransport(cfg);
+        const start = process.hrtime.bigint();
+        const direct = await openDirect(cfg, t);
+        setupMs = Number(process.hrtime.bigint() - start) / 1e6;
         try {
-          ms = await session.ping();
+          ms = await direct.ping();
         } finally {
-          session.close();
+          direct.close();
         }
+        route = t.route.text;
+        transport = t.route.transport;
+        session = 'new session';
       }
-      out(`pong from ${gw} in ${ms.toFixed(1)} ms`);
+      if (o.json) {
+        out(JSON.stringify({ gateway: gw, ms, transport, route, session, setup_ms: setupMs ?? null }));
+        return;
+      }
+      out(
+        `pong from ${gw} in ${ms.toFixed(1)} ms\n` +
+          `  route: ${route}\n` +
+          `  session: ${session === 'running connector' ? "the running connector's" : `a new one, set up in ${setupMs!.toFixed(0)} ms`}`,
+      );
     });
 
   connector
@@ -428,7 +469,7 @@ export function registerConnector(program: Command): void {
       const removed = fingerprint === key.fingerprint ? deleteKeyPair(cfg.sshKey) : [];
       out(
         [
-          `removed key ${fingerprint} from tenant ${cfg.tenant} at ${gatewayText(cfg.gateway)}`,
+          `removed key ${fingerprint} from tenant ${cfg.tenant} at ${gatewayText(cfg.gateway, cfg.transport)}`,
           ...(stopped !== undefined ? [`stopped the running connector (pid ${stopped})`] : []),
           ...removed.map((p) => `deleted ${p}`),
         ].join('\n'),

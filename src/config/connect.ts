@@ -19,25 +19,173 @@ export const DEFAULT_GATEWAY_PORT = 2222;
 export const STATE_DIR_NAME = '.tether-connector';
 const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}=?$/;
 
+/** How the SSH session reaches the gateway: plain TCP, TLS, or a WebSocket over HTTPS. */
+export type GatewayTransportKind = 'ssh' | 'tls' | 'wss';
+
+interface ParsedGateway {
+  host: string;
+  port: number;
+  kind: GatewayTransportKind;
+  path: string;
+}
+
+const GATEWAY_FORMS = '"host:port", "tls://host:port" or "wss://host[:port]/path"';
+
+function parseGatewayUrl(text: string): ParsedGateway | string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return `"${text}" is not a gateway address (use ${GATEWAY_FORMS})`;
+  }
+  const scheme = url.protocol.replace(/:$/, '').toLowerCase();
+  if (scheme !== 'tls' && scheme !== 'wss') {
+    const hint =
+      scheme === 'ws'
+        ? 'plain ws:// is not supported, use wss://'
+        : scheme === 'https'
+          ? 'for a WebSocket tunnel write wss://'
+          : `use ${GATEWAY_FORMS}`;
+    return `"${text}": unknown transport "${scheme}://" (${hint})`;
+  }
+  if (url.username || url.password) return `"${text}": a gateway address carries no user name or password`;
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  if (host === '') return `"${text}" names no host (use ${GATEWAY_FORMS})`;
+  const port = url.port === '' ? 443 : Number(url.port);
+  if (scheme === 'tls') {
+    if ((url.pathname !== '' && url.pathname !== '/') || url.search || url.hash) {
+      return `"${text}": a tls:// address has no path (use "tls://host:port")`;
+    }
+    return { host, port, kind: 'tls', path: '' };
+  }
+  if (url.hash) return `"${text}": a wss:// address has no #fragment`;
+  return { host, port, kind: 'wss', path: `${url.pathname || '/'}${url.search}` };
+}
+
 const gatewayAddr = z.string().transform((s, ctx) => {
   const text = s.trim();
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) {
+    const u = parseGatewayUrl(text);
+    if (typeof u === 'string') {
+      ctx.addIssue({ code: 'custom', message: u });
+      return z.NEVER;
+    }
+    return u;
+  }
   const hp = /:\d+$/.test(text)
     ? parseHostPort(text, '')
     : { host: text.replace(/^\[(.*)\]$/, '$1'), port: DEFAULT_GATEWAY_PORT };
   if (!hp || hp.host === '' || /[\s/@]/.test(hp.host) || hp.port < 1) {
     ctx.addIssue({
       code: 'custom',
-      message: `"${s}" is not a gateway address (use "host:port", e.g. "gateway.example.com:2222")`,
+      message: `"${s}" is not a gateway address (use ${GATEWAY_FORMS}, e.g. "gateway.example.com:2222")`,
     });
     return z.NEVER;
   }
-  return hp;
+  return { ...hp, kind: 'ssh' as const, path: '' };
+});
+
+/** An HTTP proxy for the gateway connection (HTTP CONNECT). The password is never shown. */
+export interface ProxySetting {
+  host: string;
+  port: number;
+  username?: string;
+  password?: string;
+  /** Where it came from: "connect.yaml proxy", "HTTPS_PROXY", … */
+  source: string;
+}
+
+/** "http://user:***@host:port" → never the password. */
+export function redactProxyUrl(text: string): string {
+  return text.replace(/\/\/([^/@:]*):[^/@]*@/, '//$1:***@');
+}
+
+/**
+ * Parses a proxy URL ("http://[user:pass@]host[:port]"; no scheme means http://, no port 80).
+ * Returns a message for the user when it is not one (never echoing the password).
+ */
+export function parseProxyUrl(text: string, source: string): ProxySetting | string {
+  const raw = text.trim();
+  const shown = redactProxyUrl(raw);
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`;
+  let url: URL;
+  try {
+    url = new URL(withScheme);
+  } catch {
+    return `"${shown}" is not a proxy URL (use "http://[user:password@]host:port")`;
+  }
+  if (url.protocol !== 'http:') {
+    return `"${shown}": only http:// proxies are supported (the connector sends HTTP CONNECT to them)`;
+  }
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  if (host === '') return `"${shown}" names no host`;
+  if ((url.pathname !== '' && url.pathname !== '/') || url.search || url.hash) {
+    return `"${shown}": a proxy URL has no path (use "http://host:port")`;
+  }
+  const decode = (v: string) => {
+    try {
+      return decodeURIComponent(v);
+    } catch {
+      return v;
+    }
+  };
+  return {
+    host,
+    port: url.port === '' ? 80 : Number(url.port),
+    ...(url.username ? { username: decode(url.username) } : {}),
+    ...(url.password ? { password: decode(url.password) } : {}),
+    source,
+  };
+}
+
+/** How a proxy is shown: "http://host:port (user alice)". */
+export function proxyText(p: ProxySetting): string {
+  const hp = destinationOf(p);
+  return `http://${hp}${p.username ? ` (user ${p.username})` : ''}`;
+}
+
+const proxyKey = z.unknown().transform((v, ctx): ProxySetting => {
+  let parsed: ProxySetting | string;
+  if (typeof v === 'string') {
+    parsed = parseProxyUrl(v, 'connect.yaml proxy');
+  } else if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+    const o = v as Record<string, unknown>;
+    const unknown = Object.keys(o).filter((k) => !['url', 'username', 'password'].includes(k));
+    const bad = ['url', 'username', 'password'].filter((k) => o[k] !== undefined && typeof o[k] !== 'string');
+    if (unknown.length > 0 || bad.length > 0 || typeof o.url !== 'string') {
+      parsed =
+        unknown.length > 0
+          ? `unknown key "${unknown[0]}" (use url, username, password)`
+          : bad.length > 0
+            ? `${bad[0]} must be a string`
+            : 'needs url: "http://host:port"';
+    } else {
+      parsed = parseProxyUrl(o.url, 'connect.yaml proxy');
+      if (typeof parsed !== 'string') {
+        if (o.username !== undefined) parsed.username = o.username as string;
+        if (o.password !== undefined) parsed.password = o.password as string;
+      }
+    }
+  } else {
+    parsed = 'use a URL "http://[user:password@]host:port", or { url, username, password }';
+  }
+  if (typeof parsed === 'string') {
+    ctx.addIssue({ code: 'custom', message: parsed });
+    return z.NEVER;
+  }
+  return parsed;
 });
 
 export const connectSchema = z.strictObject({
   gateway: gatewayAddr.optional(),
   /** The older name of `gateway`. */
   appliance: gatewayAddr.optional(),
+  /** PEM file with the CA certificate(s) that signed the gateway's TLS certificate (tls://, wss://). */
+  gateway_ca: z.string().min(1, 'is empty').optional(),
+  /** Accept any TLS certificate from the gateway: for labs only, logged loudly. */
+  insecure_skip_verify: z.boolean().default(false),
+  /** HTTP proxy for the gateway connection: "http://[user:pass@]host:port" or { url, username, password }. */
+  proxy: proxyKey.optional(),
   /** Tenant id = SSH user name. Filled in by `tether connector register`. */
   tenant: z
     .string()
@@ -135,11 +283,24 @@ function parseHealthCheck(
   };
 }
 
+/** How the connector reaches the gateway (the SSH inside is the same on every transport). */
+export interface GatewayTransportConfig {
+  kind: GatewayTransportKind;
+  /** wss: the request path (and query), e.g. "/tunnel"; "" otherwise. */
+  path: string;
+  /** Absolute path of gateway_ca. */
+  ca: string | undefined;
+  insecureSkipVerify: boolean;
+  /** The `proxy:` key. (HTTPS_PROXY and NO_PROXY are read when the connector starts.) */
+  proxy: ProxySetting | undefined;
+}
+
 /** The validated, frozen configuration. */
 export interface ConnectConfig {
   /** Absolute path of the file it came from. */
   file: string;
   gateway: { host: string; port: number };
+  transport: GatewayTransportConfig;
   tenant: string | undefined;
   /** Absolute path of the private key. */
   sshKey: string;
@@ -154,8 +315,15 @@ export interface ConnectConfig {
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
 }
 
-export function gatewayText(g: { host: string; port: number }): string {
-  return destinationOf(g);
+/** "host:port", "tls://host:port" or "wss://host[:port]/path". */
+export function gatewayText(
+  g: { host: string; port: number },
+  t?: Pick<GatewayTransportConfig, 'kind' | 'path'>,
+): string {
+  if (!t || t.kind === 'ssh') return destinationOf(g);
+  if (t.kind === 'tls') return `tls://${destinationOf(g)}`;
+  const host = g.host.includes(':') ? `[${g.host}]` : g.host;
+  return `wss://${host}${g.port === 443 ? '' : `:${g.port}`}${t.path}`;
 }
 
 /** Reads, validates and freezes connect.yaml. */
@@ -264,6 +432,19 @@ export function connectConfigFrom(
         message: 'is required (the gateway\'s SSH address, e.g. "gateway.example.com:2222")',
       });
     }
+    const kind = (cfg.gateway ?? cfg.appliance)?.kind;
+    if (kind === 'ssh') {
+      for (const key of ['gateway_ca', 'insecure_skip_verify'] as const) {
+        if (key === 'gateway_ca' ? cfg.gateway_ca !== undefined : cfg.insecure_skip_verify) {
+          problems.push({ path: key, message: 'only applies to a tls:// or wss:// gateway' });
+        }
+      }
+    } else if (cfg.gateway_ca !== undefined && cfg.insecure_skip_verify) {
+      problems.push({
+        path: 'insecure_skip_verify',
+        message: 'turns certificate checks off, so gateway_ca would go unused: give only one of them',
+      });
+    }
     if (cfg.reconnect.min_delay <= 0 || cfg.reconnect.max_delay < cfg.reconnect.min_delay) {
       problems.push({ path: 'reconnect', message: 'needs 0 < min_delay <= max_delay' });
     }
@@ -272,9 +453,17 @@ export function connectConfigFrom(
 
   const base = dirname(resolve(file));
   const stateDir = cfg.state_dir ?? env.TETHER_STATE_DIR ?? resolve(base, STATE_DIR_NAME);
+  const gw = (cfg.gateway ?? cfg.appliance)!;
   return deepFreeze({
     file: resolve(file),
-    gateway: (cfg.gateway ?? cfg.appliance)!,
+    gateway: { host: gw.host, port: gw.port },
+    transport: {
+      kind: gw.kind,
+      path: gw.path,
+      ca: cfg.gateway_ca === undefined ? undefined : resolve(base, cfg.gateway_ca),
+      insecureSkipVerify: cfg.insecure_skip_verify,
+      proxy: cfg.proxy,
+    },
     tenant: cfg.tenant,
     sshKey: resolve(base, cfg.ssh_key),
     gatewayFingerprint: cfg.gateway_fingerprint,
@@ -376,7 +565,18 @@ export function redactedConfig(cfg: ConnectConfig): Record<string, unknown> {
   }
   return {
     file: cfg.file,
-    gateway: gatewayText(cfg.gateway),
+    gateway: gatewayText(cfg.gateway, cfg.transport),
+    ...(cfg.transport.ca ? { gateway_ca: cfg.transport.ca } : {}),
+    ...(cfg.transport.insecureSkipVerify ? { insecure_skip_verify: true } : {}),
+    ...(cfg.transport.proxy
+      ? {
+          proxy: {
+            url: `http://${destinationOf(cfg.transport.proxy)}`,
+            ...(cfg.transport.proxy.username ? { username: cfg.transport.proxy.username } : {}),
+            ...(cfg.transport.proxy.password ? { password: '[redacted]' } : {}),
+          },
+        }
+      : {}),
     tenant: cfg.tenant ?? null,
     ssh_key: cfg.sshKey,
     gateway_fingerprint: cfg.gatewayFingerprint ?? null,

@@ -32,6 +32,10 @@ export interface ConnectorStatus {
   state: 'connecting' | 'connected' | 'disconnected' | 'stopped' | 'failed';
   connected: boolean;
   gateway: string;
+  /** ssh, tls or wss. */
+  transport?: 'ssh' | 'tls' | 'wss';
+  /** How the session reaches the gateway: transport, proxy, how the TLS certificate is checked. */
+  route?: string;
   tenant: string | null;
   /** SHA256 fingerprint of the gateway's host key (the last one seen). */
   fingerprint: string | null;
@@ -79,6 +83,7 @@ export function formatStatus(s: ConnectorStatus, now = Date.now()): string {
     if (s.lastError) lines.push(`  last error: ${s.lastError}`);
     if (s.nextRetryAt) lines.push(`  next attempt: ${s.nextRetryAt} (attempt ${s.attempts + 1})`);
   }
+  if (s.route) lines.push(`route: ${s.route}`);
   lines.push(`gateway fingerprint: ${s.fingerprint ?? 'not seen yet'}`);
   if (s.quota !== null) lines.push(`quota: ${s.quota} forwards`);
   lines.push(`pid ${s.pid}, config ${s.config}`);

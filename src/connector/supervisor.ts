@@ -20,6 +20,10 @@ import { type LoadedKey, readPrivateKey } from './key-file.js';
 import { checkHostKey } from './known-hosts.js';
 import { dialDestination, relayChannel } from './relay.js';
 import type { ConnectorStatus, RepoState, RepoStatus } from './status.js';
+import { type GatewayTransport, gatewayTransport } from './transport.js';
+
+/** The transport (TCP to the proxy, TLS, WebSocket upgrade) must be up within this time. */
+const TRANSPORT_TIMEOUT_MS = 15_000;
 
 export interface ConnectorDeps {
   config: ConnectConfig;
@@ -102,6 +106,7 @@ function sameTarget(a: RepositoryConfig, b: RepositoryConfig): boolean {
 export class Connector extends EventEmitter<ConnectorEvents> {
   private cfg: ConnectConfig;
   private key: LoadedKey | undefined;
+  private transport: GatewayTransport;
   private readonly log: Logger;
   private readonly clock: Clock;
   private readonly backoff: Backoff;
@@ -127,6 +132,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     this.openSession = deps.openSession ?? ((o) => TunnelSession.open(o));
     this.dial = deps.dial ?? dialDestination;
     this.probeInterval = deps.probeInterval ?? 5000;
+    this.transport = gatewayTransport(this.cfg, { log: this.log });
     this.backoff = new Backoff({
       minDelay: this.cfg.reconnect.minDelay,
       maxDelay: this.cfg.reconnect.maxDelay,
@@ -188,7 +194,8 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     this.log.info(
       {
         event: 'connector.starting',
-        gateway: gatewayText(this.cfg.gateway),
+        gateway: gatewayText(this.cfg.gateway, this.cfg.transport),
+        route: this.transport.route.text,
         tenant: this.cfg.tenant,
         key: this.key.fingerprint,
         repositories: this.repos.size,
@@ -217,12 +224,15 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     this.state = 'connecting';
     const cfg = this.cfg;
     const key = this.key!;
-    const gw = gatewayText(cfg.gateway);
+    const gw = gatewayText(cfg.gateway, cfg.transport);
+    const transport = this.transport;
     let session: TunnelSession;
     try {
       session = await this.openSession({
         host: cfg.gateway.host,
         port: cfg.gateway.port,
+        gatewayLabel: gw,
+        dial: transport.dial ? () => transport.dial!(TRANSPORT_TIMEOUT_MS) : undefined,
         username: cfg.tenant!,
         privateKey: key.privateKey,
         keyFingerprint: key.fingerprint,
@@ -306,12 +316,13 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       {
         event: 'connector.connected',
         gateway: gw,
+        route: transport.route.text,
         fingerprint: session.hostFingerprint,
         tenant: session.welcome?.tenant ?? cfg.tenant,
         quota: this.quota,
         gatewayVersion: session.welcome?.gateway,
       },
-      `connected to the gateway ${gw} (${session.hostFingerprint})`,
+      `connected to the gateway ${gw} (${session.hostFingerprint}; ${transport.route.text})`,
     );
     session.on('connection', (c) => this.onConnection(c));
     session.on('message', (m) => {
@@ -347,7 +358,11 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     this.lastError = err?.message ?? 'the gateway closed the session';
     const delay = this.backoff.schedule(() => void this.connect());
     this.log.warn(
-      { event: 'connector.disconnected', gateway: gatewayText(this.cfg.gateway), retryInMs: delay },
+      {
+        event: 'connector.disconnected',
+        gateway: gatewayText(this.cfg.gateway, this.cfg.transport),
+        retryInMs: delay,
+      },
       `lost the gateway: ${this.lastError}`,
     );
   }
@@ -538,7 +553,8 @@ export class Connector extends EventEmitter<ConnectorEvents> {
   apply(next: ConnectConfig): ReloadResult {
     const prev = this.cfg;
     const reconnect =
-      gatewayText(prev.gateway) !== gatewayText(next.gateway) ||
+      gatewayText(prev.gateway, prev.transport) !== gatewayText(next.gateway, next.transport) ||
+      JSON.stringify(prev.transport) !== JSON.stringify(next.transport) ||
       prev.tenant !== next.tenant ||
       prev.sshKey !== next.sshKey ||
       prev.gatewayFingerprint !== next.gatewayFingerprint ||
@@ -552,11 +568,13 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       );
     }
     let newKey: LoadedKey | undefined;
+    let newTransport: GatewayTransport | undefined;
     if (reconnect) {
       if (!next.tenant) {
         throw new TetherError('CONNECTOR_NO_TENANT', `${next.file}: tenant is not set`, { status: 400 });
       }
       newKey = readPrivateKey(next.sshKey);
+      newTransport = gatewayTransport(next, { log: this.log });
     } else if (!this.stopped) {
       // the key file may have been replaced in place
       newKey = readPrivateKey(next.sshKey);
@@ -583,6 +601,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     }
     this.cfg = next;
     if (newKey) this.key = newKey;
+    if (newTransport) this.transport = newTransport;
     for (const rc of next.repositories) {
       const r = this.repos.get(rc.label);
       if (!r) {
@@ -645,7 +664,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     if (!this.session) {
       throw new TetherError(
         'GATEWAY_UNREACHABLE',
-        `not connected to the gateway ${gatewayText(this.cfg.gateway)}${this.lastError ? `: ${this.lastError}` : ''}`,
+        `not connected to the gateway ${gatewayText(this.cfg.gateway, this.cfg.transport)}${this.lastError ? `: ${this.lastError}` : ''}`,
         { status: 503 },
       );
     }
@@ -672,7 +691,9 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       config: this.cfg.file,
       state: this.state,
       connected: this.session !== undefined,
-      gateway: gatewayText(this.cfg.gateway),
+      gateway: gatewayText(this.cfg.gateway, this.cfg.transport),
+      transport: this.transport.route.transport,
+      route: this.transport.route.text,
       tenant: this.cfg.tenant ?? null,
       fingerprint: this.fingerprint,
       since: this.since === null ? null : new Date(this.since).toISOString(),

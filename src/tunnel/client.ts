@@ -55,6 +55,8 @@ export interface TunnelClientOptions {
   logger: Logger;
   /** A transport already connected to the gateway (TLS, WebSocket…); default: TCP to host:port. */
   dial?: () => Promise<Duplex>;
+  /** How messages name the gateway (e.g. "wss://gw.example.com/tunnel"); default host:port. */
+  gatewayLabel?: string;
 }
 
 export type WelcomeMessage = Extract<GatewayMessage, { type: 'welcome' }>;
@@ -80,7 +82,7 @@ function describeFailure(
   opts: TunnelClientOptions,
   err: Error & { level?: string; code?: unknown },
 ): TetherError {
-  const addr = `${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`;
+  const addr = opts.gatewayLabel ?? `${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`;
   if (err instanceof TetherError) return err;
   if (err.level === 'client-authentication' || /authentication methods failed/i.test(err.message)) {
     return new TetherError(
@@ -166,6 +168,8 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
     const client = new Client();
     const session = new TunnelSession(client, opts);
     let hostKeyError: Error | undefined;
+    /** Lines the gateway sent before its SSH identification: why it refuses (wrong transport). */
+    let greeting = '';
 
     return new Promise<TunnelSession>((resolve, reject) => {
       let settled = false;
@@ -178,6 +182,17 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
         clearTimeout(deadline);
         client.end();
         client.destroy?.();
+        if (greeting && !hostKeyError && !(err instanceof TetherError)) {
+          const addr = opts.gatewayLabel ?? `${opts.host}:${opts.port}`;
+          reject(
+            new TetherError('GATEWAY_REFUSED', `the gateway at ${addr} refused the connection: ${greeting}`, {
+              status: 502,
+              retryable: true,
+              cause: err,
+            }),
+          );
+          return;
+        }
         reject(hostKeyError ?? describeFailure(opts, err));
       };
       const succeed = () => {
@@ -194,6 +209,14 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
       client.on('close', () => {
         if (!settled) fail(new Error('the gateway closed the connection during setup'));
         else session.shutdown(undefined);
+      });
+      client.on('greeting', (text: string) => {
+        greeting = text
+          .replace(/[^\x20-\x7e\n]/g, '')
+          .trim()
+          .replace(/^tether:\s*/i, '')
+          .replace(/\s+/g, ' ')
+          .slice(0, 300);
       });
       client.on('tcp connection', (info, accept, reject) => {
         session.emit('connection', { label: info.destIP, port: info.destPort, info, accept, reject });
