@@ -50,9 +50,9 @@ describe('TokenBucket', () => {
     assert.throws(() => new TokenBucket(-1, clock), RangeError);
   });
 
-  test('the default burst is a tenth of a second, at least 16 KiB', () => {
+  test('the default burst is a fifth of a second, at least 16 KiB', () => {
     assert.equal(defaultBurst(1000), MIN_BURST);
-    assert.equal(defaultBurst(10_000_000), 1_000_000);
+    assert.equal(defaultBurst(10_000_000), 2_000_000);
   });
 });
 
@@ -103,6 +103,21 @@ describe('MeteredDuplex', () => {
     // 200 KiB minus a 16 KiB burst at 400 kB/s: about 470 ms each way, the two overlap.
     assert.ok(ms >= 400, `took ${ms} ms: the cap was not applied`);
     assert.ok(ms < 3000, `took ${ms} ms`);
+  });
+
+  test('a large buffered chunk is paced out in slices, not held back whole', async () => {
+    const inner = new PassThrough({ highWaterMark: 4 << 20 });
+    inner.write(Buffer.alloc(1 << 20));
+    const m = new MeteredDuplex(
+      inner,
+      { up: [], down: [new TokenBucket(1_000_000, systemClock, 16_384)] },
+      systemClock,
+    );
+    const t0 = Date.now();
+    const first = await new Promise<Buffer>((r) => m.once('data', r));
+    assert.ok(first.length <= 32 * 1024, `first piece ${first.length} bytes`);
+    assert.ok(Date.now() - t0 < 300, 'the first slice came without waiting for the whole megabyte');
+    m.destroy();
   });
 
   test('without buckets it is a plain pass-through', async () => {

@@ -9,8 +9,13 @@ import type { Clock } from './clock.js';
 
 /** The smallest burst a bucket allows, bytes (one SSH channel packet is up to 32 KiB). */
 export const MIN_BURST = 16 * 1024;
-/** The burst as a share of one second of the rate. */
-export const BURST_SECONDS = 0.1;
+/** The most a metered stream reads from its inner stream at once, bytes. */
+export const READ_SLICE = 32 * 1024;
+/**
+ * The burst as a share of one second of the rate. It is also how late a paced stream's timer
+ * may fire (a busy event loop) before the stream falls behind its rate.
+ */
+export const BURST_SECONDS = 0.2;
 
 export function defaultBurst(rate: number): number {
   return Math.max(MIN_BURST, Math.round(rate * BURST_SECONDS));
@@ -129,7 +134,10 @@ export class MeteredDuplex extends Duplex {
 
   private pump(): void {
     while (this.wantRead && this.readTimer === undefined && !this.destroyed) {
-      const chunk = this.inner.read() as Buffer | null;
+      // Bounded slices: an SSH channel may hold its whole window (2 MiB); paying for that in one
+      // piece would hold the stream for seconds and then release it in one burst.
+      const n = Math.min(this.inner.readableLength, READ_SLICE);
+      const chunk = (n > 0 ? this.inner.read(n) : this.inner.read()) as Buffer | null;
       if (chunk === null) return; // 'readable' or 'end' comes next
       this.bytesDown += chunk.length;
       this.meter.onBytes?.(0, chunk.length);
