@@ -90,7 +90,9 @@ describe('cluster: three gateways, PostgreSQL, haproxy in front', () => {
     const listed = await members[1]!.tether(['tenants', 'list']);
     assert.match(
       listed.stdout,
-      new RegExp(`grp/web\\s+http://127\\.0\\.0\\.1:${web.port}\\s+${port}\\s+online\\s+\\d+\\s+${owner}`),
+      new RegExp(
+        `grp/web\\s+http://127\\.0\\.0\\.1:${web.port}\\s+${port}\\s+online\\s+\\d+\\s+\\d+\\s+${owner}`,
+      ),
     );
 
     // An admin change on a member that does not hold the session cuts it within 1 s.
