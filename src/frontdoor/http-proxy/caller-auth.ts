@@ -1,3 +1,4 @@
+import { hash } from 'node:crypto';
 import type { RouteAuthConfig } from '../../config/http-proxy.js';
 import type { CallerCredential, Verdict, Verifier } from './verifiers/types.js';
 
@@ -32,10 +33,15 @@ export type AuthOutcome =
   /** `presented`: the caller sent credentials that were wrong (counts toward the throttle). */
   | { ok: false; message: string; presented: boolean; user?: string };
 
-function outcome(v: Verdict, c: CallerCredential): AuthOutcome {
+function outcome(v: Verdict, c: CallerCredential | { missing: string } | { wrong: string }): AuthOutcome {
   return v.ok
     ? { ok: true, subject: v.subject, scopes: v.scopes }
-    : { ok: false, message: 'invalid credentials', presented: true, user: c.username };
+    : {
+        ok: false,
+        message: 'invalid credentials',
+        presented: true,
+        user: 'username' in c ? c.username : undefined,
+      };
 }
 
 /** Authenticates callers of one route; verifier failures surface as 503 TetherErrors. */
@@ -45,7 +51,11 @@ export class RouteAuthenticator {
   constructor(
     private readonly cfg: RouteAuthConfig,
     private readonly verifier:
-      | (Verifier & { clear?(): void; check?(c: CallerCredential): Verdict | Promise<Verdict> })
+      | (Verifier & {
+          clear?(): void;
+          peek?(key: string): Verdict | undefined;
+          check?(c: CallerCredential, key?: string): Verdict | Promise<Verdict>;
+        })
       | undefined,
     defaultRealm: string,
   ) {
@@ -98,10 +108,17 @@ export class RouteAuthenticator {
   /** Like `authenticate`, but answers at once (no promise) when the verdict is cached. */
   check(header: string | undefined): AuthOutcome | Promise<AuthOutcome> {
     if (this.cfg.type === 'none' || !this.verifier) return { ok: true, subject: null, scopes: null };
+    // Cached answers are found by a digest of the whole header: a hit needs no decoding.
+    const key = header && this.verifier.peek ? hash('sha256', header, 'base64') : undefined;
+    const hit = key === undefined ? undefined : this.verifier.peek!(key);
+    if (hit)
+      return hit.ok
+        ? { ok: true, subject: hit.subject, scopes: hit.scopes }
+        : outcome(hit, this.credential(header));
     const c = this.credential(header);
     if ('missing' in c) return { ok: false, message: c.missing, presented: false };
     if ('wrong' in c) return { ok: false, message: c.wrong, presented: true };
-    const v = this.verifier.check ? this.verifier.check(c) : this.verifier.verify(c);
+    const v = this.verifier.check ? this.verifier.check(c, key) : this.verifier.verify(c);
     return v instanceof Promise ? v.then((x) => outcome(x, c)) : outcome(v, c);
   }
 }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Clock } from '../../../core/clock.js';
 import type { CallerCredential, Verdict, Verifier } from './types.js';
 
@@ -39,19 +39,30 @@ export class CachedVerifier implements Verifier {
     return v instanceof Promise ? v : Promise.resolve(v);
   }
 
-  /** The cached answer right away when there is one (the hot path: no promise), else the pending check. */
-  check(c: CallerCredential): Verdict | Promise<Verdict> {
-    const key = createHash('sha256')
-      .update(c.username ?? '')
-      .update('\0')
-      .update(c.token)
-      .digest('base64');
-    const gen = this.inner.generation?.() ?? 0;
+  /** The cache key of a credential: a SHA-256, so no token is kept in clear. */
+  static keyOf(c: CallerCredential): string {
+    return hash('sha256', `${c.username ?? ''}\0${c.token}`, 'base64');
+  }
+
+  /** A fresh cached answer under this key, if any. */
+  peek(key: string): Verdict | undefined {
     const hit = this.entries.get(key);
-    if (hit) {
-      if (hit.expires > this.clock.now() && hit.generation === gen) return hit.verdict;
-      this.entries.delete(key);
-    }
+    if (!hit) return undefined;
+    if (hit.expires > this.clock.now() && hit.generation === (this.inner.generation?.() ?? 0))
+      return hit.verdict;
+    this.entries.delete(key);
+    return undefined;
+  }
+
+  /**
+   * The cached answer right away when there is one (the hot path: no promise), else the pending
+   * check. `key` lets a caller cache under its own digest of the credential (e.g. of the whole
+   * Authorization header, which spares decoding it on a hit).
+   */
+  check(c: CallerCredential, key = CachedVerifier.keyOf(c)): Verdict | Promise<Verdict> {
+    const gen = this.inner.generation?.() ?? 0;
+    const hit = this.peek(key);
+    if (hit) return hit;
     const pending = this.inflight.get(key);
     if (pending) return pending;
     this.calls++;
