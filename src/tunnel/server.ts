@@ -91,7 +91,13 @@ export class TunnelServer {
   /** Listens for plain SSH on host:port (0 = any free port). */
   async listen(host: string, port: number): Promise<net.AddressInfo> {
     const srv = net.createServer({ noDelay: true, pauseOnConnect: true }, (s) => {
-      void routePlainPort(s, { ssh: (x) => this.accept(x), tls: this.tlsOnSshPort, log: this.deps.log });
+      // the auth timeout counts from here: the first-bytes sniff is part of the time to log in
+      const at = this.deps.clock.now();
+      void routePlainPort(s, {
+        ssh: (x) => this.accept(x, undefined, at),
+        tls: this.tlsOnSshPort,
+        log: this.deps.log,
+      });
     });
     this.netServers.push(srv);
     await new Promise<void>((resolve, reject) => {
@@ -104,8 +110,11 @@ export class TunnelServer {
     return srv.address() as net.AddressInfo;
   }
 
-  /** Takes a connected transport (TCP, TLS or WebSocket stream) and speaks SSH on it. */
-  accept(socket: net.Socket | Duplex, remote?: { ip: string; port: number }): void {
+  /**
+   * Takes a connected transport (TCP, TLS or WebSocket stream) and speaks SSH on it. `acceptedAt`
+   * (clock time) is when the connection arrived, when that was before this call.
+   */
+  accept(socket: net.Socket | Duplex, remote?: { ip: string; port: number }, acceptedAt?: number): void {
     if (this.closing || this.pending.size >= this.opts.maxUnauthenticated) {
       this.deps.log.warn(
         {
@@ -126,13 +135,16 @@ export class TunnelServer {
     const ip = remote?.ip ?? (socket as net.Socket).remoteAddress;
     const source = `${ip}:${remote?.port ?? (socket as net.Socket).remotePort}`;
     const entry: { timer: unknown; client?: Connection } = {
-      timer: clock.setTimeout(() => {
-        log.info({ event: 'tunnel.auth_timeout', source }, 'connection closed: no authentication in time');
-        if (entry.client) {
-          entry.client.end();
-          destroySocket(entry.client);
-        } else socket.destroy();
-      }, this.opts.authTimeout),
+      timer: clock.setTimeout(
+        () => {
+          log.info({ event: 'tunnel.auth_timeout', source }, 'connection closed: no authentication in time');
+          if (entry.client) {
+            entry.client.end();
+            destroySocket(entry.client);
+          } else socket.destroy();
+        },
+        Math.max(0, this.opts.authTimeout - (acceptedAt === undefined ? 0 : clock.now() - acceptedAt)),
+      ),
     };
     this.pending.set(socket, entry);
     socket.once('close', () => {
