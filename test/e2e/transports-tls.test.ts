@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { sshForward } from '../helpers/openssh.js';
 import { startEchoServer, type TestServer, tcpExchange } from '../helpers/servers.js';
 import { makeCa, makeServerCert, type TestCa } from '../helpers/tls-certs.js';
 import { lastError, startedLine } from '../helpers/transports.js';
@@ -156,7 +157,7 @@ describe('tunnel over TLS', { concurrency: 3 }, () => {
     await Promise.all([c.stop(), d.stop()]);
   });
 
-  test('insecure_skip_verify: connects with the wrong CA, and says so loudly', async () => {
+  test('insecure_skip_verify: connects although the certificate is not trusted here, and says so loudly', async () => {
     const c = await connector(tlsAddr, { gateway_ca: undefined, insecure_skip_verify: true });
     await c.output.wait(
       /"event":"connector\.tls_verify_disabled".*INSECURE: the gateway's TLS certificate is NOT checked/,
@@ -187,6 +188,27 @@ describe('tunnel over TLS', { concurrency: 3 }, () => {
       /^wss:\/\/127\.0\.0\.1:\d+\/tunnel: the gateway's TLS certificate \(CN=gw\.other\.example, issued by CN=Tether Test CA\) is for DNS:gw\.other\.example, not 127\.0\.0\.1: use a gateway address the certificate names$/,
     );
     await c.stop();
+  });
+
+  test('plain OpenSSH through a TLS ProxyCommand (openssl s_client) gets its forward', async () => {
+    const tlsPort = Number(tlsAddr.split(':').pop());
+    const ssh = await sshForward({
+      sshPort: 1,
+      tenant: 'acme',
+      keyFile: key,
+      forwards: [{ label: 'grp/openssh', port: echo.port }],
+      extraArgs: [
+        '-o',
+        `ProxyCommand=openssl s_client -quiet -verify_return_error -verify_hostname localhost -CAfile ${ca.certFile} -connect 127.0.0.1:${tlsPort}`,
+      ],
+    });
+    try {
+      const port = ssh.ports.get('grp/openssh');
+      assert.ok(port, ssh.stderr.text());
+      assert.equal((await tcpExchange(port, 'openssh over tls', 16)).toString(), 'openssh over tls');
+    } finally {
+      await ssh.stop();
+    }
   });
 
   test('plain SSH to the TLS port: the connector is told to use tls://, the gateway logs it', async () => {
