@@ -129,9 +129,9 @@ describe('tether tenants and the admin API: bad input', () => {
     assert.equal((conflict.json as { error: { code: string } }).error.code, 'TENANT_EXISTS');
     const badKey = await gw.api('POST', '/v1/tenants/u/keys', { public_key: 'hello' });
     assert.equal(badKey.status, 400);
-    const escape = await gw.api('GET', '/v1/tenants/%E0%A4%A');
-    assert.equal(escape.status, 400);
-    assert.match(JSON.stringify(escape.json), /malformed percent-escape/);
+    const badEscape = await gw.api('GET', '/v1/tenants/%E0%A4%A');
+    assert.equal(badEscape.status, 400);
+    assert.match(JSON.stringify(badEscape.json), /malformed percent-escape/);
     const route = await gw.api('GET', '/v1/nothing');
     assert.equal(route.status, 404);
     const method = await gw.api('PUT', '/v1/tenants');
