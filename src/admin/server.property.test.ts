@@ -12,7 +12,7 @@ import type { Store } from '../store/types.js';
 import { AdminServer } from './server.js';
 
 /** Bounded runs: every property test of the project together stays well under 20 s. */
-const RUNS = { numRuns: 60 };
+const RUNS = { numRuns: 40 };
 const TOKEN = 'test-admin-token-0123456789';
 
 const w = <T>(weight: number, arbitrary: fc.Arbitrary<T>) => ({ weight, arbitrary });

@@ -7,7 +7,7 @@ import { connectConfigFromText } from './connect.js';
 import { SERVICE_NAMES, SERVICES } from './uri.js';
 
 /** Bounded runs: every property test of the project together stays well under 20 s. */
-const RUNS = { numRuns: 100 };
+const RUNS = { numRuns: 60 };
 const FILE = '/etc/tether/connect.yaml';
 
 /** `${X}` (unset) and `${HOME}` (set): environment references, as users write them. */

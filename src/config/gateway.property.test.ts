@@ -7,7 +7,7 @@ import { gatewayConfigFrom } from './gateway.js';
 import { parseYamlText } from './load.js';
 
 /** Bounded runs: every property test of the project together stays well under 20 s. */
-const RUNS = { numRuns: 100 };
+const RUNS = { numRuns: 60 };
 const FILE = '/etc/tether/gateway.yaml';
 const ENV = { HOME: '/home/x', PORT: '2222' };
 

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { formatTarget, parseRepositoryUri, type RepositoryTarget, SERVICE_NAMES, SERVICES } from './uri.js';
 
 /** Bounded runs: every property test of the project together stays well under 20 s. */
-const RUNS = { numRuns: 300 };
+const RUNS = { numRuns: 200 };
 
 /** Checks what every accepted target must satisfy, whatever the input was. */
 function assertWellFormed(t: RepositoryTarget): void {

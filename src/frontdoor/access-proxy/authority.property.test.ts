@@ -5,7 +5,7 @@ import { isValidName, TENANT_ID } from '../../core/ids.js';
 import { MAX_AUTHORITY, parseRepoAuthority, repoAddress } from './authority.js';
 
 /** Bounded runs: every property test of the project together stays well under 20 s. */
-const RUNS = { numRuns: 300 };
+const RUNS = { numRuns: 200 };
 
 /** Any text: control characters, every Unicode plane (the 'binary' unit costs seconds to warm up). */
 const anyText = (maxLength: number) =>

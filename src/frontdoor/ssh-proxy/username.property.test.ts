@@ -5,7 +5,7 @@ import { SSH_MAX_INDEX, SSH_REALM_NAME, SSH_TARGET_NAME } from '../../config/ssh
 import { formatProxyUsername, MAX_USERNAME, parseProxyUsername, USERNAME_PATTERN } from './username.js';
 
 /** Bounded runs: every property test of the project together stays well under 20 s. */
-const RUNS = { numRuns: 300 };
+const RUNS = { numRuns: 200 };
 
 /** Any text: control characters, every Unicode plane (the 'binary' unit costs seconds to warm up). */
 const anyText = (maxLength: number) =>
