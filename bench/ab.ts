@@ -37,6 +37,7 @@ interface Side {
   gbps8: number[];
   cpuPerGb: number[];
   conns: number[];
+  cpuPerConn: number[];
   p99: number[];
 }
 
@@ -55,7 +56,7 @@ async function main(): Promise<void> {
     const gw = await startGateway({ bin: resolve(bin) });
     const key = await gw.addTenant('ab');
     const conn = await startConnector(gw, 'ab', key, dest, { bin: resolve(bin) });
-    sides.push({ name, gw, conn, gbps: [], gbps8: [], cpuPerGb: [], conns: [], p99: [] });
+    sides.push({ name, gw, conn, gbps: [], gbps8: [], cpuPerGb: [], conns: [], cpuPerConn: [], p99: [] });
   }
   process.stdout.write(
     `load average ${load()
@@ -74,13 +75,15 @@ async function main(): Promise<void> {
       }
       if (tests.has('bulk8')) side.gbps8.push(await iperf(side.conn.ports.get('ab/iperf')!, 8, s));
       if (tests.has('conns')) {
-        const c = await loadgen<{ per_s: number }>([
+        const c0 = cpuOf(pids);
+        const c = await loadgen<{ per_s: number; connections: number }>([
           'connrate',
           `127.0.0.1:${side.conn.ports.get('ab/echo')}`,
           s,
           16,
         ]);
         side.conns.push(c.per_s);
+        side.cpuPerConn.push(((cpuOf(pids) - c0) * 1000) / Math.max(1, c.connections));
       }
       if (tests.has('ping')) {
         const p = await loadgen<{ p99_ms: number }>([
@@ -99,7 +102,7 @@ async function main(): Promise<void> {
     process.stdout.write(
       `${side.name}: bulk ${round(median(side.gbps))} Gbit/s (${side.gbps.map((x) => round(x)).join(' ')}), ` +
         `8 streams ${round(median(side.gbps8))}, CPU ${round(median(side.cpuPerGb))} s/GB, ` +
-        `conns ${round(median(side.conns), 0)}/s, p99 ${round(median(side.p99), 2)} ms\n`,
+        `conns ${round(median(side.conns), 0)}/s (CPU ${round(median(side.cpuPerConn), 2)} ms each), p99 ${round(median(side.p99), 2)} ms\n`,
     );
   }
   process.stdout.write(

@@ -2,8 +2,8 @@
  * Dialing a repository's destination and relaying bytes between it and an SSH channel.
  */
 import { connect as netConnect, type Socket } from 'node:net';
-import { type Duplex, pipeline } from 'node:stream';
-import { coalesceWrites } from '../tunnel/pipe.js';
+import type { Duplex } from 'node:stream';
+import { coalesceWrites, pump } from '../tunnel/pipe.js';
 
 /** Connects to host:port, or fails with a short reason ("connection refused", "timed out after 10 s"). */
 export function dialDestination(host: string, port: number, timeoutMs: number): Promise<Socket> {
@@ -95,6 +95,6 @@ export function relayChannel(
     }
     hooks.done({ toDestination, fromDestination, error: firstError });
   };
-  pipeline(channel, sock, finish);
-  pipeline(sock, channel, finish);
+  pump(channel, sock, finish);
+  pump(sock, channel, finish);
 }
