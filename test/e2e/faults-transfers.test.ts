@@ -102,6 +102,10 @@ describe('faults: kill -9 of the gateway during 100 concurrent transfers', () =>
       gateway: gw.sshPort,
       tenant: 'acme',
       keyFile,
+      // Full-jitter backoff: the wait before an attempt is random up to min(max_delay, 0.5 s · 2^n).
+      // With the default max_delay (30 s) a restart that takes several seconds on a busy machine
+      // can leave the next attempt more than 10 s away; 6 s bounds it.
+      config: { reconnect: { max_delay: '6s' } },
       repositories: { grp: { web: `http://127.0.0.1:${server.port}` } },
     });
   });
