@@ -482,7 +482,15 @@ export class HttpFrontDoor {
         { event: 'http_proxy.upstream_unavailable', route: route.name, upstream: to, code: err.code },
         err.message,
       );
-      this.fail(req, res, route, err.status >= 500 ? err.status : 502, err.code, err.message);
+      // 429: a tenant's connection cap or traffic quota (the caller may retry later).
+      this.fail(
+        req,
+        res,
+        route,
+        err.status >= 500 || err.status === 429 ? err.status : 502,
+        err.code,
+        err.message,
+      );
       return;
     }
     if (err instanceof UpstreamTimeout) {
