@@ -2,7 +2,7 @@
  * 3. New connections per second: connect, 1-byte echo, close, in a loop with 16 connections at
  * a time, through each path to an echo server; rounds alternate the paths, median reported.
  */
-import { loadgen, median, round } from './lib/procs.js';
+import { cpuOf, loadgen, median, round } from './lib/procs.js';
 import { PATHS, type PathName, type Rig } from './lib/rig.js';
 
 export interface ConnRateRun {
@@ -19,6 +19,8 @@ export interface ConnectionsResult {
   per_s: Record<PathName, number>;
   errors: Record<PathName, number>;
   p99_ms: Record<PathName, number>;
+  /** CPU milliseconds the tunnel processes used per connection (gateway+connector; sshd+ssh). */
+  cpu_ms_per_connection: Record<PathName, number>;
   ratio_tether_openssh: number;
 }
 
@@ -28,6 +30,7 @@ export async function connectionRate(
 ): Promise<ConnectionsResult> {
   const concurrency = o.concurrency ?? 16;
   const runs = { direct: [], openssh: [], tether: [] } as Record<PathName, ConnRateRun[]>;
+  const cpu = { direct: [], openssh: [], tether: [] } as Record<PathName, number[]>;
   for (let r = 0; r < o.rounds; r++) {
     const order = r % 2 === 0 ? PATHS : [...PATHS].reverse();
     for (const p of order) {
@@ -50,6 +53,11 @@ export async function connectionRate(
       direct: round(median(runs.direct.map((x) => x.p99_ms)), 2),
       openssh: round(median(runs.openssh.map((x) => x.p99_ms)), 2),
       tether: round(median(runs.tether.map((x) => x.p99_ms)), 2),
+    },
+    cpu_ms_per_connection: {
+      direct: 0,
+      openssh: round(median(cpu.openssh), 2),
+      tether: round(median(cpu.tether), 2),
     },
     ratio_tether_openssh: 0,
   };

@@ -81,8 +81,18 @@ const P = quick
       tenants: 1000,
     };
 
-if (args.rounds) Object.assign(P, { tRounds: Number(args.rounds), connRounds: Number(args.rounds), httpRounds: Number(args.rounds) });
-if (args.seconds) Object.assign(P, { tSeconds: Number(args.seconds), connSeconds: Number(args.seconds), httpSeconds: Number(args.seconds) });
+if (args.rounds)
+  Object.assign(P, {
+    tRounds: Number(args.rounds),
+    connRounds: Number(args.rounds),
+    httpRounds: Number(args.rounds),
+  });
+if (args.seconds)
+  Object.assign(P, {
+    tSeconds: Number(args.seconds),
+    connSeconds: Number(args.seconds),
+    httpSeconds: Number(args.seconds),
+  });
 
 interface External {
   file: string;
@@ -190,6 +200,14 @@ function table(r: Results): string {
       String(c.per_s.tether),
       `${c.ratio_tether_openssh}x`,
       `${round(c.per_s.tether / c.per_s.direct)}x`,
+    ]);
+    rows.push([
+      '  tunnel CPU ms per connection',
+      '-',
+      String(c.cpu_ms_per_connection.openssh),
+      String(c.cpu_ms_per_connection.tether),
+      `${round(c.cpu_ms_per_connection.tether / c.cpu_ms_per_connection.openssh)}x`,
+      '',
     ]);
   }
   if (r.http) {

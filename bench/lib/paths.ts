@@ -75,6 +75,8 @@ async function waitLog(file: string, re: RegExp, child: Child, timeoutMs = 30_00
 
 export interface Gateway {
   dir: string;
+  /** host:port of the SSH tunnel listener. */
+  tunnel: string;
   sshPort: number;
   adminUrl: string;
   token: string;
@@ -150,6 +152,7 @@ export async function startGateway(o: GatewayOptions = {}): Promise<Gateway> {
   };
   const gw: Gateway = {
     dir,
+    tunnel: started.tunnel,
     sshPort: Number(started.tunnel.split(':').pop()),
     adminUrl,
     token,
@@ -210,7 +213,7 @@ export async function startConnector(
   writeFileSync(
     join(dir, 'connect.yaml'),
     stringify({
-      gateway: o.gateway ?? `127.0.0.1:${gw.sshPort}`,
+      gateway: o.gateway ?? gw.tunnel,
       tenant,
       ssh_key: keyFile,
       gateway_fingerprint: gw.hostFingerprint,

@@ -175,7 +175,7 @@ export async function freePortRange(
   for (let attempt = 0; attempt < 50; attempt++) {
     const low = 10_000 + Math.floor(Math.random() * (30_000 - size));
     let ok = true;
-    for (let p = low; p < low + size && ok; p += size > 200 ? 7 : 1) ok = await portFree(p, host);
+    for (let p = low; p < low + size && ok; p++) ok = await portFree(p, host);
     if (ok) return { low, high: low + size - 1 };
   }
   throw new Error('no free port range found');
