@@ -168,7 +168,9 @@ export class TenantRealm implements Realm {
           } catch (err) {
             const why = isTetherError(err, 'FORWARD_OFFLINE')
               ? 'its connector is not connected'
-              : 'its connector did not accept the connection';
+              : isTetherError(err) && err.status === 429 // the tenant's connection cap or traffic quota
+                ? err.message
+                : 'its connector did not accept the connection';
             throw new TetherError('TARGET_UNREACHABLE', why, { status: 502, retryable: true, cause: err });
           }
         },
