@@ -5,10 +5,10 @@
  *   npx tsc -p tsconfig.build.json && npx tsx bench/transports.ts [--quick]
  *
  * For each transport a real `tether connector run` forwards an echo server and a byte source;
- * measured through the lease ports: download throughput (N MiB from the byte source, with the
+ * measured through the lease ports: download throughput (128 MiB, --quick 64, from the byte source, with the
  * gateway's and connector's CPU seconds per GB) and new connections per second (connect,
  * 1-byte echo, close; 16 at a time). Rounds alternate the order of the transports; the median
- * is reported. About 60 s (--quick: about 20 s). Results: bench/results/transports.json.
+ * is reported. About 60 s on an idle machine (--quick: about 20 s). Results: bench/results/transports.json.
  * `npm run bench` calls run({ quick }).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -166,8 +166,8 @@ function table(r: TransportsReport): string {
 
 /** For `npm run bench` (bench/run.ts), and `npx tsx bench/transports.ts [--quick]`. */
 export async function run(o: { quick: boolean }): Promise<TransportsReport> {
-  const mib = o.quick ? 64 : 256;
-  const connSeconds = o.quick ? 1.5 : 3;
+  const mib = o.quick ? 64 : 128;
+  const connSeconds = o.quick ? 1.5 : 2.5;
   const rounds = o.quick ? 1 : 2;
   const log = (s: string) => process.stdout.write(`${s}\n`);
 

@@ -24,6 +24,7 @@ import {
 import { destinationOf } from '../config/uri.js';
 import { TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
+import { coalesceWrites } from '../tunnel/pipe.js';
 
 export type TransportConfig = Pick<ConnectConfig, 'gateway' | 'transport' | 'file'>;
 
@@ -487,6 +488,12 @@ function startWebSocket(
       perMessageDeflate: false,
       maxPayload: 4 * 1024 * 1024,
       followRedirects: false,
+      // A zero masking key: ws then skips masking (and the gateway unmasking) every byte.
+      // Masking protects intermediaries from bytes a browser script chose; these bytes are SSH
+      // ciphertext inside TLS, chosen by nobody.
+      generateMask: (mask: Buffer) => {
+        mask.fill(0);
+      },
     });
     ws.once('open', () => {
       ws.removeAllListeners('error');
@@ -598,7 +605,10 @@ export function gatewayTransport(cfg: TransportConfig, opts: TransportOptions = 
       : await tcpConnect(host, port, left(), `the gateway at ${gateway}`);
     if (t.kind === 'ssh') return raw;
     const secure = await startTls(raw, tlsCtx, left());
-    if (t.kind === 'tls') return secure;
+    if (t.kind === 'tls') {
+      coalesceWrites(secure);
+      return secure;
+    }
     const url = `wss://${authority(host, port)}${t.path}`;
     return startWebSocket(secure, url, t.path, gateway, left());
   };
