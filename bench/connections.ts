@@ -34,9 +34,17 @@ export async function connectionRate(
   for (let r = 0; r < o.rounds; r++) {
     const order = r % 2 === 0 ? PATHS : [...PATHS].reverse();
     for (const p of order) {
-      runs[p].push(
-        await loadgen<ConnRateRun>(['connrate', `127.0.0.1:${rig.ports[p].echo}`, o.seconds, concurrency]),
-      );
+      const pids = rig.pids[p]();
+      const c0 = cpuOf(pids);
+      const r = await loadgen<ConnRateRun>([
+        'connrate',
+        `127.0.0.1:${rig.ports[p].echo}`,
+        o.seconds,
+        concurrency,
+      ]);
+      // sshd forks per session, not per forwarded connection: the same pids cover the run.
+      cpu[p].push(((cpuOf(pids) - c0) * 1000) / Math.max(1, r.connections));
+      runs[p].push(r);
     }
   }
   const per = (p: PathName) => round(median(runs[p].map((x) => x.per_s)), 0);

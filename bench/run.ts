@@ -239,7 +239,8 @@ function table(r: Results): string {
     const m = r.memory;
     extra.push(
       `memory: ${m.tenants} tenants: gateway RSS ${m.rss_base_mib} MiB → ${m.rss_1_forward_mib} MiB (1 forward each) → ${m.rss_5_forwards_mib} MiB (5 each): ` +
-        `${m.kib_per_idle_tenant} KiB per idle tenant, ${m.kib_per_further_forward} KiB per further forward`,
+        `${m.kib_per_idle_tenant} KiB per idle tenant, ${m.kib_per_further_forward} KiB per further forward` +
+        (m.tenants < 500 ? ' (few tenants: heap growth dominates, the full run uses 1,000)' : ''),
     );
   }
   if (r.slow_consumer) {
@@ -260,7 +261,12 @@ function table(r: Results): string {
   }
   for (const e of [r.http_proxy, r.transports]) {
     if (!e) continue;
-    extra.push(e.ran ? `${e.file}: ${JSON.stringify(e.result).slice(0, 400)}` : `${e.file}: ${e.note}`);
+    const ratios = e.ran ? ratiosOf(e.file, e.result) : [];
+    extra.push(
+      e.ran
+        ? `${e.file}: ${ratios.map((b) => `${b.label.replace(`${e.file}: `, '')} ${round(b.value)}x`).join(', ') || 'ran (see the JSON)'}`
+        : `${e.file}: ${e.note}`,
+    );
   }
   const targets = r.targets.map(
     (t) =>
@@ -524,12 +530,19 @@ async function main(): Promise<void> {
     }
     await stopPostgres().catch(() => {});
   }
-  if (want('http-proxy')) {
+  // The other engineers' benches take half a minute each even when short: the full run has them.
+  const externals = !quick || only !== undefined;
+  if (!externals) {
+    const note = 'skipped in --quick (run without it, or with --only http-proxy,transports)';
+    r.http_proxy = { file: 'http-proxy.ts', ran: false, note };
+    r.transports = { file: 'transports.ts', ran: false, note };
+  }
+  if (externals && want('http-proxy')) {
     await section('http-proxy', async () => {
       r.http_proxy = await external('HTTP front door vs nginx', 'http-proxy.ts');
     });
   }
-  if (want('transports')) {
+  if (externals && want('transports')) {
     await section('transports', async () => {
       r.transports = await external('transports', 'transports.ts');
     });
@@ -539,7 +552,7 @@ async function main(): Promise<void> {
   r.targets = targets(r);
 
   mkdirSync(args.out!, { recursive: true });
-  const name = quick || only || args.rounds || args.seconds ? 'partial' : 'latest';
+  const name = only || args.rounds || args.seconds ? 'partial' : quick ? 'quick' : 'latest';
   writeFileSync(join(args.out!, `${name}.json`), `${JSON.stringify(r, null, 2)}\n`);
   const svg = ratioChart(
     `Tether vs OpenSSH and direct loopback${quick ? ' (--quick)' : ''}`,
