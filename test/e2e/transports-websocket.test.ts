@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startEchoServer, type TestServer, tcpExchange } from '../helpers/servers.js';
 import { makeCa, makeServerCert, type ServerCert, type TestCa } from '../helpers/tls-certs.js';
 import { lastError, startedLine } from '../helpers/transports.js';
-import { freePort, run, tempDir } from '../helpers/util.js';
+import { BIN, freePort, run, tempDir, waitFor } from '../helpers/util.js';
 
 /**
  * The tunnel over WebSocket (tunnel.websocket, gateway: "wss://…"), and one port serving raw
@@ -122,6 +124,64 @@ describe('tunnel over WebSocket', { concurrency: 3 }, () => {
     const [onPath, elsewhere] = await Promise.all([curl('/tunnel'), curl('/')]);
     assert.match(onPath.stdout, /this is a Tether tunnel endpoint.*\n426$/s);
     assert.match(elsewhere.stdout, /^not found\n\n404$/);
+  });
+
+  test('init, register and unregister work over wss:// (enrollment through the WebSocket)', async () => {
+    const home = tempDir('tether-ws-enroll-');
+    const cfg = join(home, 'connect.yaml');
+    const env = { ...process.env, https_proxy: '', HTTPS_PROXY: '' };
+    delete env.TETHER_STATE_DIR;
+    delete env.TETHER_CONNECT_CONFIG;
+    const tether = (args: string[]) => run(process.execPath, [BIN, ...args], { env });
+    const gateway = `wss://127.0.0.1:${port443}/tunnel`;
+    const init = await tether(['connector', 'init', '-c', cfg, '--gateway', gateway]);
+    assert.equal(init.code, 0, init.stderr);
+    writeFileSync(
+      cfg,
+      readFileSync(cfg, 'utf8').replace(/^# gateway_ca: .*$/m, `gateway_ca: "${ca.certFile}"`),
+    );
+    const tok = await gw.tether(['tenants', 'enroll', 'acme']);
+    assert.equal(tok.code, 0, tok.stderr);
+    const reg = await tether(['connector', 'register', '--token', tok.stdout.trim(), '-c', cfg]);
+    assert.equal(reg.code, 0, reg.stderr);
+    assert.match(
+      reg.stdout,
+      new RegExp(`enrolled key SHA256:\\S+ with tenant acme at ${gateway.replace(/\./g, '\\.')}`),
+    );
+    const ping = await tether(['connector', 'ping', '-c', cfg]);
+    assert.equal(ping.code, 0, ping.stderr);
+    assert.match(ping.stdout, /^ {2}route: wss to wss:\/\/127\.0\.0\.1:\d+\/tunnel \(direct\)/m);
+    const un = await tether(['connector', 'unregister', '-c', cfg]);
+    assert.equal(un.code, 0, un.stderr);
+    assert.match(
+      un.stdout,
+      new RegExp(`^removed key SHA256:\\S+ from tenant acme at ${gateway.replace(/\./g, '\\.')}$`, 'm'),
+    );
+  });
+
+  test('reload moves a running connector from tls:// to wss://; the lease port stays', async () => {
+    const c = await connector(`tls://127.0.0.1:${port443}`, { label: 'moving' });
+    const before = await c.leasePort('grp/moving');
+    writeFileSync(
+      c.configFile,
+      readFileSync(c.configFile, 'utf8').replace(
+        /^gateway: .*$/m,
+        `gateway: wss://127.0.0.1:${port443}/tunnel`,
+      ),
+    );
+    const r = await c.cli(['reload']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /reconnecting with the new gateway settings/);
+    const st = await waitFor(
+      async () => {
+        const s = await c.status();
+        return s.connected && s.transport === 'wss' && s.repositories[0]?.state === 'active' ? s : null;
+      },
+      { timeout: 15_000, what: 'the connector back on wss://' },
+    );
+    assert.equal(st.repositories[0]?.leasePort, before);
+    assert.equal((await tcpExchange(before, 'moved', 5)).toString(), 'moved');
+    await c.stop();
   });
 
   test('a WebSocket path that does not exist: HTTP 404, named in status and in the gateway log', async () => {
