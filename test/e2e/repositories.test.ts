@@ -20,6 +20,10 @@ interface Repo {
   connections: number;
   connectors: number;
   node: string | null;
+  /** Each connector serving it, its own limits and its traffic (docs/limits-and-ha.md). */
+  endpoints?: Array<{ source: string; state: string; connections: number }>;
+  limits?: unknown;
+  usage?: { bytes: number };
 }
 
 interface Listing {
@@ -90,7 +94,13 @@ describe('repository directory and group keys (admin API and `tether tenants rep
       assert.ok(!Number.isNaN(Date.parse(g.key_created_at)));
     }
     assert.notEqual(l.groups[0]!.key, l.groups[1]!.key);
-    const dav = repo(l, 'docs', 'dav')!;
+    const { endpoints, limits, usage, ...dav } = repo(l, 'docs', 'dav')!;
+    assert.deepEqual(
+      endpoints?.map((x) => [x.state, x.connections]),
+      [['online', 0]],
+    );
+    assert.equal(limits, null);
+    assert.equal(usage?.bytes, 0);
     assert.deepEqual(
       { ...dav, port: 0 },
       {
