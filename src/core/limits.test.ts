@@ -358,4 +358,35 @@ describe('TrafficLimits', () => {
     await limits.stop();
     await store.close();
   });
+
+  test('a store that fails to answer does not stop the counting (retried, nothing lost)', async () => {
+    const { limits, store, clock } = await setup();
+    limits.account('acme', 'g/r', 10, 20);
+    const add = store.addTraffic.bind(store);
+    let fail = true;
+    store.addTraffic = async (rows) => {
+      if (fail) throw new Error('database is locked');
+      return add(rows);
+    };
+    clock.advance(5000); // the timer's flush fails; it must not throw out of the timer
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(limits.view('acme').usage.bytes, 30, 'still counted in memory');
+    fail = false;
+    const trafficSince = store.trafficSince.bind(store);
+    store.trafficSince = async () => {
+      throw new Error('connection lost');
+    };
+    clock.advance(5000); // written, but the read-back fails: logged, retried
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(limits.view('acme').usage.bytes, 30, 'written but not read back: still counted');
+    store.trafficSince = trafficSince;
+    clock.advance(5000);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(limits.view('acme').usage.bytes, 30, 'counted once');
+    await limits.stop();
+    assert.deepEqual(await store.trafficSince('2026-01-01'), [
+      { tenant_id: 'acme', label: 'g/r', bytes_in: 10, bytes_out: 20 },
+    ]);
+    await store.close();
+  });
 });

@@ -364,7 +364,9 @@ export class TrafficLimits {
   private schedule(): void {
     if (this.stopped) return;
     this.timer = this.clock.setTimeout(() => {
-      this.flush().finally(() => this.schedule());
+      this.flush()
+        .catch((err: unknown) => this.log.warn({ err }, 'could not read traffic counters; will retry'))
+        .finally(() => this.schedule());
     }, this.flushInterval);
   }
 
@@ -646,9 +648,10 @@ export class TrafficLimits {
   }
 
   private async doFlush(): Promise<void> {
+    // `inflight`: bytes written (or being written) to the store but not read back yet.
     const snapshot = this.pending;
     this.pending = new Map();
-    this.inflight = snapshot;
+    for (const [k, c] of snapshot) add(this.inflight, k, c.in, c.out);
     const day = dayOf(this.clock.now());
     const rows: TrafficRow[] = [];
     for (const [k, c] of snapshot) {
@@ -658,16 +661,15 @@ export class TrafficLimits {
     try {
       await this.store.addTraffic(rows);
     } catch (err) {
-      for (const [k, c] of snapshot) add(this.pending, k, c.in, c.out);
-      this.inflight = new Map();
+      for (const [k, c] of snapshot) {
+        add(this.inflight, k, -c.in, -c.out);
+        add(this.pending, k, c.in, c.out);
+      }
       this.log.warn({ err }, 'could not write traffic counters; will retry');
       return;
     }
-    try {
-      await this.reloadUsage();
-    } finally {
-      this.inflight = new Map();
-    }
+    await this.reloadUsage();
+    this.inflight = new Map();
     const now = this.clock.now();
     if (now - this.lastPrune > DAY_MS) {
       this.lastPrune = now;
