@@ -129,7 +129,7 @@ describe('tunnel over WebSocket', { concurrency: 3 }, () => {
   test('init, register and unregister work over wss:// (enrollment through the WebSocket)', async () => {
     const home = tempDir('tether-ws-enroll-');
     const cfg = join(home, 'connect.yaml');
-    const env = { ...process.env, https_proxy: '', HTTPS_PROXY: '' };
+    const env: NodeJS.ProcessEnv = { ...process.env, https_proxy: '', HTTPS_PROXY: '' };
     delete env.TETHER_STATE_DIR;
     delete env.TETHER_CONNECT_CONFIG;
     const tether = (args: string[]) => run(process.execPath, [BIN, ...args], { env });
