@@ -30,7 +30,7 @@ const args = [
   'tsx',
   '--test',
   `--test-concurrency=${concurrency}`,
-  '--test-timeout=180000',
+  '--test-timeout=420000',
   ...(process.env.TETHER_TEST_REPORTER ? [`--test-reporter=${process.env.TETHER_TEST_REPORTER}`] : []),
   ...files,
 ];
