@@ -322,7 +322,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
         quota: this.quota,
         gatewayVersion: session.welcome?.gateway,
       },
-      `connected to the gateway ${gw} (${session.hostFingerprint}; ${transport.route.text})`,
+      `connected to the gateway ${gw} (${session.hostFingerprint}); route: ${transport.route.text}`,
     );
     session.on('connection', (c) => this.onConnection(c));
     session.on('message', (m) => {
