@@ -603,7 +603,10 @@ export function gatewayTransport(cfg: TransportConfig, opts: TransportOptions = 
     const raw = proxy
       ? await connectViaProxy(proxy, host, port, left())
       : await tcpConnect(host, port, left(), `the gateway at ${gateway}`);
-    if (t.kind === 'ssh') return raw;
+    if (t.kind === 'ssh') {
+      coalesceWrites(raw);
+      return raw;
+    }
     const secure = await startTls(raw, tlsCtx, left());
     if (t.kind === 'tls') {
       coalesceWrites(secure);
