@@ -17,11 +17,11 @@ const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replac
 
 export function ratioChart(title: string, subtitle: string, bars: Bar[]): string {
   const rowH = 30;
-  const left = 290;
-  const width = 1000;
+  const left = 370;
+  const width = 1120;
   const plotW = 420;
   const top = 70;
-  const height = top + bars.length * rowH + 50;
+  const height = top + bars.length * rowH + 66;
   const lo = Math.log2(1 / 16);
   const hi = Math.log2(32);
   const x = (v: number) => left + ((Math.log2(Math.min(32, Math.max(1 / 16, v))) - lo) / (hi - lo)) * plotW;
@@ -43,13 +43,15 @@ export function ratioChart(title: string, subtitle: string, bars: Bar[]): string
   bars.forEach((b, i) => {
     const y = top + i * rowH;
     const ok = b.target === undefined || b.value >= b.target;
+    // Green/red only where there is a target; other bars are context (e.g. against direct loopback).
+    const color = b.target === undefined ? '#5c7fa3' : ok ? '#2e7d32' : '#c62828';
     const v = Number.isFinite(b.value) ? b.value : 0;
     const x0 = x(1);
     const x1 = v > 0 ? x(v) : x0;
     out.push(`<text x="${left - 10}" y="${y + 19}" text-anchor="end">${esc(b.label)}</text>`);
     if (v > 0) {
       out.push(
-        `<rect x="${Math.min(x0, x1)}" y="${y + 6}" width="${Math.max(2, Math.abs(x1 - x0))}" height="${rowH - 12}" fill="${ok ? '#2e7d32' : '#c62828'}" opacity="0.85"/>`,
+        `<rect x="${Math.min(x0, x1)}" y="${y + 6}" width="${Math.max(2, Math.abs(x1 - x0))}" height="${rowH - 12}" fill="${color}" opacity="0.85"/>`,
       );
     }
     if (b.target !== undefined) {
@@ -60,12 +62,12 @@ export function ratioChart(title: string, subtitle: string, bars: Bar[]): string
     }
     const label = v > 0 ? `${v >= 10 ? v.toFixed(0) : v.toFixed(2)}×` : 'n/a';
     out.push(
-      `<text x="${left + plotW + 12}" y="${y + 19}" font-weight="600" fill="${ok ? '#2e7d32' : '#c62828'}">${label}</text>`,
+      `<text x="${left + plotW + 12}" y="${y + 19}" font-weight="600" fill="${color}">${label}</text>`,
       `<text x="${left + plotW + 70}" y="${y + 19}" fill="#444">${esc(b.note ?? '')}</text>`,
     );
   });
   out.push(
-    `<text x="${width - 20}" y="${height - 8}" text-anchor="end" fill="#888" font-size="11">dashed tick: target · green: target met · red: not met</text>`,
+    `<text x="${width - 20}" y="${height - 8}" text-anchor="end" fill="#888" font-size="11">dashed tick: target · green: target met · red: not met · blue: no target (context)</text>`,
     '</svg>',
   );
   return `${out.join('\n')}\n`;
