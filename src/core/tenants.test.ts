@@ -24,7 +24,11 @@ test('parseQuota accepts whole numbers 0..3000 only', () => {
   assert.equal(parseQuota(' 25 '), 25);
   assert.equal(parseQuota(3000), 3000);
   for (const bad of ['-1', '1.5', 'abc', '', '3001', -1, 1.5, Number.NaN, null, undefined, '1e3']) {
-    assert.throws(() => parseQuota(bad), (e: unknown) => isTetherError(e, 'QUOTA_INVALID'), String(bad));
+    assert.throws(
+      () => parseQuota(bad),
+      (e: unknown) => isTetherError(e, 'QUOTA_INVALID'),
+      String(bad),
+    );
   }
 });
 
@@ -63,10 +67,19 @@ test('checkLogin: unknown tenant, disabled tenant, unknown key', async () => {
   const { tenants, store } = await setup();
   const r = await tenants.add('acme');
   assert.deepEqual(await tenants.checkLogin('acme', r.fingerprint), { ok: true, quota: 20 });
-  assert.deepEqual(await tenants.checkLogin('acme', 'SHA256:other'), { ok: false, reason: 'key not registered' });
-  assert.deepEqual(await tenants.checkLogin('nobody', r.fingerprint), { ok: false, reason: 'unknown tenant' });
+  assert.deepEqual(await tenants.checkLogin('acme', 'SHA256:other'), {
+    ok: false,
+    reason: 'key not registered',
+  });
+  assert.deepEqual(await tenants.checkLogin('nobody', r.fingerprint), {
+    ok: false,
+    reason: 'unknown tenant',
+  });
   await tenants.changeQuota('acme', 0);
-  assert.deepEqual(await tenants.checkLogin('acme', r.fingerprint), { ok: false, reason: 'tenant disabled (quota 0)' });
+  assert.deepEqual(await tenants.checkLogin('acme', r.fingerprint), {
+    ok: false,
+    reason: 'tenant disabled (quota 0)',
+  });
   await store.close();
 });
 
@@ -90,12 +103,27 @@ test('the quota holds under concurrent forward requests (serialised per tenant)'
   const registry = new ForwardRegistry(clock);
   const authorizer = new ForwardAuthorizer(store, registry, { low: 5000, high: 5100 }, clock);
   const mutex = new KeyedMutex();
-  const session: LiveSession = { id: 's', tenant: 'acme', source: 'x', since: 0, fingerprint: 'f', agent: 'test', end() {} };
+  const session: LiveSession = {
+    id: 's',
+    tenant: 'acme',
+    source: 'x',
+    since: 0,
+    fingerprint: 'f',
+    agent: 'test',
+    end() {},
+  };
   const results = await Promise.all(
     Array.from({ length: 10 }, (_, i) =>
       mutex.run('acme', async () => {
         const d = await authorizer.authorizeForward('acme', `g/r${i}`, 0);
-        if (d.ok) registry.add('acme', `g/r${i}`, d.port, { session, connections: 0, open: () => Promise.reject(new Error('x')) }, null);
+        if (d.ok)
+          registry.add(
+            'acme',
+            `g/r${i}`,
+            d.port,
+            { session, connections: 0, open: () => Promise.reject(new Error('x')) },
+            null,
+          );
         return d;
       }),
     ),
