@@ -11,6 +11,7 @@
  * bench/results/latest.svg. The machine is shared: every figure is next to its reference from
  * the same run, and the load average is recorded with each section.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +22,7 @@ import { type CoresResult, cores } from './cores.js';
 import { type HttpResult, httpRate } from './http.js';
 import { type LatencyResult, latency } from './latency.js';
 import { stopPostgres } from './lib/cluster.js';
-import { load, ROOT, removeTempDirs, round, runOut, stopAll } from './lib/procs.js';
+import { load, ROOT, removeTempDirs, round, stopAll } from './lib/procs.js';
 import { type Rig, startRig } from './lib/rig.js';
 import { type MemoryResult, memory } from './memory.js';
 import { type SlowConsumerResult, slowConsumer } from './slow-consumer.js';
@@ -452,7 +453,7 @@ async function main(): Promise<void> {
     return;
   }
   const started = Date.now();
-  const sshV = await runOut('ssh', ['-V']).catch((e: Error) => e.message);
+  const sshV = spawnSync('ssh', ['-V'], { encoding: 'utf8' }).stderr ?? '';
   const r: Results = {
     date: new Date().toISOString(),
     quick,
