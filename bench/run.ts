@@ -417,7 +417,7 @@ function bars(r: Results): Bar[] {
       label: 'one core → two (8 tenants)',
       value: r.cores.scaling,
       target: 1.6,
-      note: r.cores.runs.map((x) => `${x.gbps}`).join(' → ') + ' Gbit/s',
+      note: `${r.cores.runs.map((x) => `${x.gbps}`).join(' → ')} Gbit/s`,
     });
   if (r.cluster && r.cluster.runs.length === 2) {
     const [a, c] = r.cluster.runs as [ClusterResult['runs'][0], ClusterResult['runs'][0]];
