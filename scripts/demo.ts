@@ -22,7 +22,12 @@ function cleanup(): void {
 process.on('exit', cleanup);
 process.on('SIGINT', () => process.exit(130));
 
-function waitLine(p: ChildProcess, stream: 'stdout' | 'stderr', re: RegExp, ms = 20_000): Promise<RegExpExecArray> {
+function waitLine(
+  p: ChildProcess,
+  stream: 'stdout' | 'stderr',
+  re: RegExp,
+  ms = 20_000,
+): Promise<RegExpExecArray> {
   return new Promise((resolveLine, reject) => {
     let buf = '';
     const t = setTimeout(() => reject(new Error(`timed out waiting for ${re}:\n${buf}`)), ms);
@@ -40,10 +45,20 @@ function waitLine(p: ChildProcess, stream: 'stdout' | 'stderr', re: RegExp, ms =
 async function main(): Promise<void> {
   say(`Starting a gateway with its data in ${dir}`);
   const cfg = join(dir, 'gateway.yaml');
-  writeFileSync(cfg, `data_dir: ${join(dir, 'data')}\ntunnel: { listen: "127.0.0.1:0" }\nadmin: { listen: "127.0.0.1:0" }\nforwards: { ports: "20200-20299" }\n`);
-  const gw = spawn(process.execPath, [BIN, 'gateway', '-c', cfg], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TETHER_LOG_LEVEL: 'info' } });
+  writeFileSync(
+    cfg,
+    `data_dir: ${join(dir, 'data')}\ntunnel: { listen: "127.0.0.1:0" }\nadmin: { listen: "127.0.0.1:0" }\nforwards: { ports: "20200-20299" }\n`,
+  );
+  const gw = spawn(process.execPath, [BIN, 'gateway', '-c', cfg], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, TETHER_LOG_LEVEL: 'info' },
+  });
   children.push(gw);
-  const started = JSON.parse((await waitLine(gw, 'stdout', /\{[^\n]*"gateway.started"[^\n]*\}/))[0]) as { tunnel: string; admin: string; msg: string };
+  const started = JSON.parse((await waitLine(gw, 'stdout', /\{[^\n]*"gateway.started"[^\n]*\}/))[0]) as {
+    tunnel: string;
+    admin: string;
+    msg: string;
+  };
   console.log(`    ${started.msg}`);
   const env = { ...process.env, TETHER_DATA_DIR: join(dir, 'data') };
 
@@ -55,19 +70,43 @@ async function main(): Promise<void> {
   console.log(`    ${add.stderr.split('\n')[0]}\n    saved to ${keyFile}`);
 
   say('Starting a tiny HTTP server inside the "private network" (127.0.0.1, OS-chosen port)');
-  const web = http.createServer((req, res) => res.end(`Hello from inside the private network! You asked for ${req.url}\n`));
+  const web = http.createServer((req, res) =>
+    res.end(`Hello from inside the private network! You asked for ${req.url}\n`),
+  );
   await new Promise<void>((r) => web.listen(0, '127.0.0.1', () => r()));
   const webPort = (web.address() as AddressInfo).port;
   console.log(`    http://127.0.0.1:${webPort}/`);
 
   say('Connecting with plain OpenSSH as the connector: ssh -N -R demo/web:0:127.0.0.1:<port> acme@gateway');
   const sshPort = started.tunnel.split(':').pop()!;
-  const ssh = spawn('ssh', ['-N', '-v', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ExitOnForwardFailure=yes', '-i', keyFile, '-p', sshPort, '-R', `demo/web:0:127.0.0.1:${webPort}`, 'acme@127.0.0.1'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const ssh = spawn(
+    'ssh',
+    [
+      '-N',
+      '-v',
+      '-o',
+      'StrictHostKeyChecking=no',
+      '-o',
+      'UserKnownHostsFile=/dev/null',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'ExitOnForwardFailure=yes',
+      '-i',
+      keyFile,
+      '-p',
+      sshPort,
+      '-R',
+      `demo/web:0:127.0.0.1:${webPort}`,
+      'acme@127.0.0.1',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   children.push(ssh);
   const lease = Number((await waitLine(ssh, 'stderr', /Allocated port (\d+)/))[1]);
   console.log(`    the gateway leased port ${lease} to acme's demo/web`);
 
-  say('The operator\'s view (tether tenants list)');
+  say("The operator's view (tether tenants list)");
   const list = spawnSync(process.execPath, [BIN, 'tenants', 'list'], { env, encoding: 'utf8' });
   console.log(list.stdout.replace(/^/gm, '    '));
 
