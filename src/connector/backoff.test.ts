@@ -1,41 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import type { Clock } from '../core/clock.js';
+import { FakeClock } from '../../test/helpers/core.js';
 import { Backoff } from './backoff.js';
-
-class ManualClock implements Clock {
-  t = 1_000_000;
-  private timers: { at: number; fn: () => void; id: number }[] = [];
-  private seq = 0;
-  now(): number {
-    return this.t;
-  }
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = ++this.seq;
-    this.timers.push({ at: this.t + ms, fn, id });
-    return id;
-  }
-  clearTimeout(h: unknown): void {
-    this.timers = this.timers.filter((x) => x.id !== h);
-  }
-  advance(ms: number): void {
-    this.t += ms;
-    const due = this.timers.filter((x) => x.at <= this.t);
-    this.timers = this.timers.filter((x) => x.at > this.t);
-    for (const x of due) x.fn();
-  }
-  get pending(): number {
-    return this.timers.length;
-  }
-}
 
 describe('Backoff (full jitter)', () => {
   test('ceilings double from 0.5 s and stop at 30 s', () => {
     const b = new Backoff({
       minDelay: 500,
       maxDelay: 30_000,
-      clock: new ManualClock(),
+      clock: new FakeClock(1_000_000),
       random: () => 0.999999,
     });
     const delays = Array.from({ length: 10 }, () => b.next());
@@ -47,7 +21,7 @@ describe('Backoff (full jitter)', () => {
     const b = new Backoff({
       minDelay: 500,
       maxDelay: 30_000,
-      clock: new ManualClock(),
+      clock: new FakeClock(1_000_000),
       random: () => values.shift()!,
     });
     assert.deepEqual([b.next(), b.next(), b.next()], [0, 500, 500]);
@@ -65,7 +39,7 @@ describe('Backoff (full jitter)', () => {
           const b = new Backoff({
             minDelay: min,
             maxDelay: max,
-            clock: new ManualClock(),
+            clock: new FakeClock(1_000_000),
             random: () => rs.shift()!,
           });
           randoms.forEach((_, n) => {
@@ -78,7 +52,7 @@ describe('Backoff (full jitter)', () => {
   });
 
   test('a session that stayed up long enough starts the next retry from the first ceiling', () => {
-    const clock = new ManualClock();
+    const clock = new FakeClock(1_000_000);
     const b = new Backoff({
       minDelay: 500,
       maxDelay: 30_000,
@@ -99,7 +73,7 @@ describe('Backoff (full jitter)', () => {
   });
 
   test('schedule runs the function after the delay on the injected clock; cancel stops it', () => {
-    const clock = new ManualClock();
+    const clock = new FakeClock(1_000_000);
     const b = new Backoff({ minDelay: 1000, maxDelay: 30_000, clock, random: () => 0.5 });
     let runs = 0;
     assert.equal(

@@ -6,37 +6,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
 import { after, describe, test } from 'node:test';
+import { FakeClock } from '../../test/helpers/core.js';
 import { type ConnectConfig, connectConfigFromText } from '../config/connect.js';
-import type { Clock } from '../core/clock.js';
 import { generateKeyPair } from '../core/ssh-keys.js';
 import { TetherError } from '../errors/index.js';
 import { silentLogger } from '../log/index.js';
 import type { IncomingConnection, TunnelClientOptions, TunnelSession } from '../tunnel/client.js';
 import type { ConnectorMessage } from '../tunnel/control-protocol.js';
 import { Connector } from './supervisor.js';
-
-class ManualClock implements Clock {
-  t = 1_000_000;
-  private timers: { at: number; fn: () => void; id: number }[] = [];
-  private seq = 0;
-  now(): number {
-    return this.t;
-  }
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = ++this.seq;
-    this.timers.push({ at: this.t + ms, fn, id });
-    return id;
-  }
-  clearTimeout(h: unknown): void {
-    this.timers = this.timers.filter((x) => x.id !== h);
-  }
-  advance(ms: number): void {
-    this.t += ms;
-    const due = this.timers.filter((x) => x.at <= this.t);
-    this.timers = this.timers.filter((x) => x.at > this.t);
-    for (const x of due) x.fn();
-  }
-}
 
 /** Stands in for a TunnelSession: records what the connector asks of the gateway. */
 class FakeSession extends EventEmitter {
@@ -92,7 +69,7 @@ describe('Connector (supervisor)', () => {
     cfg: ConnectConfig,
     opts: { dial?: (h: string, p: number) => Promise<Socket>; refuse?: Map<string, string> } = {},
   ) {
-    const clock = new ManualClock();
+    const clock = new FakeClock(1_000_000);
     const sessions: FakeSession[] = [];
     const opened: TunnelClientOptions[] = [];
     let failNext: Error | undefined;

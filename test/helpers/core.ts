@@ -27,6 +27,11 @@ export class FakeClock implements Clock {
     this.timers = this.timers.filter((x) => x.id !== handle);
   }
 
+  /** Timers not yet fired. */
+  get pending(): number {
+    return this.timers.length;
+  }
+
   advance(ms: number): void {
     this.t += ms;
     const due = this.timers.filter((x) => x.at <= this.t).sort((a, b) => a.at - b.at);
