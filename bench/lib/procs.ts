@@ -151,35 +151,8 @@ export function runOut(cmd: string, args: string[], input?: string, timeoutMs = 
   });
 }
 
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen({ host, port: 0 }, () => r()));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
-
-async function portFree(port: number, host: string): Promise<boolean> {
-  return new Promise((r) => {
-    const srv = net.createServer();
-    srv.once('error', () => r(false));
-    srv.listen({ host, port, exclusive: true }, () => srv.close(() => r(true)));
-  });
-}
-
-/** `size` consecutive free ports below the ephemeral range, for a lease range. */
-export async function freePortRange(
-  size: number,
-  host = '127.0.0.1',
-): Promise<{ low: number; high: number }> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const low = 10_000 + Math.floor(Math.random() * (30_000 - size));
-    let ok = true;
-    for (let p = low; p < low + size && ok; p++) ok = await portFree(p, host);
-    if (ok) return { low, high: low + size - 1 };
-  }
-  throw new Error('no free port range found');
-}
+// Free ports and lease ranges: the same helpers the tests use.
+export { freePort, freePortRange } from '../../test/helpers/util.js';
 
 export async function waitPort(port: number, host = '127.0.0.1', timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
