@@ -78,6 +78,7 @@ class TetherDashboard extends HTMLElement {
     super();
     this.tenants = new Map();
     this.stats = null;
+    this.refreshTimers = new Map();
   }
 
   connectedCallback() {
@@ -129,7 +130,11 @@ class TetherDashboard extends HTMLElement {
         },
         tenant: (m) => this.upsert(m.tenant),
         'tenant-removed': (m) => this.remove(m.id),
-        activity: (m) => this.activity.add(m),
+        activity: (m) => {
+          this.activity.add(m);
+          // Connections closing, a quota running out: the tenant's usage and connectors changed.
+          if (typeof m.tenant === 'string') this.refreshSoon(m.tenant, 300);
+        },
         stats: (m) => this.applyStats(m),
       },
       (state) => {
@@ -143,6 +148,27 @@ class TetherDashboard extends HTMLElement {
 
   disconnectedCallback() {
     this.stop?.();
+    for (const t of this.refreshTimers.values()) clearTimeout(t);
+    this.refreshTimers.clear();
+  }
+
+  /**
+   * Fetches a tenant's view again shortly: the event stream sends a new view when sessions,
+   * forwards or settings change, not when bytes move, so usage and per-connector counts are
+   * fetched after activity (and every few seconds while traffic flows).
+   */
+  refreshSoon(id, delay) {
+    if (this.refreshTimers.has(id) || !this.tenants.has(id)) return;
+    const timer = setTimeout(async () => {
+      this.refreshTimers.delete(id);
+      try {
+        const r = await api('GET', `/v1/tenants/${encodeURIComponent(id)}`);
+        if (this.tenants.has(id)) this.upsert(r.tenant);
+      } catch {
+        // removed meanwhile, or the gateway is restarting: the event stream tells
+      }
+    }, delay);
+    this.refreshTimers.set(id, timer);
   }
 
   async signOut() {
@@ -172,6 +198,9 @@ class TetherDashboard extends HTMLElement {
 
   applyStats(stats) {
     this.stats = stats;
+    for (const [id, t] of Object.entries(stats?.tenants ?? {})) {
+      if (t.in_rate + t.out_rate > 0) this.refreshSoon(id, 3000);
+    }
     for (const card of this.tenants.values()) card.applyStats(stats);
     this.renderSummary();
   }

@@ -1,48 +1,76 @@
 import { api } from './api.js';
 import { ago, bytes, clock, h, rate } from './dom.js';
+import { limitsForm, limitsPanel } from './limits.js';
 
-/** One tenant: quota and usage, live sessions, forwards; change the quota or remove it. */
+/**
+ * One tenant: quota and usage, traffic limits, live sessions, forwards and their connectors;
+ * change the quota or the limits, or remove it. The header and the open forms stay put when a
+ * new view arrives (someone typing keeps their text and focus); the rest is drawn again.
+ */
 class TetherTenant extends HTMLElement {
   set view(v) {
     this._view = v;
     this.dataset.tenant = v.id;
-    // Do not pull the quota form away from someone typing in it: render when they are done.
-    if (this.editing) this.stale = true;
-    else this.render();
+    this.render();
   }
 
   get view() {
     return this._view;
   }
 
+  /** The parts that stay: title, badges, buttons and the two forms. */
+  skeleton() {
+    this.heading = h('h3');
+    this.badges = h('span', { class: 'badges' });
+    this.rateCell = h('span', { class: 'rate', title: 'Throughput of this tenant’s tunnel sessions' });
+    this.form = h('div', { class: 'quota-form', hidden: true });
+    this.limitsEdit = h('div', { class: 'limits-form', hidden: true });
+    this.body = h('div', { class: 'tenant-body' });
+    this.article = h(
+      'article',
+      { class: 'card tenant' },
+      h(
+        'header',
+        null,
+        this.heading,
+        this.badges,
+        this.rateCell,
+        h('span', { class: 'spacer' }),
+        h('button', { type: 'button', class: 'ghost', onclick: () => this.editQuota() }, 'Change quota'),
+        h('button', { type: 'button', class: 'ghost', onclick: () => this.editLimits() }, 'Change limits'),
+        h('button', { type: 'button', class: 'danger', onclick: () => this.confirmRemove() }, 'Remove'),
+      ),
+      this.form,
+      this.limitsEdit,
+      this.body,
+    );
+    this.replaceChildren(this.article);
+  }
+
   render() {
     const v = this._view;
-    this.stale = false;
-    this.form = h('div', { class: 'quota-form', hidden: true });
-    this.rateCell = h('span', { class: 'rate', title: 'Throughput of this tenant’s tunnel sessions' });
-    const usage =
+    if (!this.article) this.skeleton();
+    this.article.setAttribute('aria-label', `Tenant ${v.id}`);
+    this.heading.textContent = v.id;
+    const spent = v.usage?.exhausted === true;
+    const repoSpent = v.forwards.some((f) => f.limits && f.usage?.exhausted);
+    this.dataset.exhausted = spent ? 'tenant' : repoSpent ? 'repository' : '';
+    const badges = [
       v.quota === 0
         ? h('span', { class: 'badge off' }, 'disabled (quota 0)')
-        : h('span', { class: 'badge', dataset: { field: 'usage' } }, `${v.in_use} / ${v.quota} forwards`);
-    this.replaceChildren(
-      h(
-        'article',
-        { class: 'card tenant', 'aria-label': `Tenant ${v.id}` },
-        h(
-          'header',
-          null,
-          h('h3', null, v.id),
-          usage,
-          this.rateCell,
-          h('span', { class: 'spacer' }),
-          h('button', { type: 'button', class: 'ghost', onclick: () => this.editQuota() }, 'Change quota'),
-          h('button', { type: 'button', class: 'danger', onclick: () => this.confirmRemove() }, 'Remove'),
-        ),
-        this.form,
-        this.sessions(v),
-        this.forwards(v),
-      ),
-    );
+        : h('span', { class: 'badge', dataset: { field: 'usage' } }, `${v.in_use} / ${v.quota} forwards`),
+      spent
+        ? h('span', { class: 'badge off', dataset: { field: 'exhausted' } }, 'traffic quota exhausted')
+        : repoSpent
+          ? h(
+              'span',
+              { class: 'badge warn', dataset: { field: 'exhausted' } },
+              'a repository’s traffic quota is exhausted',
+            )
+          : null,
+    ];
+    this.badges.replaceChildren(...badges.filter(Boolean));
+    this.body.replaceChildren(...[limitsPanel(v), this.sessions(v), this.forwards(v)].filter(Boolean));
     if (this.lastStats) this.applyStats(this.lastStats);
   }
 
@@ -87,13 +115,20 @@ class TetherTenant extends HTMLElement {
       h(
         'tbody',
         null,
-        v.forwards.map((f) =>
+        v.forwards.map((f) => [
           h(
             'tr',
             { dataset: { forward: f.label, state: f.state } },
             h('td', { class: 'mono' }, f.label),
             h('td', { class: 'mono', dataset: { field: 'port' } }, String(f.port)),
-            h('td', null, h('span', { class: `state ${f.state}` }, f.state)),
+            h(
+              'td',
+              null,
+              h('span', { class: `state ${f.state}` }, f.state),
+              f.limits && f.usage?.exhausted
+                ? h('span', { class: 'state spent', title: 'its traffic quota is exhausted' }, 'quota spent')
+                : null,
+            ),
             h(
               'td',
               { class: 'mono' },
@@ -105,6 +140,60 @@ class TetherTenant extends HTMLElement {
             h('td', { class: 'num', dataset: { field: 'bytes_in' } }, '–'),
             h('td', { class: 'num', dataset: { field: 'bytes_out' } }, '–'),
           ),
+          this.connectors(f),
+        ]),
+      ),
+    );
+  }
+
+  /** A line under a forward: each connector serving it (source, since, connections, state). */
+  connectors(f) {
+    const eps = f.endpoints ?? [];
+    const remote = Math.max(0, (f.connectors ?? eps.length) - eps.length);
+    if (eps.length === 0 && remote === 0) return null;
+    const n = eps.length + remote;
+    return h(
+      'tr',
+      { class: 'connectors-row', dataset: { connectorsOf: f.label } },
+      h(
+        'td',
+        { colspan: '7' },
+        h(
+          'ul',
+          { class: 'connectors', 'aria-label': `Connectors of ${f.label}` },
+          h('li', { class: 'muted caption' }, `${n} connector${n === 1 ? '' : 's'}`),
+          eps.map((e) =>
+            h(
+              'li',
+              { dataset: { connector: e.source, state: e.state } },
+              h('span', { class: `dot ${e.state}`, 'aria-hidden': 'true' }),
+              h('span', { class: 'mono', dataset: { field: 'source' } }, e.source),
+              h(
+                'span',
+                { class: 'muted', title: `${e.agent}, connected ${ago(e.since)}` },
+                ` since ${clock(e.since)} · `,
+              ),
+              h(
+                'span',
+                { dataset: { field: 'connector-connections' } },
+                `${e.connections} connection${e.connections === 1 ? '' : 's'}`,
+              ),
+              e.state === 'withdrawn'
+                ? [
+                    ' ',
+                    h('span', { class: 'state withdrawn' }, 'withdrawn'),
+                    h('span', { class: 'reason', dataset: { field: 'reason' } }, ` ${e.reason ?? ''}`),
+                  ]
+                : null,
+            ),
+          ),
+          remote > 0
+            ? h(
+                'li',
+                { class: 'muted' },
+                `${remote} connected to other cluster members${f.node ? ` (${f.node})` : ''}`,
+              )
+            : null,
         ),
       ),
     );
@@ -130,7 +219,6 @@ class TetherTenant extends HTMLElement {
 
   editQuota() {
     const v = this._view;
-    this.editing = true;
     const input = h('input', {
       id: `quota-${v.id}`,
       name: 'quota',
@@ -140,9 +228,8 @@ class TetherTenant extends HTMLElement {
     });
     const error = h('p', { class: 'error', role: 'alert', hidden: true });
     const done = () => {
-      this.editing = false;
       this.form.hidden = true;
-      if (this.stale) this.render();
+      this.form.replaceChildren();
     };
     const save = async (e) => {
       e.preventDefault();
@@ -152,7 +239,7 @@ class TetherTenant extends HTMLElement {
         const r = await api('PATCH', `/v1/tenants/${encodeURIComponent(v.id)}`, {
           quota: /^-?\d+(\.\d+)?$/.test(text) ? Number(text) : text,
         });
-        this.editing = false;
+        done();
         this.view = r.tenant;
       } catch (err) {
         error.textContent = err.message;
@@ -173,6 +260,34 @@ class TetherTenant extends HTMLElement {
     );
     this.form.hidden = false;
     input.select();
+  }
+
+  editLimits() {
+    if (!this._view.limits) return;
+    const close = () => {
+      this.limitsEdit.hidden = true;
+      this.limitsEdit.replaceChildren();
+    };
+    const { form, focus } = limitsForm(this._view, {
+      onSaved: (view, repo) => {
+        close();
+        this.view = view;
+        if (repo && !view.forwards.some((f) => f.label === repo)) {
+          // Stored, but shown only once the repository has been forwarded.
+          this.body.prepend(
+            h(
+              'p',
+              { class: 'muted small', role: 'status' },
+              `Limits of ${repo} saved; they show here once a connector forwards it.`,
+            ),
+          );
+        }
+      },
+      onCancel: close,
+    });
+    this.limitsEdit.replaceChildren(form);
+    this.limitsEdit.hidden = false;
+    focus();
   }
 
   confirmRemove() {
