@@ -5,6 +5,7 @@ import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type Browser, chromium, type Locator, type Page } from 'playwright-core';
+import { startConnector, type TestConnector } from '../helpers/connector.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { type SshForward, sshForward } from '../helpers/openssh.js';
 import { ROOT, waitFor } from '../helpers/util.js';
@@ -100,6 +101,7 @@ describe('dashboard: traffic limits and connectors of a tenant (Chromium)', () =
   let page: Page;
   const upstreams: Array<Awaited<ReturnType<typeof startUpstream>>> = [];
   const connectors: SshForward[] = [];
+  const realConnectors: TestConnector[] = [];
   const requests: string[] = [];
   const consoleErrors: string[] = [];
 
@@ -128,6 +130,7 @@ describe('dashboard: traffic limits and connectors of a tenant (Chromium)', () =
 
   after(async () => {
     for (const c of connectors) await c.stop();
+    for (const c of realConnectors) await c.stop();
     await browser?.close();
     for (const u of upstreams) await u.close();
     await gw?.stop();
@@ -319,5 +322,45 @@ describe('dashboard: traffic limits and connectors of a tenant (Chromium)', () =
       [],
     );
     assert.deepEqual(consoleErrors, []);
+  });
+
+  test('a connector that withdraws a repository shows why', async () => {
+    const keyFile = await gw.addTenant('beta');
+    const card = page.locator('tether-tenant[data-tenant="beta"]');
+    await card.waitFor();
+    const healthy = await startUpstream('H');
+    upstreams.push(healthy);
+    const gone = await startUpstream('G');
+    const gonePort = gone.port;
+    for (const port of [healthy.port, gonePort]) {
+      realConnectors.push(
+        await startConnector({
+          gateway: gw.sshPort,
+          tenant: 'beta',
+          keyFile,
+          repositories: { grp: { api: `http://127.0.0.1:${port}` } },
+          config: { health_check: { tcp: true, interval: '1s', timeout: '1s' } },
+        }),
+      );
+    }
+    const items = card.locator('tr[data-connectors-of="grp/api"] li[data-connector]');
+    await waitFor(async () => (await items.count()) === 2, { what: 'two real connectors listed' });
+    await gone.close();
+    const withdrawn = card.locator('tr[data-connectors-of="grp/api"] li[data-state="withdrawn"]');
+    const text = await waitText(
+      withdrawn,
+      new RegExp(
+        `^127\\.0\\.0\\.1:\\d+ since \\d\\d:\\d\\d:\\d\\d · 0 connections withdrawn health check failed: 127\\.0\\.0\\.1:${gonePort}: connection refused$`,
+      ),
+      'the withdrawn connector with its reason',
+      15_000,
+    );
+    assert.equal(await items.locator('[data-field="reason"]').count(), 1, `one withdrawn: ${text}`);
+    await waitText(
+      card.locator('tr[data-forward="grp/api"] .state'),
+      /^online$/,
+      'the repository stays online',
+    );
+    await card.screenshot({ path: join(ARTIFACTS, 'dashboard-connectors.png') });
   });
 });
