@@ -17,6 +17,7 @@ function repo(label: string, over: Partial<RepoStatus> = {}): RepoStatus {
     totalConnections: 0,
     bytesIn: 0,
     bytesOut: 0,
+    dialFailures: 0,
     ...over,
   };
 }
@@ -38,7 +39,7 @@ test('connector metrics: session state, repositories, connections and bytes, on 
       attempts: 0,
       repositories: [
         repo('grp/web', { connections: 2, totalConnections: 7, bytesIn: 1000, bytesOut: 5000 }),
-        repo('grp/smb', { state: 'unreachable', reason: 'ECONNREFUSED' }),
+        repo('grp/smb', { state: 'unreachable', reason: 'ECONNREFUSED', dialFailures: 3 }),
       ],
     } as ConnectorStatus,
     status(): ConnectorStatus {
@@ -64,6 +65,8 @@ test('connector metrics: session state, repositories, connections and bytes, on 
     has('tether_connector_connections_total{repository="grp/web"} 7');
     has('tether_connector_bytes_total{repository="grp/web",direction="in"} 1000');
     has('tether_connector_bytes_total{repository="grp/web",direction="out"} 5000');
+    has('tether_connector_dial_failures_total{repository="grp/smb"} 3');
+    has('tether_connector_dial_failures_total{repository="grp/web"} 0');
     has('tether_connector_sessions_total 2');
     has('tether_connector_reconnects_total 1');
     has('tether_connector_disconnects_total 1');

@@ -110,6 +110,17 @@ export function createConnectorMetrics(
       }
     },
   });
+  new client.Counter({
+    name: 'tether_connector_dial_failures_total',
+    help: 'Connections from the gateway that the destination did not accept, by repository',
+    labelNames: ['repository'],
+    registers: [r],
+    collect() {
+      this.reset();
+      for (const repo of snapshot().repositories)
+        this.inc({ repository: repos.get(repo.label) }, repo.dialFailures);
+    },
+  });
   const sessions = new client.Counter({
     name: 'tether_connector_sessions_total',
     help: 'SSH sessions established with the gateway',

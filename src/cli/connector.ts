@@ -148,6 +148,7 @@ repositories:
 # reconnect: { min_delay: 500ms, max_delay: 30s }
 # dial_timeout: 10s
 # log_level: info
+# metrics_listen: 127.0.0.1:9464    # Prometheus metrics at http://127.0.0.1:9464/metrics (off by default)
 # For tls:// and wss:// (docs/transports.md):
 # gateway_ca: ./gateway-ca.pem       # the CA that signed the gateway's certificate (else the system CAs)
 # proxy: "http://user:password@proxy.example.com:3128"   # else https_proxy / HTTPS_PROXY, minus NO_PROXY
@@ -190,7 +191,8 @@ function describeReload(r: ReloadResult): string {
   if (r.removed.length) parts.push(`removed ${r.removed.join(', ')}`);
   if (r.changed.length) parts.push(`changed ${r.changed.join(', ')}`);
   if (r.reconnect) parts.push('reconnecting with the new gateway settings');
-  return `reloaded: ${parts.length ? parts.join('; ') : 'no changes to repositories'}`;
+  const head = `reloaded: ${parts.length ? parts.join('; ') : 'no changes to repositories'}`;
+  return [head, ...(r.warnings ?? []).map((w) => `warning: ${w}`)].join('\n');
 }
 
 const CONFIG_HELP = 'connect.yaml (default: $TETHER_CONNECT_CONFIG or ./connect.yaml)';

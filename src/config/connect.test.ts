@@ -190,6 +190,45 @@ describe('connect.yaml', () => {
     );
   });
 
+  test('metrics_listen: host:port, ":port" is loopback, port 0 allowed; bad values name the key', () => {
+    assert.equal(load('gateway: g\nssh_key: k\n').metricsListen, undefined);
+    assert.deepEqual(load('gateway: g\nssh_key: k\nmetrics_listen: "127.0.0.1:9464"\n').metricsListen, {
+      host: '127.0.0.1',
+      port: 9464,
+    });
+    assert.deepEqual(load('gateway: g\nssh_key: k\nmetrics_listen: ":0"\n').metricsListen, {
+      host: '127.0.0.1',
+      port: 0,
+    });
+    assert.deepEqual(load('gateway: g\nssh_key: k\nmetrics_listen: "[::1]:9464"\n').metricsListen, {
+      host: '::1',
+      port: 9464,
+    });
+    assert.deepEqual(load('gateway: g\nssh_key: k\nmetrics_listen: "0.0.0.0:9464"\n').metricsListen, {
+      host: '0.0.0.0',
+      port: 9464,
+    });
+    const form = 'use "host:port", e.g. "127.0.0.1:9464"; port 0 picks a free one';
+    assert.equal(
+      refused('gateway: g\nssh_key: k\nmetrics_listen: nonsense\n'),
+      `${FILE}: metrics_listen: "nonsense" is not a listen address (${form})`,
+    );
+    assert.equal(
+      refused('gateway: g\nssh_key: k\nmetrics_listen: 9464\n'),
+      `${FILE}: metrics_listen: 9464 is not a listen address (${form})`,
+    );
+    assert.equal(
+      refused('gateway: g\nssh_key: k\nmetrics_listen: "127.0.0.1:70000"\n'),
+      `${FILE}: metrics_listen: port 70000 is out of range (0-65535)`,
+    );
+    assert.match(
+      refused('gateway: g\nssh_key: k\nmetrics_listen: "http://127.0.0.1:9464/metrics"\n'),
+      /metrics_listen: "http:\/\/127\.0\.0\.1:9464\/metrics" is not a listen address/,
+    );
+    const shown = redactedConfig(load('gateway: g\nssh_key: k\nmetrics_listen: "[::1]:9464"\n'));
+    assert.equal(shown.metrics_listen, '[::1]:9464');
+  });
+
   test('the top level must be a mapping', () => {
     assert.match(refused('- a\n- b\n'), /the top level must be a mapping/);
   });

@@ -85,6 +85,29 @@ const gatewayAddr = z.string().transform((s, ctx) => {
   return { ...hp, kind: 'ssh' as const, path: '' };
 });
 
+const METRICS_FORM = 'use "host:port", e.g. "127.0.0.1:9464"; port 0 picks a free one';
+
+/**
+ * `metrics_listen`: where the connector serves Prometheus metrics. "host:port" like the
+ * gateway's listen addresses; ":port" means 127.0.0.1 (the endpoint is local unless you say so).
+ */
+const metricsListen = z.unknown().transform((v, ctx): { host: string; port: number } => {
+  const text = typeof v === 'string' ? v.trim() : undefined;
+  const m = text === undefined ? null : /^(?:\[([^\]]+)\]|([^:[\]\s/@]*)):(\d+)$/.exec(text);
+  if (!m) {
+    const shown = typeof v === 'string' ? `"${v}"` : JSON.stringify(v);
+    ctx.addIssue({ code: 'custom', message: `${shown} is not a listen address (${METRICS_FORM})` });
+    return z.NEVER;
+  }
+  const port = Number(m[3]);
+  if (port > 65535) {
+    ctx.addIssue({ code: 'custom', message: `port ${m[3]} is out of range (0-65535)` });
+    return z.NEVER;
+  }
+  const host = m[1] ?? m[2] ?? '';
+  return { host: host === '' ? '127.0.0.1' : host, port };
+});
+
 /** An HTTP proxy for the gateway connection (HTTP CONNECT). The password is never shown. */
 export interface ProxySetting {
   host: string;
@@ -210,6 +233,8 @@ export const connectSchema = z.strictObject({
   /** Health check for every repository without its own (see parseHealthCheck). */
   health_check: z.unknown().optional(),
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
+  /** Serve Prometheus metrics on this "host:port" (off when absent). */
+  metrics_listen: metricsListen.optional(),
 });
 
 /** The shape a user writes (before validation). */
@@ -313,6 +338,8 @@ export interface ConnectConfig {
   reconnect: { minDelay: number; maxDelay: number };
   dialTimeout: number;
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  /** `metrics_listen`: where GET /metrics is served; undefined = no metrics endpoint. */
+  metricsListen: { host: string; port: number } | undefined;
 }
 
 /** "host:port", "tls://host:port" or "wss://host[:port]/path". */
@@ -474,6 +501,7 @@ export function connectConfigFrom(
     reconnect: { minDelay: cfg.reconnect.min_delay, maxDelay: cfg.reconnect.max_delay },
     dialTimeout: cfg.dial_timeout,
     logLevel: cfg.log_level,
+    metricsListen: cfg.metrics_listen,
   });
 }
 
@@ -586,6 +614,7 @@ export function redactedConfig(cfg: ConnectConfig): Record<string, unknown> {
     reconnect: { min_delay: `${cfg.reconnect.minDelay}ms`, max_delay: `${cfg.reconnect.maxDelay}ms` },
     dial_timeout: `${cfg.dialTimeout}ms`,
     log_level: cfg.logLevel,
+    metrics_listen: cfg.metricsListen ? destinationOf(cfg.metricsListen) : null,
     repositories: groups,
   };
 }

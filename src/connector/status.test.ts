@@ -28,6 +28,7 @@ const base: ConnectorStatus = {
       totalConnections: 5,
       bytesIn: 100,
       bytesOut: 3 * 1024 * 1024,
+      dialFailures: 0,
     },
     {
       label: 'g/big',
@@ -41,6 +42,7 @@ const base: ConnectorStatus = {
       totalConnections: 0,
       bytesIn: 0,
       bytesOut: 0,
+      dialFailures: 0,
     },
   ],
 };

@@ -24,6 +24,8 @@ export interface RepoStatus {
   bytesIn: number;
   /** Bytes from the destination to the gateway. */
   bytesOut: number;
+  /** Connections from the gateway that the destination did not accept. */
+  dialFailures: number;
 }
 
 export interface ConnectorStatus {
@@ -47,6 +49,8 @@ export interface ConnectorStatus {
   nextRetryAt: string | null;
   attempts: number;
   repositories: RepoStatus[];
+  /** Where `metrics_listen` serves GET /metrics ("http://127.0.0.1:9464/metrics"); null when off. */
+  metrics?: string | null;
 }
 
 function ago(iso: string | null, now: number): string {
@@ -87,6 +91,7 @@ export function formatStatus(s: ConnectorStatus, now = Date.now()): string {
   lines.push(`gateway fingerprint: ${s.fingerprint ?? 'not seen yet'}`);
   if (s.quota !== null) lines.push(`quota: ${s.quota} forwards`);
   lines.push(`pid ${s.pid}, config ${s.config}`);
+  if (s.metrics) lines.push(`metrics: ${s.metrics}`);
   if (s.repositories.length === 0) {
     lines.push('', 'no repositories configured');
     return `${lines.join('\n')}\n`;

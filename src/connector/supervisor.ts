@@ -53,6 +53,8 @@ interface Repo {
   totalConnections: number;
   bytesIn: number;
   bytesOut: number;
+  /** Connections from the gateway the destination did not accept. */
+  dialFailures: number;
   /** We told the gateway this destination is down. */
   withdrawn: boolean;
   probe: unknown;
@@ -64,6 +66,8 @@ export interface ReloadResult {
   removed: string[];
   changed: string[];
   reconnect: boolean;
+  /** Changes that wait for a restart (e.g. metrics_listen), as messages for the user. */
+  warnings?: string[];
 }
 
 interface ConnectorEvents {
@@ -171,6 +175,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       totalConnections: 0,
       bytesIn: 0,
       bytesOut: 0,
+      dialFailures: 0,
       withdrawn: false,
       probe: undefined,
       live: new Set(),
@@ -479,6 +484,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       },
       (e: Error) => {
         c.reject();
+        r.dialFailures++;
         this.markUnreachable(r, `destination unreachable: ${dest}: ${e.message}`);
       },
     );
@@ -684,6 +690,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       totalConnections: r.totalConnections,
       bytesIn: r.bytesIn,
       bytesOut: r.bytesOut,
+      dialFailures: r.dialFailures,
     }));
     const next = this.backoff.nextAt;
     return {
