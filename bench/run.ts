@@ -179,6 +179,13 @@ function table(r: Results): string {
       `${round(t.cpu_s_per_gb.tether / t.cpu_s_per_gb.openssh)}x`,
       '',
     ]);
+    for (const [label, v] of [
+      ['    of it user (own code)', t.user_s_per_gb],
+      ['    of it system (kernel)', t.sys_s_per_gb],
+    ] as const) {
+      if (v)
+        rows.push([label, '-', String(v.openssh), String(v.tether), `${round(v.tether / v.openssh)}x`, '']);
+    }
   }
   if (r.latency) {
     const l = r.latency.paths;

@@ -5,7 +5,7 @@
  * receives: a download from a private service).
  */
 
-import { cpuOf, median, round, runOut, sleep } from './lib/procs.js';
+import { cpuSplitOf, median, round, runOut, sleep } from './lib/procs.js';
 import { PATHS, type PathName, type Rig } from './lib/rig.js';
 
 export interface ThroughputResult {
@@ -16,6 +16,9 @@ export interface ThroughputResult {
   all_gbps: Record<PathName, number[]>;
   /** CPU seconds the tunnel processes used per GB moved (gateway+connector; sshd+ssh). */
   cpu_s_per_gb: Record<PathName, number>;
+  /** The same split into user time (the process's own code) and system time (the kernel's). */
+  user_s_per_gb?: Record<PathName, number>;
+  sys_s_per_gb?: Record<PathName, number>;
   ratio_tether_openssh: number;
   ratio_tether_direct: number;
 }
@@ -59,16 +62,21 @@ export async function throughput(
 ): Promise<ThroughputResult> {
   const all = { direct: [], openssh: [], tether: [] } as Record<PathName, number[]>;
   const cpu = { direct: [], openssh: [], tether: [] } as Record<PathName, number[]>;
+  const user = { direct: [], openssh: [], tether: [] } as Record<PathName, number[]>;
+  const sys = { direct: [], openssh: [], tether: [] } as Record<PathName, number[]>;
   for (let r = 0; r < o.rounds; r++) {
     // Alternate the order between rounds so no path always runs first (or last).
     const order = r % 2 === 0 ? PATHS : [...PATHS].reverse();
     for (const p of order) {
       const pids = rig.pids[p]();
-      const c0 = cpuOf(pids);
+      const c0 = cpuSplitOf(pids);
       const g = await iperf(rig.ports[p].iperf, o.streams, o.seconds);
-      const used = cpuOf(pids) - c0;
+      const c1 = cpuSplitOf(pids);
+      const gb = (g * o.seconds) / 8;
       all[p].push(g);
-      cpu[p].push(used / ((g * o.seconds) / 8));
+      cpu[p].push((c1.user + c1.sys - c0.user - c0.sys) / gb);
+      user[p].push((c1.user - c0.user) / gb);
+      sys[p].push((c1.sys - c0.sys) / gb);
     }
   }
   const gbps = { direct: median(all.direct), openssh: median(all.openssh), tether: median(all.tether) };
@@ -79,6 +87,8 @@ export async function throughput(
     gbps: { direct: round(gbps.direct), openssh: round(gbps.openssh), tether: round(gbps.tether) },
     all_gbps: all,
     cpu_s_per_gb: { direct: 0, openssh: round(median(cpu.openssh)), tether: round(median(cpu.tether)) },
+    user_s_per_gb: { direct: 0, openssh: round(median(user.openssh)), tether: round(median(user.tether)) },
+    sys_s_per_gb: { direct: 0, openssh: round(median(sys.openssh)), tether: round(median(sys.tether)) },
     ratio_tether_openssh: round(gbps.tether / gbps.openssh),
     ratio_tether_direct: round(gbps.tether / gbps.direct),
   };

@@ -183,15 +183,21 @@ export function rss(pid: number): number {
   }
 }
 
-/** User + system CPU seconds a process has used so far. */
-export function cpuSeconds(pid: number): number {
+/** User and system CPU seconds a process has used so far (zeros when it is gone). */
+export function cpuTimes(pid: number): { user: number; sys: number } {
   try {
     const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-    return (Number(rest[11]) + Number(rest[12])) / 100;
+    return { user: Number(rest[11]) / 100, sys: Number(rest[12]) / 100 };
   } catch {
-    return 0;
+    return { user: 0, sys: 0 };
   }
+}
+
+/** User + system CPU seconds a process has used so far. */
+export function cpuSeconds(pid: number): number {
+  const t = cpuTimes(pid);
+  return t.user + t.sys;
 }
 
 /** Descendants of a pid (e.g. the node under a taskset wrapper: taskset execs, so usually itself). */
@@ -229,8 +235,18 @@ export function withDescendants(pid: number): number[] {
 }
 
 export function cpuOf(pids: number[]): number {
-  let s = 0;
-  for (const p of pids) s += cpuSeconds(p);
+  const t = cpuSplitOf(pids);
+  return t.user + t.sys;
+}
+
+/** User and system CPU seconds of several processes together. */
+export function cpuSplitOf(pids: number[]): { user: number; sys: number } {
+  const s = { user: 0, sys: 0 };
+  for (const p of pids) {
+    const t = cpuTimes(p);
+    s.user += t.user;
+    s.sys += t.sys;
+  }
   return s;
 }
 
