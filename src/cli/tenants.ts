@@ -235,7 +235,43 @@ function serviceText(f: RepoView): string {
   return f.scheme && f.scheme !== f.service ? `${f.service}+${f.scheme}` : f.service;
 }
 
-/** `tether tenants repos` as text: one row per repository, then the group keys. */
+/**
+ * Puts under each repository row of a rendered table one indented line per connector serving it
+ * (source, since when, connections, state or why it was withdrawn), aligned across the listing;
+ * connectors on other cluster members as a count. `repos[i]` belongs to the table's row i.
+ */
+function withConnectors(rendered: string, repos: RepoView[]): string {
+  const [head, ...lines] = rendered.split('\n');
+  const cells = repos.map((f) =>
+    (f.endpoints ?? []).map((e) => [
+      `connector ${e.source}`,
+      `since ${since(e.since)}`,
+      `${e.connections} connection${e.connections === 1 ? '' : 's'}`,
+      e.state === 'withdrawn' ? `withdrawn: ${e.reason ?? 'no reason given'}` : e.state,
+    ]),
+  );
+  const widths = [0, 1, 2].map((i) => Math.max(0, ...cells.flat().map((c) => c[i]!.length)));
+  const out = [head!];
+  lines.forEach((line, i) => {
+    out.push(line);
+    const f = repos[i];
+    if (!f) return;
+    for (const c of cells[i]!)
+      out.push(`  ${c.map((x, k) => (k < 3 ? x.padEnd(widths[k]!) : x)).join('  ')}`);
+    const remote = f.connectors - (f.endpoints?.length ?? 0);
+    if (remote > 0) {
+      out.push(
+        `  ${remote} connector${remote === 1 ? '' : 's'} on other cluster members${f.node ? ` (${f.node})` : ''}`,
+      );
+    }
+  });
+  return out.join('\n');
+}
+
+/**
+ * `tether tenants repos` as text: one row per repository with its connectors indented below it,
+ * then the group keys.
+ */
 export function formatRepositories(r: RepoListing): string {
   const rows: string[][] = [];
   const row = (group: string, repo: string, address: string, f: RepoView) => [
@@ -249,9 +285,16 @@ export function formatRepositories(r: RepoListing): string {
     String(f.connections),
     f.node ?? '-',
   ];
+  const repos: RepoView[] = [];
   for (const g of r.groups)
-    for (const f of g.repositories) rows.push(row(g.group, f.repository, f.address, f));
-  for (const f of r.ungrouped) rows.push(row('-', f.label, '-', f));
+    for (const f of g.repositories) {
+      rows.push(row(g.group, f.repository, f.address, f));
+      repos.push(f);
+    }
+  for (const f of r.ungrouped) {
+    rows.push(row('-', f.label, '-', f));
+    repos.push(f);
+  }
   if (rows.length === 0 && r.groups.length === 0) {
     return `tenant ${r.tenant} has no repositories yet (they appear once a connector forwards them)`;
   }
@@ -270,9 +313,12 @@ export function formatRepositories(r: RepoListing): string {
   const parts =
     rows.length > 0
       ? [
-          table(
-            header,
-            rows.map((x) => (hasNode ? x : x.slice(0, 8))),
+          withConnectors(
+            table(
+              header,
+              rows.map((x) => (hasNode ? x : x.slice(0, 8))),
+            ),
+            repos,
           ),
         ]
       : [];

@@ -1,0 +1,152 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { startConnector, type TestConnector } from '../helpers/connector.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { waitFor } from '../helpers/util.js';
+
+interface Endpoint {
+  source: string;
+  connections: number;
+  state: string;
+  reason: string | null;
+}
+
+async function endpoints(gw: TestGateway): Promise<Endpoint[]> {
+  const r = await gw.api('GET', '/v1/tenants/acme');
+  const f = (r.json as { tenant: { forwards: Array<{ label: string; endpoints: Endpoint[] }> } }).tenant
+    .forwards;
+  return f.find((x) => x.label === 'grp/web')?.endpoints ?? [];
+}
+
+async function site(): Promise<{ port: number; close(): Promise<void> }> {
+  const server = http.createServer((_req, res) => res.end('hello\n'));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
+const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+describe('`tether tenants repos` lists the connectors of each repository', () => {
+  let gw: TestGateway;
+  let a: Awaited<ReturnType<typeof site>>;
+  let b: Awaited<ReturnType<typeof site>>;
+  const connectors: TestConnector[] = [];
+  let held: net.Socket | undefined;
+
+  before(async () => {
+    [gw, a, b] = await Promise.all([startGateway(), site(), site()]);
+    const keyFile = await gw.addTenant('acme');
+    for (const web of [a, b]) {
+      connectors.push(
+        await startConnector({
+          gateway: gw.sshPort,
+          tenant: 'acme',
+          keyFile,
+          repositories: { grp: { web: `http://127.0.0.1:${web.port}` } },
+          config: { health_check: { tcp: true, interval: '1s', timeout: '1s' } },
+        }),
+      );
+    }
+  });
+  after(async () => {
+    held?.destroy();
+    for (const c of connectors) await c.stop();
+    await gw?.stop();
+    await a?.close();
+    await b?.close();
+  });
+
+  test('two connectors, one with an open connection, then one withdrawn with its reason', async (t) => {
+    const lease = await connectors[0]!.leasePort('grp/web');
+    await waitFor(async () => (await endpoints(gw)).length === 2, { what: 'two connectors' });
+    held = net.connect(lease, '127.0.0.1');
+    await new Promise<void>((r, j) => held!.once('connect', () => r()).once('error', j));
+    const eps = await waitFor(
+      async () => {
+        const e = await endpoints(gw);
+        return e.reduce((n, x) => n + x.connections, 0) === 1 ? e : undefined;
+      },
+      { what: 'the held connection counted on one connector' },
+    );
+
+    const r = await gw.tether(['tenants', 'repos', 'acme']);
+    assert.equal(r.code, 0, r.stderr);
+    for (const l of r.stdout.trimEnd().split('\n')) t.diagnostic(l);
+    const lines = r.stdout.trimEnd().split('\n');
+    assert.match(
+      lines[0]!,
+      /^GROUP\s+REPOSITORY\s+ADDRESS\s+SERVICE\s+DESTINATION\s+PORT\s+STATE\s+CONNECTIONS$/,
+      'the columns stay as they were',
+    );
+    assert.match(
+      lines[1]!,
+      new RegExp(
+        `^grp\\s+web\\s+web\\.grp\\.acme\\s+http\\s+127\\.0\\.0\\.1:\\d+\\s+${lease}\\s+online\\s+1$`,
+      ),
+    );
+    // One indented line per connector, right below its repository, in the API's order.
+    for (const [i, e] of eps.entries()) {
+      assert.match(
+        lines[2 + i]!,
+        new RegExp(
+          `^  connector ${esc(e.source)}\\s+since \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\dZ\\s+${e.connections === 1 ? '1 connection ' : '0 connections'}\\s+online$`,
+        ),
+      );
+    }
+    assert.equal(lines[4], '', 'then the group keys');
+    assert.match(lines[5]!, /^GROUP\s+KEY\s+KEY CREATED$/);
+    // The columns of the connector lines line up.
+    assert.equal(lines[2]!.indexOf(' since '), lines[3]!.indexOf(' since '));
+    assert.equal(lines[2]!.search(/\d+ connections?/), lines[3]!.search(/\d+ connections?/));
+
+    // B's destination stops: its connector withdraws the repository and the table says why.
+    held.destroy();
+    await b.close();
+    const withdrawn = await waitFor(async () => (await endpoints(gw)).find((e) => e.state === 'withdrawn'), {
+      what: 'the connector of B to withdraw',
+    });
+    await waitFor(async () => (await endpoints(gw)).every((e) => e.connections === 0), {
+      what: 'the held connection closed',
+    });
+    const r2 = await gw.tether(['tenants', 'repos', 'acme']);
+    assert.equal(r2.code, 0, r2.stderr);
+    for (const l of r2.stdout.trimEnd().split('\n')) t.diagnostic(l);
+    const lines2 = r2.stdout.trimEnd().split('\n');
+    assert.match(lines2[1]!, /^grp\s+web\s+.*\s+online\s+0$/, 'the repository stays online');
+    const connectorLines = lines2.slice(2, 4);
+    assert.equal(
+      connectorLines.filter((l) =>
+        new RegExp(
+          `^  connector ${esc(withdrawn.source)}\\s+since \\S+ \\S+\\s+0 connections\\s+withdrawn: health check failed: 127\\.0\\.0\\.1:${b.port}: connection refused$`,
+        ).test(l),
+      ).length,
+      1,
+      r2.stdout,
+    );
+    assert.equal(connectorLines.filter((l) => /\s+0 connections\s+online$/.test(l)).length, 1, r2.stdout);
+
+    // `tether tenants list` shows each connector too (source, since, connections, state).
+    const list = await gw.tether(['tenants', 'list', 'acme']);
+    assert.equal(list.code, 0, list.stderr);
+    for (const l of list.stdout.trimEnd().split('\n')) t.diagnostic(l);
+    assert.match(list.stdout, /^TENANT\s+FORWARD\s+CONNECTOR\s+CONNECTED SINCE\s+CONNECTIONS\s+STATE$/m);
+    for (const e of await endpoints(gw)) {
+      assert.match(
+        list.stdout,
+        new RegExp(
+          `^acme\\s+grp/web\\s+${esc(e.source)}\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\dZ\\s+0\\s+${e.state === 'withdrawn' ? 'withdrawn: health check failed' : 'online$'}`,
+          'm',
+        ),
+      );
+    }
+  });
+});
