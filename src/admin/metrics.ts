@@ -76,7 +76,17 @@ export class GatewayMetrics {
   readonly sessionsOpened: client.Counter;
   readonly reconnects: client.Counter<'tenant'>;
   readonly frontDoorRequests: client.Counter<'front_door' | 'outcome'>;
-  readonly frontDoorDuration: client.Histogram<'front_door'>;
+  readonly frontDoorDuration: client.Histogram<'front_door' | 'outcome'>;
+  readonly httpProxyRequests: client.Counter<'route' | 'status'>;
+  /** Label children of the HTTP front door's series, per route and status (no hashing per request). */
+  private readonly httpChildren = new Map<
+    string,
+    {
+      route: client.Counter.Internal;
+      request: client.Counter.Internal;
+      duration: client.Histogram.Internal<'front_door' | 'outcome'>;
+    }
+  >();
   readonly connectionSetup: client.Histogram;
   private readonly tenantLabels: BoundedLabels;
   private readonly reasons = new BoundedLabels(40, 'other');
@@ -184,9 +194,15 @@ export class GatewayMetrics {
     });
     this.frontDoorDuration = new client.Histogram({
       name: 'tether_frontdoor_duration_seconds',
-      help: 'How long front-door requests and connections lasted, from accept to close',
-      labelNames: ['front_door'],
+      help: 'How long front-door requests and connections lasted, from accept to close (with the outcome where the front door reports one)',
+      labelNames: ['front_door', 'outcome'],
       buckets: DURATION_BUCKETS,
+      registers: [r],
+    });
+    this.httpProxyRequests = new client.Counter({
+      name: 'tether_http_proxy_requests_total',
+      help: 'Requests answered by the HTTP front door, by route and status (0: the caller left before an answer)',
+      labelNames: ['route', 'status'],
       registers: [r],
     });
     this.connectionSetup = new client.Histogram({
@@ -238,7 +254,29 @@ export class GatewayMetrics {
   /** A front door reports one request or connection (and how long it took, when known). */
   frontDoorRequest(frontDoor: string, outcome: string, seconds?: number): void {
     this.frontDoorRequests.inc({ front_door: frontDoor, outcome });
-    if (seconds !== undefined) this.frontDoorDuration.observe({ front_door: frontDoor }, seconds);
+    if (seconds !== undefined) this.frontDoorDuration.observe({ front_door: frontDoor, outcome }, seconds);
+  }
+
+  /**
+   * The HTTP front door ended a request: one front-door request with its status class as the
+   * outcome ("2xx" … "5xx", "aborted" when no answer was sent), its duration, and the count per
+   * route and status. Route names come from gateway.yaml, so the label set is bounded.
+   */
+  httpProxyResponse(route: string, status: number, seconds?: number): void {
+    const k = `${route}\0${status}`;
+    let c = this.httpChildren.get(k);
+    if (!c) {
+      const outcome = status === 0 ? 'aborted' : `${Math.floor(status / 100)}xx`;
+      c = {
+        route: this.httpProxyRequests.labels({ route, status: String(status) }),
+        request: this.frontDoorRequests.labels({ front_door: 'http_proxy', outcome }),
+        duration: this.frontDoorDuration.labels({ front_door: 'http_proxy', outcome }),
+      };
+      this.httpChildren.set(k, c);
+    }
+    c.route.inc();
+    c.request.inc();
+    if (seconds !== undefined) c.duration.observe(seconds);
   }
 
   /** Feeds counters from one event record of the log. */
@@ -289,11 +327,6 @@ export class GatewayMetrics {
       case 'ssh_proxy.session.ended':
         if (typeof f.duration_ms === 'number')
           this.frontDoorDuration.observe({ front_door: 'ssh_proxy' }, f.duration_ms / 1000);
-        return;
-      case 'http_proxy.request':
-        // Logged at debug level only: seen when log.level is debug.
-        if (typeof f.ms === 'number')
-          this.frontDoorDuration.observe({ front_door: 'http_proxy' }, f.ms / 1000);
         return;
       case 'tenant.removed':
         this.forgetTenant(str(f.tenant));

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { SSH_OPTS, type SshForward, sshForward } from '../helpers/openssh.js';
-import { startEchoServer, type TestServer, tcpExchange } from '../helpers/servers.js';
+import { startEchoServer, startHttpServer, type TestServer, tcpExchange } from '../helpers/servers.js';
 import { run, tempDir, waitFor } from '../helpers/util.js';
 
 type Samples = Map<string, number>;
@@ -83,24 +83,73 @@ function connectAndEcho(
 describe('Prometheus metrics after real traffic', () => {
   let gw: TestGateway;
   let echo: TestServer;
+  let web: TestServer & { requests: number };
   let ssh: SshForward | undefined;
   let keyFile: string;
   let proxyPort: number;
+  let httpPort: number;
 
   before(async () => {
-    [gw, echo] = await Promise.all([
-      startGateway({ config: { access_proxy: { listen: '127.0.0.1:0' } } }),
-      startEchoServer(),
-    ]);
+    [echo, web] = await Promise.all([startEchoServer(), startHttpServer('web')]);
+    gw = await startGateway({
+      config: {
+        access_proxy: { listen: '127.0.0.1:0' },
+        http_proxy: {
+          listen: '127.0.0.1:0',
+          routes: [
+            { name: 'web', path_prefix: '/web', to: `http://127.0.0.1:${web.port}`, auth: { type: 'none' } },
+          ],
+        },
+      },
+    });
     const m = await gw.output.wait(/"event":"gateway.started".*"access_proxy":"127\.0\.0\.1:(\d+)"/);
     proxyPort = Number(m[1]);
+    const started = JSON.parse(m.input) as { http_proxy: string };
+    httpPort = Number(started.http_proxy.split(':').pop());
     keyFile = await gw.addTenant('acme');
   });
 
   after(async () => {
     await ssh?.stop();
     await echo?.close();
+    await web?.close();
     await gw?.stop();
+  });
+
+  test('HTTP front door: requests and latency by status class, in the gateway metrics', async () => {
+    const before = await scrape(gw);
+    for (let i = 0; i < 5; i++) {
+      const r = await fetch(`http://127.0.0.1:${httpPort}/web/n${i}`);
+      assert.equal(await r.text(), `hello from web /web/n${i}\n`);
+      assert.equal(r.status, 200);
+    }
+    for (let i = 0; i < 2; i++) {
+      const r = await fetch(`http://127.0.0.1:${httpPort}/nowhere`);
+      await r.text();
+      assert.equal(r.status, 404);
+    }
+    const fd = (outcome: string) => ({ front_door: 'http_proxy', outcome });
+    const after = await waitFor(
+      async () => {
+        const s = await scrape(gw);
+        return delta(before, s, 'tether_frontdoor_requests_total', fd('2xx')) >= 5 &&
+          delta(before, s, 'tether_frontdoor_requests_total', fd('4xx')) >= 2
+          ? s
+          : undefined;
+      },
+      { what: 'the HTTP front-door requests in the metrics' },
+    );
+    const d = (name: string, labels?: Record<string, string>) => delta(before, after, name, labels);
+    assert.equal(d('tether_frontdoor_requests_total', fd('2xx')), 5);
+    assert.equal(d('tether_frontdoor_requests_total', fd('4xx')), 2);
+    assert.equal(d('tether_frontdoor_requests_total', fd('5xx')), 0);
+    assert.equal(d('tether_frontdoor_duration_seconds_count', fd('2xx')), 5);
+    assert.equal(d('tether_frontdoor_duration_seconds_count', fd('4xx')), 2);
+    assert.ok(d('tether_frontdoor_duration_seconds_sum', fd('2xx')) > 0);
+    assert.equal(d('tether_frontdoor_duration_seconds_bucket', { ...fd('2xx'), le: '+Inf' }), 5);
+    assert.equal(d('tether_http_proxy_requests_total', { route: 'web', status: '200' }), 5);
+    assert.equal(d('tether_http_proxy_requests_total', { route: '-', status: '404' }), 2);
+    assert.equal(web.requests, 5);
   });
 
   test('GET /metrics needs the admin token', async () => {

@@ -43,6 +43,7 @@ describe('http-proxy caller authentication', () => {
       ok: true,
       subject: 'alice@example.com',
       scopes: ['acme/app'],
+      user: 'alice@example.com',
     });
     assert.deepEqual(v.seen, [{ username: 'alice@example.com', token: 'good' }]);
     assert.deepEqual(await a.authenticate(undefined), {

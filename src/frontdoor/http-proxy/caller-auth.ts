@@ -29,13 +29,14 @@ export function parseAuthorization(h: string | undefined): Presented | 'malforme
 }
 
 export type AuthOutcome =
-  | { ok: true; subject: string | null; scopes: readonly string[] | null }
+  /** `user`: the Basic username, on an answer that was just verified (not on a cached one). */
+  | { ok: true; subject: string | null; scopes: readonly string[] | null; user?: string }
   /** `presented`: the caller sent credentials that were wrong (counts toward the throttle). */
   | { ok: false; message: string; presented: boolean; user?: string };
 
 function outcome(v: Verdict, c: CallerCredential | { missing: string } | { wrong: string }): AuthOutcome {
   return v.ok
-    ? { ok: true, subject: v.subject, scopes: v.scopes }
+    ? { ok: true, subject: v.subject, scopes: v.scopes, ...('username' in c ? { user: c.username } : {}) }
     : {
         ok: false,
         message: 'invalid credentials',

@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import client from 'prom-client';
 import type { HttpProxyConfig, HttpProxyRouteConfig } from '../../config/http-proxy.js';
 import type { Clock } from '../../core/clock.js';
 import { TetherError } from '../../errors/index.js';
@@ -106,27 +105,13 @@ export function httpProxyComponent(ctx: GatewayContext): Component | undefined {
     name: 'http_proxy',
     async start() {
       routes = prepareRoutes(cfg, { clock: ctx.clock, log, groupKeys: ctx.groupKeys });
-      const requests = new client.Counter({
-        name: 'tether_http_proxy_requests_total',
-        help: 'Requests answered by the HTTP front door, by route and status',
-        labelNames: ['route', 'status'],
-        registers: [ctx.metrics.registry],
-      });
-      const children = new Map<string, ReturnType<typeof requests.labels>>();
+      const metrics = ctx.metrics;
       const deps: FrontDoorDeps = {
         registry: ctx.registry,
         clock: ctx.clock,
         log,
-        onResponse: (route, status) => {
-          // One child per (route, status), so the hot path does no label hashing.
-          const k = `${route} ${status}`;
-          let c = children.get(k);
-          if (!c) {
-            c = requests.labels(route, String(status));
-            children.set(k, c);
-          }
-          c.inc();
-        },
+        // The gateway's front-door request counter and latency histogram, by status class.
+        onResponse: (route, status, seconds) => metrics.httpProxyResponse(route, status, seconds),
         onAuthFailure: () => ctx.metrics.authFailures.inc({ reason: 'http_proxy' }),
       };
       // Group keys rotate and tenants go away: forget cached answers at once.

@@ -35,8 +35,11 @@ export interface FrontDoorDeps {
   registry: Pick<ForwardRegistry, 'open' | 'get'>;
   clock: Clock;
   log: Logger;
-  /** Called once per answered request (metrics). */
-  onResponse?: (route: string, status: number) => void;
+  /**
+   * Called once per request when it ends (metrics): its route ("-" when none matched), the
+   * status sent (0 when the caller went away before any), and seconds from accept to close.
+   */
+  onResponse?: (route: string, status: number, seconds?: number) => void;
   /** Called when a caller presented wrong credentials (metrics). */
   onAuthFailure?: (route: string) => void;
 }
@@ -207,7 +210,14 @@ export class HttpFrontDoor {
   }
 
   private onRequest(req: Req, res: Res, expectContinue: boolean): void {
-    const started = this.debug ? performance.now() : 0;
+    const started = performance.now();
+    let routeName = '-';
+    const report = this.deps.onResponse;
+    if (report) {
+      res.once('close', () =>
+        report(routeName, res.headersSent ? res.statusCode : 0, (performance.now() - started) / 1000),
+      );
+    }
     const target = parseTarget(req.url ?? '');
     if (typeof target === 'string') {
       this.fail(req, res, undefined, 400, 'BAD_REQUEST', target);
@@ -222,6 +232,7 @@ export class HttpFrontDoor {
       this.fail(req, res, undefined, 404, 'NO_ROUTE', 'no route for this host and path');
       return;
     }
+    routeName = route.name;
     if (this.debug) this.accessLog(req, res, route, target, started);
     const method = req.method ?? 'GET';
     if (!methodAllowed(route.cfg.read_only, method)) {
@@ -286,10 +297,34 @@ export class HttpFrontDoor {
       this.failWith(req, res, route, err);
       return;
     }
-    // A cached verdict is used at once; only a real verification waits.
+    // A cached verdict is used at once; only a real verification waits, and only a real one is
+    // audited when it succeeds (a caller's every request would flood the audit log).
     if (outcome instanceof Promise)
-      outcome.then(decided, (err: unknown) => this.failWith(req, res, route, err));
+      outcome.then(
+        (o) => {
+          if (o.ok) this.auditVerified(route, source, o);
+          decided(o);
+        },
+        (err: unknown) => this.failWith(req, res, route, err),
+      );
     else decided(outcome);
+  }
+
+  /** `http_proxy.auth_succeeded`: who, from where, to what; never the credential. */
+  private auditVerified(route: PreparedRoute, source: string, who: AuthOutcome & { ok: true }): void {
+    const to = route.cfg.to;
+    this.deps.log.info(
+      {
+        event: 'http_proxy.auth_succeeded',
+        route: route.name,
+        source,
+        ...(who.user !== undefined ? { user: who.user } : {}),
+        subject: who.subject,
+        ...(to.kind === 'tenant' ? { tenant: to.tenant, repository: to.label } : {}),
+        target: to.text,
+      },
+      `verified ${who.subject ?? 'a caller'} for route ${route.name}`,
+    );
   }
 
   private authorized(
@@ -429,7 +464,6 @@ export class HttpFrontDoor {
       x.phase = 'download';
       x.last = this.deps.clock.now();
       const status = ures.statusCode ?? 502;
-      if (!(status === 401 && route.credential)) this.deps.onResponse?.(route.name, status);
       if (status === 401 && route.credential) {
         done();
         ures.resume();
@@ -542,7 +576,6 @@ export class HttpFrontDoor {
     message: string,
     extra: Record<string, string> = {},
   ): void {
-    this.deps.onResponse?.(route?.name ?? '-', status);
     if (res.headersSent || res.destroyed) return;
     const docker = route?.cfg.docker_registry === true;
     const body = docker
