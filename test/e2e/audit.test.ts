@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { SSH_OPTS, type SshForward, sshForward } from '../helpers/openssh.js';
-import { startEchoServer, type TestServer, tcpExchange } from '../helpers/servers.js';
+import { startEchoServer, startHttpServer, type TestServer, tcpExchange } from '../helpers/servers.js';
+import { PasswordClient, proxyPort, startSshd, type TestSshd } from '../helpers/sshd.js';
 import { BIN, run, tempDir, waitFor } from '../helpers/util.js';
 
 interface AuditLine {
@@ -246,5 +247,137 @@ describe('audit log', () => {
       assert.equal(r.code, 2, `${target}: ${r.stdout}${r.stderr}`);
       assert.match(r.stderr, message);
     }
+  });
+});
+
+describe('audit log: front-door logins, successes and failures', () => {
+  let dir: string;
+  let auditFile: string;
+  let gw: TestGateway;
+  let sshd: TestSshd;
+  let web: TestServer & { requests: number };
+  const SSH_PASSWORD = 'shared-ssh-secret-7f3a';
+  const TOKEN = 'tok-alice-91be';
+
+  before(async () => {
+    dir = tempDir('tether-audit-fd-');
+    auditFile = join(dir, 'audit.log');
+    [sshd, web] = await Promise.all([startSshd(), startHttpServer('web')]);
+    const hashed = await run(
+      process.execPath,
+      [BIN, 'http-proxy', 'hash-token', 'alice@example.com', '--cost', '1024'],
+      { input: `${TOKEN}\n` },
+    );
+    assert.equal(hashed.code, 0, hashed.stderr);
+    const tokens = join(dir, 'tokens');
+    writeFileSync(tokens, `${hashed.stdout.trim()}\n`);
+    gw = await startGateway({
+      config: {
+        log: { audit: `file:${auditFile}` },
+        http_proxy: {
+          listen: '127.0.0.1:0',
+          max_failures: 1000,
+          routes: [
+            {
+              name: 'web',
+              path_prefix: '/web',
+              to: `http://127.0.0.1:${web.port}`,
+              auth: { type: 'basic-token', verify: { type: 'static', file: tokens }, cache_ttl: '5m' },
+            },
+          ],
+        },
+        ssh_proxy: {
+          listen: '127.0.0.1:0',
+          login_throttle: { max_failures: 1000 },
+          realms: {
+            static: {
+              type: 'static',
+              credential: SSH_PASSWORD,
+              targets: {
+                box: [
+                  {
+                    host: '127.0.0.1',
+                    port: sshd.port,
+                    user: sshd.user,
+                    private_key_file: sshd.clientKeyFile,
+                    host_fingerprint: sshd.fingerprint,
+                  },
+                ],
+              },
+            },
+          },
+        },
+      },
+    });
+  });
+
+  after(async () => {
+    await gw?.stop();
+    await sshd?.stop();
+    await web?.close();
+  });
+
+  test('one http_proxy.auth_succeeded per verification (not per cached request), ssh_proxy.login.succeeded, and the failures', async () => {
+    const started = JSON.parse((await gw.output.wait(/"event":"gateway.started"/)).input) as {
+      http_proxy: string;
+    };
+    const httpPort = Number(started.http_proxy.split(':').pop());
+    const get = async (auth: string) => {
+      const r = await fetch(`http://127.0.0.1:${httpPort}/web/x`, { headers: { authorization: auth } });
+      await r.text();
+      return r.status;
+    };
+    const basic = (u: string, p: string) => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
+    // Three requests with the right token: one verification, two answers from the cache.
+    for (let i = 0; i < 3; i++) assert.equal(await get(basic('alice@example.com', TOKEN)), 200);
+    assert.equal(await get(basic('alice@example.com', 'not-the-token')), 401);
+    assert.equal(web.requests, 3);
+
+    const client = new PasswordClient(await proxyPort(gw));
+    const ok = await client.ssh('static:box/0', SSH_PASSWORD, ['127.0.0.1', 'echo in']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout.trim(), 'in');
+    const bad = await client.ssh('static:box/0', 'wrong-ssh-password', ['127.0.0.1', 'true']);
+    assert.equal(bad.code, 255);
+
+    const lines = await waitFor(
+      () => {
+        const l = readAudit(auditFile);
+        return l.filter((x) => x.event === 'ssh_proxy.connection.closed').length >= 2 ? l : undefined;
+      },
+      { what: 'both ssh proxy connections in the audit log' },
+    );
+    const of = (event: string) => lines.filter((l) => l.event === event);
+    const httpOk = of('http_proxy.auth_succeeded');
+    assert.equal(httpOk.length, 1, JSON.stringify(httpOk));
+    assert.equal(httpOk[0]!.route, 'web');
+    assert.equal(httpOk[0]!.user, 'alice@example.com');
+    assert.equal(httpOk[0]!.subject, 'alice@example.com');
+    assert.equal(httpOk[0]!.target, `http://127.0.0.1:${web.port}`);
+    assert.match(String(httpOk[0]!.source), /^(::ffff:)?127\.0\.0\.1$/);
+    const httpBad = of('http_proxy.auth_failed');
+    assert.equal(httpBad.length, 1);
+    assert.equal(httpBad[0]!.user, 'alice@example.com');
+
+    const sshOk = of('ssh_proxy.login.succeeded');
+    assert.equal(sshOk.length, 1, JSON.stringify(sshOk));
+    assert.equal(sshOk[0]!.user, 'static:box/0');
+    assert.equal(sshOk[0]!.realm, 'static');
+    assert.equal(sshOk[0]!.target, 'box');
+    assert.equal(sshOk[0]!.index, 0);
+    assert.match(String(sshOk[0]!.source), /^127\.0\.0\.1:\d+$/);
+    const sshBad = of('ssh_proxy.login.failed');
+    assert.ok(sshBad.length >= 1);
+    assert.equal(sshBad[0]!.code, 'WRONG_PASSWORD');
+
+    const text = readFileSync(auditFile, 'utf8');
+    for (const [what, secret] of Object.entries({
+      token: TOKEN,
+      'wrong token': 'not-the-token',
+      'Authorization header': Buffer.from(`alice@example.com:${TOKEN}`).toString('base64'),
+      'ssh password': SSH_PASSWORD,
+      'wrong ssh password': 'wrong-ssh-password',
+    }))
+      assert.ok(!text.includes(secret), `the ${what} is not in the audit log`);
   });
 });

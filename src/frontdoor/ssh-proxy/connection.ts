@@ -264,9 +264,11 @@ export class ProxyConnection {
     this.audit(
       'login.succeeded',
       {
+        user: this.parsed!.username,
         realm: value.realm,
         target: value.target,
         index: value.index,
+        ...(decision.tenant ? { tenant: decision.tenant } : {}),
         ...(decision.principal ? { principal: decision.principal } : {}),
       },
       `login to ${name} accepted`,

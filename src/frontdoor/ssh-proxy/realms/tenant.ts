@@ -156,6 +156,7 @@ export class TenantRealm implements Realm {
     const label = live.label;
     return {
       ok: true,
+      tenant,
       route: {
         ...login,
         user: login.user,

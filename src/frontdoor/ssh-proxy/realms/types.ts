@@ -60,7 +60,10 @@ export interface LoginRefusal {
   countsAsFailure: boolean;
 }
 
-export type LoginDecision = { ok: true; route: TargetRoute; principal?: string } | LoginRefusal;
+/** `tenant`: whose repository the route reaches (the tenant realm), for the audit log. */
+export type LoginDecision =
+  | { ok: true; route: TargetRoute; principal?: string; tenant?: string }
+  | LoginRefusal;
 
 export interface Realm {
   readonly name: string;
