@@ -46,7 +46,8 @@ function listenWhy(e: NodeJS.ErrnoException): string {
   }
 }
 
-const isLoopback = (a: string) => /^(127\.|::1$|::ffff:127\.)/.test(a);
+/** Whether a bound address is loopback only (else metrics_listen is logged as a warning). */
+export const isLoopback = (a: string): boolean => /^(127\.|::1$|::ffff:127\.)/.test(a);
 
 /** Serves `metrics_listen`; a port it cannot have stops the start (exit code 2), like a bad config. */
 async function startMetrics(
