@@ -293,6 +293,26 @@ describe('dashboard: traffic limits and connectors of a tenant (Chromium)', () =
       'repository limits listed',
     );
 
+    // A repository not forwarded yet: named by hand; a bad label gets the gateway's message.
+    await card.getByRole('button', { name: 'Change limits' }).click();
+    await form.getByLabel('Limits of').selectOption({ label: 'another repository…' });
+    await form.getByLabel('Max connections').fill('3');
+    await form.getByLabel('Repository').fill('not a label');
+    await form.getByRole('button', { name: 'Save limits' }).click();
+    await waitText(
+      form.getByRole('alert'),
+      /^invalid request body: repository: use the repository label <group>\/<repo>$/,
+      'bad repository label',
+    );
+    await form.getByLabel('Repository').fill('grp/api');
+    await form.getByRole('button', { name: 'Save limits' }).click();
+    await form.waitFor({ state: 'detached' });
+    await waitText(
+      card.getByRole('status').filter({ hasText: 'grp/api' }),
+      /^Limits of grp\/api saved; they show here once a connector forwards it\.$/,
+      'saved for later',
+    );
+
     // A tiny quota, spent through the lease: the card shows it exhausted.
     await card.getByRole('button', { name: 'Change limits' }).click();
     await form.getByLabel('Traffic quota').fill('1KB/month');

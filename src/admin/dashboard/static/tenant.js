@@ -70,7 +70,14 @@ class TetherTenant extends HTMLElement {
           : null,
     ];
     this.badges.replaceChildren(...badges.filter(Boolean));
-    this.body.replaceChildren(...[limitsPanel(v), this.sessions(v), this.forwards(v)].filter(Boolean));
+    this.body.replaceChildren(
+      ...[
+        this.notice ? h('p', { class: 'muted small', role: 'status' }, this.notice) : null,
+        limitsPanel(v),
+        this.sessions(v),
+        this.forwards(v),
+      ].filter(Boolean),
+    );
     if (this.lastStats) this.applyStats(this.lastStats);
   }
 
@@ -271,17 +278,12 @@ class TetherTenant extends HTMLElement {
     const { form, focus } = limitsForm(this._view, {
       onSaved: (view, repo) => {
         close();
+        // Stored, but shown only once the repository has been forwarded: say so until the next change.
+        this.notice =
+          repo && !view.forwards.some((f) => f.label === repo)
+            ? `Limits of ${repo} saved; they show here once a connector forwards it.`
+            : null;
         this.view = view;
-        if (repo && !view.forwards.some((f) => f.label === repo)) {
-          // Stored, but shown only once the repository has been forwarded.
-          this.body.prepend(
-            h(
-              'p',
-              { class: 'muted small', role: 'status' },
-              `Limits of ${repo} saved; they show here once a connector forwards it.`,
-            ),
-          );
-        }
       },
       onCancel: close,
     });
