@@ -154,6 +154,8 @@ export const endpointView = z.object({
   connections: z.number(),
   state: z.enum(['online', 'withdrawn']),
   reason: z.string().nullable(),
+  /** Where this connector sends the repository's connections, when it said so. */
+  destination: z.string().nullable().optional(),
   /** The cluster member it is connected to (null on a single gateway). */
   node: z.string().nullable(),
 });

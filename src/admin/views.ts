@@ -2,6 +2,9 @@ import type { ForwardRegistry } from '../core/forward-registry.js';
 import type { LeaseRow, Store, TenantRow } from '../store/types.js';
 import type { ForwardView, TenantView } from './schemas.js';
 
+const destinationOf = (m: { host: string | null; dest_port: number | null }): string | null =>
+  m.host ? `${m.host}${m.dest_port ? `:${m.dest_port}` : ''}` : null;
+
 /** Builds the tenant listing: stored state (quota, keys, leases) joined with live state. */
 export async function tenantViews(
   store: Store,
@@ -23,7 +26,8 @@ export async function tenantViews(
     const forwards: ForwardView[] = (byTenant.get(t.id) ?? []).map((l) => {
       const live = registry.get(t.id, l.label);
       const remote = registry.remoteOf(t.id, l.label);
-      const meta = live?.meta ?? l;
+      // An online connector's word first: a withdrawn one may point at a host that is down.
+      const meta = live?.endpoints.find((e) => !e.withdrawn && e.meta)?.meta ?? live?.meta ?? l;
       const nodes = [...(live ? [nodeId ?? ''] : []), ...remote.map((r) => r.node)].filter(Boolean);
       return {
         label: l.label,
@@ -36,7 +40,7 @@ export async function tenantViews(
               : 'offline',
         service: meta.service,
         scheme: meta.scheme,
-        destination: meta.host ? `${meta.host}${meta.dest_port ? `:${meta.dest_port}` : ''}` : null,
+        destination: destinationOf(meta),
         path: meta.path,
         connections: live?.connections ?? 0,
         connectors: (live?.endpoints.length ?? 0) + remote.reduce((n, r) => n + r.connectors, 0),
@@ -49,6 +53,7 @@ export async function tenantViews(
           connections: e.connections,
           state: e.withdrawn ? ('withdrawn' as const) : ('online' as const),
           reason: e.withdrawn ?? null,
+          destination: e.meta ? destinationOf(e.meta) : null,
           node: nodeId,
         })),
         ...(limits ? limits.repositoryView(t.id, l.label) : {}),

@@ -237,7 +237,8 @@ function serviceText(f: RepoView): string {
 
 /**
  * Puts under each repository row of a rendered table one indented line per connector serving it
- * (source, since when, connections, state or why it was withdrawn), aligned across the listing;
+ * (source, where it sends the connections, since when, connections, state or why it was
+ * withdrawn), aligned across the listing;
  * connectors on other cluster members as a count. `repos[i]` belongs to the table's row i.
  */
 function withConnectors(rendered: string, repos: RepoView[]): string {
@@ -245,19 +246,20 @@ function withConnectors(rendered: string, repos: RepoView[]): string {
   const cells = repos.map((f) =>
     (f.endpoints ?? []).map((e) => [
       `connector ${e.source}`,
+      `to ${e.destination ?? '-'}`,
       `since ${since(e.since)}`,
       `${e.connections} connection${e.connections === 1 ? '' : 's'}`,
       e.state === 'withdrawn' ? `withdrawn: ${e.reason ?? 'no reason given'}` : e.state,
     ]),
   );
-  const widths = [0, 1, 2].map((i) => Math.max(0, ...cells.flat().map((c) => c[i]!.length)));
+  const widths = [0, 1, 2, 3].map((i) => Math.max(0, ...cells.flat().map((c) => c[i]!.length)));
   const out = [head!];
   lines.forEach((line, i) => {
     out.push(line);
     const f = repos[i];
     if (!f) return;
     for (const c of cells[i]!)
-      out.push(`  ${c.map((x, k) => (k < 3 ? x.padEnd(widths[k]!) : x)).join('  ')}`);
+      out.push(`  ${c.map((x, k) => (k < 4 ? x.padEnd(widths[k]!) : x)).join('  ')}`);
     const remote = f.connectors - (f.endpoints?.length ?? 0);
     if (remote > 0) {
       out.push(

@@ -13,6 +13,8 @@ export interface ForwardEndpoint {
   /** Set when the connector says it cannot reach the destination. */
   withdrawn?: string;
   connections: number;
+  /** What this connector said about the repository (each connector may reach its own host). */
+  meta?: RepoMeta | null;
 }
 
 /** A connected SSH session of a tenant (a connector or plain OpenSSH). */
@@ -193,6 +195,7 @@ export class ForwardRegistry extends EventEmitter {
     } else if (meta) {
       f.meta = meta;
     }
+    if (meta) endpoint.meta = meta;
     if (!f.endpoints.includes(endpoint)) f.endpoints.push(endpoint);
     this.emit('forward', { type: first ? 'up' : 'endpoint-added', forward: f });
     return first;

@@ -541,6 +541,7 @@ export class TunnelServer {
         s.metas.set(label, meta);
         const f = s.forwards.get(label);
         if (f) {
+          f.endpoint.meta = meta;
           const live = this.deps.registry.get(s.tenant, label);
           if (live) live.meta = meta;
           this.deps.onRepoMeta?.(s.tenant, label, meta);

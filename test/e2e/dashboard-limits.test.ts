@@ -370,7 +370,7 @@ describe('dashboard: traffic limits and connectors of a tenant (Chromium)', () =
     const text = await waitText(
       withdrawn,
       new RegExp(
-        `^127\\.0\\.0\\.1:\\d+ since \\d\\d:\\d\\d:\\d\\d · 0 connections withdrawn health check failed: 127\\.0\\.0\\.1:${gonePort}: connection refused$`,
+        `^127\\.0\\.0\\.1:\\d+ → 127\\.0\\.0\\.1:${gonePort} since \\d\\d:\\d\\d:\\d\\d · 0 connections withdrawn health check failed: 127\\.0\\.0\\.1:${gonePort}: connection refused$`,
       ),
       'the withdrawn connector with its reason',
       15_000,

@@ -8,6 +8,7 @@ import { waitFor } from '../helpers/util.js';
 
 interface Endpoint {
   source: string;
+  destination: string | null;
   connections: number;
   state: string;
   reason: string | null;
@@ -98,7 +99,7 @@ describe('`tether tenants repos` lists the connectors of each repository', () =>
       assert.match(
         lines[2 + i]!,
         new RegExp(
-          `^  connector ${esc(e.source)}\\s+since \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\dZ\\s+${e.connections === 1 ? '1 connection ' : '0 connections'}\\s+online$`,
+          `^  connector ${esc(e.source)}\\s+to ${esc(e.destination ?? '')}\\s+since \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\dZ\\s+${e.connections === 1 ? '1 connection ' : '0 connections'}\\s+online$`,
         ),
       );
     }
@@ -106,6 +107,11 @@ describe('`tether tenants repos` lists the connectors of each repository', () =>
     assert.match(lines[5]!, /^GROUP\s+KEY\s+KEY CREATED$/);
     // The columns of the connector lines line up.
     assert.equal(lines[2]!.indexOf(' since '), lines[3]!.indexOf(' since '));
+    // Each connector names its own destination (A's and B's sites).
+    assert.deepEqual(
+      eps.map((e) => e.destination).sort(),
+      [`127.0.0.1:${a.port}`, `127.0.0.1:${b.port}`].sort(),
+    );
     assert.equal(lines[2]!.search(/\d+ connections?/), lines[3]!.search(/\d+ connections?/));
 
     // B's destination stops: its connector withdraws the repository and the table says why.
@@ -122,11 +128,16 @@ describe('`tether tenants repos` lists the connectors of each repository', () =>
     for (const l of r2.stdout.trimEnd().split('\n')) t.diagnostic(l);
     const lines2 = r2.stdout.trimEnd().split('\n');
     assert.match(lines2[1]!, /^grp\s+web\s+.*\s+online\s+0$/, 'the repository stays online');
+    assert.match(
+      lines2[1]!,
+      new RegExp(`\\s127\\.0\\.0\\.1:${a.port}\\s`),
+      "the repository's destination is the online connector's, not the withdrawn one's",
+    );
     const connectorLines = lines2.slice(2, 4);
     assert.equal(
       connectorLines.filter((l) =>
         new RegExp(
-          `^  connector ${esc(withdrawn.source)}\\s+since \\S+ \\S+\\s+0 connections\\s+withdrawn: health check failed: 127\\.0\\.0\\.1:${b.port}: connection refused$`,
+          `^  connector ${esc(withdrawn.source)}\\s+to 127\\.0\\.0\\.1:${b.port}\\s+since \\S+ \\S+\\s+0 connections\\s+withdrawn: health check failed: 127\\.0\\.0\\.1:${b.port}: connection refused$`,
         ).test(l),
       ).length,
       1,

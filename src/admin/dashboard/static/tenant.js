@@ -175,6 +175,13 @@ class TetherTenant extends HTMLElement {
               { dataset: { connector: e.source, state: e.state } },
               h('span', { class: `dot ${e.state}`, 'aria-hidden': 'true' }),
               h('span', { class: 'mono', dataset: { field: 'source' } }, e.source),
+              e.destination
+                ? h(
+                    'span',
+                    { class: 'mono muted', dataset: { field: 'connector-destination' } },
+                    ` → ${e.destination}`,
+                  )
+                : null,
               h(
                 'span',
                 { class: 'muted', title: `${e.agent}, connected ${ago(e.since)}` },
