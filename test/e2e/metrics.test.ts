@@ -4,44 +4,13 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { SSH_OPTS, type SshForward, sshForward } from '../helpers/openssh.js';
+import { delta, key, type Samples, scrape as scrapeUrl } from '../helpers/prometheus.js';
 import { startEchoServer, startHttpServer, type TestServer, tcpExchange } from '../helpers/servers.js';
 import { run, tempDir, waitFor } from '../helpers/util.js';
 
-type Samples = Map<string, number>;
-
-/** `name{a="1",b="2"}` with labels sorted, so lookups do not depend on print order. */
-function key(name: string, labels: Record<string, string> = {}): string {
-  const l = Object.entries(labels)
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([k, v]) => `${k}="${v}"`)
-    .join(',');
-  return l ? `${name}{${l}}` : name;
-}
-
-/** Parses Prometheus text exposition (the subset prom-client prints). */
-function parse(text: string): Samples {
-  const out: Samples = new Map();
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    assert.ok(m, `not a sample line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
-    out.set(key(m[1]!, labels), Number(m[3]));
-  }
-  return out;
-}
-
 async function scrape(gw: TestGateway): Promise<Samples> {
-  const r = await fetch(`${gw.adminUrl}/metrics`, { headers: { authorization: `Bearer ${gw.adminToken}` } });
-  assert.equal(r.status, 200);
-  assert.match(r.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
-  return parse(await r.text());
+  return scrapeUrl(`${gw.adminUrl}/metrics`, { authorization: `Bearer ${gw.adminToken}` });
 }
-
-/** How far a sample moved between two scrapes (absent = 0). */
-const delta = (a: Samples, b: Samples, name: string, labels?: Record<string, string>) =>
-  (b.get(key(name, labels)) ?? 0) - (a.get(key(name, labels)) ?? 0);
 
 /** CONNECT through the access proxy, then echo `payload`; returns the status line's code. */
 function connectAndEcho(
