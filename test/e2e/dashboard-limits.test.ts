@@ -4,21 +4,12 @@ import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { type Browser, chromium, type Locator, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { ARTIFACTS, launchChromium, waitText } from '../helpers/browser.js';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { type SshForward, sshForward } from '../helpers/openssh.js';
-import { ROOT, waitFor } from '../helpers/util.js';
-
-const ARTIFACTS = join(ROOT, 'test-artifacts');
-const CHROMIUM_ARGS = [
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
+import { waitFor } from '../helpers/util.js';
 
 interface Limits {
   balance?: string;
@@ -81,20 +72,6 @@ function get(port: number): Promise<string> {
   });
 }
 
-async function textOf(l: Locator): Promise<string> {
-  return ((await l.textContent()) ?? '').replace(/\s+/g, ' ').trim();
-}
-
-async function waitText(l: Locator, re: RegExp, what: string, timeout = 10_000): Promise<string> {
-  return waitFor(
-    async () => {
-      const t = (await l.count()) > 0 ? await textOf(l.first()) : '';
-      return re.test(t) ? t : undefined;
-    },
-    { timeout, what: `${what} (${re})` },
-  );
-}
-
 describe('dashboard: traffic limits and connectors of a tenant (Chromium)', () => {
   let gw: TestGateway;
   let browser: Browser;
@@ -115,7 +92,7 @@ describe('dashboard: traffic limits and connectors of a tenant (Chromium)', () =
       startGateway(),
       startUpstream('A'),
       startUpstream('B'),
-      chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS }),
+      launchChromium(),
     ]);
     upstreams.push(a, b);
     const context = await browser.newContext({ viewport: { width: 1360, height: 1000 } });

@@ -4,20 +4,11 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { type Browser, type BrowserContext, chromium, type Locator, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { ARTIFACTS, launchChromium, textOf, waitText } from '../helpers/browser.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { type SshForward, sshForward } from '../helpers/openssh.js';
-import { ROOT, tempDir, waitFor } from '../helpers/util.js';
-
-const ARTIFACTS = join(ROOT, 'test-artifacts');
-const CHROMIUM_ARGS = [
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
+import { tempDir, waitFor } from '../helpers/util.js';
 
 /** An upstream with a fast page and a slow stream (to see throughput while it flows). */
 async function startUpstream(): Promise<{ port: number; close(): Promise<void> }> {
@@ -51,21 +42,6 @@ async function startUpstream(): Promise<{ port: number; close(): Promise<void> }
   };
 }
 
-async function textOf(l: Locator): Promise<string> {
-  return ((await l.textContent()) ?? '').replace(/\s+/g, ' ').trim();
-}
-
-/** Waits until the locator's text matches. */
-async function waitText(l: Locator, re: RegExp, what: string, timeout = 10_000): Promise<string> {
-  return waitFor(
-    async () => {
-      const t = (await l.count()) > 0 ? await textOf(l.first()) : '';
-      return re.test(t) ? t : undefined;
-    },
-    { timeout, what: `${what} (${re})` },
-  );
-}
-
 describe('web dashboard in a real browser (Chromium)', () => {
   let gw: TestGateway;
   let upstream: Awaited<ReturnType<typeof startUpstream>>;
@@ -76,11 +52,7 @@ describe('web dashboard in a real browser (Chromium)', () => {
   const requests: string[] = [];
 
   before(async () => {
-    [gw, upstream, browser] = await Promise.all([
-      startGateway(),
-      startUpstream(),
-      chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS }),
-    ]);
+    [gw, upstream, browser] = await Promise.all([startGateway(), startUpstream(), launchChromium()]);
     context = await browser.newContext({
       viewport: { width: 1360, height: 900 },
       permissions: ['clipboard-read', 'clipboard-write'],
