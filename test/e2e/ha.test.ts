@@ -2,29 +2,11 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { forwardOf, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startHttpServer, type TestServer } from '../helpers/servers.js';
 import { waitFor } from '../helpers/util.js';
 
-interface Endpoint {
-  source: string;
-  since: string;
-  connections: number;
-  state: string;
-  reason: string | null;
-}
-interface Forward {
-  label: string;
-  port: number;
-  state: string;
-  connectors: number;
-  endpoints: Endpoint[];
-}
-
-async function forward(gw: TestGateway, label: string): Promise<Forward | undefined> {
-  const r = await gw.api('GET', '/v1/tenants/acme');
-  return (r.json as { tenant: { forwards: Forward[] } }).tenant.forwards.find((f) => f.label === label);
-}
+const forward = (gw: TestGateway, label: string) => forwardOf(gw, 'acme', label);
 
 /** One HTTP request on a new connection to the lease port: which server answered. */
 function get(port: number, timeout = 15_000): Promise<string> {

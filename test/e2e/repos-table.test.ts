@@ -3,22 +3,11 @@ import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { type EndpointView, forwardOf, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { waitFor } from '../helpers/util.js';
 
-interface Endpoint {
-  source: string;
-  destination: string | null;
-  connections: number;
-  state: string;
-  reason: string | null;
-}
-
-async function endpoints(gw: TestGateway): Promise<Endpoint[]> {
-  const r = await gw.api('GET', '/v1/tenants/acme');
-  const f = (r.json as { tenant: { forwards: Array<{ label: string; endpoints: Endpoint[] }> } }).tenant
-    .forwards;
-  return f.find((x) => x.label === 'grp/web')?.endpoints ?? [];
+async function endpoints(gw: TestGateway): Promise<EndpointView[]> {
+  return (await forwardOf(gw, 'acme', 'grp/web'))?.endpoints ?? [];
 }
 
 async function site(): Promise<{ port: number; close(): Promise<void> }> {

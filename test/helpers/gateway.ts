@@ -38,6 +38,35 @@ export interface TestGateway {
   restart(): Promise<void>;
 }
 
+/** One connector of a forward, as `GET /v1/tenants/{id}` shows it. */
+export interface EndpointView {
+  source: string;
+  since: string;
+  connections: number;
+  state: string;
+  reason: string | null;
+  destination?: string | null;
+}
+
+/** A tenant's forward, as `GET /v1/tenants/{id}` shows it. */
+export interface ForwardView {
+  label: string;
+  port: number;
+  state: string;
+  connectors: number;
+  endpoints: EndpointView[];
+}
+
+/** The forward `label` of `tenant` from the admin API (undefined while there is none). */
+export async function forwardOf(
+  gw: TestGateway,
+  tenant: string,
+  label: string,
+): Promise<ForwardView | undefined> {
+  const r = await gw.api('GET', `/v1/tenants/${tenant}`);
+  return (r.json as { tenant: { forwards: ForwardView[] } }).tenant.forwards.find((f) => f.label === label);
+}
+
 function merge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...a };
   for (const [k, v] of Object.entries(b)) {
