@@ -161,6 +161,11 @@ function pad(s: string | number, n: number): string {
   return String(s).padStart(n);
 }
 
+/** A row of what the tunnels cost (no figure for direct), with Tether's ratio to OpenSSH. */
+function costRow(label: string, v: { openssh: number; tether: number }): string[] {
+  return [label, '-', String(v.openssh), String(v.tether), `${round(v.tether / v.openssh)}x`, ''];
+}
+
 function table(r: Results): string {
   const rows: string[][] = [['figure', 'direct', 'OpenSSH', 'Tether', 'Tether/OpenSSH', 'Tether/direct']];
   for (const t of [r.throughput_1, r.throughput_8]) {
@@ -173,21 +178,9 @@ function table(r: Results): string {
       `${t.ratio_tether_openssh}x`,
       `${t.ratio_tether_direct}x`,
     ]);
-    rows.push([
-      '  tunnel CPU s per GB',
-      '-',
-      String(t.cpu_s_per_gb.openssh),
-      String(t.cpu_s_per_gb.tether),
-      `${round(t.cpu_s_per_gb.tether / t.cpu_s_per_gb.openssh)}x`,
-      '',
-    ]);
-    for (const [label, v] of [
-      ['    of it user (own code)', t.user_s_per_gb],
-      ['    of it system (kernel)', t.sys_s_per_gb],
-    ] as const) {
-      if (v)
-        rows.push([label, '-', String(v.openssh), String(v.tether), `${round(v.tether / v.openssh)}x`, '']);
-    }
+    rows.push(costRow('  tunnel CPU s per GB', t.cpu_s_per_gb));
+    if (t.user_s_per_gb) rows.push(costRow('    of it user (own code)', t.user_s_per_gb));
+    if (t.sys_s_per_gb) rows.push(costRow('    of it system (kernel)', t.sys_s_per_gb));
   }
   if (r.latency) {
     const l = r.latency.paths;
@@ -212,14 +205,7 @@ function table(r: Results): string {
       `${c.ratio_tether_openssh}x`,
       `${round(c.per_s.tether / c.per_s.direct)}x`,
     ]);
-    rows.push([
-      '  tunnel CPU ms per connection',
-      '-',
-      String(c.cpu_ms_per_connection.openssh),
-      String(c.cpu_ms_per_connection.tether),
-      `${round(c.cpu_ms_per_connection.tether / c.cpu_ms_per_connection.openssh)}x`,
-      '',
-    ]);
+    rows.push(costRow('  tunnel CPU ms per connection', c.cpu_ms_per_connection));
   }
   if (r.http) {
     const h = r.http;
