@@ -14,36 +14,11 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { request } from '../helpers/servers.js';
 import { freePort, run, stopProcess, tempDir, waitFor } from '../helpers/util.js';
 
 const PULLER_PASS = 'registry-pass-1';
 const ALICE = 'alice@example.com';
-
-interface Answer {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-
-function request(
-  port: number,
-  o: { method?: string; path: string; headers?: Record<string, string>; body?: string },
-): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const r = http.request(
-      { host: '127.0.0.1', port, method: o.method ?? 'GET', path: o.path, headers: o.headers, agent: false },
-      (res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => {
-          body += c.toString();
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      },
-    );
-    r.on('error', reject);
-    r.end(o.body);
-  });
-}
 
 const basic = (user: string, pass: string) => ({
   authorization: `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`,

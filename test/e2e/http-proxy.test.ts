@@ -13,39 +13,14 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { type SshForward, sshForward } from '../helpers/openssh.js';
+import { type Answer, request } from '../helpers/servers.js';
 import { BIN, run, tempDir, waitFor } from '../helpers/util.js';
-
-interface Answer {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
 
 interface Echo {
   method: string;
   url: string;
   headers: Array<[string, string]>;
   bodyBytes: number;
-}
-
-function request(
-  port: number,
-  o: { method?: string; path: string; headers?: http.OutgoingHttpHeaders; body?: string },
-): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const r = http.request(
-      { host: '127.0.0.1', port, method: o.method ?? 'GET', path: o.path, headers: o.headers, agent: false },
-      (res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => {
-          body += c.toString();
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      },
-    );
-    r.on('error', reject);
-    r.end(o.body);
-  });
 }
 
 /** Sends raw bytes and reads one response (status line, headers, Content-Length body). */

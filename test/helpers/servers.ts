@@ -77,3 +77,31 @@ export function tcpExchange(
     s.on('error', reject);
   });
 }
+
+/** An HTTP answer read whole. */
+export interface Answer {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+/** One HTTP request on a new connection to 127.0.0.1:`port`; resolves with the whole answer. */
+export function request(
+  port: number,
+  o: { method?: string; path: string; headers?: http.OutgoingHttpHeaders; body?: string },
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const r = http.request(
+      { host: '127.0.0.1', port, method: o.method ?? 'GET', path: o.path, headers: o.headers, agent: false },
+      (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => {
+          body += c.toString();
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      },
+    );
+    r.on('error', reject);
+    r.end(o.body);
+  });
+}
