@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { type SshForward, sshForward } from '../helpers/openssh.js';
+import { selfSignedCert } from '../helpers/tls-certs.js';
 import { freePort, OutputWatcher, run, stopProcess, tempDir } from '../helpers/util.js';
 
 const CLIENT_OPTS = [
@@ -88,30 +89,9 @@ describe('access proxy: OpenSSH through HTTP CONNECT to a real sshd behind a con
     assert.ok(fwd.ports.get('grp/ssh'), 'forward granted');
 
     // An https repository with a self-signed certificate behind the real connector.
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=localhost',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-      ],
-      { stdio: 'ignore' },
-    );
-    tlsSite = https.createServer(
-      { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) },
-      (req, res) => res.end(`tls hello ${req.url} host=${req.headers.host}\n`),
+    const tls = selfSignedCert(dir);
+    tlsSite = https.createServer({ key: tls.key, cert: tls.cert }, (req, res) =>
+      res.end(`tls hello ${req.url} host=${req.headers.host}\n`),
     );
     await new Promise<void>((r) => tlsSite.listen(0, '127.0.0.1', () => r()));
     const tlsPort = (tlsSite.address() as net.AddressInfo).port;

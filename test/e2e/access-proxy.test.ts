@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -11,6 +10,7 @@ import { startConnector, type TestConnector } from '../helpers/connector.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { type SshForward, sshForward } from '../helpers/openssh.js';
 import { startEchoServer, startHttpServer, type TestServer } from '../helpers/servers.js';
+import { selfSignedCert } from '../helpers/tls-certs.js';
 import { run, tempDir, waitFor } from '../helpers/util.js';
 
 const HEADER_TIMEOUT_MS = 1500;
@@ -177,31 +177,8 @@ describe('access proxy (HTTP CONNECT and absolute-form) in front of a real conne
     echo = await startEchoServer();
     // An https server with a self-signed certificate: the gateway must refuse it by default.
     const dir = tempDir('tether-ap-tls-');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=localhost',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-      ],
-      { stdio: 'ignore' },
-    );
-    tlsSite = https.createServer(
-      { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) },
-      (_req, res) => res.end('secret\n'),
-    );
+    const tls = selfSignedCert(dir);
+    tlsSite = https.createServer({ key: tls.key, cert: tls.cert }, (_req, res) => res.end('secret\n'));
     await new Promise<void>((r) => tlsSite.listen(0, '127.0.0.1', () => r()));
     tlsPort = (tlsSite.address() as net.AddressInfo).port;
 

@@ -14,6 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { type SshForward, sshForward } from '../helpers/openssh.js';
 import { type Answer, request } from '../helpers/servers.js';
+import { selfSignedCert } from '../helpers/tls-certs.js';
 import { BIN, run, tempDir, waitFor } from '../helpers/util.js';
 
 interface Echo {
@@ -519,30 +520,10 @@ describe('http-proxy: failure throttle and TLS', () => {
   before(async () => {
     const dir = tempDir('tether-hp-tls-');
     echo = await startEcho();
-    const cert = join(dir, 'cert.pem');
-    const key = join(dir, 'key.pem');
-    const r = await run('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '2',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=DNS:localhost,IP:127.0.0.1',
-    ]);
-    assert.equal(r.code, 0, r.stderr);
-    ca = readFileSync(cert);
-    tlsEcho = await startEcho({ cert: ca, key: readFileSync(key) });
+    const tls = selfSignedCert(dir, { days: 2, san: 'DNS:localhost,IP:127.0.0.1' });
+    const { certFile: cert, keyFile: key } = tls;
+    ca = tls.cert;
+    tlsEcho = await startEcho({ cert: ca, key: tls.key });
     const tokens = join(dir, 'tokens');
     writeFileSync(tokens, `${await hashLine('alice@example.com', 'tok-alice')}\n`);
     gw = await startGateway({

@@ -2,8 +2,9 @@
  * Test certificates (@peculiar/x509): a CA, and server certificates it signs with any names and
  * any validity window, including ones that expired long ago.
  */
+import { execFileSync } from 'node:child_process';
 import { webcrypto } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 
@@ -93,4 +94,27 @@ export async function makeServerCert(
   writeFileSync(certFile, cert.toString('pem'));
   writeFileSync(keyFile, await keyPem(keys.privateKey), { mode: 0o600 });
   return { certFile, keyFile };
+}
+
+/**
+ * A self-signed P-256 certificate for CN=localhost made by Debian's `openssl`, valid `days`,
+ * with `san` as subjectAltName when given (e.g. "DNS:localhost,IP:127.0.0.1"); written to
+ * `dir`/cert.pem and `dir`/key.pem.
+ */
+export function selfSignedCert(
+  dir: string,
+  opts: { days?: number; san?: string } = {},
+): { certFile: string; keyFile: string; cert: Buffer; key: Buffer } {
+  const certFile = join(dir, 'cert.pem');
+  const keyFile = join(dir, 'key.pem');
+  execFileSync(
+    'openssl',
+    [
+      ...['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'],
+      ...['-days', String(opts.days ?? 1), '-subj', '/CN=localhost', '-keyout', keyFile, '-out', certFile],
+      ...(opts.san ? ['-addext', `subjectAltName=${opts.san}`] : []),
+    ],
+    { stdio: 'ignore' },
+  );
+  return { certFile, keyFile, cert: readFileSync(certFile), key: readFileSync(keyFile) };
 }
