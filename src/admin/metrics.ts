@@ -78,6 +78,9 @@ export class GatewayMetrics {
   readonly frontDoorRequests: client.Counter<'front_door' | 'outcome'>;
   readonly frontDoorDuration: client.Histogram<'front_door' | 'outcome'>;
   readonly httpProxyRequests: client.Counter<'route' | 'status'>;
+  /** Inputs refused by a bound (see `bound.refused` log records): one series per bound. */
+  readonly refused: client.Counter<'reason'>;
+  private readonly bounds = new BoundedLabels(60, 'other');
   /** Label children of the HTTP front door's series, per route and status (no hashing per request). */
   private readonly httpChildren = new Map<
     string,
@@ -168,6 +171,12 @@ export class GatewayMetrics {
       name: 'tether_forwards_refused_total',
       help: 'Refused forward requests by code',
       labelNames: ['code'],
+      registers: [r],
+    });
+    this.refused = new client.Counter({
+      name: 'tether_refused_total',
+      help: 'Inputs refused because a bound was reached or the input was invalid, by reason (the bound or check that refused it: leases_per_tenant, channels_per_session, unauthenticated_per_source, bad_repo_meta, http_smuggling, …)',
+      labelNames: ['reason'],
       registers: [r],
     });
     this.forwardsGranted = new client.Counter({
@@ -290,6 +299,12 @@ export class GatewayMetrics {
       case 'auth.throttled':
         this.authFailures.inc({ reason: 'throttled' });
         return;
+      case 'bound.refused': {
+        // one record may stand for a burst of refusals (`count`), logged once per burst
+        const n = typeof f.count === 'number' && f.count > 0 ? f.count : 1;
+        this.refused.inc({ reason: this.bounds.get(reasonLabel(str(f.reason))) }, n);
+        return;
+      }
       case 'forward.granted':
         this.forwardsGranted.inc();
         return;
