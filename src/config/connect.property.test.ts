@@ -149,8 +149,24 @@ describe('connect.yaml loader (properties)', () => {
     }
     const t0 = Date.now();
     const bomb = load(lines.join('\n'));
-    assert.ok(!bomb.ok && /YAML error: Excessive alias count/.test(bomb.error.message));
+    assert.ok(!bomb.ok && /YAML error: aliases expand to too much data/.test(bomb.error.message));
     assert.ok(Date.now() - t0 < 2000, `refused in ${Date.now() - t0} ms`);
+  });
+
+  test('a recursive alias (in a sequence, a mapping, or deep inside) is CONFIG_INVALID naming its line', () => {
+    for (const [text, line] of [
+      ['a: &a [*a]\n', 1],
+      ['gateway: gw:2222\nrepositories: &r { g: *r }\n', 2],
+      ['gateway: gw:2222\nx: &x\n  y:\n    - z: [1, *x]\n', 4],
+    ] as const) {
+      const r = load(text);
+      assert.ok(!r.ok, text);
+      assert.equal(r.error.code, 'CONFIG_INVALID');
+      assert.match(
+        r.error.message,
+        new RegExp(`YAML error at line ${line}, column \\d+: the alias \\*\\w refers`),
+      );
+    }
   });
 
   test('valid generated documents load: every repository, resolved paths, frozen', () => {

@@ -5,13 +5,20 @@
  * schema (unknown keys are errors) → every repository URI parsed → one error listing every
  * problem, or a frozen ConnectConfig. Relative paths are relative to the file's directory.
  */
-import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
+import { isMap, isScalar, isSeq, type LineCounter } from 'yaml';
 import { z } from 'zod';
 import { isValidName, TENANT_ID } from '../core/ids.js';
 import { errors, type FieldProblem, TetherError } from '../errors/index.js';
-import { deepFreeze, expandEnv, parseHostPort, yamlToJS, zodProblems } from './load.js';
+import {
+  deepFreeze,
+  expandEnv,
+  parseHostPort,
+  parseYamlDocument,
+  readConfigText,
+  yamlToJS,
+  zodProblems,
+} from './load.js';
 import { duration } from './schema-helpers.js';
 import { destinationOf, parseRepositoryUri, type RepositoryTarget } from './uri.js';
 
@@ -356,21 +363,7 @@ export function gatewayText(
 /** Reads, validates and freezes connect.yaml. */
 export function loadConnectConfig(file: string, env: NodeJS.ProcessEnv = process.env): ConnectConfig {
   const abs = resolve(file);
-  let text: string;
-  try {
-    text = readFileSync(abs, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT'
-        ? 'file not found (create one with "tether connector init")'
-        : code === 'EACCES'
-          ? 'permission denied'
-          : code === 'EISDIR'
-            ? 'is a directory'
-            : String(e);
-    throw new TetherError('CONFIG_UNREADABLE', `${file}: cannot read config: ${why}`, { status: 400 });
-  }
+  const text = readConfigText(abs, file, 'file not found (create one with "tether connector init")');
   return connectConfigFromText(text, abs, env);
 }
 
@@ -385,22 +378,12 @@ export function connectConfigFromText(
 }
 
 function parseYamlStrict(text: string, file: string): unknown {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: false, lineCounter });
-  if (doc.errors.length > 0) {
-    throw errors.config(
-      file,
-      doc.errors.map((err) => {
-        const pos = err.linePos?.[0] ?? (err.pos ? lineCounter.linePos(err.pos[0]) : undefined);
-        const where = pos ? `line ${pos.line}, column ${pos.col}` : 'unknown position';
-        return { path: '', message: `YAML syntax error at ${where}: ${err.message.split('\n')[0]}` };
-      }),
-    );
-  }
+  const parsed = parseYamlDocument(text, file, { uniqueKeys: false });
+  const { doc, lineCounter } = parsed;
   const problems: FieldProblem[] = [];
   findDuplicateKeys(doc.contents, [], problems, lineCounter);
   if (problems.length > 0) throw errors.config(file, problems);
-  return yamlToJS(doc, file);
+  return yamlToJS(parsed, file);
 }
 
 function findDuplicateKeys(node: unknown, path: string[], out: FieldProblem[], lc: LineCounter): void {

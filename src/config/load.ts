@@ -1,45 +1,123 @@
-import { readFileSync } from 'node:fs';
-import { LineCounter, parseDocument } from 'yaml';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { type Document, LineCounter, parseDocument, visit } from 'yaml';
 import type { z } from 'zod';
 import { errors, type FieldProblem, TetherError } from '../errors/index.js';
 
+/** A config file larger than this is refused before it is parsed (no config comes close). */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+/** Alias expansions a config file may make (yaml's "billion laughs" guard). */
+export const MAX_YAML_ALIASES = 100;
+
+/**
+ * Reads a config file as text, at most MAX_CONFIG_BYTES (read with a cap, so a FIFO or a
+ * device such as /dev/zero is refused too). A missing or unreadable file is a clear error;
+ * `notFound` replaces the default "file not found" text.
+ */
+export function readConfigText(file: string, shownAs = file, notFound = 'file not found'): string {
+  const fail = (why: string): never => {
+    throw new TetherError('CONFIG_UNREADABLE', `${shownAs}: cannot read config: ${why}`, { status: 400 });
+  };
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (e) {
+    return fail(whyUnreadable(e, notFound));
+  }
+  try {
+    const buf = Buffer.alloc(MAX_CONFIG_BYTES + 1);
+    let total = 0;
+    for (;;) {
+      let n: number;
+      try {
+        n = readSync(fd, buf, total, buf.length - total, null);
+      } catch (e) {
+        return fail(whyUnreadable(e, notFound));
+      }
+      if (n === 0) break;
+      total += n;
+      if (total > MAX_CONFIG_BYTES) {
+        return fail(`larger than ${MAX_CONFIG_BYTES} bytes (1 MiB), the most a config file may be`);
+      }
+    }
+    return buf.subarray(0, total).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function whyUnreadable(e: unknown, notFound: string): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return notFound;
+  if (code === 'EACCES') return 'permission denied';
+  if (code === 'EISDIR') return 'is a directory';
+  return String(e);
+}
+
 /** Reads a YAML file; syntax errors name line and column. A missing file is a clear error. */
 export function readYamlFile(file: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'file not found' : code === 'EACCES' ? 'permission denied' : String(e);
-    throw new TetherError('CONFIG_UNREADABLE', `${file}: cannot read config: ${why}`, { status: 400 });
-  }
-  return parseYamlText(text, file);
+  return parseYamlText(readConfigText(file), file);
 }
 
 export function parseYamlText(text: string, file: string): unknown {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter });
-  if (doc.errors.length > 0) {
-    const details = doc.errors.map((err) => {
-      const pos = err.linePos?.[0] ?? lineCounter.linePos(Math.min(err.pos[0], text.length));
-      const where = pos ? `line ${pos.line}, column ${pos.col}` : 'unknown position';
-      const msg = err.message.split('\n')[0] ?? err.message;
-      return { path: '', message: `YAML syntax error at ${where}: ${msg}` };
-    });
-    throw errors.config(file, details);
-  }
-  return yamlToJS(doc, file);
+  return yamlToJS(parseYamlDocument(text, file, { uniqueKeys: true }), file);
 }
 
 /**
- * The document's value. Unresolved aliases and alias expansion past yaml's limit (a "billion
- * laughs" file) throw from here, so they become config errors like any other.
+ * Parses YAML into a document: syntax errors name line and column, and an alias inside the
+ * node it refers to (`a: &a [*a]`, which has no finite value) is refused naming its line.
  */
-export function yamlToJS(doc: { toJS(): unknown }, file: string): unknown {
+export function parseYamlDocument(
+  text: string,
+  file: string,
+  opts: { uniqueKeys: boolean },
+): { doc: Document; lineCounter: LineCounter } {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: opts.uniqueKeys, lineCounter });
+  const where = (offset: number): string => {
+    const pos = lineCounter.linePos(Math.min(offset, text.length));
+    return pos ? `line ${pos.line}, column ${pos.col}` : 'unknown position';
+  };
+  if (doc.errors.length > 0) {
+    const details = doc.errors.map((err) => {
+      const pos = err.linePos?.[0];
+      const at = pos ? `line ${pos.line}, column ${pos.col}` : where(err.pos[0]);
+      const msg = err.message.split('\n')[0] ?? err.message;
+      return { path: '', message: `YAML syntax error at ${at}: ${msg}` };
+    });
+    throw errors.config(file, details);
+  }
+  const problems: FieldProblem[] = [];
+  visit(doc, {
+    Alias(_key, node, path) {
+      const source = node.resolve(doc);
+      if (source && (path as readonly unknown[]).includes(source)) {
+        problems.push({
+          path: '',
+          message: `YAML error at ${where(node.range?.[0] ?? 0)}: the alias *${node.source} refers to the anchor &${node.source} that contains it (a recursive alias has no value)`,
+        });
+      }
+    },
+  });
+  if (problems.length > 0) throw errors.config(file, problems);
+  return { doc, lineCounter };
+}
+
+/**
+ * The document's value. Alias expansion past MAX_YAML_ALIASES (a "billion laughs" file) and
+ * unresolved aliases throw from here, so they become config errors like any other.
+ */
+export function yamlToJS(
+  parsed: { doc: { toJS(opts?: { maxAliasCount?: number }): unknown } },
+  file: string,
+): unknown {
   try {
-    return doc.toJS() ?? {};
+    return parsed.doc.toJS({ maxAliasCount: MAX_YAML_ALIASES }) ?? {};
   } catch (e) {
-    throw errors.config(file, [{ path: '', message: `YAML error: ${(e as Error).message}` }]);
+    const msg = (e as Error).message;
+    const why = /alias count/i.test(msg)
+      ? `aliases expand to too much data (more than ${MAX_YAML_ALIASES} alias expansions; a "billion laughs" file?)`
+      : msg;
+    throw errors.config(file, [{ path: '', message: `YAML error: ${why}` }]);
   }
 }
 
