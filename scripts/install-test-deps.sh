@@ -3,7 +3,8 @@
 # Samba, a Docker registry, skopeo, nginx, tinyproxy, Chromium). Idempotent; needs root or sudo.
 set -euo pipefail
 PKGS=(openssh-client openssh-server curl netcat-openbsd socat postgresql haproxy samba smbclient
-      docker-registry skopeo nginx libnginx-mod-stream tinyproxy apache2-utils chromium iperf3 procps iproute2)
+      docker-registry skopeo nginx libnginx-mod-stream tinyproxy apache2-utils chromium iperf3 procps iproute2
+      ssh-audit)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,6 +6,7 @@ import { accessProxySchema } from './access-proxy.js';
 import { httpProxySchema } from './http-proxy.js';
 import { deepFreeze, expandEnv, readYamlFile, validate } from './load.js';
 import { duration, listenAddr, portRange, tlsFiles } from './schema-helpers.js';
+import { algorithmsSchema, copyAlgorithms, DEFAULT_ALGORITHMS } from './ssh-algorithms.js';
 import { sshProxySchema } from './ssh-proxy.js';
 
 const storeSpec = z.string().refine((s) => s === 'sqlite' || /^postgres(ql)?:\/\//.test(s), {
@@ -41,8 +42,11 @@ export const gatewaySchema = z.strictObject({
         })
         .default({ max_failures: 20, window: 60_000, block_for: 5 * 60_000 }),
       host_key: z.string().optional(),
+      /** SSH algorithms offered on the tunnel port (and its TLS/WebSocket transports). */
+      algorithms: algorithmsSchema(),
     })
     .default({
+      algorithms: copyAlgorithms(DEFAULT_ALGORITHMS),
       listen: { host: '127.0.0.1', port: 2222 },
       keepalive_interval: 15_000,
       keepalive_count_max: 3,

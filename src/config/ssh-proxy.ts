@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { duration, listenAddr } from './schema-helpers.js';
+import { algorithmsSchema, COMPATIBLE_ALGORITHMS, DEFAULT_ALGORITHMS } from './ssh-algorithms.js';
 
 // The SSH front door's configuration. Owned by src/frontdoor/ssh-proxy; docs/ssh-proxy.md
 // describes every key.
@@ -176,6 +177,10 @@ export const sshProxySchema = z.strictObject({
   /** Failed password attempts one connection may make before it is closed. */
   max_auth_tries: z.number().int().min(1).max(100).default(3),
   max_unauthenticated: z.number().int().min(1).default(64),
+  /** SSH algorithms the front door's listener offers to callers (hardened defaults). */
+  algorithms: algorithmsSchema(DEFAULT_ALGORITHMS),
+  /** SSH algorithms the front door offers real sshd targets (broader defaults: targets may be old). */
+  target_algorithms: algorithmsSchema(COMPATIBLE_ALGORITHMS),
   /** Failed logins per source address: `max_failures` within `window` → refused for `block_for`. */
   login_throttle: z
     .strictObject({

@@ -136,6 +136,7 @@ export class Gateway {
       const tunnel = new TunnelServer(
         {
           hostKey: hostKey.privateKey,
+          algorithms: config.tunnel.algorithms,
           keepaliveInterval: config.tunnel.keepalive_interval,
           keepaliveCountMax: config.tunnel.keepalive_count_max,
           authTimeout: config.tunnel.auth_timeout,

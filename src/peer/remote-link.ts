@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import ssh2, { type ClientChannel, type TcpConnectionDetails } from 'ssh2';
+import { toSsh2Algorithms } from '../config/ssh-algorithms.js';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../log/index.js';
 import { formatHostPort, type HostPort } from './address.js';
@@ -217,6 +218,7 @@ export class RemoteLink {
 
     const common = {
       username: SSH_USER,
+      algorithms: toSsh2Algorithms(),
       readyTimeout: this.connectTimeoutMs,
       keepaliveInterval: 15_000,
       keepaliveCountMax: 3,

@@ -1,6 +1,7 @@
 import { type AddressInfo, connect, createServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket, type Server as TlsServer } from 'node:tls';
 import ssh2, { type Connection, type TcpipBindInfo, type TcpipRequestInfo } from 'ssh2';
+import { toSsh2Algorithms } from '../config/ssh-algorithms.js';
 import type { Logger } from '../log/index.js';
 import { formatHostPort, type HostPort } from './address.js';
 import { splice } from './splice.js';
@@ -54,7 +55,12 @@ export class TunnelServer {
     this.log = deps.logger.child({ component: 'tunnel' });
     const hostKey = deps.hostKey ?? generateHostKey();
     this.ssh = new ssh2.Server(
-      { hostKeys: [hostKey], keepaliveInterval: 15_000, keepaliveCountMax: 3 },
+      {
+        hostKeys: [hostKey],
+        algorithms: toSsh2Algorithms(),
+        keepaliveInterval: 15_000,
+        keepaliveCountMax: 3,
+      },
       (conn, info) => {
         const id = this.nextId++;
         const socket = [...this.sockets].find(

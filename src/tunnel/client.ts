@@ -7,11 +7,13 @@
  * This file knows SSH and the control protocol, nothing about connect.yaml: the caller gives
  * it a host-key policy and decides where incoming connections go.
  */
+
 import { EventEmitter } from 'node:events';
 import { connect as netConnect, type Socket } from 'node:net';
 import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
 import ssh2, { type ClientChannel, type TcpConnectionDetails } from 'ssh2';
+import { toSsh2Algorithms } from '../config/ssh-algorithms.js';
 import { TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import {
@@ -263,6 +265,7 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
             username: opts.username,
             privateKey: opts.privateKey,
             ident: opts.agent.replace(/[^A-Za-z0-9._-]/g, '_'),
+            algorithms: toSsh2Algorithms(),
             keepaliveInterval: opts.keepaliveInterval ?? 15_000,
             keepaliveCountMax: opts.keepaliveCountMax ?? 3,
             readyTimeout,

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import ssh2, { type AuthContext, type Connection, type ServerChannel, type Session } from 'ssh2';
+import { type SshAlgorithmLists, toSsh2Algorithms } from '../config/ssh-algorithms.js';
 import type { ForwardAuthorizer } from '../core/authorization.js';
 import type { Clock } from '../core/clock.js';
 import type { ForwardEndpoint, ForwardRegistry, LiveSession } from '../core/forward-registry.js';
@@ -30,6 +31,8 @@ const { Server, utils } = ssh2;
 
 export interface TunnelServerOptions {
   hostKey: string;
+  /** SSH algorithms offered (default: the hardened lists of config/ssh-algorithms.ts). */
+  algorithms?: SshAlgorithmLists;
   keepaliveInterval: number;
   keepaliveCountMax: number;
   authTimeout: number;
@@ -76,6 +79,7 @@ export class TunnelServer {
     this.ssh = new Server(
       {
         hostKeys: [opts.hostKey],
+        algorithms: toSsh2Algorithms(opts.algorithms),
         ident: `Tether_${opts.version}`,
         keepaliveInterval: opts.keepaliveInterval,
         keepaliveCountMax: opts.keepaliveCountMax,

@@ -1,4 +1,5 @@
 import type { AuthContext, AuthenticationType, Connection, KeyboardAuthContext } from 'ssh2';
+import type { SshAlgorithmLists } from '../../config/ssh-algorithms.js';
 import type { Clock } from '../../core/clock.js';
 import type { FailureThrottle } from '../../core/throttle.js';
 import { isTetherError } from '../../errors/index.js';
@@ -17,6 +18,8 @@ export interface ConnectionSettings {
   keepaliveCountMax: number;
   maxAuthTries: number;
   ident: string;
+  /** SSH algorithms offered to targets (default: COMPATIBLE_ALGORITHMS). */
+  targetAlgorithms?: SshAlgorithmLists;
 }
 
 export interface ConnectionDeps {
@@ -282,6 +285,7 @@ export class ProxyConnection {
         keepaliveInterval: s.keepaliveInterval,
         keepaliveCountMax: s.keepaliveCountMax,
         ident: s.ident,
+        algorithms: s.targetAlgorithms,
         log: this.log,
       });
     } catch (err) {

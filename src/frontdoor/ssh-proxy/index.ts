@@ -130,6 +130,7 @@ export class SshProxy implements Component {
     this.server = new SshProxyServer(
       {
         hostKey: hostKey.privateKey,
+        algorithms: cfg.algorithms,
         ident,
         keepaliveInterval: cfg.keepalive_interval,
         keepaliveCountMax: cfg.keepalive_count_max,
@@ -149,6 +150,7 @@ export class SshProxy implements Component {
           keepaliveCountMax: cfg.keepalive_count_max,
           maxAuthTries: cfg.max_auth_tries,
           ident,
+          targetAlgorithms: cfg.target_algorithms,
         },
       },
     );

@@ -1,5 +1,6 @@
 import net from 'node:net';
 import ssh2, { type Connection } from 'ssh2';
+import { type SshAlgorithmLists, toSsh2Algorithms } from '../../config/ssh-algorithms.js';
 import type { Logger } from '../../log/index.js';
 import { type ConnectionDeps, ProxyConnection } from './connection.js';
 
@@ -7,6 +8,7 @@ const { Server } = ssh2;
 
 export interface SshProxyServerOptions {
   hostKey: string;
+  algorithms?: SshAlgorithmLists;
   ident: string;
   keepaliveInterval: number;
   keepaliveCountMax: number;
@@ -33,6 +35,7 @@ export class SshProxyServer {
     this.ssh = new Server(
       {
         hostKeys: [opts.hostKey],
+        algorithms: toSsh2Algorithms(opts.algorithms),
         ident: opts.ident,
         keepaliveInterval: opts.keepaliveInterval,
         keepaliveCountMax: opts.keepaliveCountMax,

@@ -1,5 +1,10 @@
 import type { Readable } from 'node:stream';
 import ssh2, { type Client } from 'ssh2';
+import {
+  COMPATIBLE_ALGORITHMS,
+  type SshAlgorithmLists,
+  toSsh2Algorithms,
+} from '../../config/ssh-algorithms.js';
 import { isTetherError, TetherError } from '../../errors/index.js';
 import type { Logger } from '../../log/index.js';
 import { fingerprintMatches, fingerprintsOf, type HostKeyFingerprints } from './fingerprint.js';
@@ -20,6 +25,8 @@ export interface ConnectOptions {
   keepaliveInterval: number;
   keepaliveCountMax: number;
   ident: string;
+  /** Offered to the target; default: ssh2's broad lists, hardened choices first. */
+  algorithms?: SshAlgorithmLists;
   log: Logger;
 }
 
@@ -76,6 +83,7 @@ export async function connectTarget(route: TargetRoute, opts: ConnectOptions): P
         keepaliveInterval: opts.keepaliveInterval,
         keepaliveCountMax: opts.keepaliveCountMax,
         ident: opts.ident,
+        algorithms: toSsh2Algorithms(opts.algorithms ?? COMPATIBLE_ALGORITHMS),
         hostVerifier: (key: Buffer) => {
           presented = fingerprintsOf(key);
           if (route.hostFingerprint) {
