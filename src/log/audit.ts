@@ -182,6 +182,8 @@ export function createAuditSink(spec: string | AuditTarget): AuditSink {
         sync: true,
         append: true,
         mkdir: target.kind === 'file',
+        // the audit trail names callers, tenants and addresses: owner-only when we create it
+        ...(target.kind === 'file' ? { mode: 0o600 } : {}),
       });
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;

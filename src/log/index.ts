@@ -29,7 +29,20 @@ export const REDACT_PATHS = [
   '*.headers.authorization',
   '*.headers["proxy-authorization"]',
   '*.headers.cookie',
+  '"proxy-authorization"',
+  '*["proxy-authorization"]',
+  'proxyAuthorization',
+  '*.proxyAuthorization',
 ];
+
+/**
+ * A caller-supplied URL or authority with its userinfo replaced: `acme:KEY@web.grp.acme:443` →
+ * `[redacted]@web.grp.acme:443`, `http://u:p@host/x` → `http://[redacted]@host/x`. Everything a
+ * front door logs of a target goes through this first: the userinfo of a proxy URL is a credential.
+ */
+export function withoutUserinfo(target: string): string {
+  return target.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/?#]*@/i, '$1[redacted]@');
+}
 
 export interface LoggerOptions {
   level?: LogLevel;

@@ -67,7 +67,10 @@ const metaOf = (m: {
  * The access proxy's one accept/reject point. Order: address syntax (400), credentials present
  * (407) and well-formed (400), throttle (429), tenant and group key (403, constant time), then
  * whether the repository exists (404) and is online (503). The key is checked before the
- * repository is looked up, so a caller without the key learns nothing about what exists.
+ * repository is looked up, with the same work for a tenant, group or repository that does not
+ * exist (GroupKeyService.verify compares against a dummy key), so a caller without the key
+ * learns nothing about what exists, not even from the time the answer takes; and a wrong key
+ * counts against the source's throttle either way.
  * A right key does not clear a source's failure count: a caller holding one tenant's key must
  * not be able to reset the throttle between guesses at another's.
  */
@@ -134,9 +137,9 @@ export class AccessAuthorizer {
       };
     }
 
-    const found = await this.resolve(tenant, group, repo);
-    const keyGroup = found ? found.label.slice(0, found.label.indexOf('/')) : group;
-    if (!(await this.deps.groupKeys.verify(tenant, keyGroup, cred.value.password))) {
+    // The key is checked against the group as named (case-insensitively) BEFORE the repository
+    // is looked up: whether it exists must not change the work, the time or the answer.
+    if (!(await this.deps.groupKeys.verify(tenant, group, cred.value.password))) {
       throttle.fail(req.source);
       return {
         ok: false,
@@ -147,6 +150,7 @@ export class AccessAuthorizer {
       };
     }
 
+    const found = await this.resolve(tenant, group, repo);
     if (!found)
       return {
         ok: false,

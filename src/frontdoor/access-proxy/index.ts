@@ -7,7 +7,7 @@ import { parseLabel } from '../../core/ids.js';
 import { FailureThrottle } from '../../core/throttle.js';
 import { isTetherError } from '../../errors/index.js';
 import type { Component, GatewayContext } from '../../gateway/index.js';
-import type { Logger } from '../../log/index.js';
+import { type Logger, withoutUserinfo } from '../../log/index.js';
 import { relay } from '../../tunnel/pipe.js';
 import { AccessAuthorizer, type AccessRefusal, type AccessTarget } from './authorize.js';
 import { forwardHttp, httpSchemeOf } from './http-forward.js';
@@ -47,7 +47,8 @@ function rawResponse(r: Refusal): string {
   return `HTTP/1.1 ${r.status} ${http.STATUS_CODES[r.status] ?? 'Error'}\r\n${head}\r\n${body}`;
 }
 
-const printable = (s: string | undefined, max = 300) => (s ?? '').slice(0, max);
+/** What the log may show of a caller's target: userinfo (a key) removed, length bounded. */
+const printable = (s: string | undefined, max = 300) => withoutUserinfo(s ?? '').slice(0, max);
 
 /**
  * The access proxy: HTTP CONNECT to `<repo>.<group>.<tenant>:<any port>` with
