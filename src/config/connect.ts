@@ -9,7 +9,7 @@ import { dirname, resolve } from 'node:path';
 import { isMap, isScalar, isSeq, type LineCounter } from 'yaml';
 import { z } from 'zod';
 import { isValidName, TENANT_ID } from '../core/ids.js';
-import { errors, type FieldProblem, TetherError } from '../errors/index.js';
+import { errors, type FieldProblem } from '../errors/index.js';
 import {
   deepFreeze,
   expandEnv,
