@@ -29,7 +29,7 @@ export const REDACT_PATHS = [
   '*.headers.authorization',
   '*.headers["proxy-authorization"]',
   '*.headers.cookie',
-  '"proxy-authorization"',
+  '["proxy-authorization"]',
   '*["proxy-authorization"]',
   'proxyAuthorization',
   '*.proxyAuthorization',
