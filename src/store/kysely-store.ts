@@ -157,7 +157,9 @@ export class KyselyStore implements Store {
     range: LeaseRange,
     now: string,
   ): Promise<LeaseRow | undefined> {
-    for (let attempt = 0; attempt < 20; attempt++) {
+    // ON CONFLICT DO NOTHING instead of catching the unique violation: a failed statement
+    // would abort an enclosing PostgreSQL transaction (withTenantLock).
+    for (let attempt = 0; attempt < 50; attempt++) {
       const existing = await this.getLease(tenantId, label);
       if (existing) return existing;
       const used = await this.db
@@ -179,19 +181,21 @@ export class KyselyStore implements Store {
         port,
         created_at: now,
         last_used_at: now,
+        established_at: null,
         service: null,
         scheme: null,
         host: null,
         dest_port: null,
         path: null,
       };
-      try {
-        await this.db.insertInto('leases').values(row).execute();
-        return row;
-      } catch (e) {
-        if (!isUniqueViolation(e)) throw e;
-        // Another writer took that port or that label first: look again.
-      }
+      const inserted = await this.db
+        .insertInto('leases')
+        .values(row)
+        .onConflict((oc) => oc.doNothing())
+        .returning('port')
+        .executeTakeFirst();
+      if (inserted) return row;
+      // Another writer took that port or that label first: look again.
     }
     throw new Error('lease allocation kept conflicting; giving up');
   }
@@ -205,25 +209,87 @@ export class KyselyStore implements Store {
       .execute();
   }
 
-  async expireLeases(before: string, live: Array<{ tenant_id: string; label: string }>) {
+  async establishLease(tenantId: string, label: string, now: string) {
+    await this.db
+      .updateTable('leases')
+      .set({ established_at: now })
+      .where('tenant_id', '=', tenantId)
+      .where('label', '=', label)
+      .where('established_at', 'is', null)
+      .execute();
+  }
+
+  async deleteLease(tenantId: string, label: string) {
+    const r = await this.db
+      .deleteFrom('leases')
+      .where('tenant_id', '=', tenantId)
+      .where('label', '=', label)
+      .executeTakeFirst();
+    return Number(r.numDeletedRows) > 0;
+  }
+
+  async expireLeases(
+    cutoffs: { before: string; unusedBefore: string },
+    live: Array<{ tenant_id: string; label: string }>,
+  ) {
     const stale = await this.db
       .selectFrom('leases')
-      .select(['tenant_id', 'label'])
-      .where('last_used_at', '<', before)
+      .selectAll()
+      .where((eb) =>
+        eb.or([
+          eb('last_used_at', '<', cutoffs.before),
+          eb.and([eb('established_at', 'is', null), eb('last_used_at', '<', cutoffs.unusedBefore)]),
+        ]),
+      )
       .execute();
     const liveSet = new Set(live.map((l) => `${l.tenant_id}\0${l.label}`));
-    let n = 0;
+    const released: LeaseRow[] = [];
     for (const s of stale) {
       if (liveSet.has(`${s.tenant_id}\0${s.label}`)) continue;
-      await this.db
+      // Only if nobody used it meanwhile.
+      const r = await this.db
         .deleteFrom('leases')
         .where('tenant_id', '=', s.tenant_id)
         .where('label', '=', s.label)
-        .where('last_used_at', '<', before)
-        .execute();
-      n++;
+        .where('last_used_at', '=', s.last_used_at)
+        .executeTakeFirst();
+      if (Number(r.numDeletedRows) > 0) released.push(s);
     }
-    return n;
+    return released;
+  }
+
+  async withTenantLock<T>(tenantId: string, fn: (tx: Store) => Promise<T>): Promise<T> {
+    return this.db.transaction().execute(async (trx) => {
+      if (this.kind === 'postgres') {
+        await sql`select pg_advisory_xact_lock(hashtext(${`tether.tenant:${tenantId}`}))`.execute(trx);
+      }
+      return fn(new KyselyStore(this.kind, trx));
+    });
+  }
+
+  async directoryLabels(tenantId: string, liveAfter: string, exceptNode?: string) {
+    let q = this.db
+      .selectFrom('forwards')
+      .innerJoin('nodes', 'nodes.node_id', 'forwards.node_id')
+      .select('forwards.label')
+      .distinct()
+      .where('forwards.tenant_id', '=', tenantId)
+      .where('nodes.heartbeat_at', '>=', liveAfter);
+    if (exceptNode !== undefined) q = q.where('forwards.node_id', '!=', exceptNode);
+    const rows = await q.execute();
+    return rows.map((r) => r.label);
+  }
+
+  async claimDirectory(row: DirectoryRow) {
+    await this.db
+      .insertInto('forwards')
+      .values(row)
+      .onConflict((oc) =>
+        oc
+          .columns(['tenant_id', 'label', 'node_id'])
+          .doUpdateSet({ port: row.port, updated_at: row.updated_at }),
+      )
+      .execute();
   }
 
   async getGroupKey(tenantId: string, group: string) {
@@ -315,6 +381,38 @@ export class KyselyStore implements Store {
     await this.db.transaction().execute(async (tx) => {
       await tx.deleteFrom('forwards').where('node_id', '=', nodeId).execute();
       if (rows.length > 0) await tx.insertInto('forwards').values(rows).execute();
+    });
+  }
+
+  async publishNodeForwards(nodeId: string, rows: DirectoryRow[], staleBefore: string) {
+    await this.db.transaction().execute(async (tx) => {
+      const keep = new Set(rows.map((r) => `${r.tenant_id}\0${r.label}`));
+      const mine = await tx
+        .selectFrom('forwards')
+        .select(['tenant_id', 'label', 'updated_at'])
+        .where('node_id', '=', nodeId)
+        .execute();
+      for (const m of mine) {
+        if (keep.has(`${m.tenant_id}\0${m.label}`) || m.updated_at >= staleBefore) continue;
+        await tx
+          .deleteFrom('forwards')
+          .where('node_id', '=', nodeId)
+          .where('tenant_id', '=', m.tenant_id)
+          .where('label', '=', m.label)
+          .where('updated_at', '<', staleBefore)
+          .execute();
+      }
+      for (const r of rows) {
+        await tx
+          .insertInto('forwards')
+          .values(r)
+          .onConflict((oc) =>
+            oc
+              .columns(['tenant_id', 'label', 'node_id'])
+              .doUpdateSet({ port: r.port, connectors: r.connectors, updated_at: r.updated_at }),
+          )
+          .execute();
+      }
     });
   }
 
