@@ -74,23 +74,23 @@ export class LeaseService {
         const since = this.upSince.get(k);
         this.upSince.delete(k);
         if (since !== undefined && this.clock.now() - since >= this.policy.unusedLeaseTtl)
-          this.establish(f.tenant, f.label);
+          void this.establish(f.tenant, f.label);
       }
       this.store
         .updateLease(f.tenant, f.label, null, this.isoNow())
         .catch((err: unknown) => this.log?.warn({ err }, 'could not record lease use'));
     });
     this.registry.on('connection', (e: { type: string; forward: LiveForward }) => {
-      if (e.type === 'opened') this.establish(e.forward.tenant, e.forward.label);
+      if (e.type === 'opened') void this.establish(e.forward.tenant, e.forward.label);
     });
   }
 
   /** A lease carried a connection or stayed up long: it keeps the long TTL from now on. */
-  establish(tenant: string, label: string): void {
+  establish(tenant: string, label: string): Promise<void> {
     const k = key(tenant, label);
-    if (this.established.has(k)) return;
+    if (this.established.has(k)) return Promise.resolve();
     this.established.add(k);
-    this.store.establishLease(tenant, label, this.isoNow()).catch((err: unknown) => {
+    return this.store.establishLease(tenant, label, this.isoNow()).catch((err: unknown) => {
       this.established.delete(k);
       this.log?.warn({ err }, 'could not record lease use');
     });
@@ -211,7 +211,8 @@ export class LeaseService {
     for (const f of this.registry.list()) {
       await this.store.updateLease(f.tenant, f.label, null, nowIso);
       const since = this.upSince.get(key(f.tenant, f.label));
-      if (since !== undefined && now - since >= this.policy.unusedLeaseTtl) this.establish(f.tenant, f.label);
+      if (since !== undefined && now - since >= this.policy.unusedLeaseTtl)
+        await this.establish(f.tenant, f.label);
     }
     const live = [...this.registry.list(), ...this.registry.remoteList()].map((f) => ({
       tenant_id: f.tenant,
@@ -280,5 +281,6 @@ function releaseOrder(a: LeaseRow, b: LeaseRow): number {
   const ua = a.established_at === null ? 0 : 1;
   const ub = b.established_at === null ? 0 : 1;
   if (ua !== ub) return ua - ub;
-  return a.last_used_at < b.last_used_at ? -1 : a.last_used_at > b.last_used_at ? 1 : 0;
+  if (a.last_used_at !== b.last_used_at) return a.last_used_at < b.last_used_at ? -1 : 1;
+  return a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : 0;
 }
