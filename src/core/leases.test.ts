@@ -175,3 +175,32 @@ test('the sweep trims a tenant over its bound (a lowered quota) to quota + margi
   assert.deepEqual(await held('acme'), ['g/idle3', 'g/live']);
   await store.close();
 });
+
+test('the sweep removes group keys of groups without a lease once a tenant holds more than quota + margin of them', async () => {
+  const { forward, leases, store, clock } = await setup({ leaseMargin: 1 }, { acme: 1 });
+  const keep = await forward('acme', 'keep/web');
+  assert.ok(keep.ok);
+  for (let i = 0; i < 6; i++) {
+    await store.ensureGroupKey({
+      tenant_id: 'acme',
+      group_name: `g${i}`,
+      key: `k${i}`,
+      created_at: new Date(clock.now()).toISOString(),
+    });
+    clock.advance(1000);
+  }
+  await store.ensureGroupKey({
+    tenant_id: 'acme',
+    group_name: 'keep',
+    key: 'kk',
+    created_at: new Date(clock.now()).toISOString(),
+  });
+  await leases.sweep();
+  const left = (await store.listGroupKeys('acme')).map((g) => g.group_name).sort();
+  assert.deepEqual(
+    left,
+    ['g5', 'keep'],
+    'the leased group keeps its key; the newest orphan stays within the bound',
+  );
+  await store.close();
+});

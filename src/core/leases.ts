@@ -260,6 +260,28 @@ export class LeaseService {
     return released;
   }
 
+  /**
+   * Group keys are made for every group a tenant forwards: fresh groups in a loop would add rows
+   * without end. Past quota + margin keys, the keys of groups without any lease go, oldest first
+   * (a group that still has a lease keeps its key).
+   */
+  private async trimGroupKeys(tenant: string, max: number, leased: ReadonlySet<string>): Promise<void> {
+    const keys = await this.store.listGroupKeys(tenant);
+    if (keys.length <= max) return;
+    const orphans = keys
+      .filter((k) => !leased.has(k.group_name))
+      .sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : 0));
+    for (const k of orphans.slice(0, keys.length - max)) {
+      await this.store.deleteGroupKey(tenant, k.group_name);
+      this.refusals?.refuse(
+        'group_keys_per_tenant',
+        tenant,
+        { tenant, group: k.group_name, max },
+        `group key of ${tenant}/${k.group_name} removed: the group has no lease and the tenant holds more than ${max} group keys`,
+      );
+    }
+  }
+
   private async release(tx: Store, l: LeaseRow, max: number, why: string): Promise<void> {
     await tx.deleteLease(l.tenant_id, l.label);
     this.established.delete(key(l.tenant_id, l.label));

@@ -329,6 +329,15 @@ export class KyselyStore implements Store {
       .execute();
   }
 
+  async deleteGroupKey(tenantId: string, group: string) {
+    const r = await this.db
+      .deleteFrom('group_keys')
+      .where('tenant_id', '=', tenantId)
+      .where('group_name', '=', group)
+      .executeTakeFirst();
+    return Number(r.numDeletedRows) > 0;
+  }
+
   async insertEnrollment(row: EnrollmentRow) {
     await this.db.insertInto('enrollments').values(row).execute();
   }

@@ -176,6 +176,7 @@ export interface Store {
   /** Creates the group key if missing; returns the stored one. */
   ensureGroupKey(row: GroupKeyRow): Promise<GroupKeyRow>;
   setGroupKey(row: GroupKeyRow): Promise<void>;
+  deleteGroupKey(tenantId: string, group: string): Promise<boolean>;
 
   insertEnrollment(row: EnrollmentRow): Promise<void>;
   /** Marks the token used if it exists, is unused and unexpired; returns its tenant. */
