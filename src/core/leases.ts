@@ -239,10 +239,16 @@ export class LeaseService {
     }
     let released = expired.length;
     const counts = new Map<string, number>();
-    for (const l of await this.store.listLeases())
+    const groups = new Map<string, Set<string>>();
+    for (const l of await this.store.listLeases()) {
       counts.set(l.tenant_id, (counts.get(l.tenant_id) ?? 0) + 1);
+      const g = groups.get(l.tenant_id) ?? new Set<string>();
+      g.add(l.label.split('/')[0] ?? l.label);
+      groups.set(l.tenant_id, g);
+    }
     for (const t of await this.store.listTenants()) {
       const max = this.maxLeases(t.quota);
+      await this.trimGroupKeys(t.id, max, groups.get(t.id) ?? new Set());
       if ((counts.get(t.id) ?? 0) <= max) continue;
       released += await this.store.withTenantLock(t.id, async (tx) => {
         const liveNow = await this.liveLabels(tx, t.id);
