@@ -237,6 +237,8 @@ export class LeaseService {
         `lease ${l.label} of ${l.tenant_id} (port ${l.port}) expired`,
       );
     }
+    // Spent and expired enrollment tokens are of no further use.
+    await this.store.pruneEnrollments(nowIso);
     let released = expired.length;
     const counts = new Map<string, number>();
     const groups = new Map<string, Set<string>>();

@@ -110,5 +110,7 @@ test('enrollment tokens are single use and expire', async () => {
   assert.equal(await store.consumeEnrollment('h1', now), undefined, 'second use fails');
   assert.equal(await store.consumeEnrollment('h2', now), undefined, 'expired');
   assert.equal(await store.consumeEnrollment('nope', now), undefined);
+  assert.equal(await store.pruneEnrollments(now), 1, 'the expired token is deleted, the unexpired one kept');
+  assert.equal(await store.pruneEnrollments('2026-01-03T00:00:00.000Z'), 1);
   await store.close();
 });

@@ -354,6 +354,11 @@ export class KyselyStore implements Store {
     return r?.tenant_id;
   }
 
+  async pruneEnrollments(now: string) {
+    const r = await this.db.deleteFrom('enrollments').where('expires_at', '<', now).executeTakeFirst();
+    return Number(r.numDeletedRows);
+  }
+
   async getSetting(name: string) {
     const r = await this.db
       .selectFrom('settings')

@@ -181,6 +181,8 @@ export interface Store {
   insertEnrollment(row: EnrollmentRow): Promise<void>;
   /** Marks the token used if it exists, is unused and unexpired; returns its tenant. */
   consumeEnrollment(tokenHash: string, now: string): Promise<string | undefined>;
+  /** Deletes enrollment tokens that expired before `now` (used or not); returns how many. */
+  pruneEnrollments(now: string): Promise<number>;
 
   /** Small key/value settings shared by every member (cluster identity). */
   getSetting(name: string): Promise<string | undefined>;
