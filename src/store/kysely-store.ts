@@ -1,4 +1,5 @@
 import { type Kysely, sql } from 'kysely';
+import { expireLeases, leasePort, publishNodeForwards } from './kysely-leases.js';
 import type {
   DirectoryRow,
   EnrollmentRow,
@@ -151,53 +152,8 @@ export class KyselyStore implements Store {
     return q.orderBy('port').execute();
   }
 
-  async leasePort(
-    tenantId: string,
-    label: string,
-    range: LeaseRange,
-    now: string,
-  ): Promise<LeaseRow | undefined> {
-    // ON CONFLICT DO NOTHING instead of catching the unique violation: a failed statement
-    // would abort an enclosing PostgreSQL transaction (withTenantLock).
-    for (let attempt = 0; attempt < 50; attempt++) {
-      const existing = await this.getLease(tenantId, label);
-      if (existing) return existing;
-      const used = await this.db
-        .selectFrom('leases')
-        .select('port')
-        .where('port', '>=', range.low)
-        .where('port', '<=', range.high)
-        .orderBy('port')
-        .execute();
-      let port = range.low;
-      for (const u of used) {
-        if (u.port === port) port++;
-        else if (u.port > port) break;
-      }
-      if (port > range.high) return undefined;
-      const row: LeaseRow = {
-        tenant_id: tenantId,
-        label,
-        port,
-        created_at: now,
-        last_used_at: now,
-        established_at: null,
-        service: null,
-        scheme: null,
-        host: null,
-        dest_port: null,
-        path: null,
-      };
-      const inserted = await this.db
-        .insertInto('leases')
-        .values(row)
-        .onConflict((oc) => oc.doNothing())
-        .returning('port')
-        .executeTakeFirst();
-      if (inserted) return row;
-      // Another writer took that port or that label first: look again.
-    }
-    throw new Error('lease allocation kept conflicting; giving up');
+  leasePort(tenantId: string, label: string, range: LeaseRange, now: string): Promise<LeaseRow | undefined> {
+    return leasePort(this.db, tenantId, label, range, now);
   }
 
   async updateLease(tenantId: string, label: string, meta: RepoMeta | null, now: string) {
@@ -228,34 +184,11 @@ export class KyselyStore implements Store {
     return Number(r.numDeletedRows) > 0;
   }
 
-  async expireLeases(
+  expireLeases(
     cutoffs: { before: string; unusedBefore: string },
     live: Array<{ tenant_id: string; label: string }>,
-  ) {
-    const stale = await this.db
-      .selectFrom('leases')
-      .selectAll()
-      .where((eb) =>
-        eb.or([
-          eb('last_used_at', '<', cutoffs.before),
-          eb.and([eb('established_at', 'is', null), eb('last_used_at', '<', cutoffs.unusedBefore)]),
-        ]),
-      )
-      .execute();
-    const liveSet = new Set(live.map((l) => `${l.tenant_id}\0${l.label}`));
-    const released: LeaseRow[] = [];
-    for (const s of stale) {
-      if (liveSet.has(`${s.tenant_id}\0${s.label}`)) continue;
-      // Only if nobody used it meanwhile.
-      const r = await this.db
-        .deleteFrom('leases')
-        .where('tenant_id', '=', s.tenant_id)
-        .where('label', '=', s.label)
-        .where('last_used_at', '=', s.last_used_at)
-        .executeTakeFirst();
-      if (Number(r.numDeletedRows) > 0) released.push(s);
-    }
-    return released;
+  ): Promise<LeaseRow[]> {
+    return expireLeases(this.db, cutoffs, live);
   }
 
   async withTenantLock<T>(tenantId: string, fn: (tx: Store) => Promise<T>): Promise<T> {
@@ -398,36 +331,8 @@ export class KyselyStore implements Store {
     });
   }
 
-  async publishNodeForwards(nodeId: string, rows: DirectoryRow[], staleBefore: string) {
-    await this.db.transaction().execute(async (tx) => {
-      const keep = new Set(rows.map((r) => `${r.tenant_id}\0${r.label}`));
-      const mine = await tx
-        .selectFrom('forwards')
-        .select(['tenant_id', 'label', 'updated_at'])
-        .where('node_id', '=', nodeId)
-        .execute();
-      for (const m of mine) {
-        if (keep.has(`${m.tenant_id}\0${m.label}`) || m.updated_at >= staleBefore) continue;
-        await tx
-          .deleteFrom('forwards')
-          .where('node_id', '=', nodeId)
-          .where('tenant_id', '=', m.tenant_id)
-          .where('label', '=', m.label)
-          .where('updated_at', '<', staleBefore)
-          .execute();
-      }
-      for (const r of rows) {
-        await tx
-          .insertInto('forwards')
-          .values(r)
-          .onConflict((oc) =>
-            oc
-              .columns(['tenant_id', 'label', 'node_id'])
-              .doUpdateSet({ port: r.port, connectors: r.connectors, updated_at: r.updated_at }),
-          )
-          .execute();
-      }
-    });
+  publishNodeForwards(nodeId: string, rows: DirectoryRow[], staleBefore: string): Promise<void> {
+    return publishNodeForwards(this.db, nodeId, rows, staleBefore);
   }
 
   async listDirectory() {
