@@ -45,6 +45,8 @@ export class ClusterMember implements Component {
     });
     await this.sync();
     this.timer = setInterval(() => {
+      // A claim whose forward never came (its port could not open) leaves the directory.
+      if (this.ctx.leases.hasClaims()) this.schedulePublish();
       this.heartbeat()
         .then(() => this.sync())
         .catch((err: unknown) => log.warn({ err }, 'cluster heartbeat failed'));
@@ -96,7 +98,11 @@ export class ClusterMember implements Component {
     }, 20);
   }
 
-  /** Writes this member's live forwards into the directory. */
+  /**
+   * Writes this member's live forwards into the directory, with the forwards it granted but has
+   * not registered yet (claims). Rows of this member older than the snapshot and no longer live
+   * go; a claim another request wrote meanwhile is newer than the snapshot and stays.
+   */
   private async publish(): Promise<void> {
     const now = new Date(this.ctx.clock.now()).toISOString();
     const rows = this.ctx.registry.list().map((f) => ({
@@ -107,7 +113,8 @@ export class ClusterMember implements Component {
       connectors: f.endpoints.length,
       updated_at: now,
     }));
-    await this.ctx.store.setNodeForwards(this.cfg.node_id, rows);
+    rows.push(...this.ctx.leases.claimRows(this.cfg.node_id, now));
+    await this.ctx.store.publishNodeForwards(this.cfg.node_id, rows, now);
   }
 
   /** Reads the directory: forwards of other live members get a local listener that relays to them. */

@@ -67,12 +67,18 @@ export const gatewaySchema = z.strictObject({
       default_quota: z.number().int().min(0).max(3000).default(20),
       /** Leases of repositories nobody forwarded for this long are released. */
       lease_ttl: duration.default(30 * 86_400_000),
+      /** Leases that never carried a connection (nor stayed up this long) are released this long after their last use. */
+      unused_lease_ttl: duration.default(3_600_000),
+      /** Leases a tenant may hold beyond its quota; past quota + margin its idle leases are released. */
+      lease_margin: z.number().int().min(0).max(3000).default(5),
     })
     .default({
       bind: '127.0.0.1',
       ports: { low: 2200, high: 5199 },
       default_quota: 20,
       lease_ttl: 30 * 86_400_000,
+      unused_lease_ttl: 3_600_000,
+      lease_margin: 5,
     }),
   access_proxy: accessProxySchema.optional(),
   http_proxy: httpProxySchema.optional(),

@@ -1,7 +1,8 @@
 import type { LeaseRange, Store } from '../store/types.js';
-import { type Clock, iso } from './clock.js';
+import type { Clock } from './clock.js';
 import type { ForwardRegistry } from './forward-registry.js';
 import { isValidLabel } from './ids.js';
+import { type LeaseCluster, LeaseService } from './leases.js';
 
 export type ForwardDecision = { ok: true; port: number } | { ok: false; code: string; reason: string };
 
@@ -9,17 +10,43 @@ export function rangeText(r: LeaseRange): string {
   return `${r.low}-${r.high}`;
 }
 
+export interface AuthorizerOptions {
+  /** The lease policy; by default the range with 30-day/1-hour TTLs and a margin of 5. */
+  leases?: LeaseService;
+  /** Cluster membership: the quota then counts every live member's forwards. */
+  cluster?: LeaseCluster;
+}
+
 /**
- * The decision for one `tcpip-forward` request: label, tenant state, quota, lease. Callers
- * serialise per tenant (KeyedMutex) and register the forward before the next decision.
+ * The decision for one `tcpip-forward` request: label, tenant state, quota, lease. The quota
+ * check and the lease it grants happen in one store transaction holding the tenant's lock
+ * (PostgreSQL: an advisory lock every cluster member waits for), and in a cluster the granted
+ * forward is written into the directory before the lock is released, so two members deciding
+ * for one tenant at once see each other's grants. Callers still serialise per tenant locally
+ * (KeyedMutex) and register the forward before the next decision.
  */
 export class ForwardAuthorizer {
+  readonly leases: LeaseService;
+
   constructor(
     private readonly store: Store,
-    private readonly registry: ForwardRegistry,
-    private readonly range: LeaseRange,
-    private readonly clock: Clock,
-  ) {}
+    registry: ForwardRegistry,
+    range: LeaseRange,
+    clock: Clock,
+    opts: AuthorizerOptions = {},
+  ) {
+    this.leases =
+      opts.leases ??
+      new LeaseService(
+        store,
+        registry,
+        clock,
+        { range, leaseTtl: 30 * 86_400_000, unusedLeaseTtl: 3_600_000, leaseMargin: 5 },
+        undefined,
+        undefined,
+        opts.cluster,
+      );
+  }
 
   async authorizeForward(tenant: string, label: string, requestedPort: number): Promise<ForwardDecision> {
     if (!isValidLabel(label)) {
@@ -29,39 +56,32 @@ export class ForwardAuthorizer {
         reason: `invalid forward label ${JSON.stringify(label.slice(0, 80))}: use <group>/<repo> (printable ASCII, at most 200 characters)`,
       };
     }
-    const t = await this.store.getTenant(tenant);
-    if (!t) return { ok: false, code: 'TENANT_NOT_FOUND', reason: 'tenant no longer exists' };
-    if (t.quota === 0) return { ok: false, code: 'TENANT_DISABLED', reason: 'tenant disabled (quota 0)' };
-    const alreadyLive =
-      this.registry.get(tenant, label) !== undefined || this.registry.remoteOf(tenant, label).length > 0;
-    if (!alreadyLive) {
-      const inUse = this.registry.countLabels(tenant);
-      if (inUse >= t.quota) {
+    return this.store.withTenantLock(tenant, async (tx): Promise<ForwardDecision> => {
+      const t = await tx.getTenant(tenant);
+      if (!t) return { ok: false, code: 'TENANT_NOT_FOUND', reason: 'tenant no longer exists' };
+      if (t.quota === 0) return { ok: false, code: 'TENANT_DISABLED', reason: 'tenant disabled (quota 0)' };
+      const live = await this.leases.liveLabels(tx, tenant);
+      if (!live.has(label) && live.size >= t.quota) {
         return {
           ok: false,
           code: 'TENANT_QUOTA_EXCEEDED',
-          reason: `quota exceeded (${inUse} of ${t.quota} in use)`,
+          reason: `quota exceeded (${live.size} of ${t.quota} in use)`,
         };
       }
-    }
-    if (requestedPort !== 0) {
-      const existing = await this.store.getLease(tenant, label);
-      if (!existing || existing.port !== requestedPort) {
-        return {
-          ok: false,
-          code: 'PORT_NOT_LEASED',
-          reason: `port ${requestedPort} is not this tenant's lease for ${label} (ask for port 0 to get your lease)`,
-        };
+      if (requestedPort !== 0) {
+        const existing = await tx.getLease(tenant, label);
+        if (!existing || existing.port !== requestedPort) {
+          return {
+            ok: false,
+            code: 'PORT_NOT_LEASED',
+            reason: `port ${requestedPort} is not this tenant's lease for ${label} (ask for port 0 to get your lease)`,
+          };
+        }
       }
-    }
-    const lease = await this.store.leasePort(tenant, label, this.range, iso(this.clock));
-    if (!lease) {
-      return {
-        ok: false,
-        code: 'PORT_RANGE_EXHAUSTED',
-        reason: `no free port left in the range ${rangeText(this.range)}`,
-      };
-    }
-    return { ok: true, port: lease.port };
+      const d = await this.leases.allocate(tx, tenant, label, t.quota, live);
+      if (!d.ok) return d;
+      await this.leases.claim(tx, tenant, label, d.lease.port);
+      return { ok: true, port: d.lease.port };
+    });
   }
 }

@@ -9,7 +9,9 @@ import { type Clock, systemClock } from '../core/clock.js';
 import { TenantEvents } from '../core/events.js';
 import { ForwardRegistry } from '../core/forward-registry.js';
 import { GroupKeyService } from '../core/group-keys.js';
+import { LeaseService } from '../core/leases.js';
 import { TrafficLimits } from '../core/limits.js';
+import { RefusalLog } from '../core/refusals.js';
 import { TenantService } from '../core/tenants.js';
 import { FailureThrottle } from '../core/throttle.js';
 import { TetherError } from '../errors/index.js';
@@ -58,6 +60,8 @@ export interface GatewayContext {
   registry: ForwardRegistry;
   /** Caps, quotas and byte counters per tenant (also reachable as registry.limits). */
   limits: TrafficLimits;
+  /** Lease allocation, bounds and expiry; its claims feed the cluster directory. */
+  leases: LeaseService;
   listeners: LeaseListeners;
   tunnel: TunnelServer;
   metrics: GatewayMetrics;
@@ -126,7 +130,28 @@ export class Gateway {
       this.limits = limits;
       registry.limits = limits;
       const listeners = new LeaseListeners(config.forwards.bind, registry, log);
-      const authorizer = new ForwardAuthorizer(store, registry, config.forwards.ports, clock);
+      const cluster = config.cluster
+        ? { nodeId: config.cluster.node_id, deadAfter: config.cluster.dead_after }
+        : undefined;
+      const leases = new LeaseService(
+        store,
+        registry,
+        clock,
+        {
+          range: config.forwards.ports,
+          leaseTtl: config.forwards.lease_ttl,
+          unusedLeaseTtl: config.forwards.unused_lease_ttl,
+          leaseMargin: config.forwards.lease_margin,
+        },
+        log,
+        new RefusalLog(log, clock),
+        cluster,
+      );
+      leases.watch();
+      const authorizer = new ForwardAuthorizer(store, registry, config.forwards.ports, clock, {
+        leases,
+        cluster,
+      });
       const metrics = new GatewayMetrics(store, registry, { log });
       const authThrottle = new FailureThrottle(clock, {
         maxFailures: config.tunnel.login_throttle.max_failures,
@@ -170,6 +195,7 @@ export class Gateway {
         groupKeys,
         registry,
         limits,
+        leases,
         listeners,
         tunnel,
         metrics,
@@ -191,13 +217,6 @@ export class Gateway {
             registry.endTenant(c.tenant, 'key removed', (s) => s.fingerprint === c.fingerprint);
             break;
           default:
-        }
-      });
-      registry.on('forward', (e: { type: string; forward: { tenant: string; label: string } }) => {
-        if (e.type === 'up' || e.type === 'down') {
-          store
-            .updateLease(e.forward.tenant, e.forward.label, null, new Date(clock.now()).toISOString())
-            .catch(() => {});
         }
       });
 
@@ -225,11 +244,23 @@ export class Gateway {
         extra[c.name] = await c.start();
       }
 
+      // Lease upkeep (expiry, the per-tenant bound) runs often enough for the short TTL of
+      // never-used leases; the first run waits one interval so connectors can come back first.
+      const sweepEvery = Math.min(
+        10 * 60_000,
+        Math.max(1_000, Math.floor(config.forwards.unused_lease_ttl / 4)),
+      );
+      let sweeping = false;
       this.expiryTimer = setInterval(() => {
-        const before = new Date(clock.now() - config.forwards.lease_ttl).toISOString();
-        const live = registry.list().map((f) => ({ tenant_id: f.tenant, label: f.label }));
-        store.expireLeases(before, live).catch((err: unknown) => log.warn({ err }, 'lease expiry failed'));
-      }, 3_600_000);
+        if (sweeping) return;
+        sweeping = true;
+        leases
+          .sweep()
+          .catch((err: unknown) => log.warn({ err }, 'lease expiry failed'))
+          .finally(() => {
+            sweeping = false;
+          });
+      }, sweepEvery);
       this.expiryTimer.unref();
 
       const fmt = (a: { address: string; port: number }) =>

@@ -45,9 +45,49 @@ test('expireLeases releases stale leases but never live ones', async () => {
   await store.leasePort('acme', 'g/old', { low: 4000, high: 4010 }, '2025-01-01T00:00:00.000Z');
   await store.leasePort('acme', 'g/live', { low: 4000, high: 4010 }, '2025-01-01T00:00:00.000Z');
   await store.leasePort('acme', 'g/new', { low: 4000, high: 4010 }, now);
-  const n = await store.expireLeases('2025-06-01T00:00:00.000Z', [{ tenant_id: 'acme', label: 'g/live' }]);
-  assert.equal(n, 1);
+  const cut = { before: '2025-06-01T00:00:00.000Z', unusedBefore: '2025-06-01T00:00:00.000Z' };
+  const gone = await store.expireLeases(cut, [{ tenant_id: 'acme', label: 'g/live' }]);
+  assert.deepEqual(
+    gone.map((l) => l.label),
+    ['g/old'],
+  );
   assert.deepEqual((await store.listLeases('acme')).map((l) => l.label).sort(), ['g/live', 'g/new']);
+  await store.close();
+});
+
+test('expireLeases keeps an established lease for the long TTL and a never-used one for the short TTL', async () => {
+  const store = await tempStore();
+  await store.insertTenant({ id: 'acme', quota: 20, created_at: now, updated_at: now });
+  const range = { low: 4000, high: 4010 };
+  await store.leasePort('acme', 'g/used', range, '2025-01-01T00:00:00.000Z');
+  await store.establishLease('acme', 'g/used', '2025-01-01T00:10:00.000Z');
+  await store.leasePort('acme', 'g/unused', range, '2025-01-01T00:00:00.000Z');
+  // Short cutoff after both, long cutoff before both: only the never-used one goes.
+  const gone = await store.expireLeases(
+    { before: '2024-12-01T00:00:00.000Z', unusedBefore: '2025-01-01T01:00:00.000Z' },
+    [],
+  );
+  assert.deepEqual(
+    gone.map((l) => l.label),
+    ['g/unused'],
+  );
+  assert.equal((await store.getLease('acme', 'g/used'))?.established_at, '2025-01-01T00:10:00.000Z');
+  assert.equal(await store.deleteLease('acme', 'g/used'), true);
+  assert.equal(await store.deleteLease('acme', 'g/used'), false);
+  await store.close();
+});
+
+test('withTenantLock runs in one transaction: an error rolls back what it wrote', async () => {
+  const store = await tempStore();
+  await store.insertTenant({ id: 'acme', quota: 20, created_at: now, updated_at: now });
+  await assert.rejects(
+    store.withTenantLock('acme', async (tx) => {
+      await tx.leasePort('acme', 'g/x', { low: 4000, high: 4010 }, now);
+      throw new Error('boom');
+    }),
+    /boom/,
+  );
+  assert.equal(await store.getLease('acme', 'g/x'), undefined);
   await store.close();
 });
 
@@ -70,5 +110,7 @@ test('enrollment tokens are single use and expire', async () => {
   assert.equal(await store.consumeEnrollment('h1', now), undefined, 'second use fails');
   assert.equal(await store.consumeEnrollment('h2', now), undefined, 'expired');
   assert.equal(await store.consumeEnrollment('nope', now), undefined);
+  assert.equal(await store.pruneEnrollments(now), 1, 'the expired token is deleted, the unexpired one kept');
+  assert.equal(await store.pruneEnrollments('2026-01-03T00:00:00.000Z'), 1);
   await store.close();
 });

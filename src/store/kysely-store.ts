@@ -1,4 +1,5 @@
 import { type Kysely, sql } from 'kysely';
+import { expireLeases, leasePort, publishNodeForwards } from './kysely-leases.js';
 import type {
   DirectoryRow,
   EnrollmentRow,
@@ -151,49 +152,8 @@ export class KyselyStore implements Store {
     return q.orderBy('port').execute();
   }
 
-  async leasePort(
-    tenantId: string,
-    label: string,
-    range: LeaseRange,
-    now: string,
-  ): Promise<LeaseRow | undefined> {
-    for (let attempt = 0; attempt < 20; attempt++) {
-      const existing = await this.getLease(tenantId, label);
-      if (existing) return existing;
-      const used = await this.db
-        .selectFrom('leases')
-        .select('port')
-        .where('port', '>=', range.low)
-        .where('port', '<=', range.high)
-        .orderBy('port')
-        .execute();
-      let port = range.low;
-      for (const u of used) {
-        if (u.port === port) port++;
-        else if (u.port > port) break;
-      }
-      if (port > range.high) return undefined;
-      const row: LeaseRow = {
-        tenant_id: tenantId,
-        label,
-        port,
-        created_at: now,
-        last_used_at: now,
-        service: null,
-        scheme: null,
-        host: null,
-        dest_port: null,
-        path: null,
-      };
-      try {
-        await this.db.insertInto('leases').values(row).execute();
-        return row;
-      } catch (e) {
-        if (!isUniqueViolation(e)) throw e;
-        // Another writer took that port or that label first: look again.
-      }
-    }
-    throw new Error('lease allocation kept conflicting; giving up');
+  leasePort(tenantId: string, label: string, range: LeaseRange, now: string): Promise<LeaseRow | undefined> {
+    return leasePort(this.db, tenantId, label, range, now);
   }
 
   async updateLease(tenantId: string, label: string, meta: RepoMeta | null, now: string) {
@@ -205,25 +165,64 @@ export class KyselyStore implements Store {
       .execute();
   }
 
-  async expireLeases(before: string, live: Array<{ tenant_id: string; label: string }>) {
-    const stale = await this.db
-      .selectFrom('leases')
-      .select(['tenant_id', 'label'])
-      .where('last_used_at', '<', before)
+  async establishLease(tenantId: string, label: string, now: string) {
+    await this.db
+      .updateTable('leases')
+      .set({ established_at: now })
+      .where('tenant_id', '=', tenantId)
+      .where('label', '=', label)
+      .where('established_at', 'is', null)
       .execute();
-    const liveSet = new Set(live.map((l) => `${l.tenant_id}\0${l.label}`));
-    let n = 0;
-    for (const s of stale) {
-      if (liveSet.has(`${s.tenant_id}\0${s.label}`)) continue;
-      await this.db
-        .deleteFrom('leases')
-        .where('tenant_id', '=', s.tenant_id)
-        .where('label', '=', s.label)
-        .where('last_used_at', '<', before)
-        .execute();
-      n++;
-    }
-    return n;
+  }
+
+  async deleteLease(tenantId: string, label: string) {
+    const r = await this.db
+      .deleteFrom('leases')
+      .where('tenant_id', '=', tenantId)
+      .where('label', '=', label)
+      .executeTakeFirst();
+    return Number(r.numDeletedRows) > 0;
+  }
+
+  expireLeases(
+    cutoffs: { before: string; unusedBefore: string },
+    live: Array<{ tenant_id: string; label: string }>,
+  ): Promise<LeaseRow[]> {
+    return expireLeases(this.db, cutoffs, live);
+  }
+
+  async withTenantLock<T>(tenantId: string, fn: (tx: Store) => Promise<T>): Promise<T> {
+    return this.db.transaction().execute(async (trx) => {
+      if (this.kind === 'postgres') {
+        await sql`select pg_advisory_xact_lock(hashtext(${`tether.tenant:${tenantId}`}))`.execute(trx);
+      }
+      return fn(new KyselyStore(this.kind, trx));
+    });
+  }
+
+  async directoryLabels(tenantId: string, liveAfter: string, exceptNode?: string) {
+    let q = this.db
+      .selectFrom('forwards')
+      .innerJoin('nodes', 'nodes.node_id', 'forwards.node_id')
+      .select('forwards.label')
+      .distinct()
+      .where('forwards.tenant_id', '=', tenantId)
+      .where('nodes.heartbeat_at', '>=', liveAfter);
+    if (exceptNode !== undefined) q = q.where('forwards.node_id', '!=', exceptNode);
+    const rows = await q.execute();
+    return rows.map((r) => r.label);
+  }
+
+  async claimDirectory(row: DirectoryRow) {
+    await this.db
+      .insertInto('forwards')
+      .values(row)
+      .onConflict((oc) =>
+        oc
+          .columns(['tenant_id', 'label', 'node_id'])
+          .doUpdateSet({ port: row.port, updated_at: row.updated_at }),
+      )
+      .execute();
   }
 
   async getGroupKey(tenantId: string, group: string) {
@@ -263,6 +262,15 @@ export class KyselyStore implements Store {
       .execute();
   }
 
+  async deleteGroupKey(tenantId: string, group: string) {
+    const r = await this.db
+      .deleteFrom('group_keys')
+      .where('tenant_id', '=', tenantId)
+      .where('group_name', '=', group)
+      .executeTakeFirst();
+    return Number(r.numDeletedRows) > 0;
+  }
+
   async insertEnrollment(row: EnrollmentRow) {
     await this.db.insertInto('enrollments').values(row).execute();
   }
@@ -277,6 +285,11 @@ export class KyselyStore implements Store {
       .returning('tenant_id')
       .executeTakeFirst();
     return r?.tenant_id;
+  }
+
+  async pruneEnrollments(now: string) {
+    const r = await this.db.deleteFrom('enrollments').where('expires_at', '<', now).executeTakeFirst();
+    return Number(r.numDeletedRows);
   }
 
   async getSetting(name: string) {
@@ -316,6 +329,10 @@ export class KyselyStore implements Store {
       await tx.deleteFrom('forwards').where('node_id', '=', nodeId).execute();
       if (rows.length > 0) await tx.insertInto('forwards').values(rows).execute();
     });
+  }
+
+  publishNodeForwards(nodeId: string, rows: DirectoryRow[], staleBefore: string): Promise<void> {
+    return publishNodeForwards(this.db, nodeId, rows, staleBefore);
   }
 
   async listDirectory() {

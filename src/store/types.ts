@@ -22,7 +22,13 @@ export interface LeaseRow {
   label: string;
   port: number;
   created_at: string;
+  /** When its forward last went up or down, or its connector last sent metadata. */
   last_used_at: string;
+  /**
+   * When the lease first proved itself: it carried a connection, or its forward stayed up for
+   * `forwards.unused_lease_ttl`. Null = never used; such a lease expires after the short TTL.
+   */
+  established_at: string | null;
   service: string | null;
   scheme: string | null;
   host: string | null;
@@ -138,18 +144,45 @@ export interface Store {
    */
   leasePort(tenantId: string, label: string, range: LeaseRange, now: string): Promise<LeaseRow | undefined>;
   updateLease(tenantId: string, label: string, meta: RepoMeta | null, now: string): Promise<void>;
-  /** Releases leases not used since `before`, except the ones listed as live. */
-  expireLeases(before: string, live: Array<{ tenant_id: string; label: string }>): Promise<number>;
+  /** Marks the lease established (it carried a connection or stayed up long) unless it is already. */
+  establishLease(tenantId: string, label: string, now: string): Promise<void>;
+  /** Releases one lease; returns false when there was none. */
+  deleteLease(tenantId: string, label: string): Promise<boolean>;
+  /**
+   * Releases the leases not listed as live that were last used before `before`, and the
+   * never-established ones last used before `unusedBefore`; returns the released rows.
+   */
+  expireLeases(
+    cutoffs: { before: string; unusedBefore: string },
+    live: Array<{ tenant_id: string; label: string }>,
+  ): Promise<LeaseRow[]>;
+
+  /**
+   * Runs `fn` in one transaction that holds the tenant's lock: PostgreSQL takes a transaction
+   * advisory lock on the tenant (every cluster member waits for it), SQLite's one connection is
+   * exclusive for the transaction. `fn` must use only the store it is given.
+   */
+  withTenantLock<T>(tenantId: string, fn: (tx: Store) => Promise<T>): Promise<T>;
+  /**
+   * Labels of the tenant in the forward directory, served by members heartbeating since
+   * `liveAfter` other than `exceptNode` (the caller, who knows its own forwards better).
+   */
+  directoryLabels(tenantId: string, liveAfter: string, exceptNode?: string): Promise<string[]>;
+  /** Inserts or refreshes one directory row (a member's claim of a forward it is about to serve). */
+  claimDirectory(row: DirectoryRow): Promise<void>;
 
   getGroupKey(tenantId: string, group: string): Promise<GroupKeyRow | undefined>;
   listGroupKeys(tenantId: string): Promise<GroupKeyRow[]>;
   /** Creates the group key if missing; returns the stored one. */
   ensureGroupKey(row: GroupKeyRow): Promise<GroupKeyRow>;
   setGroupKey(row: GroupKeyRow): Promise<void>;
+  deleteGroupKey(tenantId: string, group: string): Promise<boolean>;
 
   insertEnrollment(row: EnrollmentRow): Promise<void>;
   /** Marks the token used if it exists, is unused and unexpired; returns its tenant. */
   consumeEnrollment(tokenHash: string, now: string): Promise<string | undefined>;
+  /** Deletes enrollment tokens that expired before `now` (used or not); returns how many. */
+  pruneEnrollments(now: string): Promise<number>;
 
   /** Small key/value settings shared by every member (cluster identity). */
   getSetting(name: string): Promise<string | undefined>;
@@ -161,6 +194,11 @@ export interface Store {
   listNodes(): Promise<NodeRow[]>;
   /** Replaces this member's rows of the forward directory. */
   setNodeForwards(nodeId: string, rows: DirectoryRow[]): Promise<void>;
+  /**
+   * Writes this member's rows (insert or refresh) and deletes its other rows older than
+   * `staleBefore`: a claim written after the caller took its snapshot survives.
+   */
+  publishNodeForwards(nodeId: string, rows: DirectoryRow[], staleBefore: string): Promise<void>;
   listDirectory(): Promise<DirectoryRow[]>;
   /** Removes members (and their directory rows) silent since `before`. */
   reapNodes(before: string): Promise<string[]>;

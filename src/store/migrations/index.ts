@@ -116,6 +116,16 @@ const migrations: Record<string, Migration> = {
       await db.schema.dropTable('tenant_limits').execute();
     },
   },
+  '0004_lease_use': {
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('leases').addColumn('established_at', 'text').execute();
+      // Leases from before count as used: an upgrade must not shorten their life.
+      await sql`update leases set established_at = last_used_at`.execute(db);
+    },
+    async down(db: Kysely<unknown>) {
+      await db.schema.alterTable('leases').dropColumn('established_at').execute();
+    },
+  },
 };
 
 class InlineProvider implements MigrationProvider {
