@@ -6,12 +6,15 @@ import type { Duplex } from 'node:stream';
 import type { HttpProxyConfig } from '../../config/http-proxy.js';
 import type { Clock } from '../../core/clock.js';
 import type { ForwardRegistry } from '../../core/forward-registry.js';
+import { RefusalLog } from '../../core/refusals.js';
 import { FailureThrottle } from '../../core/throttle.js';
-import { isTetherError, TetherError } from '../../errors/index.js';
+import { isTetherError } from '../../errors/index.js';
 import type { Logger } from '../../log/index.js';
 import { authorizeScopes, methodAllowed } from './authorize.js';
 import type { AuthOutcome, RouteAuthenticator } from './caller-auth.js';
-import { API_VERSION, API_VERSION_HEADER, registryErrorBody } from './docker-registry.js';
+import { API_VERSION, API_VERSION_HEADER } from './docker-registry.js';
+import { type Framing, requestFraming } from './framing.js';
+import { FRAMING_PARSE_ERRORS, sendError, sendRawError } from './respond.js';
 import { hostOf, type Route, RouteTable, upstreamPath } from './routes.js';
 import {
   clientErrorResponse,
@@ -22,6 +25,7 @@ import {
   upstreamHeaders,
 } from './sanitize.js';
 import type { UpstreamCredential } from './upstream-auth/index.js';
+import { asSocket, isSafeReason, tenantUpstreamHost } from './upstream-target.js';
 
 /** A route with everything it needs at request time. */
 export interface PreparedRoute extends Route {
@@ -42,6 +46,8 @@ export interface FrontDoorDeps {
   onResponse?: (route: string, status: number, seconds?: number) => void;
   /** Called when a caller presented wrong credentials (metrics). */
   onAuthFailure?: (route: string) => void;
+  /** Counts refused requests (`tether_refused_total{reason}`); built from `log` and `clock` when absent. */
+  refusals?: Pick<RefusalLog, 'refuse'>;
 }
 
 const READ_ONLY_ALLOW = 'GET, HEAD';
@@ -68,19 +74,6 @@ class UpstreamTimeout extends Error {
   }
 }
 
-/** Gives a tunnel channel the few socket methods node's HTTP client calls (as ssh2's own HTTP agent does). */
-function asSocket(stream: Duplex): Socket {
-  const s = stream as Duplex & Record<string, unknown>;
-  const noop = () => s;
-  s.setKeepAlive = noop;
-  s.setNoDelay = noop;
-  s.setTimeout = noop;
-  s.ref = noop;
-  s.unref = noop;
-  s.destroySoon = () => stream.destroy();
-  return s as unknown as Socket;
-}
-
 /**
  * The HTTP front door: one HTTP(S) listener, routes by host and path prefix, authenticates
  * the caller, authorizes the path, swaps the caller's credentials for the upstream's and
@@ -92,6 +85,7 @@ export class HttpFrontDoor {
   private readonly throttle: FailureThrottle;
   private readonly proto: 'http' | 'https';
   private readonly debug: boolean;
+  private readonly refusals: Pick<RefusalLog, 'refuse'>;
   /** Requests in flight upstream, watched by one coarse timer (cheaper than timers per request). */
   private readonly exchanges = new Map<http.ClientRequest, Exchange>();
   private sweeper?: NodeJS.Timeout;
@@ -108,6 +102,7 @@ export class HttpFrontDoor {
       blockMs: cfg.failure_window,
     });
     this.debug = deps.log.isLevelEnabled('debug');
+    this.refusals = deps.refusals ?? new RefusalLog(deps.log, deps.clock);
     const opts: http.ServerOptions = {
       maxHeaderSize: cfg.max_header_bytes,
       requestTimeout: 0,
@@ -115,7 +110,7 @@ export class HttpFrontDoor {
       keepAliveTimeout: 5_000,
       noDelay: true,
     };
-    const onRequest = (req: Req, res: Res) => this.onRequest(req, res, false);
+    const onRequest = (req: Req, res: Res) => this.guarded(req, res, false);
     if (cfg.tls) {
       this.proto = 'https';
       this.server = https.createServer(
@@ -130,7 +125,7 @@ export class HttpFrontDoor {
     this.server.setTimeout(
       cfg.connect_timeout + cfg.response_timeout + cfg.idle_timeout + cfg.header_timeout,
     );
-    this.server.on('checkContinue', (req: Req, res: Res) => this.onRequest(req, res, true));
+    this.server.on('checkContinue', (req: Req, res: Res) => this.guarded(req, res, true));
     this.server.on('clientError', (err: NodeJS.ErrnoException & { reason?: string }, socket: Duplex) =>
       this.onClientError(err, socket),
     );
@@ -193,10 +188,15 @@ export class HttpFrontDoor {
       return;
     }
     const r = clientErrorResponse(err.code, err.reason);
-    const body = JSON.stringify({ error: { code: r.code, message: r.message } });
-    socket.end(
-      `HTTP/1.1 ${r.status} ${http.STATUS_CODES[r.status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    );
+    sendRawError(socket, r.status, r.code, r.message);
+    const source = (socket as Socket).remoteAddress ?? '';
+    if (err.code && FRAMING_PARSE_ERRORS.has(err.code))
+      this.refusals.refuse(
+        'http_framing',
+        source,
+        { source, parse_error: err.code },
+        `refused a request whose framing could be read two ways: ${r.message}`,
+      );
     this.deps.log.info(
       {
         event: 'http_proxy.bad_request',
@@ -207,6 +207,64 @@ export class HttpFrontDoor {
       `refused a malformed request: ${r.message}`,
     );
     this.deps.onResponse?.('-', r.status);
+  }
+
+  /**
+   * The request boundary: an exception thrown while handling a request is logged and answered
+   * (502, or the connection closed when the answer had begun); it never ends the process and the
+   * next request is served as usual.
+   */
+  private guarded(req: Req, res: Res, expectContinue: boolean): void {
+    try {
+      this.onRequest(req, res, expectContinue);
+    } catch (err) {
+      this.crashed(req, res, undefined, err);
+    }
+  }
+
+  /** Wraps a callback of one request (events, promises) in the same guard. */
+  private guard<A extends unknown[]>(
+    req: Req,
+    res: Res,
+    route: PreparedRoute | undefined,
+    fn: (...a: A) => void,
+  ): (...a: A) => void {
+    return (...a: A) => {
+      try {
+        fn(...a);
+      } catch (err) {
+        this.crashed(req, res, route, err);
+      }
+    };
+  }
+
+  private crashed(req: Req, res: Res, route: PreparedRoute | undefined, err: unknown): void {
+    const where = route ? `route ${route.name}` : 'a request';
+    this.deps.log.error(
+      {
+        event: 'http_proxy.internal_error',
+        route: route?.name ?? '-',
+        source: req.socket?.remoteAddress,
+        err,
+      },
+      `${where} failed inside the front door: ${err instanceof Error ? err.message : String(err)}; answered 502`,
+    );
+    try {
+      if (res.headersSent) res.destroy();
+      else this.fail(req, res, route, 502, 'INTERNAL', 'the front door could not handle this request');
+    } catch {
+      res.destroy();
+    }
+  }
+
+  private refuse(reason: string, req: Req, route: PreparedRoute | undefined, message: string): void {
+    const source = req.socket.remoteAddress ?? '';
+    this.refusals.refuse(
+      reason,
+      `${route?.name ?? '-'}\0${source}`,
+      { source, ...(route ? { route: route.name } : {}) },
+      `refused a request${route ? ` to route ${route.name}` : ''}: ${message}`,
+    );
   }
 
   private onRequest(req: Req, res: Res, expectContinue: boolean): void {
@@ -225,6 +283,12 @@ export class HttpFrontDoor {
     }
     if (isRepeated(req.rawHeaders, 'host')) {
       this.fail(req, res, undefined, 400, 'BAD_REQUEST', 'more than one Host header');
+      return;
+    }
+    const framing = requestFraming(req.rawHeaders, req.httpVersion);
+    if (typeof framing === 'string') {
+      this.refuse('http_framing', req, undefined, framing);
+      this.fail(req, res, undefined, 400, 'BAD_FRAMING', framing, { Connection: 'close' });
       return;
     }
     const route = this.table.match(hostOf(req.headers.host), target.path) as PreparedRoute | undefined;
@@ -249,8 +313,22 @@ export class HttpFrontDoor {
       );
       return;
     }
+    if (route.cfg.read_only && framing.kind !== 'none') {
+      const msg = 'this route is read-only: a request body is not allowed';
+      this.refuse('http_read_only_body', req, route, msg);
+      this.fail(req, res, route, 400, 'READ_ONLY_BODY', msg, { Connection: 'close' });
+      return;
+    }
     if (route.auth.type === 'none') {
-      this.authorized(req, res, route, target, { ok: true, subject: null, scopes: null }, expectContinue);
+      this.authorized(
+        req,
+        res,
+        route,
+        target,
+        framing,
+        { ok: true, subject: null, scopes: null },
+        expectContinue,
+      );
       return;
     }
     const source = req.socket.remoteAddress ?? '';
@@ -288,7 +366,7 @@ export class HttpFrontDoor {
         this.fail(req, res, route, 401, 'UNAUTHORIZED', outcome.message);
         return;
       }
-      this.authorized(req, res, route, target, outcome, expectContinue);
+      this.authorized(req, res, route, target, framing, outcome, expectContinue);
     };
     let outcome: AuthOutcome | Promise<AuthOutcome>;
     try {
@@ -301,11 +379,11 @@ export class HttpFrontDoor {
     // audited when it succeeds (a caller's every request would flood the audit log).
     if (outcome instanceof Promise)
       outcome.then(
-        (o) => {
+        this.guard(req, res, route, (o: AuthOutcome) => {
           if (o.ok) this.auditVerified(route, source, o);
           decided(o);
-        },
-        (err: unknown) => this.failWith(req, res, route, err),
+        }),
+        this.guard(req, res, route, (err: unknown) => this.failWith(req, res, route, err)),
       );
     else decided(outcome);
   }
@@ -332,6 +410,7 @@ export class HttpFrontDoor {
     res: Res,
     route: PreparedRoute,
     target: RequestTarget,
+    framing: Framing,
     who: AuthOutcome & { ok: true },
     expectContinue: boolean,
   ): void {
@@ -362,12 +441,35 @@ export class HttpFrontDoor {
       try {
         credential = [route.credential.headerName, route.credential.value()];
       } catch (err) {
+        if (isTetherError(err, 'UPSTREAM_CREDENTIAL_INVALID'))
+          this.refuse('upstream_credential_invalid', req, route, err.message);
         this.failWith(req, res, route, err);
         return;
       }
     }
+    let upstreamHost: string;
+    const to = route.cfg.to;
+    if (route.cfg.preserve_host && req.headers.host) upstreamHost = req.headers.host;
+    else if (to.kind === 'url') upstreamHost = to.host;
+    else {
+      const h = tenantUpstreamHost(this.deps.registry.get(to.tenant, to.label)?.meta, req.headers.host);
+      if (typeof h !== 'string') {
+        const msg = `the repository ${to.label} of tenant ${to.tenant} sent metadata the front door cannot use: ${h.refused}`;
+        this.refuse('upstream_bad_metadata', req, route, msg);
+        this.fail(
+          req,
+          res,
+          route,
+          502,
+          'UPSTREAM_METADATA_INVALID',
+          `the repository's metadata cannot be used (${h.refused})`,
+        );
+        return;
+      }
+      upstreamHost = h;
+    }
     if (expectContinue) res.writeContinue();
-    this.forward(req, res, route, target, credential);
+    this.forward(req, res, route, target, framing, upstreamHost, credential);
   }
 
   private forward(
@@ -375,31 +477,20 @@ export class HttpFrontDoor {
     res: Res,
     route: PreparedRoute,
     target: RequestTarget,
+    framing: Framing,
+    upstreamHost: string,
     credential: [string, string] | undefined,
   ): void {
     const { cfg } = route;
     const to = cfg.to;
-    const chunked = req.headers['transfer-encoding'] !== undefined;
-    const cl = req.headers['content-length'];
-    const hasBody = chunked || (cl !== undefined && cl !== '0');
-    let upstreamHost: string;
-    if (cfg.preserve_host && req.headers.host) upstreamHost = req.headers.host;
-    else if (to.kind === 'url') upstreamHost = to.host;
-    else {
-      const meta = this.deps.registry.get(to.tenant, to.label)?.meta;
-      upstreamHost = meta?.host
-        ? meta.dest_port
-          ? `${meta.host}:${meta.dest_port}`
-          : meta.host
-        : (req.headers.host ?? 'localhost');
-    }
     const headers = upstreamHeaders(req.rawHeaders, {
       host: upstreamHost,
       clientAddress: req.socket.remoteAddress ?? '',
       proto: this.proto,
       forwardedHost: req.headers.host,
       credential,
-      chunked,
+      framing,
+      method: req.method,
       close: to.kind === 'tenant',
     });
     const options: http.RequestOptions = {
@@ -419,14 +510,14 @@ export class HttpFrontDoor {
       const origin = { address: req.socket.remoteAddress ?? '127.0.0.1', port: req.socket.remotePort ?? 0 };
       options.createConnection = ((_o: unknown, cb: (err: Error | null, s?: Socket) => void) => {
         this.deps.registry.open(to.tenant, to.label, origin).then(
-          (conn) => {
+          this.guard(req, res, route, (conn) => {
             conn.stream.on('data', (c: Buffer) => {
               respBytes += c.length;
             });
             conn.stream.once('close', () => conn.close(bodyBytes, respBytes));
             cb(null, asSocket(conn.stream));
-          },
-          (err: Error) => cb(err),
+          }),
+          this.guard(req, res, route, (err: Error) => cb(err)),
         );
         return undefined;
       }) as unknown as http.RequestOptions['createConnection'];
@@ -455,15 +546,69 @@ export class HttpFrontDoor {
         x.since = this.deps.clock.now();
       }
     });
-    up.on('error', (err: Error) => {
+    up.on(
+      'error',
+      this.guard(req, res, route, (err: Error) => {
+        done();
+        req.unpipe(up);
+        this.upstreamFailed(req, res, route, err);
+      }),
+    );
+    up.on(
+      'response',
+      this.guard(req, res, route, (ures: http.IncomingMessage) => {
+        x.phase = 'download';
+        x.last = this.deps.clock.now();
+        this.relayResponse(req, res, route, up, ures, touch, done);
+      }),
+    );
+    res.on('close', () => {
       done();
-      req.unpipe(up);
-      this.upstreamFailed(req, res, route, err);
+      if (!res.writableFinished) up.destroy();
     });
-    up.on('response', (ures: http.IncomingMessage) => {
-      x.phase = 'download';
-      x.last = this.deps.clock.now();
-      const status = ures.statusCode ?? 502;
+    // A caller that goes away mid-body leaves the upstream request unfinished: never reuse it.
+    req.once('aborted', () => up.destroy());
+    req.once('error', () => up.destroy());
+    if (framing.kind !== 'none') {
+      req.on('data', (c: Buffer) => {
+        bodyBytes += c.length;
+        x.last = this.deps.clock.now();
+      });
+      req.pipe(up);
+    } else {
+      up.end();
+    }
+  }
+
+  /**
+   * Passes the upstream's answer on. A status outside 200-599 (1xx answers are consumed by
+   * node's client), a reason phrase with control characters, or headers node will not write get
+   * the caller a 502, and the upstream connection is dropped.
+   */
+  private relayResponse(
+    req: Req,
+    res: Res,
+    route: PreparedRoute,
+    up: http.ClientRequest,
+    ures: http.IncomingMessage,
+    touch: () => void,
+    done: () => void,
+  ): void {
+    const { cfg } = route;
+    const to = cfg.to;
+    {
+      const status = ures.statusCode ?? 0;
+      if (status < 200 || status > 599 || !isSafeReason(ures.statusMessage)) {
+        done();
+        up.destroy();
+        this.badResponse(
+          req,
+          res,
+          route,
+          status < 200 || status > 599 ? `status ${status}` : 'a control character in its reason phrase',
+        );
+        return;
+      }
       if (status === 401 && route.credential) {
         done();
         ures.resume();
@@ -484,25 +629,36 @@ export class HttpFrontDoor {
       const out = responseHeaders(ures.rawHeaders);
       if (cfg.docker_registry && ures.headers['docker-distribution-api-version'] === undefined)
         out.push(API_VERSION_HEADER, API_VERSION);
-      res.writeHead(status, ures.statusMessage, out);
+      try {
+        res.writeHead(status, ures.statusMessage, out);
+      } catch (err) {
+        done();
+        up.destroy();
+        // writeHead validates before it sends anything: the caller can still get a clean 502.
+        res.removeHeader('content-length');
+        this.badResponse(req, res, route, (err as Error).message);
+        return;
+      }
       ures.on('data', touch);
       ures.pipe(res);
       ures.on('error', () => res.destroy());
       ures.on('aborted', () => res.destroy());
-    });
-    res.on('close', () => {
-      done();
-      if (!res.writableFinished) up.destroy();
-    });
-    if (hasBody) {
-      req.on('data', (c: Buffer) => {
-        bodyBytes += c.length;
-        x.last = this.deps.clock.now();
-      });
-      req.pipe(up);
-    } else {
-      up.end();
     }
+  }
+
+  private badResponse(req: Req, res: Res, route: PreparedRoute, what: string): void {
+    const msg = `the upstream of route ${route.name} sent a malformed response (${what})`;
+    this.refuse('upstream_bad_response', req, route, msg);
+    this.deps.log.warn(
+      {
+        event: 'http_proxy.upstream_bad_response',
+        route: route.name,
+        upstream: route.cfg.to.text,
+        problem: what,
+      },
+      msg,
+    );
+    this.fail(req, res, route, 502, 'UPSTREAM_BAD_RESPONSE', 'the upstream sent a malformed response');
   }
 
   private upstreamFailed(req: Req, res: Res, route: PreparedRoute, err: Error): void {
@@ -544,6 +700,15 @@ export class HttpFrontDoor {
     }
     const code = (err as NodeJS.ErrnoException).code;
     if (res.destroyed || req.destroyed) return;
+    if (code?.startsWith('HPE_')) {
+      this.badResponse(
+        req,
+        res,
+        route,
+        `${code}${(err as { reason?: string }).reason ? `: ${(err as { reason?: string }).reason}` : ''}`,
+      );
+      return;
+    }
     this.deps.log.warn(
       { event: 'http_proxy.upstream_error', route: route.name, upstream: to, code: code ?? err.message },
       `route ${route.name}: upstream error ${code ?? err.message}`,
@@ -566,7 +731,6 @@ export class HttpFrontDoor {
     this.fail(req, res, route, 500, 'INTERNAL', 'internal error');
   }
 
-  /** Answers with an error: the registry's JSON form on docker_registry routes, Tether's elsewhere. */
   private fail(
     req: Req,
     res: Res,
@@ -576,28 +740,7 @@ export class HttpFrontDoor {
     message: string,
     extra: Record<string, string> = {},
   ): void {
-    if (res.headersSent || res.destroyed) return;
-    const docker = route?.cfg.docker_registry === true;
-    const body = docker
-      ? registryErrorBody(status, message)
-      : JSON.stringify(new TetherError(code, message).toJSON());
-    const headers: Record<string, string | number> = {
-      'Content-Type': docker ? 'application/json; charset=utf-8' : 'application/json',
-      'Content-Length': Buffer.byteLength(body),
-      'Cache-Control': 'no-store',
-      ...extra,
-    };
-    if (docker) headers[API_VERSION_HEADER] = API_VERSION;
-    if (status === 401 && route?.auth.challenge) headers['WWW-Authenticate'] = route.auth.challenge;
-    // An unread request body is not worth reading just to throw it away.
-    if (
-      !req.complete &&
-      (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0')
-    ) {
-      headers.Connection = 'close';
-    }
-    res.writeHead(status, headers);
-    res.end(req.method === 'HEAD' ? undefined : body);
+    sendError(req, res, route, status, code, message, extra);
   }
 
   private accessLog(req: Req, res: Res, route: Route, target: RequestTarget, started: number): void {
