@@ -3,6 +3,8 @@ import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import type { RepoMeta } from '../../store/types.js';
+import { FRAMING_HEADERS, requestFraming } from '../http-proxy/framing.js';
+import { isHeaderSafeHost, isSafeReason } from '../http-proxy/upstream-target.js';
 
 /** Services spoken over HTTP, which the absolute-form (plain proxy) mode can forward. */
 export const HTTP_SERVICES = new Set(['http', 'https', 'webdav', 'cq5', 'cmis', 'alfresco']);
@@ -33,7 +35,11 @@ export function endToEndHeaders(raw: string[], drop: Iterable<string> = []): Arr
   const extra = new Set<string>([...drop].map((h) => h.toLowerCase()));
   for (let i = 0; i < raw.length; i += 2) {
     if (raw[i]!.toLowerCase() === 'connection') {
-      for (const t of raw[i + 1]!.split(',')) extra.add(t.trim().toLowerCase());
+      for (const t of raw[i + 1]!.split(',')) {
+        const tok = t.trim().toLowerCase();
+        // Framing headers are never hop-by-hop, whatever a Connection header says.
+        if (!FRAMING_HEADERS.has(tok)) extra.add(tok);
+      }
     }
   }
   const out: Array<[string, string]> = [];
@@ -63,7 +69,12 @@ export interface ForwardHttpOptions {
   done(r: { bytesIn: number; bytesOut: number; status: number; error?: string }): void;
 }
 
-function replyError(res: http.ServerResponse, status: number, message: string): void {
+function replyError(
+  res: http.ServerResponse,
+  status: number,
+  message: string,
+  code = 'UPSTREAM_FAILED',
+): void {
   if (res.headersSent) {
     res.destroy();
     return;
@@ -72,7 +83,7 @@ function replyError(res: http.ServerResponse, status: number, message: string): 
   res.writeHead(status, {
     'content-type': 'text/plain; charset=utf-8',
     'content-length': Buffer.byteLength(body),
-    'x-tether-error': 'UPSTREAM_FAILED',
+    'x-tether-error': code,
   });
   res.end(body);
 }
@@ -85,6 +96,30 @@ function replyError(res: http.ServerResponse, status: number, message: string): 
  */
 export function forwardHttp(o: ForwardHttpOptions): void {
   const { req, res, stream, meta } = o;
+  // Framing is decided here from what the strict parser read, and set again explicitly upstream.
+  const framing = requestFraming(req.rawHeaders, req.httpVersion);
+  if (typeof framing === 'string') {
+    stream.destroy();
+    replyError(res, 400, `malformed request: ${framing}`, 'BAD_FRAMING');
+    o.done({ bytesIn: 0, bytesOut: 0, status: 400, error: framing });
+    return;
+  }
+  const rawHost = meta?.host ? (isIP(meta.host) === 6 ? `[${meta.host}]` : meta.host) : undefined;
+  const port = meta?.dest_port;
+  if (
+    (rawHost !== undefined && !isHeaderSafeHost(rawHost)) ||
+    (rawHost !== undefined && port != null && (!Number.isInteger(port) || port < 1 || port > 65_535))
+  ) {
+    stream.destroy();
+    replyError(
+      res,
+      502,
+      "the repository's metadata cannot be used (its host or port is not valid)",
+      'UPSTREAM_METADATA_INVALID',
+    );
+    o.done({ bytesIn: 0, bytesOut: 0, status: 502, error: 'invalid repository metadata' });
+    return;
+  }
   let bytesIn = 0;
   let bytesOut = 0;
   let finished = false;
@@ -111,11 +146,10 @@ export function forwardHttp(o: ForwardHttpOptions): void {
   }
 
   const defaultPort = o.scheme === 'https' ? 443 : 80;
-  const hostHeader = meta?.host
-    ? `${isIP(meta.host) === 6 ? `[${meta.host}]` : meta.host}${meta.dest_port && meta.dest_port !== defaultPort ? `:${meta.dest_port}` : ''}`
-    : o.address;
+  const hostHeader = rawHost ? `${rawHost}${port && port !== defaultPort ? `:${port}` : ''}` : o.address;
   const headers: Array<[string, string]> = endToEndHeaders(req.rawHeaders, [
     'host',
+    'content-length',
     'x-forwarded-host',
     'x-forwarded-proto',
   ]);
@@ -142,6 +176,8 @@ export function forwardHttp(o: ForwardHttpOptions): void {
     'Connection',
     'close',
   );
+  if (framing.kind === 'chunked') flat.push('Transfer-Encoding', 'chunked');
+  else if (framing.kind === 'length') flat.push('Content-Length', String(framing.length));
 
   const up = http.request({
     method: req.method,
@@ -151,9 +187,25 @@ export function forwardHttp(o: ForwardHttpOptions): void {
     createConnection: () => socket as unknown as import('node:net').Socket,
   });
   up.on('response', (ur) => {
+    const status = ur.statusCode ?? 0;
     const out = endToEndHeaders(ur.rawHeaders);
     out.push(['Via', `${ur.httpVersion} tether`]);
-    res.writeHead(ur.statusCode ?? 502, ur.statusMessage, out.flat());
+    let problem: string | undefined;
+    if (status < 200 || status > 599) problem = `status ${status}`;
+    else if (!isSafeReason(ur.statusMessage)) problem = 'a control character in its reason phrase';
+    else {
+      try {
+        res.writeHead(status, ur.statusMessage, out.flat());
+      } catch (err) {
+        problem = (err as Error).message;
+      }
+    }
+    if (problem !== undefined) {
+      up.destroy();
+      replyError(res, 502, 'the repository sent a malformed response', 'UPSTREAM_BAD_RESPONSE');
+      finish(502, `malformed response: ${problem}`);
+      return;
+    }
     ur.on('error', () => res.destroy());
     ur.pipe(res);
     res.on('finish', () => finish(ur.statusCode ?? 502));
@@ -177,5 +229,7 @@ export function forwardHttp(o: ForwardHttpOptions): void {
   req.on('data', (c: Buffer) => {
     bytesIn += c.length;
   });
-  req.pipe(up);
+  req.once('aborted', () => up.destroy());
+  if (framing.kind === 'none') up.end();
+  else req.pipe(up);
 }

@@ -86,7 +86,16 @@ export class AccessProxy implements Component {
       requestTimeout: 0,
       connectionsCheckingInterval: Math.min(1_000, cfg.header_timeout),
     });
-    this.server.on('connection', (s: Socket) => this.onConnection(s));
+    // Every handler below is guarded: an exception is logged and answered (500 or the socket
+    // closed), never left to end the process.
+    this.server.on('connection', (s: Socket) => {
+      try {
+        this.onConnection(s);
+      } catch (err) {
+        this.log.error({ event: 'access_proxy.internal_error', err }, 'access proxy connection failed');
+        s.destroy();
+      }
+    });
     this.server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       this.onRequest(req, res).catch((err: unknown) => this.internalError(err, res));
     });
@@ -102,7 +111,11 @@ export class AccessProxy implements Component {
         code: 'UPGRADE_NOT_PROXIED',
         message: 'protocol upgrades are not proxied in absolute form; use CONNECT',
       };
-      this.audit(req, r);
+      try {
+        this.audit(req, r);
+      } catch (err) {
+        this.log.error({ event: 'access_proxy.internal_error', err }, 'access proxy upgrade refusal failed');
+      }
       socket.end(rawResponse(r));
     });
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) =>

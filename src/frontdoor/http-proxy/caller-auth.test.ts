@@ -31,6 +31,11 @@ describe('http-proxy caller authentication', () => {
     assert.deepEqual(parseAuthorization('bearer abc.def'), { scheme: 'bearer', token: 'abc.def' });
     assert.equal(parseAuthorization(`Basic ${b64('nocolon')}`), 'malformed');
     assert.equal(parseAuthorization('Basic !!!'), 'malformed');
+    assert.equal(
+      parseAuthorization(`Basic ${b64('bot:tok\r\nX-Evil: 1')}`),
+      'malformed',
+      'control characters in the credential',
+    );
     assert.deepEqual(parseAuthorization('Digest x'), { scheme: 'other' });
     assert.equal(parseAuthorization(undefined), undefined);
   });

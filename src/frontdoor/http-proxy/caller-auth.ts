@@ -19,6 +19,9 @@ export function parseAuthorization(h: string | undefined): Presented | 'malforme
     const text = Buffer.from(rest, 'base64').toString('utf8');
     const colon = text.indexOf(':');
     if (colon < 0) return 'malformed';
+    // Control characters would reach a remote verifier's Authorization header (and the logs).
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: that is the point
+    if (/[\x00-\x1f\x7f]/.test(text)) return 'malformed';
     return { scheme: 'basic', username: text.slice(0, colon), password: text.slice(colon + 1) };
   }
   if (scheme === 'bearer') {

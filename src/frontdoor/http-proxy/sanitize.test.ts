@@ -86,7 +86,7 @@ describe('http-proxy request sanitising', () => {
         proto: 'https',
         forwardedHost: 'front.example.com',
         credential: ['x-api-key', 'injected'],
-        chunked: false,
+        framing: { kind: 'none' },
       }),
     );
     assert.deepEqual(h, [
@@ -106,7 +106,7 @@ describe('http-proxy request sanitising', () => {
         clientAddress: '::1',
         proto: 'http',
         forwardedHost: undefined,
-        chunked: true,
+        framing: { kind: 'chunked' },
         close: true,
       }),
     );
@@ -114,6 +114,44 @@ describe('http-proxy request sanitising', () => {
       ['transfer-encoding', 'chunked'],
       ['connection', 'close'],
     ]);
+  });
+
+  it("sets Content-Length from the parsed framing, never the caller's, and a Connection header cannot remove it", () => {
+    const h = pairs(
+      upstreamHeaders(['Connection', 'content-length, transfer-encoding, host', 'Content-Length', '999'], {
+        host: 'u',
+        clientAddress: '::1',
+        proto: 'http',
+        forwardedHost: undefined,
+        framing: { kind: 'length', length: 5 },
+      }),
+    );
+    assert.deepEqual(
+      h.filter(([k]) => ['content-length', 'transfer-encoding', 'host'].includes(k)),
+      [
+        ['host', 'u'],
+        ['content-length', '5'],
+      ],
+    );
+    const post = pairs(
+      upstreamHeaders([], {
+        host: 'u',
+        clientAddress: '::1',
+        proto: 'http',
+        forwardedHost: undefined,
+        framing: { kind: 'none' },
+        method: 'POST',
+      }),
+    );
+    assert.deepEqual(
+      post.filter(([k]) => k === 'content-length'),
+      [['content-length', '0']],
+    );
+  });
+
+  it("an upstream's Connection header cannot remove the response's Content-Length", () => {
+    const h = pairs(responseHeaders(['Connection', 'content-length', 'Content-Length', '2']));
+    assert.deepEqual(h, [['content-length', '2']]);
   });
 
   it('drops hop-by-hop response headers', () => {

@@ -1,10 +1,12 @@
 /**
  * Request sanitising: what the HTTP front door accepts from a caller and what it passes on.
  * Node's parser already refuses Content-Length together with Transfer-Encoding, duplicate
- * Content-Length and header blocks over `maxHeaderSize` (see `clientErrorResponse`); this file
- * checks the request target, duplicate Host headers, and builds the header lists sent upstream
- * and back.
+ * Content-Length and header blocks over `maxHeaderSize` (see `clientErrorResponse`); framing.ts
+ * refuses the rest of what could be read two ways; this file checks the request target,
+ * duplicate Host headers, and builds the header lists sent upstream and back.
  */
+
+import { FRAMING_HEADERS, type Framing } from './framing.js';
 
 export interface RequestTarget {
   path: string;
@@ -24,6 +26,9 @@ const HOP_BY_HOP = new Set([
   'proxy-authenticate',
 ]);
 
+/** Methods whose requests carry no body unless framed (no explicit Content-Length: 0 needed). */
+const BODILESS_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE']);
+
 /** Caller headers that never reach the upstream: credentials, and forwarding claims we make ourselves. */
 const DROPPED_REQUEST = new Set([
   'authorization',
@@ -33,6 +38,8 @@ const DROPPED_REQUEST = new Set([
   'x-real-ip',
   'host',
   'expect',
+  // Framing is set again by the front door from what it parsed (see framing.ts).
+  'content-length',
 ]);
 
 /** Parses an origin-form request target; returns a reason when the front door refuses it. */
@@ -60,11 +67,14 @@ export function isRepeated(rawHeaders: readonly string[], name: string): boolean
   return false;
 }
 
-/** Header names a Connection header value lists (other than close / keep-alive). */
+/**
+ * Header names a Connection header value lists (other than close / keep-alive), never a framing
+ * header: Content-Length, Transfer-Encoding and Host are not hop-by-hop, whatever a peer says.
+ */
 function listedTokens(value: string, into: Set<string> | undefined): Set<string> | undefined {
   for (const t of value.split(',')) {
     const tok = t.trim().toLowerCase();
-    if (tok && tok !== 'close' && tok !== 'keep-alive') {
+    if (tok && tok !== 'close' && tok !== 'keep-alive' && !FRAMING_HEADERS.has(tok)) {
       into ??= new Set();
       into.add(tok);
     }
@@ -94,8 +104,10 @@ export interface UpstreamHeaderOptions {
   forwardedHost: string | undefined;
   /** The injected credential header, lower-case name. */
   credential?: readonly [string, string];
-  /** The request body is chunked (Transfer-Encoding is hop-by-hop, so it is set again). */
-  chunked: boolean;
+  /** How the body is framed upstream (set by the front door, never copied from the caller). */
+  framing: Framing;
+  /** The request method (a bodiless POST/PUT/PATCH gets an explicit Content-Length: 0). */
+  method?: string;
   /** Ask the upstream to close after the response (one tunnel channel per request). */
   close?: boolean;
 }
@@ -121,7 +133,9 @@ export function upstreamHeaders(rawHeaders: readonly string[], o: UpstreamHeader
   out = dropListed(out, 2, listed);
   out.push('X-Forwarded-For', o.clientAddress, 'X-Forwarded-Proto', o.proto);
   if (o.forwardedHost) out.push('X-Forwarded-Host', o.forwardedHost);
-  if (o.chunked) out.push('Transfer-Encoding', 'chunked');
+  if (o.framing.kind === 'chunked') out.push('Transfer-Encoding', 'chunked');
+  else if (o.framing.kind === 'length') out.push('Content-Length', String(o.framing.length));
+  else if (o.method !== undefined && !BODILESS_METHODS.has(o.method)) out.push('Content-Length', '0');
   if (o.close) out.push('Connection', 'close');
   if (o.credential) out.push(o.credential[0], o.credential[1]);
   return out;

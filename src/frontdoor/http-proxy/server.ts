@@ -4,82 +4,25 @@ import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { HttpProxyConfig } from '../../config/http-proxy.js';
-import type { Clock } from '../../core/clock.js';
-import type { ForwardRegistry } from '../../core/forward-registry.js';
+import { RefusalLog } from '../../core/refusals.js';
 import { FailureThrottle } from '../../core/throttle.js';
-import { isTetherError, TetherError } from '../../errors/index.js';
-import type { Logger } from '../../log/index.js';
+import { isTetherError } from '../../errors/index.js';
 import { authorizeScopes, methodAllowed } from './authorize.js';
-import type { AuthOutcome, RouteAuthenticator } from './caller-auth.js';
-import { API_VERSION, API_VERSION_HEADER, registryErrorBody } from './docker-registry.js';
-import { hostOf, type Route, RouteTable, upstreamPath } from './routes.js';
-import {
-  clientErrorResponse,
-  isRepeated,
-  parseTarget,
-  type RequestTarget,
-  responseHeaders,
-  upstreamHeaders,
-} from './sanitize.js';
-import type { UpstreamCredential } from './upstream-auth/index.js';
+import type { AuthOutcome } from './caller-auth.js';
+import { type Framing, requestFraming } from './framing.js';
+import { FRAMING_PARSE_ERRORS, sendError, sendRawError } from './respond.js';
+import { hostOf, type Route, RouteTable } from './routes.js';
+import { clientErrorResponse, isRepeated, parseTarget, type RequestTarget } from './sanitize.js';
+import type { FrontDoorDeps, PreparedRoute } from './types.js';
+import { UpstreamForwarder } from './upstream-exchange.js';
+import { tenantUpstreamHost } from './upstream-target.js';
 
-/** A route with everything it needs at request time. */
-export interface PreparedRoute extends Route {
-  auth: RouteAuthenticator;
-  credential?: UpstreamCredential;
-  /** Keep-alive agent for URL targets. */
-  agent?: http.Agent;
-}
-
-export interface FrontDoorDeps {
-  registry: Pick<ForwardRegistry, 'open' | 'get'>;
-  clock: Clock;
-  log: Logger;
-  /**
-   * Called once per request when it ends (metrics): its route ("-" when none matched), the
-   * status sent (0 when the caller went away before any), and seconds from accept to close.
-   */
-  onResponse?: (route: string, status: number, seconds?: number) => void;
-  /** Called when a caller presented wrong credentials (metrics). */
-  onAuthFailure?: (route: string) => void;
-}
+export type { FrontDoorDeps, PreparedRoute };
 
 const READ_ONLY_ALLOW = 'GET, HEAD';
 
 type Req = http.IncomingMessage;
 type Res = http.ServerResponse;
-
-/** Where an upstream request is; see `sweep`. */
-interface Exchange {
-  phase: 'connect' | 'upload' | 'response' | 'download';
-  /** When the phase started. */
-  since: number;
-  /** When a body byte last moved. */
-  last: number;
-  res: http.ServerResponse;
-}
-
-class UpstreamTimeout extends Error {
-  constructor(
-    readonly phase: 'connect' | 'response' | 'idle',
-    ms: number,
-  ) {
-    super(`upstream ${phase} timeout after ${ms} ms`);
-  }
-}
-
-/** Gives a tunnel channel the few socket methods node's HTTP client calls (as ssh2's own HTTP agent does). */
-function asSocket(stream: Duplex): Socket {
-  const s = stream as Duplex & Record<string, unknown>;
-  const noop = () => s;
-  s.setKeepAlive = noop;
-  s.setNoDelay = noop;
-  s.setTimeout = noop;
-  s.ref = noop;
-  s.unref = noop;
-  s.destroySoon = () => stream.destroy();
-  return s as unknown as Socket;
-}
 
 /**
  * The HTTP front door: one HTTP(S) listener, routes by host and path prefix, authenticates
@@ -90,11 +33,10 @@ export class HttpFrontDoor {
   readonly server: http.Server;
   private readonly table: RouteTable;
   private readonly throttle: FailureThrottle;
-  private readonly proto: 'http' | 'https';
+  readonly proto: 'http' | 'https';
   private readonly debug: boolean;
-  /** Requests in flight upstream, watched by one coarse timer (cheaper than timers per request). */
-  private readonly exchanges = new Map<http.ClientRequest, Exchange>();
-  private sweeper?: NodeJS.Timeout;
+  private readonly refusals: Pick<RefusalLog, 'refuse'>;
+  private readonly upstream: UpstreamForwarder;
 
   constructor(
     private readonly cfg: HttpProxyConfig,
@@ -108,6 +50,8 @@ export class HttpFrontDoor {
       blockMs: cfg.failure_window,
     });
     this.debug = deps.log.isLevelEnabled('debug');
+    this.refusals = deps.refusals ?? new RefusalLog(deps.log, deps.clock);
+    this.upstream = new UpstreamForwarder(cfg, deps, this);
     const opts: http.ServerOptions = {
       maxHeaderSize: cfg.max_header_bytes,
       requestTimeout: 0,
@@ -115,7 +59,7 @@ export class HttpFrontDoor {
       keepAliveTimeout: 5_000,
       noDelay: true,
     };
-    const onRequest = (req: Req, res: Res) => this.onRequest(req, res, false);
+    const onRequest = (req: Req, res: Res) => this.guarded(req, res, false);
     if (cfg.tls) {
       this.proto = 'https';
       this.server = https.createServer(
@@ -130,45 +74,14 @@ export class HttpFrontDoor {
     this.server.setTimeout(
       cfg.connect_timeout + cfg.response_timeout + cfg.idle_timeout + cfg.header_timeout,
     );
-    this.server.on('checkContinue', (req: Req, res: Res) => this.onRequest(req, res, true));
+    this.server.on('checkContinue', (req: Req, res: Res) => this.guarded(req, res, true));
     this.server.on('clientError', (err: NodeJS.ErrnoException & { reason?: string }, socket: Duplex) =>
       this.onClientError(err, socket),
     );
   }
 
-  /**
-   * Timeouts by phase: reaching the upstream (connect_timeout), the upstream thinking between
-   * the end of the request and its response head (response_timeout), and bytes stopping in
-   * either direction while a body moves (idle_timeout). A transfer that keeps moving is
-   * never cut.
-   */
-  private sweep(): void {
-    const now = this.deps.clock.now();
-    const { connect_timeout, response_timeout, idle_timeout } = this.cfg;
-    for (const [up, x] of this.exchanges) {
-      let err: UpstreamTimeout | undefined;
-      if (x.phase === 'connect' && now - x.since >= connect_timeout)
-        err = new UpstreamTimeout('connect', connect_timeout);
-      else if (x.phase === 'response' && now - x.since >= response_timeout)
-        err = new UpstreamTimeout('response', response_timeout);
-      else if ((x.phase === 'upload' || x.phase === 'download') && now - x.last >= idle_timeout)
-        err = new UpstreamTimeout('idle', idle_timeout);
-      if (!err) continue;
-      this.exchanges.delete(up);
-      up.destroy(err);
-      // A caller that stopped reading after the upstream finished.
-      if (x.phase === 'download') x.res.destroy();
-    }
-  }
-
   listen(): Promise<AddressInfo> {
-    const { connect_timeout, response_timeout, idle_timeout } = this.cfg;
-    const every = Math.max(
-      50,
-      Math.min(1_000, Math.floor(Math.min(connect_timeout, response_timeout, idle_timeout) / 4)),
-    );
-    this.sweeper = setInterval(() => this.sweep(), every);
-    this.sweeper.unref();
+    this.upstream.start();
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen({ host: this.cfg.listen.host, port: this.cfg.listen.port }, () => {
@@ -179,7 +92,7 @@ export class HttpFrontDoor {
   }
 
   close(): Promise<void> {
-    if (this.sweeper) clearInterval(this.sweeper);
+    this.upstream.stop();
     return new Promise((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
@@ -193,10 +106,15 @@ export class HttpFrontDoor {
       return;
     }
     const r = clientErrorResponse(err.code, err.reason);
-    const body = JSON.stringify({ error: { code: r.code, message: r.message } });
-    socket.end(
-      `HTTP/1.1 ${r.status} ${http.STATUS_CODES[r.status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    );
+    sendRawError(socket, r.status, r.code, r.message);
+    const source = (socket as Socket).remoteAddress ?? '';
+    if (err.code && FRAMING_PARSE_ERRORS.has(err.code))
+      this.refusals.refuse(
+        'http_framing',
+        source,
+        { source, parse_error: err.code },
+        `refused a request whose framing could be read two ways: ${r.message}`,
+      );
     this.deps.log.info(
       {
         event: 'http_proxy.bad_request',
@@ -207,6 +125,64 @@ export class HttpFrontDoor {
       `refused a malformed request: ${r.message}`,
     );
     this.deps.onResponse?.('-', r.status);
+  }
+
+  /**
+   * The request boundary: an exception thrown while handling a request is logged and answered
+   * (502, or the connection closed when the answer had begun); it never ends the process and the
+   * next request is served as usual.
+   */
+  private guarded(req: Req, res: Res, expectContinue: boolean): void {
+    try {
+      this.onRequest(req, res, expectContinue);
+    } catch (err) {
+      this.crashed(req, res, undefined, err);
+    }
+  }
+
+  /** Wraps a callback of one request (events, promises) in the same guard. */
+  guard<A extends unknown[]>(
+    req: Req,
+    res: Res,
+    route: PreparedRoute | undefined,
+    fn: (...a: A) => void,
+  ): (...a: A) => void {
+    return (...a: A) => {
+      try {
+        fn(...a);
+      } catch (err) {
+        this.crashed(req, res, route, err);
+      }
+    };
+  }
+
+  private crashed(req: Req, res: Res, route: PreparedRoute | undefined, err: unknown): void {
+    const where = route ? `route ${route.name}` : 'a request';
+    this.deps.log.error(
+      {
+        event: 'http_proxy.internal_error',
+        route: route?.name ?? '-',
+        source: req.socket?.remoteAddress,
+        err,
+      },
+      `${where} failed inside the front door: ${err instanceof Error ? err.message : String(err)}; answered 502`,
+    );
+    try {
+      if (res.headersSent) res.destroy();
+      else this.fail(req, res, route, 502, 'INTERNAL', 'the front door could not handle this request');
+    } catch {
+      res.destroy();
+    }
+  }
+
+  refuse(reason: string, req: Req, route: PreparedRoute | undefined, message: string): void {
+    const source = req.socket.remoteAddress ?? '';
+    this.refusals.refuse(
+      reason,
+      `${route?.name ?? '-'}\0${source}`,
+      { source, ...(route ? { route: route.name } : {}) },
+      `refused a request${route ? ` to route ${route.name}` : ''}: ${message}`,
+    );
   }
 
   private onRequest(req: Req, res: Res, expectContinue: boolean): void {
@@ -225,6 +201,12 @@ export class HttpFrontDoor {
     }
     if (isRepeated(req.rawHeaders, 'host')) {
       this.fail(req, res, undefined, 400, 'BAD_REQUEST', 'more than one Host header');
+      return;
+    }
+    const framing = requestFraming(req.rawHeaders, req.httpVersion);
+    if (typeof framing === 'string') {
+      this.refuse('http_framing', req, undefined, framing);
+      this.fail(req, res, undefined, 400, 'BAD_FRAMING', framing, { Connection: 'close' });
       return;
     }
     const route = this.table.match(hostOf(req.headers.host), target.path) as PreparedRoute | undefined;
@@ -249,8 +231,22 @@ export class HttpFrontDoor {
       );
       return;
     }
+    if (route.cfg.read_only && framing.kind !== 'none') {
+      const msg = 'this route is read-only: a request body is not allowed';
+      this.refuse('http_read_only_body', req, route, msg);
+      this.fail(req, res, route, 400, 'READ_ONLY_BODY', msg, { Connection: 'close' });
+      return;
+    }
     if (route.auth.type === 'none') {
-      this.authorized(req, res, route, target, { ok: true, subject: null, scopes: null }, expectContinue);
+      this.authorized(
+        req,
+        res,
+        route,
+        target,
+        framing,
+        { ok: true, subject: null, scopes: null },
+        expectContinue,
+      );
       return;
     }
     const source = req.socket.remoteAddress ?? '';
@@ -288,7 +284,7 @@ export class HttpFrontDoor {
         this.fail(req, res, route, 401, 'UNAUTHORIZED', outcome.message);
         return;
       }
-      this.authorized(req, res, route, target, outcome, expectContinue);
+      this.authorized(req, res, route, target, framing, outcome, expectContinue);
     };
     let outcome: AuthOutcome | Promise<AuthOutcome>;
     try {
@@ -301,11 +297,11 @@ export class HttpFrontDoor {
     // audited when it succeeds (a caller's every request would flood the audit log).
     if (outcome instanceof Promise)
       outcome.then(
-        (o) => {
+        this.guard(req, res, route, (o: AuthOutcome) => {
           if (o.ok) this.auditVerified(route, source, o);
           decided(o);
-        },
-        (err: unknown) => this.failWith(req, res, route, err),
+        }),
+        this.guard(req, res, route, (err: unknown) => this.failWith(req, res, route, err)),
       );
     else decided(outcome);
   }
@@ -332,6 +328,7 @@ export class HttpFrontDoor {
     res: Res,
     route: PreparedRoute,
     target: RequestTarget,
+    framing: Framing,
     who: AuthOutcome & { ok: true },
     expectContinue: boolean,
   ): void {
@@ -362,193 +359,35 @@ export class HttpFrontDoor {
       try {
         credential = [route.credential.headerName, route.credential.value()];
       } catch (err) {
+        if (isTetherError(err, 'UPSTREAM_CREDENTIAL_INVALID'))
+          this.refuse('upstream_credential_invalid', req, route, err.message);
         this.failWith(req, res, route, err);
         return;
       }
     }
-    if (expectContinue) res.writeContinue();
-    this.forward(req, res, route, target, credential);
-  }
-
-  private forward(
-    req: Req,
-    res: Res,
-    route: PreparedRoute,
-    target: RequestTarget,
-    credential: [string, string] | undefined,
-  ): void {
-    const { cfg } = route;
-    const to = cfg.to;
-    const chunked = req.headers['transfer-encoding'] !== undefined;
-    const cl = req.headers['content-length'];
-    const hasBody = chunked || (cl !== undefined && cl !== '0');
     let upstreamHost: string;
-    if (cfg.preserve_host && req.headers.host) upstreamHost = req.headers.host;
+    const to = route.cfg.to;
+    if (route.cfg.preserve_host && req.headers.host) upstreamHost = req.headers.host;
     else if (to.kind === 'url') upstreamHost = to.host;
     else {
-      const meta = this.deps.registry.get(to.tenant, to.label)?.meta;
-      upstreamHost = meta?.host
-        ? meta.dest_port
-          ? `${meta.host}:${meta.dest_port}`
-          : meta.host
-        : (req.headers.host ?? 'localhost');
-    }
-    const headers = upstreamHeaders(req.rawHeaders, {
-      host: upstreamHost,
-      clientAddress: req.socket.remoteAddress ?? '',
-      proto: this.proto,
-      forwardedHost: req.headers.host,
-      credential,
-      chunked,
-      close: to.kind === 'tenant',
-    });
-    const options: http.RequestOptions = {
-      method: req.method,
-      path: upstreamPath(cfg, target.path, target.query),
-      headers: headers as unknown as http.OutgoingHttpHeaders,
-      setHost: false,
-    };
-    let bodyBytes = 0;
-    let respBytes = 0;
-    if (to.kind === 'url') {
-      options.protocol = to.protocol;
-      options.hostname = to.hostname;
-      options.port = to.port;
-      options.agent = route.agent;
-    } else {
-      const origin = { address: req.socket.remoteAddress ?? '127.0.0.1', port: req.socket.remotePort ?? 0 };
-      options.createConnection = ((_o: unknown, cb: (err: Error | null, s?: Socket) => void) => {
-        this.deps.registry.open(to.tenant, to.label, origin).then(
-          (conn) => {
-            conn.stream.on('data', (c: Buffer) => {
-              respBytes += c.length;
-            });
-            conn.stream.once('close', () => conn.close(bodyBytes, respBytes));
-            cb(null, asSocket(conn.stream));
-          },
-          (err: Error) => cb(err),
-        );
-        return undefined;
-      }) as unknown as http.RequestOptions['createConnection'];
-    }
-    const up = (to.kind === 'url' && to.protocol === 'https:' ? https : http).request(options);
-    const now = this.deps.clock.now();
-    const x: Exchange = { phase: 'connect', since: now, last: now, res };
-    this.exchanges.set(up, x);
-    const done = () => this.exchanges.delete(up);
-    const touch = () => {
-      x.last = this.deps.clock.now();
-    };
-    const connected = () => {
-      if (x.phase === 'connect') {
-        x.phase = 'upload';
-        x.last = this.deps.clock.now();
-      }
-    };
-    up.once('socket', (s: Socket) => {
-      if (s.connecting) s.once('connect', connected);
-      else connected();
-    });
-    up.once('finish', () => {
-      if (x.phase === 'upload' || x.phase === 'connect') {
-        x.phase = 'response';
-        x.since = this.deps.clock.now();
-      }
-    });
-    up.on('error', (err: Error) => {
-      done();
-      req.unpipe(up);
-      this.upstreamFailed(req, res, route, err);
-    });
-    up.on('response', (ures: http.IncomingMessage) => {
-      x.phase = 'download';
-      x.last = this.deps.clock.now();
-      const status = ures.statusCode ?? 502;
-      if (status === 401 && route.credential) {
-        done();
-        ures.resume();
-        this.deps.log.warn(
-          { event: 'http_proxy.upstream_refused_credential', route: route.name, upstream: to.text },
-          `the upstream of route ${route.name} refused the injected credential`,
-        );
+      const h = tenantUpstreamHost(this.deps.registry.get(to.tenant, to.label)?.meta, req.headers.host);
+      if (typeof h !== 'string') {
+        const msg = `the repository ${to.label} of tenant ${to.tenant} sent metadata the front door cannot use: ${h.refused}`;
+        this.refuse('upstream_bad_metadata', req, route, msg);
         this.fail(
           req,
           res,
           route,
           502,
-          'UPSTREAM_AUTH_REFUSED',
-          "the upstream refused the front door's credential",
+          'UPSTREAM_METADATA_INVALID',
+          `the repository's metadata cannot be used (${h.refused})`,
         );
         return;
       }
-      const out = responseHeaders(ures.rawHeaders);
-      if (cfg.docker_registry && ures.headers['docker-distribution-api-version'] === undefined)
-        out.push(API_VERSION_HEADER, API_VERSION);
-      res.writeHead(status, ures.statusMessage, out);
-      ures.on('data', touch);
-      ures.pipe(res);
-      ures.on('error', () => res.destroy());
-      ures.on('aborted', () => res.destroy());
-    });
-    res.on('close', () => {
-      done();
-      if (!res.writableFinished) up.destroy();
-    });
-    if (hasBody) {
-      req.on('data', (c: Buffer) => {
-        bodyBytes += c.length;
-        x.last = this.deps.clock.now();
-      });
-      req.pipe(up);
-    } else {
-      up.end();
+      upstreamHost = h;
     }
-  }
-
-  private upstreamFailed(req: Req, res: Res, route: PreparedRoute, err: Error): void {
-    const to = route.cfg.to.text;
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    if (isTetherError(err)) {
-      this.deps.log.info(
-        { event: 'http_proxy.upstream_unavailable', route: route.name, upstream: to, code: err.code },
-        err.message,
-      );
-      // 429: a tenant's connection cap or traffic quota (the caller may retry later).
-      this.fail(
-        req,
-        res,
-        route,
-        err.status >= 500 || err.status === 429 ? err.status : 502,
-        err.code,
-        err.message,
-      );
-      return;
-    }
-    if (err instanceof UpstreamTimeout) {
-      this.deps.log.warn(
-        { event: 'http_proxy.upstream_timeout', route: route.name, upstream: to, phase: err.phase },
-        err.message,
-      );
-      this.fail(
-        req,
-        res,
-        route,
-        504,
-        'UPSTREAM_TIMEOUT',
-        `the upstream did not answer in time (${err.phase})`,
-      );
-      return;
-    }
-    const code = (err as NodeJS.ErrnoException).code;
-    if (res.destroyed || req.destroyed) return;
-    this.deps.log.warn(
-      { event: 'http_proxy.upstream_error', route: route.name, upstream: to, code: code ?? err.message },
-      `route ${route.name}: upstream error ${code ?? err.message}`,
-    );
-    this.fail(req, res, route, 502, 'UPSTREAM_UNREACHABLE', 'the upstream could not be reached');
+    if (expectContinue) res.writeContinue();
+    this.upstream.forward(req, res, route, target, framing, upstreamHost, credential);
   }
 
   private failWith(req: Req, res: Res, route: PreparedRoute, err: unknown): void {
@@ -566,8 +405,7 @@ export class HttpFrontDoor {
     this.fail(req, res, route, 500, 'INTERNAL', 'internal error');
   }
 
-  /** Answers with an error: the registry's JSON form on docker_registry routes, Tether's elsewhere. */
-  private fail(
+  fail(
     req: Req,
     res: Res,
     route: PreparedRoute | undefined,
@@ -576,28 +414,7 @@ export class HttpFrontDoor {
     message: string,
     extra: Record<string, string> = {},
   ): void {
-    if (res.headersSent || res.destroyed) return;
-    const docker = route?.cfg.docker_registry === true;
-    const body = docker
-      ? registryErrorBody(status, message)
-      : JSON.stringify(new TetherError(code, message).toJSON());
-    const headers: Record<string, string | number> = {
-      'Content-Type': docker ? 'application/json; charset=utf-8' : 'application/json',
-      'Content-Length': Buffer.byteLength(body),
-      'Cache-Control': 'no-store',
-      ...extra,
-    };
-    if (docker) headers[API_VERSION_HEADER] = API_VERSION;
-    if (status === 401 && route?.auth.challenge) headers['WWW-Authenticate'] = route.auth.challenge;
-    // An unread request body is not worth reading just to throw it away.
-    if (
-      !req.complete &&
-      (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0')
-    ) {
-      headers.Connection = 'close';
-    }
-    res.writeHead(status, headers);
-    res.end(req.method === 'HEAD' ? undefined : body);
+    sendError(req, res, route, status, code, message, extra);
   }
 
   private accessLog(req: Req, res: Res, route: Route, target: RequestTarget, started: number): void {

@@ -30,7 +30,7 @@ export class LeaseListeners {
   async open(port: number): Promise<void> {
     if (this.servers.has(port)) return;
     const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) =>
-      this.onConnection(port, socket),
+      this.guarded(port, socket),
     );
     this.servers.set(port, server);
     try {
@@ -69,12 +69,31 @@ export class LeaseListeners {
     await Promise.all(all.map((s) => new Promise<void>((r) => s.close(() => r()))));
   }
 
-  private onConnection(port: number, socket: net.Socket): void {
+  /**
+   * The connection boundary: an exception while handling one connection is logged and that
+   * connection closed; it never ends the process, and the next connection is served as usual.
+   */
+  private guarded(port: number, socket: net.Socket): void {
+    const crashed = (err: unknown) => {
+      this.log.error(
+        { event: 'raw_port.internal_error', port, source: socket.remoteAddress, err },
+        `a connection to lease port ${port} failed inside the gateway: ${err instanceof Error ? err.message : String(err)}; closed it`,
+      );
+      socket.destroy();
+    };
+    try {
+      this.onConnection(port, socket)?.catch(crashed);
+    } catch (err) {
+      crashed(err);
+    }
+  }
+
+  private onConnection(port: number, socket: net.Socket): Promise<void> | undefined {
     const f = this.registry.byPort(port) ?? this.registry.remoteByPort(port);
     const source = `${socket.remoteAddress}:${socket.remotePort}`;
     if (!f) {
       socket.destroy();
-      return;
+      return undefined;
     }
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
@@ -82,7 +101,7 @@ export class LeaseListeners {
     coalesceWrites(socket);
     socket.pause();
     const origin = { address: socket.remoteAddress ?? '127.0.0.1', port: socket.remotePort ?? 0 };
-    this.registry.open(f.tenant, f.label, origin).then(
+    return this.registry.open(f.tenant, f.label, origin).then(
       (conn) => {
         if (socket.destroyed) {
           conn.stream.destroy();

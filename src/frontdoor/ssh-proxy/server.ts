@@ -43,13 +43,27 @@ export class SshProxyServer {
       } as ConstructorParameters<typeof Server>[0],
       () => {},
     );
-    this.ssh.on('connection', (client: Connection, info: { ip: string; port: number }) =>
-      this.onClient(client, info),
-    );
+    // The connection boundary: an exception while setting up one client is logged and that
+    // client dropped; it never ends the process.
+    this.ssh.on('connection', (client: Connection, info: { ip: string; port: number }) => {
+      try {
+        this.onClient(client, info);
+      } catch (err) {
+        this.crashed(err, info.ip);
+        client.end();
+      }
+    });
   }
 
   async listen(host: string, port: number): Promise<net.AddressInfo> {
-    const srv = net.createServer({ noDelay: true, pauseOnConnect: true }, (s) => this.accept(s));
+    const srv = net.createServer({ noDelay: true, pauseOnConnect: true }, (s) => {
+      try {
+        this.accept(s);
+      } catch (err) {
+        this.crashed(err, s.remoteAddress);
+        s.destroy();
+      }
+    });
     this.netServer = srv;
     await new Promise<void>((resolve, reject) => {
       srv.once('error', reject);
@@ -60,6 +74,13 @@ export class SshProxyServer {
     });
     srv.on('error', (err) => this.log.error({ err }, 'ssh proxy listener failed'));
     return srv.address() as net.AddressInfo;
+  }
+
+  private crashed(err: unknown, source: string | undefined): void {
+    this.log.error(
+      { event: 'ssh_proxy.internal_error', source, err },
+      `an SSH front-door connection failed inside the gateway: ${err instanceof Error ? err.message : String(err)}; closed it`,
+    );
   }
 
   private accept(socket: net.Socket): void {

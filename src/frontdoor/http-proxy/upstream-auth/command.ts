@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import type { Clock } from '../../../core/clock.js';
 import type { Logger } from '../../../log/index.js';
-import { credentialUnavailable, type SecretProvider } from './types.js';
+import { credentialInvalid, credentialUnavailable, type SecretCheck, type SecretProvider } from './types.js';
 
 /** Runs a command and resolves with its trimmed stdout; rejects with a readable reason. */
 export type CommandRunner = (
@@ -68,6 +68,8 @@ export interface CommandSecretOptions {
 export class CommandSecret implements SecretProvider {
   private value: string | undefined;
   private lastError: string | undefined;
+  /** Why the last output cannot be used (the route answers 502 until a run prints a good value). */
+  private invalid: string | undefined;
   private timer: unknown;
   private stopped = false;
   private readonly abort = new AbortController();
@@ -79,9 +81,11 @@ export class CommandSecret implements SecretProvider {
     private readonly clock: Clock,
     private readonly log: Logger,
     private readonly runner: CommandRunner = runCommand,
+    private readonly check?: SecretCheck,
   ) {}
 
   current(): string {
+    if (this.invalid !== undefined) throw credentialInvalid(`command output: ${this.invalid}`);
     if (this.value === undefined)
       throw credentialUnavailable(
         `the command has not succeeded yet${this.lastError ? `: ${this.lastError}` : ''}`,
@@ -116,6 +120,20 @@ export class CommandSecret implements SecretProvider {
       try {
         const v = await this.runner(this.opts.argv, this.opts.timeout, this.abort.signal);
         if (this.stopped) break;
+        const invalid = this.check?.(v);
+        if (invalid !== undefined) {
+          this.value = undefined;
+          this.invalid = invalid;
+          this.lastError = invalid;
+          this.log.error(
+            { event: 'http_proxy.credential_command.invalid', command: name, reason: invalid },
+            `upstream credential command ${name} printed a value that cannot be used: ${invalid}; requests get 502 until it prints a valid one`,
+          );
+          afterFirstAttempt?.();
+          afterFirstAttempt = undefined;
+          break;
+        }
+        this.invalid = undefined;
         const changed = v !== this.value;
         this.value = v;
         this.lastError = undefined;

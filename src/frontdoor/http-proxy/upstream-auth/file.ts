@@ -1,26 +1,30 @@
 import { readFileSync, statSync } from 'node:fs';
 import type { Logger } from '../../../log/index.js';
-import { credentialUnavailable, type SecretProvider } from './types.js';
+import { credentialInvalid, credentialUnavailable, type SecretCheck, type SecretProvider } from './types.js';
 
 /**
  * A credential read from a file (e.g. written by a cron job), re-read only when the file
  * changes: every request costs one stat(2), and the request after a change sees the new
  * value. Surrounding whitespace is trimmed. When the file goes missing or empty, the last good
- * value stays in use and the log says so once.
+ * value stays in use and the log says so once. A value that cannot be sent (`check`) is never
+ * used: it is logged with the file's name and the route answers 502 until the file is fixed.
  */
 export class FileSecret implements SecretProvider {
   private value: string | undefined;
   private stamp = '';
   private problem: string | undefined;
+  /** Why the file's current content cannot be used (set until a good value is read). */
+  private invalid: string | undefined;
 
   constructor(
     private readonly file: string,
     private readonly log: Logger,
+    private readonly check?: SecretCheck,
   ) {}
 
   async start(): Promise<void> {
     this.refresh();
-    if (this.value === undefined) {
+    if (this.value === undefined && this.invalid === undefined) {
       this.log.error(
         { event: 'http_proxy.credential_file.unusable', file: this.file, reason: this.problem },
         `upstream credential file ${this.file} is not usable yet (${this.problem}); requests get 503 until it is`,
@@ -32,6 +36,7 @@ export class FileSecret implements SecretProvider {
 
   current(): string {
     this.refresh();
+    if (this.invalid !== undefined) throw credentialInvalid(`file ${this.file}: ${this.invalid}`);
     if (this.value === undefined)
       throw credentialUnavailable(`file ${this.file}: ${this.problem ?? 'not read'}`);
     return this.value;
@@ -59,6 +64,20 @@ export class FileSecret implements SecretProvider {
       this.stamp = stamp;
       return;
     }
+    const invalid = this.check?.(text);
+    if (invalid !== undefined) {
+      this.stamp = stamp;
+      this.value = undefined;
+      if (this.invalid !== invalid) {
+        this.invalid = invalid;
+        this.log.error(
+          { event: 'http_proxy.credential_file.invalid', file: this.file, reason: invalid },
+          `upstream credential file ${this.file} cannot be used: ${invalid}; requests get 502 until the file holds a valid value`,
+        );
+      }
+      return;
+    }
+    this.invalid = undefined;
     const first = this.value === undefined;
     this.value = text;
     this.stamp = stamp;

@@ -4,19 +4,20 @@ import type { Logger } from '../../../log/index.js';
 import { type CommandRunner, CommandSecret } from './command.js';
 import { FileSecret } from './file.js';
 import { StaticSecret } from './static.js';
-import { credentialUnavailable, type SecretProvider } from './types.js';
+import { credentialInvalid, headerValueProblem, type SecretCheck, type SecretProvider } from './types.js';
 
 export function secretProvider(
   src: SecretSource,
   clock: Clock,
   log: Logger,
   runner?: CommandRunner,
+  check?: SecretCheck,
 ): SecretProvider {
   switch (src.kind) {
     case 'static':
-      return new StaticSecret(src.value);
+      return new StaticSecret(src.value, check);
     case 'file':
-      return new FileSecret(src.path, log);
+      return new FileSecret(src.path, log, check);
     default:
       return new CommandSecret(
         {
@@ -29,8 +30,17 @@ export function secretProvider(
         clock,
         log,
         runner,
+        check,
       );
   }
+}
+
+/** The check a route's credential source applies when it reads a value: the header it makes must be valid. */
+export function credentialCheck(cfg: UpstreamAuth): SecretCheck {
+  // Basic sends base64 (always a valid header value); the line-break rule keeps a value read from a file one line.
+  if (cfg.type === 'basic')
+    return (v) => (/[\r\n\0]/.test(v) ? 'it contains a line break or NUL' : undefined);
+  return (v) => (/[\r\n\0]/.test(v) ? 'it contains a line break or NUL' : headerValueProblem(v));
 }
 
 /** The header a route adds to every upstream request (after the caller's credentials were removed). */
@@ -38,7 +48,7 @@ export class UpstreamCredential {
   readonly headerName: string;
   private lastSecret: string | undefined;
   private lastValue = '';
-  private bad = false;
+  private bad: string | undefined;
 
   constructor(
     private readonly cfg: UpstreamAuth,
@@ -58,9 +68,9 @@ export class UpstreamCredential {
             ? `Bearer ${secret}`
             : secret;
       this.lastSecret = secret;
-      this.bad = /[\r\n\0]/.test(secret);
+      this.bad = credentialCheck(this.cfg)(secret);
     }
-    if (this.bad) throw credentialUnavailable('the value contains a line break or NUL');
+    if (this.bad !== undefined) throw credentialInvalid(this.bad);
     return this.lastValue;
   }
 
@@ -79,5 +89,5 @@ export function upstreamCredential(
   log: Logger,
   runner?: CommandRunner,
 ): UpstreamCredential {
-  return new UpstreamCredential(cfg, secretProvider(cfg.source, clock, log, runner));
+  return new UpstreamCredential(cfg, secretProvider(cfg.source, clock, log, runner, credentialCheck(cfg)));
 }

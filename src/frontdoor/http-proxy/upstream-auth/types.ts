@@ -8,6 +8,28 @@ export interface SecretProvider {
   stop(): void;
 }
 
+/**
+ * Checks a value read from a file or a command before it is used: returns why it cannot be
+ * sent (never the value itself), or undefined when it can.
+ */
+export type SecretCheck = (value: string) => string | undefined;
+
+/** A value read but unusable (it cannot be a header value): the route answers 502 until a good one arrives. */
+export function credentialInvalid(why: string): TetherError {
+  return new TetherError('UPSTREAM_CREDENTIAL_INVALID', `the upstream credential is not valid (${why})`, {
+    status: 502,
+    retryable: true,
+  });
+}
+
+/** Why a string cannot be an HTTP header value (RFC 9110 field-value: visible ASCII, space, tab), or undefined. */
+export function headerValueProblem(value: string): string | undefined {
+  const bad = /[^\t\x20-\x7e]/.exec(value);
+  if (!bad) return undefined;
+  const code = bad[0].codePointAt(0)!;
+  return `it contains a character not allowed in a header value (U+${code.toString(16).toUpperCase().padStart(4, '0')} at position ${bad.index + 1})`;
+}
+
 export function credentialUnavailable(why: string): TetherError {
   return new TetherError(
     'UPSTREAM_CREDENTIAL_UNAVAILABLE',

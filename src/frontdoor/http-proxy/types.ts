@@ -1,0 +1,31 @@
+import type http from 'node:http';
+import type { Clock } from '../../core/clock.js';
+import type { ForwardRegistry } from '../../core/forward-registry.js';
+import type { RefusalLog } from '../../core/refusals.js';
+import type { Logger } from '../../log/index.js';
+import type { RouteAuthenticator } from './caller-auth.js';
+import type { Route } from './routes.js';
+import type { UpstreamCredential } from './upstream-auth/index.js';
+
+/** A route with everything it needs at request time. */
+export interface PreparedRoute extends Route {
+  auth: RouteAuthenticator;
+  credential?: UpstreamCredential;
+  /** Keep-alive agent for URL targets. */
+  agent?: http.Agent;
+}
+
+export interface FrontDoorDeps {
+  registry: Pick<ForwardRegistry, 'open' | 'get'>;
+  clock: Clock;
+  log: Logger;
+  /**
+   * Called once per request when it ends (metrics): its route ("-" when none matched), the
+   * status sent (0 when the caller went away before any), and seconds from accept to close.
+   */
+  onResponse?: (route: string, status: number, seconds?: number) => void;
+  /** Called when a caller presented wrong credentials (metrics). */
+  onAuthFailure?: (route: string) => void;
+  /** Counts refused requests (`tether_refused_total{reason}`); built from `log` and `clock` when absent. */
+  refusals?: Pick<RefusalLog, 'refuse'>;
+}

@@ -1,0 +1,353 @@
+import http from 'node:http';
+import https from 'node:https';
+import type { Socket } from 'node:net';
+import type { HttpProxyConfig } from '../../config/http-proxy.js';
+import { isTetherError } from '../../errors/index.js';
+import { API_VERSION, API_VERSION_HEADER } from './docker-registry.js';
+import type { Framing } from './framing.js';
+import { upstreamPath } from './routes.js';
+import { type RequestTarget, responseHeaders, upstreamHeaders } from './sanitize.js';
+import type { FrontDoorDeps, PreparedRoute } from './types.js';
+import { asSocket, isSafeReason } from './upstream-target.js';
+
+type Req = http.IncomingMessage;
+type Res = http.ServerResponse;
+
+/** What the forwarder uses of the front door that owns the request. */
+export interface DoorHooks {
+  readonly proto: 'http' | 'https';
+  guard<A extends unknown[]>(
+    req: Req,
+    res: Res,
+    route: PreparedRoute | undefined,
+    fn: (...a: A) => void,
+  ): (...a: A) => void;
+  fail(
+    req: Req,
+    res: Res,
+    route: PreparedRoute | undefined,
+    status: number,
+    code: string,
+    message: string,
+    extra?: Record<string, string>,
+  ): void;
+  refuse(reason: string, req: Req, route: PreparedRoute | undefined, message: string): void;
+}
+
+/** Where an upstream request is; see `sweep`. */
+interface Exchange {
+  phase: 'connect' | 'upload' | 'response' | 'download';
+  /** When the phase started. */
+  since: number;
+  /** When a body byte last moved. */
+  last: number;
+  res: http.ServerResponse;
+}
+
+class UpstreamTimeout extends Error {
+  constructor(
+    readonly phase: 'connect' | 'response' | 'idle',
+    ms: number,
+  ) {
+    super(`upstream ${phase} timeout after ${ms} ms`);
+  }
+}
+
+/**
+ * One upstream request per caller request: framing set by the front door, the injected
+ * credential, the answer checked before it is passed on, and timeouts by phase.
+ */
+export class UpstreamForwarder {
+  /** Requests in flight upstream, watched by one coarse timer (cheaper than timers per request). */
+  private readonly exchanges = new Map<http.ClientRequest, Exchange>();
+  private sweeper?: NodeJS.Timeout;
+
+  constructor(
+    private readonly cfg: HttpProxyConfig,
+    private readonly deps: Pick<FrontDoorDeps, 'registry' | 'clock' | 'log'>,
+    private readonly door: DoorHooks,
+  ) {}
+
+  start(): void {
+    const { connect_timeout, response_timeout, idle_timeout } = this.cfg;
+    const every = Math.max(
+      50,
+      Math.min(1_000, Math.floor(Math.min(connect_timeout, response_timeout, idle_timeout) / 4)),
+    );
+    this.sweeper = setInterval(() => this.sweep(), every);
+    this.sweeper.unref();
+  }
+
+  stop(): void {
+    if (this.sweeper) clearInterval(this.sweeper);
+  }
+
+  /**
+   * Timeouts by phase: reaching the upstream (connect_timeout), the upstream thinking between
+   * the end of the request and its response head (response_timeout), and bytes stopping in
+   * either direction while a body moves (idle_timeout). A transfer that keeps moving is
+   * never cut.
+   */
+  private sweep(): void {
+    const now = this.deps.clock.now();
+    const { connect_timeout, response_timeout, idle_timeout } = this.cfg;
+    for (const [up, x] of this.exchanges) {
+      let err: UpstreamTimeout | undefined;
+      if (x.phase === 'connect' && now - x.since >= connect_timeout)
+        err = new UpstreamTimeout('connect', connect_timeout);
+      else if (x.phase === 'response' && now - x.since >= response_timeout)
+        err = new UpstreamTimeout('response', response_timeout);
+      else if ((x.phase === 'upload' || x.phase === 'download') && now - x.last >= idle_timeout)
+        err = new UpstreamTimeout('idle', idle_timeout);
+      if (!err) continue;
+      this.exchanges.delete(up);
+      up.destroy(err);
+      // A caller that stopped reading after the upstream finished.
+      if (x.phase === 'download') x.res.destroy();
+    }
+  }
+
+  forward(
+    req: Req,
+    res: Res,
+    route: PreparedRoute,
+    target: RequestTarget,
+    framing: Framing,
+    upstreamHost: string,
+    credential: [string, string] | undefined,
+  ): void {
+    const { cfg } = route;
+    const to = cfg.to;
+    const headers = upstreamHeaders(req.rawHeaders, {
+      host: upstreamHost,
+      clientAddress: req.socket.remoteAddress ?? '',
+      proto: this.door.proto,
+      forwardedHost: req.headers.host,
+      credential,
+      framing,
+      method: req.method,
+      close: to.kind === 'tenant',
+    });
+    const options: http.RequestOptions = {
+      method: req.method,
+      path: upstreamPath(cfg, target.path, target.query),
+      headers: headers as unknown as http.OutgoingHttpHeaders,
+      setHost: false,
+    };
+    let bodyBytes = 0;
+    let respBytes = 0;
+    if (to.kind === 'url') {
+      options.protocol = to.protocol;
+      options.hostname = to.hostname;
+      options.port = to.port;
+      options.agent = route.agent;
+    } else {
+      const origin = { address: req.socket.remoteAddress ?? '127.0.0.1', port: req.socket.remotePort ?? 0 };
+      options.createConnection = ((_o: unknown, cb: (err: Error | null, s?: Socket) => void) => {
+        this.deps.registry.open(to.tenant, to.label, origin).then(
+          this.door.guard(req, res, route, (conn) => {
+            conn.stream.on('data', (c: Buffer) => {
+              respBytes += c.length;
+            });
+            conn.stream.once('close', () => conn.close(bodyBytes, respBytes));
+            cb(null, asSocket(conn.stream));
+          }),
+          this.door.guard(req, res, route, (err: Error) => cb(err)),
+        );
+        return undefined;
+      }) as unknown as http.RequestOptions['createConnection'];
+    }
+    const up = (to.kind === 'url' && to.protocol === 'https:' ? https : http).request(options);
+    const now = this.deps.clock.now();
+    const x: Exchange = { phase: 'connect', since: now, last: now, res };
+    this.exchanges.set(up, x);
+    const done = () => this.exchanges.delete(up);
+    const touch = () => {
+      x.last = this.deps.clock.now();
+    };
+    const connected = () => {
+      if (x.phase === 'connect') {
+        x.phase = 'upload';
+        x.last = this.deps.clock.now();
+      }
+    };
+    up.once('socket', (s: Socket) => {
+      if (s.connecting) s.once('connect', connected);
+      else connected();
+    });
+    up.once('finish', () => {
+      if (x.phase === 'upload' || x.phase === 'connect') {
+        x.phase = 'response';
+        x.since = this.deps.clock.now();
+      }
+    });
+    up.on(
+      'error',
+      this.door.guard(req, res, route, (err: Error) => {
+        done();
+        req.unpipe(up);
+        this.upstreamFailed(req, res, route, err);
+      }),
+    );
+    up.on(
+      'response',
+      this.door.guard(req, res, route, (ures: http.IncomingMessage) => {
+        x.phase = 'download';
+        x.last = this.deps.clock.now();
+        this.relayResponse(req, res, route, up, ures, touch, done);
+      }),
+    );
+    res.on('close', () => {
+      done();
+      if (!res.writableFinished) up.destroy();
+    });
+    // A caller that goes away mid-body leaves the upstream request unfinished: never reuse it.
+    req.once('aborted', () => up.destroy());
+    req.once('error', () => up.destroy());
+    if (framing.kind !== 'none') {
+      req.on('data', (c: Buffer) => {
+        bodyBytes += c.length;
+        x.last = this.deps.clock.now();
+      });
+      req.pipe(up);
+    } else {
+      up.end();
+    }
+  }
+
+  /**
+   * Passes the upstream's answer on. A status outside 200-599 (1xx answers are consumed by
+   * node's client), a reason phrase with control characters, or headers node will not write get
+   * the caller a 502, and the upstream connection is dropped.
+   */
+  private relayResponse(
+    req: Req,
+    res: Res,
+    route: PreparedRoute,
+    up: http.ClientRequest,
+    ures: http.IncomingMessage,
+    touch: () => void,
+    done: () => void,
+  ): void {
+    const { cfg } = route;
+    const to = cfg.to;
+    {
+      const status = ures.statusCode ?? 0;
+      if (status < 200 || status > 599 || !isSafeReason(ures.statusMessage)) {
+        done();
+        up.destroy();
+        this.badResponse(
+          req,
+          res,
+          route,
+          status < 200 || status > 599 ? `status ${status}` : 'a control character in its reason phrase',
+        );
+        return;
+      }
+      if (status === 401 && route.credential) {
+        done();
+        ures.resume();
+        this.deps.log.warn(
+          { event: 'http_proxy.upstream_refused_credential', route: route.name, upstream: to.text },
+          `the upstream of route ${route.name} refused the injected credential`,
+        );
+        this.door.fail(
+          req,
+          res,
+          route,
+          502,
+          'UPSTREAM_AUTH_REFUSED',
+          "the upstream refused the front door's credential",
+        );
+        return;
+      }
+      const out = responseHeaders(ures.rawHeaders);
+      if (cfg.docker_registry && ures.headers['docker-distribution-api-version'] === undefined)
+        out.push(API_VERSION_HEADER, API_VERSION);
+      try {
+        res.writeHead(status, ures.statusMessage, out);
+      } catch (err) {
+        done();
+        up.destroy();
+        // writeHead validates before it sends anything: the caller can still get a clean 502.
+        res.removeHeader('content-length');
+        this.badResponse(req, res, route, (err as Error).message);
+        return;
+      }
+      ures.on('data', touch);
+      ures.pipe(res);
+      ures.on('error', () => res.destroy());
+      ures.on('aborted', () => res.destroy());
+    }
+  }
+
+  private badResponse(req: Req, res: Res, route: PreparedRoute, what: string): void {
+    const msg = `the upstream of route ${route.name} sent a malformed response (${what})`;
+    this.door.refuse('upstream_bad_response', req, route, msg);
+    this.deps.log.warn(
+      {
+        event: 'http_proxy.upstream_bad_response',
+        route: route.name,
+        upstream: route.cfg.to.text,
+        problem: what,
+      },
+      msg,
+    );
+    this.door.fail(req, res, route, 502, 'UPSTREAM_BAD_RESPONSE', 'the upstream sent a malformed response');
+  }
+
+  private upstreamFailed(req: Req, res: Res, route: PreparedRoute, err: Error): void {
+    const to = route.cfg.to.text;
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    if (isTetherError(err)) {
+      this.deps.log.info(
+        { event: 'http_proxy.upstream_unavailable', route: route.name, upstream: to, code: err.code },
+        err.message,
+      );
+      // 429: a tenant's connection cap or traffic quota (the caller may retry later).
+      this.door.fail(
+        req,
+        res,
+        route,
+        err.status >= 500 || err.status === 429 ? err.status : 502,
+        err.code,
+        err.message,
+      );
+      return;
+    }
+    if (err instanceof UpstreamTimeout) {
+      this.deps.log.warn(
+        { event: 'http_proxy.upstream_timeout', route: route.name, upstream: to, phase: err.phase },
+        err.message,
+      );
+      this.door.fail(
+        req,
+        res,
+        route,
+        504,
+        'UPSTREAM_TIMEOUT',
+        `the upstream did not answer in time (${err.phase})`,
+      );
+      return;
+    }
+    const code = (err as NodeJS.ErrnoException).code;
+    if (res.destroyed || req.destroyed) return;
+    if (code?.startsWith('HPE_')) {
+      this.badResponse(
+        req,
+        res,
+        route,
+        `${code}${(err as { reason?: string }).reason ? `: ${(err as { reason?: string }).reason}` : ''}`,
+      );
+      return;
+    }
+    this.deps.log.warn(
+      { event: 'http_proxy.upstream_error', route: route.name, upstream: to, code: code ?? err.message },
+      `route ${route.name}: upstream error ${code ?? err.message}`,
+    );
+    this.door.fail(req, res, route, 502, 'UPSTREAM_UNREACHABLE', 'the upstream could not be reached');
+  }
+}
