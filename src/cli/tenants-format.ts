@@ -1,5 +1,5 @@
 import type { TenantView } from '../admin/schemas.js';
-import { formatBytes, formatPeriod, formatRate } from '../core/limits.js';
+import { formatBytes, formatPeriod, formatRate } from '../core/units.js';
 import { table } from './table.js';
 
 export function since(iso: string): string {
