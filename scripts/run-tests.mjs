@@ -1,8 +1,13 @@
 #!/usr/bin/env node
 // Runs every *.test.ts under src/ and test/ with node's test runner (through tsx).
 // Usage: node scripts/run-tests.mjs [filter…]   (a filter keeps files whose path contains it)
+//
+// A test FILE fails when it has not finished within TIMEOUT_MS (node 20's --test-timeout bounds
+// each file), so a hung test fails within 2 minutes. A file that legitimately needs longer says so
+// in its first lines, with the reason beside it:  // test-timeout: 300000 (why)
+// Files are run in groups of equal timeout, one group after the other.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 
@@ -24,15 +29,36 @@ if (files.length === 0) {
   console.error('no test files matched');
   process.exit(1);
 }
+const TIMEOUT_MS = 120_000;
+
+/** The file's own timeout from a `// test-timeout: <ms>` line among its first 20 lines, else TIMEOUT_MS. */
+function timeoutOf(file) {
+  const head = readFileSync(file, 'utf8').split('\n', 20).join('\n');
+  const m = /^\/\/ test-timeout: (\d+)\b/m.exec(head);
+  return m ? Number(m[1]) : TIMEOUT_MS;
+}
+
+const groups = new Map();
+for (const f of files) {
+  const t = timeoutOf(f);
+  groups.set(t, [...(groups.get(t) ?? []), f]);
+}
 const concurrency = process.env.TETHER_TEST_CONCURRENCY ?? String(Math.max(2, availableParallelism() + 1));
-const args = [
-  '--import',
-  'tsx',
-  '--test',
-  `--test-concurrency=${concurrency}`,
-  '--test-timeout=420000',
-  ...(process.env.TETHER_TEST_REPORTER ? [`--test-reporter=${process.env.TETHER_TEST_REPORTER}`] : []),
-  ...files,
-];
-const r = spawnSync(process.execPath, args, { stdio: 'inherit', env: { ...process.env, TETHER_TEST: '1' } });
-process.exit(r.status ?? 1);
+let status = 0;
+for (const [timeout, group] of [...groups].sort((a, b) => b[0] - a[0])) {
+  const args = [
+    '--import',
+    'tsx',
+    '--test',
+    `--test-concurrency=${concurrency}`,
+    `--test-timeout=${timeout}`,
+    ...(process.env.TETHER_TEST_REPORTER ? [`--test-reporter=${process.env.TETHER_TEST_REPORTER}`] : []),
+    ...group,
+  ];
+  const r = spawnSync(process.execPath, args, {
+    stdio: 'inherit',
+    env: { ...process.env, TETHER_TEST: '1' },
+  });
+  if (r.status !== 0) status = r.status ?? 1;
+}
+process.exit(status);

@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { join, resolve } from 'node:path';
 import { TetherError } from '../errors/index.js';
 
@@ -37,6 +39,46 @@ export function findAdmin(env: NodeJS.ProcessEnv = process.env, dataDirOpt?: str
   return { url: (url ?? '').replace(/\/+$/, ''), token };
 }
 
+/**
+ * One HTTP request with node:http(s), not fetch: fetch loads undici on first use, which costs
+ * the CLI about a tenth of a second at every start (docs/performance.md, "CLI start").
+ */
+function send(
+  url: string,
+  method: string,
+  token: string,
+  body: unknown,
+): Promise<{ status: number; text: string }> {
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  return new Promise((resolvePromise, reject) => {
+    const u = new URL(url);
+    const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(
+      u,
+      {
+        method,
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(payload === undefined
+            ? {}
+            : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
+        },
+        timeout: 15_000,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolvePromise({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('no answer within 15 s')));
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
 /** Calls the admin API; error bodies become TetherErrors with the server's message. */
 export async function adminRequest<T>(
   target: AdminTarget,
@@ -44,17 +86,9 @@ export async function adminRequest<T>(
   path: string,
   body?: unknown,
 ): Promise<T> {
-  let res: Response;
+  let res: { status: number; text: string };
   try {
-    res = await fetch(`${target.url}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${target.token}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      signal: AbortSignal.timeout(15_000),
-    });
+    res = await send(`${target.url}${path}`, method, target.token, body);
   } catch (e) {
     throw new TetherError(
       'ADMIN_UNREACHABLE',
@@ -66,14 +100,14 @@ export async function adminRequest<T>(
     );
   }
   if (res.status === 204) return undefined as T;
-  const text = await res.text();
+  const text = res.text;
   let json: unknown;
   try {
     json = text ? JSON.parse(text) : undefined;
   } catch {
     json = undefined;
   }
-  if (!res.ok) {
+  if (res.status < 200 || res.status > 299) {
     const err = (
       json as
         | { error?: { code?: string; message?: string; details?: Array<{ path: string; message: string }> } }

@@ -1,9 +1,5 @@
 import type { Command } from 'commander';
-import { loadGatewayConfig } from '../config/gateway.js';
-import { withFrontDoors } from '../gateway/front-doors.js';
-import { Gateway } from '../gateway/index.js';
-import { createLogger } from '../log/index.js';
-import { VERSION } from './version.js';
+import { lazy } from './lazy.js';
 
 export function registerGateway(program: Command): void {
   program
@@ -15,45 +11,5 @@ export function registerGateway(program: Command): void {
       '-c, --config <file>',
       'gateway.yaml (default: embedded defaults; TETHER_DATA_DIR sets the data dir)',
     )
-    .action(async (o: { config?: string }) => {
-      const config = loadGatewayConfig(o.config);
-      const log = createLogger({ level: config.log.level, audit: config.log.audit });
-      const gw = withFrontDoors(new Gateway(config, { log, version: VERSION }));
-      const a = await gw.start();
-      log.info(
-        {
-          event: 'gateway.started',
-          tunnel: a.tunnel,
-          admin: a.adminUrl,
-          host_fingerprint: a.hostFingerprint,
-          data_dir: a.dataDir,
-          forwards: a.forwards,
-          ...a.extra,
-        },
-        `tether gateway ${VERSION} ready: tunnel ssh://${a.tunnel} (host key ${a.hostFingerprint}), admin ${a.adminUrl}, forwards on ${a.forwards}, data in ${a.dataDir}`,
-      );
-      let stopping = false;
-      const stop = (signal: string) => {
-        if (stopping) return;
-        stopping = true;
-        log.info({ event: 'gateway.stopping', signal }, `received ${signal}, stopping`);
-        const force = setTimeout(() => {
-          log.warn('stop took longer than 5 s; exiting');
-          process.exit(0);
-        }, 4_500);
-        force.unref();
-        gw.stop().then(
-          () => {
-            log.info({ event: 'gateway.stopped' }, 'stopped');
-            process.exit(0);
-          },
-          (err: unknown) => {
-            log.error({ err }, 'error while stopping');
-            process.exit(1);
-          },
-        );
-      };
-      process.on('SIGTERM', () => stop('SIGTERM'));
-      process.on('SIGINT', () => stop('SIGINT'));
-    });
+    .action(lazy(() => import('./gateway-actions.js'), 'run'));
 }

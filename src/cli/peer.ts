@@ -1,23 +1,6 @@
 import type { Command } from 'commander';
-import { createLogger } from '../log/index.js';
-import {
-  DEFAULT_HTTP_BIND,
-  DEFAULT_TUNNEL_BIND,
-  LOG_LEVELS,
-  parseLogLevel,
-  resolvePeerOptions,
-  startPeer,
-} from '../peer/index.js';
-
-interface RunFlags {
-  tunnelBind?: string;
-  grpcBind?: string;
-  httpBind?: string;
-  logLevel?: string;
-  rootCertPath?: string;
-  serverCertPath?: string;
-  serverKeyPath?: string;
-}
+import { DEFAULT_HTTP_BIND, DEFAULT_TUNNEL_BIND, LOG_LEVELS } from '../peer/defaults.js';
+import { lazy } from './lazy.js';
 
 export function registerPeer(program: Command): void {
   const peer = program
@@ -43,22 +26,5 @@ export function registerPeer(program: Command): void {
       'PEM certificate of this peer (tunnel, API and outgoing connections)',
     )
     .option('--server-key-path <path>', 'PEM private key of --server-cert-path')
-    .action(async (flags: RunFlags) => {
-      const level = parseLogLevel(flags.logLevel);
-      const options = await resolvePeerOptions({
-        ...flags,
-        tunnelBind: flags.grpcBind ?? flags.tunnelBind,
-        logLevel: level,
-      });
-      const logger = createLogger({ level: options.logLevel, name: 'peer' });
-      const daemon = await startPeer(options, { logger });
-      await new Promise<void>((resolve) => {
-        const stop = (signal: string) => {
-          logger.info({ signal }, 'signal received');
-          daemon.stop().then(resolve, resolve);
-        };
-        process.once('SIGINT', () => stop('SIGINT'));
-        process.once('SIGTERM', () => stop('SIGTERM'));
-      });
-    });
+    .action(lazy(() => import('./peer-actions.js'), 'run'));
 }

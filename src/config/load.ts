@@ -192,14 +192,3 @@ export function parseHostPort(s: string, defaultHost = '0.0.0.0'): { host: strin
   const host = m[1] ?? m[2] ?? '';
   return { host: host === '' ? defaultHost : host, port };
 }
-
-const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** "500ms", "60s", "8h" → milliseconds; a bare number is seconds. */
-export function parseDuration(v: string | number): number | null {
-  if (typeof v === 'number') return Number.isFinite(v) && v >= 0 ? v * 1000 : null;
-  const m = DURATION.exec(v.trim());
-  if (!m) return null;
-  return Number(m[1]) * (UNIT_MS[m[2]!] ?? 0);
-}

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { parseDuration, parseHostPort } from './load.js';
+import { parseDuration } from '../core/units.js';
+import { parseHostPort } from './load.js';
 
 /** "host:port" listen address, validated and parsed. */
 export const listenAddr = z.string().transform((s, ctx) => {

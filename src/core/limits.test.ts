@@ -6,7 +6,6 @@ import { isTetherError } from '../errors/index.js';
 import { silentLogger } from '../log/index.js';
 import { TenantEvents } from './events.js';
 import {
-  formatBytes,
   parseBalance,
   parseMaxConnections,
   parseRate,
@@ -15,6 +14,7 @@ import {
   TrafficLimits,
 } from './limits.js';
 import { MeteredDuplex } from './token-bucket.js';
+import { formatBytes } from './units.js';
 
 function message(fn: () => unknown): string {
   try {

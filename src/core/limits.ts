@@ -15,6 +15,14 @@ import type { Clock } from './clock.js';
 import type { TenantEvents } from './events.js';
 import { isValidLabel } from './ids.js';
 import { MeteredDuplex, type StreamMeter, TokenBucket } from './token-bucket.js';
+import {
+  formatBytes,
+  formatPeriod,
+  parseRate as parseRateText,
+  RATE_HINT,
+  splitAmount,
+  unitFactor,
+} from './units.js';
 
 export const BALANCES = ['round-robin', 'least-connections'] as const;
 export type Balance = (typeof BALANCES)[number];
@@ -58,47 +66,6 @@ function invalid(what: string, value: unknown, hint: string): TetherError {
 
 const OFF = new Set(['off', 'none', 'unlimited', 'no']);
 
-const PREFIX: Record<string, number> = {
-  '': 1,
-  k: 1e3,
-  m: 1e6,
-  g: 1e9,
-  t: 1e12,
-  p: 1e15,
-  ki: 1024,
-  mi: 1024 ** 2,
-  gi: 1024 ** 3,
-  ti: 1024 ** 4,
-  pi: 1024 ** 5,
-};
-
-const AMOUNT = /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*(?:\/\s*([A-Za-z0-9 ]+?))?\s*$/;
-
-/** "10MB" → bytes; bits when the unit says so. Throws a message (not a TetherError) on bad units. */
-function unitFactor(unit: string, allowBits: boolean): { factor: number; bits: boolean } {
-  let prefix: string;
-  let bits = false;
-  if (/bps$/i.test(unit)) {
-    prefix = unit.slice(0, -3);
-    bits = true;
-  } else if (/bits?$/i.test(unit)) {
-    prefix = unit.replace(/bits?$/i, '');
-    bits = true;
-  } else if (unit.endsWith('B')) prefix = unit.slice(0, -1);
-  else if (unit === '') prefix = '';
-  else if (/^([kmgtp]i?)b?$/i.test(unit)) {
-    throw new Error(
-      `the unit "${unit}" is ambiguous: write ${unit.replace(/b$/, '')}B for bytes or ${unit.replace(/b$/, '')}bit for bits`,
-    );
-  } else throw new Error(`unknown unit "${unit}"`);
-  const f = PREFIX[prefix.toLowerCase()];
-  if (f === undefined) throw new Error(`unknown unit "${unit}"`);
-  if (bits && !allowBits) throw new Error('give an amount in bytes (B, KB, MB, GB, TB)');
-  return { factor: bits ? f / 8 : f, bits };
-}
-
-const RATE_HINT = 'use a rate such as 10MB/s, 500KB/s or 100Mbit/s (0 or "off" for no cap)';
-
 /**
  * A bandwidth: bytes per second as a number, or text such as "10MB/s", "512KiB/s",
  * "100Mbit/s", "100Mbps". 0, "0", "off" → null (no cap). Decimal prefixes are powers of
@@ -114,27 +81,15 @@ export function parseRate(value: unknown, what = 'bandwidth'): number | null {
   if (typeof value !== 'string') throw invalid(what, value, RATE_HINT);
   const text = value.trim();
   if (OFF.has(text.toLowerCase()) || /^0+(\.0*)?$/.test(text)) return null;
-  const m = AMOUNT.exec(text);
-  if (!m) throw invalid(what, value, RATE_HINT);
-  const [, num, unit = '', per] = m;
-  let factor: number;
+  let bytes: number;
   try {
-    factor = unitFactor(unit, true).factor;
+    bytes = parseRateText(text);
   } catch (e) {
-    throw invalid(what, value, `${(e as Error).message}; ${RATE_HINT}`);
+    throw invalid(what, value, (e as Error).message);
   }
-  const perSecond = /bps$/i.test(unit) ? per === undefined : /^(s|sec|second)$/i.test(per ?? '');
-  if (!perSecond) {
-    throw invalid(
-      what,
-      value,
-      per === undefined ? `a rate needs "/s"; ${RATE_HINT}` : `"/${per}" is not per second; ${RATE_HINT}`,
-    );
-  }
-  const bytes = Number(num) * factor;
   if (bytes === 0) return null;
   if (bytes > MAX_RATE) throw invalid(what, value, 'at most 1 TB/s');
-  return Math.max(1, Math.round(bytes));
+  return bytes;
 }
 
 const TRAFFIC_HINT = 'use an amount per period such as 500GB/month or 10GB/30d ("off" for no quota)';
@@ -178,9 +133,9 @@ export function parseTraffic(value: unknown): { limit: number; period: string } 
   if (typeof value !== 'string') throw invalid(what, value, TRAFFIC_HINT);
   const text = value.trim();
   if (OFF.has(text.toLowerCase()) || /^0+(\.0*)?$/.test(text)) return null;
-  const m = AMOUNT.exec(text);
-  if (!m) throw invalid(what, value, TRAFFIC_HINT);
-  const [, num, unit = '', per] = m;
+  const a = splitAmount(text);
+  if (!a) throw invalid(what, value, TRAFFIC_HINT);
+  const { amount: num, unit, per } = a;
   if (per === undefined) throw invalid(what, value, `say per what period; ${TRAFFIC_HINT}`);
   let factor: number;
   let period: string;
@@ -212,30 +167,6 @@ export function parseMaxConnections(value: unknown): number | null {
 export function parseBalance(value: unknown): Balance {
   if (typeof value === 'string' && (BALANCES as readonly string[]).includes(value)) return value as Balance;
   throw invalid('balance', value, `use ${BALANCES.join(' or ')}`);
-}
-
-/** 500000000000 → "500 GB"; 1536 → "1.54 kB"… decimal units, three significant digits. */
-export function formatBytes(n: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  const text = i === 0 ? String(Math.round(v)) : String(Number(v.toPrecision(3)));
-  return `${text} ${units[i]}`;
-}
-
-export function formatRate(n: number): string {
-  return `${formatBytes(n)}/s`;
-}
-
-/** "month" → "per month"; "30d" → "per 30 days". */
-export function formatPeriod(p: string): string {
-  if (p === 'month') return 'per month';
-  const n = Number(p.slice(0, -1));
-  return n === 1 ? 'per day' : `per ${n} days`;
 }
 
 const DAY_MS = 86_400_000;

@@ -1,6 +1,7 @@
 import { TetherError } from '../errors/index.js';
 import type { LogLevel } from '../log/index.js';
 import { type HostPort, parseHostPort } from './address.js';
+import { DEFAULT_HTTP_BIND, DEFAULT_TUNNEL_BIND, LOG_LEVELS } from './defaults.js';
 import { loadTlsMaterial, type TlsMaterial } from './tls-material.js';
 
 /** What `tether peer run` was given, unvalidated (strings as typed). */
@@ -22,9 +23,7 @@ export interface PeerOptions {
   readonly tls?: TlsMaterial;
 }
 
-export const DEFAULT_TUNNEL_BIND = ':9090';
-export const DEFAULT_HTTP_BIND = ':9091';
-export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
+export { DEFAULT_HTTP_BIND, DEFAULT_TUNNEL_BIND, LOG_LEVELS };
 
 function usage(message: string): TetherError {
   return new TetherError('PEER_OPTIONS_INVALID', message, { status: 400 });

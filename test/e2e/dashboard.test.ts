@@ -144,13 +144,13 @@ describe('web dashboard in a real browser (Chromium)', () => {
     }
     await waitText(
       row.locator('[data-field="bytes_out"]'),
-      /^1\.0 MiB$/,
+      /^1\.05 MB$/, // decimal units, as the CLI writes them: 1,048,576 B
       'bytes back to callers (4 × 256 KiB)',
     );
     const stream = fetch(`http://127.0.0.1:${lease}/stream`).then((r) => r.arrayBuffer());
     await waitText(row.locator('[data-field="connections"]'), /^1$/, 'one open connection');
     await waitText(page.locator('[data-tile="connections"] .tile-value'), /^1$/, 'connections tile');
-    await waitText(card.locator('.rate'), /↑ [\d.]+ (KiB|MiB)\/s/, 'live throughput back to callers');
+    await waitText(card.locator('.rate'), /↑ [\d.]+ (kB|MB)\/s/, 'live throughput back to callers');
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard.png'), fullPage: true });
     assert.equal((await stream).byteLength, 50 * 64 * 1024);

@@ -215,9 +215,15 @@ describe('isolation: one tenant against another, and against the gateway itself'
       }
     }
     // the refusals named only beta's own leases, never the owner: what beta sees on its control channel
-    const log = gw.output.lines.filter(
-      (l) => l.includes('"forward.refused"') && l.includes('"tenant":"beta"'),
-    );
+    // The log lines reach this test through the gateway's stdout pipe, after the refusals
+    // reached beta: wait for them rather than read the lines at this instant.
+    const refusals = () =>
+      gw.output.lines.filter((l) => l.includes('"forward.refused"') && l.includes('"tenant":"beta"'));
+    await waitFor(() => refusals().length >= 6, {
+      timeout: 30_000,
+      what: 'the refusals in the gateway log',
+    }).catch(() => {});
+    const log = refusals();
     assert.ok(log.length >= 6, 'each refusal is logged');
     for (const l of log) assert.match(l, /is not this tenant's lease for/);
     for (const l of log) assert.doesNotMatch(l, /acme/);

@@ -1,3 +1,4 @@
+// test-timeout: 300000 (traffic quotas through the CLI and real transfers; about 40 s alone, over 2 min on a loaded 2-core machine)
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';

@@ -1,3 +1,4 @@
+// test-timeout: 300000 (five peer daemons and their tunnels; about 45 s alone, up to 4 min on a loaded 2-core machine)
 // E2E: the real `tether` binary in peer mode, driven with curl and openssl like a user would.
 // Build first: npx tsc -p tsconfig.build.json (npm test does it).
 import assert from 'node:assert/strict';
@@ -131,7 +132,7 @@ async function startPeer(extra: string[] = [], tunnelBind = '127.0.0.1:0'): Prom
             `timed out waiting for log "${what}"; stderr: ${stderr}; logs: ${JSON.stringify(logs.slice(-5))}`,
           ),
         );
-      }, 30_000);
+      }, 60_000); // generous: a peer starts slowly on a loaded machine; a failure still ends the wait at once
       waiters.add(check);
       void exited.then(() => {
         if (waiters.has(check)) {

@@ -323,7 +323,9 @@ describe('ssh proxy: throttle and timeouts', () => {
           listen: '127.0.0.1:0',
           max_auth_tries: 1,
           handshake_timeout: '2s',
-          idle_timeout: '2s',
+          // Long enough that a busy session's output gaps (1 s) and its first output after the
+          // login never reach it on a loaded machine; an idle one surely does.
+          idle_timeout: '5s',
           login_throttle: { max_failures: 2, window: '15m', block_for: '15m' },
           realms: {
             static: {
@@ -380,19 +382,65 @@ describe('ssh proxy: throttle and timeouts', () => {
     const busy = await client.ssh('static:web-1/0', PASSWORD, [
       ...from('127.0.0.5'),
       '127.0.0.1',
-      'for i in 1 2 3 4; do echo $i; sleep 1; done',
+      'for i in 1 2 3 4 5 6 7 8; do echo $i; sleep 1; done',
     ]);
     assert.equal(busy.code, 0, busy.stderr);
-    assert.equal(busy.stdout, '1\n2\n3\n4\n');
+    assert.equal(busy.stdout, '1\n2\n3\n4\n5\n6\n7\n8\n');
     const idle = await client.ssh('static:web-1/0', PASSWORD, [
       ...from('127.0.0.5'),
       '127.0.0.1',
-      'sleep 8; echo never',
+      'sleep 20; echo never',
     ]);
     assert.equal(idle.code, 255);
-    assert.match(idle.stderr, disconnect(11, /no traffic for 2 s; connection closed/));
+    assert.match(idle.stderr, disconnect(11, /no traffic for 5 s; connection closed/));
     assert.equal(idle.stdout, '');
   });
+});
+
+describe('ssh proxy: login throttle', () => {
+  // Its own gateway, without the short handshake and idle timeouts above: on a loaded machine a
+  // good login could reach those, and this test is about the throttle.
+  let sshd: TestSshd;
+  let gw: TestGateway;
+  let client: PasswordClient;
+
+  before(async () => {
+    sshd = await startSshd();
+    gw = await startGateway({
+      config: {
+        ssh_proxy: {
+          listen: '127.0.0.1:0',
+          max_auth_tries: 1,
+          login_throttle: { max_failures: 2, window: '15m', block_for: '15m' },
+          realms: {
+            static: {
+              type: 'static',
+              credential: PASSWORD,
+              targets: {
+                'web-1': [
+                  {
+                    host: '127.0.0.1',
+                    port: sshd.port,
+                    user: sshd.user,
+                    private_key_file: sshd.clientKeyFile,
+                    host_fingerprint: sshd.fingerprint,
+                  },
+                ],
+              },
+            },
+          },
+        },
+      },
+    });
+    client = new PasswordClient(await proxyPort(gw));
+  });
+
+  after(async () => {
+    await gw?.stop();
+    await sshd?.stop();
+  });
+
+  const from = (addr: string) => ['-o', `BindAddress=${addr}`];
 
   test('failed logins are throttled per source address', async () => {
     const a = await client.ssh('static:web-1/0', 'wrong-1', [...from('127.0.0.1'), '127.0.0.1', 'true']);

@@ -114,7 +114,8 @@ export async function startGateway(opts: StartGatewayOptions = {}): Promise<Test
       ),
     );
     exited.catch(() => {});
-    const m = await Promise.race([output.wait(/"event":"gateway.started"/, 20_000), exited]);
+    // Generous: a loaded machine can take many seconds to start it; an exit still ends the wait at once.
+    const m = await Promise.race([output.wait(/"event":"gateway.started"/, 60_000), exited]);
     const started = JSON.parse(m.input) as { tunnel: string; admin: string; host_fingerprint: string };
     gw.process = p;
     gw.output = output;

@@ -57,12 +57,19 @@ function findStaticDir(): string {
   return dir;
 }
 
+/**
+ * The units module the gateway and the CLI use (src/core/units.js, plain JavaScript), served as
+ * /dashboard/units.js so that the page formats bytes and rates exactly as they do.
+ */
+const UNITS_MODULE = new URL('../../core/units.js', import.meta.url);
+
 function loadFiles(dir: string): Map<string, { body: Buffer; type: string }> {
   const files = new Map<string, { body: Buffer; type: string }>();
   for (const name of readdirSync(dir)) {
     const type = TYPES[extname(name)];
     if (type) files.set(name, { body: readFileSync(`${dir.replace(/\/?$/, '/')}${name}`), type });
   }
+  files.set('units.js', { body: readFileSync(UNITS_MODULE), type: TYPES['.js']! });
   return files;
 }
 

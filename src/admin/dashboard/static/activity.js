@@ -1,11 +1,13 @@
+// @ts-check
 import { bytes, clock, h } from './dom.js';
 
 const KEEP = 50;
 
 /** What happened lately: the gateway's event records (the audit log), newest first. */
 class TetherActivity extends HTMLElement {
+  list = h('ol', { class: 'activity', 'aria-live': 'polite' });
+
   connectedCallback() {
-    this.list ??= h('ol', { class: 'activity', 'aria-live': 'polite' });
     this.replaceChildren(this.list);
   }
 

@@ -1,5 +1,6 @@
+// @ts-check
 import { api } from './api.js';
-import { h } from './dom.js';
+import { h, messageOf } from './dom.js';
 
 /** Adds a tenant; its private key is shown once, with a copy button. Fires "added". */
 class TetherAddTenant extends HTMLElement {
@@ -54,7 +55,7 @@ class TetherAddTenant extends HTMLElement {
       this.quotaInput.value = '';
       this.dispatchEvent(new CustomEvent('added', { detail: r }));
     } catch (err) {
-      this.error.textContent = err.message;
+      this.error.textContent = messageOf(err);
       this.error.hidden = false;
     }
   }
@@ -68,8 +69,8 @@ class TetherAddTenant extends HTMLElement {
       } catch {
         const range = document.createRange();
         range.selectNodeContents(key);
-        getSelection().removeAllRanges();
-        getSelection().addRange(range);
+        getSelection()?.removeAllRanges();
+        getSelection()?.addRange(range);
         document.execCommand('copy');
       }
       copied.textContent = 'Copied.';

@@ -1,3 +1,4 @@
+// @ts-check
 /** The admin API, called with the admin token kept in sessionStorage (gone when the tab closes). */
 
 const KEY = 'tether.adminToken';
@@ -68,7 +69,7 @@ export function openEvents(on, onState) {
     try {
       await api('POST', '/v1/events/session');
     } catch (e) {
-      if (e.status === 401) return onState('signed-out');
+      if (e instanceof ApiError && e.status === 401) return onState('signed-out');
       onState('reconnecting');
       retry = setTimeout(connect, 2000);
       return;

@@ -1,8 +1,9 @@
+// @ts-check
 import './activity.js';
 import './add-tenant.js';
 import './tenant.js';
 import { ApiError, api, openEvents, setToken, token } from './api.js';
-import { h, rate } from './dom.js';
+import { h, messageOf, rate } from './dom.js';
 
 /** Root: the sign-in form, or the dashboard once a working admin token is known. */
 class TetherApp extends HTMLElement {
@@ -63,7 +64,7 @@ class TetherSignin extends HTMLElement {
       error.textContent =
         err instanceof ApiError && err.status === 401
           ? 'That token is not valid for this gateway.'
-          : `Could not sign in: ${err.message}`;
+          : `Could not sign in: ${messageOf(err)}`;
       error.hidden = false;
       input.select();
     } finally {
@@ -113,7 +114,7 @@ class TetherDashboard extends HTMLElement {
         h('aside', { class: 'side-column' }, h('h2', null, 'Activity'), this.activity),
       ),
     );
-    this.addEventListener('removed', (e) => this.remove(e.detail.id));
+    this.addEventListener('removed', (e) => this.remove(/** @type {CustomEvent} */ (e).detail.id));
     api('GET', '/health')
       .then((hl) => {
         this.version.textContent = `version ${hl.version}${hl.node ? ` · node ${hl.node}` : ''}`;

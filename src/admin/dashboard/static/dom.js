@@ -1,3 +1,4 @@
+// @ts-check
 /** Small DOM helpers: every text goes through textContent, never innerHTML. */
 
 /**
@@ -21,21 +22,12 @@ export function h(tag, props, ...children) {
   return el;
 }
 
-const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+/** Bytes and rates as the gateway and the CLI write them (decimal units): 1536 → "1.54 kB". */
+export { formatBytes as bytes, formatRate as rate } from './units.js';
 
-/** 1536 → "1.5 KiB". */
-export function bytes(n) {
-  let v = Number(n) || 0;
-  let u = 0;
-  while (v >= 1024 && u < UNITS.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${u === 0 ? v : v.toFixed(1)} ${UNITS[u]}`;
-}
-
-export function rate(n) {
-  return `${bytes(n)}/s`;
+/** The message of something thrown, for the page. */
+export function messageOf(e) {
+  return e instanceof Error ? e.message : String(e);
 }
 
 /** An ISO time → "3 min ago". */

@@ -1,5 +1,7 @@
+// @ts-check
 import { api } from './api.js';
-import { h } from './dom.js';
+import { h, messageOf } from './dom.js';
+import { formatBytes, formatPeriod, formatRate } from './units.js';
 
 /**
  * Traffic limits of a tenant and its repositories: what they are, how much of the traffic quota
@@ -7,38 +9,18 @@ import { h } from './dom.js';
  * "500GB/month", "none"); the gateway parses them and its message is shown when it refuses one.
  */
 
-const UNITS = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
-
-/** Decimal units, as the gateway and the CLI write them: 1500000 → "1.5 MB". */
-export function amount(n) {
-  let v = Number(n) || 0;
-  let i = 0;
-  while (v >= 1000 && i < UNITS.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return `${i === 0 ? Math.round(v) : Number(v.toPrecision(3))} ${UNITS[i]}`;
-}
-
-/** "month" → "per month"; "30d" → "per 30 days". */
-export function perPeriod(p) {
-  if (!p || p === 'month') return 'per month';
-  const n = Number(p.slice(0, -1));
-  return n === 1 ? 'per day' : `per ${n} days`;
-}
-
 /** A quota as the form shows it (and the gateway reads it back): "1 kB/month", "10 GB/30d". */
 function trafficText(l) {
-  return l.traffic_limit === null ? '' : `${amount(l.traffic_limit)}/${l.traffic_period ?? 'month'}`;
+  return l.traffic_limit === null ? '' : `${formatBytes(l.traffic_limit)}/${l.traffic_period ?? 'month'}`;
 }
 
-const rateText = (n) => (n === null ? '' : `${amount(n)}/s`);
+const rateText = (n) => (n === null ? '' : `${formatRate(n)}`);
 
 /** "↑ 10 MB/s  ↓ 10 MB/s", "10 MB/s each way", or null when neither way is capped. */
 function bandwidth(l) {
   if (l.bandwidth_up === null && l.bandwidth_down === null) return null;
-  if (l.bandwidth_up === l.bandwidth_down) return `${amount(l.bandwidth_up)}/s each way`;
-  const way = (n) => (n === null ? 'no cap' : `${amount(n)}/s`);
+  if (l.bandwidth_up === l.bandwidth_down) return `${formatRate(l.bandwidth_up)} each way`;
+  const way = (n) => (n === null ? 'no cap' : `${formatRate(n)}`);
   return `up ${way(l.bandwidth_up)} · down ${way(l.bandwidth_down)}`;
 }
 
@@ -68,12 +50,12 @@ function meter(used, limit, exhausted) {
 
 /** The traffic line: "2.1 kB of 1 kB per month" + meter, or "4.5 MB this month, no quota". */
 function traffic(l, u) {
-  const used = u ? amount(u.bytes) : '0 B';
+  const used = u ? formatBytes(u.bytes) : '0 B';
   if (l.traffic_limit === null) {
     return h(
       'span',
       null,
-      `${used} ${u && u.period !== 'month' ? `in ${perPeriod(u.period).slice(4)}` : 'this month'}`,
+      `${used} ${u && u.period !== 'month' ? `in ${formatPeriod(u.period).slice(4)}` : 'this month'}`,
       h('span', { class: 'muted' }, ' · no quota'),
     );
   }
@@ -81,7 +63,7 @@ function traffic(l, u) {
   return h(
     'span',
     { class: 'traffic-line' },
-    h('span', null, `${used} of ${amount(l.traffic_limit)} ${perPeriod(l.traffic_period)}`),
+    h('span', null, `${used} of ${formatBytes(l.traffic_limit)} ${formatPeriod(l.traffic_period)}`),
     ' ',
     meter(u?.bytes ?? 0, l.traffic_limit, spent),
     ' ',
@@ -106,7 +88,7 @@ export function repoLimitsText(l, u) {
   if (l.max_connections !== null) parts.push(`at most ${l.max_connections} connections`);
   if (l.traffic_limit !== null) {
     parts.push(
-      `traffic ${u ? amount(u.bytes) : '0 B'} of ${amount(l.traffic_limit)} ${perPeriod(l.traffic_period)}${u?.exhausted ? ' (exhausted)' : ''}`,
+      `traffic ${u ? formatBytes(u.bytes) : '0 B'} of ${formatBytes(l.traffic_limit)} ${formatPeriod(l.traffic_period)}${u?.exhausted ? ' (exhausted)' : ''}`,
     );
   }
   return parts.length > 0 ? parts.join(' · ') : 'no limits of its own';
@@ -127,7 +109,7 @@ export function limitsPanel(v) {
         'p',
         { class: 'exhausted-note', role: 'status', dataset: { field: 'traffic-exhausted' } },
         h('strong', null, 'Traffic quota exhausted.'),
-        ` ${amount(u.bytes)} used of ${amount(l.traffic_limit)} ${perPeriod(l.traffic_period)}: new connections are refused${u.resets_at ? ` until ${u.resets_at}` : ' until the rolling window frees room'}.`,
+        ` ${formatBytes(u.bytes)} used of ${formatBytes(l.traffic_limit)} ${formatPeriod(l.traffic_period)}: new connections are refused${u.resets_at ? ` until ${u.resets_at}` : ' until the rolling window frees room'}.`,
       ),
     );
   }
@@ -323,7 +305,7 @@ export function limitsForm(v, { onSaved, onCancel }) {
       const res = await api('PATCH', `/v1/tenants/${encodeURIComponent(v.id)}`, body);
       onSaved(res.tenant, r);
     } catch (err) {
-      error.textContent = err.message;
+      error.textContent = messageOf(err);
       error.hidden = false;
     } finally {
       save.disabled = false;

@@ -1,5 +1,6 @@
+// @ts-check
 import { api } from './api.js';
-import { ago, bytes, clock, h, rate } from './dom.js';
+import { ago, bytes, clock, h, messageOf, rate } from './dom.js';
 import { limitsForm, limitsPanel } from './limits.js';
 
 /**
@@ -219,7 +220,7 @@ class TetherTenant extends HTMLElement {
     if (!v) return;
     const t = stats.tenants[v.id];
     if (this.rateCell) this.rateCell.textContent = t ? `↓ ${rate(t.in_rate)}  ↑ ${rate(t.out_rate)}` : '';
-    for (const row of this.querySelectorAll('tr[data-forward]')) {
+    for (const row of /** @type {NodeListOf<HTMLElement>} */ (this.querySelectorAll('tr[data-forward]'))) {
       const f = stats.forwards[`${v.id} ${row.dataset.forward}`];
       const set = (field, text) => {
         const cell = row.querySelector(`[data-field="${field}"]`);
@@ -256,7 +257,7 @@ class TetherTenant extends HTMLElement {
         done();
         this.view = r.tenant;
       } catch (err) {
-        error.textContent = err.message;
+        error.textContent = messageOf(err);
         error.hidden = false;
         input.select();
       }
@@ -327,7 +328,7 @@ class TetherTenant extends HTMLElement {
                 dialog.close();
                 this.dispatchEvent(new CustomEvent('removed', { bubbles: true, detail: { id: v.id } }));
               } catch (err) {
-                error.textContent = err.message;
+                error.textContent = messageOf(err);
                 error.hidden = false;
               }
             },

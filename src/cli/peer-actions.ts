@@ -1,0 +1,32 @@
+import { createLogger } from '../log/index.js';
+import { parseLogLevel, resolvePeerOptions, startPeer } from '../peer/index.js';
+
+export interface RunFlags {
+  tunnelBind?: string;
+  grpcBind?: string;
+  httpBind?: string;
+  logLevel?: string;
+  rootCertPath?: string;
+  serverCertPath?: string;
+  serverKeyPath?: string;
+}
+
+/** `tether peer run`: the peer daemon until SIGTERM/SIGINT (loaded only when that command runs). */
+export async function run(flags: RunFlags): Promise<void> {
+  const level = parseLogLevel(flags.logLevel);
+  const options = await resolvePeerOptions({
+    ...flags,
+    tunnelBind: flags.grpcBind ?? flags.tunnelBind,
+    logLevel: level,
+  });
+  const logger = createLogger({ level: options.logLevel, name: 'peer' });
+  const daemon = await startPeer(options, { logger });
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info({ signal }, 'signal received');
+      daemon.stop().then(resolve, resolve);
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}

@@ -1,0 +1,229 @@
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import type { TenantView } from '../admin/schemas.js';
+import { assertTenantId, isValidLabel } from '../core/ids.js';
+import { parseBalance, parseMaxConnections, parseRate, parseTraffic } from '../core/limits.js';
+import { TetherError } from '../errors/index.js';
+import { type AdminTarget, adminRequest, findAdmin } from './admin-client.js';
+import { formatRepositories, formatTenants, limitsText, type RepoListing } from './tenants-format.js';
+
+/** The actions of `tether tenants …` (loaded only when one of them runs; see tenants.ts). */
+
+/** core/tenants.ts and its ssh2 key parser load only for the commands that need them. */
+async function parseQuota(text: string): Promise<number> {
+  return (await import('../core/tenants.js')).parseQuota(text);
+}
+
+function out(s: string): void {
+  process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
+}
+
+function readPubKeyFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why =
+      code === 'ENOENT'
+        ? 'file not found'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : code === 'EISDIR'
+            ? 'it is a directory'
+            : String(code ?? e);
+    throw new TetherError('PUBLIC_KEY_UNREADABLE', `cannot read public key file ${file}: ${why}`, {
+      status: 400,
+    });
+  }
+}
+
+interface ChangeOptions {
+  bandwidth?: string;
+  bandwidthUp?: string;
+  bandwidthDown?: string;
+  maxConnections?: string;
+  traffic?: string;
+  balance?: string;
+  repo?: string;
+  json?: boolean;
+}
+
+/** The limit options as PATCH fields, checked here first with the gateway's own parsers. */
+function limitsBody(o: ChangeOptions): Record<string, unknown> {
+  const body: Record<string, unknown> = {};
+  if (o.bandwidth !== undefined && (o.bandwidthUp !== undefined || o.bandwidthDown !== undefined)) {
+    throw new TetherError(
+      'USAGE',
+      'give either --bandwidth (both directions) or --bandwidth-up/--bandwidth-down',
+      {
+        status: 400,
+      },
+    );
+  }
+  if (o.bandwidth !== undefined) body.bandwidth = parseRate(o.bandwidth, 'bandwidth');
+  if (o.bandwidthUp !== undefined) body.bandwidth_up = parseRate(o.bandwidthUp, 'bandwidth-up');
+  if (o.bandwidthDown !== undefined) body.bandwidth_down = parseRate(o.bandwidthDown, 'bandwidth-down');
+  if (o.maxConnections !== undefined) body.max_connections = parseMaxConnections(o.maxConnections);
+  if (o.traffic !== undefined) body.traffic = parseTraffic(o.traffic);
+  if (o.balance !== undefined) body.balance = parseBalance(o.balance);
+  if (o.repo !== undefined) {
+    if (!isValidLabel(o.repo) || !o.repo.includes('/')) {
+      throw new TetherError('USAGE', `invalid repository ${JSON.stringify(o.repo)}: use <group>/<repo>`, {
+        status: 400,
+      });
+    }
+    if (o.balance !== undefined) {
+      throw new TetherError('USAGE', '--balance applies to the whole tenant: leave out --repo', {
+        status: 400,
+      });
+    }
+    if (Object.keys(body).length > 0) body.repository = o.repo;
+  }
+  return body;
+}
+
+const target = (cmd: Command): AdminTarget =>
+  findAdmin(process.env, cmd.optsWithGlobals().dataDir as string | undefined);
+
+export async function add(
+  id: string,
+  o: { pubKey?: string; force?: boolean; ports?: string; json?: boolean },
+  cmd: Command,
+): Promise<void> {
+  assertTenantId(id);
+  const quota = o.ports === undefined ? undefined : await parseQuota(o.ports);
+  const publicKey =
+    o.pubKey === undefined
+      ? undefined
+      : (await import('../core/ssh-keys.js')).parsePublicKey(readPubKeyFile(o.pubKey)).line;
+  const r = await adminRequest<{
+    tenant: TenantView;
+    created: boolean;
+    fingerprint: string;
+    public_key: string;
+    private_key?: string;
+  }>(target(cmd), 'POST', '/v1/tenants', {
+    id,
+    public_key: publicKey,
+    force: o.force === true ? true : undefined,
+    quota,
+  });
+  if (o.json) return out(JSON.stringify(r, null, 2));
+  process.stderr.write(
+    `${r.created ? 'added' : 'replaced the keys of'} tenant ${id} (quota ${r.tenant.quota}, key ${r.fingerprint})\n` +
+      (r.private_key ? 'its private key follows; give it to the customer securely, it is not stored:\n' : ''),
+  );
+  if (r.private_key) out(r.private_key);
+}
+
+export async function list(id: string | undefined, o: { json?: boolean }, cmd: Command): Promise<void> {
+  if (id !== undefined) assertTenantId(id);
+  const tenants =
+    id === undefined
+      ? (await adminRequest<{ tenants: TenantView[] }>(target(cmd), 'GET', '/v1/tenants')).tenants
+      : [(await adminRequest<{ tenant: TenantView }>(target(cmd), 'GET', `/v1/tenants/${id}`)).tenant];
+  out(o.json ? JSON.stringify(id === undefined ? tenants : tenants[0], null, 2) : formatTenants(tenants));
+}
+
+export async function change(
+  a: string | undefined,
+  b: string | undefined,
+  o: ChangeOptions,
+  cmd: Command,
+): Promise<void> {
+  const body = limitsBody(o);
+  const hasLimits = Object.keys(body).length > 0;
+  let n: string | undefined;
+  let id: string;
+  if (b !== undefined) {
+    n = a;
+    id = b;
+  } else if (a !== undefined && hasLimits) {
+    id = a;
+  } else {
+    throw new TetherError(
+      'USAGE',
+      a === undefined
+        ? 'nothing to change: tether tenants change <n> <id> sets the quota; --bandwidth, --max-connections, --traffic or --balance set limits'
+        : `missing the tenant id: tether tenants change <n> <id> (or a limit option with only the id)`,
+      { status: 400 },
+    );
+  }
+  const quota = n === undefined ? undefined : await parseQuota(n);
+  assertTenantId(id);
+  if (o.repo !== undefined && !hasLimits) {
+    throw new TetherError(
+      'USAGE',
+      '--repo needs a limit option (--bandwidth, --max-connections, --traffic)',
+      {
+        status: 400,
+      },
+    );
+  }
+  const r = await adminRequest<{ tenant: TenantView }>(target(cmd), 'PATCH', `/v1/tenants/${id}`, {
+    quota,
+    ...body,
+  });
+  if (o.json) return out(JSON.stringify(r.tenant, null, 2));
+  const lines: string[] = [];
+  if (quota !== undefined) {
+    lines.push(
+      quota === 0
+        ? `tenant ${id} disabled (quota 0); its sessions were ended`
+        : `tenant ${id} quota set to ${quota}`,
+    );
+  }
+  if (hasLimits) {
+    if (o.repo !== undefined) {
+      const f = r.tenant.forwards.find((x) => x.label === o.repo);
+      lines.push(
+        `repository ${o.repo} of ${id}: ${f?.limits ? limitsText(f.limits) : 'no limits of its own'}`,
+      );
+    } else lines.push(`tenant ${id}: ${r.tenant.limits ? limitsText(r.tenant.limits) : 'limits changed'}`);
+  }
+  out(lines.join('\n'));
+}
+
+export async function remove(id: string, _o: unknown, cmd: Command): Promise<void> {
+  assertTenantId(id);
+  await adminRequest(target(cmd), 'DELETE', `/v1/tenants/${id}`);
+  out(`tenant ${id} removed`);
+}
+
+export async function enrollment(id: string, o: { json?: boolean }, cmd: Command): Promise<void> {
+  assertTenantId(id);
+  const r = await adminRequest<{ token: string; expires_at: string }>(
+    target(cmd),
+    'POST',
+    `/v1/tenants/${id}/enrollments`,
+    {},
+  );
+  if (o.json) return out(JSON.stringify(r, null, 2));
+  process.stderr.write(`one-time enrollment token for ${id}, valid until ${r.expires_at}:\n`);
+  out(r.token);
+}
+
+export async function repos(id: string, o: { json?: boolean }, cmd: Command): Promise<void> {
+  assertTenantId(id);
+  const r = await adminRequest<RepoListing>(target(cmd), 'GET', `/v1/tenants/${id}/repositories`);
+  out(o.json ? JSON.stringify(r, null, 2) : formatRepositories(r));
+}
+
+export async function rotateGroupKey(
+  id: string,
+  group: string,
+  o: { json?: boolean },
+  cmd: Command,
+): Promise<void> {
+  assertTenantId(id);
+  const r = await adminRequest<{ tenant: string; group: string; key: string; key_created_at: string }>(
+    target(cmd),
+    'POST',
+    `/v1/tenants/${id}/groups/${encodeURIComponent(group)}/key`,
+  );
+  if (o.json) return out(JSON.stringify(r, null, 2));
+  process.stderr.write(
+    `new key for group ${r.group} of tenant ${r.tenant} (open connections stay; new ones need this key):\n`,
+  );
+  out(r.key);
+}
