@@ -15,10 +15,16 @@ import { parsePublicKey } from '../core/ssh-keys.js';
 import { parseQuota } from '../core/tenants.js';
 import { TetherError } from '../errors/index.js';
 import { type AdminTarget, adminRequest, findAdmin } from './admin-client.js';
-import { table } from './table.js';
+import { printableLines, table } from './table.js';
 
+/** Everything printed goes through `printableLines`: values from the gateway may hold escapes. */
 function out(s: string): void {
-  process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
+  const safe = printableLines(s);
+  process.stdout.write(safe.endsWith('\n') ? safe : `${safe}\n`);
+}
+
+function err(s: string): void {
+  process.stderr.write(printableLines(s));
 }
 
 function readPubKeyFile(file: string): string {
@@ -378,7 +384,7 @@ export function registerTenants(program: Command): void {
           quota,
         });
         if (o.json) return out(JSON.stringify(r, null, 2));
-        process.stderr.write(
+        err(
           `${r.created ? 'added' : 'replaced the keys of'} tenant ${id} (quota ${r.tenant.quota}, key ${r.fingerprint})\n` +
             (r.private_key
               ? 'its private key follows; give it to the customer securely, it is not stored:\n'
@@ -498,7 +504,7 @@ export function registerTenants(program: Command): void {
         {},
       );
       if (o.json) return out(JSON.stringify(r, null, 2));
-      process.stderr.write(`one-time enrollment token for ${id}, valid until ${r.expires_at}:\n`);
+      err(`one-time enrollment token for ${id}, valid until ${r.expires_at}:\n`);
       out(r.token);
     });
 
@@ -528,7 +534,7 @@ export function registerTenants(program: Command): void {
         `/v1/tenants/${id}/groups/${encodeURIComponent(group)}/key`,
       );
       if (o.json) return out(JSON.stringify(r, null, 2));
-      process.stderr.write(
+      err(
         `new key for group ${r.group} of tenant ${r.tenant} (open connections stay; new ones need this key):\n`,
       );
       out(r.key);
