@@ -34,16 +34,13 @@ export function normalizeIp(ip: string | undefined): string {
   return m ? m[1]! : ip.toLowerCase();
 }
 
-/** Writes to a channel stop being read past this many queued bytes (the peer must read its answers). */
-export const CONTROL_OUT_HIGH_WATER = 256 * 1024;
-
 /**
- * A peer that sends control messages but never reads the answers: stop reading its input while
- * our answers to it are queued, so what we hold for it stays bounded (SSH flow control then
- * stops the peer).
+ * A peer that sends control messages but never reads the answers: stop reading its input once
+ * our answers to it fill the channel's write buffer (its high-water mark, the SSH window size),
+ * so what we hold for it stays bounded; SSH flow control then stops the peer.
  */
 export function pauseWhileBacklogged(ch: ServerChannel): void {
-  if (ch.writableLength <= CONTROL_OUT_HIGH_WATER || ch.isPaused()) return;
+  if (!ch.writableNeedDrain || ch.isPaused()) return;
   ch.pause();
   ch.once('drain', () => ch.resume());
 }
