@@ -63,8 +63,12 @@ export class TunnelServer {
    * sends its SSH identification counts against the cap and meets the auth timeout too.
    */
   private readonly pending = new Map<net.Socket | Duplex, PendingEntry>();
-  /** How many of `pending` come from each source address. */
-  private readonly pendingPerSource = new Map<string, number>();
+  /**
+   * Slots of connections not logged in yet, in all and per source address: taken when the
+   * connection arrives (before the first-bytes sniff), given back at login or close.
+   */
+  private slots = 0;
+  private readonly slotsPerSource = new Map<string, number>();
   private readonly refusals: RefusalLog;
   private closing = false;
   /** Takes TLS that arrives on the plain SSH port; set by the TLS transport (src/tunnel/transports). */
@@ -95,9 +99,25 @@ export class TunnelServer {
     const srv = net.createServer({ noDelay: true, pauseOnConnect: true }, (s) => {
       // the auth timeout counts from here: the first-bytes sniff is part of the time to log in
       const at = this.deps.clock.now();
+      const slot = this.reserve(s.remoteAddress);
+      if (!slot) {
+        s.destroy();
+        return;
+      }
+      s.once('close', slot.release);
+      const tls = this.tlsOnSshPort;
       void routePlainPort(s, {
-        ssh: (x) => this.accept(x, undefined, at),
-        tls: this.tlsOnSshPort,
+        ssh: (x) => {
+          s.off('close', slot.release);
+          this.accept(x, undefined, at, slot);
+        },
+        // the TLS transport counts its own handshakes once it hands the stream over
+        tls: tls
+          ? (x) => {
+              slot.release();
+              tls(x);
+            }
+          : undefined,
         log: this.deps.log,
       });
     });
@@ -116,28 +136,59 @@ export class TunnelServer {
    * Takes a connected transport (TCP, TLS or WebSocket stream) and speaks SSH on it. `acceptedAt`
    * (clock time) is when the connection arrived, when that was before this call.
    */
-  accept(socket: net.Socket | Duplex, remote?: { ip: string; port: number }, acceptedAt?: number): void {
-    const ip = normalizeIp(remote?.ip ?? (socket as net.Socket).remoteAddress);
+  /**
+   * Takes an unauthenticated slot for a connection from `rawIp`, or refuses (logged once per
+   * burst): the global `maxUnauthenticated` and the per-source `maxUnauthenticatedPerSource`.
+   */
+  private reserve(rawIp: string | undefined): Slot | undefined {
+    const ip = normalizeIp(rawIp);
     const refused = this.closing
       ? 'shutting down'
-      : this.pending.size >= this.opts.maxUnauthenticated
+      : this.slots >= this.opts.maxUnauthenticated
         ? 'max_unauthenticated'
-        : (this.pendingPerSource.get(ip) ?? 0) >= this.opts.maxUnauthenticatedPerSource
+        : (this.slotsPerSource.get(ip) ?? 0) >= this.opts.maxUnauthenticatedPerSource
           ? 'unauthenticated_per_source'
           : undefined;
+    if (refused === 'shutting down') {
+      this.deps.log.warn({ event: 'tunnel.refused', reason: refused }, 'tunnel connection refused');
+      return undefined;
+    }
     if (refused) {
-      if (refused === 'shutting down') {
-        this.deps.log.warn({ event: 'tunnel.refused', reason: refused }, 'tunnel connection refused');
-      } else {
-        const many =
-          refused === 'max_unauthenticated'
-            ? `too many unauthenticated connections (max_unauthenticated ${this.opts.maxUnauthenticated})`
-            : `too many unauthenticated connections from ${ip} (max_unauthenticated_per_source ${this.opts.maxUnauthenticatedPerSource})`;
-        this.refusals.refuse(refused, ip, { source: ip }, `tunnel connection refused: ${many}`);
-      }
+      const many =
+        refused === 'max_unauthenticated'
+          ? `too many unauthenticated connections (max_unauthenticated ${this.opts.maxUnauthenticated})`
+          : `too many unauthenticated connections from ${ip} (max_unauthenticated_per_source ${this.opts.maxUnauthenticatedPerSource})`;
+      this.refusals.refuse(refused, ip, { source: ip }, `tunnel connection refused: ${many}`);
+      return undefined;
+    }
+    this.slots++;
+    this.slotsPerSource.set(ip, (this.slotsPerSource.get(ip) ?? 0) + 1);
+    let held = true;
+    return {
+      ip,
+      release: () => {
+        if (!held) return;
+        held = false;
+        this.slots--;
+        const n = (this.slotsPerSource.get(ip) ?? 1) - 1;
+        if (n <= 0) this.slotsPerSource.delete(ip);
+        else this.slotsPerSource.set(ip, n);
+      },
+    };
+  }
+
+  accept(
+    socket: net.Socket | Duplex,
+    remote?: { ip: string; port: number },
+    acceptedAt?: number,
+    reserved?: Slot,
+  ): void {
+    const slot = reserved ?? this.reserve(remote?.ip ?? (socket as net.Socket).remoteAddress);
+    if (!slot) {
       socket.destroy();
       return;
     }
+    const ip = slot.ip;
     if (socket instanceof net.Socket) {
       socket.setNoDelay(true);
       coalesceWrites(socket);
@@ -146,7 +197,7 @@ export class TunnelServer {
     const { clock, log } = this.deps;
     const source = `${ip}:${remote?.port ?? (socket as net.Socket).remotePort}`;
     const entry: PendingEntry = {
-      ip,
+      slot,
       timer: clock.setTimeout(
         () => {
           log.info({ event: 'tunnel.auth_timeout', source }, 'connection closed: no authentication in time');
@@ -159,7 +210,6 @@ export class TunnelServer {
       ),
     };
     this.pending.set(socket, entry);
-    this.pendingPerSource.set(ip, (this.pendingPerSource.get(ip) ?? 0) + 1);
     socket.once('close', () => {
       this.sockets.delete(socket);
       this.authenticated(socket);
@@ -175,7 +225,7 @@ export class TunnelServer {
 
   /** How many connections are not logged in yet, in all and from one source address. */
   unauthenticated(ip?: string): number {
-    return ip === undefined ? this.pending.size : (this.pendingPerSource.get(normalizeIp(ip)) ?? 0);
+    return ip === undefined ? this.slots : (this.slotsPerSource.get(normalizeIp(ip)) ?? 0);
   }
 
   /** The connection on this socket authenticated (or closed): its auth timer and slot go. */
@@ -184,9 +234,7 @@ export class TunnelServer {
     if (!entry) return;
     this.deps.clock.clearTimeout(entry.timer);
     this.pending.delete(socket as net.Socket);
-    const n = (this.pendingPerSource.get(entry.ip) ?? 1) - 1;
-    if (n <= 0) this.pendingPerSource.delete(entry.ip);
-    else this.pendingPerSource.set(entry.ip, n);
+    entry.slot.release();
   }
 
   async close(): Promise<void> {
@@ -326,8 +374,13 @@ export class TunnelServer {
   }
 }
 
-interface PendingEntry {
+interface Slot {
   ip: string;
+  release: () => void;
+}
+
+interface PendingEntry {
+  slot: Slot;
   timer: unknown;
   client?: Connection;
 }
