@@ -137,7 +137,12 @@ export class SshProxyServer {
     const sock = (client as unknown as { _sock?: net.Socket })._sock;
     if (sock) this.silent.delete(sock);
     const uncount = (sock && this.uncounters.get(sock)) || (() => {});
-    const conn = new ProxyConnection(client, { ip: info.ip, port: info.port }, this.deps, uncount);
+    const conn = new ProxyConnection(
+      client,
+      { ip: info.ip, port: info.port },
+      { ...this.deps, refusals: this.refusals },
+      uncount,
+    );
     this.live.add(conn);
     client.on('close', () => {
       uncount();
