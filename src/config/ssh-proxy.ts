@@ -176,6 +176,8 @@ export const sshProxySchema = z.strictObject({
   /** Failed password attempts one connection may make before it is closed. */
   max_auth_tries: z.number().int().min(1).max(100).default(3),
   max_unauthenticated: z.number().int().min(1).default(64),
+  /** Of those, how many one source address may hold (so one address cannot lock out the rest). */
+  max_unauthenticated_per_source: z.number().int().min(1).default(16),
   /** Failed logins per source address: `max_failures` within `window` → refused for `block_for`. */
   login_throttle: z
     .strictObject({

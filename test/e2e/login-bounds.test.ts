@@ -6,6 +6,7 @@ import ssh2 from 'ssh2';
 import { openControlSession } from '../helpers/control-session.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { key, scrape } from '../helpers/prometheus.js';
+import { proxyPort } from '../helpers/sshd.js';
 import { waitFor } from '../helpers/util.js';
 
 const AUTH_TIMEOUT = 8_000;
@@ -80,6 +81,7 @@ const anyKey = () => ssh2.utils.generateKeyPairSync('ed25519').private;
 describe('login bounds: per-source unauthenticated cap, enrollment logins', () => {
   let gw: TestGateway;
   let acmeKey: string;
+  let sshProxy: number;
   const refused = async (reason: string) =>
     (await scrape(`${gw.adminUrl}/metrics`, { authorization: `Bearer ${gw.adminToken}` })).get(
       key('tether_refused_total', { reason }),
@@ -94,9 +96,34 @@ describe('login bounds: per-source unauthenticated cap, enrollment logins', () =
           max_unauthenticated_per_source: PER_SOURCE,
           login_throttle: { max_failures: 3, window: '10m', block_for: '10m' },
         },
+        ssh_proxy: {
+          listen: '127.0.0.1:0',
+          handshake_timeout: '30s',
+          max_unauthenticated: 64,
+          max_unauthenticated_per_source: PER_SOURCE,
+          login_throttle: { max_failures: 1000 },
+          realms: {
+            static: {
+              type: 'static',
+              credential: 'right-password',
+              targets: {
+                t: [
+                  {
+                    host: '127.0.0.1',
+                    port: 1,
+                    user: 'u',
+                    password: 'p',
+                    insecure_skip_host_key_check: true,
+                  },
+                ],
+              },
+            },
+          },
+        },
       },
     });
     acmeKey = await gw.addTenant('acme');
+    sshProxy = await proxyPort(gw);
   });
   after(async () => {
     await gw?.stop();
@@ -131,6 +158,32 @@ describe('login bounds: per-source unauthenticated cap, enrollment logins', () =
     await gw.output.wait(
       /"event":"bound\.refused","reason":"unauthenticated_per_source".*max_unauthenticated_per_source 8/,
     );
+  });
+
+  test('SSH front door: the same flood holds at most 8 slots; a user from elsewhere still reaches the login', async () => {
+    const before = await refused('unauthenticated_per_source');
+    const silent = flood(sshProxy, '127.0.0.2', 40, false);
+    const ident = flood(sshProxy, '127.0.0.2', 40, true);
+    try {
+      await waitFor(() => silent.refused() + ident.refused() > 100, {
+        timeout: 30_000,
+        what: 'refusals of the flood',
+      });
+      await new Promise((r) => setTimeout(r, 3_500));
+      assert.equal(silent.held() + ident.held(), PER_SOURCE);
+      // reaching the password prompt and being refused there means the connection was let in
+      assert.match(
+        await tryLogin(sshProxy, { user: 'static:t/0', password: 'wrong', from: '127.0.0.1' }),
+        /All configured authentication methods failed/,
+      );
+    } finally {
+      silent.stop();
+      ident.stop();
+    }
+    await waitFor(async () => (await refused('unauthenticated_per_source')) > before + 100, {
+      timeout: 30_000,
+      what: 'the SSH front door refusals counted',
+    });
   });
 
   test('an enrollment login gets one channel and one token attempt, and is closed after it', async () => {
