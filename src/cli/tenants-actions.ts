@@ -5,6 +5,7 @@ import { assertTenantId, isValidLabel } from '../core/ids.js';
 import { parseBalance, parseMaxConnections, parseRate, parseTraffic } from '../core/limits.js';
 import { TetherError } from '../errors/index.js';
 import { type AdminTarget, adminRequest, findAdmin } from './admin-client.js';
+import { printableLines } from './table.js';
 import { formatRepositories, formatTenants, limitsText, type RepoListing } from './tenants-format.js';
 
 /** The actions of `tether tenants …` (loaded only when one of them runs; see tenants.ts). */
@@ -14,8 +15,14 @@ async function parseQuota(text: string): Promise<number> {
   return (await import('../core/tenants.js')).parseQuota(text);
 }
 
+/** Everything printed goes through `printableLines`: values from the gateway may hold escapes. */
 function out(s: string): void {
-  process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
+  const safe = printableLines(s);
+  process.stdout.write(safe.endsWith('\n') ? safe : `${safe}\n`);
+}
+
+function err(s: string): void {
+  process.stderr.write(printableLines(s));
 }
 
 function readPubKeyFile(file: string): string {
@@ -109,7 +116,7 @@ export async function add(
     quota,
   });
   if (o.json) return out(JSON.stringify(r, null, 2));
-  process.stderr.write(
+  err(
     `${r.created ? 'added' : 'replaced the keys of'} tenant ${id} (quota ${r.tenant.quota}, key ${r.fingerprint})\n` +
       (r.private_key ? 'its private key follows; give it to the customer securely, it is not stored:\n' : ''),
   );
@@ -199,7 +206,7 @@ export async function enrollment(id: string, o: { json?: boolean }, cmd: Command
     {},
   );
   if (o.json) return out(JSON.stringify(r, null, 2));
-  process.stderr.write(`one-time enrollment token for ${id}, valid until ${r.expires_at}:\n`);
+  err(`one-time enrollment token for ${id}, valid until ${r.expires_at}:\n`);
   out(r.token);
 }
 
@@ -222,7 +229,7 @@ export async function rotateGroupKey(
     `/v1/tenants/${id}/groups/${encodeURIComponent(group)}/key`,
   );
   if (o.json) return out(JSON.stringify(r, null, 2));
-  process.stderr.write(
+  err(
     `new key for group ${r.group} of tenant ${r.tenant} (open connections stay; new ones need this key):\n`,
   );
   out(r.key);

@@ -33,6 +33,17 @@ export const gatewaySchema = z.strictObject({
       /** Unauthenticated connections must finish the handshake and auth within this time. */
       auth_timeout: duration.default(10_000),
       max_unauthenticated: z.number().int().min(1).default(256),
+      /** Of those, how many one source address may hold (so one address cannot lock out the rest). */
+      max_unauthenticated_per_source: z.number().int().min(1).default(16),
+      /** Session channels one logged-in connection may have open at once (a connector needs one). */
+      max_session_channels: z.number().int().min(1).max(1000).default(4),
+      /** `tcpip-forward`/`cancel-tcpip-forward` requests per session: sustained rate and burst. */
+      forward_requests: z
+        .strictObject({
+          per_second: z.number().positive().default(50),
+          burst: z.number().int().min(1).default(500),
+        })
+        .default({ per_second: 50, burst: 500 }),
       /** Failed logins per source address: `max_failures` within `window` → refused for `block_for`. */
       login_throttle: z
         .strictObject({
@@ -52,6 +63,9 @@ export const gatewaySchema = z.strictObject({
       keepalive_count_max: 3,
       auth_timeout: 10_000,
       max_unauthenticated: 256,
+      max_unauthenticated_per_source: 16,
+      max_session_channels: 4,
+      forward_requests: { per_second: 50, burst: 500 },
       login_throttle: { max_failures: 20, window: 60_000, block_for: 5 * 60_000 },
     }),
   admin: z

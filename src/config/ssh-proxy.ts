@@ -181,6 +181,8 @@ export const sshProxySchema = z.strictObject({
   algorithms: algorithmsSchema(DEFAULT_ALGORITHMS),
   /** SSH algorithms the front door offers real sshd targets (broader defaults: targets may be old). */
   target_algorithms: algorithmsSchema(COMPATIBLE_ALGORITHMS),
+  /** Of those, how many one source address may hold (so one address cannot lock out the rest). */
+  max_unauthenticated_per_source: z.number().int().min(1).default(16),
   /** Failed logins per source address: `max_failures` within `window` → refused for `block_for`. */
   login_throttle: z
     .strictObject({

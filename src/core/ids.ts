@@ -32,3 +32,30 @@ export function parseLabel(label: string): ParsedLabel | undefined {
 export function isValidName(name: string): boolean {
   return NAME.test(name);
 }
+
+/**
+ * Characters that must never reach a terminal or a log line raw: C0 and C1 controls, DEL, and
+ * the Unicode bidirectional overrides and isolates that reorder what a reader sees.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+export const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+
+export function hasControlChars(s: string): boolean {
+  CONTROL_CHARS.lastIndex = 0;
+  const found = CONTROL_CHARS.test(s);
+  CONTROL_CHARS.lastIndex = 0;
+  return found;
+}
+
+/** Free text from a remote party, made safe to store and show: controls become "?", at most `max` characters. */
+export function cleanText(s: string, max: number): string {
+  return s.slice(0, max).replace(CONTROL_CHARS, '?');
+}
+
+const HOSTNAME =
+  /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?$/;
+
+/** A DNS host name (letters, digits, "-", "_", dots; labels of at most 63, 253 in all). */
+export function isValidHostname(s: string): boolean {
+  return HOSTNAME.test(s);
+}

@@ -166,6 +166,12 @@ export class Gateway {
           keepaliveCountMax: config.tunnel.keepalive_count_max,
           authTimeout: config.tunnel.auth_timeout,
           maxUnauthenticated: config.tunnel.max_unauthenticated,
+          maxUnauthenticatedPerSource: config.tunnel.max_unauthenticated_per_source,
+          session: {
+            maxSessionChannels: config.tunnel.max_session_channels,
+            forwardRequestsPerSecond: config.tunnel.forward_requests.per_second,
+            forwardRequestsBurst: config.tunnel.forward_requests.burst,
+          },
           version: this.deps.version,
           nodeId: nodeId ?? undefined,
         },

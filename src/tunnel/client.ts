@@ -153,7 +153,9 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
   private closed = false;
   private pingSeq = 0;
   private readonly pongs = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  /** Refusals of forwards this session is asking for (only those: a gateway cannot grow it). */
   private readonly refusals = new Map<string, RefusedMessage>();
+  private readonly asking = new Set<string>();
   private readonly waiters = new Set<(msg: GatewayMessage) => boolean>();
 
   private constructor(
@@ -314,7 +316,7 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
         break;
       }
       case 'refused':
-        this.refusals.set(msg.label, msg);
+        if (typeof msg.label === 'string' && this.asking.has(msg.label)) this.refusals.set(msg.label, msg);
         break;
       case 'welcome':
         this.welcome = msg;
@@ -373,7 +375,12 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
    */
   forward(label: string): Promise<number> {
     this.refusals.delete(label);
-    return new Promise((resolve, reject) => {
+    this.asking.add(label);
+    const done = () => {
+      this.asking.delete(label);
+      this.refusals.delete(label);
+    };
+    return new Promise<number>((resolve, reject) => {
       try {
         this.client.forwardIn(label, 0, (err, port) => {
           if (!err) {
@@ -397,7 +404,7 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
       } catch (e) {
         reject(describeFailure(this.opts, e as Error));
       }
-    });
+    }).finally(done);
   }
 
   /** Cancels a forward; resolves when the gateway confirms (or the session is gone). */

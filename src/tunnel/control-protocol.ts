@@ -51,42 +51,82 @@ export type GatewayMessage =
   | { type: 'enrolled'; tenant: string; fingerprint: string }
   | { type: 'error'; code: string; message: string };
 
-/** Splits a byte stream into JSON messages; bad lines are reported, never thrown. */
+/**
+ * Splits a byte stream into JSON messages; bad lines are reported, never thrown. A line longer
+ * than `maxLine` bytes is dropped up to its end (reported once), so what is buffered never
+ * exceeds `maxLine` whatever the peer sends.
+ */
 export class JsonLineDecoder {
-  private buf = '';
+  private parts: Buffer[] = [];
+  private size = 0;
+  /** Inside an over-long line: skipping bytes until its newline. */
+  private skipping = false;
+
   constructor(
     private readonly onMessage: (msg: Record<string, unknown>) => void,
     private readonly onBadLine: (why: string) => void,
+    private readonly maxLine = MAX_CONTROL_LINE,
   ) {}
 
   push(chunk: Buffer | string): void {
-    this.buf += chunk.toString();
-    if (this.buf.length > MAX_CONTROL_LINE && !this.buf.includes('\n')) {
-      this.buf = '';
-      this.onBadLine(`control line longer than ${MAX_CONTROL_LINE} bytes`);
+    let buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    while (buf.length > 0) {
+      const nl = buf.indexOf(10);
+      if (nl < 0) {
+        if (this.skipping) return;
+        if (this.size + buf.length > this.maxLine) {
+          this.tooLong();
+          return;
+        }
+        this.parts.push(buf);
+        this.size += buf.length;
+        return;
+      }
+      const head = buf.subarray(0, nl);
+      buf = buf.subarray(nl + 1);
+      if (this.skipping) {
+        this.skipping = false;
+        continue;
+      }
+      if (this.size + head.length > this.maxLine) {
+        this.reset();
+        this.onBadLine(`control line longer than ${this.maxLine} bytes`);
+        continue;
+      }
+      const line = this.parts.length === 0 ? head : Buffer.concat([...this.parts, head]);
+      this.reset();
+      this.line(line.toString('utf8').trim());
+    }
+  }
+
+  private tooLong(): void {
+    this.reset();
+    this.skipping = true;
+    this.onBadLine(`control line longer than ${this.maxLine} bytes`);
+  }
+
+  private reset(): void {
+    this.parts = [];
+    this.size = 0;
+  }
+
+  private line(line: string): void {
+    if (line === '') return;
+    let v: unknown;
+    try {
+      v = JSON.parse(line) as unknown;
+    } catch {
+      this.onBadLine('control line is not JSON');
       return;
     }
-    let i = this.buf.indexOf('\n');
-    while (i >= 0) {
-      const line = this.buf.slice(0, i).trim();
-      this.buf = this.buf.slice(i + 1);
-      if (line !== '') {
-        try {
-          const v = JSON.parse(line) as unknown;
-          if (
-            v !== null &&
-            typeof v === 'object' &&
-            !Array.isArray(v) &&
-            typeof (v as { type?: unknown }).type === 'string'
-          ) {
-            this.onMessage(v as Record<string, unknown>);
-          } else this.onBadLine('control message without a "type"');
-        } catch {
-          this.onBadLine('control line is not JSON');
-        }
-      }
-      i = this.buf.indexOf('\n');
-    }
+    if (
+      v !== null &&
+      typeof v === 'object' &&
+      !Array.isArray(v) &&
+      typeof (v as { type?: unknown }).type === 'string'
+    ) {
+      this.onMessage(v as Record<string, unknown>);
+    } else this.onBadLine('control message without a "type"');
   }
 }
 

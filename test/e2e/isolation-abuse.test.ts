@@ -219,7 +219,9 @@ describe('abuse: brute force, silent clients, floods (one gateway)', () => {
       const extra = await silentFor(gw.sshPort);
       assert.equal(extra.got, '', 'no banner past the cap');
       assert.ok(extra.ms < 5_000, `closed after ${extra.ms} ms`);
-      await gw.output.wait(/"event":"tunnel\.refused".*too many unauthenticated connections/);
+      await gw.output.wait(
+        /"event":"bound\.refused","reason":"max_unauthenticated".*too many unauthenticated connections/,
+      );
       // the connectors' sessions are authenticated and do not count
       assert.ok((await timedGet(calmPort)) > 0);
     } finally {

@@ -260,7 +260,7 @@ describe('isolation: one tenant against another, and against the gateway itself'
     });
     const send = (m: unknown) => ch.write(`${JSON.stringify(m)}\n`);
     send({ type: 'hello', version: 1, agent: 'attacker' });
-    send({ type: 'repo', label: 'other/db', service: 'evil', host: 'evil.example', port: 1 });
+    send({ type: 'repo', label: 'other/db', service: 'tcp', host: 'evil.example', port: 1 });
     send({ type: 'withdraw', label: 'other/db', reason: 'stolen' });
     send({ type: 'withdraw', label: 'grp/web', reason: 'mine only' });
     send({ type: 'restore', label: 'grp/web' });

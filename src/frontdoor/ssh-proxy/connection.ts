@@ -1,6 +1,7 @@
 import type { AuthContext, AuthenticationType, Connection, KeyboardAuthContext } from 'ssh2';
 import type { SshAlgorithmLists } from '../../config/ssh-algorithms.js';
 import type { Clock } from '../../core/clock.js';
+import type { RefusalLog } from '../../core/refusals.js';
 import type { FailureThrottle } from '../../core/throttle.js';
 import { isTetherError } from '../../errors/index.js';
 import type { Logger } from '../../log/index.js';
@@ -30,7 +31,12 @@ export interface ConnectionDeps {
   settings: ConnectionSettings;
   /** The gateway's metrics (one front-door request per connection, refused logins). */
   metrics?: SshProxyMetrics;
+  /** Logs bound refusals once per burst (channels per connection). */
+  refusals?: RefusalLog;
 }
+
+/** Channels (sessions and direct-tcpip) one logged-in connection may have open at once. */
+export const MAX_CHANNELS_PER_CONNECTION = 64;
 
 export interface SshProxyMetrics {
   frontDoorRequest(frontDoor: string, outcome: string, seconds?: number): void;
@@ -349,8 +355,33 @@ export class ProxyConnection {
       nextChannel: () => ++this.channels,
       now: () => clock.now(),
     };
-    this.client.on('session', (accept) => relaySession(accept(), rc));
-    this.client.on('tcpip', (accept, reject, info) => relayDirectTcpip(accept, reject, info, rc));
+    // Idle channels cost memory on our side before the target ever sees them: bound them.
+    let open = 0;
+    const full = (type: string): boolean => {
+      if (open < MAX_CHANNELS_PER_CONNECTION) return false;
+      this.deps.refusals?.refuse(
+        'channels_per_connection',
+        `ssh_proxy\0${this.source.ip}`,
+        { front_door: 'ssh_proxy', source: this.source.ip, type },
+        `ssh proxy channel refused: more than ${MAX_CHANNELS_PER_CONNECTION} open on one connection`,
+      );
+      return true;
+    };
+    const counted = <T extends { once(ev: 'close', f: () => void): unknown }>(ch: T): T => {
+      open++;
+      ch.once('close', () => {
+        open--;
+      });
+      return ch;
+    };
+    this.client.on('session', (accept, reject) => {
+      if (full('session')) return reject?.();
+      relaySession(counted(accept()), rc);
+    });
+    this.client.on('tcpip', (accept, reject, info) => {
+      if (full('direct-tcpip')) return reject?.();
+      relayDirectTcpip(() => counted(accept()), reject, info, rc);
+    });
     this.client.on('openssh.streamlocal', (_accept, reject, info: { socketPath?: string }) => {
       this.audit(
         'channel.refused',

@@ -135,6 +135,7 @@ export class SshProxy implements Component {
         keepaliveInterval: cfg.keepalive_interval,
         keepaliveCountMax: cfg.keepalive_count_max,
         maxUnauthenticated: cfg.max_unauthenticated,
+        maxUnauthenticatedPerSource: cfg.max_unauthenticated_per_source,
       },
       {
         realms,

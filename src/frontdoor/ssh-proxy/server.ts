@@ -1,6 +1,7 @@
 import net from 'node:net';
 import ssh2, { type Connection } from 'ssh2';
 import { type SshAlgorithmLists, toSsh2Algorithms } from '../../config/ssh-algorithms.js';
+import { RefusalLog } from '../../core/refusals.js';
 import type { Logger } from '../../log/index.js';
 import { type ConnectionDeps, ProxyConnection } from './connection.js';
 
@@ -13,6 +14,15 @@ export interface SshProxyServerOptions {
   keepaliveInterval: number;
   keepaliveCountMax: number;
   maxUnauthenticated: number;
+  /** Of those, how many one source address may hold. */
+  maxUnauthenticatedPerSource: number;
+}
+
+/** "::ffff:10.0.0.1" and "10.0.0.1" are one source. */
+function sourceOf(ip: string | undefined): string {
+  if (!ip) return 'unknown';
+  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  return m ? m[1]! : ip.toLowerCase();
 }
 
 /** The SSH front door's listener: one ssh2 Server, one ProxyConnection per client. */
@@ -23,15 +33,24 @@ export class SshProxyServer {
   private readonly live = new Set<ProxyConnection>();
   /** Sockets that have not sent an SSH identification yet. */
   private readonly silent = new Set<net.Socket>();
+  /** Gives a socket's unauthenticated slot back (once: at login or close). */
+  private readonly uncounters = new Map<net.Socket, () => void>();
+  /**
+   * Connections not logged in yet, counted from the moment they are accepted (a silent socket and
+   * one that only sent its identification count too), in all and per source address.
+   */
   private unauthenticated = 0;
+  private readonly perSource = new Map<string, number>();
   private closing = false;
   private readonly log: Logger;
+  private readonly refusals: RefusalLog;
 
   constructor(
     private readonly opts: SshProxyServerOptions,
     private readonly deps: ConnectionDeps,
   ) {
     this.log = deps.log;
+    this.refusals = new RefusalLog(deps.log, deps.clock);
     this.ssh = new Server(
       {
         hostKeys: [opts.hostKey],
@@ -84,15 +103,25 @@ export class SshProxyServer {
   }
 
   private accept(socket: net.Socket): void {
-    if (this.closing || this.unauthenticated >= this.opts.maxUnauthenticated) {
-      this.log.warn(
-        {
-          event: 'ssh_proxy.refused',
-          audit: true,
-          source: socket.remoteAddress,
-          reason: this.closing ? 'shutting down' : 'too many unauthenticated connections',
-        },
-        'ssh proxy connection refused',
+    const ip = sourceOf(socket.remoteAddress);
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    const bound =
+      this.unauthenticated >= this.opts.maxUnauthenticated
+        ? 'max_unauthenticated'
+        : (this.perSource.get(ip) ?? 0) >= this.opts.maxUnauthenticatedPerSource
+          ? 'unauthenticated_per_source'
+          : undefined;
+    if (bound) {
+      this.refusals.refuse(
+        bound,
+        `ssh_proxy\0${ip}`,
+        { front_door: 'ssh_proxy', source: ip, audit: true },
+        bound === 'max_unauthenticated'
+          ? `ssh proxy connection refused: too many unauthenticated connections (max_unauthenticated ${this.opts.maxUnauthenticated})`
+          : `ssh proxy connection refused: too many unauthenticated connections from ${ip} (max_unauthenticated_per_source ${this.opts.maxUnauthenticatedPerSource})`,
       );
       socket.destroy();
       return;
@@ -100,6 +129,18 @@ export class SshProxyServer {
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
     socket.on('error', () => {});
+    this.unauthenticated++;
+    this.perSource.set(ip, (this.perSource.get(ip) ?? 0) + 1);
+    let counted = true;
+    const uncount = () => {
+      if (!counted) return;
+      counted = false;
+      this.unauthenticated--;
+      const n = (this.perSource.get(ip) ?? 1) - 1;
+      if (n <= 0) this.perSource.delete(ip);
+      else this.perSource.set(ip, n);
+    };
+    this.uncounters.set(socket, uncount);
     // A client that never even sends its SSH identification is closed after the handshake timeout
     // (from then on ProxyConnection's own timer, which can tell the user why, takes over).
     this.silent.add(socket);
@@ -109,6 +150,8 @@ export class SshProxyServer {
     socket.once('close', () => {
       this.silent.delete(socket);
       this.deps.clock.clearTimeout(timer);
+      uncount();
+      this.uncounters.delete(socket);
     });
     (this.ssh as unknown as { injectSocket(s: net.Socket): void }).injectSocket(socket);
     socket.resume();
@@ -117,15 +160,13 @@ export class SshProxyServer {
   private onClient(client: Connection, info: { ip: string; port: number }): void {
     const sock = (client as unknown as { _sock?: net.Socket })._sock;
     if (sock) this.silent.delete(sock);
-    this.unauthenticated++;
-    let counted = true;
-    const uncount = () => {
-      if (counted) {
-        counted = false;
-        this.unauthenticated--;
-      }
-    };
-    const conn = new ProxyConnection(client, { ip: info.ip, port: info.port }, this.deps, uncount);
+    const uncount = (sock && this.uncounters.get(sock)) || (() => {});
+    const conn = new ProxyConnection(
+      client,
+      { ip: info.ip, port: info.port },
+      { ...this.deps, refusals: this.refusals },
+      uncount,
+    );
     this.live.add(conn);
     client.on('close', () => {
       uncount();
