@@ -55,7 +55,14 @@ describe('ssh-proxy connection boundary', () => {
     };
     const hostKey = ssh2.utils.generateKeyPairSync('ed25519').private;
     const server = new SshProxyServer(
-      { hostKey, ident: 'tether-test', keepaliveInterval: 0, keepaliveCountMax: 3, maxUnauthenticated: 10, maxUnauthenticatedPerSource: 10 },
+      {
+        hostKey,
+        ident: 'tether-test',
+        keepaliveInterval: 0,
+        keepaliveCountMax: 3,
+        maxUnauthenticated: 10,
+        maxUnauthenticatedPerSource: 10,
+      },
       {
         realms: new Map(),
         throttle: new FailureThrottle(fake, { maxFailures: 100, windowMs: 60_000, blockMs: 60_000 }),
