@@ -138,6 +138,7 @@ export class Gateway {
           hostKey: hostKey.privateKey,
           keepaliveInterval: config.tunnel.keepalive_interval,
           keepaliveCountMax: config.tunnel.keepalive_count_max,
+          maxWindow: config.tunnel.max_window,
           authTimeout: config.tunnel.auth_timeout,
           maxUnauthenticated: config.tunnel.max_unauthenticated,
           version: this.deps.version,

@@ -25,6 +25,7 @@ import {
 } from './control-protocol.js';
 import { coalesceWrites } from './pipe.js';
 import { usePooledPadding } from './pooled-padding.js';
+import { channelWindowOptions, DEFAULT_MAX_WINDOW } from './windows.js';
 
 const { Client } = ssh2;
 type SshClient = InstanceType<typeof Client>;
@@ -48,6 +49,8 @@ export interface TunnelClientOptions {
   agent: string;
   keepaliveInterval?: number;
   keepaliveCountMax?: number;
+  /** Ceiling of each channel's adaptive receive window (bytes); connect.yaml `max_window`. */
+  maxWindow?: number;
   /** TCP connect + SSH handshake + auth + control channel + welcome, ms. */
   readyTimeout?: number;
   /** Wait for the gateway's `welcome` before resolving (not on enrollment sessions). */
@@ -265,6 +268,7 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
             ident: opts.agent.replace(/[^A-Za-z0-9._-]/g, '_'),
             keepaliveInterval: opts.keepaliveInterval ?? 15_000,
             keepaliveCountMax: opts.keepaliveCountMax ?? 3,
+            ...channelWindowOptions({ maxWindow: opts.maxWindow ?? DEFAULT_MAX_WINDOW }),
             readyTimeout,
             hostVerifier: (key: Buffer) => {
               const d = opts.verifyHostKey(key);

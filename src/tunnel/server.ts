@@ -25,6 +25,7 @@ import { coalesceWrites } from './pipe.js';
 import { usePooledPadding } from './pooled-padding.js';
 import { sendSshDebug } from './ssh-debug.js';
 import { routePlainPort } from './transports/sniff.js';
+import { channelWindowOptions, DEFAULT_MAX_WINDOW } from './windows.js';
 
 const { Server, utils } = ssh2;
 
@@ -36,6 +37,8 @@ export interface TunnelServerOptions {
   maxUnauthenticated: number;
   version: string;
   nodeId?: string;
+  /** Ceiling of each channel's adaptive receive window (bytes); `tunnel.max_window`. */
+  maxWindow?: number;
 }
 
 export interface TunnelServerDeps {
@@ -80,6 +83,7 @@ export class TunnelServer {
         keepaliveInterval: opts.keepaliveInterval,
         keepaliveCountMax: opts.keepaliveCountMax,
         highWaterMark: 256 * 1024,
+        ...channelWindowOptions({ maxWindow: opts.maxWindow ?? DEFAULT_MAX_WINDOW }),
       } as ConstructorParameters<typeof Server>[0],
       () => {},
     );
