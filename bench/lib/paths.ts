@@ -246,6 +246,8 @@ export async function startConnector(
 
 export interface OpenSsh {
   sshdPid: number;
+  /** The sshd's own port (ssh may reach it through a relay, see `via`). */
+  sshdPort: number;
   sshPid: number;
   /** Remote-forwarded port per label. */
   ports: Map<string, number>;
@@ -258,7 +260,7 @@ export interface OpenSsh {
  */
 export async function startOpenSsh(
   repos: Record<string, number>,
-  o: { cpus?: string } = {},
+  o: { cpus?: string; via?: (sshdPort: number) => Promise<number> } = {},
 ): Promise<OpenSsh> {
   const dir = tempDir('tether-bench-sshd-');
   for (const k of ['host_key', 'client_key']) {
@@ -322,7 +324,7 @@ export async function startOpenSsh(
       '-i',
       join(dir, 'client_key'),
       '-p',
-      String(port),
+      String(o.via ? await o.via(port) : port),
       ...rArgs,
       `${userInfo().username}@127.0.0.1`,
     ],
@@ -331,6 +333,7 @@ export async function startOpenSsh(
   for (const p of ports.values()) await waitPort(p, '127.0.0.1', 20_000);
   return {
     sshdPid: sshd.pid,
+    sshdPort: port,
     sshPid: ssh.pid,
     ports,
     stop: async () => {
