@@ -201,7 +201,14 @@ export async function startConnector(
   tenant: string,
   keyFile: string,
   repos: Record<string, number>,
-  o: { cpus?: string; gateway?: string; nodeFlags?: string[]; bin?: string } = {},
+  o: {
+    cpus?: string;
+    gateway?: string;
+    nodeFlags?: string[];
+    bin?: string;
+    /** Extra connect.yaml keys. */
+    config?: Record<string, unknown>;
+  } = {},
 ): Promise<Connector> {
   const dir = tempDir('tether-bench-conn-');
   const repositories: Record<string, Record<string, string>> = {};
@@ -217,6 +224,7 @@ export async function startConnector(
       tenant,
       ssh_key: keyFile,
       gateway_fingerprint: gw.hostFingerprint,
+      ...(o.config ?? {}),
       repositories,
     }),
   );
