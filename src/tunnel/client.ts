@@ -24,7 +24,6 @@ import {
   JsonLineDecoder,
 } from './control-protocol.js';
 import { coalesceWrites } from './pipe.js';
-import { usePooledPadding } from './pooled-padding.js';
 import { channelWindowOptions, DEFAULT_MAX_WINDOW } from './windows.js';
 
 const { Client } = ssh2;
@@ -225,7 +224,6 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
         session.emit('connection', { label: info.destIP, port: info.destPort, info, accept, reject });
       });
       client.on('ready', () => {
-        usePooledPadding(client);
         client.subsys(CONTROL_SUBSYSTEM, (err, stream) => {
           if (err) {
             fail(new Error(`the gateway refused the control channel: ${err.message}`));

@@ -22,7 +22,6 @@ import {
   JsonLineDecoder,
 } from './control-protocol.js';
 import { coalesceWrites } from './pipe.js';
-import { usePooledPadding } from './pooled-padding.js';
 import { sendSshDebug } from './ssh-debug.js';
 import { routePlainPort } from './transports/sniff.js';
 import { channelWindowOptions, DEFAULT_MAX_WINDOW } from './windows.js';
@@ -242,7 +241,6 @@ export class TunnelServer {
     });
 
     client.on('ready', () => {
-      usePooledPadding(client);
       this.authenticated(sock);
       if (enrolling) {
         this.onEnrollSession(client, source, enrollKeyLine);
