@@ -64,12 +64,13 @@ export class WindowPolicy {
   }
 
   /**
-   * ssh2 refills when the unused window falls to this: after a quarter of it was consumed (not
-   * half, as upstream), so the sender never waits for credit while the window covers 4/3 of the
+   * ssh2 refills when the unused window falls to this. At the initial 2 MiB, as upstream (half
+   * consumed: fewer WINDOW_ADJUST messages where the link is short); once grown, after a quarter
+   * was consumed, so the sender never waits for credit while the window covers 4/3 of the
    * bandwidth-delay product.
    */
   threshold(): number {
-    return this.window - (this.window >> 2);
+    return this.window <= INITIAL_WINDOW ? this.window >> 1 : this.window - (this.window >> 2);
   }
 
   /** The reader stalled (its buffer is full): halve the window, once per stall. */
