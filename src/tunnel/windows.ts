@@ -23,8 +23,8 @@ export { DEFAULT_MAX_WINDOW };
 export const INITIAL_WINDOW = MIN_MAX_WINDOW;
 
 /**
- * No growth below this round-trip time. The fixed 2 MiB window already carries 1.2 Gbit/s at
- * 10 ms, and a ping on a short link measures the two processes' event-loop delays more than the
+ * No growth below this round-trip time. The fixed 2 MiB window (refilled at half) already carries ~0.8 Gbit/s at
+ * 10 ms RTT, and a ping on a short link measures the two processes' event-loop delays more than the
  * link: growing there only keeps more data in flight (kernel and process buffers), which costs
  * CPU per byte (measured on loopback: 3.3 → 4-10 s/GB) for no gain in throughput.
  */
