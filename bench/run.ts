@@ -28,6 +28,7 @@ import { type MemoryResult, memory } from './memory.js';
 import { type SlowConsumerResult, slowConsumer } from './slow-consumer.js';
 import { type Bar, ratioChart } from './svg.js';
 import { iperf, type ThroughputResult, throughput } from './throughput.js';
+import { type WanResult, wan } from './wan.js';
 
 const SECTIONS = [
   'throughput',
@@ -38,6 +39,7 @@ const SECTIONS = [
   'memory',
   'cores',
   'cluster',
+  'wan',
   'http-proxy',
   'transports',
 ] as const;
@@ -124,6 +126,7 @@ interface Results {
   memory?: MemoryResult;
   cores?: CoresResult;
   cluster?: ClusterResult;
+  wan?: WanResult;
   http_proxy?: External;
   transports?: External;
   errors: Record<string, string>;
@@ -181,6 +184,17 @@ function table(r: Results): string {
     rows.push(costRow('  tunnel CPU s per GB', t.cpu_s_per_gb));
     if (t.user_s_per_gb) rows.push(costRow('    of it user (own code)', t.user_s_per_gb));
     if (t.sys_s_per_gb) rows.push(costRow('    of it system (kernel)', t.sys_s_per_gb));
+    if (t.all_cpu_s_per_gb) {
+      const a = t.all_cpu_s_per_gb;
+      rows.push([
+        '    CPU s per GB, every round',
+        '',
+        a.openssh.join(' '),
+        a.tether.join(' '),
+        a.tether.map((x, i) => `${round(x / (a.openssh[i] ?? Number.NaN))}`).join(' '),
+        '',
+      ]);
+    }
   }
   if (r.latency) {
     const l = r.latency.paths;
@@ -256,6 +270,11 @@ function table(r: Results): string {
       `cluster: ${r.cluster.runs.map((x) => `${x.members} member(s): ${x.conns_per_s} conns/s, ${x.gbps} Gbit/s via ${x.throughput_via}`).join('; ')}`,
     );
   }
+  for (const l of r.wan?.links ?? []) {
+    extra.push(
+      `wan ${l.rtt_ms} ms RTT, ${l.rate_mbit} Mbit/s, 1 stream (Mbit/s) download / upload: direct ${l.download_mbit.direct} / ${l.upload_mbit.direct}, OpenSSH ${l.download_mbit.openssh} / ${l.upload_mbit.openssh}, Tether ${l.download_mbit.tether} / ${l.upload_mbit.tether} (${l.ratio_download}x / ${l.ratio_upload}x); CPU s/GB OpenSSH ${l.cpu_s_per_gb.openssh}, Tether ${l.cpu_s_per_gb.tether}`,
+    );
+  }
   for (const e of [r.http_proxy, r.transports]) {
     if (!e) continue;
     const ratios = e.ran ? ratiosOf(e.file, e.result) : [];
@@ -323,6 +342,16 @@ function targets(r: Results): Results['targets'] {
       `${r.slow_consumer.gateway_growth_mib} / ${r.slow_consumer.connector_growth_mib} MiB`,
       g <= 32,
     );
+  }
+  for (const l of r.wan?.links ?? []) {
+    const low = Math.min(l.download_mbit.tether, l.upload_mbit.tether);
+    if (l.rtt_ms === 50) {
+      add('wan 50 ms RTT, 1 stream each way', '>= 900 Mbit/s', `${low} Mbit/s`, low >= 900);
+      const ratio = Math.min(l.ratio_download, l.ratio_upload);
+      add('wan 50 ms RTT vs OpenSSH', '>= 3x', `${ratio}x`, ratio >= 3);
+    }
+    if (l.rtt_ms === 100)
+      add('wan 100 ms RTT, 1 stream each way', '>= 700 Mbit/s', `${low} Mbit/s`, low >= 700);
   }
   if (r.cores) add('8 tenants, one core → two', '>= 1.6x', `${r.cores.scaling}x`, r.cores.scaling >= 1.6);
   return t;
@@ -556,6 +585,17 @@ async function main(): Promise<void> {
       });
     }
     await stopPostgres().catch(() => {});
+    if (want('wan')) {
+      await section('wan', async () => {
+        log('-- wan: one stream each way through a delay relay (1 Gbit/s; 25 and 50 ms one way)');
+        r.wan = await wan({
+          rounds: quick ? 1 : 3,
+          seconds: quick ? 3 : 6,
+          delays: quick ? [25] : [25, 50],
+          log,
+        });
+      });
+    }
   }
   // The other engineers' benches take half a minute each even when short: the full run has them.
   const externals = !quick || only !== undefined;

@@ -16,6 +16,8 @@ export interface ThroughputResult {
   all_gbps: Record<PathName, number[]>;
   /** CPU seconds the tunnel processes used per GB moved (gateway+connector; sshd+ssh). */
   cpu_s_per_gb: Record<PathName, number>;
+  /** CPU seconds per GB of every round, in the order run (the median hides how much it moves). */
+  all_cpu_s_per_gb?: Record<PathName, number[]>;
   /** The same split into user time (the process's own code) and system time (the kernel's). */
   user_s_per_gb?: Record<PathName, number>;
   sys_s_per_gb?: Record<PathName, number>;
@@ -87,6 +89,11 @@ export async function throughput(
     gbps: { direct: round(gbps.direct), openssh: round(gbps.openssh), tether: round(gbps.tether) },
     all_gbps: all,
     cpu_s_per_gb: { direct: 0, openssh: round(median(cpu.openssh)), tether: round(median(cpu.tether)) },
+    all_cpu_s_per_gb: {
+      direct: [],
+      openssh: cpu.openssh.map((x) => round(x)),
+      tether: cpu.tether.map((x) => round(x)),
+    },
     user_s_per_gb: { direct: 0, openssh: round(median(user.openssh)), tether: round(median(user.tether)) },
     sys_s_per_gb: { direct: 0, openssh: round(median(sys.openssh)), tether: round(median(sys.tether)) },
     ratio_tether_openssh: round(gbps.tether / gbps.openssh),

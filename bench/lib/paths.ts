@@ -201,7 +201,14 @@ export async function startConnector(
   tenant: string,
   keyFile: string,
   repos: Record<string, number>,
-  o: { cpus?: string; gateway?: string; nodeFlags?: string[]; bin?: string } = {},
+  o: {
+    cpus?: string;
+    gateway?: string;
+    nodeFlags?: string[];
+    bin?: string;
+    /** Extra connect.yaml keys. */
+    config?: Record<string, unknown>;
+  } = {},
 ): Promise<Connector> {
   const dir = tempDir('tether-bench-conn-');
   const repositories: Record<string, Record<string, string>> = {};
@@ -217,6 +224,7 @@ export async function startConnector(
       tenant,
       ssh_key: keyFile,
       gateway_fingerprint: gw.hostFingerprint,
+      ...(o.config ?? {}),
       repositories,
     }),
   );
@@ -246,6 +254,8 @@ export async function startConnector(
 
 export interface OpenSsh {
   sshdPid: number;
+  /** The sshd's own port (ssh may reach it through a relay, see `via`). */
+  sshdPort: number;
   sshPid: number;
   /** Remote-forwarded port per label. */
   ports: Map<string, number>;
@@ -258,7 +268,7 @@ export interface OpenSsh {
  */
 export async function startOpenSsh(
   repos: Record<string, number>,
-  o: { cpus?: string } = {},
+  o: { cpus?: string; via?: (sshdPort: number) => Promise<number> } = {},
 ): Promise<OpenSsh> {
   const dir = tempDir('tether-bench-sshd-');
   for (const k of ['host_key', 'client_key']) {
@@ -322,7 +332,7 @@ export async function startOpenSsh(
       '-i',
       join(dir, 'client_key'),
       '-p',
-      String(port),
+      String(o.via ? await o.via(port) : port),
       ...rArgs,
       `${userInfo().username}@127.0.0.1`,
     ],
@@ -331,6 +341,7 @@ export async function startOpenSsh(
   for (const p of ports.values()) await waitPort(p, '127.0.0.1', 20_000);
   return {
     sshdPid: sshd.pid,
+    sshdPort: port,
     sshPid: ssh.pid,
     ports,
     stop: async () => {

@@ -21,6 +21,7 @@ import {
 } from './load.js';
 import { duration } from './schema-helpers.js';
 import { destinationOf, parseRepositoryUri, type RepositoryTarget } from './uri.js';
+import { DEFAULT_MAX_WINDOW, windowSize } from './window-size.js';
 
 export const DEFAULT_GATEWAY_PORT = 2222;
 export const STATE_DIR_NAME = '.tether-connector';
@@ -232,6 +233,8 @@ export const connectSchema = z.strictObject({
   state_dir: z.string().min(1).optional(),
   keepalive_interval: duration.default(15_000),
   keepalive_count_max: z.number().int().min(1).max(100).default(3),
+  /** Ceiling of each channel's adaptive receive window: bytes or "32MiB". */
+  max_window: windowSize.default(DEFAULT_MAX_WINDOW),
   reconnect: z
     .strictObject({ min_delay: duration.default(500), max_delay: duration.default(30_000) })
     .default({ min_delay: 500, max_delay: 30_000 }),
@@ -342,6 +345,8 @@ export interface ConnectConfig {
   stateDir: string;
   keepaliveInterval: number;
   keepaliveCountMax: number;
+  /** `max_window`: ceiling of each channel's adaptive receive window, bytes. */
+  maxWindow: number;
   reconnect: { minDelay: number; maxDelay: number };
   dialTimeout: number;
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
@@ -481,6 +486,7 @@ export function connectConfigFrom(
     stateDir: resolve(base, stateDir),
     keepaliveInterval: cfg.keepalive_interval,
     keepaliveCountMax: cfg.keepalive_count_max,
+    maxWindow: cfg.max_window,
     reconnect: { minDelay: cfg.reconnect.min_delay, maxDelay: cfg.reconnect.max_delay },
     dialTimeout: cfg.dial_timeout,
     logLevel: cfg.log_level,
@@ -594,6 +600,7 @@ export function redactedConfig(cfg: ConnectConfig): Record<string, unknown> {
     state_dir: cfg.stateDir,
     keepalive_interval: `${cfg.keepaliveInterval}ms`,
     keepalive_count_max: cfg.keepaliveCountMax,
+    max_window: cfg.maxWindow,
     reconnect: { min_delay: `${cfg.reconnect.minDelay}ms`, max_delay: `${cfg.reconnect.maxDelay}ms` },
     dial_timeout: `${cfg.dialTimeout}ms`,
     log_level: cfg.logLevel,

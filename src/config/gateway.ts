@@ -8,6 +8,7 @@ import { deepFreeze, expandEnv, readYamlFile, validate } from './load.js';
 import { duration, listenAddr, portRange, tlsFiles } from './schema-helpers.js';
 import { algorithmsSchema, copyAlgorithms, DEFAULT_ALGORITHMS } from './ssh-algorithms.js';
 import { sshProxySchema } from './ssh-proxy.js';
+import { DEFAULT_MAX_WINDOW, windowSize } from './window-size.js';
 
 const storeSpec = z.string().refine((s) => s === 'sqlite' || /^postgres(ql)?:\/\//.test(s), {
   message: 'use "sqlite" or a "postgres://user@host/db" URL',
@@ -30,6 +31,8 @@ export const gatewaySchema = z.strictObject({
       /** Keepalive interval; a session is dead after `keepalive_count_max` missed answers. */
       keepalive_interval: duration.default(15_000),
       keepalive_count_max: z.number().int().min(1).default(3),
+      /** Ceiling of each channel's adaptive receive window: bytes or "32MiB" (see windowSize). */
+      max_window: windowSize.default(DEFAULT_MAX_WINDOW),
       /** Unauthenticated connections must finish the handshake and auth within this time. */
       auth_timeout: duration.default(10_000),
       max_unauthenticated: z.number().int().min(1).default(256),
@@ -61,6 +64,7 @@ export const gatewaySchema = z.strictObject({
       listen: { host: '127.0.0.1', port: 2222 },
       keepalive_interval: 15_000,
       keepalive_count_max: 3,
+      max_window: DEFAULT_MAX_WINDOW,
       auth_timeout: 10_000,
       max_unauthenticated: 256,
       max_unauthenticated_per_source: 16,

@@ -244,6 +244,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
         agent: this.deps.agent,
         keepaliveInterval: cfg.keepaliveInterval,
         keepaliveCountMax: cfg.keepaliveCountMax,
+        maxWindow: cfg.maxWindow,
         logger: this.log,
         verifyHostKey: (blob) => {
           const v = checkHostKey(
@@ -565,7 +566,8 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       prev.sshKey !== next.sshKey ||
       prev.gatewayFingerprint !== next.gatewayFingerprint ||
       prev.keepaliveInterval !== next.keepaliveInterval ||
-      prev.keepaliveCountMax !== next.keepaliveCountMax;
+      prev.keepaliveCountMax !== next.keepaliveCountMax ||
+      prev.maxWindow !== next.maxWindow;
     if (prev.stateDir !== next.stateDir) {
       throw new TetherError(
         'RELOAD_STATE_DIR',

@@ -164,6 +164,7 @@ export class Gateway {
           algorithms: config.tunnel.algorithms,
           keepaliveInterval: config.tunnel.keepalive_interval,
           keepaliveCountMax: config.tunnel.keepalive_count_max,
+          maxWindow: config.tunnel.max_window,
           authTimeout: config.tunnel.auth_timeout,
           maxUnauthenticated: config.tunnel.max_unauthenticated,
           maxUnauthenticatedPerSource: config.tunnel.max_unauthenticated_per_source,

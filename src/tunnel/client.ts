@@ -26,7 +26,7 @@ import {
   JsonLineDecoder,
 } from './control-protocol.js';
 import { coalesceWrites } from './pipe.js';
-import { usePooledPadding } from './pooled-padding.js';
+import { channelWindowOptions, DEFAULT_MAX_WINDOW } from './windows.js';
 
 const { Client } = ssh2;
 type SshClient = InstanceType<typeof Client>;
@@ -50,6 +50,8 @@ export interface TunnelClientOptions {
   agent: string;
   keepaliveInterval?: number;
   keepaliveCountMax?: number;
+  /** Ceiling of each channel's adaptive receive window (bytes); connect.yaml `max_window`. */
+  maxWindow?: number;
   /** TCP connect + SSH handshake + auth + control channel + welcome, ms. */
   readyTimeout?: number;
   /** Wait for the gateway's `welcome` before resolving (not on enrollment sessions). */
@@ -226,7 +228,6 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
         session.emit('connection', { label: info.destIP, port: info.destPort, info, accept, reject });
       });
       client.on('ready', () => {
-        usePooledPadding(client);
         client.subsys(CONTROL_SUBSYSTEM, (err, stream) => {
           if (err) {
             fail(new Error(`the gateway refused the control channel: ${err.message}`));
@@ -270,6 +271,7 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
             algorithms: toSsh2Algorithms(),
             keepaliveInterval: opts.keepaliveInterval ?? 15_000,
             keepaliveCountMax: opts.keepaliveCountMax ?? 3,
+            ...channelWindowOptions({ maxWindow: opts.maxWindow ?? DEFAULT_MAX_WINDOW }),
             readyTimeout,
             hostVerifier: (key: Buffer) => {
               const d = opts.verifyHostKey(key);

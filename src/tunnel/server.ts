@@ -17,10 +17,10 @@ import type { RepoMeta, Store } from '../store/types.js';
 import { ENROLL_USER } from './control-protocol.js';
 import { runEnrollSession } from './enroll-session.js';
 import { coalesceWrites } from './pipe.js';
-import { usePooledPadding } from './pooled-padding.js';
 import { destroySocket, normalizeIp } from './session-util.js';
 import { runTenantSession, type SessionBounds } from './tenant-session.js';
 import { routePlainPort } from './transports/sniff.js';
+import { channelWindowOptions, DEFAULT_MAX_WINDOW } from './windows.js';
 
 const { Server, utils } = ssh2;
 
@@ -38,6 +38,8 @@ export interface TunnelServerOptions {
   session: SessionBounds;
   version: string;
   nodeId?: string;
+  /** Ceiling of each channel's adaptive receive window (bytes); `tunnel.max_window`. */
+  maxWindow?: number;
 }
 
 export interface TunnelServerDeps {
@@ -90,6 +92,7 @@ export class TunnelServer {
         keepaliveInterval: opts.keepaliveInterval,
         keepaliveCountMax: opts.keepaliveCountMax,
         highWaterMark: 256 * 1024,
+        ...channelWindowOptions({ maxWindow: opts.maxWindow ?? DEFAULT_MAX_WINDOW }),
       } as ConstructorParameters<typeof Server>[0],
       () => {},
     );
@@ -312,7 +315,6 @@ export class TunnelServer {
     });
 
     client.on('ready', () => {
-      usePooledPadding(client);
       if (enrolling) {
         // not logged in as anyone: it keeps its unauthenticated slot and meets the auth timeout
         runEnrollSession(client, {

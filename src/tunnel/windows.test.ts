@@ -1,0 +1,252 @@
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import type net from 'node:net';
+import { test } from 'node:test';
+import ssh2 from 'ssh2';
+import {
+  channelWindowOptions,
+  INITIAL_WINDOW,
+  incomingWindow,
+  RttProbe,
+  ssh2Patched,
+  WindowPolicy,
+} from './windows.js';
+
+const { Client, Server } = ssh2;
+const require = createRequire(import.meta.url);
+const MiB = 1024 * 1024;
+
+/** A clock the test moves by hand. */
+function fakeClock(start = 1000) {
+  let t = start;
+  return {
+    now: () => t,
+    advance: (ms: number) => {
+      t += ms;
+    },
+  };
+}
+
+test('the ssh2 patch is applied (patches/ssh2+*.patch): adaptive-window hooks, 64 KiB packets, reply callbacks', () => {
+  assert.equal(
+    ssh2Patched(),
+    true,
+    'ssh2 lacks Tether’s patch: run `npm ci` (patch-package applies patches/)',
+  );
+  const channel = require('ssh2/lib/Channel.js') as Record<string, unknown>;
+  assert.equal(typeof channel.windowThreshold, 'function');
+  assert.equal(typeof channel.windowStalled, 'function');
+  assert.equal(channel.PACKET_SIZE, 64 * 1024);
+  const fs = require('node:fs') as typeof import('node:fs');
+  const crypto = fs.readFileSync(require.resolve('ssh2/lib/protocol/crypto.js'), 'utf8');
+  assert.match(crypto, /const MAX_PACKET_SIZE = 64 \* 1024 \+ 4 \* 1024;/);
+  const server = fs.readFileSync(require.resolve('ssh2/lib/server.js'), 'utf8');
+  assert.match(server, /this\._channelWindow = /);
+  assert.match(server, /replyCallbacks\.shift\(\)/);
+});
+
+/** Feeds a policy `total` bytes in refills of a quarter window, `msPerRefill` apart. */
+function feed(
+  p: WindowPolicy,
+  clock: ReturnType<typeof fakeClock>,
+  total: number,
+  msPerRefill: number,
+): void {
+  let left = total;
+  while (left > 0) {
+    const n = Math.min(left, p.target() - p.threshold());
+    clock.advance(msPerRefill);
+    p.consumed(n, false);
+    left -= n;
+  }
+}
+
+test('window policy: a window consumed within a round trip doubles, up to the ceiling', () => {
+  const clock = fakeClock();
+  const p = new WindowPolicy(32 * MiB, clock, () => 50);
+  assert.equal(p.target(), INITIAL_WINDOW);
+  assert.equal(p.threshold(), 1 * MiB, 'at 2 MiB, a refill once half the window is used (as upstream)');
+  const seen = [p.target()];
+  for (let i = 0; i < 12; i++) {
+    feed(p, clock, p.target(), 10); // a quarter window per 10 ms: half a window in 20 ms < 1 RTT
+    seen.push(p.target());
+  }
+  assert.deepEqual([...new Set(seen)], [2 * MiB, 4 * MiB, 8 * MiB, 16 * MiB, 32 * MiB]);
+  assert.equal(p.threshold(), 24 * MiB, 'once grown, a refill once a quarter is used');
+  assert.equal(p.target(), 32 * MiB, 'never above the ceiling');
+});
+
+test('window policy: no growth when half a window takes longer than a round trip, on a link under 10 ms, or with the RTT unknown', () => {
+  const clock = fakeClock();
+  const slow = new WindowPolicy(32 * MiB, clock, () => 1); // loopback-like RTT, 10 ms per quarter
+  feed(slow, clock, 64 * MiB, 10);
+  assert.equal(slow.target(), INITIAL_WINDOW);
+  const short = new WindowPolicy(32 * MiB, clock, () => 5); // a short link: never grows
+  feed(short, clock, 64 * MiB, 0);
+  assert.equal(short.target(), INITIAL_WINDOW);
+  const unknown = new WindowPolicy(32 * MiB, clock, () => undefined);
+  feed(unknown, clock, 64 * MiB, 0);
+  assert.equal(unknown.target(), INITIAL_WINDOW);
+});
+
+test('window policy: a stalled reader halves the window once per stall, down to 2 MiB, and stops growth for that epoch', () => {
+  const clock = fakeClock();
+  const p = new WindowPolicy(32 * MiB, clock, () => 50);
+  for (let i = 0; i < 5; i++) feed(p, clock, p.target(), 1);
+  assert.equal(p.target(), 32 * MiB);
+  p.stalled();
+  p.stalled(); // the same stall: still one halving
+  assert.equal(p.target(), 16 * MiB);
+  p.consumed(4 * MiB, true); // drained: the next stall halves again
+  p.stalled();
+  assert.equal(p.target(), 8 * MiB);
+  p.consumed(8 * MiB, true); // an epoch with a stall in it: no growth at its end
+  assert.equal(p.target(), 8 * MiB);
+  for (let i = 0; i < 6; i++) {
+    p.stalled();
+    p.consumed(1, true);
+  }
+  assert.equal(p.target(), INITIAL_WINDOW, 'never below the initial 2 MiB');
+  // the epoch the last stall fell in ends without growth (1 MiB), the next one doubles (1 MiB),
+  // and the last 1 MiB is only half of the next epoch (2 MiB)
+  feed(p, clock, 3 * MiB, 1);
+  assert.equal(p.target(), 4 * MiB, 'grows again once the reader keeps up');
+});
+
+interface Pair {
+  server: InstanceType<typeof Server>;
+  client: InstanceType<typeof Client>;
+  /** The server-side channel of the client's exec, and the client's side of it. */
+  serverCh: ssh2.ServerChannel;
+  clientCh: ssh2.ClientChannel;
+  close(): void;
+}
+
+/** A real ssh2 server and client on loopback; the server's channels get the window options. */
+async function pair(serverOpts: object): Promise<Pair> {
+  const hostKey = ssh2.utils.generateKeyPairSync('ed25519').private;
+  let serverCh!: ssh2.ServerChannel;
+  let gotIt!: () => void;
+  const gotChannel = new Promise<void>((resolve) => {
+    gotIt = resolve;
+  });
+  // biome-ignore lint/suspicious/noExplicitAny: the patched option is not in @types/ssh2
+  const server = new Server({ hostKeys: [hostKey], ...serverOpts } as any, (conn) => {
+    conn.on('authentication', (ctx) => ctx.accept());
+    conn.on('ready', () => {
+      conn.on('session', (accept) => {
+        accept().on('exec', (acceptExec) => {
+          serverCh = acceptExec();
+          gotIt();
+        });
+      });
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as net.AddressInfo).port;
+  const client = new Client();
+  await new Promise<void>((resolve, reject) => {
+    client.on('ready', () => resolve()).on('error', reject);
+    client.connect({ host: '127.0.0.1', port, username: 'u', password: 'p' });
+  });
+  const clientCh = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+    client.exec('x', (err, ch) => (err ? reject(err) : resolve(ch))),
+  );
+  await gotChannel;
+  return {
+    server,
+    client,
+    serverCh,
+    clientCh,
+    close: () => {
+      client.end();
+      server.close();
+    },
+  };
+}
+
+/** Writes `total` bytes on `ch`, honouring backpressure. */
+async function send(ch: ssh2.ClientChannel, total: number): Promise<void> {
+  const chunk = Buffer.alloc(64 * 1024, 7);
+  for (let sent = 0; sent < total; sent += chunk.length) {
+    if (!ch.write(chunk)) await new Promise((r) => ch.once('drain', r));
+  }
+}
+
+test('against the protocol: the receiver’s window grows while it keeps up, the sender gets the credit, and a stall shrinks it', async () => {
+  const clock = fakeClock();
+  const p = await pair(channelWindowOptions({ maxWindow: 16 * MiB, clock, rtt: () => 50 }));
+  try {
+    const sender = p.clientCh as unknown as { outgoing: { window: number } };
+    let received = 0;
+    let maxCredit = 0;
+    p.serverCh.on('data', (d: Buffer) => {
+      received += d.length;
+      maxCredit = Math.max(maxCredit, sender.outgoing.window);
+    });
+    // fast: the fake clock stands still, so every half window is consumed in 0 ms < 2 RTT
+    await send(p.clientCh, 48 * MiB);
+    while (received < 48 * MiB) await new Promise((r) => setImmediate(r));
+    assert.equal(incomingWindow(p.serverCh).target, 16 * MiB, 'grew to the ceiling');
+    assert.ok(maxCredit > 8 * MiB, `the sender was given more than 8 MiB of credit (${maxCredit})`);
+
+    // the reader stops: the sender may still fill what was granted, then waits
+    p.serverCh.pause();
+    const before = received;
+    void send(p.clientCh, 40 * MiB);
+    const buffered = () => (p.serverCh as unknown as { readableLength: number }).readableLength;
+    const deadline = Date.now() + 20_000;
+    let last = -1;
+    while (Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      if (buffered() === last) break;
+      last = buffered();
+    }
+    assert.ok(buffered() <= 16 * MiB + 256 * 1024, `held at most one window (${buffered()})`);
+    assert.ok(buffered() > 0);
+    assert.equal(incomingWindow(p.serverCh).target, 8 * MiB, 'the stall halved the window');
+    assert.equal(received, before);
+  } finally {
+    p.close();
+  }
+});
+
+test('against the protocol: a reader that takes longer than the round trip keeps the 2 MiB window', async () => {
+  const clock = fakeClock();
+  const p = await pair(channelWindowOptions({ maxWindow: 16 * MiB, clock, rtt: () => 20 }));
+  try {
+    let received = 0;
+    p.serverCh.on('data', (d: Buffer) => {
+      received += d.length;
+      clock.advance((d.length / MiB) * 100); // 10 MB/s against a 20 ms round trip
+    });
+    await send(p.clientCh, 24 * MiB);
+    while (received < 24 * MiB) await new Promise((r) => setImmediate(r));
+    assert.equal(incomingWindow(p.serverCh).target, INITIAL_WINDOW);
+  } finally {
+    p.close();
+  }
+});
+
+test('RTT probe: pings over a real connection are answered and timed on both the server and the client side', async () => {
+  const clock = { now: () => performance.now() };
+  let serverConn: unknown;
+  const p = await pair({});
+  try {
+    serverConn = (p.serverCh as unknown as { _client: unknown })._client;
+    const onServer = new RttProbe(serverConn as object, clock);
+    const onClient = new RttProbe(p.client as unknown as object, clock);
+    assert.equal(onServer.rtt(), undefined);
+    assert.equal(onClient.rtt(), undefined);
+    const deadline = Date.now() + 10_000;
+    while ((onServer.rtt() === undefined || onClient.rtt() === undefined) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const s = onServer.rtt();
+    const c = onClient.rtt();
+    assert.ok(s !== undefined && s >= 0 && s < 5000, `server side RTT ${s}`);
+    assert.ok(c !== undefined && c >= 0 && c < 5000, `client side RTT ${c}`);
+  } finally {
+    p.close();
+  }
+});
