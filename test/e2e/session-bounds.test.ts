@@ -252,7 +252,12 @@ describe('session bounds: metadata intake, floods of repo messages, channels and
     const granted = results.filter((r) => typeof r === 'number').length;
     assert.ok(granted >= 10 && granted < 300, `${granted} granted`);
     const m = await s.waitMessage((x) => x.type === 'refused' && x.code === 'FORWARD_RATE_LIMITED');
-    assert.match(String(m.reason), /too many forward requests \(at most 5 per second, bursts of 10\)/);
+    // Which of the two bounds refuses first depends on how fast the gateway works through the
+    // queue (on a loaded machine the 10 waiting requests fill it before the tokens run out).
+    assert.match(
+      String(m.reason),
+      /^too many forward requests (\(at most 5 per second, bursts of 10\)|waiting \(at most 10 per session\))$/,
+    );
     await refusedReaches('forward_requests_per_session', before + 300 - granted);
     s.end();
     await s.closed;
