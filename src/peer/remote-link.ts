@@ -4,8 +4,8 @@ import ssh2, { type ClientChannel, type TcpConnectionDetails } from 'ssh2';
 import { toSsh2Algorithms } from '../config/ssh-algorithms.js';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../log/index.js';
+import { type BackoffPolicy, backoffDelay, DEFAULT_BACKOFF } from '../tunnel/backoff.js';
 import { formatHostPort, type HostPort } from './address.js';
-import { type BackoffPolicy, backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
 import { describeTlsError, peerIdentityCheck, type TlsMaterial } from './tls-material.js';
 
 /** Where a link stands. `failed` keeps retrying; `closed` is final. */
