@@ -3,8 +3,8 @@ import { createServer as createTlsServer, type TLSSocket, type Server as TlsServ
 import ssh2, { type Connection, type TcpipBindInfo, type TcpipRequestInfo } from 'ssh2';
 import { toSsh2Algorithms } from '../config/ssh-algorithms.js';
 import type { Logger } from '../log/index.js';
+import { relay } from '../tunnel/pipe.js';
 import { formatHostPort, type HostPort } from './address.js';
-import { splice } from './splice.js';
 import { describeTlsError, peerSubject, type TlsMaterial } from './tls-material.js';
 
 /** How long the tunnel side waits for a destination to accept a connection. */
@@ -274,7 +274,7 @@ class InboundSession {
           return;
         }
         log.debug({ from }, 'connection carried to the peer');
-        splice(socket, ch);
+        relay(socket, ch, () => {});
       },
     );
   }
@@ -302,7 +302,7 @@ class InboundSession {
       this.streams.add(socket);
       socket.on('close', () => this.streams.delete(socket));
       this.log.debug({ dest }, 'dialled the destination for the peer');
-      splice(socket, accept());
+      relay(socket, accept(), () => {});
     });
   }
 }
