@@ -8,10 +8,10 @@ import { TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import { type BackoffPolicy, backoffDelay, DEFAULT_BACKOFF } from '../tunnel/backoff.js';
 import { relay } from '../tunnel/pipe.js';
+import type { TlsMaterial } from '../tunnel/tls-material.js';
 import { formatHostPort, type HostPort } from './address.js';
 import type { ExposeSpec } from './expose-request.js';
 import { RemoteLink } from './remote-link.js';
-import type { TlsMaterial } from './tls-material.js';
 
 export type ExposureStatus = 'PENDING' | 'COMPLETE' | 'ERROR';
 

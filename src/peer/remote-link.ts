@@ -5,8 +5,8 @@ import { toSsh2Algorithms } from '../config/ssh-algorithms.js';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../log/index.js';
 import { type BackoffPolicy, backoffDelay, DEFAULT_BACKOFF } from '../tunnel/backoff.js';
+import { describeTlsError, peerIdentityCheck, type TlsMaterial } from '../tunnel/tls-material.js';
 import { formatHostPort, type HostPort } from './address.js';
-import { describeTlsError, peerIdentityCheck, type TlsMaterial } from './tls-material.js';
 
 /** Where a link stands. `failed` keeps retrying; `closed` is final. */
 export type LinkState =

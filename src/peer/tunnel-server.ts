@@ -4,8 +4,8 @@ import ssh2, { type Connection, type TcpipBindInfo, type TcpipRequestInfo } from
 import { toSsh2Algorithms } from '../config/ssh-algorithms.js';
 import type { Logger } from '../log/index.js';
 import { relay } from '../tunnel/pipe.js';
+import { describeTlsError, peerSubject, type TlsMaterial } from '../tunnel/tls-material.js';
 import { formatHostPort, type HostPort } from './address.js';
-import { describeTlsError, peerSubject, type TlsMaterial } from './tls-material.js';
 
 /** How long the tunnel side waits for a destination to accept a connection. */
 const DIAL_TIMEOUT_MS = 10_000;
