@@ -1,7 +1,7 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import ssh2, { type AuthContext, type Connection } from 'ssh2';
-import { type SshAlgorithmLists, toSsh2Algorithms } from '../config/ssh-algorithms.js';
+import type { SshAlgorithmLists } from '../config/ssh-algorithms.js';
 import type { ForwardAuthorizer } from '../core/authorization.js';
 import type { Clock } from '../core/clock.js';
 import type { ForwardRegistry } from '../core/forward-registry.js';
@@ -19,10 +19,12 @@ import { runEnrollSession } from './enroll-session.js';
 import { coalesceWrites } from './pipe.js';
 import { usePooledPadding } from './pooled-padding.js';
 import { destroySocket, normalizeIp } from './session-util.js';
+import { createSshServer, type SshServer } from './ssh-server.js';
+import { socketOf } from './ssh2-adapter.js';
 import { runTenantSession, type SessionBounds } from './tenant-session.js';
 import { routePlainPort } from './transports/sniff.js';
 
-const { Server, utils } = ssh2;
+const { utils } = ssh2;
 
 export interface TunnelServerOptions {
   hostKey: string;
@@ -57,7 +59,7 @@ export interface TunnelServerDeps {
 
 /** The gateway's SSH endpoint for connectors: auth, forwards, control channel. */
 export class TunnelServer {
-  private readonly ssh: InstanceType<typeof Server>;
+  private readonly ssh: SshServer;
   private readonly netServers: net.Server[] = [];
   private readonly sockets = new Set<net.Socket | Duplex>();
   private readonly mutex = new KeyedMutex();
@@ -82,19 +84,16 @@ export class TunnelServer {
     private readonly deps: TunnelServerDeps,
   ) {
     this.refusals = deps.refusals ?? new RefusalLog(deps.log, deps.clock);
-    this.ssh = new Server(
+    this.ssh = createSshServer(
       {
-        hostKeys: [opts.hostKey],
-        algorithms: toSsh2Algorithms(opts.algorithms),
+        hostKey: opts.hostKey,
+        algorithms: opts.algorithms,
         ident: `Tether_${opts.version}`,
         keepaliveInterval: opts.keepaliveInterval,
         keepaliveCountMax: opts.keepaliveCountMax,
         highWaterMark: 256 * 1024,
-      } as ConstructorParameters<typeof Server>[0],
-      () => {},
-    );
-    this.ssh.on('connection', (client: Connection, info: { ip: string; port: number }) =>
-      this.onClient(client, info),
+      },
+      (client, info) => this.onClient(client, info),
     );
   }
 
@@ -219,11 +218,10 @@ export class TunnelServer {
       this.authenticated(socket);
     });
     socket.on('error', () => {});
-    const ssh = this.ssh as unknown as { injectSocket(s: Duplex): void };
     if (remote && !(socket instanceof net.Socket)) {
       Object.assign(socket, { remoteAddress: remote.ip, remotePort: remote.port });
     }
-    ssh.injectSocket(socket);
+    this.ssh.inject(socket);
     if (socket instanceof net.Socket) socket.resume();
   }
 
@@ -252,8 +250,8 @@ export class TunnelServer {
     const { log } = this.deps;
     const ip = normalizeIp(info.ip);
     const source = `${ip}:${info.port}`;
-    const sock = (client as unknown as { _sock?: unknown })._sock;
-    const entry = this.pending.get(sock as net.Socket);
+    const sock = socketOf(client);
+    const entry = sock && this.pending.get(sock);
     if (entry) entry.client = client;
 
     let tenant = '';

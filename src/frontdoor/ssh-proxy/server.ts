@@ -1,11 +1,11 @@
 import net from 'node:net';
-import ssh2, { type Connection } from 'ssh2';
-import { type SshAlgorithmLists, toSsh2Algorithms } from '../../config/ssh-algorithms.js';
+import type { Connection } from 'ssh2';
+import type { SshAlgorithmLists } from '../../config/ssh-algorithms.js';
 import { RefusalLog } from '../../core/refusals.js';
 import type { Logger } from '../../log/index.js';
+import { createSshServer, type SshServer } from '../../tunnel/ssh-server.js';
+import { socketOf } from '../../tunnel/ssh2-adapter.js';
 import { type ConnectionDeps, ProxyConnection } from './connection.js';
-
-const { Server } = ssh2;
 
 export interface SshProxyServerOptions {
   hostKey: string;
@@ -27,7 +27,7 @@ function sourceOf(ip: string | undefined): string {
 
 /** The SSH front door's listener: one ssh2 Server, one ProxyConnection per client. */
 export class SshProxyServer {
-  private readonly ssh: InstanceType<typeof Server>;
+  private readonly ssh: SshServer;
   private netServer?: net.Server;
   private readonly sockets = new Set<net.Socket>();
   private readonly live = new Set<ProxyConnection>();
@@ -51,27 +51,26 @@ export class SshProxyServer {
   ) {
     this.log = deps.log;
     this.refusals = new RefusalLog(deps.log, deps.clock);
-    this.ssh = new Server(
+    // The connection boundary: an exception while setting up one client is logged and that
+    // client dropped; it never ends the process.
+    this.ssh = createSshServer(
       {
-        hostKeys: [opts.hostKey],
-        algorithms: toSsh2Algorithms(opts.algorithms),
+        hostKey: opts.hostKey,
+        algorithms: opts.algorithms,
         ident: opts.ident,
         keepaliveInterval: opts.keepaliveInterval,
         keepaliveCountMax: opts.keepaliveCountMax,
         highWaterMark: 256 * 1024,
-      } as ConstructorParameters<typeof Server>[0],
-      () => {},
+      },
+      (client, info) => {
+        try {
+          this.onClient(client, info);
+        } catch (err) {
+          this.crashed(err, info.ip);
+          client.end();
+        }
+      },
     );
-    // The connection boundary: an exception while setting up one client is logged and that
-    // client dropped; it never ends the process.
-    this.ssh.on('connection', (client: Connection, info: { ip: string; port: number }) => {
-      try {
-        this.onClient(client, info);
-      } catch (err) {
-        this.crashed(err, info.ip);
-        client.end();
-      }
-    });
   }
 
   async listen(host: string, port: number): Promise<net.AddressInfo> {
@@ -153,12 +152,12 @@ export class SshProxyServer {
       uncount();
       this.uncounters.delete(socket);
     });
-    (this.ssh as unknown as { injectSocket(s: net.Socket): void }).injectSocket(socket);
+    this.ssh.inject(socket);
     socket.resume();
   }
 
   private onClient(client: Connection, info: { ip: string; port: number }): void {
-    const sock = (client as unknown as { _sock?: net.Socket })._sock;
+    const sock = socketOf(client) as net.Socket | undefined;
     if (sock) this.silent.delete(sock);
     const uncount = (sock && this.uncounters.get(sock)) || (() => {});
     const conn = new ProxyConnection(

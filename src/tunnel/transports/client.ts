@@ -10,9 +10,7 @@
  */
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import tls from 'node:tls';
 import { type ConnectConfig, gatewayText } from '../../config/connect.js';
-import { TetherError } from '../../errors/index.js';
 import type { Logger } from '../../log/index.js';
 import { coalesceWrites } from '../pipe.js';
 import { readCaFile } from '../tls-material.js';
