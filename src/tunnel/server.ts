@@ -23,6 +23,7 @@ import { createSshServer, type SshServer } from './ssh-server.js';
 import { socketOf } from './ssh2-adapter.js';
 import { runTenantSession, type SessionBounds } from './tenant-session.js';
 import { routePlainPort } from './transports/sniff.js';
+import { UnauthenticatedSlots } from './unauthenticated-slots.js';
 
 const { utils } = ssh2;
 
@@ -72,8 +73,7 @@ export class TunnelServer {
    * Slots of connections not logged in yet, in all and per source address: taken when the
    * connection arrives (before the first-bytes sniff), given back at login or close.
    */
-  private slots = 0;
-  private readonly slotsPerSource = new Map<string, number>();
+  private readonly slots: UnauthenticatedSlots;
   private readonly refusals: RefusalLog;
   private closing = false;
   /** Takes TLS that arrives on the plain SSH port; set by the TLS transport (src/tunnel/transports). */
@@ -84,6 +84,7 @@ export class TunnelServer {
     private readonly deps: TunnelServerDeps,
   ) {
     this.refusals = deps.refusals ?? new RefusalLog(deps.log, deps.clock);
+    this.slots = new UnauthenticatedSlots(opts.maxUnauthenticated, opts.maxUnauthenticatedPerSource);
     this.ssh = createSshServer(
       {
         hostKey: opts.hostKey,
@@ -145,39 +146,17 @@ export class TunnelServer {
    */
   private reserve(rawIp: string | undefined): Slot | undefined {
     const ip = normalizeIp(rawIp);
-    const refused = this.closing
-      ? 'shutting down'
-      : this.slots >= this.opts.maxUnauthenticated
-        ? 'max_unauthenticated'
-        : (this.slotsPerSource.get(ip) ?? 0) >= this.opts.maxUnauthenticatedPerSource
-          ? 'unauthenticated_per_source'
-          : undefined;
+    const refused = this.closing ? 'shutting down' : this.slots.refusal(ip);
     if (refused === 'shutting down') {
       this.deps.log.warn({ event: 'tunnel.refused', reason: refused }, 'tunnel connection refused');
       return undefined;
     }
     if (refused) {
-      const many =
-        refused === 'max_unauthenticated'
-          ? `too many unauthenticated connections (max_unauthenticated ${this.opts.maxUnauthenticated})`
-          : `too many unauthenticated connections from ${ip} (max_unauthenticated_per_source ${this.opts.maxUnauthenticatedPerSource})`;
+      const many = this.slots.describe(refused, ip);
       this.refusals.refuse(refused, ip, { source: ip }, `tunnel connection refused: ${many}`);
       return undefined;
     }
-    this.slots++;
-    this.slotsPerSource.set(ip, (this.slotsPerSource.get(ip) ?? 0) + 1);
-    let held = true;
-    return {
-      ip,
-      release: () => {
-        if (!held) return;
-        held = false;
-        this.slots--;
-        const n = (this.slotsPerSource.get(ip) ?? 1) - 1;
-        if (n <= 0) this.slotsPerSource.delete(ip);
-        else this.slotsPerSource.set(ip, n);
-      },
-    };
+    return { ip, release: this.slots.take(ip) };
   }
 
   accept(
@@ -227,7 +206,7 @@ export class TunnelServer {
 
   /** How many connections are not logged in yet, in all and from one source address. */
   unauthenticated(ip?: string): number {
-    return ip === undefined ? this.slots : (this.slotsPerSource.get(normalizeIp(ip)) ?? 0);
+    return this.slots.count(ip);
   }
 
   /** The connection on this socket authenticated (or closed): its auth timer and slot go. */

@@ -3,8 +3,10 @@ import type { Connection } from 'ssh2';
 import type { SshAlgorithmLists } from '../../config/ssh-algorithms.js';
 import { RefusalLog } from '../../core/refusals.js';
 import type { Logger } from '../../log/index.js';
+import { normalizeIp } from '../../tunnel/session-util.js';
 import { createSshServer, type SshServer } from '../../tunnel/ssh-server.js';
 import { socketOf } from '../../tunnel/ssh2-adapter.js';
+import { UnauthenticatedSlots } from '../../tunnel/unauthenticated-slots.js';
 import { type ConnectionDeps, ProxyConnection } from './connection.js';
 
 export interface SshProxyServerOptions {
@@ -16,13 +18,6 @@ export interface SshProxyServerOptions {
   maxUnauthenticated: number;
   /** Of those, how many one source address may hold. */
   maxUnauthenticatedPerSource: number;
-}
-
-/** "::ffff:10.0.0.1" and "10.0.0.1" are one source. */
-function sourceOf(ip: string | undefined): string {
-  if (!ip) return 'unknown';
-  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-  return m ? m[1]! : ip.toLowerCase();
 }
 
 /** The SSH front door's listener: one ssh2 Server, one ProxyConnection per client. */
@@ -39,8 +34,7 @@ export class SshProxyServer {
    * Connections not logged in yet, counted from the moment they are accepted (a silent socket and
    * one that only sent its identification count too), in all and per source address.
    */
-  private unauthenticated = 0;
-  private readonly perSource = new Map<string, number>();
+  private readonly slots: UnauthenticatedSlots;
   private closing = false;
   private readonly log: Logger;
   private readonly refusals: RefusalLog;
@@ -51,6 +45,7 @@ export class SshProxyServer {
   ) {
     this.log = deps.log;
     this.refusals = new RefusalLog(deps.log, deps.clock);
+    this.slots = new UnauthenticatedSlots(opts.maxUnauthenticated, opts.maxUnauthenticatedPerSource);
     // The connection boundary: an exception while setting up one client is logged and that
     // client dropped; it never ends the process.
     this.ssh = createSshServer(
@@ -102,25 +97,18 @@ export class SshProxyServer {
   }
 
   private accept(socket: net.Socket): void {
-    const ip = sourceOf(socket.remoteAddress);
+    const ip = normalizeIp(socket.remoteAddress);
     if (this.closing) {
       socket.destroy();
       return;
     }
-    const bound =
-      this.unauthenticated >= this.opts.maxUnauthenticated
-        ? 'max_unauthenticated'
-        : (this.perSource.get(ip) ?? 0) >= this.opts.maxUnauthenticatedPerSource
-          ? 'unauthenticated_per_source'
-          : undefined;
+    const bound = this.slots.refusal(ip);
     if (bound) {
       this.refusals.refuse(
         bound,
         `ssh_proxy\0${ip}`,
         { front_door: 'ssh_proxy', source: ip, audit: true },
-        bound === 'max_unauthenticated'
-          ? `ssh proxy connection refused: too many unauthenticated connections (max_unauthenticated ${this.opts.maxUnauthenticated})`
-          : `ssh proxy connection refused: too many unauthenticated connections from ${ip} (max_unauthenticated_per_source ${this.opts.maxUnauthenticatedPerSource})`,
+        `ssh proxy connection refused: ${this.slots.describe(bound, ip)}`,
       );
       socket.destroy();
       return;
@@ -128,17 +116,7 @@ export class SshProxyServer {
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
     socket.on('error', () => {});
-    this.unauthenticated++;
-    this.perSource.set(ip, (this.perSource.get(ip) ?? 0) + 1);
-    let counted = true;
-    const uncount = () => {
-      if (!counted) return;
-      counted = false;
-      this.unauthenticated--;
-      const n = (this.perSource.get(ip) ?? 1) - 1;
-      if (n <= 0) this.perSource.delete(ip);
-      else this.perSource.set(ip, n);
-    };
+    const uncount = this.slots.take(ip);
     this.uncounters.set(socket, uncount);
     // A client that never even sends its SSH identification is closed after the handshake timeout
     // (from then on ProxyConnection's own timer, which can tell the user why, takes over).
