@@ -40,7 +40,7 @@ export class SshProxyServer {
   private readonly refusals: RefusalLog;
 
   constructor(
-    private readonly opts: SshProxyServerOptions,
+    opts: SshProxyServerOptions,
     private readonly deps: ConnectionDeps,
   ) {
     this.log = deps.log;
