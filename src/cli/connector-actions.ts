@@ -17,11 +17,11 @@ import { deleteKeyPair, readPrivateKey, writeNewKeyPair } from '../connector/key
 import { checkHostKey } from '../connector/known-hosts.js';
 import { type ConnectorStatus, formatStatus } from '../connector/status.js';
 import type { ReloadResult } from '../connector/supervisor.js';
-import { type GatewayTransport, gatewayTransport } from '../connector/transport.js';
 import { TENANT_ID } from '../core/ids.js';
 import { TetherError } from '../errors/index.js';
 import { silentLogger } from '../log/index.js';
 import { enroll, type HostKeyDecision, TunnelSession } from '../tunnel/client.js';
+import { type GatewayTransport, gatewayTransport } from '../tunnel/transports/client.js';
 import { VERSION } from './version.js';
 
 const AGENT = `tether-connector/${VERSION}`;

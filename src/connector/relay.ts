@@ -3,7 +3,7 @@
  */
 import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { coalesceWrites, pump } from '../tunnel/pipe.js';
+import { coalesceWrites, relay } from '../tunnel/pipe.js';
 
 /** Connects to host:port, or fails with a short reason ("connection refused", "timed out after 10 s"). */
 export function dialDestination(host: string, port: number, timeoutMs: number): Promise<Socket> {
@@ -61,40 +61,16 @@ export interface RelayHooks {
 }
 
 /**
- * Pipes an SSH channel and a socket both ways with backpressure. EOF passes through in each
- * direction; when both directions are finished the channel is closed (ssh2's client side
- * does not close half-open channels by itself); an error on either side destroys both.
+ * Pipes an SSH channel and a socket both ways with backpressure (`relay` in tunnel/pipe.ts):
+ * EOF passes through in each direction; when both directions are finished both ends are released
+ * (the channel gets its CLOSE: ssh2's client side does not close half-open channels by itself);
+ * an error on either side destroys both. `onBytes` sees the bytes as they pass, for live status.
  */
-export function relayChannel(
-  channel: Duplex & { close?: () => void },
-  sock: Socket,
-  hooks: RelayHooks,
-): void {
-  let toDestination = 0;
-  let fromDestination = 0;
-  let pending = 2;
-  let firstError: Error | undefined;
-  channel.on('data', (c: Buffer) => {
-    toDestination += c.length;
-    hooks.onBytes?.(c.length, 0);
-  });
-  sock.on('data', (c: Buffer) => {
-    fromDestination += c.length;
-    hooks.onBytes?.(0, c.length);
-  });
-  const finish = (err: Error | null | undefined) => {
-    if (err && !firstError) {
-      firstError = err;
-      sock.destroy();
-      channel.destroy();
-    }
-    if (--pending > 0) return;
-    if (!firstError) {
-      channel.close?.();
-      sock.destroy();
-    }
-    hooks.done({ toDestination, fromDestination, error: firstError });
-  };
-  pump(channel, sock, finish);
-  pump(sock, channel, finish);
+export function relayChannel(channel: Duplex, sock: Socket, hooks: RelayHooks): void {
+  const onBytes = hooks.onBytes;
+  if (onBytes) {
+    channel.on('data', (c: Buffer) => onBytes(c.length, 0));
+    sock.on('data', (c: Buffer) => onBytes(0, c.length));
+  }
+  relay(channel, sock, (r) => hooks.done({ toDestination: r.aToB, fromDestination: r.bToA, error: r.error }));
 }

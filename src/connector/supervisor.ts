@@ -12,15 +12,15 @@ import { destinationOf } from '../config/uri.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import { TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
+import { Backoff } from '../tunnel/backoff.js';
 import { type IncomingConnection, type TunnelClientOptions, TunnelSession } from '../tunnel/client.js';
 import type { RepoMetaMessage } from '../tunnel/control-protocol.js';
-import { Backoff } from './backoff.js';
+import { type GatewayTransport, gatewayTransport } from '../tunnel/transports/client.js';
 import { HealthChecks } from './health.js';
 import { type LoadedKey, readPrivateKey } from './key-file.js';
 import { checkHostKey } from './known-hosts.js';
 import { dialDestination, relayChannel } from './relay.js';
 import type { ConnectorStatus, RepoState, RepoStatus } from './status.js';
-import { type GatewayTransport, gatewayTransport } from './transport.js';
 
 /** The transport (TCP to the proxy, TLS, WebSocket upgrade) must be up within this time. */
 const TRANSPORT_TIMEOUT_MS = 15_000;

@@ -1,8 +1,9 @@
 import { createPrivateKey, type KeyObject, randomBytes, webcrypto, X509Certificate } from 'node:crypto';
-import { access, chmod, mkdir, open, readFile } from 'node:fs/promises';
+import { access, chmod, mkdir, open } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { TetherError } from '../errors/index.js';
+import { readPemFileAsync } from '../tunnel/tls-material.js';
 
 /**
  * Certificates for peer mTLS, built with @peculiar/x509 (loaded on first use: it needs the
@@ -222,11 +223,7 @@ export async function writeCa(dir: string, opts: { force?: boolean; days?: numbe
 }
 
 async function readInput(flag: string, path: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (e) {
-    throw invalid(`cannot read ${flag} ${path}: ${(e as Error).message}`);
-  }
+  return (await readPemFileAsync(path, { what: flag, code: 'CERTS_INVALID' })).toString('utf8');
 }
 
 /** `certs generate --leaf … DIR`: DIR/leaf.cert and DIR/leaf.key, signed by the given CA. */

@@ -6,12 +6,12 @@ import type { ClientChannel, TcpConnectionDetails } from 'ssh2';
 import type { Clock } from '../core/clock.js';
 import { TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
+import { type BackoffPolicy, backoffDelay, DEFAULT_BACKOFF } from '../tunnel/backoff.js';
+import { relay } from '../tunnel/pipe.js';
+import type { TlsMaterial } from '../tunnel/tls-material.js';
 import { formatHostPort, type HostPort } from './address.js';
-import { type BackoffPolicy, backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
 import type { ExposeSpec } from './expose-request.js';
 import { RemoteLink } from './remote-link.js';
-import { splice } from './splice.js';
-import type { TlsMaterial } from './tls-material.js';
 
 export type ExposureStatus = 'PENDING' | 'COMPLETE' | 'ERROR';
 
@@ -418,7 +418,7 @@ export class ExposureManager {
       this.track(e, socket);
       this.track(e, ch);
       e.log.debug({ from: `${info.srcIP}:${info.srcPort}` }, 'connection carried back and dialled');
-      splice(socket, ch);
+      relay(socket, ch, () => {});
     });
   }
 
@@ -443,7 +443,7 @@ export class ExposureManager {
         }
         this.track(e, ch);
         e.log.debug({ from }, 'connection carried to the remote peer');
-        splice(socket, ch);
+        relay(socket, ch, () => {});
       },
       (err: Error) => {
         e.log.warn(

@@ -1,8 +1,8 @@
 import { TetherError } from '../errors/index.js';
 import type { LogLevel } from '../log/index.js';
+import { loadTlsMaterial, type TlsMaterial } from '../tunnel/tls-material.js';
 import { type HostPort, parseHostPort } from './address.js';
 import { DEFAULT_HTTP_BIND, DEFAULT_TUNNEL_BIND, LOG_LEVELS } from './defaults.js';
-import { loadTlsMaterial, type TlsMaterial } from './tls-material.js';
 
 /** What `tether peer run` was given, unvalidated (strings as typed). */
 export interface PeerOptionsInput {

@@ -1,12 +1,12 @@
 import { isIP } from 'node:net';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import ssh2, { type ClientChannel, type TcpConnectionDetails } from 'ssh2';
-import { toSsh2Algorithms } from '../config/ssh-algorithms.js';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../log/index.js';
+import { type BackoffPolicy, backoffDelay, DEFAULT_BACKOFF } from '../tunnel/backoff.js';
+import { sshClientConfig } from '../tunnel/ssh-client.js';
+import { describeTlsError, peerIdentityCheck, type TlsMaterial } from '../tunnel/tls-material.js';
 import { formatHostPort, type HostPort } from './address.js';
-import { type BackoffPolicy, backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
-import { describeTlsError, peerIdentityCheck, type TlsMaterial } from './tls-material.js';
 
 /** Where a link stands. `failed` keeps retrying; `closed` is final. */
 export type LinkState =
@@ -216,16 +216,13 @@ export class RemoteLink {
     });
     client.on('tcp connection', (info, accept, reject) => this.events.incoming(info, accept, reject));
 
-    const common = {
+    const common = sshClientConfig({
       username: SSH_USER,
-      algorithms: toSsh2Algorithms(),
       readyTimeout: this.connectTimeoutMs,
-      keepaliveInterval: 15_000,
-      keepaliveCountMax: 3,
       // The remote peer is authenticated by TLS (mTLS mode) or trusted (plain mode); its SSH
       // host key is generated at each start, so there is nothing to pin.
       hostVerifier: () => true,
-    };
+    });
     if (this.deps.tls) {
       const { ca, cert, key } = this.deps.tls;
       const { host, port } = this.addr;

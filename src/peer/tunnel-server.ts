@@ -1,11 +1,11 @@
 import { type AddressInfo, connect, createServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket, type Server as TlsServer } from 'node:tls';
 import ssh2, { type Connection, type TcpipBindInfo, type TcpipRequestInfo } from 'ssh2';
-import { toSsh2Algorithms } from '../config/ssh-algorithms.js';
 import type { Logger } from '../log/index.js';
+import { relay } from '../tunnel/pipe.js';
+import { createSshServer, type SshServer } from '../tunnel/ssh-server.js';
+import { describeTlsError, peerSubject, type TlsMaterial } from '../tunnel/tls-material.js';
 import { formatHostPort, type HostPort } from './address.js';
-import { splice } from './splice.js';
-import { describeTlsError, peerSubject, type TlsMaterial } from './tls-material.js';
 
 /** How long the tunnel side waits for a destination to accept a connection. */
 const DIAL_TIMEOUT_MS = 10_000;
@@ -44,7 +44,7 @@ export function generateHostKey(): string {
  */
 export class TunnelServer {
   private readonly log: Logger;
-  private readonly ssh: ssh2.Server;
+  private readonly ssh: SshServer;
   private readonly listener: NetServer | TlsServer;
   private readonly sockets = new Set<Socket>();
   private readonly sessions = new Set<InboundSession>();
@@ -54,10 +54,9 @@ export class TunnelServer {
   constructor(deps: TunnelServerDeps) {
     this.log = deps.logger.child({ component: 'tunnel' });
     const hostKey = deps.hostKey ?? generateHostKey();
-    this.ssh = new ssh2.Server(
+    this.ssh = createSshServer(
       {
-        hostKeys: [hostKey],
-        algorithms: toSsh2Algorithms(),
+        hostKey,
         keepaliveInterval: 15_000,
         keepaliveCountMax: 3,
       },
@@ -128,7 +127,7 @@ export class TunnelServer {
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
     socket.setKeepAlive(true, 15_000);
-    this.ssh.injectSocket(socket);
+    this.ssh.inject(socket);
   }
 
   /** Starts listening; resolves with the bound address (port 0 picks one). */
@@ -274,7 +273,7 @@ class InboundSession {
           return;
         }
         log.debug({ from }, 'connection carried to the peer');
-        splice(socket, ch);
+        relay(socket, ch, () => {});
       },
     );
   }
@@ -302,7 +301,7 @@ class InboundSession {
       this.streams.add(socket);
       socket.on('close', () => this.streams.delete(socket));
       this.log.debug({ dest }, 'dialled the destination for the peer');
-      splice(socket, accept());
+      relay(socket, accept(), () => {});
     });
   }
 }

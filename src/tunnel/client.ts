@@ -13,7 +13,6 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
 import ssh2, { type ClientChannel, type TcpConnectionDetails } from 'ssh2';
-import { toSsh2Algorithms } from '../config/ssh-algorithms.js';
 import { TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import {
@@ -26,6 +25,7 @@ import {
   JsonLineDecoder,
 } from './control-protocol.js';
 import { coalesceWrites } from './pipe.js';
+import { sshClientConfig } from './ssh-client.js';
 import { channelWindowOptions, DEFAULT_MAX_WINDOW } from './windows.js';
 
 const { Client } = ssh2;
@@ -265,23 +265,24 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
           }
           client.connect({
             sock: sock as unknown as Socket,
-            username: opts.username,
-            privateKey: opts.privateKey,
-            ident: opts.agent.replace(/[^A-Za-z0-9._-]/g, '_'),
-            algorithms: toSsh2Algorithms(),
-            keepaliveInterval: opts.keepaliveInterval ?? 15_000,
-            keepaliveCountMax: opts.keepaliveCountMax ?? 3,
+            ...sshClientConfig({
+              username: opts.username,
+              privateKey: opts.privateKey,
+              ident: opts.agent.replace(/[^A-Za-z0-9._-]/g, '_'),
+              keepaliveInterval: opts.keepaliveInterval,
+              keepaliveCountMax: opts.keepaliveCountMax,
+              readyTimeout,
+              hostVerifier: (key: Buffer) => {
+                const d = opts.verifyHostKey(key);
+                session.hostFingerprint = d.fingerprint;
+                if (!d.ok) {
+                  hostKeyError = d.error;
+                  return false;
+                }
+                return true;
+              },
+            }),
             ...channelWindowOptions({ maxWindow: opts.maxWindow ?? DEFAULT_MAX_WINDOW }),
-            readyTimeout,
-            hostVerifier: (key: Buffer) => {
-              const d = opts.verifyHostKey(key);
-              session.hostFingerprint = d.fingerprint;
-              if (!d.ok) {
-                hostKeyError = d.error;
-                return false;
-              }
-              return true;
-            },
           });
         },
         (e: Error) => fail(e),

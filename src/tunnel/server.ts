@@ -1,7 +1,7 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import ssh2, { type AuthContext, type Connection } from 'ssh2';
-import { type SshAlgorithmLists, toSsh2Algorithms } from '../config/ssh-algorithms.js';
+import type { SshAlgorithmLists } from '../config/ssh-algorithms.js';
 import type { ForwardAuthorizer } from '../core/authorization.js';
 import type { Clock } from '../core/clock.js';
 import type { ForwardRegistry } from '../core/forward-registry.js';
@@ -18,11 +18,14 @@ import { ENROLL_USER } from './control-protocol.js';
 import { runEnrollSession } from './enroll-session.js';
 import { coalesceWrites } from './pipe.js';
 import { destroySocket, normalizeIp } from './session-util.js';
+import { createSshServer, type SshServer } from './ssh-server.js';
+import { socketOf } from './ssh2-adapter.js';
 import { runTenantSession, type SessionBounds } from './tenant-session.js';
 import { routePlainPort } from './transports/sniff.js';
+import { UnauthenticatedSlots } from './unauthenticated-slots.js';
 import { channelWindowOptions, DEFAULT_MAX_WINDOW } from './windows.js';
 
-const { Server, utils } = ssh2;
+const { utils } = ssh2;
 
 export interface TunnelServerOptions {
   hostKey: string;
@@ -59,7 +62,7 @@ export interface TunnelServerDeps {
 
 /** The gateway's SSH endpoint for connectors: auth, forwards, control channel. */
 export class TunnelServer {
-  private readonly ssh: InstanceType<typeof Server>;
+  private readonly ssh: SshServer;
   private readonly netServers: net.Server[] = [];
   private readonly sockets = new Set<net.Socket | Duplex>();
   private readonly mutex = new KeyedMutex();
@@ -72,8 +75,7 @@ export class TunnelServer {
    * Slots of connections not logged in yet, in all and per source address: taken when the
    * connection arrives (before the first-bytes sniff), given back at login or close.
    */
-  private slots = 0;
-  private readonly slotsPerSource = new Map<string, number>();
+  private readonly slots: UnauthenticatedSlots;
   private readonly refusals: RefusalLog;
   private closing = false;
   /** Takes TLS that arrives on the plain SSH port; set by the TLS transport (src/tunnel/transports). */
@@ -84,20 +86,18 @@ export class TunnelServer {
     private readonly deps: TunnelServerDeps,
   ) {
     this.refusals = deps.refusals ?? new RefusalLog(deps.log, deps.clock);
-    this.ssh = new Server(
+    this.slots = new UnauthenticatedSlots(opts.maxUnauthenticated, opts.maxUnauthenticatedPerSource);
+    this.ssh = createSshServer(
       {
-        hostKeys: [opts.hostKey],
-        algorithms: toSsh2Algorithms(opts.algorithms),
+        hostKey: opts.hostKey,
+        algorithms: opts.algorithms,
         ident: `Tether_${opts.version}`,
         keepaliveInterval: opts.keepaliveInterval,
         keepaliveCountMax: opts.keepaliveCountMax,
         highWaterMark: 256 * 1024,
-        ...channelWindowOptions({ maxWindow: opts.maxWindow ?? DEFAULT_MAX_WINDOW }),
-      } as ConstructorParameters<typeof Server>[0],
-      () => {},
-    );
-    this.ssh.on('connection', (client: Connection, info: { ip: string; port: number }) =>
-      this.onClient(client, info),
+        extra: channelWindowOptions({ maxWindow: opts.maxWindow ?? DEFAULT_MAX_WINDOW }),
+      },
+      (client, info) => this.onClient(client, info),
     );
   }
 
@@ -149,39 +149,17 @@ export class TunnelServer {
    */
   private reserve(rawIp: string | undefined): Slot | undefined {
     const ip = normalizeIp(rawIp);
-    const refused = this.closing
-      ? 'shutting down'
-      : this.slots >= this.opts.maxUnauthenticated
-        ? 'max_unauthenticated'
-        : (this.slotsPerSource.get(ip) ?? 0) >= this.opts.maxUnauthenticatedPerSource
-          ? 'unauthenticated_per_source'
-          : undefined;
+    const refused = this.closing ? 'shutting down' : this.slots.refusal(ip);
     if (refused === 'shutting down') {
       this.deps.log.warn({ event: 'tunnel.refused', reason: refused }, 'tunnel connection refused');
       return undefined;
     }
     if (refused) {
-      const many =
-        refused === 'max_unauthenticated'
-          ? `too many unauthenticated connections (max_unauthenticated ${this.opts.maxUnauthenticated})`
-          : `too many unauthenticated connections from ${ip} (max_unauthenticated_per_source ${this.opts.maxUnauthenticatedPerSource})`;
+      const many = this.slots.describe(refused, ip);
       this.refusals.refuse(refused, ip, { source: ip }, `tunnel connection refused: ${many}`);
       return undefined;
     }
-    this.slots++;
-    this.slotsPerSource.set(ip, (this.slotsPerSource.get(ip) ?? 0) + 1);
-    let held = true;
-    return {
-      ip,
-      release: () => {
-        if (!held) return;
-        held = false;
-        this.slots--;
-        const n = (this.slotsPerSource.get(ip) ?? 1) - 1;
-        if (n <= 0) this.slotsPerSource.delete(ip);
-        else this.slotsPerSource.set(ip, n);
-      },
-    };
+    return { ip, release: this.slots.take(ip) };
   }
 
   accept(
@@ -222,17 +200,16 @@ export class TunnelServer {
       this.authenticated(socket);
     });
     socket.on('error', () => {});
-    const ssh = this.ssh as unknown as { injectSocket(s: Duplex): void };
     if (remote && !(socket instanceof net.Socket)) {
       Object.assign(socket, { remoteAddress: remote.ip, remotePort: remote.port });
     }
-    ssh.injectSocket(socket);
+    this.ssh.inject(socket);
     if (socket instanceof net.Socket) socket.resume();
   }
 
   /** How many connections are not logged in yet, in all and from one source address. */
   unauthenticated(ip?: string): number {
-    return ip === undefined ? this.slots : (this.slotsPerSource.get(normalizeIp(ip)) ?? 0);
+    return this.slots.count(ip);
   }
 
   /** The connection on this socket authenticated (or closed): its auth timer and slot go. */
@@ -255,8 +232,8 @@ export class TunnelServer {
     const { log } = this.deps;
     const ip = normalizeIp(info.ip);
     const source = `${ip}:${info.port}`;
-    const sock = (client as unknown as { _sock?: unknown })._sock;
-    const entry = this.pending.get(sock as net.Socket);
+    const sock = socketOf(client);
+    const entry = sock && this.pending.get(sock);
     if (entry) entry.client = client;
 
     let tenant = '';

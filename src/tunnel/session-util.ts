@@ -1,4 +1,5 @@
 import type { Connection, ServerChannel, Session } from 'ssh2';
+import { socketOf } from './ssh2-adapter.js';
 
 export const REFUSE_SESSION =
   'tether: this gateway only carries port forwards; shells, commands and file transfer are refused\r\n';
@@ -23,7 +24,7 @@ export function refuseSessionUse(session: Session): void {
 
 /** Closes the connection's socket shortly after a polite end (a gone peer never answers it). */
 export function destroySocket(client: Connection): void {
-  const sock = (client as unknown as { _sock?: { destroy(): void } })._sock;
+  const sock = socketOf(client);
   setTimeout(() => sock?.destroy(), 100).unref();
 }
 

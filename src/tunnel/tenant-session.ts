@@ -13,7 +13,7 @@ import type { RepoMeta, Store } from '../store/types.js';
 import { onControlMessage } from './control-messages.js';
 import { CONTROL_SUBSYSTEM, encode, type GatewayMessage, JsonLineDecoder } from './control-protocol.js';
 import { destroySocket, pauseWhileBacklogged, REFUSE_SESSION, refuseSessionUse } from './session-util.js';
-import { sendSshDebug } from './ssh-debug.js';
+import { sendSshDebug, socketOf } from './ssh2-adapter.js';
 
 /** Per-session bounds on what a logged-in connector may make the gateway hold. */
 export interface SessionBounds {
@@ -74,7 +74,7 @@ export function runTenantSession(
       return agent;
     },
     traffic: () => {
-      const sock = (client as unknown as { _sock?: { bytesRead?: number; bytesWritten?: number } })._sock;
+      const sock = socketOf(client);
       return { received: sock?.bytesRead ?? 0, sent: sock?.bytesWritten ?? 0 };
     },
     end: (reason: string) => {

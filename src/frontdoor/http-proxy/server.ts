@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
@@ -7,6 +6,7 @@ import type { HttpProxyConfig } from '../../config/http-proxy.js';
 import { RefusalLog } from '../../core/refusals.js';
 import { FailureThrottle } from '../../core/throttle.js';
 import { isTetherError } from '../../errors/index.js';
+import { readPemFile } from '../../tunnel/tls-material.js';
 import { authorizeScopes, methodAllowed } from './authorize.js';
 import type { AuthOutcome } from './caller-auth.js';
 import { type Framing, requestFraming } from './framing.js';
@@ -63,7 +63,11 @@ export class HttpFrontDoor {
     if (cfg.tls) {
       this.proto = 'https';
       this.server = https.createServer(
-        { ...opts, cert: readFileSync(cfg.tls.cert), key: readFileSync(cfg.tls.key) },
+        {
+          ...opts,
+          cert: readPemFile(cfg.tls.cert, { what: 'http_proxy.tls.cert', code: 'CONFIG_INVALID' }),
+          key: readPemFile(cfg.tls.key, { what: 'http_proxy.tls.key', code: 'CONFIG_INVALID' }),
+        },
         onRequest,
       );
     } else {

@@ -5,6 +5,7 @@ import type { RefusalLog } from '../../core/refusals.js';
 import type { FailureThrottle } from '../../core/throttle.js';
 import { isTetherError } from '../../errors/index.js';
 import type { Logger } from '../../log/index.js';
+import { socketOf } from '../../tunnel/ssh2-adapter.js';
 import { DISCONNECT, disconnectWithReason } from './disconnect.js';
 import { type LoginDecision, type Realm, refuse, type TargetRoute } from './realms/types.js';
 import { type RelayContext, relayDirectTcpip, relaySession } from './relay.js';
@@ -109,7 +110,7 @@ export class ProxyConnection {
     if (this.closing || this.closed) return;
     this.closing = true;
     disconnectWithReason(this.client, code, `tether: ${reason}`);
-    const sock = (this.client as unknown as { _sock?: { destroy(): void } })._sock;
+    const sock = socketOf(this.client);
     this.deps.clock.setTimeout(() => sock?.destroy(), 2_000);
     this.target?.close(this.up, this.down);
   }

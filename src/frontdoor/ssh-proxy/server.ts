@@ -1,11 +1,13 @@
 import net from 'node:net';
-import ssh2, { type Connection } from 'ssh2';
-import { type SshAlgorithmLists, toSsh2Algorithms } from '../../config/ssh-algorithms.js';
+import type { Connection } from 'ssh2';
+import type { SshAlgorithmLists } from '../../config/ssh-algorithms.js';
 import { RefusalLog } from '../../core/refusals.js';
 import type { Logger } from '../../log/index.js';
+import { normalizeIp } from '../../tunnel/session-util.js';
+import { createSshServer, type SshServer } from '../../tunnel/ssh-server.js';
+import { socketOf } from '../../tunnel/ssh2-adapter.js';
+import { UnauthenticatedSlots } from '../../tunnel/unauthenticated-slots.js';
 import { type ConnectionDeps, ProxyConnection } from './connection.js';
-
-const { Server } = ssh2;
 
 export interface SshProxyServerOptions {
   hostKey: string;
@@ -18,16 +20,9 @@ export interface SshProxyServerOptions {
   maxUnauthenticatedPerSource: number;
 }
 
-/** "::ffff:10.0.0.1" and "10.0.0.1" are one source. */
-function sourceOf(ip: string | undefined): string {
-  if (!ip) return 'unknown';
-  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-  return m ? m[1]! : ip.toLowerCase();
-}
-
 /** The SSH front door's listener: one ssh2 Server, one ProxyConnection per client. */
 export class SshProxyServer {
-  private readonly ssh: InstanceType<typeof Server>;
+  private readonly ssh: SshServer;
   private netServer?: net.Server;
   private readonly sockets = new Set<net.Socket>();
   private readonly live = new Set<ProxyConnection>();
@@ -39,39 +34,38 @@ export class SshProxyServer {
    * Connections not logged in yet, counted from the moment they are accepted (a silent socket and
    * one that only sent its identification count too), in all and per source address.
    */
-  private unauthenticated = 0;
-  private readonly perSource = new Map<string, number>();
+  private readonly slots: UnauthenticatedSlots;
   private closing = false;
   private readonly log: Logger;
   private readonly refusals: RefusalLog;
 
   constructor(
-    private readonly opts: SshProxyServerOptions,
+    opts: SshProxyServerOptions,
     private readonly deps: ConnectionDeps,
   ) {
     this.log = deps.log;
     this.refusals = new RefusalLog(deps.log, deps.clock);
-    this.ssh = new Server(
+    this.slots = new UnauthenticatedSlots(opts.maxUnauthenticated, opts.maxUnauthenticatedPerSource);
+    // The connection boundary: an exception while setting up one client is logged and that
+    // client dropped; it never ends the process.
+    this.ssh = createSshServer(
       {
-        hostKeys: [opts.hostKey],
-        algorithms: toSsh2Algorithms(opts.algorithms),
+        hostKey: opts.hostKey,
+        algorithms: opts.algorithms,
         ident: opts.ident,
         keepaliveInterval: opts.keepaliveInterval,
         keepaliveCountMax: opts.keepaliveCountMax,
         highWaterMark: 256 * 1024,
-      } as ConstructorParameters<typeof Server>[0],
-      () => {},
+      },
+      (client, info) => {
+        try {
+          this.onClient(client, info);
+        } catch (err) {
+          this.crashed(err, info.ip);
+          client.end();
+        }
+      },
     );
-    // The connection boundary: an exception while setting up one client is logged and that
-    // client dropped; it never ends the process.
-    this.ssh.on('connection', (client: Connection, info: { ip: string; port: number }) => {
-      try {
-        this.onClient(client, info);
-      } catch (err) {
-        this.crashed(err, info.ip);
-        client.end();
-      }
-    });
   }
 
   async listen(host: string, port: number): Promise<net.AddressInfo> {
@@ -103,25 +97,18 @@ export class SshProxyServer {
   }
 
   private accept(socket: net.Socket): void {
-    const ip = sourceOf(socket.remoteAddress);
+    const ip = normalizeIp(socket.remoteAddress);
     if (this.closing) {
       socket.destroy();
       return;
     }
-    const bound =
-      this.unauthenticated >= this.opts.maxUnauthenticated
-        ? 'max_unauthenticated'
-        : (this.perSource.get(ip) ?? 0) >= this.opts.maxUnauthenticatedPerSource
-          ? 'unauthenticated_per_source'
-          : undefined;
+    const bound = this.slots.refusal(ip);
     if (bound) {
       this.refusals.refuse(
         bound,
         `ssh_proxy\0${ip}`,
         { front_door: 'ssh_proxy', source: ip, audit: true },
-        bound === 'max_unauthenticated'
-          ? `ssh proxy connection refused: too many unauthenticated connections (max_unauthenticated ${this.opts.maxUnauthenticated})`
-          : `ssh proxy connection refused: too many unauthenticated connections from ${ip} (max_unauthenticated_per_source ${this.opts.maxUnauthenticatedPerSource})`,
+        `ssh proxy connection refused: ${this.slots.describe(bound, ip)}`,
       );
       socket.destroy();
       return;
@@ -129,17 +116,7 @@ export class SshProxyServer {
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
     socket.on('error', () => {});
-    this.unauthenticated++;
-    this.perSource.set(ip, (this.perSource.get(ip) ?? 0) + 1);
-    let counted = true;
-    const uncount = () => {
-      if (!counted) return;
-      counted = false;
-      this.unauthenticated--;
-      const n = (this.perSource.get(ip) ?? 1) - 1;
-      if (n <= 0) this.perSource.delete(ip);
-      else this.perSource.set(ip, n);
-    };
+    const uncount = this.slots.take(ip);
     this.uncounters.set(socket, uncount);
     // A client that never even sends its SSH identification is closed after the handshake timeout
     // (from then on ProxyConnection's own timer, which can tell the user why, takes over).
@@ -153,12 +130,12 @@ export class SshProxyServer {
       uncount();
       this.uncounters.delete(socket);
     });
-    (this.ssh as unknown as { injectSocket(s: net.Socket): void }).injectSocket(socket);
+    this.ssh.inject(socket);
     socket.resume();
   }
 
   private onClient(client: Connection, info: { ip: string; port: number }): void {
-    const sock = (client as unknown as { _sock?: net.Socket })._sock;
+    const sock = socketOf(client) as net.Socket | undefined;
     if (sock) this.silent.delete(sock);
     const uncount = (sock && this.uncounters.get(sock)) || (() => {});
     const conn = new ProxyConnection(

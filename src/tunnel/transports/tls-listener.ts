@@ -7,12 +7,12 @@
  * an HTTP request goes to the WebSocket endpoint. The same SSH server takes both, so tenants,
  * keys, quotas and leases behave as on the plain SSH port.
  */
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { TetherError } from '../../errors/index.js';
 import type { Logger } from '../../log/index.js';
+import { readPemFile } from '../tls-material.js';
 import { classify, peekFirstChunk, sourceOf } from './sniff.js';
 import { rawHttpAnswer, WebSocketTunnels } from './websocket.js';
 
@@ -37,12 +37,7 @@ export interface TlsListenerOptions {
 }
 
 function readPem(file: string, what: string): Buffer {
-  try {
-    return readFileSync(file);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? String(e);
-    throw new TetherError('CONFIG_INVALID', `${what}: cannot read ${file} (${code})`, { status: 400 });
-  }
+  return readPemFile(file, { what, code: 'CONFIG_INVALID' });
 }
 
 /** An SSH client shows lines sent before the identification string (RFC 4253 4.2). */

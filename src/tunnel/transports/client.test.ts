@@ -5,12 +5,12 @@ import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import tls from 'node:tls';
-import { makeCa, makeServerCert, type ServerCert, type TestCa } from '../../test/helpers/tls-certs.js';
-import { tempDir } from '../../test/helpers/util.js';
-import { type ConnectConfig, connectConfigFromText, redactedConfig } from '../config/connect.js';
-import { TetherError } from '../errors/index.js';
-import type { Logger } from '../log/index.js';
-import { connectViaProxy, gatewayTransport, noProxyMatches, proxyFor } from './transport.js';
+import { makeCa, makeServerCert, type ServerCert, type TestCa } from '../../../test/helpers/tls-certs.js';
+import { tempDir } from '../../../test/helpers/util.js';
+import { type ConnectConfig, connectConfigFromText, redactedConfig } from '../../config/connect.js';
+import { TetherError } from '../../errors/index.js';
+import type { Logger } from '../../log/index.js';
+import { connectViaProxy, gatewayTransport, noProxyMatches, proxyFor } from './client.js';
 
 function load(text: string): ConnectConfig {
   return connectConfigFromText(`ssh_key: k\n${text}`, '/etc/tether/connect.yaml', {});

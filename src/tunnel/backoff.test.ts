@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { FakeClock } from '../../test/helpers/core.js';
-import { Backoff } from './backoff.js';
+import { Backoff, backoffDelay } from './backoff.js';
 
 describe('Backoff (full jitter)', () => {
   test('ceilings double from 0.5 s and stop at 30 s', () => {
@@ -92,4 +92,21 @@ describe('Backoff (full jitter)', () => {
     clock.advance(60_000);
     assert.equal(runs, 1);
   });
+});
+
+test('backoffDelay (peer links and forwards) is full jitter from 0.5 s doubling up to 30 s', () => {
+  const top = () => 0.999999;
+  assert.equal(backoffDelay(0, top), 499);
+  assert.equal(backoffDelay(1, top), 999);
+  assert.equal(backoffDelay(5, top), 15_999);
+  assert.equal(backoffDelay(6, top), 29_999);
+  assert.equal(backoffDelay(1000, top), 29_999);
+  assert.equal(
+    backoffDelay(3, () => 0),
+    0,
+  );
+  assert.equal(
+    backoffDelay(3, () => 0.5),
+    2000,
+  );
 });

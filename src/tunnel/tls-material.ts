@@ -1,4 +1,11 @@
+/**
+ * TLS material for every part of the tunnel stack: the one place that reads certificate, key and
+ * CA files (peer mode's mTLS files, the tunnel's TLS and WebSocket listeners, the connector's
+ * gateway_ca, `tether certs generate` inputs, the HTTP front door's certificate), each failure
+ * named by the flag or config key that gave the path.
+ */
 import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { checkServerIdentity, createSecureContext, type PeerCertificate, type TLSSocket } from 'node:tls';
 import { TetherError } from '../errors/index.js';
@@ -23,22 +30,73 @@ function startupError(message: string, cause?: unknown): TetherError {
   return new TetherError('PEER_TLS_INVALID', message, { status: 400, cause });
 }
 
-async function readPem(flag: string, path: string): Promise<Buffer> {
+/** Where a path came from and which error a failure to read it raises. */
+export interface PemSource {
+  /** A CLI flag ("--root-cert-path") or a config key ("tunnel.tls.cert", "gateway_ca"). */
+  readonly what: string;
+  readonly code: string;
+  readonly status?: number;
+}
+
+function readWords(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === 'ENOENT'
+    ? 'no such file'
+    : code === 'EACCES'
+      ? 'permission denied'
+      : code === 'EISDIR'
+        ? 'is a directory'
+        : (e as Error).message;
+}
+
+/**
+ * The error for a file that cannot be read. A flag reads "cannot read --flag PATH: no such file";
+ * a config key reads "key: cannot read PATH (ENOENT)".
+ */
+export function unreadable(src: PemSource, path: string, e: unknown): TetherError {
+  const message = src.what.startsWith('--')
+    ? `cannot read ${src.what} ${path}: ${readWords(e)}`
+    : `${src.what}: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? String(e)})`;
+  return new TetherError(src.code, message, { status: src.status ?? 400, cause: e });
+}
+
+/** Reads a PEM file (certificate, key or CA) at start; a failure names where the path came from. */
+export function readPemFile(path: string, src: PemSource): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw unreadable(src, path, e);
+  }
+}
+
+/** `readPemFile`, without blocking the event loop. */
+export async function readPemFileAsync(path: string, src: PemSource): Promise<Buffer> {
   try {
     return await readFile(path);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT'
-        ? 'no such file'
-        : code === 'EACCES'
-          ? 'permission denied'
-          : code === 'EISDIR'
-            ? 'is a directory'
-            : (e as Error).message;
-    throw startupError(`cannot read ${flag} ${path}: ${why}`, e);
+    throw unreadable(src, path, e);
   }
 }
+
+/**
+ * A CA bundle for checking a server (connect.yaml `gateway_ca`): readable, PEM, and accepted by
+ * node:tls.
+ */
+export function readCaFile(path: string, src: PemSource): Buffer {
+  const pem = readPemFile(path, src);
+  const fail = (m: string) =>
+    new TetherError(src.code, `${src.what}: ${path}${m}`, { status: src.status ?? 400 });
+  if (!/-----BEGIN CERTIFICATE-----/.test(pem.toString('latin1'))) throw fail(' holds no PEM certificate');
+  try {
+    createSecureContext({ ca: pem });
+  } catch (e) {
+    throw fail(`: ${(e as Error).message}`);
+  }
+  return pem;
+}
+
+const PEER: Omit<PemSource, 'what'> = { code: 'PEER_TLS_INVALID' };
+const readPem = (flag: string, path: string) => readPemFileAsync(path, { ...PEER, what: flag });
 
 function parseCertificates(flag: string, path: string, pem: Buffer): X509Certificate[] {
   const blocks = pem.toString('utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g);
@@ -90,7 +148,7 @@ export async function loadTlsMaterial(paths: TlsPaths): Promise<TlsMaterial> {
 }
 
 /**
- * Server identity check for the tunnel client: the usual host name / IP check, and also a DNS
+ * Server identity check for peer mode's tunnel client: the usual host name / IP check, and also a DNS
  * name written as "host:port", which the connector this mode replaces used as the server name.
  */
 export function peerIdentityCheck(port: number) {

@@ -1,10 +1,36 @@
 import type { Clock } from '../core/clock.js';
 
-export interface BackoffOptions {
-  /** First ceiling, ms (0.5 s by default). */
-  minDelay: number;
-  /** Largest ceiling, ms (30 s by default). */
-  maxDelay: number;
+/**
+ * Reconnect delays for every tunnel client (the connector's session, peer links and peer
+ * forwards): full-jitter exponential backoff from 0.5 s to 30 s (DESIGN, wire protocol).
+ */
+export interface BackoffPolicy {
+  /** First ceiling, ms. */
+  readonly minDelay: number;
+  /** Largest ceiling, ms. */
+  readonly maxDelay: number;
+}
+
+export const DEFAULT_BACKOFF: BackoffPolicy = Object.freeze({ minDelay: 500, maxDelay: 30_000 });
+
+/** The ceiling for retry number `attempt` (0 for the first retry): min(maxDelay, minDelay · 2^attempt). */
+export function backoffCeiling(attempt: number, policy: BackoffPolicy = DEFAULT_BACKOFF): number {
+  return Math.min(policy.maxDelay, policy.minDelay * 2 ** Math.min(attempt, 30));
+}
+
+/**
+ * The wait before retry number `attempt` (0 for the first retry): a random time in
+ * [0, ceiling). `random` returns a number in [0, 1) and is injected so tests can pin it.
+ */
+export function backoffDelay(
+  attempt: number,
+  random: () => number,
+  policy: BackoffPolicy = DEFAULT_BACKOFF,
+): number {
+  return Math.floor(random() * backoffCeiling(attempt, policy));
+}
+
+export interface BackoffOptions extends BackoffPolicy {
   /** A session that stayed up this long counts as healthy: the next drop starts over. */
   resetAfter?: number;
   clock: Clock;
@@ -13,7 +39,8 @@ export interface BackoffOptions {
 }
 
 /**
- * Full-jitter exponential backoff: the n-th retry waits a random time in
+ * A retry schedule on the injected clock (the connector's session). Full-jitter exponential
+ * backoff: the n-th retry waits a random time in
  * [0, min(maxDelay, minDelay · 2ⁿ)). Spreads reconnecting connectors over time so a
  * gateway restart is not met by all of them at once.
  */
@@ -38,7 +65,7 @@ export class Backoff {
 
   /** The ceiling for the next delay. */
   ceiling(): number {
-    return Math.min(this.opts.maxDelay, this.opts.minDelay * 2 ** Math.min(this.attempt, 30));
+    return backoffCeiling(this.attempt, this.opts);
   }
 
   /** The next delay, ms. Counts an attempt. */
@@ -47,7 +74,7 @@ export class Backoff {
       if (this.opts.clock.now() - this.upSince >= this.resetAfter) this.attempt = 0;
       this.upSince = undefined;
     }
-    const delay = Math.floor(this.random() * this.ceiling());
+    const delay = backoffDelay(this.attempt, this.random, this.opts);
     this.attempt++;
     return delay;
   }
