@@ -307,6 +307,34 @@ describe('TrafficLimits', () => {
     await store.close();
   });
 
+  test('bytes counted while a flush is writing are written by stop(), not left behind', async () => {
+    const { limits, store, clock } = await setup();
+    limits.account('acme', 'g/r', 100, 100);
+    const add = store.addTraffic.bind(store);
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    let writes = 0;
+    store.addTraffic = async (rows) => {
+      writes++;
+      if (writes === 1) await held; // the timer's flush is still writing when stop() comes
+      return add(rows);
+    };
+    clock.advance(5000);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(writes, 1, 'the timer flush is writing');
+    limits.account('acme', 'g/r', 2, 2); // the last connection closes after its snapshot
+    const stopped = limits.stop();
+    release();
+    await stopped;
+    const again = new TrafficLimits(store, clock, silentLogger());
+    await again.start();
+    assert.equal(again.view('acme').usage.bytes, 204, 'every counted byte survives the restart');
+    await again.stop();
+    await store.close();
+  });
+
   test('changes merge: undefined keeps, null clears; clearing everything deletes the row; a removed tenant is forgotten', async () => {
     const { limits, store, events } = await setup();
     await limits.change('acme', '', {

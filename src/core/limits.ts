@@ -284,11 +284,15 @@ export class TrafficLimits {
     this.schedule();
   }
 
-  /** Stops the timer and writes what is still counted in memory. */
+  /**
+   * Stops the timer and writes what is still counted in memory. A flush already running took
+   * its snapshot before the last bytes were counted: wait for it, then write the rest.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     this.unsubscribe?.();
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    await this.flushing?.catch(() => {});
     await this.flush();
   }
 

@@ -65,6 +65,8 @@ export class TunnelServer {
   private readonly ssh: SshServer;
   private readonly netServers: net.Server[] = [];
   private readonly sockets = new Set<net.Socket | Duplex>();
+  /** Every socket the plain port accepted, until it closes (close() ends those still sniffed too). */
+  private readonly arrived = new Set<net.Socket>();
   private readonly mutex = new KeyedMutex();
   /**
    * Connections not authenticated yet, from the moment they are accepted: one that never even
@@ -104,6 +106,8 @@ export class TunnelServer {
   /** Listens for plain SSH on host:port (0 = any free port). */
   async listen(host: string, port: number): Promise<net.AddressInfo> {
     const srv = net.createServer({ noDelay: true, pauseOnConnect: true }, (s) => {
+      this.arrived.add(s);
+      s.once('close', () => this.arrived.delete(s));
       // the auth timeout counts from here: the first-bytes sniff is part of the time to log in
       const at = this.deps.clock.now();
       const slot = this.reserve(s.remoteAddress);
@@ -221,11 +225,18 @@ export class TunnelServer {
     entry.slot.release();
   }
 
+  /**
+   * Stops listening and ends every session. A net.Server's close() calls back only once all its
+   * connections are gone, so the sessions are ended first and their sockets destroyed; waiting
+   * on the listeners before that would hang for as long as any connector stays connected.
+   */
   async close(): Promise<void> {
     this.closing = true;
-    await Promise.all(this.netServers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    const closed = Promise.all(this.netServers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     for (const s of this.deps.registry.sessionsOf()) s.end('gateway shutting down');
     for (const s of this.sockets) s.destroy();
+    for (const s of this.arrived) s.destroy();
+    await closed;
   }
 
   private onClient(client: Connection, info: { ip: string; port: number }): void {

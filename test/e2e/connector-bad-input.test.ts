@@ -21,7 +21,7 @@ describe('connector: bad input says what is wrong', { concurrency: 4 }, () => {
     if (yaml !== null) writeFileSync(file, yaml);
     const env = { ...process.env };
     delete env.TETHER_STATE_DIR;
-    const r = await run(process.execPath, [BIN, 'connector', cmd, '-c', file], { env, timeout: 15_000 });
+    const r = await run(process.execPath, [BIN, 'connector', cmd, '-c', file], { env, timeout: 60_000 });
     return { ...r, file };
   }
 

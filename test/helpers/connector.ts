@@ -83,7 +83,7 @@ export async function startConnector(o: ConnectorOptions): Promise<TestConnector
     stderr,
     status: () => controlRequest(stateDir, 'status', 5000) as Promise<ConnectorStatus>,
     repo: async (label) => (await c.status()).repositories.find((r) => r.label === label),
-    leasePort: (label, timeout = 10_000) =>
+    leasePort: (label, timeout = 30_000) =>
       waitFor(
         async () => {
           const r = await c.repo(label);
@@ -113,7 +113,9 @@ export async function startConnector(o: ConnectorOptions): Promise<TestConnector
             labels.every((l) => st.repositories.find((r) => r.label === l)?.state === 'active')
           );
         },
-        { timeout: 15_000, what: 'the connector to connect and forward every repository' },
+        // Generous, as for the gateway: a loaded machine can take many seconds to start the
+        // connector and log it in; an exit still ends the wait at once.
+        { timeout: 60_000, what: 'the connector to connect and forward every repository' },
       );
     } catch (e) {
       await c.stop();

@@ -48,7 +48,7 @@ export async function startHaproxy(
         });
         s.on('error', () => resolve(false));
       }),
-    { what: 'haproxy listening', timeout: 10_000 },
+    { what: 'haproxy listening', timeout: 30_000 },
   );
   return { port, process: p, stop: () => stopProcess(p, 2_000) };
 }

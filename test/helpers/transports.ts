@@ -85,7 +85,7 @@ export async function startTinyproxy(o: {
           if (p.exitCode !== null) throw new Error(`tinyproxy exited with ${p.exitCode}: ${output.text()}`);
           return listening(port);
         },
-        { timeout: 10_000, what: 'tinyproxy to listen' },
+        { timeout: 30_000, what: 'tinyproxy to listen' },
       );
     } catch (e) {
       await stopProcess(p);

@@ -97,7 +97,8 @@ export function run(
     p.stderr.on('data', (c: Buffer) => {
       stderr += c.toString();
     });
-    const timer = setTimeout(() => p.kill('SIGKILL'), opts.timeout ?? 30_000);
+    // A guard against a hung command, not a deadline: a loaded machine can take many seconds.
+    const timer = setTimeout(() => p.kill('SIGKILL'), opts.timeout ?? 60_000);
     p.on('error', reject);
     p.on('close', (code) => {
       clearTimeout(timer);
