@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { FakeClock, tempStore } from '../../test/helpers/core.js';
 import { ForwardRegistry, type LiveSession } from '../core/forward-registry.js';
 import type { LogEvent } from '../log/index.js';
-import { BoundedLabels, GatewayMetrics, reasonLabel } from './metrics.js';
+import { GatewayMetrics, reasonLabel } from './metrics.js';
 
 const ev = (fields: Record<string, unknown>): LogEvent => ({
   level: 30,
@@ -27,16 +27,6 @@ test('reason labels are short slugs', () => {
   assert.equal(reasonLabel('tenant disabled (quota 0)'), 'tenant_disabled');
   assert.equal(reasonLabel('Key not registered'), 'key_not_registered');
   assert.equal(reasonLabel(''), 'unknown');
-});
-
-test('bounded labels: the first N values, then one shared value; forgetting frees a place', () => {
-  const b = new BoundedLabels(2);
-  assert.equal(b.get('a'), 'a');
-  assert.equal(b.get('b'), 'b');
-  assert.equal(b.get('c'), '_other');
-  assert.equal(b.get('a'), 'a');
-  assert.ok(b.forget('a'));
-  assert.equal(b.get('c'), 'c');
 });
 
 test('counters from registry events and log event records', async () => {

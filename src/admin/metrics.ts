@@ -1,4 +1,5 @@
 import client from 'prom-client';
+import { BoundedLabels } from '../core/bounded-labels.js';
 import type { ForwardRegistry, LiveForward, LiveSession } from '../core/forward-registry.js';
 import { type LogEvent, type Logger, onLogEvents } from '../log/index.js';
 import type { Store } from '../store/types.js';
@@ -8,27 +9,6 @@ export interface GatewayMetricsOptions {
   log?: Logger;
   /** At most this many tenants get their own label value; the others share "_other" (default 500). */
   maxTenantLabels?: number;
-}
-
-/** Label values from outside (tenant ids, reasons, codes): at most `max` distinct ones, then `other`. */
-export class BoundedLabels {
-  private readonly known = new Set<string>();
-
-  constructor(
-    private readonly max: number,
-    private readonly other = '_other',
-  ) {}
-
-  get(value: string): string {
-    if (this.known.has(value)) return value;
-    if (this.known.size >= this.max) return this.other;
-    this.known.add(value);
-    return value;
-  }
-
-  forget(value: string): boolean {
-    return this.known.delete(value);
-  }
 }
 
 /** "tenant disabled (quota 0)" → "tenant_disabled". */

@@ -1,9 +1,12 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import pg from 'pg';
+import type { Component } from '../core/component.js';
 import type { TenantChange } from '../core/events.js';
 import type { RemoteForward } from '../core/forward-registry.js';
-import type { Component, GatewayContext } from '../gateway/index.js';
+import type { ClusterConfig, ClusterDeps } from './deps.js';
+
+export type { ClusterConfig, ClusterDeps } from './deps.js';
 
 const TENANT_CHANNEL = 'tether_tenant';
 const FORWARD_CHANNEL = 'tether_forward';
@@ -24,12 +27,15 @@ export class ClusterMember implements Component {
   private unsubscribe?: () => void;
   private readonly startedAt: string;
 
-  constructor(private readonly ctx: GatewayContext) {
+  constructor(
+    private readonly config: ClusterConfig,
+    private readonly ctx: ClusterDeps,
+  ) {
     this.startedAt = new Date(ctx.clock.now()).toISOString();
   }
 
   private get cfg() {
-    return this.ctx.config.cluster!;
+    return this.config.cluster!;
   }
 
   async start(): Promise<string> {
@@ -135,7 +141,7 @@ export class ClusterMember implements Component {
   }
 
   private async syncOnce(): Promise<void> {
-    const { store, registry, listeners, log } = this.ctx;
+    const { store, registry, leasePorts, log } = this.ctx;
     const nodes = await store.listNodes();
     const liveAfter = this.ctx.clock.now() - this.cfg.dead_after;
     const address = new Map(
@@ -157,14 +163,14 @@ export class ClusterMember implements Component {
     }
     const { removed } = registry.setRemote(remote);
     for (const r of remote) {
-      if (listeners.isOpen(r.port)) continue;
-      await listeners
+      if (leasePorts.isOpen(r.port)) continue;
+      await leasePorts
         .open(r.port)
         .catch((err: unknown) =>
           log.warn({ err: (err as Error).message, port: r.port }, 'cannot relay lease port'),
         );
     }
-    for (const port of removed) listeners.close(port);
+    for (const port of removed) leasePorts.close(port);
   }
 
   private relay(r: RemoteForward, origin: { address: string; port: number }): Promise<Duplex> {
@@ -189,7 +195,7 @@ export class ClusterMember implements Component {
 
   private async listen(): Promise<void> {
     const { log, events } = this.ctx;
-    const client = new pg.Client({ connectionString: this.ctx.config.store });
+    const client = new pg.Client({ connectionString: this.config.store });
     client.on('error', (err) => {
       log.warn({ err: err.message }, 'cluster notification connection lost; reconnecting');
       if (this.listener === client) this.listener = undefined;
@@ -227,7 +233,7 @@ export class ClusterMember implements Component {
   }
 }
 
-export function clusterComponent(ctx: GatewayContext): Component | undefined {
-  if (!ctx.config.cluster) return undefined;
-  return new ClusterMember(ctx);
+export function clusterComponent(config: ClusterConfig, deps: ClusterDeps): Component | undefined {
+  if (!config.cluster) return undefined;
+  return new ClusterMember(config, deps);
 }

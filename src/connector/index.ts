@@ -4,13 +4,13 @@
  */
 import { chmodSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { type ConnectorMetrics, createConnectorMetrics } from '../admin/connector-metrics.js';
 import { type ConnectConfig, loadConnectConfig } from '../config/connect.js';
 import { destinationOf } from '../config/uri.js';
 import { TetherError } from '../errors/index.js';
 import { createLogger, type Logger } from '../log/index.js';
 import { type ControlCommand, closeControl, listenControl } from './control-socket.js';
 import { removePidFile, writePidFile } from './daemon.js';
+import { type ConnectorMetrics, createConnectorMetrics } from './metrics.js';
 import { Connector, type ReloadResult } from './supervisor.js';
 
 export type { ConnectorStatus, RepoStatus } from './status.js';

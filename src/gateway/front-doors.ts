@@ -1,5 +1,6 @@
 import type { GatewayConfig } from '../config/gateway.js';
-import type { Component, ComponentFactory, Gateway, GatewayContext } from './index.js';
+import type { Component } from '../core/component.js';
+import type { ComponentFactory, Gateway, GatewayContext } from './index.js';
 
 /**
  * A part the config may turn on, loaded only when it does: its module (and what it pulls in:
@@ -27,49 +28,103 @@ function lazy(
   };
 }
 
-/** Wires every optional part the config can turn on. */
+/**
+ * Wires every optional part the config can turn on. Each part declares the narrow deps it uses
+ * (an interface in its own folder); this is the one place that picks them from the running core.
+ */
 export function withFrontDoors(gw: Gateway): Gateway {
   return gw
     .use(
       lazy(
         'cluster',
         (c) => c.cluster,
-        async () => (await import('../cluster/index.js')).clusterComponent,
+        async () => {
+          const { clusterComponent } = await import('../cluster/index.js');
+          return (c) =>
+            clusterComponent(c.config, {
+              log: c.log,
+              clock: c.clock,
+              store: c.store,
+              registry: c.registry,
+              events: c.events,
+              leases: c.leases,
+              leasePorts: c.listeners,
+            });
+        },
       ),
     )
     .use(
       lazy(
         'tunnel_tls',
         (c) => c.tunnel.tls,
-        async () => (await import('../tunnel/transports/index.js')).tlsTunnelComponent,
+        async () => {
+          const { tlsTunnelComponent } = await import('../tunnel/transports/index.js');
+          return (c) => tlsTunnelComponent(c.config.tunnel, { tunnel: c.tunnel, log: c.log });
+        },
       ),
     )
     .use(
       lazy(
         'tunnel_websocket',
         (c) => c.tunnel.websocket,
-        async () => (await import('../tunnel/transports/index.js')).websocketTunnelComponent,
+        async () => {
+          const { websocketTunnelComponent } = await import('../tunnel/transports/index.js');
+          return (c) => websocketTunnelComponent(c.config.tunnel, { tunnel: c.tunnel, log: c.log });
+        },
       ),
     )
     .use(
       lazy(
         'access_proxy',
         (c) => c.access_proxy,
-        async () => (await import('../frontdoor/access-proxy/index.js')).accessProxyComponent,
+        async () => {
+          const { accessProxyComponent } = await import('../frontdoor/access-proxy/index.js');
+          return (c) =>
+            accessProxyComponent(c.config.access_proxy, {
+              log: c.log,
+              clock: c.clock,
+              store: c.store,
+              registry: c.registry,
+              groupKeys: c.groupKeys,
+            });
+        },
       ),
     )
     .use(
       lazy(
         'http_proxy',
         (c) => c.http_proxy,
-        async () => (await import('../frontdoor/http-proxy/index.js')).httpProxyComponent,
+        async () => {
+          const { httpProxyComponent } = await import('../frontdoor/http-proxy/index.js');
+          return (c) =>
+            httpProxyComponent(c.config.http_proxy, {
+              log: c.log,
+              clock: c.clock,
+              registry: c.registry,
+              groupKeys: c.groupKeys,
+              events: c.events,
+              metrics: c.metrics,
+            });
+        },
       ),
     )
     .use(
       lazy(
         'ssh_proxy',
         (c) => c.ssh_proxy,
-        async () => (await import('../frontdoor/ssh-proxy/index.js')).sshProxyComponent,
+        async () => {
+          const { sshProxyComponent } = await import('../frontdoor/ssh-proxy/index.js');
+          return (c) =>
+            sshProxyComponent(c.config.ssh_proxy, {
+              dataDir: c.config.data_dir,
+              log: c.log,
+              clock: c.clock,
+              registry: c.registry,
+              groupKeys: c.groupKeys,
+              store: c.store,
+              metrics: c.metrics,
+            });
+        },
       ),
     );
 }

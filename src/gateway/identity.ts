@@ -1,46 +1,17 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import ssh2 from 'ssh2';
-import { fingerprintOf, generateKeyPair } from '../core/ssh-keys.js';
-import { TetherError } from '../errors/index.js';
+import { generateKeyPair } from '../core/ssh-keys.js';
+import { type HostKey, hostKeyFrom, loadOrCreateHostKey, readOrCreateSecret } from '../tunnel/host-key.js';
 
-/** Reads a secret file, or creates it (mode 0600) with `make()` on first start. */
-export function readOrCreateSecret(path: string, make: () => string): string {
-  if (existsSync(path)) return readFileSync(path, 'utf8');
-  const value = make();
-  writeFileSync(path, value, { mode: 0o600, flag: 'wx' });
-  chmodSync(path, 0o600);
-  return value;
-}
-
-export interface HostKey {
-  privateKey: string;
-  fingerprint: string;
-  publicKey: string;
-}
-
-export function hostKeyFrom(privateKey: string, source: string): HostKey {
-  const parsed = ssh2.utils.parseKey(privateKey);
-  if (parsed instanceof Error || Array.isArray(parsed) || !parsed.isPrivateKey()) {
-    throw new TetherError('HOST_KEY_INVALID', `${source}: not an SSH private key`, { status: 400 });
-  }
-  const blob = parsed.getPublicSSH();
-  return {
-    privateKey,
-    fingerprint: fingerprintOf(blob),
-    publicKey: `${parsed.type} ${blob.toString('base64')}`,
-  };
-}
-
-/** The gateway's ed25519 host key: generated on first start into the data dir. */
+/** The gateway's ed25519 host key: `tunnel.host_key`, else generated on first start into the data dir. */
 export function loadHostKey(dataDir: string, file?: string): HostKey {
-  const path = file ?? join(dataDir, 'host_key');
-  if (file && !existsSync(file)) {
-    throw new TetherError('HOST_KEY_MISSING', `tunnel.host_key: ${file} does not exist`, { status: 400 });
-  }
-  const pem = readOrCreateSecret(path, () => generateKeyPair('tether-gateway').privateKey);
-  return hostKeyFrom(pem, path);
+  return loadOrCreateHostKey({
+    file,
+    generatedPath: join(dataDir, 'host_key'),
+    configKey: 'tunnel.host_key',
+    comment: 'tether-gateway',
+  });
 }
 
 export function loadAdminToken(dataDir: string, file?: string): string {

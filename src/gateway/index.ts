@@ -6,6 +6,7 @@ import { AdminServer } from '../admin/server.js';
 import type { GatewayConfig } from '../config/gateway.js';
 import { ForwardAuthorizer, rangeText } from '../core/authorization.js';
 import { type Clock, systemClock } from '../core/clock.js';
+import type { Component } from '../core/component.js';
 import { TenantEvents } from '../core/events.js';
 import { ForwardRegistry } from '../core/forward-registry.js';
 import { GroupKeyService } from '../core/group-keys.js';
@@ -38,17 +39,13 @@ export interface GatewayAddresses {
   extra: Record<string, string>;
 }
 
-/** A front door or transport the composition root can start and stop. */
-export interface Component {
-  name: string;
-  start(): Promise<string>;
-  stop(): Promise<void>;
-}
-
-/** Builds a component from the running core, or returns undefined when the config leaves it off. */
+/**
+ * Builds a component from the running core, or returns undefined when the config leaves it off.
+ * Each factory picks from the context exactly the deps its part declares (see front-doors.ts).
+ */
 export type ComponentFactory = (ctx: GatewayContext) => Component | undefined;
 
-/** Everything a running gateway is made of; front doors receive this. */
+/** Everything a running gateway is made of; only the composition root sees all of it. */
 export interface GatewayContext {
   config: GatewayConfig;
   log: Logger;
@@ -181,7 +178,7 @@ export class Gateway {
           tenants,
           authorizer,
           registry,
-          listeners,
+          leasePorts: listeners,
           authThrottle,
           clock,
           log,

@@ -11,11 +11,11 @@ import { RefusalLog } from '../core/refusals.js';
 import { fingerprintOf } from '../core/ssh-keys.js';
 import type { TenantService } from '../core/tenants.js';
 import type { FailureThrottle } from '../core/throttle.js';
-import type { LeaseListeners } from '../frontdoor/raw-port/index.js';
 import type { Logger } from '../log/index.js';
 import type { RepoMeta, Store } from '../store/types.js';
 import { ENROLL_USER } from './control-protocol.js';
 import { runEnrollSession } from './enroll-session.js';
+import type { LeaseBinder } from './lease-binder.js';
 import { coalesceWrites } from './pipe.js';
 import { destroySocket, normalizeIp } from './session-util.js';
 import { createSshServer, type SshServer } from './ssh-server.js';
@@ -50,7 +50,8 @@ export interface TunnelServerDeps {
   tenants: TenantService;
   authorizer: ForwardAuthorizer;
   registry: ForwardRegistry;
-  listeners: LeaseListeners;
+  /** Binds and unbinds lease ports (the raw-port front door). */
+  leasePorts: LeaseBinder;
   authThrottle: FailureThrottle;
   clock: Clock;
   log: Logger;

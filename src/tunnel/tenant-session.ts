@@ -7,11 +7,11 @@ import type { ForwardEndpoint, ForwardRegistry, LiveSession } from '../core/forw
 import type { KeyedMutex } from '../core/keyed-mutex.js';
 import type { RefusalLog } from '../core/refusals.js';
 import type { TenantService } from '../core/tenants.js';
-import type { LeaseListeners } from '../frontdoor/raw-port/index.js';
 import type { Logger } from '../log/index.js';
 import type { RepoMeta, Store } from '../store/types.js';
 import { onControlMessage } from './control-messages.js';
 import { CONTROL_SUBSYSTEM, encode, type GatewayMessage, JsonLineDecoder } from './control-protocol.js';
+import type { LeaseBinder } from './lease-binder.js';
 import { destroySocket, pauseWhileBacklogged, REFUSE_SESSION, refuseSessionUse } from './session-util.js';
 import { sendSshDebug, socketOf } from './ssh2-adapter.js';
 
@@ -29,7 +29,7 @@ export interface TenantSessionDeps {
   tenants: TenantService;
   authorizer: ForwardAuthorizer;
   registry: ForwardRegistry;
-  listeners: LeaseListeners;
+  leasePorts: LeaseBinder;
   refusals: RefusalLog;
   mutex: KeyedMutex;
   clock: Clock;
@@ -46,7 +46,7 @@ export function runTenantSession(
   who: { source: string; tenant: string; fingerprint: string },
   deps: TenantSessionDeps,
 ): void {
-  const { log, registry, listeners, authorizer, refusals, clock, bounds } = deps;
+  const { log, registry, leasePorts, authorizer, refusals, clock, bounds } = deps;
   const { source, tenant, fingerprint } = who;
   const id = randomUUID();
   const slog = log.child({ tenant, session: id.slice(0, 8) });
@@ -166,7 +166,7 @@ export function runTenantSession(
           const d = await authorizer.authorizeForward(tenant, label, bindPort);
           if (!d.ok) return refuse(label, d.code, d.reason, reject);
           try {
-            await listeners.open(d.port);
+            await leasePorts.open(d.port);
           } catch (e) {
             return refuse(label, 'PORT_UNAVAILABLE', (e as Error).message, reject);
           }
@@ -194,7 +194,7 @@ export function runTenantSession(
       const f = forwards.get(label);
       if (!f) return reject?.();
       forwards.delete(label);
-      if (registry.remove(tenant, label, f.endpoint)) listeners.close(f.port);
+      if (registry.remove(tenant, label, f.endpoint)) leasePorts.close(f.port);
       slog.info({ event: 'forward.cancelled', label, port: f.port }, `forward ${label} cancelled`);
       accept?.();
       return;
@@ -286,7 +286,7 @@ export function runTenantSession(
   client.on('close', () => {
     ended = true;
     for (const [label, f] of forwards) {
-      if (registry.remove(tenant, label, f.endpoint)) listeners.close(f.port);
+      if (registry.remove(tenant, label, f.endpoint)) leasePorts.close(f.port);
     }
     forwards.clear();
     metas.clear();

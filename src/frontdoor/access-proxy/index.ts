@@ -2,17 +2,19 @@ import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { AccessProxyConfig } from '../../config/access-proxy.js';
+import type { Component } from '../../core/component.js';
 import type { LiveForward } from '../../core/forward-registry.js';
 import { parseLabel } from '../../core/ids.js';
 import { FailureThrottle } from '../../core/throttle.js';
 import { isTetherError } from '../../errors/index.js';
-import type { Component, GatewayContext } from '../../gateway/index.js';
 import { type Logger, withoutUserinfo } from '../../log/index.js';
 import { relay } from '../../tunnel/pipe.js';
 import { AccessAuthorizer, type AccessRefusal, type AccessTarget } from './authorize.js';
+import type { AccessProxyDeps } from './deps.js';
 import { forwardHttp, httpSchemeOf } from './http-forward.js';
 
 export { parseRepoAuthority, repoAddress } from './authority.js';
+export type { AccessProxyDeps } from './deps.js';
 export { basicAuthorization, parseProxyAuthorization } from './proxy-auth.js';
 
 /** Largest request head (request line + headers) accepted; bigger ones get 431. */
@@ -64,7 +66,7 @@ export class AccessProxy implements Component {
   private unsubscribe?: () => void;
 
   constructor(
-    private readonly ctx: GatewayContext,
+    private readonly ctx: AccessProxyDeps,
     private readonly cfg: AccessProxyConfig,
   ) {
     this.log = ctx.log.child({ component: 'access_proxy' });
@@ -229,7 +231,7 @@ export class AccessProxy implements Component {
       return;
     }
     const t = d.target;
-    let conn: Awaited<ReturnType<GatewayContext['registry']['open']>>;
+    let conn: Awaited<ReturnType<AccessProxyDeps['registry']['open']>>;
     try {
       conn = await this.ctx.registry.open(t.tenant, t.label, {
         address: source,
@@ -323,7 +325,7 @@ export class AccessProxy implements Component {
         { target: t },
       );
     }
-    let conn: Awaited<ReturnType<GatewayContext['registry']['open']>>;
+    let conn: Awaited<ReturnType<AccessProxyDeps['registry']['open']>>;
     try {
       conn = await this.ctx.registry.open(t.tenant, t.label, {
         address: source,
@@ -431,7 +433,10 @@ export class AccessProxy implements Component {
 }
 
 /** The gateway's `access_proxy` front door; undefined when the config leaves it off. */
-export function accessProxyComponent(ctx: GatewayContext): Component | undefined {
-  if (!ctx.config.access_proxy) return undefined;
-  return new AccessProxy(ctx, ctx.config.access_proxy);
+export function accessProxyComponent(
+  cfg: AccessProxyConfig | undefined,
+  deps: AccessProxyDeps,
+): Component | undefined {
+  if (!cfg) return undefined;
+  return new AccessProxy(deps, cfg);
 }

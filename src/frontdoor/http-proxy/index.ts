@@ -3,10 +3,11 @@ import http from 'node:http';
 import https from 'node:https';
 import type { HttpProxyConfig, HttpProxyRouteConfig } from '../../config/http-proxy.js';
 import type { Clock } from '../../core/clock.js';
+import type { Component } from '../../core/component.js';
 import { TetherError } from '../../errors/index.js';
-import type { Component, GatewayContext } from '../../gateway/index.js';
 import type { Logger } from '../../log/index.js';
 import { RouteAuthenticator } from './caller-auth.js';
+import type { HttpProxyDeps } from './deps.js';
 import { routeName } from './routes.js';
 import { type FrontDoorDeps, HttpFrontDoor, type PreparedRoute } from './server.js';
 import { upstreamCredential } from './upstream-auth/index.js';
@@ -16,12 +17,13 @@ import { RemoteVerifier } from './verifiers/remote.js';
 import { StaticVerifier } from './verifiers/static.js';
 import type { Verifier } from './verifiers/types.js';
 
+export type { HttpProxyDeps, HttpProxyMetrics } from './deps.js';
 export { HttpFrontDoor } from './server.js';
 
 interface BuildDeps {
   clock: Clock;
   log: Logger;
-  groupKeys?: GatewayContext['groupKeys'];
+  groupKeys?: HttpProxyDeps['groupKeys'];
 }
 
 function readCa(file: string): Buffer {
@@ -94,8 +96,10 @@ export function prepareRoutes(cfg: HttpProxyConfig, deps: BuildDeps): PreparedRo
 }
 
 /** The gateway's `http_proxy` front door; undefined when the config leaves it off. */
-export function httpProxyComponent(ctx: GatewayContext): Component | undefined {
-  const cfg = ctx.config.http_proxy;
+export function httpProxyComponent(
+  cfg: HttpProxyConfig | undefined,
+  ctx: HttpProxyDeps,
+): Component | undefined {
   if (!cfg) return undefined;
   const log = ctx.log.child({ component: 'http_proxy' });
   let door: HttpFrontDoor | undefined;

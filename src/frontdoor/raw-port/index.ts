@@ -2,13 +2,15 @@ import net from 'node:net';
 import type { ForwardRegistry } from '../../core/forward-registry.js';
 import { isTetherError } from '../../errors/index.js';
 import type { Logger } from '../../log/index.js';
+import type { LeaseBinder } from '../../tunnel/lease-binder.js';
 import { coalesceWrites, relay } from '../../tunnel/pipe.js';
 
 /**
  * Raw-port front door: one TCP listener per live lease, on `forwards.bind`. Each accepted
- * connection becomes a `forwarded-tcpip` channel to a connector serving that lease.
+ * connection becomes a `forwarded-tcpip` channel to a connector serving that lease. It is the
+ * tunnel's lease-binding port (`LeaseBinder`): the tunnel opens and closes ports through it.
  */
-export class LeaseListeners {
+export class LeaseListeners implements LeaseBinder {
   private readonly servers = new Map<number, net.Server>();
   private readonly sockets = new Set<net.Socket>();
 

@@ -1,38 +1,35 @@
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SshProxyConfig } from '../../config/ssh-proxy.js';
+import type { Component } from '../../core/component.js';
 import type { LiveForward } from '../../core/forward-registry.js';
 import { parseLabel } from '../../core/ids.js';
-import { generateKeyPair } from '../../core/ssh-keys.js';
 import { FailureThrottle } from '../../core/throttle.js';
-import { TetherError } from '../../errors/index.js';
-import { hostKeyFrom, readOrCreateSecret } from '../../gateway/identity.js';
-import type { Component, GatewayContext } from '../../gateway/index.js';
 import type { Logger } from '../../log/index.js';
+import { loadOrCreateHostKey } from '../../tunnel/host-key.js';
+import type { SshProxyDeps } from './deps.js';
 import { OAuthRealm } from './realms/oauth.js';
 import { StaticRealm } from './realms/static.js';
 import { TenantRealm } from './realms/tenant.js';
 import type { Realm } from './realms/types.js';
 import { SshProxyServer } from './server.js';
 
+export type { SshProxyDeps } from './deps.js';
 export { formatProxyUsername, type ProxyUsername, parseProxyUsername } from './username.js';
 
 /** The proxy's host key: `host_key` from config, else `<data_dir>/ssh_proxy_host_key`, generated on first start. */
 export function loadProxyHostKey(dataDir: string, file?: string) {
-  if (file !== undefined && !existsSync(file)) {
-    throw new TetherError('HOST_KEY_MISSING', `ssh_proxy.host_key: ${file} does not exist`, { status: 400 });
-  }
-  const path = file ?? join(dataDir, 'ssh_proxy_host_key');
-  return hostKeyFrom(
-    readOrCreateSecret(path, () => generateKeyPair('tether-ssh-proxy').privateKey),
-    path,
-  );
+  return loadOrCreateHostKey({
+    file,
+    generatedPath: join(dataDir, 'ssh_proxy_host_key'),
+    configKey: 'ssh_proxy.host_key',
+    comment: 'tether-ssh-proxy',
+  });
 }
 
 /** Builds each configured realm; key files are read (and checked) now, so mistakes stop the start. */
 export function buildRealms(
   cfg: SshProxyConfig,
-  ctx: Pick<GatewayContext, 'registry' | 'groupKeys' | 'store'>,
+  ctx: Pick<SshProxyDeps, 'registry' | 'groupKeys' | 'store'>,
   log: Logger,
 ): Map<string, Realm> {
   const realms = new Map<string, Realm>();
@@ -85,7 +82,7 @@ export class SshProxy implements Component {
   private readonly log: Logger;
 
   constructor(
-    private readonly ctx: GatewayContext,
+    private readonly ctx: SshProxyDeps,
     private readonly cfg: SshProxyConfig,
   ) {
     this.log = ctx.log.child({ component: 'ssh_proxy' });
@@ -93,7 +90,7 @@ export class SshProxy implements Component {
 
   async start(): Promise<string> {
     const { cfg, ctx, log } = this;
-    const hostKey = loadProxyHostKey(ctx.config.data_dir, cfg.host_key);
+    const hostKey = loadProxyHostKey(ctx.dataDir, cfg.host_key);
     const realms = buildRealms(cfg, ctx, log);
     for (const r of insecureRoutes(cfg))
       log.warn(
@@ -176,7 +173,10 @@ export class SshProxy implements Component {
 }
 
 /** The gateway's `ssh_proxy` front door; undefined when the config leaves it off. */
-export function sshProxyComponent(ctx: GatewayContext): Component | undefined {
-  if (!ctx.config.ssh_proxy) return undefined;
-  return new SshProxy(ctx, ctx.config.ssh_proxy);
+export function sshProxyComponent(
+  cfg: SshProxyConfig | undefined,
+  deps: SshProxyDeps,
+): Component | undefined {
+  if (!cfg) return undefined;
+  return new SshProxy(deps, cfg);
 }

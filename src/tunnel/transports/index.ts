@@ -5,13 +5,25 @@
  * WebSocket told apart by the first bytes after the handshake); when `tunnel.tls` is set, TLS that arrives on
  * the plain SSH port is accepted too.
  */
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import type { GatewayConfig } from '../../config/gateway.js';
+import type { Component } from '../../core/component.js';
 import { TetherError } from '../../errors/index.js';
-import type { Component, GatewayContext } from '../../gateway/index.js';
-import { type TlsListenerOptions, TunnelTlsListener } from './tls-listener.js';
+import type { Logger } from '../../log/index.js';
+import { type TlsListenerOptions, type TunnelAcceptor, TunnelTlsListener } from './tls-listener.js';
 
 export { classify, peekFirstChunk, routePlainPort } from './sniff.js';
 export { TunnelTlsListener } from './tls-listener.js';
+
+/** The settings the transports read: `tunnel.tls`, `tunnel.websocket`, `tunnel.auth_timeout`. */
+export type TunnelTransportsConfig = Pick<GatewayConfig['tunnel'], 'tls' | 'websocket' | 'auth_timeout'>;
+
+/** What the transports use of the running gateway; the composition root (src/gateway/) passes it. */
+export interface TunnelTransportsDeps {
+  /** The SSH server the transports hand their connections to (and TLS on its plain port to them). */
+  tunnel: TunnelAcceptor & { tlsOnSshPort: ((socket: Socket) => void) | undefined };
+  log: Logger;
+}
 
 function fmt(a: AddressInfo): string {
   return a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
@@ -24,7 +36,10 @@ class TunnelTransports {
   private stopped: Promise<void> | undefined;
   readonly addresses: { tls?: string; websocket?: string } = {};
 
-  constructor(private readonly ctx: GatewayContext) {}
+  constructor(
+    private readonly cfg: TunnelTransportsConfig,
+    private readonly ctx: TunnelTransportsDeps,
+  ) {}
 
   start(): Promise<void> {
     this.started ??= this.doStart();
@@ -52,7 +67,7 @@ class TunnelTransports {
   }
 
   private async doStart(): Promise<void> {
-    const { tls: t, websocket: w, auth_timeout } = this.ctx.config.tunnel;
+    const { tls: t, websocket: w, auth_timeout } = this.cfg;
     // One port for both when they name the same address ("0", any free port, gives each its own).
     const shared =
       !!t && !!w && t.listen.port !== 0 && t.listen.host === w.listen.host && t.listen.port === w.listen.port;
@@ -101,21 +116,25 @@ class TunnelTransports {
   }
 }
 
-const perGateway = new WeakMap<GatewayContext, TunnelTransports>();
+/** One pair of transports per SSH server (so per gateway). */
+const perGateway = new WeakMap<TunnelTransportsDeps['tunnel'], TunnelTransports>();
 
-function transportsOf(ctx: GatewayContext): TunnelTransports {
-  let t = perGateway.get(ctx);
+function transportsOf(cfg: TunnelTransportsConfig, deps: TunnelTransportsDeps): TunnelTransports {
+  let t = perGateway.get(deps.tunnel);
   if (!t) {
-    t = new TunnelTransports(ctx);
-    perGateway.set(ctx, t);
+    t = new TunnelTransports(cfg, deps);
+    perGateway.set(deps.tunnel, t);
   }
   return t;
 }
 
 /** `tunnel.tls`: SSH inside TLS. Prints "tls://host:port". */
-export function tlsTunnelComponent(ctx: GatewayContext): Component | undefined {
-  if (!ctx.config.tunnel.tls) return undefined;
-  const t = transportsOf(ctx);
+export function tlsTunnelComponent(
+  cfg: TunnelTransportsConfig,
+  deps: TunnelTransportsDeps,
+): Component | undefined {
+  if (!cfg.tls) return undefined;
+  const t = transportsOf(cfg, deps);
   return {
     name: 'tunnel_tls',
     start: async () => {
@@ -127,9 +146,12 @@ export function tlsTunnelComponent(ctx: GatewayContext): Component | undefined {
 }
 
 /** `tunnel.websocket`: SSH inside a WebSocket on an HTTPS listener. Prints "wss://host:port/path". */
-export function websocketTunnelComponent(ctx: GatewayContext): Component | undefined {
-  if (!ctx.config.tunnel.websocket) return undefined;
-  const t = transportsOf(ctx);
+export function websocketTunnelComponent(
+  cfg: TunnelTransportsConfig,
+  deps: TunnelTransportsDeps,
+): Component | undefined {
+  if (!cfg.websocket) return undefined;
+  const t = transportsOf(cfg, deps);
   return {
     name: 'tunnel_websocket',
     start: async () => {

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { test } from 'node:test';
-import type { ConnectorStatus, RepoStatus } from '../connector/status.js';
-import { createConnectorMetrics } from './connector-metrics.js';
+import { createConnectorMetrics } from './metrics.js';
+import type { ConnectorStatus, RepoStatus } from './status.js';
 
 function repo(label: string, over: Partial<RepoStatus> = {}): RepoStatus {
   return {

@@ -1,8 +1,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import client from 'prom-client';
-import type { ConnectorStatus } from '../connector/status.js';
-import { BoundedLabels } from './metrics.js';
+import { BoundedLabels } from '../core/bounded-labels.js';
+import type { ConnectorStatus } from './status.js';
 
 /** What the connector metrics read: the connector's own status and its session events. */
 export interface ConnectorMetricsSource {

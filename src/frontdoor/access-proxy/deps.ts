@@ -1,0 +1,15 @@
+import type { Clock } from '../../core/clock.js';
+import type { Logger } from '../../log/index.js';
+import type { AccessAuthorizerDeps } from './authorize.js';
+
+/** What the access proxy uses of the running gateway; the composition root (src/gateway/) passes it. */
+export interface AccessProxyDeps {
+  log: Logger;
+  clock: Clock;
+  /** Tenants' repositories (the authorizer looks the target up). */
+  store: AccessAuthorizerDeps['store'];
+  /** Live forwards: the authorizer finds them, the proxy opens connections through them. */
+  registry: AccessAuthorizerDeps['registry'];
+  /** Group keys: checked per request, made as forwards come online. */
+  groupKeys: AccessAuthorizerDeps['groupKeys'];
+}

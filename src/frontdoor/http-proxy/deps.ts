@@ -1,0 +1,25 @@
+import type { Clock } from '../../core/clock.js';
+import type { TenantEvents } from '../../core/events.js';
+import type { GroupKeyService } from '../../core/group-keys.js';
+import type { Logger } from '../../log/index.js';
+import type { FrontDoorDeps } from './types.js';
+
+/** The gateway metrics the HTTP front door moves. */
+export interface HttpProxyMetrics {
+  /** The front-door request counter and latency histogram, by route and status class. */
+  httpProxyResponse(route: string, status: number, seconds?: number): void;
+  readonly authFailures: { inc(labels: { reason: string }): void };
+}
+
+/** What the HTTP front door uses of the running gateway; the composition root (src/gateway/) passes it. */
+export interface HttpProxyDeps {
+  log: Logger;
+  clock: Clock;
+  /** Live forwards the routes reach. */
+  registry: FrontDoorDeps['registry'];
+  /** Group keys of `group-key` routes. */
+  groupKeys: GroupKeyService;
+  /** Tenant changes (keys rotated, tenant removed): cached answers are forgotten. */
+  events: Pick<TenantEvents, 'on'>;
+  metrics: HttpProxyMetrics;
+}

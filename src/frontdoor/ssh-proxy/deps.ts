@@ -1,0 +1,21 @@
+import type { Clock } from '../../core/clock.js';
+import type { ForwardRegistry } from '../../core/forward-registry.js';
+import type { GroupKeyService } from '../../core/group-keys.js';
+import type { Logger } from '../../log/index.js';
+import type { Store } from '../../store/types.js';
+import type { SshProxyMetrics } from './connection.js';
+
+/** What the SSH front door uses of the running gateway; the composition root (src/gateway/) passes it. */
+export interface SshProxyDeps {
+  /** The gateway's data dir: the generated host key is kept there (`ssh_proxy_host_key`). */
+  dataDir: string;
+  log: Logger;
+  clock: Clock;
+  /** Live forwards: tenant-realm targets, and group keys made as forwards come online. */
+  registry: ForwardRegistry;
+  groupKeys: GroupKeyService;
+  /** Repository metadata of tenant-realm targets. */
+  store: Store;
+  /** One front-door request per connection, refused logins. */
+  metrics: SshProxyMetrics;
+}

@@ -1,0 +1,56 @@
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import ssh2 from 'ssh2';
+import { fingerprintOf, generateKeyPair } from '../core/ssh-keys.js';
+import { TetherError } from '../errors/index.js';
+
+/**
+ * SSH host keys of the servers Tether runs (the tunnel's and the SSH front door's): read from a
+ * configured file, or generated on first start into the data dir and kept there (mode 0600).
+ */
+export interface HostKey {
+  privateKey: string;
+  fingerprint: string;
+  publicKey: string;
+}
+
+/** Reads a secret file, or creates it (mode 0600) with `make()` on first start. */
+export function readOrCreateSecret(path: string, make: () => string): string {
+  if (existsSync(path)) return readFileSync(path, 'utf8');
+  const value = make();
+  writeFileSync(path, value, { mode: 0o600, flag: 'wx' });
+  chmodSync(path, 0o600);
+  return value;
+}
+
+export function hostKeyFrom(privateKey: string, source: string): HostKey {
+  const parsed = ssh2.utils.parseKey(privateKey);
+  if (parsed instanceof Error || Array.isArray(parsed) || !parsed.isPrivateKey()) {
+    throw new TetherError('HOST_KEY_INVALID', `${source}: not an SSH private key`, { status: 400 });
+  }
+  const blob = parsed.getPublicSSH();
+  return {
+    privateKey,
+    fingerprint: fingerprintOf(blob),
+    publicKey: `${parsed.type} ${blob.toString('base64')}`,
+  };
+}
+
+/**
+ * The host key at `file` when the config names one (it must exist), else at `generatedPath`,
+ * an ed25519 key generated there on first start. `configKey` names the setting in errors.
+ */
+export function loadOrCreateHostKey(o: {
+  file: string | undefined;
+  generatedPath: string;
+  configKey: string;
+  comment: string;
+}): HostKey {
+  if (o.file !== undefined && !existsSync(o.file)) {
+    throw new TetherError('HOST_KEY_MISSING', `${o.configKey}: ${o.file} does not exist`, { status: 400 });
+  }
+  const path = o.file ?? o.generatedPath;
+  return hostKeyFrom(
+    readOrCreateSecret(path, () => generateKeyPair(o.comment).privateKey),
+    path,
+  );
+}
