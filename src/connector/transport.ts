@@ -22,7 +22,7 @@ import {
   proxyText,
 } from '../config/connect.js';
 import { destinationOf } from '../config/uri.js';
-import { TetherError } from '../errors/index.js';
+import { type ErrorCode, TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import { coalesceWrites } from '../tunnel/pipe.js';
 
@@ -52,7 +52,7 @@ export interface TransportOptions {
   log?: Logger;
 }
 
-function fail(code: string, message: string, status = 502, cause?: unknown): TetherError {
+function fail(code: ErrorCode, message: string, status = 502, cause?: unknown): TetherError {
   return new TetherError(code, message, { status, retryable: true, cause });
 }
 

@@ -5,7 +5,7 @@ import type { AccessProxyConfig } from '../../config/access-proxy.js';
 import type { LiveForward } from '../../core/forward-registry.js';
 import { parseLabel } from '../../core/ids.js';
 import { FailureThrottle } from '../../core/throttle.js';
-import { isTetherError } from '../../errors/index.js';
+import { type ErrorCode, isTetherError } from '../../errors/index.js';
 import type { Component, GatewayContext } from '../../gateway/index.js';
 import { type Logger, withoutUserinfo } from '../../log/index.js';
 import { relay } from '../../tunnel/pipe.js';
@@ -22,7 +22,7 @@ const CHALLENGE = 'Basic realm="tether", charset="UTF-8"';
 
 interface Refusal {
   status: number;
-  code: string;
+  code: ErrorCode;
   message: string;
   challenge?: boolean;
   retryAfter?: number;
