@@ -4,7 +4,15 @@ import { dirname, join, relative } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { exitCodeFor } from '../cli/exit.js';
-import { CATALOG, type ErrorCode, exitForStatus, isErrorCode, TetherError, toErrorCode } from './index.js';
+import {
+  CATALOG,
+  type CatalogEntry,
+  type ErrorCode,
+  exitForStatus,
+  isErrorCode,
+  TetherError,
+  toErrorCode,
+} from './index.js';
 
 const SRC = join(dirname(fileURLToPath(import.meta.url)), '..');
 const DOC = join(SRC, '..', 'docs', 'errors.md');
@@ -76,6 +84,31 @@ export function codesIn(text: string, file: string): Use[] {
   return uses;
 }
 
+/** Blanks out the contents of string and template literals (keeps their length). */
+function withoutStrings(text: string): string {
+  return text.replace(/'[^'\n]*'|"[^"\n]*"|`[^`]*`/g, (m) => `${m[0]}${' '.repeat(m.length - 2)}${m[0]}`);
+}
+
+/** Every status spelled beside a code: `new TetherError('X', …, { status: N })`, `fail('X', …, N)`, `{ status: N, code: 'X' }`, `.fail(req, res, route, N, 'X', …)`. */
+export function statusesIn(text: string, file: string): Array<Use & { status: number }> {
+  const out: Array<Use & { status: number }> = [];
+  const line = (index: number) => `${file}:${text.slice(0, index).split('\n').length}`;
+  for (const m of text.matchAll(/(?<![\w])(?:new\s+TetherError|\.?fail|replyError|sendRawError)\s*\(/g)) {
+    const args = argumentsAt(text, m.index + m[0].length - 1);
+    const codes = [...args.matchAll(CODE_LITERAL)]
+      .map((c) => c[1] as string)
+      .filter((c) => !NODE_CODE.test(c));
+    const statuses = [...withoutStrings(args).matchAll(/(?:status:\s*|[(,]\s*)([1-5]\d\d)\b(?!\s*\*)/g)].map(
+      (x) => Number(x[1]),
+    );
+    if (codes.length === 1 && statuses.length === 1)
+      out.push({ code: codes[0] as string, status: statuses[0] as number, where: line(m.index) });
+  }
+  for (const m of text.matchAll(/\bstatus:\s*(\d{3}),\s*code:\s*'([A-Z][A-Z0-9_]*)'/g))
+    out.push({ code: m[2] as string, status: Number(m[1]), where: line(m.index) });
+  return out;
+}
+
 function sourceFiles(dir: string, out: string[] = []): string[] {
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     const p = join(dir, e.name);
@@ -122,21 +155,44 @@ describe('error catalog', () => {
     assert.deepEqual(unused, [], 'catalog entries nothing throws or sends: remove them');
   });
 
+  test("a status spelled beside a code is the catalog's (or its listed second status)", () => {
+    const files = sourceFiles(SRC).filter((f) => !f.endsWith(join('errors', 'catalog.ts')));
+    const found = files.flatMap((f) => statusesIn(readFileSync(f, 'utf8'), relative(SRC, f)));
+    assert.ok(found.length > 50, `only ${found.length} status/code pairs found: the scan is broken`);
+    const wrong = found.filter((u) => {
+      const entry: CatalogEntry | undefined = isErrorCode(u.code) ? CATALOG[u.code] : undefined;
+      return entry !== undefined && entry.status !== u.status && !entry.alsoStatus?.includes(u.status);
+    });
+    assert.deepEqual(
+      wrong.map((u) => `${u.code} ${u.status} at ${u.where}`),
+      [],
+      'statuses that differ from the catalog: fix the site or list the status in alsoStatus',
+    );
+    assert.deepEqual(
+      statusesIn("throw new TetherError('TENANT_NOT_FOUND', `x`, { status: 409 });", 'z.ts').map(
+        (u) => u.status,
+      ),
+      [409],
+    );
+  });
+
   test('the scan finds a code that is not in the catalog, in every code position', () => {
-    // biome-ignore lint/suspicious/noTemplateCurlyInString: source text for the scanner, not templates
+    // source text for the scanner ("#{" stands for a template placeholder)
     const bad = [
       "throw new TetherError('NO_SUCH_CODE', 'x', { status: 400 });",
-      "throw new TetherError(\n  'NO_SUCH_CODE_2',\n  `multi ${line('x')}`,\n);",
+      "throw new TetherError(\n  'NO_SUCH_CODE_2',\n  `multi #{line('x')}`,\n);",
       "sendControl({ type: 'error', code: 'NO_SUCH_CONTROL', message: why });",
       "return { ok: false, code: 'NO_SUCH_DECISION', reason: 'r' };",
-      "this.fail(req, res, route, 502, 'NO_SUCH_ANSWER', `the ${x} failed`);",
-      "replyError(res, 400, `malformed request: ${framing}`, 'NO_SUCH_REPLY');",
-      "return refuse('NO_SUCH_REFUSAL', `wrong password for ${name}`, { final: false });",
+      "this.fail(req, res, route, 502, 'NO_SUCH_ANSWER', `the #{x} failed`);",
+      "replyError(res, 400, `malformed request: #{framing}`, 'NO_SUCH_REPLY');",
+      "return refuse('NO_SUCH_REFUSAL', `wrong password for #{name}`, { final: false });",
       "refuse(label, 'NO_SUCH_FORWARD_REFUSAL', (e as Error).message, reject);",
       "if (isTetherError(err, 'NO_SUCH_CHECK')) return;",
-      "throw keyError('NO_SUCH_KEY_ERROR', `ssh_key ${path}: not a file`);",
+      "throw keyError('NO_SUCH_KEY_ERROR', `ssh_key #{path}: not a file`);",
       "const code = isTetherError(err) ? err.code : 'NO_SUCH_FALLBACK';",
-    ].join('\n');
+    ]
+      .join('\n')
+      .replaceAll('#{', '$' + '{');
     const found = codesIn(bad, 'x.ts').map((u) => u.code);
     assert.deepEqual(found.sort(), [
       'NO_SUCH_ANSWER',

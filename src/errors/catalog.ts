@@ -37,6 +37,8 @@ export interface CatalogEntry {
   /** Where the code comes from and what it means. */
   readonly area: Area;
   readonly description: string;
+  /** A second status the same code answers with in one situation (named in the description). */
+  readonly alsoStatus?: readonly number[];
 }
 
 export type Area =
@@ -51,12 +53,19 @@ export type Area =
   | 'ssh-proxy'
   | 'peer';
 
-const e = (status: number, retryable: boolean, area: Area, description: string): CatalogEntry => ({
+const e = (
+  status: number,
+  retryable: boolean,
+  area: Area,
+  description: string,
+  alsoStatus?: readonly number[],
+): CatalogEntry => ({
   status,
   exit: exitForStatus(status),
   retryable,
   area,
   description,
+  ...(alsoStatus ? { alsoStatus } : {}),
 });
 
 export const CATALOG = {
@@ -70,7 +79,13 @@ export const CATALOG = {
   BODY_TOO_LARGE: e(413, false, 'admin', 'the admin API request body is over its size limit'),
   ENROLLMENT_INVALID: e(403, false, 'admin', 'the enrollment token is unknown, already used or expired'),
   GROUP_NOT_FOUND: e(404, false, 'admin', 'the tenant has no such repository group'),
-  INTERNAL: e(500, false, 'admin', 'an unexpected failure; the detail is in the log, not in the answer'),
+  INTERNAL: e(
+    500,
+    false,
+    'admin',
+    'an unexpected failure (502 from the HTTP front door); the detail is in the log, not in the answer',
+    [502],
+  ),
   LABEL_INVALID: e(400, false, 'admin', 'a forward label is not <group>/<repo> in printable ASCII'),
   LIMIT_INVALID: e(400, false, 'admin', 'a limit (rate, connections, traffic, balance) has an invalid value'),
   METHOD_NOT_ALLOWED: e(405, false, 'admin', 'the HTTP method is not allowed on this path'),
@@ -108,7 +123,13 @@ export const CATALOG = {
   ENROLLMENT_MISMATCH: e(500, false, 'cli', 'the gateway enrolled a different tenant or key than asked'),
   FILE_EXISTS: e(409, false, 'cli', 'a file to be written already exists (use --force)'),
   PUBLIC_KEY_UNREADABLE: e(400, false, 'cli', 'a public key file cannot be read'),
-  UNREGISTER_FAILED: e(500, false, 'cli', 'the gateway refused to unregister the key'),
+  UNREGISTER_FAILED: e(
+    500,
+    false,
+    'cli',
+    'the key was not unregistered (403 when the gateway refused it, 500 when it still logs in)',
+    [403],
+  ),
   USAGE: e(400, false, 'cli', 'wrong command-line usage'),
 
   // connector (customer side)
@@ -139,6 +160,7 @@ export const CATALOG = {
     true,
     'connector',
     'the TLS handshake with the gateway failed (504 when it timed out)',
+    [504],
   ),
   GATEWAY_TLS_NAME_MISMATCH: e(502, true, 'connector', "the gateway's TLS certificate is for another name"),
   GATEWAY_TLS_NOT_YET_VALID: e(502, true, 'connector', "the gateway's TLS certificate is not valid yet"),
@@ -154,12 +176,14 @@ export const CATALOG = {
     true,
     'connector',
     'the gateway cannot be reached (504 when no connection in time)',
+    [504],
   ),
   GATEWAY_WS_FAILED: e(
     502,
     true,
     'connector',
     'the WebSocket upgrade to the gateway failed (504 when it timed out)',
+    [504],
   ),
   GATEWAY_WS_NOT_FOUND: e(404, true, 'connector', 'the gateway has no WebSocket tunnel at that path'),
   GATEWAY_WS_REFUSED: e(502, true, 'connector', 'the WebSocket upgrade was refused'),
@@ -175,6 +199,7 @@ export const CATALOG = {
     true,
     'connector',
     "the outbound proxy could not reach the gateway (the proxy's 502/503/504)",
+    [503, 504],
   ),
   RELOAD_STATE_DIR: e(400, false, 'connector', 'a reload would change state_dir (needs a restart)'),
   RELOAD_UNSUPPORTED: e(500, false, 'connector', 'this connector cannot re-read its config'),
@@ -263,7 +288,13 @@ export const CATALOG = {
   TARGET_LOGIN_FAILED: e(502, false, 'ssh-proxy', 'the target refused the configured login'),
   TARGET_TIMEOUT: e(502, true, 'ssh-proxy', 'the target did not complete the SSH handshake in time'),
   TARGET_UNKNOWN: e(403, false, 'ssh-proxy', 'the realm has no such target'),
-  TARGET_UNREACHABLE: e(502, true, 'ssh-proxy', 'the target cannot be reached (504 when dialing timed out)'),
+  TARGET_UNREACHABLE: e(
+    502,
+    true,
+    'ssh-proxy',
+    'the target cannot be reached (504 when dialing timed out)',
+    [504],
+  ),
   THROTTLED: e(429, true, 'ssh-proxy', 'too many failed logins from this address'),
   TOKEN_ENDPOINT_UNAVAILABLE: e(503, true, 'ssh-proxy', 'the OAuth token endpoint is unavailable'),
   UNKNOWN_REALM: e(401, false, 'ssh-proxy', 'the login names an unknown realm'),
