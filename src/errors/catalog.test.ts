@@ -129,8 +129,8 @@ function renderTable(): string {
   const rows = Object.entries(CATALOG)
     .sort(([a], [b]) => (a < b ? -1 : 1))
     .map(
-      ([code, e]) =>
-        `| \`${code}\` | ${e.status} | ${e.exit} | ${e.retryable ? 'yes' : 'no'} | ${e.area} | ${e.description.replaceAll('|', '\\|')} |`,
+      ([code, e]: [string, CatalogEntry]) =>
+        `| \`${code}\` | ${e.status}${e.alsoStatus ? ` (also ${e.alsoStatus.join(', ')})` : ''} | ${e.exit} | ${e.retryable ? 'yes' : 'no'} | ${e.area} | ${e.description.replaceAll('|', '\\|')} |`,
     );
   return ['| Code | HTTP | Exit | Retry helps | Area | Meaning |', '|---|---|---|---|---|---|', ...rows].join(
     '\n',
