@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join, resolve } from 'node:path';
-import { TetherError } from '../errors/index.js';
+import { TetherError, toErrorCode } from '../errors/index.js';
 
 export interface AdminTarget {
   url: string;
@@ -114,7 +114,7 @@ export async function adminRequest<T>(
         | undefined
     )?.error;
     throw new TetherError(
-      err?.code ?? `HTTP_${res.status}`,
+      toErrorCode(err?.code, 'ADMIN_ERROR'),
       err?.message ?? `admin API answered ${res.status}`,
       {
         status: res.status,

@@ -1,14 +1,12 @@
 import { isTetherError } from '../errors/index.js';
 
-/** Exit codes: 0 ok, 1 failure, 2 usage / bad input, 3 not found, 4 conflict, 5 unavailable, 6 unauthorized. */
+/**
+ * The process exit code for an error: the catalog's (src/errors/catalog.ts; 0 ok, 1 failure,
+ * 2 usage / bad input, 3 not found, 4 conflict, 5 unavailable, 6 unauthorized); 1 for anything
+ * that is not a TetherError.
+ */
 export function exitCodeFor(e: unknown): number {
-  if (!isTetherError(e)) return 1;
-  if (e.status === 400) return 2;
-  if (e.status === 404) return 3;
-  if (e.status === 409) return 4;
-  if (e.status === 401 || e.status === 403) return 6;
-  if (e.status === 503) return 5;
-  return 1;
+  return isTetherError(e) ? e.exit : 1;
 }
 
 /** Prints "tether: <message>" (and field details) to stderr. */

@@ -6,7 +6,7 @@
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { TetherError } from '../errors/index.js';
+import { TetherError, toErrorCode } from '../errors/index.js';
 
 export const SOCKET_NAME = 'connector.sock';
 export type ControlCommand = 'status' | 'reload' | 'ping' | 'stop';
@@ -67,7 +67,11 @@ export function controlRequest(stateDir: string, cmd: ControlCommand, timeoutMs 
       }
       if (reply.ok) resolve(reply.result);
       else
-        reject(new TetherError(reply.error.code, reply.error.message, { status: reply.error.status ?? 500 }));
+        reject(
+          new TetherError(toErrorCode(reply.error.code, 'CONNECTOR_PROTOCOL'), reply.error.message, {
+            status: reply.error.status ?? 500,
+          }),
+        );
     });
     sock.on('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);

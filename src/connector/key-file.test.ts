@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { isTetherError } from '../errors/index.js';
+import { type ErrorCode, isTetherError } from '../errors/index.js';
 import { deleteKeyPair, readPrivateKey, writeNewKeyPair } from './key-file.js';
 
 describe('key file', () => {
@@ -23,7 +23,7 @@ describe('key file', () => {
   });
 
   test('refusals: missing, readable by others, garbage, a public key', () => {
-    const check = (path: string, code: string, re: RegExp) =>
+    const check = (path: string, code: ErrorCode, re: RegExp) =>
       assert.throws(
         () => readPrivateKey(path),
         (e: unknown) => isTetherError(e, code) && e.status === 400 && re.test(e.message),

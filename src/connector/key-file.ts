@@ -6,7 +6,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, unlinkSync, w
 import { dirname } from 'node:path';
 import ssh2 from 'ssh2';
 import { fingerprintOf, generateKeyPair } from '../core/ssh-keys.js';
-import { TetherError } from '../errors/index.js';
+import { type ErrorCode, TetherError } from '../errors/index.js';
 
 export interface LoadedKey {
   path: string;
@@ -17,7 +17,7 @@ export interface LoadedKey {
   fingerprint: string;
 }
 
-export function keyError(code: string, message: string): TetherError {
+export function keyError(code: ErrorCode, message: string): TetherError {
   return new TetherError(code, message, { status: 400 });
 }
 

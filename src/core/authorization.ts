@@ -1,10 +1,11 @@
+import type { ErrorCode } from '../errors/index.js';
 import type { LeaseRange, Store } from '../store/types.js';
 import type { Clock } from './clock.js';
 import type { ForwardRegistry } from './forward-registry.js';
 import { isValidLabel } from './ids.js';
 import { type LeaseCluster, LeaseService } from './leases.js';
 
-export type ForwardDecision = { ok: true; port: number } | { ok: false; code: string; reason: string };
+export type ForwardDecision = { ok: true; port: number } | { ok: false; code: ErrorCode; reason: string };
 
 export function rangeText(r: LeaseRange): string {
   return `${r.low}-${r.high}`;

@@ -1,3 +1,4 @@
+import type { ErrorCode } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import type { DirectoryRow, LeaseRange, LeaseRow, Store } from '../store/types.js';
 import type { Clock } from './clock.js';
@@ -21,7 +22,7 @@ export interface LeaseCluster {
   deadAfter: number;
 }
 
-export type LeaseDecision = { ok: true; lease: LeaseRow } | { ok: false; code: string; reason: string };
+export type LeaseDecision = { ok: true; lease: LeaseRow } | { ok: false; code: ErrorCode; reason: string };
 
 /** A claim lives this long before its forward must be registered (else it no longer counts). */
 const CLAIM_TTL_MS = 30_000;

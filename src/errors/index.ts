@@ -1,12 +1,30 @@
 /**
- * Coded errors. Every error Tether raises on purpose is a TetherError with a stable `code`,
- * an HTTP status for the admin API and front doors, and whether retrying can help.
+ * Coded errors. Every error Tether raises on purpose is a TetherError with a stable `code`
+ * from the catalog (./catalog.ts), which gives its HTTP status for the admin API and front
+ * doors, its CLI exit code, and whether retrying can help.
  * The message is what a user sees; internal detail goes to `cause` and the log, never to
  * the remote side.
  */
+import { CATALOG, type ErrorCode, exitForStatus } from './catalog.js';
+
+export {
+  type Area,
+  CATALOG,
+  type CatalogEntry,
+  type ErrorCode,
+  EXIT,
+  exitForStatus,
+  isErrorCode,
+  toErrorCode,
+} from './catalog.js';
 
 export interface TetherErrorOptions {
+  /**
+   * Only where one code legitimately answers with more than one status (a timeout beside a
+   * refusal, a status relayed from a proxy or the wire); otherwise the catalog's status holds.
+   */
   status?: number;
+  /** Defaults to the catalog's `retryable`. */
   retryable?: boolean;
   cause?: unknown;
   /** Field-level problems (config keys, request body fields). */
@@ -20,20 +38,27 @@ export interface FieldProblem {
 
 export class TetherError extends Error {
   override readonly name = 'TetherError';
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly status: number;
+  /** The CLI's exit code: the catalog's (or, with a second status, the one that status gives). */
+  readonly exit: number;
   readonly retryable: boolean;
   readonly details: FieldProblem[];
 
-  constructor(code: string, message: string, opts: TetherErrorOptions = {}) {
+  constructor(code: ErrorCode, message: string, opts: TetherErrorOptions = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    const entry = CATALOG[code];
     this.code = code;
-    this.status = opts.status ?? 500;
-    this.retryable = opts.retryable ?? false;
+    this.status = opts.status ?? entry.status;
+    // A second status (see TetherErrorOptions.status) keeps the exit code that status gives.
+    this.exit =
+      opts.status === undefined || opts.status === entry.status ? entry.exit : exitForStatus(opts.status);
+    this.retryable = opts.retryable ?? entry.retryable;
     this.details = opts.details ?? [];
   }
 
-  toJSON(): { error: { code: string; message: string; details?: FieldProblem[] } } {
+  /** The admin API's and the peer API's error body. */
+  toJSON(): { error: { code: ErrorCode; message: string; details?: FieldProblem[] } } {
     return {
       error: {
         code: this.code,
@@ -44,69 +69,42 @@ export class TetherError extends Error {
   }
 }
 
-export function isTetherError(e: unknown, code?: string): e is TetherError {
+export function isTetherError(e: unknown, code?: ErrorCode): e is TetherError {
   return e instanceof TetherError && (code === undefined || e.code === code);
 }
 
-/** The catalog: one constructor per error a user can meet. */
+/** Constructors for the errors raised from several places (status and exit from the catalog). */
 export const errors = {
   invalidTenantId: (id: string) =>
     new TetherError(
       'TENANT_ID_INVALID',
       `invalid tenant id "${id}": use 1-63 characters a-z, 0-9, "_" or "-", starting with a letter or digit`,
-      { status: 400 },
     ),
-  tenantNotFound: (id: string) =>
-    new TetherError('TENANT_NOT_FOUND', `tenant "${id}" does not exist`, { status: 404 }),
+  tenantNotFound: (id: string) => new TetherError('TENANT_NOT_FOUND', `tenant "${id}" does not exist`),
   tenantExists: (id: string) =>
     new TetherError(
       'TENANT_EXISTS',
       `tenant "${id}" already exists (use -f / "force": true to replace its keys)`,
-      { status: 409 },
     ),
   invalidQuota: (value: unknown) =>
     new TetherError(
       'QUOTA_INVALID',
       `invalid quota ${JSON.stringify(value)}: must be a whole number from 0 to 3000`,
-      { status: 400 },
-    ),
-  quotaExceeded: (inUse: number, quota: number) =>
-    new TetherError('TENANT_QUOTA_EXCEEDED', `quota exceeded (${inUse} of ${quota} in use)`, { status: 429 }),
-  tenantDisabled: (id: string) =>
-    new TetherError('TENANT_DISABLED', `tenant "${id}" is disabled (quota 0)`, { status: 403 }),
-  rangeExhausted: (range: string) =>
-    new TetherError('PORT_RANGE_EXHAUSTED', `no free port left in the range ${range}`, {
-      status: 503,
-      retryable: true,
-    }),
-  portNotLeased: (port: number) =>
-    new TetherError(
-      'PORT_NOT_LEASED',
-      `port ${port} is not one of this tenant's leases (ask for port 0 to get your lease)`,
-      { status: 403 },
-    ),
-  invalidLabel: (label: string) =>
-    new TetherError(
-      'LABEL_INVALID',
-      `invalid forward label ${JSON.stringify(label)}: use <group>/<repo>, printable ASCII, at most 200 characters`,
-      { status: 400 },
     ),
   invalidPublicKey: (why: string) =>
-    new TetherError('PUBLIC_KEY_INVALID', `not a usable SSH public key: ${why}`, { status: 400 }),
+    new TetherError('PUBLIC_KEY_INVALID', `not a usable SSH public key: ${why}`),
   badRequest: (message: string, details: FieldProblem[] = []) =>
-    new TetherError('BAD_REQUEST', message, { status: 400, details }),
-  unauthorized: () => new TetherError('UNAUTHORIZED', 'missing or wrong admin token', { status: 401 }),
-  notFound: (what: string) => new TetherError('NOT_FOUND', `${what} not found`, { status: 404 }),
+    new TetherError('BAD_REQUEST', message, { details }),
+  unauthorized: () => new TetherError('UNAUTHORIZED', 'missing or wrong admin token'),
+  notFound: (what: string) => new TetherError('NOT_FOUND', `${what} not found`),
   config: (file: string, details: FieldProblem[]) =>
     new TetherError(
       'CONFIG_INVALID',
       `${file}: ${details.map((d) => (d.path ? `${d.path}: ${d.message}` : d.message)).join('; ')}`,
-      { status: 400, details },
+      { details },
     ),
   enrollmentInvalid: () =>
-    new TetherError('ENROLLMENT_INVALID', 'enrollment token is unknown, already used or expired', {
-      status: 403,
-    }),
+    new TetherError('ENROLLMENT_INVALID', 'enrollment token is unknown, already used or expired'),
   unavailable: (what: string, cause?: unknown) =>
-    new TetherError('UNAVAILABLE', `${what} is unavailable`, { status: 503, retryable: true, cause }),
+    new TetherError('UNAVAILABLE', `${what} is unavailable`, { cause }),
 } as const;

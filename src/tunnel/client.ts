@@ -13,7 +13,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
 import ssh2, { type ClientChannel, type TcpConnectionDetails } from 'ssh2';
-import { TetherError } from '../errors/index.js';
+import { TetherError, toErrorCode } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import {
   CONTROL_SUBSYSTEM,
@@ -462,9 +462,13 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
     const m = await answer;
     if (m.type === 'unregistered') return m.fingerprint;
     const e = m as Extract<GatewayMessage, { type: 'error' }>;
-    throw new TetherError(e.code || 'UNREGISTER_FAILED', `the gateway refused to unregister: ${e.message}`, {
-      status: 403,
-    });
+    throw new TetherError(
+      toErrorCode(e.code, 'UNREGISTER_FAILED'),
+      `the gateway refused to unregister: ${e.message}`,
+      {
+        status: 403,
+      },
+    );
   }
 
   /** Ends the session. */
@@ -498,7 +502,7 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
 }
 
 function refusalError(m: RefusedMessage): TetherError {
-  return new TetherError(m.code || 'FORWARD_REFUSED', m.reason, { status: 403 });
+  return new TetherError(toErrorCode(m.code, 'FORWARD_REFUSED'), m.reason, { status: 403 });
 }
 
 export interface EnrollOptions extends Omit<TunnelClientOptions, 'username' | 'waitWelcome'> {
@@ -520,7 +524,7 @@ export async function enroll(opts: EnrollOptions): Promise<{ tenant: string; fin
     const m = await answer;
     if (m.type === 'enrolled') return { tenant: m.tenant, fingerprint: m.fingerprint };
     const e = m as Extract<GatewayMessage, { type: 'error' }>;
-    throw new TetherError(e.code || 'ENROLLMENT_INVALID', `enrollment refused: ${e.message}`, {
+    throw new TetherError(toErrorCode(e.code, 'ENROLLMENT_INVALID'), `enrollment refused: ${e.message}`, {
       status: 403,
     });
   } finally {

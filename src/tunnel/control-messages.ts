@@ -2,7 +2,7 @@ import type { ForwardEndpoint, ForwardRegistry } from '../core/forward-registry.
 import { cleanText, isValidLabel } from '../core/ids.js';
 import type { RefusalLog } from '../core/refusals.js';
 import type { TenantService } from '../core/tenants.js';
-import { isTetherError } from '../errors/index.js';
+import { type ErrorCode, isTetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import type { RepoMeta } from '../store/types.js';
 import type { GatewayMessage } from './control-protocol.js';
@@ -93,7 +93,7 @@ export function onControlMessage(msg: Record<string, unknown>, s: ControlContext
 
 function onRepo(msg: Record<string, unknown>, s: ControlContext, deps: ControlDeps): void {
   const label = typeof msg.label === 'string' ? msg.label : '';
-  const refuse = (code: string, reason: string, message: string) => {
+  const refuse = (code: ErrorCode, reason: string, message: string) => {
     deps.refusals.refuse(reason, `${s.tenant}\0${s.source}`, { tenant: s.tenant, source: s.source }, message);
     s.sendControl({ type: 'error', code, message });
   };

@@ -17,6 +17,8 @@
  *   pong, unregistered, enrolled, error
  */
 
+import type { ErrorCode } from '../errors/index.js';
+
 export const CONTROL_SUBSYSTEM = 'tether-control';
 export const ENROLL_USER = 'tether-enroll';
 export const CONTROL_VERSION = 1;
@@ -45,11 +47,11 @@ export type ConnectorMessage =
 export type GatewayMessage =
   | { type: 'welcome'; tenant: string; quota: number; gateway: string; node?: string }
   | { type: 'forward'; label: string; port: number }
-  | { type: 'refused'; label: string; code: string; reason: string }
+  | { type: 'refused'; label: string; code: ErrorCode; reason: string }
   | { type: 'pong'; id: number }
   | { type: 'unregistered'; fingerprint: string }
   | { type: 'enrolled'; tenant: string; fingerprint: string }
-  | { type: 'error'; code: string; message: string };
+  | { type: 'error'; code: ErrorCode; message: string };
 
 /**
  * Splits a byte stream into JSON messages; bad lines are reported, never thrown. A line longer

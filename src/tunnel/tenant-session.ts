@@ -7,6 +7,7 @@ import type { ForwardEndpoint, ForwardRegistry, LiveSession } from '../core/forw
 import type { KeyedMutex } from '../core/keyed-mutex.js';
 import type { RefusalLog } from '../core/refusals.js';
 import type { TenantService } from '../core/tenants.js';
+import type { ErrorCode } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import type { RepoMeta, Store } from '../store/types.js';
 import { onControlMessage } from './control-messages.js';
@@ -108,7 +109,7 @@ export function runTenantSession(
       }),
   });
 
-  const refuse = (rawLabel: string, code: string, reason: string, reject?: () => void) => {
+  const refuse = (rawLabel: string, code: ErrorCode, reason: string, reject?: () => void) => {
     const label = cleanLabel(rawLabel);
     slog.info({ event: 'forward.refused', label, code, reason }, `forward refused: ${reason}`);
     sendSshDebug(client, `tether: forward ${label} refused: ${reason}`);

@@ -8,7 +8,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { checkServerIdentity, createSecureContext, type PeerCertificate, type TLSSocket } from 'node:tls';
-import { TetherError } from '../errors/index.js';
+import { type ErrorCode, TetherError } from '../errors/index.js';
 
 /** The three files of `--root-cert-path`, `--server-cert-path`, `--server-key-path`. */
 export interface TlsPaths {
@@ -34,7 +34,7 @@ function startupError(message: string, cause?: unknown): TetherError {
 export interface PemSource {
   /** A CLI flag ("--root-cert-path") or a config key ("tunnel.tls.cert", "gateway_ca"). */
   readonly what: string;
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly status?: number;
 }
 

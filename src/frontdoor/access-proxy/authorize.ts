@@ -1,6 +1,7 @@
 import type { ForwardRegistry, LiveForward } from '../../core/forward-registry.js';
 import type { GroupKeyService } from '../../core/group-keys.js';
 import type { FailureThrottle } from '../../core/throttle.js';
+import type { ErrorCode } from '../../errors/index.js';
 import type { RepoMeta, Store } from '../../store/types.js';
 import { parseRepoAuthority, repoAddress } from './authority.js';
 import { parseProxyAuthorization } from './proxy-auth.js';
@@ -22,7 +23,7 @@ export interface AccessTarget {
 export interface AccessRefusal {
   ok: false;
   status: number;
-  code: string;
+  code: ErrorCode;
   /** Shown to the client; never carries a key or internal detail. */
   message: string;
   /** 407: send a `Proxy-Authenticate` challenge. */

@@ -2,6 +2,7 @@ import http from 'node:http';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
+import type { ErrorCode } from '../../errors/index.js';
 import type { RepoMeta } from '../../store/types.js';
 import { FRAMING_HEADERS, requestFraming } from '../http-proxy/framing.js';
 import { isHeaderSafeHost, isSafeReason } from '../http-proxy/upstream-target.js';
@@ -73,7 +74,7 @@ function replyError(
   res: http.ServerResponse,
   status: number,
   message: string,
-  code = 'UPSTREAM_FAILED',
+  code: ErrorCode = 'UPSTREAM_FAILED',
 ): void {
   if (res.headersSent) {
     res.destroy();

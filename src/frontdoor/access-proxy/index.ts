@@ -6,7 +6,7 @@ import type { Component } from '../../core/component.js';
 import type { LiveForward } from '../../core/forward-registry.js';
 import { parseLabel } from '../../core/ids.js';
 import { FailureThrottle } from '../../core/throttle.js';
-import { isTetherError } from '../../errors/index.js';
+import { type ErrorCode, isTetherError } from '../../errors/index.js';
 import { type Logger, withoutUserinfo } from '../../log/index.js';
 import { relay } from '../../tunnel/pipe.js';
 import { AccessAuthorizer, type AccessRefusal, type AccessTarget } from './authorize.js';
@@ -24,7 +24,7 @@ const CHALLENGE = 'Basic realm="tether", charset="UTF-8"';
 
 interface Refusal {
   status: number;
-  code: string;
+  code: ErrorCode;
   message: string;
   challenge?: boolean;
   retryAfter?: number;

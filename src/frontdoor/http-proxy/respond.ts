@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
-import { TetherError } from '../../errors/index.js';
+import { type ErrorCode, TetherError } from '../../errors/index.js';
 import type { RouteAuthenticator } from './caller-auth.js';
 import { API_VERSION, API_VERSION_HEADER, registryErrorBody } from './docker-registry.js';
 import type { Route } from './routes.js';
@@ -14,7 +14,7 @@ export function sendError(
   res: http.ServerResponse,
   route: ErrorRoute | undefined,
   status: number,
-  code: string,
+  code: ErrorCode,
   message: string,
   extra: Record<string, string> = {},
 ): void {
@@ -43,7 +43,7 @@ export function sendError(
 }
 
 /** Writes a complete error answer straight to a socket and closes it (no request object to answer on). */
-export function sendRawError(socket: Duplex, status: number, code: string, message: string): void {
+export function sendRawError(socket: Duplex, status: number, code: ErrorCode, message: string): void {
   const body = JSON.stringify({ error: { code, message } });
   socket.end(
     `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,

@@ -6,6 +6,7 @@
  * duplicate Host headers, and builds the header lists sent upstream and back.
  */
 
+import type { ErrorCode } from '../../errors/index.js';
 import { FRAMING_HEADERS, type Framing } from './framing.js';
 
 export interface RequestTarget {
@@ -159,7 +160,7 @@ export function responseHeaders(rawHeaders: readonly string[], drop?: ReadonlySe
 export function clientErrorResponse(
   code: string | undefined,
   reason: string | undefined,
-): { status: number; code: string; message: string } {
+): { status: number; code: ErrorCode; message: string } {
   switch (code) {
     case 'HPE_HEADER_OVERFLOW':
       return { status: 431, code: 'HEADERS_TOO_LARGE', message: 'request header fields too large' };

@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import type { HttpProxyConfig } from '../../config/http-proxy.js';
 import { RefusalLog } from '../../core/refusals.js';
 import { FailureThrottle } from '../../core/throttle.js';
-import { isTetherError } from '../../errors/index.js';
+import { type ErrorCode, isTetherError } from '../../errors/index.js';
 import { readPemFile } from '../../tunnel/tls-material.js';
 import { authorizeScopes, methodAllowed } from './authorize.js';
 import type { AuthOutcome } from './caller-auth.js';
@@ -414,7 +414,7 @@ export class HttpFrontDoor {
     res: Res,
     route: PreparedRoute | undefined,
     status: number,
-    code: string,
+    code: ErrorCode,
     message: string,
     extra: Record<string, string> = {},
   ): void {

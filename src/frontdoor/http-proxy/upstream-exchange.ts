@@ -2,7 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { HttpProxyConfig } from '../../config/http-proxy.js';
-import { isTetherError } from '../../errors/index.js';
+import { type ErrorCode, isTetherError } from '../../errors/index.js';
 import { API_VERSION, API_VERSION_HEADER } from './docker-registry.js';
 import type { Framing } from './framing.js';
 import { upstreamPath } from './routes.js';
@@ -27,7 +27,7 @@ export interface DoorHooks {
     res: Res,
     route: PreparedRoute | undefined,
     status: number,
-    code: string,
+    code: ErrorCode,
     message: string,
     extra?: Record<string, string>,
   ): void;

@@ -5,7 +5,7 @@ import {
   type SshAlgorithmLists,
   toSsh2Algorithms,
 } from '../../config/ssh-algorithms.js';
-import { isTetherError, TetherError } from '../../errors/index.js';
+import { type ErrorCode, isTetherError, TetherError } from '../../errors/index.js';
 import type { Logger } from '../../log/index.js';
 import { fingerprintMatches, fingerprintsOf, type HostKeyFingerprints } from './fingerprint.js';
 import type { OpenedStream, Origin, TargetRoute } from './realms/types.js';
@@ -30,7 +30,7 @@ export interface ConnectOptions {
   log: Logger;
 }
 
-const fail = (code: string, message: string, cause?: unknown) =>
+const fail = (code: ErrorCode, message: string, cause?: unknown) =>
   new TetherError(code, message, { status: 502, cause });
 
 /**

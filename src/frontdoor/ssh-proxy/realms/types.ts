@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream';
+import type { ErrorCode } from '../../../errors/index.js';
 import type { Logger } from '../../../log/index.js';
 
 /** Where a user's connection comes from. */
@@ -54,7 +55,7 @@ export interface LoginAttempt {
  */
 export interface LoginRefusal {
   ok: false;
-  code: string;
+  code: ErrorCode;
   message: string;
   final: boolean;
   countsAsFailure: boolean;
@@ -80,7 +81,7 @@ export interface Realm {
 }
 
 export const refuse = (
-  code: string,
+  code: ErrorCode,
   message: string,
   opts: { final: boolean; countsAsFailure: boolean },
 ): LoginRefusal => ({
