@@ -10,6 +10,7 @@ import { TetherError } from '../errors/index.js';
 import { createLogger, type Logger } from '../log/index.js';
 import { type ControlCommand, closeControl, listenControl } from './control-socket.js';
 import { removePidFile, writePidFile } from './daemon.js';
+import { readPrivateKey } from './key-file.js';
 import { type ConnectorMetrics, createConnectorMetrics } from './metrics.js';
 import { Connector, type ReloadResult } from './supervisor.js';
 
@@ -146,6 +147,8 @@ export async function runConnector(opts: RunOptions): Promise<RunResult> {
   };
 
   let served: { metrics: ConnectorMetrics; url: string } | undefined;
+  // A key that cannot be used is the user's to fix: say so before taking the state dir's socket.
+  readPrivateKey(cfg.sshKey);
   const server = await listenControl(cfg.stateDir, handler);
   try {
     chmodSync(cfg.stateDir, 0o700);
