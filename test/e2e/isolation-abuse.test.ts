@@ -21,7 +21,9 @@ function tryLogin(
       c.end();
       resolve('ok');
     });
-    c.once('error', (e) => resolve(e.message));
+    // `on`, not `once`: a refused connection can report two errors (a reset, then "lost before
+    // handshake"); the first one is the answer, a second must not become an uncaught exception
+    c.on('error', (e) => resolve(e.message));
     c.connect({
       host: '127.0.0.1',
       port: sshPort,
