@@ -1,8 +1,8 @@
 import net from 'node:net';
 import type { ForwardRegistry } from '../../core/forward-registry.js';
-import { isTetherError } from '../../errors/index.js';
 import type { Logger } from '../../log/index.js';
-import { coalesceWrites, relay } from '../../tunnel/pipe.js';
+import type { ConnectionBroker } from '../../tunnel/broker.js';
+import { coalesceWrites } from '../../tunnel/pipe.js';
 
 /**
  * Raw-port front door: one TCP listener per live lease, on `forwards.bind`. Each accepted
@@ -16,6 +16,7 @@ export class LeaseListeners {
     private readonly bindHost: string,
     private readonly registry: ForwardRegistry,
     private readonly log: Logger,
+    private readonly broker: ConnectionBroker,
   ) {}
 
   isOpen(port: number): boolean {
@@ -90,7 +91,6 @@ export class LeaseListeners {
 
   private onConnection(port: number, socket: net.Socket): Promise<void> | undefined {
     const f = this.registry.byPort(port) ?? this.registry.remoteByPort(port);
-    const source = `${socket.remoteAddress}:${socket.remotePort}`;
     if (!f) {
       socket.destroy();
       return undefined;
@@ -101,49 +101,11 @@ export class LeaseListeners {
     coalesceWrites(socket);
     socket.pause();
     const origin = { address: socket.remoteAddress ?? '127.0.0.1', port: socket.remotePort ?? 0 };
-    return this.registry.open(f.tenant, f.label, origin).then(
-      (conn) => {
-        if (socket.destroyed) {
-          conn.stream.destroy();
-          conn.close(0, 0);
-          return;
-        }
-        const started = Date.now();
-        this.log.info(
-          { event: 'connection.opened', tenant: f.tenant, label: f.label, port, source },
-          'connection opened',
-        );
-        relay(socket, conn.stream, (r) => {
-          conn.close(r.aToB, r.bToA);
-          this.log.info(
-            {
-              event: 'connection.closed',
-              tenant: f.tenant,
-              label: f.label,
-              port,
-              source,
-              bytes_in: r.aToB,
-              bytes_out: r.bToA,
-              duration_ms: Date.now() - started,
-            },
-            'connection closed',
-          );
-        });
-        socket.resume();
-      },
-      (err: unknown) => {
-        this.log.info(
-          {
-            event: 'connection.refused',
-            tenant: f.tenant,
-            label: f.label,
-            source,
-            reason: isTetherError(err) ? err.message : String(err),
-          },
-          'connection refused',
-        );
-        socket.destroy();
-      },
-    );
+    return this.broker
+      .splice({ tenant: f.tenant, label: f.label, origin, frontDoor: 'raw_port', port }, socket)
+      .then((r) => {
+        // refused: the broker logged why; the caller sees its connection closed
+        if ('refused' in r) socket.destroy();
+      });
   }
 }

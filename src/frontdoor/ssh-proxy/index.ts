@@ -32,7 +32,7 @@ export function loadProxyHostKey(dataDir: string, file?: string) {
 /** Builds each configured realm; key files are read (and checked) now, so mistakes stop the start. */
 export function buildRealms(
   cfg: SshProxyConfig,
-  ctx: Pick<GatewayContext, 'registry' | 'groupKeys' | 'store'>,
+  ctx: Pick<GatewayContext, 'registry' | 'groupKeys' | 'store'> & Partial<Pick<GatewayContext, 'broker'>>,
   log: Logger,
 ): Map<string, Realm> {
   const realms = new Map<string, Realm>();
@@ -45,6 +45,7 @@ export function buildRealms(
         name,
         new TenantRealm(name, r, where, {
           registry: ctx.registry,
+          ...(ctx.broker ? { broker: ctx.broker } : {}),
           groupKeys: ctx.groupKeys,
           store: ctx.store,
           log,
