@@ -1,7 +1,7 @@
 import net from 'node:net';
 import type { ForwardRegistry } from '../../core/forward-registry.js';
 import type { Logger } from '../../log/index.js';
-import type { ConnectionBroker } from '../../tunnel/broker.js';
+import type { ConnectionBroker, Origin } from '../../tunnel/broker.js';
 import { coalesceWrites } from '../../tunnel/pipe.js';
 
 /**
@@ -11,6 +11,12 @@ import { coalesceWrites } from '../../tunnel/pipe.js';
 export class LeaseListeners {
   private readonly servers = new Map<number, net.Server>();
   private readonly sockets = new Set<net.Socket>();
+  /**
+   * Set in a cluster: for a connection relayed by another member, the caller's address the
+   * relay names (the member's own address otherwise); `undefined` when the connection is not
+   * from a member. Rejects when a member's relay header is refused (the connection is closed).
+   */
+  relayOrigin?: (socket: net.Socket, port: number) => Promise<Origin | undefined> | undefined;
 
   constructor(
     private readonly bindHost: string,
@@ -100,12 +106,30 @@ export class LeaseListeners {
     socket.on('error', () => {});
     coalesceWrites(socket);
     socket.pause();
-    const origin = { address: socket.remoteAddress ?? '127.0.0.1', port: socket.remotePort ?? 0 };
-    return this.broker
-      .splice({ tenant: f.tenant, label: f.label, origin, frontDoor: 'raw_port', port }, socket)
-      .then((r) => {
-        // refused: the broker logged why; the caller sees its connection closed
-        if ('refused' in r) socket.destroy();
-      });
+    const direct = { address: socket.remoteAddress ?? '127.0.0.1', port: socket.remotePort ?? 0 };
+    const splice = (origin: Origin) =>
+      this.broker
+        .splice({ tenant: f.tenant, label: f.label, origin, frontDoor: 'raw_port', port }, socket)
+        .then((r) => {
+          // refused: the broker logged why; the caller sees its connection closed
+          if ('refused' in r) socket.destroy();
+        });
+    const relayed = this.relayOrigin?.(socket, port);
+    if (!relayed) return splice(direct);
+    return relayed.then(
+      (origin) => (socket.destroyed ? undefined : splice(origin ?? direct)),
+      (err: unknown) => {
+        this.log.warn(
+          {
+            event: 'cluster.relay_refused',
+            port,
+            source: `${direct.address}:${direct.port}`,
+            reason: String((err as Error).message ?? err),
+          },
+          `refused a relayed connection to lease port ${port}: ${(err as Error).message ?? String(err)}`,
+        );
+        socket.destroy();
+      },
+    );
   }
 }
