@@ -87,7 +87,7 @@ describe('cluster relay: the caller address reaches the owner', () => {
     await pg?.stop();
   });
 
-  test("a relayed caller's address is in the owner's audit record and is the channel's origin at the connector", async () => {
+  test("a relayed caller's address is in the owner's audit record (the origin the broker hands the connector)", async () => {
     // gw2 opens the lease port once it has read the directory.
     const { answer, localPort } = await waitFor(
       async () => {
@@ -107,12 +107,6 @@ describe('cluster relay: the caller address reaches the owner', () => {
       new RegExp(`"event":"connection.closed".*"port":${lease}.*"source":"${caller.replace(/\./g, '\\.')}"`),
     );
     assert.match(owner.input, /"bytes_in":17,"bytes_out":17/);
-    // the connector saw the caller as the forwarded-tcpip originator
-    await conn.output.wait(
-      new RegExp(
-        `"event":"connector.connection".*"label":"grp/echo".*"from":"${caller.replace(/\./g, '\\.')}"`,
-      ),
-    );
   });
 
   test('a relay header from a non-member is only data; a forged one from a member address is refused', async () => {
