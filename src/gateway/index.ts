@@ -20,6 +20,7 @@ import { LeaseListeners } from '../frontdoor/raw-port/index.js';
 import type { Logger } from '../log/index.js';
 import { openStore } from '../store/index.js';
 import type { Store } from '../store/types.js';
+import { ConnectionBroker } from '../tunnel/broker.js';
 import { TunnelServer } from '../tunnel/server.js';
 import { loadAdminToken, loadHostKey, sharedIdentity } from './identity.js';
 
@@ -60,6 +61,8 @@ export interface GatewayContext {
   /** Lease allocation, bounds and expiry; its claims feed the cluster directory. */
   leases: LeaseService;
   listeners: LeaseListeners;
+  /** Owns every forwarded connection from accept to close (limits, bytes, lifecycle log, metrics). */
+  broker: ConnectionBroker;
   tunnel: TunnelServer;
   metrics: GatewayMetrics;
   nodeId: string | null;
@@ -126,7 +129,9 @@ export class Gateway {
       await limits.start();
       this.limits = limits;
       registry.limits = limits;
-      const listeners = new LeaseListeners(config.forwards.bind, registry, log);
+      const metrics = new GatewayMetrics(store, registry, { log });
+      const broker = new ConnectionBroker({ registry, clock, log, metrics });
+      const listeners = new LeaseListeners(config.forwards.bind, registry, log, broker);
       const cluster = config.cluster
         ? { nodeId: config.cluster.node_id, deadAfter: config.cluster.dead_after }
         : undefined;
@@ -149,7 +154,6 @@ export class Gateway {
         leases,
         cluster,
       });
-      const metrics = new GatewayMetrics(store, registry, { log });
       const authThrottle = new FailureThrottle(clock, {
         maxFailures: config.tunnel.login_throttle.max_failures,
         windowMs: config.tunnel.login_throttle.window,
@@ -201,6 +205,7 @@ export class Gateway {
         limits,
         leases,
         listeners,
+        broker,
         tunnel,
         metrics,
         nodeId,
