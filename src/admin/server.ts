@@ -18,6 +18,7 @@ import type { TenantService } from '../core/tenants.js';
 import { errors, isTetherError, TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import type { Store } from '../store/types.js';
+import { auditRoutes } from './audit-routes.js';
 import { examples as ex, extraRouteDocs, openApiDocument, type RouteDoc } from './openapi.js';
 import {
   addKeyBody,
@@ -521,6 +522,7 @@ export class AdminServer {
           return [200, { tenant: id, group, key: row.key, key_created_at: row.created_at }];
         },
       },
+      ...auditRoutes({ store: d.store, tenants: d.tenants, now: () => Date.now() }),
     ];
   }
 }

@@ -124,6 +124,13 @@ export const gatewaySchema = z.strictObject({
         .optional(),
     })
     .default({ level: 'info' }),
+  /** One record per forwarded connection, kept in the store (`tether tenants audit`). */
+  audit: z
+    .strictObject({
+      /** How long connection records are kept; 0 keeps none. */
+      retention: duration.default(30 * 86_400_000),
+    })
+    .default({ retention: 30 * 86_400_000 }),
 });
 
 export type GatewayConfigInput = z.input<typeof gatewaySchema>;

@@ -7,6 +7,7 @@ import type { GatewayConfig } from '../config/gateway.js';
 import { ForwardAuthorizer, rangeText } from '../core/authorization.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import type { Component } from '../core/component.js';
+import { CONNECTION_AUDIT_DEFAULTS, ConnectionAudit } from '../core/connection-audit.js';
 import { TenantEvents } from '../core/events.js';
 import { ForwardRegistry } from '../core/forward-registry.js';
 import { GroupKeyService } from '../core/group-keys.js';
@@ -63,6 +64,8 @@ export interface GatewayContext {
   listeners: LeaseListeners;
   /** Owns every forwarded connection from accept to close (limits, bytes, lifecycle log, metrics). */
   broker: ConnectionBroker;
+  /** One audit record per forwarded connection, written to the store in batches. */
+  connectionAudit: ConnectionAudit;
   tunnel: TunnelServer;
   metrics: GatewayMetrics;
   nodeId: string | null;
@@ -92,6 +95,7 @@ export class Gateway {
   private readonly components: Component[] = [];
   private expiryTimer?: NodeJS.Timeout;
   private limits?: TrafficLimits;
+  private connectionAudit?: ConnectionAudit;
   private stopping?: Promise<void>;
 
   constructor(
@@ -130,7 +134,13 @@ export class Gateway {
       this.limits = limits;
       registry.limits = limits;
       const metrics = new GatewayMetrics(store, registry, { log });
-      const broker = new ConnectionBroker({ registry, clock, log, metrics });
+      const connectionAudit = new ConnectionAudit(store, clock, log, new RefusalLog(log, clock), {
+        ...CONNECTION_AUDIT_DEFAULTS,
+        retention: config.audit.retention,
+      });
+      connectionAudit.start();
+      this.connectionAudit = connectionAudit;
+      const broker = new ConnectionBroker({ registry, clock, log, metrics, records: connectionAudit });
       const listeners = new LeaseListeners(config.forwards.bind, registry, log, broker);
       const cluster = config.cluster
         ? { nodeId: config.cluster.node_id, deadAfter: config.cluster.dead_after }
@@ -206,6 +216,7 @@ export class Gateway {
         leases,
         listeners,
         broker,
+        connectionAudit,
         tunnel,
         metrics,
         nodeId,
@@ -313,6 +324,7 @@ export class Gateway {
     for (const c of [...this.components].reverse()) await c.stop().catch(() => {});
     if (!ctx) {
       await this.limits?.stop().catch(() => {});
+      await this.connectionAudit?.stop().catch(() => {});
       return;
     }
     await ctx.tunnel.close();
@@ -326,6 +338,9 @@ export class Gateway {
     await this.limits
       ?.stop()
       .catch((err: unknown) => ctx.log.warn({ err }, 'could not write traffic counters'));
+    await this.connectionAudit
+      ?.stop()
+      .catch((err: unknown) => ctx.log.warn({ err }, 'could not write connection audit records'));
     await this.admin?.close();
     await ctx.store.close();
   }

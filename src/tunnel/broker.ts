@@ -1,5 +1,6 @@
 import type { Duplex } from 'node:stream';
 import type { Clock } from '../core/clock.js';
+import type { ConnectionOutcome, ConnectionRecord } from '../core/connection-audit.js';
 import type { ForwardRegistry, OpenedConnection } from '../core/forward-registry.js';
 import { isTetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
@@ -49,6 +50,8 @@ export interface BrokerDeps {
   clock: Clock;
   log: Logger;
   metrics?: ConnectionMetricsSink;
+  /** Receives one audit record per connection, when it ends or is refused. */
+  records?: { record(r: ConnectionRecord): void };
 }
 
 /** A channel the broker opened for a front door that speaks a protocol over it itself. */
@@ -64,7 +67,12 @@ export interface BrokeredConnection {
   close(
     bytesIn: number,
     bytesOut: number,
-    extra?: { fields?: Record<string, unknown>; message?: string },
+    extra?: {
+      fields?: Record<string, unknown>;
+      message?: string;
+      outcome?: ConnectionOutcome;
+      reason?: string;
+    },
   ): void;
 }
 
@@ -91,6 +99,16 @@ export class ConnectionBroker {
     };
   }
 
+  private recordBase(req: BrokerRequest) {
+    return {
+      tenant: req.tenant,
+      label: req.label,
+      frontDoor: req.frontDoor,
+      source: `${req.origin.address}:${req.origin.port}`,
+      ...(req.identity !== undefined ? { identity: req.identity } : {}),
+    };
+  }
+
   /**
    * Opens a channel to the forward. A refusal (offline, withdrawn, a cap or the quota, the
    * connector declined) is logged as `connection.refused`, reported, and rethrown for the front
@@ -107,6 +125,16 @@ export class ConnectionBroker {
       const { port: _port, ...fields } = this.fields(req);
       log.info({ event: 'connection.refused', ...fields, reason }, 'connection refused');
       metrics?.connectionRefused({ frontDoor: req.frontDoor, tenant: req.tenant, reason });
+      const at = clock.now();
+      this.deps.records?.record({
+        ...this.recordBase(req),
+        bytesIn: 0,
+        bytesOut: 0,
+        openedAt: t0,
+        endedAt: at,
+        outcome: 'refused',
+        reason,
+      });
       throw err;
     }
     const started = clock.now();
@@ -142,6 +170,17 @@ export class ConnectionBroker {
           bytesOut,
           durationMs,
         });
+        const s = conn.endpoint?.session;
+        this.deps.records?.record({
+          ...this.recordBase(req),
+          ...(s ? { connector: `${s.source} (${s.agent}, session ${s.id})` } : {}),
+          bytesIn,
+          bytesOut,
+          openedAt: started,
+          endedAt: started + durationMs,
+          outcome: extra?.outcome ?? 'closed',
+          ...(extra?.reason !== undefined ? { reason: extra.reason } : {}),
+        });
       },
     };
   }
@@ -173,7 +212,9 @@ export class ConnectionBroker {
     opts.accepted?.();
     const head = opts.head?.length ?? 0;
     if (head > 0) conn.stream.write(opts.head);
-    relay(socket, conn.stream, (r) => conn.close(r.aToB + head, r.bToA));
+    relay(socket, conn.stream, (r) =>
+      conn.close(r.aToB + head, r.bToA, r.error ? { outcome: 'error', reason: r.error.message } : undefined),
+    );
     socket.resume();
     return {};
   }

@@ -252,6 +252,8 @@ export class AccessProxy implements Component {
       label: t.label,
       origin: { address: req.socket.remoteAddress ?? '', port: req.socket.remotePort ?? 0 },
       frontDoor: 'access_proxy',
+      // The caller proved it holds this group's key.
+      identity: `group key ${t.group}`,
     };
   }
 

@@ -171,7 +171,13 @@ export class TenantRealm implements Realm {
         address: `tunnel ${tenant}/${label}`,
         dial: async (origin) => {
           try {
-            const c = await this.broker.open({ tenant, label, origin, frontDoor: 'ssh_proxy' });
+            const c = await this.broker.open({
+              tenant,
+              label,
+              origin,
+              frontDoor: 'ssh_proxy',
+              identity: `ssh user ${name} (group key ${keyGroup})`,
+            });
             return { stream: c.stream, close: (bytesIn, bytesOut) => c.close(bytesIn, bytesOut) };
           } catch (err) {
             const why = isTetherError(err, 'FORWARD_OFFLINE')
