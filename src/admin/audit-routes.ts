@@ -3,7 +3,7 @@ import type { TenantService } from '../core/tenants.js';
 import { parseDuration } from '../core/units.js';
 import { errors } from '../errors/index.js';
 import type { ConnectionRecordRow, Store } from '../store/types.js';
-import type { Route } from './server.js';
+import type { Route } from './router.js';
 
 /** At most this many records per answer. */
 export const MAX_AUDIT_LIMIT = 1000;

@@ -1,8 +1,5 @@
-import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { z } from 'zod';
-import { zodProblems } from '../config/load.js';
 import type { TenantEvents } from '../core/events.js';
 import type { ForwardRegistry } from '../core/forward-registry.js';
 import type { GroupKeyService } from '../core/group-keys.js';
@@ -15,11 +12,12 @@ import {
   type TrafficLimits,
 } from '../core/limits.js';
 import type { TenantService } from '../core/tenants.js';
-import { errors, isTetherError, TetherError } from '../errors/index.js';
+import { errors, TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import type { Store } from '../store/types.js';
 import { auditRoutes } from './audit-routes.js';
 import { examples as ex, extraRouteDocs, openApiDocument, type RouteDoc } from './openapi.js';
+import { answer, parseBody, RawAnswer, type Route, RouteTable, send, tokenMatches } from './router.js';
 import {
   addKeyBody,
   addKeyResponse,
@@ -56,27 +54,6 @@ export interface AdminDeps {
   extra?: (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => Promise<boolean>;
 }
 
-const MAX_BODY = 64 * 1024;
-
-type Handler = (ctx: {
-  req: http.IncomingMessage;
-  params: string[];
-  body: () => Promise<unknown>;
-}) => Promise<[number, unknown]>;
-
-/** A non-JSON answer (Prometheus text, the OpenAPI document as served). */
-class RawAnswer {
-  constructor(
-    readonly contentType: string,
-    readonly body: string,
-  ) {}
-}
-
-/** One admin route: its documentation (schemas, examples; see openapi.ts) and its handler. */
-export interface Route extends RouteDoc {
-  handler: Handler;
-}
-
 /** The limit fields of a PATCH body as a change (already validated by the schema). */
 function limitsPatch(b: ChangeTenantBody): LimitsPatch {
   const p: LimitsPatch = {};
@@ -93,79 +70,13 @@ function limitsPatch(b: ChangeTenantBody): LimitsPatch {
   return p;
 }
 
-/** `/v1/tenants/{id}` → /^\/v1\/tenants\/([^/]+)$/ */
-function pathPattern(template: string): RegExp {
-  const parts = template.split(/\{[^}]+\}/).map((p) => p.replace(/[.*+?^$()|[\]\\/]/g, '\\$&'));
-  return new RegExp(`^${parts.join('([^/]+)')}$`);
-}
-
-function send(res: http.ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body, null, 2);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
-  res.end(`${text}\n`);
-}
-
-/**
- * Reads a JSON body of at most MAX_BODY bytes. A larger one is read to its end and thrown
- * away (only token holders get here; requestTimeout bounds it), so the client gets the 413
- * instead of a reset connection.
- */
-function readBody(req: http.IncomingMessage): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY) chunks.length = 0;
-      else chunks.push(c);
-    });
-    req.on('end', () => {
-      if (size > MAX_BODY) {
-        reject(new TetherError('BODY_TOO_LARGE', `request body over ${MAX_BODY} bytes`, { status: 413 }));
-        return;
-      }
-      const text = Buffer.concat(chunks).toString('utf8');
-      if (text.trim() === '') return resolve(undefined);
-      try {
-        resolve(JSON.parse(text));
-      } catch {
-        reject(errors.badRequest('request body is not valid JSON'));
-      }
-    });
-    req.on('error', reject);
-  });
-}
-
-export function parseBody<S extends z.ZodType>(schema: S, raw: unknown): z.output<S> {
-  const r = schema.safeParse(raw);
-  if (!r.success) {
-    const details = zodProblems(r.error);
-    throw errors.badRequest(
-      `invalid request body: ${details.map((d) => (d.path ? `${d.path}: ${d.message}` : d.message)).join('; ')}`,
-      details,
-    );
-  }
-  return r.data;
-}
-
-function tokenMatches(expected: string, header: string | undefined): boolean {
-  if (!header?.startsWith('Bearer ')) return false;
-  const a = Buffer.from(header.slice(7).trim());
-  const b = Buffer.from(expected);
-  if (a.length !== b.length) {
-    timingSafeEqual(b, b);
-    return false;
-  }
-  return timingSafeEqual(a, b);
-}
-
 /** The admin HTTP API: JSON, bearer token. */
 export class AdminServer {
   private readonly server: http.Server;
-  private readonly routes: Array<Route & { pattern: RegExp }>;
+  private readonly routes: RouteTable;
 
   constructor(private readonly deps: AdminDeps) {
-    this.routes = this.buildRoutes().map((r) => ({ ...r, pattern: pathPattern(r.path) }));
+    this.routes = new RouteTable(this.buildRoutes());
     this.server = http.createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
         deps.log.error({ err }, 'admin request failed');
@@ -195,7 +106,7 @@ export class AdminServer {
 
   /** The route table's documentation (every route, with its schemas and examples). */
   routeDocs(): RouteDoc[] {
-    return this.routes.map(({ handler: _h, pattern: _p, ...doc }) => doc);
+    return this.routes.docs();
   }
 
   /** The table's routes plus those the dashboard hook answers (when it is on). */
@@ -206,56 +117,20 @@ export class AdminServer {
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://admin');
     const path = url.pathname.replace(/\/+$/, '') || '/';
-    const open = this.routes.find((r) => r.auth === false && r.method === req.method && r.pattern.test(path));
-    if (open) return this.answer(open, req, res, path);
+    const open = this.routes.open(req.method, path);
+    if (open) return answer(open, req, res);
     if (this.deps.extra && (await this.deps.extra(req, res, url))) return;
     if (!tokenMatches(this.deps.token, req.headers.authorization)) {
       res.setHeader('www-authenticate', 'Bearer realm="tether-admin"');
       return send(res, 401, errors.unauthorized().toJSON());
     }
-    let methodMismatch = false;
-    for (const r of this.routes) {
-      if (!r.pattern.test(path)) continue;
-      if (r.method !== req.method) {
-        methodMismatch = true;
-        continue;
-      }
-      return this.answer(r, req, res, path);
-    }
-    if (methodMismatch)
+    const m = this.routes.match(req.method, path);
+    if (m === 'method-not-allowed')
       return send(res, 405, {
         error: { code: 'METHOD_NOT_ALLOWED', message: `${req.method} is not allowed on ${path}` },
       });
-    send(res, 404, errors.notFound(`route ${req.method} ${path}`).toJSON());
-  }
-
-  private async answer(
-    r: Route & { pattern: RegExp },
-    req: http.IncomingMessage,
-    res: http.ServerResponse,
-    path: string,
-  ): Promise<void> {
-    const m = r.pattern.exec(path)!;
-    try {
-      const params = m.slice(1).map((p) => {
-        try {
-          return decodeURIComponent(p);
-        } catch {
-          throw errors.badRequest(`malformed percent-escape in the path: ${JSON.stringify(p.slice(0, 80))}`);
-        }
-      });
-      const [status, body] = await r.handler({ req, params, body: () => readBody(req) });
-      if (status === 204) {
-        res.writeHead(204);
-        res.end();
-      } else if (body instanceof RawAnswer) {
-        res.writeHead(status, { 'content-type': body.contentType });
-        res.end(body.body);
-      } else send(res, status, body);
-    } catch (err) {
-      if (isTetherError(err)) send(res, err.status, err.toJSON());
-      else throw err;
-    }
+    if (m === 'not-found') return send(res, 404, errors.notFound(`route ${req.method} ${path}`).toJSON());
+    return answer(m, req, res);
   }
 
   private buildRoutes(): Route[] {
