@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { type ConnectConfig, gatewayText } from '../config/connect.js';
 import type { Logger } from '../log/index.js';
-import type { TunnelClientOptions } from '../tunnel/client.js';
+import type { HostKeyDecision, TunnelClientOptions } from '../tunnel/client.js';
 import type { GatewayTransport } from '../tunnel/transports/client.js';
 import type { LoadedKey } from './key-file.js';
 import { checkHostKey } from './known-hosts.js';
@@ -41,32 +41,45 @@ export function gatewaySessionOptions(p: GatewaySessionParts): TunnelClientOptio
     keepaliveCountMax: cfg.keepaliveCountMax,
     maxWindow: cfg.maxWindow,
     logger: log,
-    verifyHostKey: (blob) => {
-      const v = checkHostKey(
+    verifyHostKey: gatewayHostKeyVerifier(cfg, (fingerprint, learned) => {
+      p.onFingerprint(fingerprint);
+      if (!learned) return;
+      log.warn(
         {
-          host: cfg.gateway.host,
-          port: cfg.gateway.port,
-          pinned: cfg.gatewayFingerprint,
-          pinnedSource: cfg.file,
-          knownHostsFile: join(cfg.stateDir, 'known_hosts'),
+          event: 'connector.host_key_learned',
+          gateway: gw,
+          fingerprint,
+          knownHosts: join(cfg.stateDir, 'known_hosts'),
         },
-        blob,
+        `trusting the gateway's host key on first use: ${fingerprint} (pin it with gateway_fingerprint)`,
       );
-      p.onFingerprint(v.fingerprint);
-      if (v.ok && v.learned) {
-        log.warn(
-          {
-            event: 'connector.host_key_learned',
-            gateway: gw,
-            fingerprint: v.fingerprint,
-            knownHosts: join(cfg.stateDir, 'known_hosts'),
-          },
-          `trusting the gateway's host key on first use: ${v.fingerprint} (pin it with gateway_fingerprint)`,
-        );
-      }
-      return v.ok
-        ? { ok: true, fingerprint: v.fingerprint }
-        : { ok: false, fingerprint: v.fingerprint, error: v.error };
-    },
+    }),
+  };
+}
+
+/**
+ * Checks the gateway's host key against connect.yaml's pinned fingerprint, else the state dir's
+ * known_hosts (trusted on first use). `checked` hears the fingerprint shown, and whether it was
+ * learned just now.
+ */
+export function gatewayHostKeyVerifier(
+  cfg: ConnectConfig,
+  checked?: (fingerprint: string, learned: boolean) => void,
+): (blob: Buffer) => HostKeyDecision {
+  return (blob) => {
+    const v = checkHostKey(
+      {
+        host: cfg.gateway.host,
+        port: cfg.gateway.port,
+        pinned: cfg.gatewayFingerprint,
+        pinnedSource: cfg.file,
+        knownHostsFile: join(cfg.stateDir, 'known_hosts'),
+      },
+      blob,
+    );
+    checked?.(v.fingerprint, v.ok && v.learned === true);
+    return v.ok
+      ? { ok: true, fingerprint: v.fingerprint }
+      : { ok: false, fingerprint: v.fingerprint, error: v.error };
   };
 }
