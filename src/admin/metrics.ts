@@ -3,7 +3,7 @@ import { BoundedLabels } from '../core/bounded-labels.js';
 import type { ForwardRegistry, LiveForward, LiveSession } from '../core/forward-registry.js';
 import { type LogEvent, type Logger, onLogEvents } from '../log/index.js';
 import type { Store } from '../store/types.js';
-import type { ConnectionMetricsSink, FrontDoorName } from '../tunnel/broker.js';
+import type { ClosedConnection, ConnectionMetricsSink, FrontDoorName } from '../tunnel/broker.js';
 
 export interface GatewayMetricsOptions {
   /** Event records of this logger (auth failures, refused forwards, front-door requests) feed counters. */
@@ -243,13 +243,7 @@ export class GatewayMetrics implements ConnectionMetricsSink {
    * front door's unit (raw port, access proxy), its duration. The HTTP and SSH front doors
    * report their requests and sessions themselves (`httpProxyResponse`, `frontDoorRequest`).
    */
-  connectionClosed(e: {
-    frontDoor: FrontDoorName;
-    tenant: string;
-    bytesIn: number;
-    bytesOut: number;
-    durationMs: number;
-  }): void {
+  connectionClosed(e: ClosedConnection): void {
     const tenant = this.tenantLabels.get(e.tenant);
     this.bytes.inc({ tenant, direction: 'in' }, e.bytesIn);
     this.bytes.inc({ tenant, direction: 'out' }, e.bytesOut);

@@ -36,14 +36,17 @@ export interface BrokerRequest {
 export interface ConnectionMetricsSink {
   connectionOpened(e: { frontDoor: FrontDoorName; tenant: string; setupMs?: number }): void;
   connectionRefused(e: { frontDoor: FrontDoorName; tenant: string; reason: string }): void;
-  connectionClosed(e: {
-    frontDoor: FrontDoorName;
-    tenant: string;
-    bytesIn: number;
-    bytesOut: number;
-    durationMs: number;
-  }): void;
+  connectionClosed(e: ClosedConnection): void;
 }
+
+/** What the metrics hear of a connection that ended. */
+export type ClosedConnection = {
+  frontDoor: FrontDoorName;
+  tenant: string;
+  bytesIn: number;
+  bytesOut: number;
+  durationMs: number;
+};
 
 export interface BrokerDeps {
   registry: Pick<ForwardRegistry, 'open'>;

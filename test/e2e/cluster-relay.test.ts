@@ -6,11 +6,12 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { startClusterMembers } from '../helpers/cluster.js';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import type { TestGateway } from '../helpers/gateway.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { startEchoServer, type TestServer } from '../helpers/servers.js';
-import { freePortRange, waitFor } from '../helpers/util.js';
+import { waitFor } from '../helpers/util.js';
 
 /** Connects from `from` (a loopback address), sends `payload`, returns the answer and the local port. */
 function exchange(
@@ -49,20 +50,7 @@ describe('cluster relay: the caller address reaches the owner', () => {
   before(async () => {
     pg = await startPostgres();
     const url = await pg.newDatabase();
-    const range = await freePortRange(6);
-    for (const [i, ip] of ips.entries()) {
-      members.push(
-        await startGateway({
-          config: {
-            store: url,
-            tunnel: { listen: `${ip}:0` },
-            admin: { listen: `${ip}:0` },
-            forwards: { bind: ip, ports: `${range.low}-${range.high}` },
-            cluster: { node_id: `gw${i + 1}`, advertise: ip, heartbeat: '250ms', dead_after: '1500ms' },
-          },
-        }),
-      );
-    }
+    members.push(...(await startClusterMembers({ store: url, ips, ports: 6 })));
     echo = await startEchoServer();
     const add = await members[0]!.tether(['tenants', 'add', 'acme']);
     assert.equal(add.code, 0, add.stderr);
