@@ -1,3 +1,4 @@
+// test-timeout: 300000 (three suites of about 30 real CLI runs and connectors; about 45 s alone, over 2 min at a load average of 15 on 2 cores)
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
