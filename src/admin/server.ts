@@ -18,6 +18,7 @@ import type { TenantService } from '../core/tenants.js';
 import { errors, isTetherError, TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import type { Store } from '../store/types.js';
+import type { DashboardSso } from './oidc-routes.js';
 import { examples as ex, extraRouteDocs, openApiDocument, type RouteDoc } from './openapi.js';
 import {
   addKeyBody,
@@ -51,6 +52,8 @@ export interface AdminDeps {
   version: string;
   /** Prometheus text for GET /metrics. */
   metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** Dashboard single sign-on: its routes, and sessions in place of the token. */
+  sso?: DashboardSso;
   /** Extra routes (dashboard, events) tried before the 404. */
   extra?: (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => Promise<boolean>;
 }
@@ -184,12 +187,15 @@ export class AdminServer {
         resolve();
       });
     });
-    return this.server.address() as AddressInfo;
+    const addr = this.server.address() as AddressInfo;
+    this.deps.sso?.listening(addr);
+    return addr;
   }
 
   async close(): Promise<void> {
     this.server.closeAllConnections?.();
     await new Promise<void>((r) => this.server.close(() => r()));
+    this.deps.sso?.close();
   }
 
   /** The route table's documentation (every route, with its schemas and examples). */
@@ -207,8 +213,13 @@ export class AdminServer {
     const path = url.pathname.replace(/\/+$/, '') || '/';
     const open = this.routes.find((r) => r.auth === false && r.method === req.method && r.pattern.test(path));
     if (open) return this.answer(open, req, res, path);
+    if (this.deps.sso && (await this.deps.sso.routes(req, res, url))) return;
     if (this.deps.extra && (await this.deps.extra(req, res, url))) return;
-    if (!tokenMatches(this.deps.token, req.headers.authorization)) {
+    const access = tokenMatches(this.deps.token, req.headers.authorization)
+      ? 'pass'
+      : (this.deps.sso?.authorize(req, res, path) ?? 'none');
+    if (access === 'answered') return;
+    if (access === 'none') {
       res.setHeader('www-authenticate', 'Bearer realm="tether-admin"');
       return send(res, 401, errors.unauthorized().toJSON());
     }

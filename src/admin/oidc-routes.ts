@@ -1,0 +1,323 @@
+import type http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as client from 'openid-client';
+import { type AdminOidcConfig, CALLBACK_PATH, isLoopbackHost } from '../config/admin-oidc.js';
+import type { Clock } from '../core/clock.js';
+import { RefusalLog } from '../core/refusals.js';
+import type { Logger } from '../log/index.js';
+import { type Claims, decide, OidcClient, type PendingLogin, Sealer } from './oidc.js';
+import { page } from './oidc-pages.js';
+import { cookieValue, SessionAuth, sendJson, type Verdict } from './session-auth.js';
+import { SessionStore } from './session-store.js';
+
+/**
+ * Dashboard single sign-on: `/auth/login` sends the browser to the provider, `/auth/callback`
+ * finishes the sign-in and sets the session cookie, `/auth/session` tells the page who is signed
+ * in (with the CSRF token its changes must carry), `/auth/logout` ends the session. API requests
+ * with the cookie go through `authorize` (session-auth.ts).
+ */
+
+export interface DashboardSsoDeps {
+  log: Logger;
+  clock: Clock;
+  /** Counts refusals (`bound.refused`); one is made from log and clock when not given. */
+  refusals?: RefusalLog;
+}
+
+export class DashboardSso {
+  readonly store: SessionStore;
+  readonly auth: SessionAuth;
+  private readonly sealer = new Sealer();
+  private readonly refusals: RefusalLog;
+  private readonly log: Logger;
+  private readonly secure: boolean;
+  private readonly loginCookie: string;
+  private redirectUri: string | null;
+  private oidc: OidcClient | null = null;
+
+  constructor(
+    private readonly cfg: AdminOidcConfig,
+    private readonly deps: DashboardSsoDeps,
+  ) {
+    this.log = deps.log.child({ component: 'dashboard-sso' });
+    this.refusals = deps.refusals ?? new RefusalLog(this.log, deps.clock);
+    this.redirectUri = cfg.redirect_uri ?? null;
+    // Without a redirect_uri the admin listener is on loopback (the config checks it): plain http.
+    this.secure = cfg.redirect_uri ? new URL(cfg.redirect_uri).protocol === 'https:' : false;
+    this.loginCookie = this.secure ? '__Host-tether_login' : 'tether_login';
+    this.store = new SessionStore(deps.clock, {
+      idleMs: cfg.session.idle_timeout,
+      lifetimeMs: cfg.session.lifetime,
+      maxSessions: cfg.session.max_sessions,
+      maxPerUser: cfg.session.max_per_user,
+    });
+    this.auth = new SessionAuth({
+      store: this.store,
+      secure: this.secure,
+      origin: () => new URL(this.callbackUri()).origin,
+      refusals: this.refusals,
+      log: this.log,
+    });
+  }
+
+  /** The admin listener is up: a redirect URI not configured is derived from its address. */
+  listening(addr: AddressInfo): void {
+    if (this.redirectUri) return;
+    const host = addr.address.includes(':') ? `[${addr.address}]` : addr.address;
+    if (!isLoopbackHost(addr.address)) throw new Error('admin.oidc.redirect_uri is needed off loopback');
+    this.redirectUri = `http://${host}:${addr.port}${CALLBACK_PATH}`;
+  }
+
+  callbackUri(): string {
+    if (!this.redirectUri) throw new Error('the admin listener is not up yet');
+    return this.redirectUri;
+  }
+
+  private client(): OidcClient {
+    this.oidc ??= new OidcClient(this.cfg, this.callbackUri(), this.deps.clock);
+    return this.oidc;
+  }
+
+  close(): void {
+    this.store.close();
+  }
+
+  authorize(req: http.IncomingMessage, res: http.ServerResponse, path: string): Verdict {
+    return this.auth.authorize(req, res, path);
+  }
+
+  /**
+   * The event stream for a live session (false without one): it ends when the session does
+   * (sign-out, expiry), so an open tab does not keep showing data past its session.
+   */
+  async serveEvents(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    serve: () => Promise<void>,
+  ): Promise<boolean> {
+    const id = this.auth.sessionId(req);
+    if (!id || !this.store.use(id)) return false;
+    const unwatch = this.store.watch(id, () => res.end());
+    res.once('close', unwatch);
+    await serve();
+    return true;
+  }
+
+  /** The sign-in routes; false for any other path. */
+  async routes(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<boolean> {
+    const path = url.pathname;
+    if (!path.startsWith('/auth/')) return false;
+    const m = req.method ?? 'GET';
+    if (path === '/auth/login' && (m === 'GET' || m === 'HEAD')) await this.login(res, url);
+    else if (path === CALLBACK_PATH && m === 'GET') await this.callback(req, res, url);
+    else if (path === '/auth/session' && m === 'GET') this.session(req, res);
+    else if (path === '/auth/logout' && m === 'POST') this.logout(req, res);
+    else return false;
+    return true;
+  }
+
+  private async login(res: http.ServerResponse, url: URL): Promise<void> {
+    let started: { url: URL; pending: PendingLogin };
+    try {
+      started = await this.client().start();
+    } catch (err) {
+      this.log.warn(
+        { event: 'dashboard.sso_failed', err, issuer: this.cfg.issuer },
+        'identity provider unreachable',
+      );
+      page(res, 502, 'Sign-in unavailable', [
+        `The identity provider (${this.cfg.issuer}) cannot be reached or answered something this gateway does not accept. The gateway log has the detail.`,
+      ]);
+      return;
+    }
+    // "Sign in as someone else" asks the provider to show its login form again.
+    if (url.searchParams.get('again') === '1') started.url.searchParams.set('prompt', 'login');
+    const life = Math.ceil(this.cfg.login_timeout / 1000);
+    res.writeHead(303, {
+      location: started.url.href,
+      'cache-control': 'no-store',
+      // Lax, not Strict: the provider's redirect back is a cross-site navigation.
+      'set-cookie': `${this.loginCookie}=${this.sealer.seal(started.pending)}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${life}${this.secure ? '; Secure' : ''}`,
+    });
+    res.end();
+  }
+
+  private clearLogin(): string {
+    return `${this.loginCookie}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0${this.secure ? '; Secure' : ''}`;
+  }
+
+  private async callback(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
+    const clear = { 'set-cookie': this.clearLogin() };
+    const source = req.socket.remoteAddress ?? '';
+    const p = this.sealer.unseal(cookieValue(req.headers.cookie, this.loginCookie)) as
+      | PendingLogin
+      | undefined;
+    const stale =
+      !p || typeof p.state !== 'string' || typeof p.exp !== 'number' || p.exp <= this.deps.clock.now();
+    const providerError = url.searchParams.get('error');
+    if (stale || url.searchParams.has('error')) {
+      const why = stale
+        ? 'no pending sign-in (stale, another browser or tab, or not started here)'
+        : 'provider error';
+      this.refusals.refuse(
+        'sso_bad_callback',
+        source,
+        { source, why, error: providerError?.slice(0, 100) },
+        `dashboard sign-in callback refused: ${why}`,
+      );
+    }
+    if (providerError) {
+      const desc = url.searchParams.get('error_description');
+      page(
+        res,
+        403,
+        'Not signed in',
+        [
+          `The identity provider did not sign you in: ${providerError.slice(0, 100)}${desc ? ` (${desc.slice(0, 300)})` : ''}.`,
+        ],
+        clear,
+      );
+      return;
+    }
+    if (stale) {
+      page(
+        res,
+        400,
+        'Sign-in expired',
+        [
+          'This sign-in cannot be finished: it was started too long ago, in another tab or browser, or not on this gateway.',
+          'Start again from the dashboard.',
+        ],
+        clear,
+      );
+      return;
+    }
+    let claims: Claims;
+    try {
+      claims = await this.client().finish(url.searchParams, p);
+    } catch (err) {
+      const invalid =
+        err instanceof client.ResponseBodyError || err instanceof client.AuthorizationResponseError;
+      this.refusals.refuse(
+        'sso_bad_callback',
+        source,
+        { source, why: String((err as Error).message).slice(0, 200) },
+        'dashboard sign-in callback refused: the code exchange failed',
+      );
+      this.log.warn({ event: 'dashboard.sso_failed', err }, 'sign-in callback failed');
+      page(
+        res,
+        invalid ? 403 : 502,
+        'Sign-in failed',
+        [
+          'The identity provider’s answer could not be verified (state, nonce, PKCE or ID token), or the provider cannot be reached. The gateway log has the detail.',
+          'Start again from the dashboard.',
+        ],
+        clear,
+      );
+      return;
+    }
+    const d = decide(this.cfg, claims);
+    const who = d.user.email ?? d.user.subject;
+    if (!d.ok) {
+      this.refusals.refuse(
+        'sso_not_allowed',
+        d.user.subject,
+        { user: who, subject: d.user.subject, groups: d.user.groups.slice(0, 20), why: d.why, source },
+        `dashboard sign-in refused: ${who} is ${d.why}`,
+      );
+      page(
+        res,
+        403,
+        'Access refused',
+        [
+          `The identity provider signed you in as ${who}, but this gateway does not let that account use the dashboard (${d.why}).`,
+          'Ask the gateway’s operator to add you to a group or email list of admin.oidc, or sign in as someone else.',
+        ],
+        clear,
+        { href: '/auth/login?again=1', text: 'Sign in as someone else' },
+      );
+      return;
+    }
+    const r = this.store.create(d.user);
+    if (!r.ok) {
+      this.refusals.refuse(
+        'dashboard_sessions',
+        '*',
+        { user: who, max: this.cfg.session.max_sessions },
+        'dashboard sign-in refused: too many sessions',
+      );
+      page(
+        res,
+        503,
+        'Too many sessions',
+        [
+          `The dashboard has ${this.cfg.session.max_sessions} sessions open (admin.oidc.session.max_sessions). Try again later.`,
+        ],
+        clear,
+      );
+      return;
+    }
+    this.log.info(
+      {
+        event: 'dashboard.sign_in',
+        user: who,
+        subject: d.user.subject,
+        role: d.user.role,
+        source,
+        evicted: r.evicted,
+      },
+      `dashboard sign-in: ${who} as ${d.user.role}`,
+    );
+    res.writeHead(303, {
+      location: '/',
+      'cache-control': 'no-store',
+      'set-cookie': [this.auth.setCookie(r.id), this.clearLogin()],
+    });
+    res.end();
+  }
+
+  /** Who is signed in (the page asks on load); 401 with where to sign in otherwise. */
+  private session(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const id = this.auth.sessionId(req);
+    const s = this.store.use(id);
+    if (!s) {
+      sendJson(
+        res,
+        401,
+        {
+          error: {
+            code: id ? 'DASHBOARD_SESSION_ENDED' : 'UNAUTHORIZED',
+            message: id
+              ? 'your dashboard session has ended (expired or signed out): sign in again'
+              : 'not signed in',
+          },
+          sso: { login: '/auth/login' },
+        },
+        id ? { 'set-cookie': this.auth.clearCookie() } : {},
+      );
+      return;
+    }
+    const u = s.user;
+    sendJson(res, 200, {
+      user: { subject: u.subject, email: u.email, name: u.name, role: u.role },
+      csrf_token: s.csrf,
+      expires_at: new Date(this.store.expiresAt(s)).toISOString(),
+    });
+  }
+
+  /** Sign-out: protected like every change (a cross-site page must not sign you out either). */
+  private logout(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const id = this.auth.sessionId(req);
+    const s = this.store.peek(id);
+    if (s && this.auth.refuseCrossSite(req, res, s, '/auth/logout')) return;
+    this.store.delete(id);
+    if (s)
+      this.log.info(
+        { event: 'dashboard.sign_out', user: s.user.email ?? s.user.subject },
+        'dashboard sign-out',
+      );
+    res.writeHead(204, { 'set-cookie': this.auth.clearCookie(), 'cache-control': 'no-store' });
+    res.end();
+  }
+}
