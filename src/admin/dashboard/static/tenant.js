@@ -1,5 +1,5 @@
 // @ts-check
-import { api } from './api.js';
+import { api, canChange } from './api.js';
 import { ago, bytes, clock, h, messageOf, rate } from './dom.js';
 import { limitsForm, limitsPanel } from './limits.js';
 
@@ -37,9 +37,22 @@ class TetherTenant extends HTMLElement {
         this.badges,
         this.rateCell,
         h('span', { class: 'spacer' }),
-        h('button', { type: 'button', class: 'ghost', onclick: () => this.editQuota() }, 'Change quota'),
-        h('button', { type: 'button', class: 'ghost', onclick: () => this.editLimits() }, 'Change limits'),
-        h('button', { type: 'button', class: 'danger', onclick: () => this.confirmRemove() }, 'Remove'),
+        // A viewer (single sign-on, read only) gets no buttons: the gateway would refuse the change.
+        canChange()
+          ? [
+              h(
+                'button',
+                { type: 'button', class: 'ghost', onclick: () => this.editQuota() },
+                'Change quota',
+              ),
+              h(
+                'button',
+                { type: 'button', class: 'ghost', onclick: () => this.editLimits() },
+                'Change limits',
+              ),
+              h('button', { type: 'button', class: 'danger', onclick: () => this.confirmRemove() }, 'Remove'),
+            ]
+          : null,
       ),
       this.form,
       this.limitsEdit,
