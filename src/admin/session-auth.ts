@@ -81,9 +81,9 @@ export class SessionAuth {
     return cookieValue(req.headers.cookie, this.cookie);
   }
 
+  /** A browser-session cookie (no Max-Age): the server decides when it ends, and says so (401). */
   setCookie(id: string): string {
-    const life = Math.ceil(this.o.store.limits.lifetimeMs / 1000);
-    return `${this.cookie}=${id}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${life}${this.o.secure ? '; Secure' : ''}`;
+    return `${this.cookie}=${id}; Path=/; HttpOnly; SameSite=Strict${this.o.secure ? '; Secure' : ''}`;
   }
 
   clearCookie(): string {

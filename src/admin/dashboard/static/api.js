@@ -129,7 +129,11 @@ export function openEvents(on, onState) {
     if (stopped) return;
     try {
       if (token()) await api('POST', '/v1/events/session');
-      else if (!(await loadSession()).user) return onState('signed-out');
+      else {
+        const s = await loadSession();
+        if (s.ended) return window.dispatchEvent(new CustomEvent('tether-session-ended'));
+        if (!s.user) return onState('signed-out');
+      }
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) return onState('signed-out');
       onState('reconnecting');
