@@ -1,4 +1,5 @@
 import type http from 'node:http';
+import type { TetherError } from '../errors/index.js';
 
 /** Small HTML pages of the sign-in flow (refusals, failures): every text escaped, no script. */
 
@@ -18,14 +19,17 @@ const HEADERS = {
   'x-frame-options': 'DENY',
 };
 
-export function page(
+/** A page for `err`: its status, its message as the first paragraph, its code for the log search. */
+export function sendPage(
   res: http.ServerResponse,
-  status: number,
+  err: TetherError,
   title: string,
-  paragraphs: string[],
+  more: string[] = [],
   headers: http.OutgoingHttpHeaders = {},
   action: { href: string; text: string } = { href: '/', text: 'Back to the dashboard' },
 ): void {
+  const status = err.status;
+  const paragraphs = [err.message, ...more];
   const body = `<!doctype html>
 <html lang="en">
   <head>
@@ -37,9 +41,10 @@ export function page(
   </head>
   <body>
     <main class="signin-page">
-      <section class="signin card" data-status="${status}">
+      <section class="signin card" data-code="${escapeHtml(err.code)}">
         <h1><span class="logo" aria-hidden="true"></span>${escapeHtml(title)}</h1>
 ${paragraphs.map((p) => `        <p role="alert">${escapeHtml(p)}</p>`).join('\n')}
+        <p class="muted small">Error code: <code>${escapeHtml(err.code)}</code></p>
         <p><a class="button primary" href="${escapeHtml(action.href)}">${escapeHtml(action.text)}</a></p>
       </section>
     </main>

@@ -1,13 +1,13 @@
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import * as client from 'openid-client';
 import { type AdminOidcConfig, CALLBACK_PATH, isLoopbackHost } from '../config/admin-oidc.js';
 import type { Clock } from '../core/clock.js';
 import { RefusalLog } from '../core/refusals.js';
+import { errors, TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import { type Claims, decide, OidcClient, type PendingLogin, Sealer } from './oidc.js';
-import { page } from './oidc-pages.js';
-import { cookieValue, SessionAuth, sendJson, type Verdict } from './session-auth.js';
+import { sendPage } from './oidc-pages.js';
+import { cookieValue, SessionAuth, sendJson, sessionEnded, type Verdict } from './session-auth.js';
 import { SessionStore } from './session-store.js';
 
 /**
@@ -125,9 +125,14 @@ export class DashboardSso {
         { event: 'dashboard.sso_failed', err, issuer: this.cfg.issuer },
         'identity provider unreachable',
       );
-      page(res, 502, 'Sign-in unavailable', [
-        `The identity provider (${this.cfg.issuer}) cannot be reached or answered something this gateway does not accept. The gateway log has the detail.`,
-      ]);
+      sendPage(
+        res,
+        new TetherError(
+          'SSO_FAILED',
+          `The identity provider (${this.cfg.issuer}) cannot be reached or answered something this gateway does not accept. The gateway log has the detail.`,
+        ),
+        'Sign-in unavailable',
+      );
       return;
     }
     // "Sign in as someone else" asks the provider to show its login form again.
@@ -168,26 +173,28 @@ export class DashboardSso {
     }
     if (providerError) {
       const desc = url.searchParams.get('error_description');
-      page(
+      sendPage(
         res,
-        403,
-        'Not signed in',
-        [
+        new TetherError(
+          'SSO_FAILED',
           `The identity provider did not sign you in: ${providerError.slice(0, 100)}${desc ? ` (${desc.slice(0, 300)})` : ''}.`,
-        ],
+          { status: 403 },
+        ),
+        'Not signed in',
+        [],
         clear,
+        { href: '/auth/login', text: 'Try again' },
       );
       return;
     }
     if (stale) {
-      page(
+      sendPage(
         res,
-        400,
-        'Sign-in expired',
-        [
+        errors.badRequest(
           'This sign-in cannot be finished: it was started too long ago, in another tab or browser, or not on this gateway.',
-          'Start again from the dashboard.',
-        ],
+        ),
+        'Sign-in expired',
+        ['Start again from the dashboard.'],
         clear,
       );
       return;
@@ -196,8 +203,8 @@ export class DashboardSso {
     try {
       claims = await this.client().finish(url.searchParams, p);
     } catch (err) {
-      const invalid =
-        err instanceof client.ResponseBodyError || err instanceof client.AuthorizationResponseError;
+      // fetch failures (refused, reset, timed out) are TypeErrors or DOMExceptions; the rest is a bad answer.
+      const unreachable = err instanceof TypeError || (err as Error)?.name === 'TimeoutError';
       this.refusals.refuse(
         'sso_bad_callback',
         source,
@@ -205,14 +212,20 @@ export class DashboardSso {
         'dashboard sign-in callback refused: the code exchange failed',
       );
       this.log.warn({ event: 'dashboard.sso_failed', err }, 'sign-in callback failed');
-      page(
+      sendPage(
         res,
-        invalid ? 403 : 502,
+        unreachable
+          ? new TetherError(
+              'SSO_FAILED',
+              'The identity provider cannot be reached. The gateway log has the detail.',
+            )
+          : new TetherError(
+              'SSO_FAILED',
+              'The identity provider’s answer could not be verified (state, nonce, PKCE or ID token). The gateway log has the detail.',
+              { status: 403 },
+            ),
         'Sign-in failed',
-        [
-          'The identity provider’s answer could not be verified (state, nonce, PKCE or ID token), or the provider cannot be reached. The gateway log has the detail.',
-          'Start again from the dashboard.',
-        ],
+        ['Start again from the dashboard.'],
         clear,
       );
       return;
@@ -226,12 +239,14 @@ export class DashboardSso {
         { user: who, subject: d.user.subject, groups: d.user.groups.slice(0, 20), why: d.why, source },
         `dashboard sign-in refused: ${who} is ${d.why}`,
       );
-      page(
+      sendPage(
         res,
-        403,
+        new TetherError(
+          'SSO_NOT_ALLOWED',
+          `The identity provider signed you in as ${who}, but this gateway does not let that account use the dashboard (${d.why}).`,
+        ),
         'Access refused',
         [
-          `The identity provider signed you in as ${who}, but this gateway does not let that account use the dashboard (${d.why}).`,
           'Ask the gateway’s operator to add you to a group or email list of admin.oidc, or sign in as someone else.',
         ],
         clear,
@@ -247,13 +262,14 @@ export class DashboardSso {
         { user: who, max: this.cfg.session.max_sessions },
         'dashboard sign-in refused: too many sessions',
       );
-      page(
+      sendPage(
         res,
-        503,
-        'Too many sessions',
-        [
+        new TetherError(
+          'SSO_SESSIONS_FULL',
           `The dashboard has ${this.cfg.session.max_sessions} sessions open (admin.oidc.session.max_sessions). Try again later.`,
-        ],
+        ),
+        'Too many sessions',
+        [],
         clear,
       );
       return;
@@ -282,18 +298,11 @@ export class DashboardSso {
     const id = this.auth.sessionId(req);
     const s = this.store.use(id);
     if (!s) {
+      const err = id ? sessionEnded() : new TetherError('UNAUTHORIZED', 'not signed in');
       sendJson(
         res,
-        401,
-        {
-          error: {
-            code: id ? 'DASHBOARD_SESSION_ENDED' : 'UNAUTHORIZED',
-            message: id
-              ? 'your dashboard session has ended (expired or signed out): sign in again'
-              : 'not signed in',
-          },
-          sso: { login: '/auth/login' },
-        },
+        err.status,
+        { ...err.toJSON(), sso: { login: '/auth/login' } },
         id ? { 'set-cookie': this.auth.clearCookie() } : {},
       );
       return;

@@ -1,8 +1,5 @@
-import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { z } from 'zod';
-import { zodProblems } from '../config/load.js';
 import type { TenantEvents } from '../core/events.js';
 import type { ForwardRegistry } from '../core/forward-registry.js';
 import type { GroupKeyService } from '../core/group-keys.js';
@@ -18,6 +15,7 @@ import type { TenantService } from '../core/tenants.js';
 import { errors, isTetherError, TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import type { Store } from '../store/types.js';
+import { parseBody, pathPattern, readBody, send, tokenMatches } from './http.js';
 import type { DashboardSso } from './oidc-routes.js';
 import { examples as ex, extraRouteDocs, openApiDocument, type RouteDoc } from './openapi.js';
 import {
@@ -36,6 +34,8 @@ import {
   tenantResponse,
 } from './schemas.js';
 import { tenantViews } from './views.js';
+
+export { parseBody } from './http.js';
 
 export interface AdminDeps {
   token: string;
@@ -57,8 +57,6 @@ export interface AdminDeps {
   /** Extra routes (dashboard, events) tried before the 404. */
   extra?: (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => Promise<boolean>;
 }
-
-const MAX_BODY = 64 * 1024;
 
 type Handler = (ctx: {
   req: http.IncomingMessage;
@@ -93,72 +91,6 @@ function limitsPatch(b: ChangeTenantBody): LimitsPatch {
     p.trafficPeriod = t?.period ?? null;
   }
   return p;
-}
-
-/** `/v1/tenants/{id}` → /^\/v1\/tenants\/([^/]+)$/ */
-function pathPattern(template: string): RegExp {
-  const parts = template.split(/\{[^}]+\}/).map((p) => p.replace(/[.*+?^$()|[\]\\/]/g, '\\$&'));
-  return new RegExp(`^${parts.join('([^/]+)')}$`);
-}
-
-function send(res: http.ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body, null, 2);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
-  res.end(`${text}\n`);
-}
-
-/**
- * Reads a JSON body of at most MAX_BODY bytes. A larger one is read to its end and thrown
- * away (only token holders get here; requestTimeout bounds it), so the client gets the 413
- * instead of a reset connection.
- */
-function readBody(req: http.IncomingMessage): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY) chunks.length = 0;
-      else chunks.push(c);
-    });
-    req.on('end', () => {
-      if (size > MAX_BODY) {
-        reject(new TetherError('BODY_TOO_LARGE', `request body over ${MAX_BODY} bytes`, { status: 413 }));
-        return;
-      }
-      const text = Buffer.concat(chunks).toString('utf8');
-      if (text.trim() === '') return resolve(undefined);
-      try {
-        resolve(JSON.parse(text));
-      } catch {
-        reject(errors.badRequest('request body is not valid JSON'));
-      }
-    });
-    req.on('error', reject);
-  });
-}
-
-export function parseBody<S extends z.ZodType>(schema: S, raw: unknown): z.output<S> {
-  const r = schema.safeParse(raw);
-  if (!r.success) {
-    const details = zodProblems(r.error);
-    throw errors.badRequest(
-      `invalid request body: ${details.map((d) => (d.path ? `${d.path}: ${d.message}` : d.message)).join('; ')}`,
-      details,
-    );
-  }
-  return r.data;
-}
-
-function tokenMatches(expected: string, header: string | undefined): boolean {
-  if (!header?.startsWith('Bearer ')) return false;
-  const a = Buffer.from(header.slice(7).trim());
-  const b = Buffer.from(expected);
-  if (a.length !== b.length) {
-    timingSafeEqual(b, b);
-    return false;
-  }
-  return timingSafeEqual(a, b);
 }
 
 /** The admin HTTP API: JSON, bearer token. */

@@ -1,7 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
 import type { RefusalLog } from '../core/refusals.js';
-import type { ErrorCode } from '../errors/index.js';
+import { TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import type { Session, SessionStore } from './session-store.js';
 
@@ -54,7 +54,20 @@ export function sendJson(
   res.end(`${JSON.stringify(body, null, 2)}\n`);
 }
 
-const problem = (code: ErrorCode, message: string) => ({ error: { code, message } });
+/** An error answer: the error's catalog status and its JSON. */
+export function sendError(
+  res: http.ServerResponse,
+  err: TetherError,
+  headers: http.OutgoingHttpHeaders = {},
+) {
+  sendJson(res, err.status, err.toJSON(), headers);
+}
+
+export const sessionEnded = () =>
+  new TetherError(
+    'DASHBOARD_SESSION_ENDED',
+    'your dashboard session has ended (expired or signed out): sign in again',
+  );
 
 export interface SessionAuthOptions {
   store: SessionStore;
@@ -119,15 +132,7 @@ export class SessionAuth {
     if (!id) return 'none';
     const session = this.o.store.peek(id);
     if (!session) {
-      sendJson(
-        res,
-        401,
-        problem(
-          'DASHBOARD_SESSION_ENDED',
-          'your dashboard session has ended (expired or signed out): sign in again',
-        ),
-        { 'set-cookie': this.clearCookie() },
-      );
+      sendError(res, sessionEnded(), { 'set-cookie': this.clearCookie() });
       return 'answered';
     }
     const method = req.method ?? 'GET';
@@ -139,10 +144,9 @@ export class SessionAuth {
         { event: 'dashboard.read_only', user: who, method, path },
         'viewer role: change refused',
       );
-      sendJson(
+      sendError(
         res,
-        403,
-        problem(
+        new TetherError(
           'READ_ONLY_ROLE',
           secretRead
             ? `${who} has the viewer role: group keys are not shown to viewers`
@@ -173,10 +177,9 @@ export class SessionAuth {
       { user: session.user.email ?? session.user.subject, method: req.method, path, why },
       'dashboard change refused: not from the dashboard itself',
     );
-    sendJson(
+    sendError(
       res,
-      403,
-      problem('CROSS_SITE_REFUSED', `refused: ${why} (changes must come from the dashboard page)`),
+      new TetherError('CROSS_SITE_REFUSED', `refused: ${why} (changes must come from the dashboard page)`),
     );
     return true;
   }

@@ -116,7 +116,13 @@ export const CATALOG = {
     'admin',
     'the dashboard session expired or was signed out: sign in again',
   ),
-  SSO_FAILED: e(502, true, 'admin', 'the identity provider cannot be reached or answered something invalid'),
+  SSO_FAILED: e(
+    502,
+    true,
+    'admin',
+    'the identity provider cannot be reached (502), or its answer failed verification or reported an error (403)',
+    [403],
+  ),
   SSO_NOT_ALLOWED: e(
     403,
     false,
