@@ -7,7 +7,7 @@ import { errors, TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import { type Claims, decide, OidcClient, type PendingLogin, Sealer } from './oidc.js';
 import { sendPage } from './oidc-pages.js';
-import { cookieValue, SessionAuth, sendJson, sessionEnded, type Verdict } from './session-auth.js';
+import { cookieValue, SessionAuth, sendJson, type Verdict } from './session-auth.js';
 import { SessionStore } from './session-store.js';
 
 /**
@@ -293,25 +293,29 @@ export class DashboardSso {
     res.end();
   }
 
-  /** Who is signed in (the page asks on load); 401 with where to sign in otherwise. */
+  /**
+   * Who is signed in (the page asks on load): always 200, so that a signed-out page logs no
+   * failed request; `ended` when the cookie named a session that is over.
+   */
   private session(req: http.IncomingMessage, res: http.ServerResponse): void {
     const id = this.auth.sessionId(req);
     const s = this.store.use(id);
     if (!s) {
-      const err = id ? sessionEnded() : new TetherError('UNAUTHORIZED', 'not signed in');
       sendJson(
         res,
-        err.status,
-        { ...err.toJSON(), sso: { login: '/auth/login' } },
+        200,
+        { signed_in: false, ended: id !== undefined, sso: { login: '/auth/login' } },
         id ? { 'set-cookie': this.auth.clearCookie() } : {},
       );
       return;
     }
     const u = s.user;
     sendJson(res, 200, {
+      signed_in: true,
       user: { subject: u.subject, email: u.email, name: u.name, role: u.role },
       csrf_token: s.csrf,
       expires_at: new Date(this.store.expiresAt(s)).toISOString(),
+      sso: { login: '/auth/login' },
     });
   }
 

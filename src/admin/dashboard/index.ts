@@ -168,6 +168,11 @@ export function dashboardRoutes(deps: DashboardDeps): ExtraRoutes {
       return true;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+    // The page asks who is signed in by single sign-on; without it, nobody (200: no failed request).
+    if (path === '/auth/session' && !deps.sso) {
+      json(res, 200, { signed_in: false, sso: null });
+      return true;
+    }
     const name = path === '/' || path === '/index.html' ? 'index.html' : path.replace(/^\/dashboard\//, '');
     if (name === path) return false;
     const f = files.get(name);

@@ -43,21 +43,16 @@ export function canChange() {
  * ended } when nobody is signed in (ended: a session just expired), or { available: true, user }.
  */
 export async function loadSession() {
-  let res;
+  let json = null;
   try {
-    res = await fetch('/auth/session', { credentials: 'same-origin', cache: 'no-store' });
+    const res = await fetch('/auth/session', { credentials: 'same-origin', cache: 'no-store' });
+    json = res.ok ? await res.json() : null;
   } catch {
     throw new ApiError(0, 'UNREACHABLE', 'cannot reach the gateway');
   }
-  const json = await res.json().catch(() => null);
-  // Without single sign-on the gateway answers like any unknown path (401 without the token).
-  if (!res.ok && !json?.sso) return { available: false };
-  if (res.ok) {
-    sso = json;
-    return { available: true, user: json.user };
-  }
-  sso = null;
-  return { available: true, user: null, ended: json?.error?.code === 'DASHBOARD_SESSION_ENDED' };
+  if (!json?.sso) return { available: false };
+  sso = json.signed_in ? json : null;
+  return { available: true, user: sso?.user ?? null, ended: json.ended === true };
 }
 
 /** Ends the single sign-on session (the cookie goes with it). */
