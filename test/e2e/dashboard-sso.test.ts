@@ -145,6 +145,10 @@ describe('dashboard single sign-on (OpenID Connect) in Chromium', () => {
 
   test('an admin signs in with the provider, sees who they are and changes something', async () => {
     const { context, page } = await newPage();
+    const consoleErrors: string[] = [];
+    page.on('console', (m) => {
+      if (m.type() === 'error' && page.url().startsWith(gw.adminUrl)) consoleErrors.push(m.text());
+    });
     await signIn(page, gw, 'alice');
     await waitText(page.locator('.status'), /^live$/, 'event stream connected');
     assert.equal(await textOf(page.locator('.who')), 'alice@example.com admin');
@@ -177,6 +181,11 @@ describe('dashboard single sign-on (OpenID Connect) in Chromium', () => {
     const r = await gw.api('GET', '/v1/tenants/acme');
     assert.equal((r.json as { tenant: { quota: number } }).tenant.quota, 5);
     await gw.output.wait(/"event":"dashboard.sign_in".*"user":"alice@example.com".*"role":"admin"/);
+    assert.deepEqual(
+      consoleErrors,
+      [],
+      'the dashboard logged no error (no CSP violation, no failed request)',
+    );
   });
 
   test('a viewer sees no change buttons and every change is refused with 403', async () => {
