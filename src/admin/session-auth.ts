@@ -186,7 +186,7 @@ export class SessionAuth {
 
   private csrfProblem(req: http.IncomingMessage, session: Session): string | null {
     const given = req.headers[CSRF_HEADER];
-    if (typeof given !== 'string' || given === '') return `no ${CSRF_HEADER} header`;
-    return sameSecret(session.csrf, given) ? null : `wrong ${CSRF_HEADER}`;
+    if (typeof given !== 'string' || given === '') return 'no X-CSRF-Token header';
+    return sameSecret(session.csrf, given) ? null : 'wrong X-CSRF-Token';
   }
 }

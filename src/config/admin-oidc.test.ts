@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { parse } from 'yaml';
+import { fencedBlocks } from '../../test/docs/markdown.js';
 import { isTetherError } from '../errors/index.js';
 import { isLoopbackHost } from './admin-oidc.js';
 import { gatewayConfigFrom } from './gateway.js';
@@ -143,5 +145,15 @@ describe('admin.oidc', () => {
       assert.ok(isLoopbackHost(h), h);
     for (const h of ['0.0.0.0', '::', '10.0.0.1', 'example.com', '128.0.0.1', 'localhost.example.com'])
       assert.ok(!isLoopbackHost(h), h);
+  });
+
+  test('the example in docs/sso.md is accepted', () => {
+    const blocks = fencedBlocks('docs/sso.md').filter((b) => b.info === 'yaml');
+    assert.equal(blocks.length, 1);
+    const cfg = gatewayConfigFrom(parse(blocks[0]!.body), `sso.md:${blocks[0]!.line}`, {
+      TETHER_OIDC_CLIENT_SECRET: 'from-the-environment',
+    });
+    assert.equal(cfg.admin.oidc?.client_secret, 'from-the-environment');
+    assert.deepEqual(cfg.admin.oidc?.roles.admin.emails, ['alice@example.com']);
   });
 });

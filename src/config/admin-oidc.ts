@@ -69,7 +69,7 @@ export const adminOidcSchema = z
     /** Where the provider sends the browser back; its path must be /auth/callback. Default: derived from admin.listen when that is a loopback address. */
     redirect_uri: httpsUrl('redirect_uri')
       .refine((s) => URL.canParse(s) && new URL(s).pathname === CALLBACK_PATH, {
-        message: `the redirect_uri's path must be ${CALLBACK_PATH}`,
+        message: "the redirect_uri's path must be /auth/callback", // CALLBACK_PATH
       })
       .optional(),
     scopes: z

@@ -347,12 +347,12 @@ describe('dashboard single sign-on (OpenID Connect) in Chromium', () => {
     assert.equal(noToken.status, 403);
     assert.equal(
       noToken.json.error?.message,
-      'refused: no x-csrf-token header (changes must come from the dashboard page)',
+      'refused: no X-CSRF-Token header (changes must come from the dashboard page)',
     );
     const wrong = await add({ origin: gw.adminUrl, 'x-csrf-token': `${token.slice(0, -1)}x` });
     assert.equal(
       wrong.json.error?.message,
-      'refused: wrong x-csrf-token (changes must come from the dashboard page)',
+      'refused: wrong X-CSRF-Token (changes must come from the dashboard page)',
     );
     assert.equal((await gw.api('GET', '/v1/tenants/evil')).status, 404, 'nothing was created');
 
