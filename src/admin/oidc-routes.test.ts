@@ -56,6 +56,22 @@ describe('dashboard sign-in routes without a working provider', () => {
     assert.equal(sso.callbackUri(), `${base}/auth/callback`);
   });
 
+  test('a sign-in started on another name of the host moves to the redirect URI’s origin first', async () => {
+    const port = new URL(base).port;
+    const res = await new Promise<http.IncomingMessage>((resolve, reject) =>
+      http
+        .get(
+          { host: '127.0.0.1', port, path: '/auth/login?again=1', headers: { host: `localhost:${port}` } },
+          resolve,
+        )
+        .on('error', reject),
+    );
+    res.resume();
+    assert.equal(res.statusCode, 303);
+    assert.equal(res.headers.location, `${base}/auth/login?moved=1&again=1`);
+    assert.equal(res.headers['set-cookie'], undefined);
+  });
+
   test('an unreachable provider: 502 page with the code, and the next sign-in tries again', async () => {
     for (let i = 0; i < 2; i++) {
       const res = await fetch(`${base}/auth/login`, { redirect: 'manual' });

@@ -108,7 +108,7 @@ export class DashboardSso {
     const path = url.pathname;
     if (!path.startsWith('/auth/')) return false;
     const m = req.method ?? 'GET';
-    if (path === '/auth/login' && (m === 'GET' || m === 'HEAD')) await this.login(res, url);
+    if (path === '/auth/login' && (m === 'GET' || m === 'HEAD')) await this.login(req, res, url);
     else if (path === CALLBACK_PATH && m === 'GET') await this.callback(req, res, url);
     else if (path === '/auth/session' && m === 'GET') this.session(req, res);
     else if (path === '/auth/logout' && m === 'POST') this.logout(req, res);
@@ -116,7 +116,21 @@ export class DashboardSso {
     return true;
   }
 
-  private async login(res: http.ServerResponse, url: URL): Promise<void> {
+  private async login(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
+    // The pending-sign-in cookie must be set on the host the provider sends the browser back to
+    // (http://localhost:7070 and http://127.0.0.1:7070 keep separate cookies): start there. Only
+    // for a plain-http loopback dashboard (behind a TLS proxy the Host header may be rewritten),
+    // and once (`moved`), so a proxy that rewrites it anyway cannot make a loop.
+    const home = new URL(this.callbackUri());
+    if (!this.secure && req.headers.host !== home.host && !url.searchParams.has('moved')) {
+      const again = url.searchParams.get('again') === '1' ? '&again=1' : '';
+      res.writeHead(303, {
+        location: `${home.origin}/auth/login?moved=1${again}`,
+        'cache-control': 'no-store',
+      });
+      res.end();
+      return;
+    }
     let started: { url: URL; pending: PendingLogin };
     try {
       started = await this.client().start();
