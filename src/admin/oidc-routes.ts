@@ -62,10 +62,16 @@ export class DashboardSso {
 
   /** The admin listener is up: a redirect URI not configured is derived from its address. */
   listening(addr: AddressInfo): void {
-    if (this.redirectUri) return;
-    const host = addr.address.includes(':') ? `[${addr.address}]` : addr.address;
-    if (!isLoopbackHost(addr.address)) throw new Error('admin.oidc.redirect_uri is needed off loopback');
-    this.redirectUri = `http://${host}:${addr.port}${CALLBACK_PATH}`;
+    if (!this.redirectUri) {
+      const host = addr.address.includes(':') ? `[${addr.address}]` : addr.address;
+      if (!isLoopbackHost(addr.address)) throw new Error('admin.oidc.redirect_uri is needed off loopback');
+      this.redirectUri = `http://${host}:${addr.port}${CALLBACK_PATH}`;
+    }
+    // The redirect URI to register at the provider (derived ones are known only now).
+    this.log.info(
+      { event: 'dashboard.sso_ready', issuer: this.cfg.issuer, redirect_uri: this.redirectUri },
+      `dashboard single sign-on with ${this.cfg.issuer}; redirect URI ${this.redirectUri}`,
+    );
   }
 
   callbackUri(): string {
