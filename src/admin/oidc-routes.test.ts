@@ -2,11 +2,14 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { Validator } from '@seriousme/openapi-schema-validator';
 import { freePort } from '../../test/helpers/util.js';
 import { gatewayConfigFrom } from '../config/gateway.js';
 import { systemClock } from '../core/clock.js';
 import { silentLogger } from '../log/index.js';
+import { ssoRouteDocs } from './oidc-openapi.js';
 import { DashboardSso } from './oidc-routes.js';
+import { openApiDocument } from './openapi.js';
 
 /**
  * The sign-in routes on a real HTTP server, for what needs no working provider: an unreachable
@@ -127,5 +130,11 @@ describe('dashboard sign-in routes without a working provider', () => {
     assert.equal(out.status, 204);
     const wrongMethod = await fetch(`${base}/auth/logout`);
     assert.equal(wrongMethod.status, 404, 'sign-out is POST only');
+  });
+
+  test('the sign-in routes make a valid OpenAPI 3.1 document', async () => {
+    const doc = openApiDocument(ssoRouteDocs, '1.0.0');
+    const result = await new Validator().validate(doc as unknown as Parameters<Validator['validate']>[0]);
+    assert.equal(result.valid, true, JSON.stringify(result.errors, null, 2));
   });
 });

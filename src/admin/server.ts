@@ -16,6 +16,7 @@ import { errors, isTetherError, TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import type { Store } from '../store/types.js';
 import { parseBody, pathPattern, readBody, send, tokenMatches } from './http.js';
+import { ssoRouteDocs } from './oidc-openapi.js';
 import type { DashboardSso } from './oidc-routes.js';
 import { examples as ex, extraRouteDocs, openApiDocument, type RouteDoc } from './openapi.js';
 import {
@@ -137,7 +138,11 @@ export class AdminServer {
 
   /** The table's routes plus those the dashboard hook answers (when it is on). */
   allRouteDocs(): RouteDoc[] {
-    return [...this.routeDocs(), ...(this.deps.extra ? extraRouteDocs : [])];
+    return [
+      ...this.routeDocs(),
+      ...(this.deps.extra ? extraRouteDocs : []),
+      ...(this.deps.sso ? ssoRouteDocs : []),
+    ];
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
