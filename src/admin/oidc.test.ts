@@ -60,6 +60,11 @@ describe('who may sign in, and as what', () => {
     assert.deepEqual(a.ok ? a.user.role : a.why, 'not in allowed_groups or allowed_emails');
     const b = decide(o, { sub: 's', groups: ['ops-admins', 'staff'] });
     assert.ok(b.ok && b.user.role === 'admin');
+    const u = decide(o, { sub: 's', groups: ['ops-admins'], email: 'boss@example.com' });
+    assert.equal(
+      u.ok ? u.user.role : u.why,
+      'not in allowed_groups or allowed_emails (its email is not verified)',
+    );
     const c = decide(o, { sub: 's', groups: ['staff'] });
     assert.equal(c.ok ? c.user.role : c.why, 'no role names this user', 'the gate alone gives no role');
   });

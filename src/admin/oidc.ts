@@ -163,14 +163,12 @@ export function decide(cfg: AdminOidcConfig, claims: Claims): Decision {
   const base = { subject: claims.sub.slice(0, 256), email: rawEmail, name: short(claims.name), groups };
   const names = (w: { groups: string[]; emails: string[] }) =>
     groups.some((g) => w.groups.includes(g)) || (email !== null && w.emails.includes(email));
+  const unverified = rawEmail !== null && email === null ? ' (its email is not verified)' : '';
   const gate = { groups: cfg.allowed_groups, emails: cfg.allowed_emails.map((e) => e.toLowerCase()) };
   if (gate.groups.length + gate.emails.length > 0 && !names(gate)) {
-    return { ok: false, why: 'not in allowed_groups or allowed_emails', user: base };
+    return { ok: false, why: `not in allowed_groups or allowed_emails${unverified}`, user: base };
   }
   const role: Role | null = names(cfg.roles.admin) ? 'admin' : names(cfg.roles.viewer) ? 'viewer' : null;
-  if (!role) {
-    const unverified = rawEmail !== null && email === null ? ' (its email is not verified)' : '';
-    return { ok: false, why: `no role names this user${unverified}`, user: base };
-  }
+  if (!role) return { ok: false, why: `no role names this user${unverified}`, user: base };
   return { ok: true, user: { ...base, role } };
 }

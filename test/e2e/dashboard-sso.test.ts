@@ -25,6 +25,9 @@ function oidcConfig(issuer: string, session?: Record<string, unknown>) {
         issuer,
         ...CLIENT,
         scopes: ['openid', 'email', 'profile', 'groups'],
+        // Who may sign in at all; a role must name them too.
+        allowed_groups: ['staff', 'ops-viewers', 'marketing'],
+        allowed_emails: ['carol@example.com'],
         roles: {
           admin: { groups: ['ops-admins'] },
           viewer: { groups: ['ops-viewers'], emails: ['carol@example.com'] },
@@ -66,8 +69,10 @@ describe('dashboard single sign-on (OpenID Connect) in Chromium', () => {
       { id: 'alice', email: 'alice@example.com', groups: ['ops-admins', 'staff'] },
       { id: 'victor', email: 'victor@example.com', groups: ['ops-viewers'] },
       { id: 'mallory', email: 'mallory@example.com', groups: ['marketing'] },
-      // Names an email the viewer list has, but the provider did not verify it.
+      // Names an email the allow and viewer lists have, but the provider did not verify it.
       { id: 'carl', email: 'carol@example.com', groups: [], emailVerified: false },
+      // In the admin role's group, but outside allowed_groups.
+      { id: 'trent', email: 'trent@example.com', groups: ['ops-admins'] },
     ]);
     [gw, shortGw, browser] = await Promise.all([
       startGateway({ config: oidcConfig(provider.issuer) }),
@@ -280,10 +285,11 @@ describe('dashboard single sign-on (OpenID Connect) in Chromium', () => {
     await page.getByRole('link', { name: 'Sign in with single sign-on' }).waitFor();
   });
 
-  test('users no role names are refused with a page, a log line and a counted refusal', async () => {
+  test('users outside allowed_groups, or that no role names, are refused with a page, a log line and a counted refusal', async () => {
     for (const [user, shown, why] of [
       ['mallory', 'mallory@example.com', 'no role names this user'],
-      ['carl', 'carol@example.com', 'no role names this user (its email is not verified)'],
+      ['carl', 'carol@example.com', 'not in allowed_groups or allowed_emails (its email is not verified)'],
+      ['trent', 'trent@example.com', 'not in allowed_groups or allowed_emails'],
     ] as const) {
       const { context, page } = await newPage();
       await signIn(page, gw, user);
@@ -305,7 +311,7 @@ describe('dashboard single sign-on (OpenID Connect) in Chromium', () => {
     const metrics = await (
       await fetch(`${gw.adminUrl}/metrics`, { headers: { authorization: `Bearer ${gw.adminToken}` } })
     ).text();
-    assert.match(metrics, /tether_refused_total\{reason="sso_not_allowed"\} 2/);
+    assert.match(metrics, /tether_refused_total\{reason="sso_not_allowed"\} 3/);
   });
 
   test('a cross-site POST with the session cookie is refused; so is a change without the CSRF token', async () => {
