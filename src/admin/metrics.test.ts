@@ -29,7 +29,7 @@ test('reason labels are short slugs', () => {
   assert.equal(reasonLabel(''), 'unknown');
 });
 
-test('counters from registry events and log event records', async () => {
+test('counters from registry events, the connection broker and log event records', async () => {
   const store = await tempStore();
   const reg = new ForwardRegistry(new FakeClock());
   const m = new GatewayMetrics(store, reg, { maxTenantLabels: 2 });
@@ -43,17 +43,11 @@ test('counters from registry events and log event records', async () => {
     assert.equal(await value(m, 'tether_reconnects_total', { tenant: 'acme' }), 1);
     assert.equal(await value(m, 'tether_reconnects_total', { tenant: 'beta' }), 0);
 
-    const fwd = (tenant: string) => ({ tenant, label: 'g/r' });
-    reg.emit('connection', { type: 'opened', forward: fwd('acme'), setupMs: 4 });
-    reg.emit('connection', {
-      type: 'closed',
-      forward: fwd('acme'),
-      bytesIn: 10,
-      bytesOut: 20,
-      durationMs: 5,
-    });
-    reg.emit('connection', { type: 'opened', forward: fwd('gamma') });
-    reg.emit('connection', { type: 'opened', forward: fwd('delta') });
+    // what the connection broker reports
+    m.connectionOpened({ frontDoor: 'http_proxy', tenant: 'acme', setupMs: 4 });
+    m.connectionClosed({ frontDoor: 'http_proxy', tenant: 'acme', bytesIn: 10, bytesOut: 20, durationMs: 5 });
+    m.connectionOpened({ frontDoor: 'ssh_proxy', tenant: 'gamma' });
+    m.connectionOpened({ frontDoor: 'ssh_proxy', tenant: 'delta' });
     assert.equal(await value(m, 'tether_connections_opened_total', { tenant: 'acme' }), 1);
     assert.equal(await value(m, 'tether_bytes_total', { tenant: 'acme', direction: 'in' }), 10);
     assert.equal(await value(m, 'tether_bytes_total', { tenant: 'acme', direction: 'out' }), 20);
@@ -66,8 +60,14 @@ test('counters from registry events and log event records', async () => {
     m.observe(ev({ event: 'forward.refused', code: 'TENANT_QUOTA_EXCEEDED' }));
     m.observe(ev({ event: 'access_proxy.denied', code: 'REPOSITORY_NOT_FOUND' }));
     m.observe(ev({ event: 'access_proxy.denied', code: 'PROXY_AUTHENTICATION_REQUIRED' }));
-    m.observe(ev({ event: 'connection.closed', duration_ms: 1500 }));
-    m.observe(ev({ event: 'connection.closed', front_door: 'access_proxy', duration_ms: 20 }));
+    m.connectionClosed({ frontDoor: 'raw_port', tenant: 'beta', bytesIn: 0, bytesOut: 0, durationMs: 1500 });
+    m.connectionClosed({
+      frontDoor: 'access_proxy',
+      tenant: 'beta',
+      bytesIn: 0,
+      bytesOut: 0,
+      durationMs: 20,
+    });
     assert.equal(await value(m, 'tether_auth_failures_total', { reason: 'tenant_disabled' }), 1);
     assert.equal(await value(m, 'tether_auth_failures_total', { reason: 'throttled' }), 1);
     assert.equal(

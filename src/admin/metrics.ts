@@ -3,6 +3,7 @@ import { BoundedLabels } from '../core/bounded-labels.js';
 import type { ForwardRegistry, LiveForward, LiveSession } from '../core/forward-registry.js';
 import { type LogEvent, type Logger, onLogEvents } from '../log/index.js';
 import type { Store } from '../store/types.js';
+import type { ClosedConnection, ConnectionMetricsSink, FrontDoorName } from '../tunnel/broker.js';
 
 export interface GatewayMetricsOptions {
   /** Event records of this logger (auth failures, refused forwards, front-door requests) feed counters. */
@@ -46,7 +47,7 @@ function withdrawn(f: LiveForward): boolean {
  * the live registry and the store when scraped; counters are fed by registry events and by the
  * event records of the log (the same records the audit log writes).
  */
-export class GatewayMetrics {
+export class GatewayMetrics implements ConnectionMetricsSink {
   readonly registry = new client.Registry();
   readonly connectionsOpened: client.Counter<'tenant'>;
   readonly bytes: client.Counter<'tenant' | 'direction'>;
@@ -201,22 +202,6 @@ export class GatewayMetrics {
       registers: [r],
     });
 
-    const onConnection = (e: {
-      type: string;
-      forward: { tenant: string };
-      bytesIn?: number;
-      bytesOut?: number;
-      setupMs?: number;
-    }) => {
-      const tenant = tenants.get(e.forward.tenant);
-      if (e.type === 'opened') {
-        this.connectionsOpened.inc({ tenant });
-        if (e.setupMs !== undefined) this.connectionSetup.observe(e.setupMs / 1000);
-      } else if (e.type === 'closed') {
-        this.bytes.inc({ tenant, direction: 'in' }, e.bytesIn ?? 0);
-        this.bytes.inc({ tenant, direction: 'out' }, e.bytesOut ?? 0);
-      }
-    };
     const onSession = (e: { type: string; session: LiveSession }) => {
       const k = `${e.session.tenant}\0${e.session.fingerprint}`;
       if (e.type === 'opened') {
@@ -231,13 +216,39 @@ export class GatewayMetrics {
         }
       }
     };
-    live.on('connection', onConnection);
     live.on('session', onSession);
-    this.unsubscribe.push(
-      () => live.off('connection', onConnection),
-      () => live.off('session', onSession),
-    );
+    this.unsubscribe.push(() => live.off('session', onSession));
     if (opts.log) this.unsubscribe.push(onLogEvents(opts.log, (e) => this.observe(e)));
+  }
+
+  /**
+   * The broker opened a forwarded connection: one more for its tenant and the channel's setup
+   * time; on the raw port (no authorization step of its own) the connection is the front-door
+   * request, so it is counted there as opened.
+   */
+  connectionOpened(e: { frontDoor: FrontDoorName; tenant: string; setupMs?: number }): void {
+    this.connectionsOpened.inc({ tenant: this.tenantLabels.get(e.tenant) });
+    if (e.setupMs !== undefined) this.connectionSetup.observe(e.setupMs / 1000);
+    if (e.frontDoor === 'raw_port') this.frontDoorRequests.inc({ front_door: 'raw_port', outcome: 'opened' });
+  }
+
+  /** The broker refused a connection (offline, withdrawn, a cap, the quota): a raw-port request refused. */
+  connectionRefused(e: { frontDoor: FrontDoorName; tenant: string; reason: string }): void {
+    if (e.frontDoor === 'raw_port')
+      this.frontDoorRequests.inc({ front_door: 'raw_port', outcome: 'refused' });
+  }
+
+  /**
+   * A forwarded connection closed: its bytes by tenant, and, where the connection is the
+   * front door's unit (raw port, access proxy), its duration. The HTTP and SSH front doors
+   * report their requests and sessions themselves (`httpProxyResponse`, `frontDoorRequest`).
+   */
+  connectionClosed(e: ClosedConnection): void {
+    const tenant = this.tenantLabels.get(e.tenant);
+    this.bytes.inc({ tenant, direction: 'in' }, e.bytesIn);
+    this.bytes.inc({ tenant, direction: 'out' }, e.bytesOut);
+    if (e.frontDoor === 'raw_port' || e.frontDoor === 'access_proxy')
+      this.frontDoorDuration.observe({ front_door: e.frontDoor }, e.durationMs / 1000);
   }
 
   /** A front door reports one request or connection (and how long it took, when known). */
@@ -301,21 +312,6 @@ export class GatewayMetrics {
           this.authFailures.inc({ reason: `access_proxy_${code.toLowerCase()}` });
         return;
       }
-      case 'connection.opened':
-        if (f.front_door === undefined)
-          this.frontDoorRequests.inc({ front_door: 'raw_port', outcome: 'opened' });
-        return;
-      case 'connection.refused':
-        if (f.front_door === undefined)
-          this.frontDoorRequests.inc({ front_door: 'raw_port', outcome: 'refused' });
-        return;
-      case 'connection.closed':
-        if (typeof f.duration_ms === 'number')
-          this.frontDoorDuration.observe(
-            { front_door: str(f.front_door) || 'raw_port' },
-            f.duration_ms / 1000,
-          );
-        return;
       case 'ssh_proxy.session.started':
         this.frontDoorRequests.inc({ front_door: 'ssh_proxy', outcome: 'started' });
         return;

@@ -44,6 +44,8 @@ export interface RouteDoc {
   bodyExample?: unknown;
   /** Successful answers by status. Error answers (400/401/404/…) are added from `errors`. */
   responses: Record<number, RouteResponseDoc>;
+  /** Query parameters (all optional strings), with what each means. */
+  query?: Record<string, string>;
   /** Error statuses this route can answer besides 401 (added for every route needing the token). */
   errors?: number[];
 }
@@ -156,6 +158,13 @@ export function openApiDocument(routes: readonly RouteDoc[], version: string): R
       schema: { type: 'string' },
       example: m[1] === 'group' ? 'docs' : 'acme',
     }));
+    const queryParams = Object.entries(r.query ?? {}).map(([name, description]) => ({
+      name,
+      in: 'query',
+      required: false,
+      description,
+      schema: { type: 'string' },
+    }));
     const responses: Record<string, unknown> = {};
     for (const [status, resp] of Object.entries(r.responses)) {
       if (resp.contentType) {
@@ -196,7 +205,7 @@ export function openApiDocument(routes: readonly RouteDoc[], version: string): R
       tags: [
         r.path.startsWith('/v1/tenants') ? 'tenants' : r.path.startsWith('/v1/events') ? 'events' : 'gateway',
       ],
-      ...(params.length > 0 ? { parameters: params } : {}),
+      ...(params.length + queryParams.length > 0 ? { parameters: [...params, ...queryParams] } : {}),
       ...(r.auth === false ? { security: [] } : {}),
       responses,
     };

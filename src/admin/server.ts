@@ -12,13 +12,14 @@ import {
   type TrafficLimits,
 } from '../core/limits.js';
 import type { TenantService } from '../core/tenants.js';
-import { errors, isTetherError, TetherError } from '../errors/index.js';
+import { errors, TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import type { Store } from '../store/types.js';
-import { parseBody, pathPattern, readBody, send, tokenMatches } from './http.js';
+import { auditRoutes } from './audit-routes.js';
 import { ssoRouteDocs } from './oidc-openapi.js';
 import type { DashboardSso } from './oidc-routes.js';
 import { examples as ex, extraRouteDocs, openApiDocument, type RouteDoc } from './openapi.js';
+import { answer, parseBody, RawAnswer, type Route, RouteTable, send, tokenMatches } from './router.js';
 import {
   addKeyBody,
   addKeyResponse,
@@ -35,8 +36,6 @@ import {
   tenantResponse,
 } from './schemas.js';
 import { tenantViews } from './views.js';
-
-export { parseBody } from './http.js';
 
 export interface AdminDeps {
   token: string;
@@ -59,25 +58,6 @@ export interface AdminDeps {
   extra?: (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => Promise<boolean>;
 }
 
-type Handler = (ctx: {
-  req: http.IncomingMessage;
-  params: string[];
-  body: () => Promise<unknown>;
-}) => Promise<[number, unknown]>;
-
-/** A non-JSON answer (Prometheus text, the OpenAPI document as served). */
-class RawAnswer {
-  constructor(
-    readonly contentType: string,
-    readonly body: string,
-  ) {}
-}
-
-/** One admin route: its documentation (schemas, examples; see openapi.ts) and its handler. */
-export interface Route extends RouteDoc {
-  handler: Handler;
-}
-
 /** The limit fields of a PATCH body as a change (already validated by the schema). */
 function limitsPatch(b: ChangeTenantBody): LimitsPatch {
   const p: LimitsPatch = {};
@@ -97,10 +77,10 @@ function limitsPatch(b: ChangeTenantBody): LimitsPatch {
 /** The admin HTTP API: JSON, bearer token. */
 export class AdminServer {
   private readonly server: http.Server;
-  private readonly routes: Array<Route & { pattern: RegExp }>;
+  private readonly routes: RouteTable;
 
   constructor(private readonly deps: AdminDeps) {
-    this.routes = this.buildRoutes().map((r) => ({ ...r, pattern: pathPattern(r.path) }));
+    this.routes = new RouteTable(this.buildRoutes());
     this.server = http.createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
         deps.log.error({ err }, 'admin request failed');
@@ -133,7 +113,7 @@ export class AdminServer {
 
   /** The route table's documentation (every route, with its schemas and examples). */
   routeDocs(): RouteDoc[] {
-    return this.routes.map(({ handler: _h, pattern: _p, ...doc }) => doc);
+    return this.routes.docs();
   }
 
   /** The table's routes plus those the dashboard hook answers (when it is on). */
@@ -148,8 +128,8 @@ export class AdminServer {
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://admin');
     const path = url.pathname.replace(/\/+$/, '') || '/';
-    const open = this.routes.find((r) => r.auth === false && r.method === req.method && r.pattern.test(path));
-    if (open) return this.answer(open, req, res, path);
+    const open = this.routes.open(req.method, path);
+    if (open) return answer(open, req, res);
     if (this.deps.sso && (await this.deps.sso.routes(req, res, url))) return;
     if (this.deps.extra && (await this.deps.extra(req, res, url))) return;
     const access = tokenMatches(this.deps.token, req.headers.authorization)
@@ -160,49 +140,13 @@ export class AdminServer {
       res.setHeader('www-authenticate', 'Bearer realm="tether-admin"');
       return send(res, 401, errors.unauthorized().toJSON());
     }
-    let methodMismatch = false;
-    for (const r of this.routes) {
-      if (!r.pattern.test(path)) continue;
-      if (r.method !== req.method) {
-        methodMismatch = true;
-        continue;
-      }
-      return this.answer(r, req, res, path);
-    }
-    if (methodMismatch)
+    const m = this.routes.match(req.method, path);
+    if (m === 'method-not-allowed')
       return send(res, 405, {
         error: { code: 'METHOD_NOT_ALLOWED', message: `${req.method} is not allowed on ${path}` },
       });
-    send(res, 404, errors.notFound(`route ${req.method} ${path}`).toJSON());
-  }
-
-  private async answer(
-    r: Route & { pattern: RegExp },
-    req: http.IncomingMessage,
-    res: http.ServerResponse,
-    path: string,
-  ): Promise<void> {
-    const m = r.pattern.exec(path)!;
-    try {
-      const params = m.slice(1).map((p) => {
-        try {
-          return decodeURIComponent(p);
-        } catch {
-          throw errors.badRequest(`malformed percent-escape in the path: ${JSON.stringify(p.slice(0, 80))}`);
-        }
-      });
-      const [status, body] = await r.handler({ req, params, body: () => readBody(req) });
-      if (status === 204) {
-        res.writeHead(204);
-        res.end();
-      } else if (body instanceof RawAnswer) {
-        res.writeHead(status, { 'content-type': body.contentType });
-        res.end(body.body);
-      } else send(res, status, body);
-    } catch (err) {
-      if (isTetherError(err)) send(res, err.status, err.toJSON());
-      else throw err;
-    }
+    if (m === 'not-found') return send(res, 404, errors.notFound(`route ${req.method} ${path}`).toJSON());
+    return answer(m, req, res);
   }
 
   private buildRoutes(): Route[] {
@@ -469,6 +413,7 @@ export class AdminServer {
           return [200, { tenant: id, group, key: row.key, key_created_at: row.created_at }];
         },
       },
+      ...auditRoutes({ store: d.store, tenants: d.tenants, now: () => Date.now() }),
     ];
   }
 }

@@ -12,15 +12,15 @@ import {
 } from '../config/connect.js';
 import { controlRequest, notRunning } from '../connector/control-socket.js';
 import { logFile, startDaemon, stopDaemon } from '../connector/daemon.js';
+import { gatewayHostKeyVerifier } from '../connector/gateway-session.js';
 import { runConnector } from '../connector/index.js';
 import { deleteKeyPair, readPrivateKey, writeNewKeyPair } from '../connector/key-file.js';
-import { checkHostKey } from '../connector/known-hosts.js';
 import { type ConnectorStatus, formatStatus } from '../connector/status.js';
 import type { ReloadResult } from '../connector/supervisor.js';
 import { TENANT_ID } from '../core/ids.js';
 import { TetherError } from '../errors/index.js';
 import { silentLogger } from '../log/index.js';
-import { enroll, type HostKeyDecision, TunnelSession } from '../tunnel/client.js';
+import { enroll, TunnelSession } from '../tunnel/client.js';
 import { type GatewayTransport, gatewayTransport } from '../tunnel/transports/client.js';
 import { VERSION } from './version.js';
 
@@ -48,27 +48,10 @@ function stateDirOf(file: string): string {
   }
 }
 
-function hostKeyVerifier(
-  cfg: ConnectConfig,
-  learned?: (fp: string) => void,
-): (blob: Buffer) => HostKeyDecision {
-  return (blob) => {
-    const v = checkHostKey(
-      {
-        host: cfg.gateway.host,
-        port: cfg.gateway.port,
-        pinned: cfg.gatewayFingerprint,
-        pinnedSource: cfg.file,
-        knownHostsFile: join(cfg.stateDir, 'known_hosts'),
-      },
-      blob,
-    );
-    if (v.ok && v.learned) learned?.(v.fingerprint);
-    return v.ok
-      ? { ok: true, fingerprint: v.fingerprint }
-      : { ok: false, fingerprint: v.fingerprint, error: v.error };
-  };
-}
+const hostKeyVerifier = (cfg: ConnectConfig, learned?: (fp: string) => void) =>
+  gatewayHostKeyVerifier(cfg, (fp, isNew) => {
+    if (isNew) learned?.(fp);
+  });
 
 function requireTenant(cfg: ConnectConfig): string {
   if (!cfg.tenant) {

@@ -72,6 +72,16 @@ export function registerTenants(program: Command): void {
     .action(run('repos'));
 
   tenants
+    .command('audit <id>')
+    .description(
+      "who reached the tenant's network: one record per connection (front door, repository, caller, identity, bytes, duration, outcome), newest first",
+    )
+    .option('--since <when>', 'only records since a time (2026-12-01T08:00:00Z) or a duration back (24h, 7d)')
+    .option('--limit <n>', 'at most n records (1-1000, default 100)')
+    .option('--json', 'print JSON (also names the connector that served each connection)')
+    .action(lazy(() => import('./tenants-audit.js'), 'audit'));
+
+  tenants
     .command('rotate-group-key <id> <group>')
     .description(
       'give a group a new key and print it; open front-door connections stay, new ones need the new key',

@@ -17,7 +17,13 @@ export interface ClusterDeps {
   /** Heartbeats, the member list and the shared forward directory. */
   store: Pick<
     Store,
-    'heartbeat' | 'reapNodes' | 'setNodeForwards' | 'publishNodeForwards' | 'listNodes' | 'listDirectory'
+    | 'initSetting'
+    | 'heartbeat'
+    | 'reapNodes'
+    | 'setNodeForwards'
+    | 'publishNodeForwards'
+    | 'listNodes'
+    | 'listDirectory'
   >;
   /** This member's live forwards, and the other members' forwards it relays to. */
   registry: ForwardRegistry;

@@ -1,10 +1,13 @@
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
+import { networkInterfaces } from 'node:os';
 import type { Duplex } from 'node:stream';
 import pg from 'pg';
 import type { Component } from '../core/component.js';
 import type { TenantChange } from '../core/events.js';
 import type { RemoteForward } from '../core/forward-registry.js';
 import type { ClusterConfig, ClusterDeps } from './deps.js';
+import { readRelayHeader, relayHeader } from './relay-header.js';
 
 export type { ClusterConfig, ClusterDeps } from './deps.js';
 
@@ -26,6 +29,10 @@ export class ClusterMember implements Component {
   private publishTimer?: NodeJS.Timeout;
   private unsubscribe?: () => void;
   private readonly startedAt: string;
+  /** Signs relay headers (the caller's address on a relayed connection); shared through the store. */
+  private relayKey = '';
+  /** Addresses of the other live members: connections from them may carry a relay header. */
+  private memberAddresses = new Set<string>();
 
   constructor(
     private readonly config: ClusterConfig,
@@ -40,10 +47,20 @@ export class ClusterMember implements Component {
 
   async start(): Promise<string> {
     const { registry, events, log } = this.ctx;
+    this.relayKey = await this.ctx.store.initSetting(
+      'cluster_relay_key',
+      randomBytes(32).toString('base64url'),
+    );
     registry.remoteOpener = (r, origin) => this.relay(r, origin);
+    this.ctx.leasePorts.relayOrigin = (socket, port) => {
+      if (!this.memberAddresses.has(normalizeIp(socket.remoteAddress ?? ''))) return undefined;
+      return readRelayHeader(socket, this.relayKey, port, () => this.ctx.clock.now(), RELAY_HEADER_WAIT_MS);
+    };
     await this.heartbeat();
     await this.publish();
     await this.listen();
+    // The others learn this member's address now (they take relay headers only from members).
+    this.notify(FORWARD_CHANNEL, this.cfg.node_id);
     registry.on('forward', () => this.schedulePublish());
     this.unsubscribe = events.on((c) => {
       if (c.origin === 'remote') return;
@@ -161,6 +178,9 @@ export class ClusterMember implements Component {
         connectors: row.connectors,
       });
     }
+    this.memberAddresses = new Set(
+      [...address.entries()].filter(([id]) => id !== this.cfg.node_id).map(([, a]) => normalizeIp(a)),
+    );
     const { removed } = registry.setRemote(remote);
     for (const r of remote) {
       if (leasePorts.isOpen(r.port)) continue;
@@ -173,9 +193,21 @@ export class ClusterMember implements Component {
     for (const port of removed) leasePorts.close(port);
   }
 
+  /**
+   * Connects to the owner's lease port and names the caller first (a signed relay header). The
+   * connection leaves from this member's advertised address when it is one of this host's, so
+   * the owner knows it for a member's.
+   */
   private relay(r: RemoteForward, origin: { address: string; port: number }): Promise<Duplex> {
     return new Promise((resolve, reject) => {
-      const s = net.connect({ host: r.address, port: r.port, noDelay: true });
+      const own = this.cfg.advertise;
+      const s = net.connect({
+        host: r.address,
+        port: r.port,
+        noDelay: true,
+        ...(net.isIP(own) && isLocalAddress(own) ? { localAddress: own } : {}),
+      });
+      s.write(relayHeader(this.relayKey, origin, r.port, this.ctx.clock.now()));
       const timer = setTimeout(() => {
         s.destroy();
         reject(new Error(`connect to ${r.address}:${r.port} timed out`));
@@ -189,7 +221,6 @@ export class ClusterMember implements Component {
         clearTimeout(timer);
         reject(e);
       });
-      void origin;
     });
   }
 
@@ -231,6 +262,20 @@ export class ClusterMember implements Component {
       .query('SELECT pg_notify($1, $2)', [channel, body])
       .catch((err: unknown) => this.ctx.log.warn({ err }, 'cluster notify failed'));
   }
+}
+
+/** How long the owner waits for the relay header of a connection from a member's address. */
+const RELAY_HEADER_WAIT_MS = 5_000;
+
+/** "::ffff:10.0.0.5" → "10.0.0.5" (a dual-stack listener reports IPv4 callers so). */
+function normalizeIp(a: string): string {
+  return a.startsWith('::ffff:') && net.isIPv4(a.slice(7)) ? a.slice(7) : a;
+}
+
+/** Whether an address is one of this host's (a loopback address always is on Linux). */
+function isLocalAddress(a: string): boolean {
+  if (a.startsWith('127.') || a === '::1') return true;
+  return Object.values(networkInterfaces()).some((list) => list?.some((i) => i.address === a));
 }
 
 export function clusterComponent(config: ClusterConfig, deps: ClusterDeps): Component | undefined {

@@ -1,27 +1,29 @@
 /**
  * `connect.yaml`: the connector's configuration.
  *
- * load(file, env) → YAML (line/column errors, duplicate keys named) → ${ENV} expansion →
- * schema (unknown keys are errors) → every repository URI parsed → one error listing every
- * problem, or a frozen ConnectConfig. Relative paths are relative to the file's directory.
+ * The same pipeline as gateway.yaml (./load.ts): read (size-capped) → strict YAML (line/column
+ * errors, duplicate keys named) → ${ENV} expansion → schema (unknown keys are errors) → every
+ * repository URI parsed (./connect-repositories.ts) → one error listing every problem, or a
+ * frozen ConnectConfig. Relative paths are relative to the file's directory.
  */
 import { dirname, resolve } from 'node:path';
-import { isMap, isScalar, isSeq, type LineCounter } from 'yaml';
 import { z } from 'zod';
-import { isValidName, TENANT_ID } from '../core/ids.js';
+import { TENANT_ID } from '../core/ids.js';
 import { errors, type FieldProblem } from '../errors/index.js';
+import { parseRepositories, type RepositoryConfig } from './connect-repositories.js';
 import {
   deepFreeze,
-  expandEnv,
+  expandTopLevel,
   parseHostPort,
-  parseYamlDocument,
+  parseYamlStrict,
   readConfigText,
-  yamlToJS,
   zodProblems,
 } from './load.js';
 import { duration } from './schema-helpers.js';
-import { destinationOf, parseRepositoryUri, type RepositoryTarget } from './uri.js';
+import { destinationOf } from './uri.js';
 import { DEFAULT_MAX_WINDOW, windowSize } from './window-size.js';
+
+export type { HealthCheckConfig, RepositoryConfig } from './connect-repositories.js';
 
 export const DEFAULT_GATEWAY_PORT = 2222;
 export const STATE_DIR_NAME = '.tether-connector';
@@ -250,74 +252,6 @@ export const connectSchema = z.strictObject({
 /** The shape a user writes (before validation). */
 export type ConnectConfigInput = z.input<typeof connectSchema>;
 
-export interface RepositoryConfig extends RepositoryTarget {
-  /** "<group>/<repo>": the forward's label. */
-  label: string;
-  group: string;
-  name: string;
-  /** The URI as written. */
-  uri: string;
-  /** Checked every interval; a failing repository is withdrawn from the gateway until it passes. */
-  healthCheck?: HealthCheckConfig;
-}
-
-/** `health_check: { tcp: true | http: /path, interval: 10s, timeout: 2s }` */
-export interface HealthCheckConfig {
-  kind: 'tcp' | 'http';
-  /** http: the request path. */
-  path: string | null;
-  interval: number;
-  timeout: number;
-}
-
-const healthCheckSchema = z
-  .strictObject({
-    tcp: z.literal(true, { error: 'use "tcp: true"' }).optional(),
-    http: z.string().startsWith('/', 'use a request path such as /health').optional(),
-    interval: duration.default(10_000),
-    timeout: duration.default(2_000),
-  })
-  .superRefine((h, ctx) => {
-    if ((h.tcp === undefined) === (h.http === undefined)) {
-      ctx.addIssue({ code: 'custom', message: 'give one of "tcp: true" or "http: /path"' });
-    }
-    if (h.interval < 100 || h.timeout < 10 || h.timeout > h.interval) {
-      ctx.addIssue({ code: 'custom', message: 'needs 100ms <= interval and 10ms <= timeout <= interval' });
-    }
-  });
-
-const HTTP_SERVICES = new Set(['http', 'https', 'webdav', 'cq5', 'cmis', 'alfresco', 'tcp']);
-
-/** A health_check value (false = none); problems are named by `path`. */
-function parseHealthCheck(
-  value: unknown,
-  path: string,
-  problems: FieldProblem[],
-  target?: RepositoryTarget,
-): HealthCheckConfig | undefined {
-  if (value === undefined || value === null || value === false) return undefined;
-  const r = healthCheckSchema.safeParse(value);
-  if (!r.success) {
-    for (const p of zodProblems(r.error))
-      problems.push({ path: p.path ? `${path}.${p.path}` : path, message: p.message });
-    return undefined;
-  }
-  const h = r.data;
-  if (h.http !== undefined && target && !HTTP_SERVICES.has(target.service)) {
-    problems.push({
-      path: `${path}.http`,
-      message: `a ${target.service} repository does not speak HTTP: use "tcp: true"`,
-    });
-    return undefined;
-  }
-  return {
-    kind: h.http === undefined ? 'tcp' : 'http',
-    path: h.http ?? null,
-    interval: h.interval,
-    timeout: h.timeout,
-  };
-}
-
 /** How the connector reaches the gateway (the SSH inside is the same on every transport). */
 export interface GatewayTransportConfig {
   kind: GatewayTransportKind;
@@ -378,42 +312,15 @@ export function connectConfigFromText(
   file: string,
   env: NodeJS.ProcessEnv = process.env,
 ): ConnectConfig {
-  const raw = parseYamlStrict(text, file);
+  const raw = parseYamlStrict(text, file, duplicateInConnect);
   return connectConfigFrom(raw, file, env);
 }
 
-function parseYamlStrict(text: string, file: string): unknown {
-  const parsed = parseYamlDocument(text, file, { uniqueKeys: false });
-  const { doc, lineCounter } = parsed;
-  const problems: FieldProblem[] = [];
-  findDuplicateKeys(doc.contents, [], problems, lineCounter);
-  if (problems.length > 0) throw errors.config(file, problems);
-  return yamlToJS(parsed, file);
-}
-
-function findDuplicateKeys(node: unknown, path: string[], out: FieldProblem[], lc: LineCounter): void {
-  if (isMap(node)) {
-    const seen = new Map<string, number>();
-    for (const pair of node.items) {
-      const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
-      const line = isScalar(pair.key) && pair.key.range ? lc.linePos(pair.key.range[0]).line : 0;
-      const first = seen.get(key);
-      if (first !== undefined) {
-        const isRepo = path.length === 2 && path[0] === 'repositories';
-        out.push({
-          path: [...path, key].join('.'),
-          message: isRepo
-            ? `duplicate repository label ${path[1]}/${key} (line ${line}; first defined on line ${first})`
-            : `duplicate key "${key}" (line ${line}; first defined on line ${first})`,
-        });
-      } else seen.set(key, line);
-      findDuplicateKeys(pair.value, [...path, key], out, lc);
-    }
-  } else if (isSeq(node)) {
-    node.items.forEach((item, i) => {
-      findDuplicateKeys(item, [...path, `[${i}]`], out, lc);
-    });
-  }
+/** A duplicate repository label is named as such; other keys as duplicate keys. */
+function duplicateInConnect(path: readonly string[], key: string, line: number, first: number): string {
+  return path.length === 2 && path[0] === 'repositories'
+    ? `duplicate repository label ${path[1]}/${key} (line ${line}; first defined on line ${first})`
+    : `duplicate key "${key}" (line ${line}; first defined on line ${first})`;
 }
 
 /** Validates an already parsed document. */
@@ -422,14 +329,13 @@ export function connectConfigFrom(
   file: string,
   env: NodeJS.ProcessEnv = process.env,
 ): ConnectConfig {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw errors.config(file, [
-      { path: '', message: 'the top level must be a mapping of keys (gateway, ssh_key, repositories, …)' },
-    ]);
-  }
+  const expanded = expandTopLevel(
+    raw,
+    file,
+    env,
+    'the top level must be a mapping of keys (gateway, ssh_key, repositories, …)',
+  );
   const problems: FieldProblem[] = [];
-  const expanded = expandEnv(raw, env, '', problems) as Record<string, unknown>;
-  if (problems.length > 0) throw errors.config(file, problems);
 
   const parsed = connectSchema.safeParse(expanded);
   if (!parsed.success) problems.push(...zodProblems(parsed.error));
@@ -492,85 +398,6 @@ export function connectConfigFrom(
     logLevel: cfg.log_level,
     metricsListen: cfg.metrics_listen,
   });
-}
-
-const NAME_RULE = 'use 1-63 characters A-Z, a-z, 0-9, "_" or "-", starting with a letter or digit';
-
-function parseRepositories(value: unknown, problems: FieldProblem[], health?: unknown): RepositoryConfig[] {
-  const globalCheck = parseHealthCheck(health, 'health_check', problems);
-  const out: RepositoryConfig[] = [];
-  if (value === undefined || value === null) return out;
-  if (typeof value !== 'object' || Array.isArray(value)) {
-    problems.push({ path: 'repositories', message: 'must be a mapping: group → repository → URI' });
-    return out;
-  }
-  const labels = new Map<string, string>();
-  for (const [group, repos] of Object.entries(value)) {
-    const gpath = `repositories.${group}`;
-    if (!isValidName(group)) problems.push({ path: gpath, message: `invalid group name: ${NAME_RULE}` });
-    if (repos === null || repos === undefined) continue;
-    if (typeof repos !== 'object' || Array.isArray(repos)) {
-      problems.push({
-        path: gpath,
-        message: 'must be a mapping: repository name → URI, e.g. "docs: smb://fileserver:445"',
-      });
-      continue;
-    }
-    for (const [name, entry] of Object.entries(repos as Record<string, unknown>)) {
-      const path = `${gpath}.${name}`;
-      if (!isValidName(name)) {
-        problems.push({ path, message: `invalid repository name: ${NAME_RULE}` });
-        continue;
-      }
-      const label = `${group}/${name}`;
-      const other = labels.get(label.toLowerCase());
-      if (other !== undefined) {
-        problems.push({
-          path,
-          message: `duplicate repository label ${label} (same as ${other}; labels are compared without case)`,
-        });
-        continue;
-      }
-      labels.set(label.toLowerCase(), label);
-      // A repository is a URI, or { uri, health_check } to give it its own check (false: none).
-      const long = entry !== null && typeof entry === 'object' && !Array.isArray(entry);
-      const e = (long ? entry : { uri: entry }) as Record<string, unknown>;
-      const extra = Object.keys(e).filter((k) => k !== 'uri' && k !== 'health_check');
-      if (extra.length > 0) {
-        problems.push({
-          path,
-          message: `unknown key "${extra[0]}" (a repository takes uri and health_check)`,
-        });
-        continue;
-      }
-      if (long && e.uri === undefined) {
-        problems.push({ path, message: 'needs uri: the repository URI, e.g. "http://intranet:80"' });
-        continue;
-      }
-      const uri = e.uri;
-      const r = parseRepositoryUri(uri);
-      if (!r.ok) {
-        problems.push({ path, message: r.message });
-        continue;
-      }
-      // The global check: over HTTP where the repository speaks it, else a TCP connect.
-      const healthCheck =
-        'health_check' in e
-          ? parseHealthCheck(e.health_check, `${path}.health_check`, problems, r.target)
-          : globalCheck && globalCheck.kind === 'http' && !HTTP_SERVICES.has(r.target.service)
-            ? { ...globalCheck, kind: 'tcp' as const, path: null }
-            : globalCheck;
-      out.push({
-        label,
-        group,
-        name,
-        uri: String(uri).trim(),
-        ...r.target,
-        ...(healthCheck ? { healthCheck } : {}),
-      });
-    }
-  }
-  return out;
 }
 
 /** The configuration as the user should see it: effective values, nothing secret. */

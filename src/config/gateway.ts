@@ -1,11 +1,11 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { errors, type FieldProblem } from '../errors/index.js';
+import { errors } from '../errors/index.js';
 import { parseAuditTarget } from '../log/audit.js';
 import { accessProxySchema } from './access-proxy.js';
 import { adminOidcProblems, adminOidcSchema } from './admin-oidc.js';
 import { httpProxySchema } from './http-proxy.js';
-import { deepFreeze, expandEnv, readYamlFile, validate } from './load.js';
+import { deepFreeze, expandTopLevel, readYamlFile, validate } from './load.js';
 import { duration, listenAddr, portRange, tlsFiles } from './schema-helpers.js';
 import { algorithmsSchema, copyAlgorithms, DEFAULT_ALGORITHMS } from './ssh-algorithms.js';
 import { sshProxySchema } from './ssh-proxy.js';
@@ -127,6 +127,13 @@ export const gatewaySchema = z.strictObject({
         .optional(),
     })
     .default({ level: 'info' }),
+  /** One record per forwarded connection, kept in the store (`tether tenants audit`). */
+  audit: z
+    .strictObject({
+      /** How long connection records are kept; 0 keeps none. */
+      retention: duration.default(30 * 86_400_000),
+    })
+    .default({ retention: 30 * 86_400_000 }),
 });
 
 export type GatewayConfigInput = z.input<typeof gatewaySchema>;
@@ -149,12 +156,7 @@ export function gatewayConfigFrom(
   source: string,
   env: NodeJS.ProcessEnv = process.env,
 ): GatewayConfig {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw errors.config(source, [{ path: '', message: 'the top level must be a mapping of keys' }]);
-  }
-  const problems: FieldProblem[] = [];
-  const expanded = expandEnv(raw, env, '', problems) as Record<string, unknown>;
-  if (problems.length > 0) throw errors.config(source, problems);
+  const expanded = expandTopLevel(raw, source, env);
   if (expanded.data_dir === undefined && env.TETHER_DATA_DIR) expanded.data_dir = env.TETHER_DATA_DIR;
   const cfg = validate(gatewaySchema, expanded, source);
   if (cfg.cluster && cfg.store === 'sqlite') {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { isValidName, TENANT_ID } from '../core/ids.js';
-import { duration, listenAddr, tlsFiles } from './schema-helpers.js';
+import { duration, httpUrl, listenAddr, tlsFiles } from './schema-helpers.js';
 
 // The HTTP front door's configuration. Owned by src/frontdoor/http-proxy; docs/http-proxy.md
 // describes every key.
@@ -70,17 +70,7 @@ const pathPrefix = z
     message: 'must be a plain path ("/v2", "/api/")',
   });
 
-const url = z.string().refine(
-  (s) => {
-    try {
-      const u = new URL(s);
-      return u.protocol === 'http:' || u.protocol === 'https:';
-    } catch {
-      return false;
-    }
-  },
-  { message: 'must be an http:// or https:// URL' },
-);
+const url = httpUrl;
 
 /** A command to run: an argv array (no shell), or one string run with `/bin/sh -c`. */
 const command = z

@@ -1,5 +1,5 @@
 import { closeSync, openSync, readSync } from 'node:fs';
-import { type Document, LineCounter, parseDocument, visit } from 'yaml';
+import { type Document, isMap, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml';
 import type { z } from 'zod';
 import { errors, type FieldProblem, TetherError } from '../errors/index.js';
 
@@ -59,7 +59,51 @@ export function readYamlFile(file: string): unknown {
 }
 
 export function parseYamlText(text: string, file: string): unknown {
-  return yamlToJS(parseYamlDocument(text, file, { uniqueKeys: true }), file);
+  return parseYamlStrict(text, file);
+}
+
+/** How a duplicate key is named: `path` leads to the mapping, `line`/`first` are its two lines. */
+export type DuplicateMessage = (path: readonly string[], key: string, line: number, first: number) => string;
+
+const duplicateKey: DuplicateMessage = (_path, key, line, first) =>
+  `duplicate key "${key}" (line ${line}; first defined on line ${first})`;
+
+/**
+ * The reader of every config file (gateway.yaml, connect.yaml): YAML syntax errors name line
+ * and column, every duplicate key is named with both of its lines (all of them in one error),
+ * aliases are bounded. Returns the document's value.
+ */
+export function parseYamlStrict(text: string, file: string, duplicate = duplicateKey): unknown {
+  const parsed = parseYamlDocument(text, file, { uniqueKeys: false });
+  const problems: FieldProblem[] = [];
+  findDuplicateKeys(parsed.doc.contents, [], problems, parsed.lineCounter, duplicate);
+  if (problems.length > 0) throw errors.config(file, problems);
+  return yamlToJS(parsed, file);
+}
+
+function findDuplicateKeys(
+  node: unknown,
+  path: string[],
+  out: FieldProblem[],
+  lc: LineCounter,
+  duplicate: DuplicateMessage,
+): void {
+  if (isMap(node)) {
+    const seen = new Map<string, number>();
+    for (const pair of node.items) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+      const line = isScalar(pair.key) && pair.key.range ? lc.linePos(pair.key.range[0]).line : 0;
+      const first = seen.get(key);
+      if (first !== undefined) {
+        out.push({ path: [...path, key].join('.'), message: duplicate(path, key, line, first) });
+      } else seen.set(key, line);
+      findDuplicateKeys(pair.value, [...path, key], out, lc, duplicate);
+    }
+  } else if (isSeq(node)) {
+    node.items.forEach((item, i) => {
+      findDuplicateKeys(item, [...path, `[${i}]`], out, lc, duplicate);
+    });
+  }
 }
 
 /**
@@ -148,6 +192,25 @@ export function expandEnv(
     return out;
   }
   return value;
+}
+
+/**
+ * The step after reading: the top level must be a mapping (`topLevel` says of what), and
+ * ${VAR}s are expanded in every string value; every unset variable is named in one error.
+ */
+export function expandTopLevel(
+  raw: unknown,
+  source: string,
+  env: NodeJS.ProcessEnv,
+  topLevel = 'the top level must be a mapping of keys',
+): Record<string, unknown> {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw errors.config(source, [{ path: '', message: topLevel }]);
+  }
+  const problems: FieldProblem[] = [];
+  const expanded = expandEnv(raw, env, '', problems) as Record<string, unknown>;
+  if (problems.length > 0) throw errors.config(source, problems);
+  return expanded;
 }
 
 export function zodProblems(err: z.ZodError): FieldProblem[] {

@@ -45,3 +45,16 @@ export const portRange = z.string().transform((s, ctx) => {
 });
 
 export const tlsFiles = z.strictObject({ cert: z.string().min(1), key: z.string().min(1) });
+
+/** An http:// or https:// URL (an identity provider, an upstream). */
+export const httpUrl = z.string().refine(
+  (s) => {
+    try {
+      const u = new URL(s);
+      return u.protocol === 'http:' || u.protocol === 'https:';
+    } catch {
+      return false;
+    }
+  },
+  { message: 'must be an http:// or https:// URL' },
+);

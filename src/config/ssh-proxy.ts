@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { duration, listenAddr } from './schema-helpers.js';
+import { duration, httpUrl, listenAddr } from './schema-helpers.js';
 import { algorithmsSchema, COMPATIBLE_ALGORITHMS, DEFAULT_ALGORITHMS } from './ssh-algorithms.js';
 
 // The SSH front door's configuration. Owned by src/frontdoor/ssh-proxy; docs/ssh-proxy.md
@@ -78,18 +78,6 @@ const targetTable = keyed(
     .array(sshTargetSchema)
     .min(1)
     .max(SSH_MAX_INDEX + 1),
-);
-
-const httpUrl = z.string().refine(
-  (s) => {
-    try {
-      const u = new URL(s);
-      return u.protocol === 'http:' || u.protocol === 'https:';
-    } catch {
-      return false;
-    }
-  },
-  { message: 'must be an http:// or https:// URL' },
 );
 
 const accessCheckUrl = z.string().refine(

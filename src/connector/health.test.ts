@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { FakeClock } from '../../test/helpers/core.js';
+import { waitFor } from '../../test/helpers/util.js';
 import { connectConfigFromText, type RepositoryConfig } from '../config/connect.js';
 import { generateKeyPair } from '../core/ssh-keys.js';
 import { isTetherError } from '../errors/index.js';
@@ -121,7 +122,7 @@ describe('probe', () => {
   test('tcp: a listening port passes, a closed one fails', async () => {
     const srv = net.createServer((s) => s.end());
     const port = await listen(srv);
-    const hc = { kind: 'tcp' as const, path: null, interval: 1000, timeout: 500 };
+    const hc = { kind: 'tcp' as const, path: null, interval: 5000, timeout: 5000 };
     await probe(repo(port, hc, 'tcp'), hc, dialDestination);
     srv.close();
     await assert.rejects(probe(repo(port, hc, 'tcp'), hc, dialDestination), /connection refused/);
@@ -138,14 +139,16 @@ describe('probe', () => {
       res.end();
     });
     const port = await listen(srv);
-    const hc = { kind: 'http' as const, path: '/health', interval: 1000, timeout: 300 };
+    // A generous timeout: on a busy machine a healthy answer may take a while; only the hung
+    // case waits the whole of it.
+    const hc = { kind: 'http' as const, path: '/health', interval: 2000, timeout: 2000 };
     await probe(repo(port, hc), hc, dialDestination);
     status = 302;
     await probe(repo(port, hc), hc, dialDestination);
     status = 503;
     await assert.rejects(probe(repo(port, hc), hc, dialDestination), /HTTP 503 from \/health/);
     hang = true;
-    await assert.rejects(probe(repo(port, hc), hc, dialDestination), /no answer within 300 ms/);
+    await assert.rejects(probe(repo(port, hc), hc, dialDestination), /no answer within 2000 ms/);
     assert.deepEqual(seen, ['/health', '/health', '/health', '/health']);
     srv.closeAllConnections();
     srv.close();
@@ -217,7 +220,7 @@ test('the connector withdraws a repository whose health check fails and restores
   });
   const port = await listen(srv);
   const cfg = load(
-    `repositories:\n  g:\n    web: { uri: "http://127.0.0.1:${port}", health_check: { http: /health, interval: 1s, timeout: 500ms } }\n`,
+    `repositories:\n  g:\n    web: { uri: "http://127.0.0.1:${port}", health_check: { http: /health, interval: 10s, timeout: 10s } }\n`,
   );
   const clock = new FakeClock();
   const session = new FakeSession();
@@ -229,29 +232,38 @@ test('the connector withdraws a repository whose health check fails and restores
     openSession: async () => session as unknown as TunnelSession,
   });
   c.start();
-  const until = async (what: string, ok: () => boolean) => {
-    for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 5));
-    assert.ok(ok(), what);
-  };
-  await until('active', () => c.status().repositories[0]?.state === 'active');
-  status = 503;
-  clock.advance(1000);
-  await until('withdrawn', () => session.sent.some((m) => m.type === 'withdraw'));
-  const st = c.status().repositories[0]!;
-  assert.equal(st.state, 'unreachable');
-  assert.equal(st.reason, `health check failed: 127.0.0.1:${port}: HTTP 503 from /health`);
-  assert.deepEqual(
-    session.sent.find((m) => m.type === 'withdraw'),
-    {
-      type: 'withdraw',
-      label: 'g/web',
-      reason: st.reason,
-    },
-  );
-  status = 200;
-  clock.advance(1000);
-  await until('restored', () => session.sent.some((m) => m.type === 'restore'));
-  assert.equal(c.status().repositories[0]!.state, 'active');
-  await c.stop();
-  srv.close();
+  const until = (what: string, ok: () => boolean) => waitFor(ok, { what, timeout: 30_000, interval: 5 });
+  // The next check is armed only when the one in flight has answered (which takes real time on a
+  // busy machine): move the fake clock on until the expected message is out, not once.
+  const advanceUntil = (what: string, ok: () => boolean) =>
+    waitFor(
+      () => {
+        if (ok()) return true;
+        clock.advance(10_000);
+        return false;
+      },
+      { what, timeout: 30_000, interval: 20 },
+    );
+  try {
+    await until('active', () => c.status().repositories[0]?.state === 'active');
+    status = 503;
+    await advanceUntil('withdrawn', () => session.sent.some((m) => m.type === 'withdraw'));
+    const st = c.status().repositories[0]!;
+    assert.equal(st.state, 'unreachable');
+    assert.equal(st.reason, `health check failed: 127.0.0.1:${port}: HTTP 503 from /health`);
+    assert.deepEqual(
+      session.sent.find((m) => m.type === 'withdraw'),
+      {
+        type: 'withdraw',
+        label: 'g/web',
+        reason: st.reason,
+      },
+    );
+    status = 200;
+    await advanceUntil('restored', () => session.sent.some((m) => m.type === 'restore'));
+    assert.equal(c.status().repositories[0]!.state, 'active');
+  } finally {
+    await c.stop();
+    srv.close();
+  }
 });

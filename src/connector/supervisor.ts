@@ -2,28 +2,28 @@
  * The connector's supervisor: keeps one SSH session to the gateway, asks for one forward per
  * repository, dials each incoming connection to the destination ITS OWN config names for
  * that label, reconnects with backoff after any drop, and applies config reloads without
- * dropping the connections of repositories that did not change.
+ * dropping the connections of repositories that did not change. Per-repository state lives in
+ * ./repository.ts, destination probing in ./reachability.ts, the session's options and host
+ * key check in ./gateway-session.ts, what a reload changes in ./reload-plan.ts.
  */
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
-import { join } from 'node:path';
-import { type ConnectConfig, gatewayText, type RepositoryConfig } from '../config/connect.js';
+import { type ConnectConfig, gatewayText } from '../config/connect.js';
 import { destinationOf } from '../config/uri.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import { TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import { Backoff } from '../tunnel/backoff.js';
 import { type IncomingConnection, type TunnelClientOptions, TunnelSession } from '../tunnel/client.js';
-import type { RepoMetaMessage } from '../tunnel/control-protocol.js';
 import { type GatewayTransport, gatewayTransport } from '../tunnel/transports/client.js';
+import { gatewaySessionOptions } from './gateway-session.js';
 import { HealthChecks } from './health.js';
 import { type LoadedKey, readPrivateKey } from './key-file.js';
-import { checkHostKey } from './known-hosts.js';
-import { dialDestination, relayChannel } from './relay.js';
-import type { ConnectorStatus, RepoState, RepoStatus } from './status.js';
-
-/** The transport (TCP to the proxy, TLS, WebSocket upgrade) must be up within this time. */
-const TRANSPORT_TIMEOUT_MS = 15_000;
+import { Reachability } from './reachability.js';
+import { dialDestination } from './relay.js';
+import { needsReconnect, type ReloadResult, removedLabels } from './reload-plan.js';
+import { carry, metaOf, newRepo, type Repo, repoStatus, sameTarget } from './repository.js';
+import type { ConnectorStatus, RepoStatus } from './status.js';
 
 export interface ConnectorDeps {
   config: ConnectConfig;
@@ -40,71 +40,13 @@ export interface ConnectorDeps {
   probeInterval?: number;
 }
 
-interface Repo {
-  cfg: RepositoryConfig;
-  state: RepoState;
-  reason: string | null;
-  leasePort: number | null;
-  /** The session the current lease belongs to. */
-  leasedOn: TunnelSession | undefined;
-  /** Bumped whenever a forward request is superseded. */
-  gen: number;
-  connections: number;
-  totalConnections: number;
-  bytesIn: number;
-  bytesOut: number;
-  /** Connections from the gateway the destination did not accept. */
-  dialFailures: number;
-  /** We told the gateway this destination is down. */
-  withdrawn: boolean;
-  probe: unknown;
-  live: Set<{ close(): void }>;
-}
-
-export interface ReloadResult {
-  added: string[];
-  removed: string[];
-  changed: string[];
-  reconnect: boolean;
-  /** Changes that wait for a restart (e.g. metrics_listen), as messages for the user. */
-  warnings?: string[];
-}
+export type { ReloadResult } from './reload-plan.js';
 
 interface ConnectorEvents {
   /** The connector cannot go on (host key mismatch): `run` exits non-zero. */
   fatal: [err: TetherError];
   connected: [];
   disconnected: [err: Error | undefined];
-}
-
-/** Ends a probe connection with a FIN, not a reset, so the service does not log an error. */
-function closeGently(sock: Socket): void {
-  sock.on('error', () => {});
-  sock.resume();
-  sock.end();
-  setTimeout(() => sock.destroy(), 2000).unref();
-}
-
-function metaOf(r: RepositoryConfig): RepoMetaMessage {
-  return {
-    type: 'repo',
-    label: r.label,
-    service: r.service,
-    scheme: r.scheme,
-    host: r.host,
-    port: r.port,
-    path: r.path,
-  };
-}
-
-function sameTarget(a: RepositoryConfig, b: RepositoryConfig): boolean {
-  return (
-    a.service === b.service &&
-    a.scheme === b.scheme &&
-    a.host === b.host &&
-    a.port === b.port &&
-    a.path === b.path
-  );
 }
 
 export class Connector extends EventEmitter<ConnectorEvents> {
@@ -127,6 +69,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
   private readonly dial: (host: string, port: number, timeoutMs: number) => Promise<Socket>;
   private readonly probeInterval: number;
   private readonly health: HealthChecks;
+  private readonly reach: Reachability;
 
   constructor(private readonly deps: ConnectorDeps) {
     super();
@@ -143,11 +86,22 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       clock: this.clock,
       random: deps.random,
     });
-    for (const r of this.cfg.repositories) this.repos.set(r.label, this.newRepo(r));
+    for (const r of this.cfg.repositories) this.repos.set(r.label, newRepo(r));
     this.health = new HealthChecks({
       clock: this.clock,
       dial: this.dial,
       onResult: (label, ok, reason) => this.onHealth(label, ok, reason),
+    });
+    this.reach = new Reachability({
+      clock: this.clock,
+      log: this.log,
+      health: this.health,
+      dial: this.dial,
+      probeInterval: this.probeInterval,
+      dialTimeout: () => this.cfg.dialTimeout,
+      session: () => this.session,
+      current: (r) => this.repos.get(r.cfg.label) === r,
+      stopped: () => this.stopped,
     });
   }
 
@@ -155,31 +109,12 @@ export class Connector extends EventEmitter<ConnectorEvents> {
   private onHealth(label: string, ok: boolean, reason: string | null): void {
     const r = this.repos.get(label);
     if (!r || this.stopped) return;
-    if (ok && r.state === 'unreachable') this.markReachable(r);
-    else if (!ok) this.markUnreachable(r, `health check failed: ${destinationOf(r.cfg)}: ${reason}`);
+    if (ok && r.state === 'unreachable') this.reach.markReachable(r);
+    else if (!ok) this.reach.markUnreachable(r, `health check failed: ${destinationOf(r.cfg)}: ${reason}`);
   }
 
   get config(): ConnectConfig {
     return this.cfg;
-  }
-
-  private newRepo(cfg: RepositoryConfig): Repo {
-    return {
-      cfg,
-      state: 'pending',
-      reason: null,
-      leasePort: null,
-      leasedOn: undefined,
-      gen: 0,
-      connections: 0,
-      totalConnections: 0,
-      bytesIn: 0,
-      bytesOut: 0,
-      dialFailures: 0,
-      withdrawn: false,
-      probe: undefined,
-      live: new Set(),
-    };
   }
 
   /** Reads the key (errors here are the user's to fix: thrown) and starts connecting. */
@@ -217,7 +152,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     this.state = 'stopped';
     this.backoff.cancel();
     this.health.stop();
-    for (const r of this.repos.values()) this.stopProbe(r);
+    for (const r of this.repos.values()) this.reach.stopProbe(r);
     const s = this.session;
     this.session = undefined;
     s?.close();
@@ -233,47 +168,18 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     const transport = this.transport;
     let session: TunnelSession;
     try {
-      session = await this.openSession({
-        host: cfg.gateway.host,
-        port: cfg.gateway.port,
-        gatewayLabel: gw,
-        dial: transport.dial ? () => transport.dial!(TRANSPORT_TIMEOUT_MS) : undefined,
-        username: cfg.tenant!,
-        privateKey: key.privateKey,
-        keyFingerprint: key.fingerprint,
-        agent: this.deps.agent,
-        keepaliveInterval: cfg.keepaliveInterval,
-        keepaliveCountMax: cfg.keepaliveCountMax,
-        maxWindow: cfg.maxWindow,
-        logger: this.log,
-        verifyHostKey: (blob) => {
-          const v = checkHostKey(
-            {
-              host: cfg.gateway.host,
-              port: cfg.gateway.port,
-              pinned: cfg.gatewayFingerprint,
-              pinnedSource: cfg.file,
-              knownHostsFile: join(cfg.stateDir, 'known_hosts'),
-            },
-            blob,
-          );
-          this.fingerprint = v.fingerprint;
-          if (v.ok && v.learned) {
-            this.log.warn(
-              {
-                event: 'connector.host_key_learned',
-                gateway: gw,
-                fingerprint: v.fingerprint,
-                knownHosts: join(cfg.stateDir, 'known_hosts'),
-              },
-              `trusting the gateway's host key on first use: ${v.fingerprint} (pin it with gateway_fingerprint)`,
-            );
-          }
-          return v.ok
-            ? { ok: true, fingerprint: v.fingerprint }
-            : { ok: false, fingerprint: v.fingerprint, error: v.error };
-        },
-      });
+      session = await this.openSession(
+        gatewaySessionOptions({
+          cfg,
+          key,
+          transport,
+          agent: this.deps.agent,
+          log: this.log,
+          onFingerprint: (fingerprint) => {
+            this.fingerprint = fingerprint;
+          },
+        }),
+      );
     } catch (e) {
       this.connecting = false;
       const err =
@@ -435,114 +341,16 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     const target = r.cfg;
     const dest = destinationOf(target);
     this.dial(target.host, target.port, this.cfg.dialTimeout).then(
-      (sock) => {
-        let channel: ReturnType<IncomingConnection['accept']>;
-        try {
-          channel = c.accept();
-        } catch {
-          sock.destroy();
-          return;
-        }
-        if (r.state === 'unreachable') this.markReachable(r);
-        r.connections++;
-        r.totalConnections++;
-        const handle = {
-          close: () => {
-            sock.destroy();
-            channel.destroy();
-          },
-        };
-        r.live.add(handle);
-        this.log.debug(
-          {
-            event: 'connector.connection',
-            label: c.label,
-            destination: dest,
-            from: `${c.info.srcIP}:${c.info.srcPort}`,
-          },
-          'connection',
-        );
-        relayChannel(channel, sock, {
-          onBytes: (toDest, fromDest) => {
-            r.bytesIn += toDest;
-            r.bytesOut += fromDest;
-          },
-          done: (t) => {
-            r.connections--;
-            r.live.delete(handle);
-            this.log.debug(
-              {
-                event: 'connector.connection_closed',
-                label: c.label,
-                bytesIn: t.toDestination,
-                bytesOut: t.fromDestination,
-                error: t.error?.message,
-              },
-              'connection closed',
-            );
-          },
-        });
-      },
+      (sock) =>
+        carry(r, c, sock, dest, this.log, () => {
+          if (r.state === 'unreachable') this.reach.markReachable(r);
+        }),
       (e: Error) => {
         c.reject();
         r.dialFailures++;
-        this.markUnreachable(r, `destination unreachable: ${dest}: ${e.message}`);
+        this.reach.markUnreachable(r, `destination unreachable: ${dest}: ${e.message}`);
       },
     );
-  }
-
-  private markUnreachable(r: Repo, reason: string): void {
-    const first = r.state !== 'unreachable';
-    r.state = 'unreachable';
-    r.reason = reason;
-    if (first)
-      this.log.warn(
-        { event: 'connector.destination_unreachable', label: r.cfg.label, destination: destinationOf(r.cfg) },
-        `${r.cfg.label}: ${reason}`,
-      );
-    if (!r.withdrawn) {
-      r.withdrawn = true;
-      this.session?.send({ type: 'withdraw', label: r.cfg.label, reason });
-    }
-    if (r.probe === undefined) this.scheduleProbe(r);
-  }
-
-  private markReachable(r: Repo): void {
-    this.stopProbe(r);
-    r.state = r.leasedOn && r.leasedOn === this.session ? 'active' : 'pending';
-    r.reason = null;
-    if (r.withdrawn) {
-      r.withdrawn = false;
-      this.session?.send({ type: 'restore', label: r.cfg.label });
-    }
-    this.log.info(
-      { event: 'connector.destination_reachable', label: r.cfg.label, destination: destinationOf(r.cfg) },
-      `${r.cfg.label}: destination reachable again`,
-    );
-  }
-
-  private scheduleProbe(r: Repo): void {
-    if (this.health.has(r.cfg.label)) return; // its health check decides when it is back
-    r.probe = this.clock.setTimeout(() => {
-      r.probe = undefined;
-      if (this.stopped || this.repos.get(r.cfg.label) !== r || r.state !== 'unreachable') return;
-      this.dial(r.cfg.host, r.cfg.port, this.cfg.dialTimeout).then(
-        (sock) => {
-          closeGently(sock);
-          if (this.repos.get(r.cfg.label) === r && r.state === 'unreachable') this.markReachable(r);
-        },
-        (e: Error) => {
-          if (this.repos.get(r.cfg.label) !== r || r.state !== 'unreachable') return;
-          r.reason = `destination unreachable: ${destinationOf(r.cfg)}: ${e.message}`;
-          this.scheduleProbe(r);
-        },
-      );
-    }, this.probeInterval);
-  }
-
-  private stopProbe(r: Repo): void {
-    if (r.probe !== undefined) this.clock.clearTimeout(r.probe);
-    r.probe = undefined;
   }
 
   /** Re-reads connect.yaml and applies it. A broken file changes nothing and throws. */
@@ -559,22 +367,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
    */
   apply(next: ConnectConfig): ReloadResult {
     const prev = this.cfg;
-    const reconnect =
-      gatewayText(prev.gateway, prev.transport) !== gatewayText(next.gateway, next.transport) ||
-      JSON.stringify(prev.transport) !== JSON.stringify(next.transport) ||
-      prev.tenant !== next.tenant ||
-      prev.sshKey !== next.sshKey ||
-      prev.gatewayFingerprint !== next.gatewayFingerprint ||
-      prev.keepaliveInterval !== next.keepaliveInterval ||
-      prev.keepaliveCountMax !== next.keepaliveCountMax ||
-      prev.maxWindow !== next.maxWindow;
-    if (prev.stateDir !== next.stateDir) {
-      throw new TetherError(
-        'RELOAD_STATE_DIR',
-        `${next.file}: state_dir cannot change while the connector runs (stop it, then start it again)`,
-        { status: 400 },
-      );
-    }
+    const reconnect = needsReconnect(prev, next);
     let newKey: LoadedKey | undefined;
     let newTransport: GatewayTransport | undefined;
     if (reconnect) {
@@ -589,12 +382,11 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     }
 
     const result: ReloadResult = { added: [], removed: [], changed: [], reconnect };
-    const nextByLabel = new Map(next.repositories.map((r) => [r.label, r]));
-    for (const [label, r] of [...this.repos]) {
-      if (nextByLabel.has(label)) continue;
+    for (const label of removedLabels(this.repos.keys(), next.repositories)) {
+      const r = this.repos.get(label)!;
       this.repos.delete(label);
       r.gen++;
-      this.stopProbe(r);
+      this.reach.stopProbe(r);
       this.health.remove(label);
       result.removed.push(label);
       if (this.session && r.leasePort !== null && r.leasedOn === this.session) {
@@ -613,7 +405,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     for (const rc of next.repositories) {
       const r = this.repos.get(rc.label);
       if (!r) {
-        const fresh = this.newRepo(rc);
+        const fresh = newRepo(rc);
         this.repos.set(rc.label, fresh);
         result.added.push(rc.label);
         if (!reconnect) this.requestForward(fresh);
@@ -622,7 +414,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       if (!sameTarget(r.cfg, rc)) {
         result.changed.push(rc.label);
         r.cfg = rc;
-        this.stopProbe(r);
+        this.reach.stopProbe(r);
         if (r.state === 'unreachable') {
           r.state = r.leasedOn === this.session && r.leasePort !== null ? 'active' : 'pending';
           r.reason = null;
@@ -680,20 +472,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
   }
 
   status(): ConnectorStatus {
-    const repositories: RepoStatus[] = [...this.repos.values()].map((r) => ({
-      label: r.cfg.label,
-      service: r.cfg.service,
-      uri: r.cfg.uri,
-      destination: destinationOf(r.cfg),
-      leasePort: r.leasePort,
-      state: r.state,
-      reason: r.reason,
-      connections: r.connections,
-      totalConnections: r.totalConnections,
-      bytesIn: r.bytesIn,
-      bytesOut: r.bytesOut,
-      dialFailures: r.dialFailures,
-    }));
+    const repositories: RepoStatus[] = [...this.repos.values()].map(repoStatus);
     const next = this.backoff.nextAt;
     return {
       pid: process.pid,

@@ -65,6 +65,22 @@ export interface RemoteForward {
 
 const key = (tenant: string, label: string) => `${tenant}\0${label}`;
 
+/** A forward with no endpoint and no traffic yet. */
+function newForward(tenant: string, label: string, port: number, meta: RepoMeta | null): LiveForward {
+  return {
+    tenant,
+    label,
+    port,
+    meta,
+    endpoints: [],
+    connections: 0,
+    totalConnections: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    rr: 0,
+  };
+}
+
 /**
  * Live state of one gateway: sessions, forwards and their connections. In memory; in a
  * cluster each member keeps its own and the store holds the directory.
@@ -178,18 +194,7 @@ export class ForwardRegistry extends EventEmitter {
     let f = this.forwards.get(k);
     const first = f === undefined;
     if (!f) {
-      f = {
-        tenant,
-        label,
-        port,
-        meta,
-        endpoints: [],
-        connections: 0,
-        totalConnections: 0,
-        bytesIn: 0,
-        bytesOut: 0,
-        rr: 0,
-      };
+      f = newForward(tenant, label, port, meta);
       this.forwards.set(k, f);
       this.byPortMap.set(port, f);
     } else if (meta) {
@@ -349,18 +354,7 @@ export class ForwardRegistry extends EventEmitter {
         },
       );
     }
-    const f: LiveForward = {
-      tenant,
-      label,
-      port: r.port,
-      meta: null,
-      endpoints: [],
-      connections: 0,
-      totalConnections: 0,
-      bytesIn: 0,
-      bytesOut: 0,
-      rr: 0,
-    };
+    const f = newForward(tenant, label, r.port, null);
     const endpoint: ForwardEndpoint = {
       session: {
         id: `remote:${r.node}`,

@@ -86,6 +86,7 @@ export function withFrontDoors(gw: Gateway): Gateway {
               store: c.store,
               registry: c.registry,
               groupKeys: c.groupKeys,
+              broker: c.broker,
             });
         },
       ),
@@ -104,6 +105,7 @@ export function withFrontDoors(gw: Gateway): Gateway {
               groupKeys: c.groupKeys,
               events: c.events,
               metrics: c.metrics,
+              broker: c.broker,
             });
         },
       ),
@@ -123,6 +125,7 @@ export function withFrontDoors(gw: Gateway): Gateway {
               groupKeys: c.groupKeys,
               store: c.store,
               metrics: c.metrics,
+              broker: c.broker,
             });
         },
       ),

@@ -8,6 +8,7 @@ import type { GatewayConfig } from '../config/gateway.js';
 import { ForwardAuthorizer, rangeText } from '../core/authorization.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import type { Component } from '../core/component.js';
+import { CONNECTION_AUDIT_DEFAULTS, ConnectionAudit } from '../core/connection-audit.js';
 import { TenantEvents } from '../core/events.js';
 import { ForwardRegistry } from '../core/forward-registry.js';
 import { GroupKeyService } from '../core/group-keys.js';
@@ -21,6 +22,7 @@ import { LeaseListeners } from '../frontdoor/raw-port/index.js';
 import type { Logger } from '../log/index.js';
 import { openStore } from '../store/index.js';
 import type { Store } from '../store/types.js';
+import { ConnectionBroker } from '../tunnel/broker.js';
 import { TunnelServer } from '../tunnel/server.js';
 import { loadAdminToken, loadHostKey, sharedIdentity } from './identity.js';
 
@@ -61,6 +63,10 @@ export interface GatewayContext {
   /** Lease allocation, bounds and expiry; its claims feed the cluster directory. */
   leases: LeaseService;
   listeners: LeaseListeners;
+  /** Owns every forwarded connection from accept to close (limits, bytes, lifecycle log, metrics). */
+  broker: ConnectionBroker;
+  /** One audit record per forwarded connection, written to the store in batches. */
+  connectionAudit: ConnectionAudit;
   tunnel: TunnelServer;
   metrics: GatewayMetrics;
   nodeId: string | null;
@@ -90,6 +96,7 @@ export class Gateway {
   private readonly components: Component[] = [];
   private expiryTimer?: NodeJS.Timeout;
   private limits?: TrafficLimits;
+  private connectionAudit?: ConnectionAudit;
   private stopping?: Promise<void>;
 
   constructor(
@@ -127,7 +134,15 @@ export class Gateway {
       await limits.start();
       this.limits = limits;
       registry.limits = limits;
-      const listeners = new LeaseListeners(config.forwards.bind, registry, log);
+      const metrics = new GatewayMetrics(store, registry, { log });
+      const connectionAudit = new ConnectionAudit(store, clock, log, new RefusalLog(log, clock), {
+        ...CONNECTION_AUDIT_DEFAULTS,
+        retention: config.audit.retention,
+      });
+      connectionAudit.start();
+      this.connectionAudit = connectionAudit;
+      const broker = new ConnectionBroker({ registry, clock, log, metrics, records: connectionAudit });
+      const listeners = new LeaseListeners(config.forwards.bind, registry, log, broker);
       const cluster = config.cluster
         ? { nodeId: config.cluster.node_id, deadAfter: config.cluster.dead_after }
         : undefined;
@@ -150,7 +165,6 @@ export class Gateway {
         leases,
         cluster,
       });
-      const metrics = new GatewayMetrics(store, registry, { log });
       const authThrottle = new FailureThrottle(clock, {
         maxFailures: config.tunnel.login_throttle.max_failures,
         windowMs: config.tunnel.login_throttle.window,
@@ -202,6 +216,8 @@ export class Gateway {
         limits,
         leases,
         listeners,
+        broker,
+        connectionAudit,
         tunnel,
         metrics,
         nodeId,
@@ -311,6 +327,7 @@ export class Gateway {
     for (const c of [...this.components].reverse()) await c.stop().catch(() => {});
     if (!ctx) {
       await this.limits?.stop().catch(() => {});
+      await this.connectionAudit?.stop().catch(() => {});
       return;
     }
     await ctx.tunnel.close();
@@ -324,6 +341,9 @@ export class Gateway {
     await this.limits
       ?.stop()
       .catch((err: unknown) => ctx.log.warn({ err }, 'could not write traffic counters'));
+    await this.connectionAudit
+      ?.stop()
+      .catch((err: unknown) => ctx.log.warn({ err }, 'could not write connection audit records'));
     await this.admin?.close();
     await ctx.store.close();
   }

@@ -1,6 +1,8 @@
 import { type Kysely, sql } from 'kysely';
+import { addConnectionRecords, listConnectionRecords, pruneConnectionRecords } from './kysely-audit.js';
 import { expireLeases, leasePort, publishNodeForwards } from './kysely-leases.js';
 import type {
+  ConnectionRecordRow,
   DirectoryRow,
   EnrollmentRow,
   GroupKeyRow,
@@ -27,6 +29,7 @@ export interface Database {
   forwards: DirectoryRow;
   tenant_limits: LimitsRow;
   traffic: TrafficRow;
+  connection_audit: ConnectionRecordRow;
 }
 
 /** PostgreSQL answers bigint and sums as strings; SQLite as numbers. */
@@ -451,6 +454,22 @@ export class KyselyStore implements Store {
   async pruneTraffic(beforeDay: string): Promise<number> {
     const r = await this.db.deleteFrom('traffic').where('day', '<', beforeDay).executeTakeFirst();
     return Number(r.numDeletedRows);
+  }
+
+  addConnectionRecords(rows: ConnectionRecordRow[]): Promise<void> {
+    return addConnectionRecords(this.db, rows);
+  }
+
+  listConnectionRecords(q: {
+    tenantId: string;
+    since?: string;
+    limit: number;
+  }): Promise<ConnectionRecordRow[]> {
+    return listConnectionRecords(this.db, q);
+  }
+
+  pruneConnectionRecords(before: string): Promise<number> {
+    return pruneConnectionRecords(this.db, before);
   }
 
   async integrityCheck(): Promise<string> {

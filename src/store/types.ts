@@ -118,6 +118,25 @@ export interface LeaseRange {
   high: number;
 }
 
+/** One forwarded connection's audit record (table connection_audit). */
+export interface ConnectionRecordRow {
+  tenant_id: string;
+  label: string;
+  front_door: string;
+  source: string;
+  identity: string | null;
+  connector: string | null;
+  bytes_in: number;
+  bytes_out: number;
+  /** ISO times. */
+  opened_at: string;
+  ended_at: string;
+  duration_ms: number;
+  /** closed | error | refused */
+  outcome: string;
+  reason: string | null;
+}
+
 export interface Store {
   readonly kind: 'sqlite' | 'postgres';
   close(): Promise<void>;
@@ -213,6 +232,17 @@ export interface Store {
   trafficSince(sinceDay: string, tenantId?: string): Promise<TrafficTotal[]>;
   /** Deletes counters of the days before `beforeDay`; returns how many rows went. */
   pruneTraffic(beforeDay: string): Promise<number>;
+
+  /** Appends connection audit records (one statement per batch). */
+  addConnectionRecords(rows: ConnectionRecordRow[]): Promise<void>;
+  /** A tenant's records, newest first, ended at or after `since` (ISO) when given. */
+  listConnectionRecords(q: {
+    tenantId: string;
+    since?: string;
+    limit: number;
+  }): Promise<ConnectionRecordRow[]>;
+  /** Deletes records that ended before `before` (ISO); returns how many went. */
+  pruneConnectionRecords(before: string): Promise<number>;
 
   /** Integrity check of the underlying database ("ok" when sound). */
   integrityCheck(): Promise<string>;

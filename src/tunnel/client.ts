@@ -9,12 +9,13 @@
  */
 
 import { EventEmitter } from 'node:events';
-import { connect as netConnect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
 import ssh2, { type ClientChannel, type TcpConnectionDetails } from 'ssh2';
 import { TetherError, toErrorCode } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
+import { describeFailure, tcpDial } from './client-dial.js';
 import {
   CONTROL_SUBSYSTEM,
   CONTROL_VERSION,
@@ -24,7 +25,6 @@ import {
   type GatewayMessage,
   JsonLineDecoder,
 } from './control-protocol.js';
-import { coalesceWrites } from './pipe.js';
 import { sshClientConfig } from './ssh-client.js';
 import { channelWindowOptions, DEFAULT_MAX_WINDOW } from './windows.js';
 
@@ -82,69 +82,6 @@ interface SessionEvents {
 }
 
 /** A user-facing error for a session that could not be set up. */
-function describeFailure(
-  opts: TunnelClientOptions,
-  err: Error & { level?: string; code?: unknown },
-): TetherError {
-  const addr = opts.gatewayLabel ?? `${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`;
-  if (err instanceof TetherError) return err;
-  if (err.level === 'client-authentication' || /authentication methods failed/i.test(err.message)) {
-    return new TetherError(
-      'GATEWAY_AUTH_FAILED',
-      `the gateway at ${addr} refused the key${opts.keyFingerprint ? ` ${opts.keyFingerprint}` : ''} for tenant "${opts.username}" ` +
-        '(is the key registered with that tenant? "tether connector register --token T" enrolls it)',
-      { status: 401, retryable: true, cause: err },
-    );
-  }
-  if (err.level === 'client-timeout') {
-    return new TetherError(
-      'GATEWAY_UNREACHABLE',
-      `the gateway at ${addr} did not answer in time (${err.message})`,
-      {
-        status: 503,
-        retryable: true,
-        cause: err,
-      },
-    );
-  }
-  if (typeof err.code === 'string' || err.level === 'client-socket') {
-    return new TetherError('GATEWAY_UNREACHABLE', `cannot reach the gateway at ${addr}: ${err.message}`, {
-      status: 503,
-      retryable: true,
-      cause: err,
-    });
-  }
-  return new TetherError(
-    'GATEWAY_SESSION_FAILED',
-    `session with the gateway at ${addr} failed: ${err.message}`,
-    {
-      status: 503,
-      retryable: true,
-      cause: err,
-    },
-  );
-}
-
-function tcpDial(host: string, port: number, timeoutMs: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const sock = netConnect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 30_000 });
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(Object.assign(new Error(`connect timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
-    }, timeoutMs);
-    sock.once('connect', () => {
-      clearTimeout(timer);
-      sock.removeAllListeners('error');
-      coalesceWrites(sock);
-      resolve(sock);
-    });
-    sock.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-  });
-}
-
 /** One live SSH session with the gateway. Build it with `TunnelSession.open`. */
 export class TunnelSession extends EventEmitter<SessionEvents> {
   welcome: WelcomeMessage | undefined;

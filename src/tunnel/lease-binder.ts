@@ -1,3 +1,6 @@
+import type net from 'node:net';
+import type { Origin } from './broker.js';
+
 /**
  * The lease-binding port: how the tunnel (and cluster relaying) makes a lease's port reachable
  * and stops it again. The tunnel declares it; the raw-port front door implements it (one TCP
@@ -10,4 +13,10 @@ export interface LeaseBinder {
   open(port: number): Promise<void>;
   /** Unbinds the port, unless a local or remote forward still uses it. */
   close(port: number): void;
+  /**
+   * Set by a cluster member: for a connection relayed by another member, the caller's address
+   * the relay names; `undefined` when the connection is not from a member. Rejects when a
+   * member's relay header is refused (the connection is closed).
+   */
+  relayOrigin?: (socket: net.Socket, port: number) => Promise<Origin | undefined> | undefined;
 }

@@ -3,9 +3,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import ssh2, { type Client } from 'ssh2';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { startClusterMembers } from '../helpers/cluster.js';
+import type { TestGateway } from '../helpers/gateway.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
-import { freePortRange, waitFor } from '../helpers/util.js';
+import { waitFor } from '../helpers/util.js';
 
 function login(host: string, port: number, username: string, keyFile: string): Promise<Client> {
   return new Promise((resolve, reject) => {
@@ -39,20 +40,15 @@ describe('cluster: quotas and lease bounds hold across members', () => {
   before(async () => {
     pg = await startPostgres();
     const url = await pg.newDatabase();
-    const range = await freePortRange(30);
-    for (const [i, ip] of ips.entries()) {
-      members.push(
-        await startGateway({
-          config: {
-            store: url,
-            tunnel: { listen: `${ip}:0` },
-            admin: { listen: `${ip}:0` },
-            forwards: { bind: ip, ports: `${range.low}-${range.high}`, lease_margin: MARGIN },
-            cluster: { node_id: `gw${i + 1}`, advertise: ip, heartbeat: '250ms', dead_after: '3s' },
-          },
-        }),
-      );
-    }
+    members.push(
+      ...(await startClusterMembers({
+        store: url,
+        ips,
+        ports: 30,
+        forwards: { lease_margin: MARGIN },
+        cluster: { dead_after: '3s' },
+      })),
+    );
     const add = await members[0]!.tether(['tenants', 'add', 'acme', '--ports', String(QUOTA)]);
     assert.equal(add.code, 0, add.stderr);
     keyFile = join(members[0]!.dir, 'acme.key');

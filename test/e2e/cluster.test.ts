@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { startClusterMembers } from '../helpers/cluster.js';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import type { TestGateway } from '../helpers/gateway.js';
 import { startHaproxy, type TestHaproxy } from '../helpers/haproxy.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { startHttpServer, type TestServer } from '../helpers/servers.js';
-import { freePortRange, waitFor } from '../helpers/util.js';
+import { waitFor } from '../helpers/util.js';
 
 interface TenantJson {
   forwards: Array<{ label: string; port: number; state: string; node: string | null }>;
@@ -30,20 +31,7 @@ describe('cluster: three gateways, PostgreSQL, haproxy in front', () => {
   before(async () => {
     pg = await startPostgres();
     url = await pg.newDatabase();
-    const range = await freePortRange(10);
-    for (const [i, ip] of ips.entries()) {
-      members.push(
-        await startGateway({
-          config: {
-            store: url,
-            tunnel: { listen: `${ip}:0` },
-            admin: { listen: `${ip}:0` },
-            forwards: { bind: ip, ports: `${range.low}-${range.high}` },
-            cluster: { node_id: `gw${i + 1}`, advertise: ip, heartbeat: '250ms', dead_after: '1500ms' },
-          },
-        }),
-      );
-    }
+    members.push(...(await startClusterMembers({ store: url, ips, ports: 10 })));
     lb = await startHaproxy(members.map((m, i) => ({ name: `gw${i + 1}`, host: ips[i]!, port: m.sshPort })));
     web = await startHttpServer('inside');
   });

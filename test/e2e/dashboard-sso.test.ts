@@ -204,7 +204,9 @@ describe('dashboard single sign-on (OpenID Connect) in Chromium', () => {
     await waitText(page.locator('.who'), /victor@example\.com viewer \(read only\)/, 'role shown');
     assert.equal(await page.getByRole('button', { name: 'Add tenant' }).count(), 0);
     assert.equal(await page.locator('tether-add-tenant').count(), 0);
-    assert.equal(await card.getByRole('button').count(), 0, 'no buttons on a tenant card');
+    for (const name of ['Change quota', 'Change limits', 'Remove'])
+      assert.equal(await card.getByRole('button', { name }).count(), 0, `no ${name} button`);
+    assert.deepEqual(await card.getByRole('button').allTextContents(), ['Connections'], 'reading stays');
     assert.equal(await page.getByRole('button', { name: 'Sign out' }).count(), 1, 'a viewer can sign out');
 
     // The API refuses a change even when sent as the page would, with the CSRF token.

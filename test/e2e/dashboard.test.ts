@@ -161,6 +161,23 @@ describe('web dashboard in a real browser (Chromium)', () => {
       'activity feed',
     );
 
+    // Connections: the tenant's connection records (written in batches), newest first.
+    await card.getByRole('button', { name: 'Connections' }).click();
+    const records = card.getByRole('region', { name: 'Connection records' });
+    await waitFor(
+      async () => {
+        if ((await records.locator('tr[data-outcome="closed"]').count()) > 0) return true;
+        await records.getByRole('button', { name: 'Refresh' }).click();
+        return false;
+      },
+      { what: 'connection records in the panel', timeout: 20_000, interval: 300 },
+    );
+    const first = records.locator('tr[data-outcome="closed"]').first();
+    assert.match((await first.textContent()) ?? '', /raw port\s*grp\/web\s*127\.0\.0\.1:\d+/);
+    assert.match((await first.locator('[data-field="source"]').textContent()) ?? '', /^127\.0\.0\.1:\d+$/);
+    await card.getByRole('button', { name: 'Connections' }).click();
+    assert.equal(await records.count(), 0, 'the panel closes');
+
     // Change the quota: a bad value gets the gateway's message, a good one is applied.
     await card.getByRole('button', { name: 'Change quota' }).click();
     const quota = card.getByLabel('Forwards at once');

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -8,33 +7,8 @@ import ssh2 from 'ssh2';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startHttpServer, type TestServer } from '../helpers/servers.js';
+import { tryLogin } from '../helpers/ssh-login.js';
 import { run, waitFor } from '../helpers/util.js';
-
-/** Logs in with ssh2 from a chosen local address; resolves "ok" or the error the client saw. */
-function tryLogin(
-  sshPort: number,
-  o: { user: string; key?: string; password?: string; from?: string },
-): Promise<string> {
-  return new Promise((resolve) => {
-    const c = new ssh2.Client();
-    c.once('ready', () => {
-      c.end();
-      resolve('ok');
-    });
-    // `on`, not `once`: a refused connection can report two errors (a reset, then "lost before
-    // handshake"); the first one is the answer, a second must not become an uncaught exception
-    c.on('error', (e) => resolve(e.message));
-    c.connect({
-      host: '127.0.0.1',
-      port: sshPort,
-      localAddress: o.from ?? '127.0.0.1',
-      username: o.user,
-      ...(o.key ? { privateKey: readFileSync(o.key) } : {}),
-      ...(o.password ? { password: o.password } : {}),
-      readyTimeout: 20_000,
-    });
-  });
-}
 
 /** A TCP connection that says nothing; resolves with how long the gateway took to close it. */
 function silentFor(

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import { openControlSession } from '../helpers/control-session.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { key, scrape } from '../helpers/prometheus.js';
+import { tryLogin } from '../helpers/ssh-login.js';
 import { proxyPort } from '../helpers/sshd.js';
 import { waitFor } from '../helpers/util.js';
 
@@ -49,33 +49,6 @@ function flood(port: number, from: string, n: number, identOnly: boolean) {
       for (const s of open) s.destroy();
     },
   };
-}
-
-/** Logs in with ssh2 from a chosen local address; resolves "ok" or the error the client saw. */
-function tryLogin(
-  port: number,
-  o: { user: string; key?: string | Buffer; password?: string; from: string },
-): Promise<string> {
-  return new Promise((resolve) => {
-    const c = new ssh2.Client();
-    c.once('ready', () => {
-      c.end();
-      resolve('ok');
-    });
-    // `on`, not `once`: a refused connection can report two errors (a reset, then "lost before
-    // handshake"); the first one is the answer, a second must not become an uncaught exception
-    c.on('error', (e) => resolve(e.message));
-    c.connect({
-      host: '127.0.0.1',
-      port,
-      localAddress: o.from,
-      username: o.user,
-      ...(o.key ? { privateKey: typeof o.key === 'string' ? readFileSync(o.key) : o.key } : {}),
-      ...(o.password ? { password: o.password } : {}),
-      tryKeyboard: false,
-      readyTimeout: 30_000,
-    });
-  });
 }
 
 /** A fresh ed25519 key. ssh2 now and then writes one its own parser calls malformed: take another. */

@@ -1,5 +1,6 @@
 import type { Clock } from '../../core/clock.js';
 import type { Logger } from '../../log/index.js';
+import type { ConnectionBroker } from '../../tunnel/broker.js';
 import type { AccessAuthorizerDeps } from './authorize.js';
 
 /** What the access proxy uses of the running gateway; the composition root (src/gateway/) passes it. */
@@ -12,4 +13,6 @@ export interface AccessProxyDeps {
   registry: AccessAuthorizerDeps['registry'];
   /** Group keys: checked per request, made as forwards come online. */
   groupKeys: AccessAuthorizerDeps['groupKeys'];
+  /** Opens and splices the forwarded connections, and accounts for them. */
+  broker: Pick<ConnectionBroker, 'open' | 'splice'>;
 }

@@ -8,7 +8,7 @@ import { parseLabel } from '../../core/ids.js';
 import { FailureThrottle } from '../../core/throttle.js';
 import { type ErrorCode, isTetherError } from '../../errors/index.js';
 import { type Logger, withoutUserinfo } from '../../log/index.js';
-import { relay } from '../../tunnel/pipe.js';
+import type { BrokeredConnection, BrokerRequest } from '../../tunnel/broker.js';
 import { AccessAuthorizer, type AccessRefusal, type AccessTarget } from './authorize.js';
 import type { AccessProxyDeps } from './deps.js';
 import { forwardHttp, httpSchemeOf } from './http-forward.js';
@@ -231,48 +231,30 @@ export class AccessProxy implements Component {
       return;
     }
     const t = d.target;
-    let conn: Awaited<ReturnType<AccessProxyDeps['registry']['open']>>;
-    try {
-      conn = await this.ctx.registry.open(t.tenant, t.label, {
-        address: source,
-        port: req.socket.remotePort ?? 0,
-      });
-    } catch (err) {
-      const r = this.openFailure(err);
-      this.audit(req, r, { target: t });
-      socket.end(rawResponse(r));
-      return;
-    }
-    if (socket.destroyed) {
-      conn.stream.destroy();
-      conn.close(0, 0);
-      return;
-    }
-    this.audit(req, { status: 200 }, { target: t });
-    socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
-    if (head.length > 0) conn.stream.write(head);
-    const started = Date.now();
-    this.log.info(
-      { event: 'connection.opened', front_door: 'access_proxy', tenant: t.tenant, label: t.label, source },
-      'connection opened',
-    );
-    relay(socket, conn.stream, (r) => {
-      conn.close(r.aToB + head.length, r.bToA);
-      this.log.info(
-        {
-          event: 'connection.closed',
-          front_door: 'access_proxy',
-          tenant: t.tenant,
-          label: t.label,
-          source,
-          bytes_in: r.aToB + head.length,
-          bytes_out: r.bToA,
-          duration_ms: Date.now() - started,
-        },
-        'connection closed',
-      );
+    const r = await this.ctx.broker.splice(this.brokerRequest(req, t), socket, {
+      head,
+      accepted: () => {
+        this.audit(req, { status: 200 }, { target: t });
+        socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
+      },
     });
-    socket.resume();
+    if ('refused' in r) {
+      const refusal = this.openFailure(r.refused);
+      this.audit(req, refusal, { target: t });
+      socket.end(rawResponse(refusal));
+    }
+  }
+
+  /** What the broker needs to know of a caller allowed to reach `t`. */
+  private brokerRequest(req: http.IncomingMessage, t: AccessTarget): BrokerRequest {
+    return {
+      tenant: t.tenant,
+      label: t.label,
+      origin: { address: req.socket.remoteAddress ?? '', port: req.socket.remotePort ?? 0 },
+      frontDoor: 'access_proxy',
+      // The caller proved it holds this group's key.
+      identity: `group key ${t.group}`,
+    };
   }
 
   private async onRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -325,21 +307,13 @@ export class AccessProxy implements Component {
         { target: t },
       );
     }
-    let conn: Awaited<ReturnType<AccessProxyDeps['registry']['open']>>;
+    let conn: BrokeredConnection;
     try {
-      conn = await this.ctx.registry.open(t.tenant, t.label, {
-        address: source,
-        port: req.socket.remotePort ?? 0,
-      });
+      conn = await this.ctx.broker.open(this.brokerRequest(req, t));
     } catch (err) {
       return refuse(this.openFailure(err), { target: t });
     }
     this.audit(req, { status: 200 }, { target: t });
-    const started = Date.now();
-    this.log.info(
-      { event: 'connection.opened', front_door: 'access_proxy', tenant: t.tenant, label: t.label, source },
-      'connection opened',
-    );
     forwardHttp({
       req,
       res,
@@ -349,25 +323,11 @@ export class AccessProxy implements Component {
       meta: t.meta,
       address: t.address,
       verifyTls: this.cfg.verify_upstream_tls,
-      done: (r) => {
-        conn.close(r.bytesIn, r.bytesOut);
-        this.log.info(
-          {
-            event: 'connection.closed',
-            front_door: 'access_proxy',
-            tenant: t.tenant,
-            label: t.label,
-            source,
-            method: req.method,
-            status: r.status,
-            bytes_in: r.bytesIn,
-            bytes_out: r.bytesOut,
-            duration_ms: Date.now() - started,
-            ...(r.error ? { error: r.error } : {}),
-          },
-          'request forwarded',
-        );
-      },
+      done: (r) =>
+        conn.close(r.bytesIn, r.bytesOut, {
+          message: 'request forwarded',
+          fields: { method: req.method, status: r.status, ...(r.error ? { error: r.error } : {}) },
+        }),
     });
   }
 

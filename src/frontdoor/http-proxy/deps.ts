@@ -2,6 +2,7 @@ import type { Clock } from '../../core/clock.js';
 import type { TenantEvents } from '../../core/events.js';
 import type { GroupKeyService } from '../../core/group-keys.js';
 import type { Logger } from '../../log/index.js';
+import type { ConnectionBroker } from '../../tunnel/broker.js';
 import type { FrontDoorDeps } from './types.js';
 
 /** The gateway metrics the HTTP front door moves. */
@@ -22,4 +23,6 @@ export interface HttpProxyDeps {
   /** Tenant changes (keys rotated, tenant removed): cached answers are forgotten. */
   events: Pick<TenantEvents, 'on'>;
   metrics: HttpProxyMetrics;
+  /** Opens the upstream connections through the tunnel, and accounts for them. */
+  broker: Pick<ConnectionBroker, 'open'>;
 }

@@ -112,6 +112,7 @@ export function httpProxyComponent(
       const metrics = ctx.metrics;
       const deps: FrontDoorDeps = {
         registry: ctx.registry,
+        broker: ctx.broker,
         clock: ctx.clock,
         log,
         // The gateway's front-door request counter and latency histogram, by status class.

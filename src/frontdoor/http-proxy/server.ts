@@ -391,7 +391,16 @@ export class HttpFrontDoor {
       upstreamHost = h;
     }
     if (expectContinue) res.writeContinue();
-    this.upstream.forward(req, res, route, target, framing, upstreamHost, credential);
+    this.upstream.forward(
+      req,
+      res,
+      route,
+      target,
+      framing,
+      upstreamHost,
+      credential,
+      who.subject ?? who.user,
+    );
   }
 
   private failWith(req: Req, res: Res, route: PreparedRoute, err: unknown): void {

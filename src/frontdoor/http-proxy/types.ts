@@ -3,6 +3,7 @@ import type { Clock } from '../../core/clock.js';
 import type { ForwardRegistry } from '../../core/forward-registry.js';
 import type { RefusalLog } from '../../core/refusals.js';
 import type { Logger } from '../../log/index.js';
+import type { ConnectionBroker } from '../../tunnel/broker.js';
 import type { RouteAuthenticator } from './caller-auth.js';
 import type { Route } from './routes.js';
 import type { UpstreamCredential } from './upstream-auth/index.js';
@@ -17,6 +18,8 @@ export interface PreparedRoute extends Route {
 
 export interface FrontDoorDeps {
   registry: Pick<ForwardRegistry, 'open' | 'get'>;
+  /** Opens channels to tenant repositories (built over `registry` when absent). */
+  broker?: Pick<ConnectionBroker, 'open'>;
   clock: Clock;
   log: Logger;
   /**

@@ -3,6 +3,7 @@ import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { HttpProxyConfig } from '../../config/http-proxy.js';
 import { type ErrorCode, isTetherError } from '../../errors/index.js';
+import { type BrokeredConnection, ConnectionBroker } from '../../tunnel/broker.js';
 import { API_VERSION, API_VERSION_HEADER } from './docker-registry.js';
 import type { Framing } from './framing.js';
 import { upstreamPath } from './routes.js';
@@ -64,9 +65,18 @@ export class UpstreamForwarder {
 
   constructor(
     private readonly cfg: HttpProxyConfig,
-    private readonly deps: Pick<FrontDoorDeps, 'registry' | 'clock' | 'log'>,
+    deps: Pick<FrontDoorDeps, 'registry' | 'clock' | 'log' | 'broker'>,
     private readonly door: DoorHooks,
-  ) {}
+  ) {
+    this.deps = deps;
+    // Every channel to a tenant's repository goes through the connection broker (limits, bytes,
+    // lifecycle records, metrics); one is built over the registry when none is given (tests).
+    this.broker =
+      deps.broker ?? new ConnectionBroker({ registry: deps.registry, clock: deps.clock, log: deps.log });
+  }
+
+  private readonly deps: Pick<FrontDoorDeps, 'registry' | 'clock' | 'log'>;
+  private readonly broker: Pick<ConnectionBroker, 'open'>;
 
   start(): void {
     const { connect_timeout, response_timeout, idle_timeout } = this.cfg;
@@ -115,6 +125,7 @@ export class UpstreamForwarder {
     framing: Framing,
     upstreamHost: string,
     credential: [string, string] | undefined,
+    identity?: string,
   ): void {
     const { cfg } = route;
     const to = cfg.to;
@@ -144,12 +155,21 @@ export class UpstreamForwarder {
     } else {
       const origin = { address: req.socket.remoteAddress ?? '127.0.0.1', port: req.socket.remotePort ?? 0 };
       options.createConnection = ((_o: unknown, cb: (err: Error | null, s?: Socket) => void) => {
-        this.deps.registry.open(to.tenant, to.label, origin).then(
-          this.door.guard(req, res, route, (conn) => {
+        const brokered = {
+          tenant: to.tenant,
+          label: to.label,
+          origin,
+          frontDoor: 'http_proxy' as const,
+          ...(identity !== undefined ? { identity } : {}),
+        };
+        this.broker.open(brokered).then(
+          this.door.guard(req, res, route, (conn: BrokeredConnection) => {
             conn.stream.on('data', (c: Buffer) => {
               respBytes += c.length;
             });
-            conn.stream.once('close', () => conn.close(bodyBytes, respBytes));
+            conn.stream.once('close', () =>
+              conn.close(bodyBytes, respBytes, { fields: { route: route.name, method: req.method } }),
+            );
             cb(null, asSocket(conn.stream));
           }),
           this.door.guard(req, res, route, (err: Error) => cb(err)),

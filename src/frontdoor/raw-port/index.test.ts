@@ -3,8 +3,10 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
 import { describe, it } from 'node:test';
+import { systemClock } from '../../core/clock.js';
 import type { ForwardRegistry } from '../../core/forward-registry.js';
 import { silentLogger } from '../../log/index.js';
+import { ConnectionBroker } from '../../tunnel/broker.js';
 import { LeaseListeners } from './index.js';
 
 /** A tunnel channel that echoes what it is sent. */
@@ -62,7 +64,9 @@ describe('raw-port connection boundary', () => {
         return { stream: echoStream(), close() {} };
       },
     } as unknown as ForwardRegistry;
-    const l = new LeaseListeners('127.0.0.1', registry, silentLogger());
+    const log = silentLogger();
+    const broker = new ConnectionBroker({ registry, clock: systemClock, log });
+    const l = new LeaseListeners('127.0.0.1', registry, log, broker);
     await l.open(port);
     try {
       assert.equal(await talk(port), '', 'a synchronous throw closes the connection');

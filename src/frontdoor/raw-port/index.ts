@@ -1,9 +1,9 @@
 import net from 'node:net';
 import type { ForwardRegistry } from '../../core/forward-registry.js';
-import { isTetherError } from '../../errors/index.js';
 import type { Logger } from '../../log/index.js';
+import type { ConnectionBroker, Origin } from '../../tunnel/broker.js';
 import type { LeaseBinder } from '../../tunnel/lease-binder.js';
-import { coalesceWrites, relay } from '../../tunnel/pipe.js';
+import { coalesceWrites } from '../../tunnel/pipe.js';
 
 /**
  * Raw-port front door: one TCP listener per live lease, on `forwards.bind`. Each accepted
@@ -13,11 +13,18 @@ import { coalesceWrites, relay } from '../../tunnel/pipe.js';
 export class LeaseListeners implements LeaseBinder {
   private readonly servers = new Map<number, net.Server>();
   private readonly sockets = new Set<net.Socket>();
+  /**
+   * Set in a cluster: for a connection relayed by another member, the caller's address the
+   * relay names (the member's own address otherwise); `undefined` when the connection is not
+   * from a member. Rejects when a member's relay header is refused (the connection is closed).
+   */
+  relayOrigin?: (socket: net.Socket, port: number) => Promise<Origin | undefined> | undefined;
 
   constructor(
     private readonly bindHost: string,
     private readonly registry: ForwardRegistry,
     private readonly log: Logger,
+    private readonly broker: ConnectionBroker,
   ) {}
 
   isOpen(port: number): boolean {
@@ -92,7 +99,6 @@ export class LeaseListeners implements LeaseBinder {
 
   private onConnection(port: number, socket: net.Socket): Promise<void> | undefined {
     const f = this.registry.byPort(port) ?? this.registry.remoteByPort(port);
-    const source = `${socket.remoteAddress}:${socket.remotePort}`;
     if (!f) {
       socket.destroy();
       return undefined;
@@ -102,47 +108,27 @@ export class LeaseListeners implements LeaseBinder {
     socket.on('error', () => {});
     coalesceWrites(socket);
     socket.pause();
-    const origin = { address: socket.remoteAddress ?? '127.0.0.1', port: socket.remotePort ?? 0 };
-    return this.registry.open(f.tenant, f.label, origin).then(
-      (conn) => {
-        if (socket.destroyed) {
-          conn.stream.destroy();
-          conn.close(0, 0);
-          return;
-        }
-        const started = Date.now();
-        this.log.info(
-          { event: 'connection.opened', tenant: f.tenant, label: f.label, port, source },
-          'connection opened',
-        );
-        relay(socket, conn.stream, (r) => {
-          conn.close(r.aToB, r.bToA);
-          this.log.info(
-            {
-              event: 'connection.closed',
-              tenant: f.tenant,
-              label: f.label,
-              port,
-              source,
-              bytes_in: r.aToB,
-              bytes_out: r.bToA,
-              duration_ms: Date.now() - started,
-            },
-            'connection closed',
-          );
+    const direct = { address: socket.remoteAddress ?? '127.0.0.1', port: socket.remotePort ?? 0 };
+    const splice = (origin: Origin) =>
+      this.broker
+        .splice({ tenant: f.tenant, label: f.label, origin, frontDoor: 'raw_port', port }, socket)
+        .then((r) => {
+          // refused: the broker logged why; the caller sees its connection closed
+          if ('refused' in r) socket.destroy();
         });
-        socket.resume();
-      },
+    const relayed = this.relayOrigin?.(socket, port);
+    if (!relayed) return splice(direct);
+    return relayed.then(
+      (origin) => (socket.destroyed ? undefined : splice(origin ?? direct)),
       (err: unknown) => {
-        this.log.info(
+        this.log.warn(
           {
-            event: 'connection.refused',
-            tenant: f.tenant,
-            label: f.label,
-            source,
-            reason: isTetherError(err) ? err.message : String(err),
+            event: 'cluster.relay_refused',
+            port,
+            source: `${direct.address}:${direct.port}`,
+            reason: String((err as Error).message ?? err),
           },
-          'connection refused',
+          `refused a relayed connection to lease port ${port}: ${(err as Error).message ?? String(err)}`,
         );
         socket.destroy();
       },

@@ -3,6 +3,7 @@ import type { ForwardRegistry } from '../../core/forward-registry.js';
 import type { GroupKeyService } from '../../core/group-keys.js';
 import type { Logger } from '../../log/index.js';
 import type { Store } from '../../store/types.js';
+import type { ConnectionBroker } from '../../tunnel/broker.js';
 import type { SshProxyMetrics } from './connection.js';
 
 /** What the SSH front door uses of the running gateway; the composition root (src/gateway/) passes it. */
@@ -18,4 +19,6 @@ export interface SshProxyDeps {
   store: Store;
   /** One front-door request per connection, refused logins. */
   metrics: SshProxyMetrics;
+  /** Opens tenant-realm connections through the tunnel, and accounts for them. */
+  broker: Pick<ConnectionBroker, 'open'>;
 }

@@ -29,7 +29,7 @@ export function loadProxyHostKey(dataDir: string, file?: string) {
 /** Builds each configured realm; key files are read (and checked) now, so mistakes stop the start. */
 export function buildRealms(
   cfg: SshProxyConfig,
-  ctx: Pick<SshProxyDeps, 'registry' | 'groupKeys' | 'store'>,
+  ctx: Pick<SshProxyDeps, 'registry' | 'groupKeys' | 'store'> & Partial<Pick<SshProxyDeps, 'broker'>>,
   log: Logger,
 ): Map<string, Realm> {
   const realms = new Map<string, Realm>();
@@ -42,6 +42,7 @@ export function buildRealms(
         name,
         new TenantRealm(name, r, where, {
           registry: ctx.registry,
+          ...(ctx.broker ? { broker: ctx.broker } : {}),
           groupKeys: ctx.groupKeys,
           store: ctx.store,
           log,

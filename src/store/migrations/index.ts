@@ -126,6 +126,40 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('leases').dropColumn('established_at').execute();
     },
   },
+  '0005_connection_audit': {
+    async up(db: Kysely<unknown>) {
+      // No foreign key to tenants: a removed tenant's records stay until they expire.
+      await db.schema
+        .createTable('connection_audit')
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .addColumn('label', 'text', (c) => c.notNull())
+        .addColumn('front_door', 'text', (c) => c.notNull())
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('identity', 'text')
+        .addColumn('connector', 'text')
+        .addColumn('bytes_in', 'bigint', (c) => c.notNull())
+        .addColumn('bytes_out', 'bigint', (c) => c.notNull())
+        .addColumn('opened_at', 'text', (c) => c.notNull())
+        .addColumn('ended_at', 'text', (c) => c.notNull())
+        .addColumn('duration_ms', 'bigint', (c) => c.notNull())
+        .addColumn('outcome', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text')
+        .execute();
+      await db.schema
+        .createIndex('connection_audit_tenant')
+        .on('connection_audit')
+        .columns(['tenant_id', 'ended_at'])
+        .execute();
+      await db.schema
+        .createIndex('connection_audit_ended')
+        .on('connection_audit')
+        .column('ended_at')
+        .execute();
+    },
+    async down(db: Kysely<unknown>) {
+      await db.schema.dropTable('connection_audit').execute();
+    },
+  },
 };
 
 class InlineProvider implements MigrationProvider {

@@ -120,9 +120,10 @@ export function gatewayTransport(cfg: TransportConfig, opts: TransportOptions = 
   const dial = async (timeoutMs: number): Promise<Duplex> => {
     const deadline = Date.now() + timeoutMs;
     const left = () => Math.max(1, deadline - Date.now());
+    // The first step has the whole time (and its message names it, not the time left).
     const raw = proxy
-      ? await connectViaProxy(proxy, host, port, left())
-      : await tcpConnect(host, port, left(), `the gateway at ${gateway}`);
+      ? await connectViaProxy(proxy, host, port, timeoutMs)
+      : await tcpConnect(host, port, timeoutMs, `the gateway at ${gateway}`);
     if (t.kind === 'ssh') {
       coalesceWrites(raw);
       return raw;

@@ -1,5 +1,6 @@
 // @ts-check
 import { api, canChange } from './api.js';
+import { auditPanel } from './audit.js';
 import { ago, bytes, clock, h, messageOf, rate } from './dom.js';
 import { limitsForm, limitsPanel } from './limits.js';
 
@@ -27,6 +28,7 @@ class TetherTenant extends HTMLElement {
     this.form = h('div', { class: 'quota-form', hidden: true });
     this.limitsEdit = h('div', { class: 'limits-form', hidden: true });
     this.body = h('div', { class: 'tenant-body' });
+    this.auditBox = h('div', { class: 'audit-box', hidden: true });
     this.article = h(
       'article',
       { class: 'card tenant' },
@@ -37,14 +39,13 @@ class TetherTenant extends HTMLElement {
         this.badges,
         this.rateCell,
         h('span', { class: 'spacer' }),
-        // A viewer (single sign-on, read only) gets no buttons: the gateway would refuse the change.
+        // A viewer (single sign-on, read only) gets no change buttons: the gateway would refuse them.
+        canChange()
+          ? h('button', { type: 'button', class: 'ghost', onclick: () => this.editQuota() }, 'Change quota')
+          : null,
+        h('button', { type: 'button', class: 'ghost', onclick: () => this.toggleAudit() }, 'Connections'),
         canChange()
           ? [
-              h(
-                'button',
-                { type: 'button', class: 'ghost', onclick: () => this.editQuota() },
-                'Change quota',
-              ),
               h(
                 'button',
                 { type: 'button', class: 'ghost', onclick: () => this.editLimits() },
@@ -57,6 +58,7 @@ class TetherTenant extends HTMLElement {
       this.form,
       this.limitsEdit,
       this.body,
+      this.auditBox,
     );
     this.replaceChildren(this.article);
   }
@@ -93,6 +95,13 @@ class TetherTenant extends HTMLElement {
       ].filter(Boolean),
     );
     if (this.lastStats) this.applyStats(this.lastStats);
+  }
+
+  /** Shows (and loads) or hides the tenant's newest connection records. */
+  toggleAudit() {
+    const open = this.auditBox.hidden;
+    this.auditBox.hidden = !open;
+    this.auditBox.replaceChildren(...(open ? [auditPanel(this._view.id)] : []));
   }
 
   sessions(v) {

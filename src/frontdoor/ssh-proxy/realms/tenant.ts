@@ -1,10 +1,12 @@
 import type { SshRealmConfig } from '../../../config/ssh-proxy.js';
+import { systemClock } from '../../../core/clock.js';
 import type { ForwardRegistry, LiveForward } from '../../../core/forward-registry.js';
 import type { GroupKeyService } from '../../../core/group-keys.js';
 import { isValidName, TENANT_ID } from '../../../core/ids.js';
 import { isTetherError, TetherError } from '../../../errors/index.js';
 import type { Logger } from '../../../log/index.js';
 import type { Store } from '../../../store/types.js';
+import { ConnectionBroker } from '../../../tunnel/broker.js';
 import { type LoginFields, loadPrivateKey } from './login.js';
 import { type LoginAttempt, type LoginDecision, type Realm, refuse } from './types.js';
 
@@ -33,6 +35,8 @@ export function parseTenantTarget(
 
 export interface TenantRealmDeps {
   registry: ForwardRegistry;
+  /** Opens the channel to the repository's sshd (built over `registry` when absent). */
+  broker?: Pick<ConnectionBroker, 'open'>;
   groupKeys: GroupKeyService;
   store: Store;
   log: Logger;
@@ -70,6 +74,7 @@ export class TenantRealm implements Realm {
   readonly prompt = 'Group key: ';
   private readonly defaults: PartialLogin;
   private readonly perTarget = new Map<string, PartialLogin>();
+  private readonly broker: Pick<ConnectionBroker, 'open'>;
 
   constructor(
     readonly name: string,
@@ -77,6 +82,8 @@ export class TenantRealm implements Realm {
     where: string,
     private readonly deps: TenantRealmDeps,
   ) {
+    this.broker =
+      deps.broker ?? new ConnectionBroker({ registry: deps.registry, clock: systemClock, log: deps.log });
     this.defaults = partial(cfg, where);
     for (const [t, fields] of Object.entries(cfg.targets))
       this.perTarget.set(t.toLowerCase(), partial(fields, `${where}.targets.${t}`));
@@ -164,7 +171,13 @@ export class TenantRealm implements Realm {
         address: `tunnel ${tenant}/${label}`,
         dial: async (origin) => {
           try {
-            const c = await this.deps.registry.open(tenant, label, origin);
+            const c = await this.broker.open({
+              tenant,
+              label,
+              origin,
+              frontDoor: 'ssh_proxy',
+              identity: `ssh user ${name} (group key ${keyGroup})`,
+            });
             return { stream: c.stream, close: (bytesIn, bytesOut) => c.close(bytesIn, bytesOut) };
           } catch (err) {
             const why = isTetherError(err, 'FORWARD_OFFLINE')

@@ -1,0 +1,115 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { Socket } from 'node:net';
+import net from 'node:net';
+
+/**
+ * The caller's address on a relayed connection. A member that does not serve a forward relays
+ * its callers to the owner's lease port; the first line it sends there names the caller:
+ *
+ *   TETHER-RELAY 1 <address> <port> <lease port> <unix ms> <hmac>\n
+ *
+ * The HMAC (SHA-256, hex) covers everything before it and is keyed with the cluster's relay key
+ * (kept in the shared store, like the host key), so only a member can name a caller; the owner
+ * reads the line only from a member's address and passes the address on to its broker and to
+ * the connector's `forwarded-tcpip` originator fields.
+ */
+export const RELAY_MAGIC = 'TETHER-RELAY 1 ';
+/** Longest header line accepted (an IPv6 address, ports, a time, 64 hex digits: well below). */
+export const MAX_RELAY_HEADER = 256;
+/** How far a header's time may be from the owner's clock. */
+const MAX_SKEW_MS = 60_000;
+
+export interface RelayOrigin {
+  address: string;
+  port: number;
+}
+
+function mac(key: string, body: string): string {
+  return createHmac('sha256', key).update(body).digest('hex');
+}
+
+/** The header line a relaying member sends first. */
+export function relayHeader(key: string, origin: RelayOrigin, leasePort: number, now: number): string {
+  const body = `${RELAY_MAGIC}${origin.address} ${origin.port} ${leasePort} ${now}`;
+  return `${body} ${mac(key, body)}\n`;
+}
+
+/** Checks a header line (without its newline); the origin, or why it is refused. */
+export function parseRelayHeader(
+  key: string,
+  line: string,
+  leasePort: number,
+  now: number,
+): { ok: true; origin: RelayOrigin } | { ok: false; reason: string } {
+  if (!line.startsWith(RELAY_MAGIC)) return { ok: false, reason: 'not a relay header' };
+  const parts = line.slice(RELAY_MAGIC.length).split(' ');
+  if (parts.length !== 5) return { ok: false, reason: 'malformed relay header' };
+  const [address, portText, leaseText, timeText, sig] = parts as [string, string, string, string, string];
+  const body = line.slice(0, line.length - sig.length - 1);
+  const want = Buffer.from(mac(key, body), 'hex');
+  const got = Buffer.from(/^[0-9a-f]{64}$/.test(sig) ? sig : '', 'hex');
+  if (got.length !== want.length || !timingSafeEqual(got, want))
+    return { ok: false, reason: 'relay header with a wrong signature' };
+  const port = Number(portText);
+  if (net.isIP(address) === 0 || !Number.isInteger(port) || port < 0 || port > 65535)
+    return { ok: false, reason: 'malformed relay header' };
+  if (Number(leaseText) !== leasePort) return { ok: false, reason: 'relay header for another lease port' };
+  if (Math.abs(now - Number(timeText)) > MAX_SKEW_MS)
+    return { ok: false, reason: 'stale relay header (clocks more than 60 s apart?)' };
+  return { ok: true, origin: { address, port } };
+}
+
+/**
+ * Reads a relay header off a paused socket that came from a member's address. Resolves the
+ * origin it names; `undefined` when the connection does not start with one (a direct caller
+ * that happens to share a member's address: its bytes are put back); rejects with the reason a
+ * header is refused. Gives up after `timeoutMs` without a byte (then it is a direct caller too).
+ */
+export function readRelayHeader(
+  socket: Socket,
+  key: string,
+  leasePort: number,
+  now: () => number,
+  timeoutMs: number,
+): Promise<RelayOrigin | undefined> {
+  return new Promise((resolve, reject) => {
+    let buf: Buffer = Buffer.alloc(0);
+    const finish = (fn: () => void) => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      socket.pause();
+      fn();
+    };
+    const onClose = () => finish(() => reject(new Error('closed before a relay header')));
+    const onData = (c: Buffer) => {
+      buf = buf.length === 0 ? c : Buffer.concat([buf, c]);
+      const magic = Buffer.from(RELAY_MAGIC);
+      const n = Math.min(buf.length, magic.length);
+      if (!buf.subarray(0, n).equals(magic.subarray(0, n))) {
+        finish(() => {
+          socket.unshift(buf);
+          resolve(undefined);
+        });
+        return;
+      }
+      const nl = buf.indexOf(0x0a);
+      if (nl < 0) {
+        if (buf.length > MAX_RELAY_HEADER) finish(() => reject(new Error('relay header too long')));
+        return;
+      }
+      const line = buf.subarray(0, nl).toString('latin1');
+      const rest = buf.subarray(nl + 1);
+      const r = parseRelayHeader(key, line, leasePort, now());
+      finish(() => {
+        if (!r.ok) return reject(new Error(r.reason));
+        if (rest.length > 0) socket.unshift(rest);
+        resolve(r.origin);
+      });
+    };
+    const timer = setTimeout(() => finish(() => resolve(undefined)), timeoutMs);
+    socket.on('data', onData);
+    socket.once('close', onClose);
+    socket.resume();
+  });
+}

@@ -1,0 +1,85 @@
+/**
+ * Whether a repository's destination answers: a destination that refused a connection (or
+ * failed its health check) is withdrawn from the gateway and probed until it answers again,
+ * then restored. Without a health check, a probe dials it every few seconds.
+ */
+import type { Socket } from 'node:net';
+import { destinationOf } from '../config/uri.js';
+import type { Clock } from '../core/clock.js';
+import type { Logger } from '../log/index.js';
+import type { TunnelSession } from '../tunnel/client.js';
+import type { HealthChecks } from './health.js';
+import { closeGently, type Repo } from './repository.js';
+
+export interface ReachabilityDeps {
+  clock: Clock;
+  log: Logger;
+  health: HealthChecks;
+  dial: (host: string, port: number, timeoutMs: number) => Promise<Socket>;
+  /** How often an unreachable destination is probed, ms. */
+  probeInterval: number;
+  dialTimeout: () => number;
+  /** The live session with the gateway, if any. */
+  session: () => TunnelSession | undefined;
+  /** Whether `r` is still the connector's repository of its label (not removed or replaced). */
+  current: (r: Repo) => boolean;
+  stopped: () => boolean;
+}
+
+export class Reachability {
+  constructor(private readonly deps: ReachabilityDeps) {}
+
+  markUnreachable(r: Repo, reason: string): void {
+    const first = r.state !== 'unreachable';
+    r.state = 'unreachable';
+    r.reason = reason;
+    if (first)
+      this.deps.log.warn(
+        { event: 'connector.destination_unreachable', label: r.cfg.label, destination: destinationOf(r.cfg) },
+        `${r.cfg.label}: ${reason}`,
+      );
+    if (!r.withdrawn) {
+      r.withdrawn = true;
+      this.deps.session()?.send({ type: 'withdraw', label: r.cfg.label, reason });
+    }
+    if (r.probe === undefined) this.scheduleProbe(r);
+  }
+
+  markReachable(r: Repo): void {
+    this.stopProbe(r);
+    r.state = r.leasedOn && r.leasedOn === this.deps.session() ? 'active' : 'pending';
+    r.reason = null;
+    if (r.withdrawn) {
+      r.withdrawn = false;
+      this.deps.session()?.send({ type: 'restore', label: r.cfg.label });
+    }
+    this.deps.log.info(
+      { event: 'connector.destination_reachable', label: r.cfg.label, destination: destinationOf(r.cfg) },
+      `${r.cfg.label}: destination reachable again`,
+    );
+  }
+
+  private scheduleProbe(r: Repo): void {
+    if (this.deps.health.has(r.cfg.label)) return; // its health check decides when it is back
+    r.probe = this.deps.clock.setTimeout(() => {
+      r.probe = undefined;
+      if (this.deps.stopped() || !this.deps.current(r) || r.state !== 'unreachable') return;
+      this.deps.dial(r.cfg.host, r.cfg.port, this.deps.dialTimeout()).then(
+        (sock) => {
+          closeGently(sock);
+          if (this.deps.current(r) && r.state === 'unreachable') this.markReachable(r);
+        },
+        (e: Error) => {
+          if (!this.deps.current(r) || r.state !== 'unreachable') return;
+          r.reason = `destination unreachable: ${destinationOf(r.cfg)}: ${e.message}`;
+          this.scheduleProbe(r);
+        },
+      );
+    }, this.deps.probeInterval);
+  }
+
+  stopProbe(r: Repo): void {
+    if (r.probe !== undefined) this.deps.clock.clearTimeout(r.probe);
+    r.probe = undefined;
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * The connector's per-repository state: what it forwards (its config), its lease on the
+ * gateway, whether its destination answers, its counters and its open connections; and how
+ * one connection from the gateway is carried to the destination and counted.
+ */
+import type { Socket } from 'node:net';
+import type { RepositoryConfig } from '../config/connect.js';
+import { destinationOf } from '../config/uri.js';
+import type { Logger } from '../log/index.js';
+import type { IncomingConnection, TunnelSession } from '../tunnel/client.js';
+import type { RepoMetaMessage } from '../tunnel/control-protocol.js';
+import { relayChannel } from './relay.js';
+import type { RepoState, RepoStatus } from './status.js';
+
+export interface Repo {
+  cfg: RepositoryConfig;
+  state: RepoState;
+  reason: string | null;
+  leasePort: number | null;
+  /** The session the current lease belongs to. */
+  leasedOn: TunnelSession | undefined;
+  /** Bumped whenever a forward request is superseded. */
+  gen: number;
+  connections: number;
+  totalConnections: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Connections from the gateway the destination did not accept. */
+  dialFailures: number;
+  /** We told the gateway this destination is down. */
+  withdrawn: boolean;
+  probe: unknown;
+  live: Set<{ close(): void }>;
+}
+
+export function newRepo(cfg: RepositoryConfig): Repo {
+  return {
+    cfg,
+    state: 'pending',
+    reason: null,
+    leasePort: null,
+    leasedOn: undefined,
+    gen: 0,
+    connections: 0,
+    totalConnections: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    dialFailures: 0,
+    withdrawn: false,
+    probe: undefined,
+    live: new Set(),
+  };
+}
+
+/** What the gateway is told about a repository (shown on its dashboard). */
+export function metaOf(r: RepositoryConfig): RepoMetaMessage {
+  return {
+    type: 'repo',
+    label: r.label,
+    service: r.service,
+    scheme: r.scheme,
+    host: r.host,
+    port: r.port,
+    path: r.path,
+  };
+}
+
+/** Whether two configs of a repository reach the same destination. */
+export function sameTarget(a: RepositoryConfig, b: RepositoryConfig): boolean {
+  return (
+    a.service === b.service &&
+    a.scheme === b.scheme &&
+    a.host === b.host &&
+    a.port === b.port &&
+    a.path === b.path
+  );
+}
+
+/** A repository as `tether connector status` shows it. */
+export function repoStatus(r: Repo): RepoStatus {
+  return {
+    label: r.cfg.label,
+    service: r.cfg.service,
+    uri: r.cfg.uri,
+    destination: destinationOf(r.cfg),
+    leasePort: r.leasePort,
+    state: r.state,
+    reason: r.reason,
+    connections: r.connections,
+    totalConnections: r.totalConnections,
+    bytesIn: r.bytesIn,
+    bytesOut: r.bytesOut,
+    dialFailures: r.dialFailures,
+  };
+}
+
+/** Ends a probe connection with a FIN, not a reset, so the service does not log an error. */
+export function closeGently(sock: Socket): void {
+  sock.on('error', () => {});
+  sock.resume();
+  sock.end();
+  setTimeout(() => sock.destroy(), 2000).unref();
+}
+
+/**
+ * Carries a connection from the gateway to `sock`, the destination `dest` the connector
+ * dialed for it, counting it on `r`; `accepted` runs once the gateway side is accepted. When
+ * the gateway side is gone already, the socket is closed.
+ */
+export function carry(
+  r: Repo,
+  c: IncomingConnection,
+  sock: Socket,
+  dest: string,
+  log: Logger,
+  accepted: () => void,
+): void {
+  let channel: ReturnType<IncomingConnection['accept']>;
+  try {
+    channel = c.accept();
+  } catch {
+    sock.destroy();
+    return;
+  }
+  accepted();
+  r.connections++;
+  r.totalConnections++;
+  const handle = {
+    close: () => {
+      sock.destroy();
+      channel.destroy();
+    },
+  };
+  r.live.add(handle);
+  log.debug(
+    {
+      event: 'connector.connection',
+      label: c.label,
+      destination: dest,
+      from: `${c.info.srcIP}:${c.info.srcPort}`,
+    },
+    'connection',
+  );
+  relayChannel(channel, sock, {
+    onBytes: (toDest, fromDest) => {
+      r.bytesIn += toDest;
+      r.bytesOut += fromDest;
+    },
+    done: (t) => {
+      r.connections--;
+      r.live.delete(handle);
+      log.debug(
+        {
+          event: 'connector.connection_closed',
+          label: c.label,
+          bytesIn: t.toDestination,
+          bytesOut: t.fromDestination,
+          error: t.error?.message,
+        },
+        'connection closed',
+      );
+    },
+  });
+}

@@ -1,0 +1,224 @@
+import type { Duplex } from 'node:stream';
+import type { Clock } from '../core/clock.js';
+import type { ConnectionOutcome, ConnectionRecord } from '../core/connection-audit.js';
+import type { ForwardRegistry, OpenedConnection } from '../core/forward-registry.js';
+import { isTetherError } from '../errors/index.js';
+import type { Logger } from '../log/index.js';
+import type { RepoMeta } from '../store/types.js';
+import { relay } from './pipe.js';
+
+/** The front doors a forwarded connection can come through (the `front_door` label and field). */
+export type FrontDoorName = 'raw_port' | 'access_proxy' | 'http_proxy' | 'ssh_proxy';
+
+/** The caller's address as the front door saw it (or as a cluster relay carried it). */
+export interface Origin {
+  address: string;
+  port: number;
+}
+
+/** What a front door hands the broker: who may reach which forward, from where, through which door. */
+export interface BrokerRequest {
+  tenant: string;
+  label: string;
+  origin: Origin;
+  frontDoor: FrontDoorName;
+  /** Who the caller is, when the front door knows (an HTTP user, an SSH login); logged as `identity`. */
+  identity?: string;
+  /** The lease port the caller connected to (raw port), logged as `port`. */
+  port?: number;
+}
+
+/**
+ * Where the broker reports what happened to each forwarded connection (implemented by the
+ * gateway's metrics). Every forwarded connection is reported here exactly once as opened or
+ * refused, and each opened one once as closed.
+ */
+export interface ConnectionMetricsSink {
+  connectionOpened(e: { frontDoor: FrontDoorName; tenant: string; setupMs?: number }): void;
+  connectionRefused(e: { frontDoor: FrontDoorName; tenant: string; reason: string }): void;
+  connectionClosed(e: ClosedConnection): void;
+}
+
+/** What the metrics hear of a connection that ended. */
+export type ClosedConnection = {
+  frontDoor: FrontDoorName;
+  tenant: string;
+  bytesIn: number;
+  bytesOut: number;
+  durationMs: number;
+};
+
+export interface BrokerDeps {
+  registry: Pick<ForwardRegistry, 'open'>;
+  clock: Clock;
+  log: Logger;
+  metrics?: ConnectionMetricsSink;
+  /** Receives one audit record per connection, when it ends or is refused. */
+  records?: { record(r: ConnectionRecord): void };
+}
+
+/** A channel the broker opened for a front door that speaks a protocol over it itself. */
+export interface BrokeredConnection {
+  readonly stream: Duplex;
+  /** What the serving connector said about the repository. */
+  readonly meta: RepoMeta | null;
+  /**
+   * Ends the connection's accounting once (later calls do nothing): bytes toward the connector
+   * (`bytesIn`) and back (`bytesOut`), the `connection.closed` record (with `fields` added and
+   * `message` as its text, "connection closed" by default) and the metrics.
+   */
+  close(
+    bytesIn: number,
+    bytesOut: number,
+    extra?: {
+      fields?: Record<string, unknown>;
+      message?: string;
+      outcome?: ConnectionOutcome;
+      reason?: string;
+    },
+  ): void;
+}
+
+/**
+ * The one path of a forwarded connection, from accept to close: the forward registry picks a
+ * healthy endpoint (balance, withdrawn) and applies the tenant's limits (connection caps,
+ * bandwidth, traffic quota); the broker opens the channel, splices it to the caller with
+ * backpressure and half-close, accounts the bytes, writes the lifecycle records
+ * (`connection.opened`, `connection.refused`, `connection.closed`) and reports to the metrics
+ * sink. Front doors only authorize and hand it a socket (`splice`) or ask for a stream (`open`).
+ */
+export class ConnectionBroker {
+  constructor(private readonly deps: BrokerDeps) {}
+
+  /** The fields every lifecycle record of this connection carries. */
+  private fields(req: BrokerRequest): Record<string, unknown> {
+    return {
+      ...(req.frontDoor === 'raw_port' ? {} : { front_door: req.frontDoor }),
+      tenant: req.tenant,
+      label: req.label,
+      ...(req.port !== undefined ? { port: req.port } : {}),
+      source: `${req.origin.address}:${req.origin.port}`,
+      ...(req.identity !== undefined ? { identity: req.identity } : {}),
+    };
+  }
+
+  private recordBase(req: BrokerRequest) {
+    return {
+      tenant: req.tenant,
+      label: req.label,
+      frontDoor: req.frontDoor,
+      source: `${req.origin.address}:${req.origin.port}`,
+      ...(req.identity !== undefined ? { identity: req.identity } : {}),
+    };
+  }
+
+  /**
+   * Opens a channel to the forward. A refusal (offline, withdrawn, a cap or the quota, the
+   * connector declined) is logged as `connection.refused`, reported, and rethrown for the front
+   * door to answer its caller.
+   */
+  async open(req: BrokerRequest): Promise<BrokeredConnection> {
+    const { clock, log, metrics } = this.deps;
+    const t0 = clock.now();
+    let conn: OpenedConnection;
+    try {
+      conn = await this.deps.registry.open(req.tenant, req.label, req.origin);
+    } catch (err) {
+      const reason = isTetherError(err) ? err.message : String(err);
+      const { port: _port, ...fields } = this.fields(req);
+      log.info({ event: 'connection.refused', ...fields, reason }, 'connection refused');
+      metrics?.connectionRefused({ frontDoor: req.frontDoor, tenant: req.tenant, reason });
+      const at = clock.now();
+      this.deps.records?.record({
+        ...this.recordBase(req),
+        bytesIn: 0,
+        bytesOut: 0,
+        openedAt: t0,
+        endedAt: at,
+        outcome: 'refused',
+        reason,
+      });
+      throw err;
+    }
+    const started = clock.now();
+    const base = this.fields(req);
+    log.info({ event: 'connection.opened', ...base }, 'connection opened');
+    metrics?.connectionOpened({ frontDoor: req.frontDoor, tenant: req.tenant, setupMs: started - t0 });
+    let closed = false;
+    return {
+      stream: conn.stream,
+      get meta() {
+        return conn.forward?.meta ?? conn.endpoint?.meta ?? null;
+      },
+      close: (bytesIn, bytesOut, extra) => {
+        if (closed) return;
+        closed = true;
+        conn.close(bytesIn, bytesOut);
+        const durationMs = clock.now() - started;
+        log.info(
+          {
+            event: 'connection.closed',
+            ...base,
+            ...extra?.fields,
+            bytes_in: bytesIn,
+            bytes_out: bytesOut,
+            duration_ms: durationMs,
+          },
+          extra?.message ?? 'connection closed',
+        );
+        metrics?.connectionClosed({
+          frontDoor: req.frontDoor,
+          tenant: req.tenant,
+          bytesIn,
+          bytesOut,
+          durationMs,
+        });
+        const s = conn.endpoint?.session;
+        this.deps.records?.record({
+          ...this.recordBase(req),
+          ...(s ? { connector: `${s.source} (${s.agent}, session ${s.id})` } : {}),
+          bytesIn,
+          bytesOut,
+          openedAt: started,
+          endedAt: started + durationMs,
+          outcome: extra?.outcome ?? 'closed',
+          ...(extra?.reason !== undefined ? { reason: extra.reason } : {}),
+        });
+      },
+    };
+  }
+
+  /**
+   * Connects a caller's socket (paused by the front door) to the forward and splices the two
+   * until both sides are done. `head` is caller data read before the splice (it goes first);
+   * `accepted` runs once the channel is open, before any byte flows (e.g. a "200 Connection
+   * established" line). A caller that went away meanwhile gets its channel closed at once.
+   * Resolves `{ refused }` with the refusal, already logged, when the forward cannot be opened
+   * (the front door answers its caller); rejects only on a fault inside the gateway.
+   */
+  async splice(
+    req: BrokerRequest,
+    socket: Duplex,
+    opts: { head?: Buffer; accepted?: () => void } = {},
+  ): Promise<{ refused?: unknown }> {
+    let conn: BrokeredConnection;
+    try {
+      conn = await this.open(req);
+    } catch (refused) {
+      return { refused };
+    }
+    if (socket.destroyed) {
+      conn.stream.destroy();
+      conn.close(0, 0);
+      return {};
+    }
+    opts.accepted?.();
+    const head = opts.head?.length ?? 0;
+    if (head > 0) conn.stream.write(opts.head);
+    relay(socket, conn.stream, (r) =>
+      conn.close(r.aToB + head, r.bToA, r.error ? { outcome: 'error', reason: r.error.message } : undefined),
+    );
+    socket.resume();
+    return {};
+  }
+}
