@@ -16,6 +16,8 @@ import { errors, TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import type { Store } from '../store/types.js';
 import { auditRoutes } from './audit-routes.js';
+import { ssoRouteDocs } from './oidc-openapi.js';
+import type { DashboardSso } from './oidc-routes.js';
 import { examples as ex, extraRouteDocs, openApiDocument, type RouteDoc } from './openapi.js';
 import { answer, parseBody, RawAnswer, type Route, RouteTable, send, tokenMatches } from './router.js';
 import {
@@ -50,6 +52,8 @@ export interface AdminDeps {
   version: string;
   /** Prometheus text for GET /metrics. */
   metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** Dashboard single sign-on: its routes, and sessions in place of the token. */
+  sso?: DashboardSso;
   /** Extra routes (dashboard, events) tried before the 404. */
   extra?: (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => Promise<boolean>;
 }
@@ -96,12 +100,15 @@ export class AdminServer {
         resolve();
       });
     });
-    return this.server.address() as AddressInfo;
+    const addr = this.server.address() as AddressInfo;
+    this.deps.sso?.listening(addr);
+    return addr;
   }
 
   async close(): Promise<void> {
     this.server.closeAllConnections?.();
     await new Promise<void>((r) => this.server.close(() => r()));
+    this.deps.sso?.close();
   }
 
   /** The route table's documentation (every route, with its schemas and examples). */
@@ -111,7 +118,11 @@ export class AdminServer {
 
   /** The table's routes plus those the dashboard hook answers (when it is on). */
   allRouteDocs(): RouteDoc[] {
-    return [...this.routeDocs(), ...(this.deps.extra ? extraRouteDocs : [])];
+    return [
+      ...this.routeDocs(),
+      ...(this.deps.extra ? extraRouteDocs : []),
+      ...(this.deps.sso ? ssoRouteDocs : []),
+    ];
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -119,8 +130,13 @@ export class AdminServer {
     const path = url.pathname.replace(/\/+$/, '') || '/';
     const open = this.routes.open(req.method, path);
     if (open) return answer(open, req, res);
+    if (this.deps.sso && (await this.deps.sso.routes(req, res, url))) return;
     if (this.deps.extra && (await this.deps.extra(req, res, url))) return;
-    if (!tokenMatches(this.deps.token, req.headers.authorization)) {
+    const access = tokenMatches(this.deps.token, req.headers.authorization)
+      ? 'pass'
+      : (this.deps.sso?.authorize(req, res, path) ?? 'none');
+    if (access === 'answered') return;
+    if (access === 'none') {
       res.setHeader('www-authenticate', 'Bearer realm="tether-admin"');
       return send(res, 401, errors.unauthorized().toJSON());
     }

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { errors } from '../errors/index.js';
 import { parseAuditTarget } from '../log/audit.js';
 import { accessProxySchema } from './access-proxy.js';
+import { adminOidcProblems, adminOidcSchema } from './admin-oidc.js';
 import { httpProxySchema } from './http-proxy.js';
 import { deepFreeze, expandTopLevel, readYamlFile, validate } from './load.js';
 import { duration, listenAddr, portRange, tlsFiles } from './schema-helpers.js';
@@ -76,6 +77,8 @@ export const gatewaySchema = z.strictObject({
     .strictObject({
       listen: listenAddr.default({ host: '127.0.0.1', port: 7070 }),
       token_file: z.string().optional(),
+      /** Dashboard single sign-on (see admin-oidc.ts); off when absent. */
+      oidc: adminOidcSchema.optional(),
     })
     .default({ listen: { host: '127.0.0.1', port: 7070 } }),
   forwards: z
@@ -161,5 +164,7 @@ export function gatewayConfigFrom(
       { path: 'cluster', message: 'a cluster needs a postgres store (store: postgres://…)' },
     ]);
   }
+  const oidcProblems = adminOidcProblems(cfg.admin);
+  if (oidcProblems.length > 0) throw errors.config(source, oidcProblems);
   return deepFreeze({ ...cfg, data_dir: resolve(cfg.data_dir) });
 }

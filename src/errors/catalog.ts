@@ -102,6 +102,40 @@ export const CATALOG = {
   UNAUTHORIZED: e(401, false, 'admin', 'missing or wrong admin token / credential'),
   UNAVAILABLE: e(503, true, 'admin', 'a service the request needs (e.g. the store) is unavailable'),
 
+  // dashboard single sign-on (admin.oidc)
+  CROSS_SITE_REFUSED: e(
+    403,
+    false,
+    'admin',
+    'a change with a dashboard session cookie came from another site, or without the CSRF token',
+  ),
+  READ_ONLY_ROLE: e(403, false, 'admin', 'the dashboard user has the viewer role: changes are refused'),
+  DASHBOARD_SESSION_ENDED: e(
+    401,
+    false,
+    'admin',
+    'the dashboard session expired or was signed out: sign in again',
+  ),
+  SSO_FAILED: e(
+    502,
+    true,
+    'admin',
+    'the identity provider cannot be reached (502), or its answer failed verification or reported an error (403)',
+    [403],
+  ),
+  SSO_NOT_ALLOWED: e(
+    403,
+    false,
+    'admin',
+    'the identity provider vouched for a user no role or allow list names',
+  ),
+  SSO_SESSIONS_FULL: e(
+    503,
+    true,
+    'admin',
+    'the dashboard session store is full (admin.oidc.session.max_sessions)',
+  ),
+
   // configuration and startup
   AUDIT_LOG_UNWRITABLE: e(400, false, 'config', 'the audit log file cannot be opened for writing'),
   CONFIG_INVALID: e(400, false, 'config', 'a config file (or option) has invalid or unknown keys'),

@@ -2,6 +2,7 @@ import { accessSync, chmodSync, constants, existsSync, mkdirSync, rmSync, writeF
 import { join } from 'node:path';
 import { dashboardRoutes } from '../admin/dashboard/index.js';
 import { GatewayMetrics } from '../admin/metrics.js';
+import { DashboardSso } from '../admin/oidc-routes.js';
 import { AdminServer } from '../admin/server.js';
 import type { GatewayConfig } from '../config/gateway.js';
 import { ForwardAuthorizer, rangeText } from '../core/authorization.js';
@@ -241,6 +242,7 @@ export class Gateway {
       });
 
       const tunnelAddr = await tunnel.listen(config.tunnel.listen.host, config.tunnel.listen.port);
+      const sso = config.admin.oidc ? new DashboardSso(config.admin.oidc, { log, clock }) : undefined;
       this.admin = new AdminServer({
         token: adminToken,
         store,
@@ -253,7 +255,8 @@ export class Gateway {
         nodeId,
         version: this.deps.version,
         metrics: () => metrics.render(),
-        extra: dashboardRoutes({ token: adminToken, store, tenants, registry, events, log, nodeId }),
+        sso,
+        extra: dashboardRoutes({ token: adminToken, store, tenants, registry, events, log, nodeId, sso }),
       });
       const adminAddr = await this.admin.listen(config.admin.listen.host, config.admin.listen.port);
       const extra: Record<string, string> = {};

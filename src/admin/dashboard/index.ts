@@ -4,6 +4,7 @@ import type http from 'node:http';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LiveEvents, type LiveEventsDeps } from '../events.js';
+import type { DashboardSso } from '../oidc-routes.js';
 
 /**
  * The web dashboard, served by the admin listener: static files (plain web components, no
@@ -13,6 +14,8 @@ import { LiveEvents, type LiveEventsDeps } from '../events.js';
  */
 export interface DashboardDeps extends LiveEventsDeps {
   token: string;
+  /** Single sign-on: a live session opens the event stream too (until the session ends). */
+  sso?: DashboardSso;
   /** Where the static files are (default: next to this module, or the source tree). */
   staticDir?: string;
 }
@@ -126,6 +129,7 @@ export function dashboardRoutes(deps: DashboardDeps): ExtraRoutes {
     const path = url.pathname;
     if (path === COOKIE_PATH) {
       if (req.method !== 'GET') return false;
+      if (deps.sso && (await deps.sso.serveEvents(req, res, () => live.serve(req, res)))) return true;
       if (!validSession(cookieValue(req.headers.cookie, COOKIE))) {
         json(
           res,
@@ -164,6 +168,11 @@ export function dashboardRoutes(deps: DashboardDeps): ExtraRoutes {
       return true;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+    // The page asks who is signed in by single sign-on; without it, nobody (200: no failed request).
+    if (path === '/auth/session' && !deps.sso) {
+      json(res, 200, { signed_in: false, sso: null });
+      return true;
+    }
     const name = path === '/' || path === '/index.html' ? 'index.html' : path.replace(/^\/dashboard\//, '');
     if (name === path) return false;
     const f = files.get(name);

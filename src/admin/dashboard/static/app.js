@@ -2,10 +2,23 @@
 import './activity.js';
 import './add-tenant.js';
 import './tenant.js';
-import { ApiError, api, openEvents, setToken, token } from './api.js';
+import {
+  ApiError,
+  api,
+  canChange,
+  loadSession,
+  openEvents,
+  setToken,
+  ssoSignOut,
+  ssoUser,
+  token,
+} from './api.js';
 import { h, messageOf, rate } from './dom.js';
 
-/** Root: the sign-in form, or the dashboard once a working admin token is known. */
+/**
+ * Root: the sign-in page, or the dashboard once a working admin token or a single sign-on
+ * session is known.
+ */
 class TetherApp extends HTMLElement {
   connectedCallback() {
     this.addEventListener('signed-in', () => this.render());
@@ -13,15 +26,43 @@ class TetherApp extends HTMLElement {
       setToken(null);
       this.render();
     });
+    window.addEventListener('tether-session-ended', () =>
+      this.render('Your session has ended. Sign in again.'),
+    );
     this.render();
   }
 
-  render() {
-    this.replaceChildren(token() ? h('tether-dashboard') : h('tether-signin'));
+  async render(notice) {
+    if (token()) {
+      this.replaceChildren(h('tether-dashboard'));
+      return;
+    }
+    let s = { available: false };
+    try {
+      s = await loadSession();
+    } catch {
+      // unreachable: the sign-in page says so when it is used
+    }
+    if (s.user) {
+      this.replaceChildren(h('tether-dashboard'));
+      return;
+    }
+    const signin = h('tether-signin');
+    signin.sso = s.available;
+    signin.notice = s.ended ? 'Your session has ended. Sign in again.' : notice;
+    this.replaceChildren(signin);
   }
 }
 
 class TetherSignin extends HTMLElement {
+  constructor() {
+    super();
+    /** Whether the gateway offers single sign-on. */
+    this.sso = false;
+    /** @type {string | undefined} A line above the form (e.g. the session has ended). */
+    this.notice = undefined;
+  }
+
   connectedCallback() {
     const input = h('input', {
       id: 'admin-token',
@@ -32,23 +73,36 @@ class TetherSignin extends HTMLElement {
       spellcheck: 'false',
     });
     const error = h('p', { class: 'error', role: 'alert', hidden: true });
-    const button = h('button', { type: 'submit', class: 'primary' }, 'Sign in');
+    const button = h('button', { type: 'submit', class: this.sso ? '' : 'primary' }, 'Sign in');
+    const sso = this.sso
+      ? [
+          h('a', { class: 'button primary', href: '/auth/login' }, 'Sign in with single sign-on'),
+          h(
+            'p',
+            { class: 'muted small' },
+            'Or use the admin token (the file admin.token in the data directory):',
+          ),
+        ]
+      : [
+          h(
+            'p',
+            { class: 'muted' },
+            'Sign in with the admin token (the file admin.token in the data directory).',
+          ),
+        ];
     const form = h(
       'form',
       { class: 'signin card', onsubmit: (e) => this.submit(e, input, error, button) },
       h('h1', null, h('span', { class: 'logo', 'aria-hidden': 'true' }), 'Tether gateway'),
-      h(
-        'p',
-        { class: 'muted' },
-        'Sign in with the admin token (the file admin.token in the data directory).',
-      ),
+      this.notice ? h('p', { class: 'notice', role: 'status' }, this.notice) : null,
+      sso,
       h('label', { for: 'admin-token' }, 'Admin token'),
       input,
       error,
       button,
     );
     this.replaceChildren(h('main', { class: 'signin-page' }, form));
-    input.focus();
+    if (!this.sso) input.focus();
   }
 
   async submit(e, input, error, button) {
@@ -87,7 +141,11 @@ class TetherDashboard extends HTMLElement {
     this.version = h('span', { class: 'muted' });
     this.summary = h('section', { class: 'summary', 'aria-label': 'Totals' });
     this.list = h('section', { class: 'tenants', 'aria-label': 'Tenants' });
-    this.empty = h('p', { class: 'empty muted' }, 'No tenants yet. Add one above.');
+    this.empty = h(
+      'p',
+      { class: 'empty muted' },
+      canChange() ? 'No tenants yet. Add one above.' : 'No tenants yet.',
+    );
     this.activity = h('tether-activity');
     this.replaceChildren(
       h(
@@ -97,6 +155,7 @@ class TetherDashboard extends HTMLElement {
         this.version,
         h('span', { class: 'spacer' }),
         this.status,
+        this.whoAmI(),
         h('button', { type: 'button', class: 'ghost', onclick: () => this.signOut() }, 'Sign out'),
       ),
       h(
@@ -106,7 +165,7 @@ class TetherDashboard extends HTMLElement {
           'div',
           { class: 'main-column' },
           this.summary,
-          h('tether-add-tenant', { onadded: (e) => this.upsert(e.detail.tenant) }),
+          canChange() ? h('tether-add-tenant', { onadded: (e) => this.upsert(e.detail.tenant) }) : null,
           h('h2', null, 'Tenants'),
           this.empty,
           this.list,
@@ -172,9 +231,27 @@ class TetherDashboard extends HTMLElement {
     this.refreshTimers.set(id, timer);
   }
 
+  /** The single sign-on user and role (nothing with the admin token). */
+  whoAmI() {
+    const u = ssoUser();
+    if (!u) return null;
+    return h(
+      'span',
+      { class: 'who', dataset: { role: u.role } },
+      h('span', { class: 'mono' }, u.email ?? u.name ?? u.subject),
+      ' ',
+      h(
+        'span',
+        { class: `badge${u.role === 'admin' ? '' : ' warn'}`, dataset: { field: 'role' } },
+        u.role === 'admin' ? 'admin' : 'viewer (read only)',
+      ),
+    );
+  }
+
   async signOut() {
     this.stop?.();
-    await api('DELETE', '/v1/events/session').catch(() => {});
+    if (token()) await api('DELETE', '/v1/events/session').catch(() => {});
+    else await ssoSignOut();
     this.dispatchEvent(new CustomEvent('signed-out', { bubbles: true }));
   }
 

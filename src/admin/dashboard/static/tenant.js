@@ -1,5 +1,5 @@
 // @ts-check
-import { api } from './api.js';
+import { api, canChange } from './api.js';
 import { auditPanel } from './audit.js';
 import { ago, bytes, clock, h, messageOf, rate } from './dom.js';
 import { limitsForm, limitsPanel } from './limits.js';
@@ -39,10 +39,21 @@ class TetherTenant extends HTMLElement {
         this.badges,
         this.rateCell,
         h('span', { class: 'spacer' }),
-        h('button', { type: 'button', class: 'ghost', onclick: () => this.editQuota() }, 'Change quota'),
+        // A viewer (single sign-on, read only) gets no change buttons: the gateway would refuse them.
+        canChange()
+          ? h('button', { type: 'button', class: 'ghost', onclick: () => this.editQuota() }, 'Change quota')
+          : null,
         h('button', { type: 'button', class: 'ghost', onclick: () => this.toggleAudit() }, 'Connections'),
-        h('button', { type: 'button', class: 'ghost', onclick: () => this.editLimits() }, 'Change limits'),
-        h('button', { type: 'button', class: 'danger', onclick: () => this.confirmRemove() }, 'Remove'),
+        canChange()
+          ? [
+              h(
+                'button',
+                { type: 'button', class: 'ghost', onclick: () => this.editLimits() },
+                'Change limits',
+              ),
+              h('button', { type: 'button', class: 'danger', onclick: () => this.confirmRemove() }, 'Remove'),
+            ]
+          : null,
       ),
       this.form,
       this.limitsEdit,
