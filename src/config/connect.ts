@@ -19,6 +19,7 @@ import {
   yamlToJS,
   zodProblems,
 } from './load.js';
+import { type ManagedPolicy, parseManagedPolicy } from './managed-policy.js';
 import { duration } from './schema-helpers.js';
 import { destinationOf, parseRepositoryUri, type RepositoryTarget } from './uri.js';
 import { DEFAULT_MAX_WINDOW, windowSize } from './window-size.js';
@@ -245,6 +246,8 @@ export const connectSchema = z.strictObject({
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
   /** Serve Prometheus metrics on this "host:port" (off when absent). */
   metrics_listen: metricsListen.optional(),
+  /** What the operator may add from the gateway; validated by parseManagedPolicy. */
+  managed: z.unknown().optional(),
 });
 
 /** The shape a user writes (before validation). */
@@ -352,6 +355,8 @@ export interface ConnectConfig {
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
   /** `metrics_listen`: where GET /metrics is served; undefined = no metrics endpoint. */
   metricsListen: { host: string; port: number } | undefined;
+  /** `managed`: the customer's policy for repositories the operator adds; null = off. */
+  managed?: ManagedPolicy | null;
 }
 
 /** "host:port", "tls://host:port" or "wss://host[:port]/path". */
@@ -434,6 +439,7 @@ export function connectConfigFrom(
   const parsed = connectSchema.safeParse(expanded);
   if (!parsed.success) problems.push(...zodProblems(parsed.error));
   const repositories = parseRepositories(expanded.repositories, problems, expanded.health_check);
+  const managed = parseManagedPolicy(expanded.managed, problems);
   const cfg = parsed.success ? parsed.data : undefined;
   if (cfg) {
     if (cfg.gateway && cfg.appliance) {
@@ -491,6 +497,7 @@ export function connectConfigFrom(
     dialTimeout: cfg.dial_timeout,
     logLevel: cfg.log_level,
     metricsListen: cfg.metrics_listen,
+    managed,
   });
 }
 

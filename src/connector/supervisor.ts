@@ -19,6 +19,8 @@ import { type GatewayTransport, gatewayTransport } from '../tunnel/transports/cl
 import { HealthChecks } from './health.js';
 import { type LoadedKey, readPrivateKey } from './key-file.js';
 import { checkHostKey } from './known-hosts.js';
+import { ManagedRepos } from './managed.js';
+import type { Lookup } from './managed-policy.js';
 import { dialDestination, relayChannel } from './relay.js';
 import type { ConnectorStatus, RepoState, RepoStatus } from './status.js';
 
@@ -38,6 +40,8 @@ export interface ConnectorDeps {
   dial?: (host: string, port: number, timeoutMs: number) => Promise<Socket>;
   /** How often an unreachable destination is probed, ms. */
   probeInterval?: number;
+  /** Name resolution for managed repositories (checked against the policy at every dial). */
+  lookup?: Lookup;
 }
 
 interface Repo {
@@ -59,6 +63,8 @@ interface Repo {
   withdrawn: boolean;
   probe: unknown;
   live: Set<{ close(): void }>;
+  /** Proposed by the operator and accepted by the `managed` policy (not from connect.yaml). */
+  managed?: boolean;
 }
 
 export interface ReloadResult {
@@ -127,6 +133,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
   private readonly dial: (host: string, port: number, timeoutMs: number) => Promise<Socket>;
   private readonly probeInterval: number;
   private readonly health: HealthChecks;
+  private readonly managed: ManagedRepos;
 
   constructor(private readonly deps: ConnectorDeps) {
     super();
@@ -149,6 +156,56 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       dial: this.dial,
       onResult: (label, ok, reason) => this.onHealth(label, ok, reason),
     });
+    this.managed = new ManagedRepos({
+      stateDir: this.cfg.stateDir,
+      log: this.log,
+      policy: () => this.cfg.managed,
+      localLabels: () => new Set(this.cfg.repositories.map((r) => r.label)),
+      changed: () => this.syncManaged(),
+      send: (m) => this.session?.send(m),
+      lookup: deps.lookup,
+      now: () => this.clock.now(),
+    });
+  }
+
+  /** Adds forwards for managed repositories newly served, drops those no longer served. */
+  private syncManaged(): void {
+    const want = new Map(this.managed.serving().map((r) => [r.label, r]));
+    for (const [label, r] of [...this.repos]) {
+      if (r.managed && want.get(label) !== r.cfg) this.dropRepo(label, r);
+    }
+    for (const [label, cfg] of want) {
+      if (this.repos.has(label)) continue;
+      const fresh = this.newRepo(cfg);
+      fresh.managed = true;
+      this.repos.set(label, fresh);
+      this.requestForward(fresh);
+    }
+  }
+
+  /** Dials a repository's destination; a managed one only at an address its policy allows now. */
+  private async dialRepo(r: Repo): Promise<Socket> {
+    if (!r.managed) return this.dial(r.cfg.host, r.cfg.port, this.cfg.dialTimeout);
+    const v = await this.managed.resolve(r.cfg);
+    if (!v.ok) throw new Error(v.reason);
+    return this.dial(v.address, r.cfg.port, this.cfg.dialTimeout);
+  }
+
+  /** Forgets a repository: cancels its forward and ends its open connections. */
+  private dropRepo(label: string, r: Repo): void {
+    this.repos.delete(label);
+    r.gen++;
+    this.stopProbe(r);
+    this.health.remove(label);
+    if (this.session && r.leasePort !== null && r.leasedOn === this.session) {
+      this.session.unforward(label, r.leasePort).catch((e: Error) => {
+        this.log.warn(
+          { event: 'connector.unforward_failed', label },
+          `could not cancel the forward ${label}: ${e.message}`,
+        );
+      });
+    }
+    for (const h of r.live) h.close();
   }
 
   /** A health check result: withdraw the repository when it fails, restore it when it passes. */
@@ -193,6 +250,8 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       );
     }
     this.key = readPrivateKey(this.cfg.sshKey);
+    this.managed.restore();
+    this.syncManaged();
     this.stopped = false;
     this.state = 'connecting';
     this.since = this.clock.now();
@@ -331,7 +390,9 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       `connected to the gateway ${gw} (${session.hostFingerprint}); route: ${transport.route.text}`,
     );
     session.on('connection', (c) => this.onConnection(c));
+    this.managed.sessionStarted();
     session.on('message', (m) => {
+      if (this.managed.onMessage(m as unknown as Record<string, unknown>)) return;
       if (m.type === 'refused') {
         const r = this.repos.get(m.label);
         if (r && r.state !== 'active') {
@@ -432,9 +493,8 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       c.reject();
       return;
     }
-    const target = r.cfg;
-    const dest = destinationOf(target);
-    this.dial(target.host, target.port, this.cfg.dialTimeout).then(
+    const dest = destinationOf(r.cfg);
+    this.dialRepo(r).then(
       (sock) => {
         let channel: ReturnType<IncomingConnection['accept']>;
         try {
@@ -526,7 +586,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     r.probe = this.clock.setTimeout(() => {
       r.probe = undefined;
       if (this.stopped || this.repos.get(r.cfg.label) !== r || r.state !== 'unreachable') return;
-      this.dial(r.cfg.host, r.cfg.port, this.cfg.dialTimeout).then(
+      this.dialRepo(r).then(
         (sock) => {
           closeGently(sock);
           if (this.repos.get(r.cfg.label) === r && r.state === 'unreachable') this.markReachable(r);
@@ -591,21 +651,10 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     const result: ReloadResult = { added: [], removed: [], changed: [], reconnect };
     const nextByLabel = new Map(next.repositories.map((r) => [r.label, r]));
     for (const [label, r] of [...this.repos]) {
-      if (nextByLabel.has(label)) continue;
-      this.repos.delete(label);
-      r.gen++;
-      this.stopProbe(r);
-      this.health.remove(label);
-      result.removed.push(label);
-      if (this.session && r.leasePort !== null && r.leasedOn === this.session) {
-        this.session.unforward(label, r.leasePort).catch((e: Error) => {
-          this.log.warn(
-            { event: 'connector.unforward_failed', label },
-            `could not cancel the forward ${label}: ${e.message}`,
-          );
-        });
-      }
-      for (const h of r.live) h.close();
+      // a managed entry stays unless a local one takes its label (the local entry wins)
+      if (r.managed ? !nextByLabel.has(label) : nextByLabel.has(label)) continue;
+      this.dropRepo(label, r);
+      if (!r.managed) result.removed.push(label);
     }
     this.cfg = next;
     if (newKey) this.key = newKey;
@@ -648,6 +697,8 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       },
       'configuration reloaded',
     );
+    this.managed.recheck('connect.yaml reloaded');
+    this.syncManaged();
     if (!this.stopped) for (const r of this.repos.values()) this.health.set(r.cfg);
     if (reconnect && !this.stopped) {
       const s = this.session;
@@ -693,6 +744,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       bytesIn: r.bytesIn,
       bytesOut: r.bytesOut,
       dialFailures: r.dialFailures,
+      source: r.managed ? ('managed' as const) : ('connect.yaml' as const),
     }));
     const next = this.backoff.nextAt;
     return {
@@ -711,6 +763,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       nextRetryAt: next === undefined || this.session ? null : new Date(next).toISOString(),
       attempts: this.backoff.attempts,
       repositories,
+      managed: this.managed.status(),
     };
   }
 }
