@@ -114,6 +114,7 @@ export const V4_IN_V6: ReadonlyArray<{ cidr: Cidr; at: bigint }> = [
 /** The IPv4 address an IPv6 address carries, if it is one of the IPv6 forms of IPv4. */
 export function embeddedV4(ip: { family: 4 | 6; value: bigint }): bigint | undefined {
   if (ip.family !== 6) return undefined;
+  if (ip.value <= 1n) return undefined; // :: and ::1 are themselves, not IPv4 forms
   for (const f of V4_IN_V6) {
     if (inCidr(ip, f.cidr)) return (ip.value >> f.at) & 0xffffffffn;
   }

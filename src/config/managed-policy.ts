@@ -36,7 +36,8 @@ export interface ManagedPolicy {
   maxEntries: number;
 }
 
-const HOST_PATTERN = /^(\*\.)?(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,62})(?:\.[a-z0-9_](?:[a-z0-9_-]{0,62}))*$/;
+const HOST_PATTERN =
+  /^(\*\.)?(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,62})(?:\.[a-z0-9_](?:[a-z0-9_-]{0,62}))*$/;
 
 function list(v: unknown): unknown[] {
   return Array.isArray(v) ? v : [v];
@@ -70,12 +71,18 @@ function parseRule(raw: unknown, index: number, problems: FieldProblem[]): Manag
   const r = raw as Record<string, unknown>;
   const unknown = Object.keys(r).filter((k) => !['cidr', 'host', 'ports', 'services'].includes(k));
   if (unknown.length > 0) {
-    problems.push({ path, message: `unknown key "${unknown[0]}" (a rule takes cidr, host, ports, services)` });
+    problems.push({
+      path,
+      message: `unknown key "${unknown[0]}" (a rule takes cidr, host, ports, services)`,
+    });
     return undefined;
   }
   const before = problems.length;
   if (r.cidr === undefined && r.host === undefined) {
-    problems.push({ path, message: 'needs cidr or host (or both): where the operator may point this connector' });
+    problems.push({
+      path,
+      message: 'needs cidr or host (or both): where the operator may point this connector',
+    });
   }
   const cidrs: Cidr[] = [];
   if (r.cidr !== undefined) {
@@ -120,7 +127,10 @@ function parseRule(raw: unknown, index: number, problems: FieldProblem[]): Manag
 export function parseManagedPolicy(value: unknown, problems: FieldProblem[]): ManagedPolicy | null {
   if (value === undefined || value === null || value === false || value === 'off') return null;
   if (typeof value !== 'object' || Array.isArray(value)) {
-    problems.push({ path: 'managed', message: 'use "off" or { allow: [ { cidr | host, ports, services } ] }' });
+    problems.push({
+      path: 'managed',
+      message: 'use "off" or { allow: [ { cidr | host, ports, services } ] }',
+    });
     return null;
   }
   const m = value as Record<string, unknown>;
@@ -132,7 +142,8 @@ export function parseManagedPolicy(value: unknown, problems: FieldProblem[]): Ma
   if (!Array.isArray(m.allow) || m.allow.length === 0) {
     problems.push({
       path: 'managed.allow',
-      message: 'needs a list of rules ({ cidr | host, ports, services }); write "managed: off" to allow nothing',
+      message:
+        'needs a list of rules ({ cidr | host, ports, services }); write "managed: off" to allow nothing',
     });
     return null;
   }
@@ -142,7 +153,12 @@ export function parseManagedPolicy(value: unknown, problems: FieldProblem[]): Ma
   }
   let maxEntries = DEFAULT_MAX_MANAGED;
   if (m.max_entries !== undefined) {
-    if (typeof m.max_entries !== 'number' || !Number.isInteger(m.max_entries) || m.max_entries < 1 || m.max_entries > 1000) {
+    if (
+      typeof m.max_entries !== 'number' ||
+      !Number.isInteger(m.max_entries) ||
+      m.max_entries < 1 ||
+      m.max_entries > 1000
+    ) {
       problems.push({ path: 'managed.max_entries', message: 'must be a whole number from 1 to 1000' });
       return null;
     }

@@ -48,11 +48,17 @@ function rulesFor(policy: ManagedPolicy, t: Target): ManagedRule[] | { ok: false
 }
 
 /** Why one address may not be dialled under these rules; undefined when it may. */
-export function addressProblem(policy: ManagedPolicy, rules: readonly ManagedRule[], address: string, byName: boolean): string | undefined {
+export function addressProblem(
+  policy: ManagedPolicy,
+  rules: readonly ManagedRule[],
+  address: string,
+  byName: boolean,
+): string | undefined {
   const ip = parseIp(address);
   if (!ip) return `${address} is not an IP address`;
   const shown = formatIp(ip.family, ip.value);
-  if (NEVER.some((c) => inCidr(ip, c))) return `${shown} is never dialled (unspecified, multicast or broadcast)`;
+  if (NEVER.some((c) => inCidr(ip, c)))
+    return `${shown} is never dialled (unspecified, multicast or broadcast)`;
   const v4 = embeddedV4(ip);
   if (v4 !== undefined && NEVER.some((c) => inCidr({ family: 4, value: v4 }, c))) {
     return `${shown} is never dialled (an IPv6 form of ${formatIp(4, v4)})`;
@@ -94,7 +100,10 @@ export function checkTarget(policy: ManagedPolicy | null | undefined, t: Target)
   const named = rules.filter((r) => r.hosts.length === 0 || r.hosts.some((p) => hostMatches(p, t.host)));
   if (named.length === 0) {
     const patterns = [...new Set(rules.flatMap((r) => r.hosts))];
-    return outside(t, `the host ${t.host} matches none of the allowed host patterns (${patterns.join(', ')})`);
+    return outside(
+      t,
+      `the host ${t.host} matches none of the allowed host patterns (${patterns.join(', ')})`,
+    );
   }
   return { ok: true };
 }
@@ -117,17 +126,18 @@ export async function resolveTarget(
   try {
     addrs = await lookup(t.host);
   } catch (e) {
-    return { ok: false, reason: `${destinationOf(t)}: cannot resolve ${t.host}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` };
+    return {
+      ok: false,
+      reason: `${destinationOf(t)}: cannot resolve ${t.host}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    };
   }
-  if (addrs.length === 0) return { ok: false, reason: `${destinationOf(t)}: ${t.host} resolves to no address` };
+  if (addrs.length === 0)
+    return { ok: false, reason: `${destinationOf(t)}: ${t.host} resolves to no address` };
   const problems: string[] = [];
   for (const a of addrs) {
     const why = addressProblem(policy!, named, a.address, true);
     if (!why) return { ok: true, address: a.address };
     problems.push(why);
   }
-  return outside(
-    t,
-    `${t.host} resolves to ${addrs.map((a) => a.address).join(', ')}: ${problems[0]}`,
-  );
+  return outside(t, `${t.host} resolves to ${addrs.map((a) => a.address).join(', ')}: ${problems[0]}`);
 }

@@ -9,12 +9,16 @@
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { RepositoryConfig } from '../config/connect.js';
 import type { ManagedPolicy } from '../config/managed-policy.js';
 import { destinationOf, parseRepositoryUri } from '../config/uri.js';
-import type { RepositoryConfig } from '../config/connect.js';
 import { cleanText, parseLabel } from '../core/ids.js';
 import type { Logger } from '../log/index.js';
-import { MAX_PROPOSAL_URI, type ManagedReportMessage, type ManagedState } from '../tunnel/control-protocol.js';
+import {
+  MAX_PROPOSAL_URI,
+  type ManagedReportMessage,
+  type ManagedState,
+} from '../tunnel/control-protocol.js';
 import { checkTarget, type Lookup, resolveTarget } from './managed-policy.js';
 
 export const MANAGED_FILE = 'managed.json';
@@ -88,11 +92,18 @@ export class ManagedRepos {
   }
 
   /** The address to dial for a managed repository, checked against the policy right now. */
-  async resolve(repo: RepositoryConfig): Promise<{ ok: true; address: string } | { ok: false; reason: string }> {
+  async resolve(
+    repo: RepositoryConfig,
+  ): Promise<{ ok: true; address: string } | { ok: false; reason: string }> {
     const v = await resolveTarget(this.deps.policy(), repo, this.lookup);
     if (!v.ok) {
       this.deps.log.warn(
-        { event: 'managed.dial_refused', label: repo.label, destination: destinationOf(repo), reason: v.reason },
+        {
+          event: 'managed.dial_refused',
+          label: repo.label,
+          destination: destinationOf(repo),
+          reason: v.reason,
+        },
         `managed ${repo.label}: not dialled: ${v.reason}`,
       );
     }
@@ -158,7 +169,11 @@ export class ManagedRepos {
     }
     const label = m.label;
     if (typeof m.uri !== 'string' || m.uri.length > MAX_PROPOSAL_URI) {
-      this.refuseNew(label, typeof m.uri === 'string' ? `${m.uri.slice(0, 80)}…` : '', `the URI must be a string of at most ${MAX_PROPOSAL_URI} characters`);
+      this.refuseNew(
+        label,
+        typeof m.uri === 'string' ? `${m.uri.slice(0, 80)}…` : '',
+        `the URI must be a string of at most ${MAX_PROPOSAL_URI} characters`,
+      );
       return;
     }
     const uri = m.uri.trim();
@@ -230,7 +245,10 @@ export class ManagedRepos {
       this.deps.changed();
     }
     if (this.entries.size < this.limit() + MAX_QUEUED) this.entries.set(label, e);
-    this.deps.log.warn({ event: 'managed.refused', label, uri, reason }, `managed ${label} refused: ${reason}`);
+    this.deps.log.warn(
+      { event: 'managed.refused', label, uri, reason },
+      `managed ${label} refused: ${reason}`,
+    );
     this.report(e);
     this.save();
   }
@@ -244,7 +262,11 @@ export class ManagedRepos {
     else if (this.deps.localLabels().has(e.label)) {
       this.settle(e, 'shadowed', `connect.yaml has its own ${e.label}: the local entry wins`);
     } else if (serving >= this.limit()) {
-      this.settle(e, 'refused', `this connector serves at most ${this.limit()} managed repositories (managed.max_entries)`);
+      this.settle(
+        e,
+        'refused',
+        `this connector serves at most ${this.limit()} managed repositories (managed.max_entries)`,
+      );
     } else this.settle(e, 'serving', null);
   }
 
@@ -255,7 +277,13 @@ export class ManagedRepos {
     e.since = this.now();
     const event = state === 'serving' ? 'managed.accepted' : `managed.${state}`;
     const text = state === 'serving' ? 'accepted' : `${state}: ${reason}`;
-    const fields = { event, label: e.label, uri: e.uri, destination: e.repo ? destinationOf(e.repo) : null, reason };
+    const fields = {
+      event,
+      label: e.label,
+      uri: e.uri,
+      destination: e.repo ? destinationOf(e.repo) : null,
+      reason,
+    };
     if (state === 'serving' || state === 'shadowed') this.deps.log.info(fields, `managed ${e.label} ${text}`);
     else this.deps.log.warn(fields, `managed ${e.label} ${text}`);
     this.report(e);
@@ -304,7 +332,10 @@ export class ManagedRepos {
       saved = JSON.parse(readFileSync(file, 'utf8'));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
-        this.deps.log.warn({ event: 'managed.state_unreadable', file }, `${file} is unreadable: managed repositories start empty`);
+        this.deps.log.warn(
+          { event: 'managed.state_unreadable', file },
+          `${file} is unreadable: managed repositories start empty`,
+        );
       }
       return;
     }
@@ -318,7 +349,16 @@ export class ManagedRepos {
       const p = parseLabel(label)!;
       const repo: RepositoryConfig = { label, group: p.group, name: p.repo, uri, ...parsed.target };
       const v = checkTarget(this.deps.policy(), repo);
-      const e: Entry = { label, uri, repo, state: 'serving', reason: null, source: 'state dir', since: this.now(), seen: false };
+      const e: Entry = {
+        label,
+        uri,
+        repo,
+        state: 'serving',
+        reason: null,
+        source: 'state dir',
+        since: this.now(),
+        seen: false,
+      };
       if (!v.ok) {
         this.deps.log.warn(
           { event: 'managed.withdrawn', label, uri, reason: v.reason },

@@ -131,8 +131,21 @@ function managedSection(s: ConnectorStatus): string[] {
   const rows = list.map((m) => {
     const r = served.get(m.label);
     const state =
-      m.state === 'serving' && r ? (r.state === 'active' ? 'serving' : `serving (${r.state}${r.reason ? `: ${r.reason}` : ''})`) : m.reason ? `${m.state}: ${m.reason}` : m.state;
-    return [m.label, m.uri, r?.leasePort == null ? '-' : String(r.leasePort), r ? String(r.connections) : '-', `${m.source}`, state];
+      m.state === 'serving' && r
+        ? r.state === 'active'
+          ? 'serving'
+          : `serving (${r.state}${r.reason ? `: ${r.reason}` : ''})`
+        : m.reason
+          ? `${m.state}: ${m.reason}`
+          : m.state;
+    return [
+      m.label,
+      m.uri,
+      r?.leasePort == null ? '-' : String(r.leasePort),
+      r ? String(r.connections) : '-',
+      `${m.source}`,
+      state,
+    ];
   });
   const head = ['MANAGED', 'URI', 'LEASE', 'CONNS', 'FROM', 'STATE'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
@@ -141,5 +154,10 @@ function managedSection(s: ConnectorStatus): string[] {
       .map((c, i) => (i === cols.length - 1 ? c : c.padEnd(widths[i]!)))
       .join('  ')
       .trimEnd();
-  return ['', 'managed repositories (proposed by the gateway, checked against managed.allow):', fmt(head), ...rows.map(fmt)];
+  return [
+    '',
+    'managed repositories (proposed by the gateway, checked against managed.allow):',
+    fmt(head),
+    ...rows.map(fmt),
+  ];
 }
