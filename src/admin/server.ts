@@ -14,10 +14,12 @@ import {
   parseTraffic,
   type TrafficLimits,
 } from '../core/limits.js';
+import type { ManagedRepoService } from '../core/managed-repos.js';
 import type { TenantService } from '../core/tenants.js';
 import { errors, isTetherError, TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import type { Store } from '../store/types.js';
+import { managedRoutes } from './managed-routes.js';
 import { examples as ex, extraRouteDocs, openApiDocument, type RouteDoc } from './openapi.js';
 import {
   addKeyBody,
@@ -51,6 +53,8 @@ export interface AdminDeps {
   version: string;
   /** Prometheus text for GET /metrics. */
   metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** Managed repositories (the operator proposes, the connectors decide). */
+  managed?: ManagedRepoService;
   /** Extra routes (dashboard, events) tried before the 404. */
   extra?: (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => Promise<boolean>;
 }
@@ -521,6 +525,7 @@ export class AdminServer {
           return [200, { tenant: id, group, key: row.key, key_created_at: row.created_at }];
         },
       },
+      ...managedRoutes(d.managed),
     ];
   }
 }

@@ -181,6 +181,7 @@ export class ManagedRepos {
     if (known && known.uri === uri) {
       // The same proposal again: nothing changes, the gateway hears the state again.
       known.seen = true;
+      known.source = 'gateway';
       if (known.state !== 'checking') this.report(known);
       return;
     }

@@ -4,6 +4,7 @@ import { dashboardRoutes } from '../admin/dashboard/index.js';
 import { GatewayMetrics } from '../admin/metrics.js';
 import { AdminServer } from '../admin/server.js';
 import type { GatewayConfig } from '../config/gateway.js';
+import { parseRepositoryUri } from '../config/uri.js';
 import { ForwardAuthorizer, rangeText } from '../core/authorization.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import type { Component } from '../core/component.js';
@@ -12,6 +13,7 @@ import { ForwardRegistry } from '../core/forward-registry.js';
 import { GroupKeyService } from '../core/group-keys.js';
 import { LeaseService } from '../core/leases.js';
 import { TrafficLimits } from '../core/limits.js';
+import { ManagedRepoService } from '../core/managed-repos.js';
 import { RefusalLog } from '../core/refusals.js';
 import { TenantService } from '../core/tenants.js';
 import { FailureThrottle } from '../core/throttle.js';
@@ -20,6 +22,7 @@ import { LeaseListeners } from '../frontdoor/raw-port/index.js';
 import type { Logger } from '../log/index.js';
 import { openStore } from '../store/index.js';
 import type { Store } from '../store/types.js';
+import { ManagedControl } from '../tunnel/managed-control.js';
 import { TunnelServer } from '../tunnel/server.js';
 import { loadAdminToken, loadHostKey, sharedIdentity } from './identity.js';
 
@@ -150,6 +153,11 @@ export class Gateway {
         cluster,
       });
       const metrics = new GatewayMetrics(store, registry, { log });
+      const managedRefusals = new RefusalLog(log, clock);
+      const managed = new ManagedRepoService(store, clock, log, events, managedRefusals, (uri) => {
+        const r = parseRepositoryUri(uri);
+        return r.ok ? undefined : r.message;
+      });
       const authThrottle = new FailureThrottle(clock, {
         maxFailures: config.tunnel.login_throttle.max_failures,
         windowMs: config.tunnel.login_throttle.window,
@@ -182,6 +190,7 @@ export class Gateway {
           authThrottle,
           clock,
           log,
+          managed: new ManagedControl(managed, events, managedRefusals, () => clock.now(), log),
           onRepoMeta: (tenant, label, meta) => {
             store
               .updateLease(tenant, label, meta, new Date(clock.now()).toISOString())
@@ -237,6 +246,7 @@ export class Gateway {
         nodeId,
         version: this.deps.version,
         metrics: () => metrics.render(),
+        managed,
         extra: dashboardRoutes({ token: adminToken, store, tenants, registry, events, log, nodeId }),
       });
       const adminAddr = await this.admin.listen(config.admin.listen.host, config.admin.listen.port);

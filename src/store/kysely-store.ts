@@ -1,5 +1,6 @@
 import { type Kysely, sql } from 'kysely';
 import { expireLeases, leasePort, publishNodeForwards } from './kysely-leases.js';
+import * as managed from './kysely-managed.js';
 import type {
   DirectoryRow,
   EnrollmentRow,
@@ -8,6 +9,8 @@ import type {
   LeaseRange,
   LeaseRow,
   LimitsRow,
+  ManagedRepoRow,
+  ManagedStateRow,
   NodeRow,
   RepoMeta,
   Store,
@@ -27,6 +30,8 @@ export interface Database {
   forwards: DirectoryRow;
   tenant_limits: LimitsRow;
   traffic: TrafficRow;
+  managed_repos: ManagedRepoRow;
+  managed_repo_states: ManagedStateRow;
 }
 
 /** PostgreSQL answers bigint and sums as strings; SQLite as numbers. */
@@ -96,6 +101,8 @@ export class KyselyStore implements Store {
         'enrollments',
         'tenant_limits',
         'traffic',
+        'managed_repo_states',
+        'managed_repos',
       ] as const) {
         await tx.deleteFrom(t).where('tenant_id', '=', id).execute();
       }
@@ -460,5 +467,24 @@ export class KyselyStore implements Store {
     }
     await sql`select 1`.execute(this.db);
     return 'ok';
+  }
+
+  listManagedRepos(tenantId: string) {
+    return managed.listManagedRepos(this.db, tenantId);
+  }
+  putManagedRepo(row: ManagedRepoRow) {
+    return managed.putManagedRepo(this.db, row);
+  }
+  deleteManagedRepo(tenantId: string, label: string) {
+    return managed.deleteManagedRepo(this.db, tenantId, label);
+  }
+  listManagedStates(tenantId: string) {
+    return managed.listManagedStates(this.db, tenantId);
+  }
+  putManagedState(row: ManagedStateRow) {
+    return managed.putManagedState(this.db, row);
+  }
+  pruneManagedStates(tenantId: string, label: string, keep: number) {
+    return managed.pruneManagedStates(this.db, tenantId, label, keep);
   }
 }

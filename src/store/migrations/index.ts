@@ -1,4 +1,5 @@
 import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
+import { managedReposMigration } from './0005-managed-repos.js';
 
 /** Versioned migrations, the same for SQLite and PostgreSQL. Append only. */
 const migrations: Record<string, Migration> = {
@@ -126,6 +127,7 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('leases').dropColumn('established_at').execute();
     },
   },
+  '0005_managed_repos': managedReposMigration,
 };
 
 class InlineProvider implements MigrationProvider {
