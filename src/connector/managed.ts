@@ -146,6 +146,8 @@ export class ManagedRepos {
           );
           dropped ||= e.state === 'serving';
         }
+        // the next batch must name each again
+        for (const e of this.entries.values()) e.seen = false;
         this.save();
         if (dropped) this.deps.changed();
         return true;

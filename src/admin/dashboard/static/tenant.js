@@ -2,6 +2,7 @@
 import { api } from './api.js';
 import { ago, bytes, clock, h, messageOf, rate } from './dom.js';
 import { limitsForm, limitsPanel } from './limits.js';
+import { managedPanel } from './managed.js';
 
 /**
  * One tenant: quota and usage, traffic limits, live sessions, forwards and their connectors;
@@ -27,6 +28,7 @@ class TetherTenant extends HTMLElement {
     this.form = h('div', { class: 'quota-form', hidden: true });
     this.limitsEdit = h('div', { class: 'limits-form', hidden: true });
     this.body = h('div', { class: 'tenant-body' });
+    this.managed = managedPanel(this._view.id);
     this.article = h(
       'article',
       { class: 'card tenant' },
@@ -44,6 +46,7 @@ class TetherTenant extends HTMLElement {
       this.form,
       this.limitsEdit,
       this.body,
+      this.managed,
     );
     this.replaceChildren(this.article);
   }
