@@ -19,7 +19,7 @@ import {
   yamlToJS,
   zodProblems,
 } from './load.js';
-import { type ManagedPolicy, parseManagedPolicy } from './managed-policy.js';
+import { type ManagedPolicy, managedText, parseManagedPolicy } from './managed-policy.js';
 import { duration } from './schema-helpers.js';
 import { destinationOf, parseRepositoryUri, type RepositoryTarget } from './uri.js';
 import { DEFAULT_MAX_WINDOW, windowSize } from './window-size.js';
@@ -612,6 +612,7 @@ export function redactedConfig(cfg: ConnectConfig): Record<string, unknown> {
     dial_timeout: `${cfg.dialTimeout}ms`,
     log_level: cfg.logLevel,
     metrics_listen: cfg.metricsListen ? destinationOf(cfg.metricsListen) : null,
+    managed: cfg.managed ? managedText(cfg.managed) : 'off',
     repositories: groups,
   };
 }

@@ -168,3 +168,16 @@ export function parseManagedPolicy(value: unknown, problems: FieldProblem[]): Ma
   if (rules.some((r) => r === undefined)) return null;
   return { rules: rules as ManagedRule[], maxEntries };
 }
+
+/** The policy as `tether connector config` shows it (the effective rules, normalised). */
+export function managedText(p: ManagedPolicy): Record<string, unknown> {
+  return {
+    allow: p.rules.map((r) => ({
+      ...(r.cidrs.length > 0 ? { cidr: r.cidrs.map((c) => c.text) } : {}),
+      ...(r.hosts.length > 0 ? { host: [...r.hosts] } : {}),
+      ports: r.ports.map(([lo, hi]) => (lo === hi ? String(lo) : `${lo}-${hi}`)).join(','),
+      services: r.services === null ? 'any' : [...r.services],
+    })),
+    max_entries: p.maxEntries,
+  };
+}

@@ -7,7 +7,7 @@
  * served again after a restart only if they still pass the policy then.
  */
 import { lookup as dnsLookup } from 'node:dns/promises';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RepositoryConfig } from '../config/connect.js';
 import type { ManagedPolicy } from '../config/managed-policy.js';
@@ -389,6 +389,7 @@ export class ManagedRepos {
       .filter((e) => e.state === 'serving' || e.state === 'shadowed')
       .map((e) => ({ label: e.label, uri: e.uri }));
     const file = join(this.deps.stateDir, MANAGED_FILE);
+    if (entries.length === 0 && !existsSync(file)) return; // nothing to remember, nothing written
     try {
       mkdirSync(this.deps.stateDir, { recursive: true, mode: 0o700 });
       const tmp = `${file}.${process.pid}.tmp`;

@@ -408,6 +408,8 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     session.on('close', (err) => this.onSessionClosed(session, err));
     this.emit('connected');
     for (const r of this.repos.values()) this.requestForward(r);
+    // Listening now: the gateway may send its proposals (none can arrive before a listener).
+    session.send({ type: 'managed-ready' });
   }
 
   private onSessionClosed(session: TunnelSession, err: Error | undefined): void {

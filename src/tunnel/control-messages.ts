@@ -52,6 +52,9 @@ export function onControlMessage(msg: Record<string, unknown>, s: ControlContext
     case 'managed':
       if (s.managedPeer) deps.managed?.report(s.managedPeer, msg);
       return;
+    case 'managed-ready':
+      if (s.managedPeer) deps.managed?.ready(s.managedPeer);
+      return;
     case 'repo':
       onRepo(msg, s, deps);
       return;

@@ -9,6 +9,8 @@
  *   restore    it can again
  *   ping       round-trip probe; answered by pong with the same id
  *   unregister remove the key this session authenticated with from the tenant
+ *   managed-ready  the connector listens for proposals now (sent after its forward requests): the gateway sends them (and again
+ *              whenever they change); a connector that never says so gets none
  *   managed    what became of a managed repository the gateway proposed: serving, refused (why),
  *              withdrawn (the policy no longer allows it) or shadowed (a local entry has the label)
  *   enroll     only on an enrollment session (user `tether-enroll`): one-time token
@@ -17,7 +19,7 @@
  *   forward    a forward was granted: label → lease port
  *   refused    a forward was refused, with the reason the user should see
  *   pong, unregistered, enrolled, error
- *   propose    the operator proposes a managed repository: label + URI. The connector checks it
+ *   propose    (after managed-ready) the operator proposes a managed repository: label + URI. The connector checks it
  *              against its own `managed` policy and answers with `managed`; the gateway can never
  *              make a connector dial anything its policy does not allow.
  *   unpropose  the operator removed it
@@ -51,6 +53,7 @@ export type ConnectorMessage =
   | { type: 'ping'; id: number }
   | { type: 'unregister' }
   | { type: 'enroll'; token: string }
+  | { type: 'managed-ready' }
   | ManagedReportMessage;
 
 export type ManagedState = 'serving' | 'refused' | 'withdrawn' | 'shadowed';

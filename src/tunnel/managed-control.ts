@@ -30,8 +30,10 @@ export interface ManagedPeer {
 
 /** What a tenant session calls (tenant-session.ts, control-messages.ts). */
 export interface ManagedHooks {
-  /** The control channel is up (welcome sent): send the proposals. Returns the detach. */
+  /** The control channel is up (welcome sent). Returns the detach. */
   attach(peer: ManagedPeer): () => void;
+  /** The connector said `managed-ready`: send it the proposals, now and on every change. */
+  ready(peer: ManagedPeer): void;
   /** A `managed` message from the connector. */
   report(peer: ManagedPeer, msg: Record<string, unknown>): void;
 }
@@ -47,6 +49,8 @@ interface Attached {
   refilled: number;
   /** Last state stored per label: the same answer again is not written again. */
   last: Map<string, string>;
+  /** Said managed-ready: gets proposals. */
+  ready: boolean;
 }
 
 export class ManagedControl implements ManagedHooks {
@@ -66,7 +70,7 @@ export class ManagedControl implements ManagedHooks {
   }
 
   attach(peer: ManagedPeer): () => void {
-    const a: Attached = { peer, tokens: REPORT_BURST, refilled: this.now(), last: new Map() };
+    const a: Attached = { peer, tokens: REPORT_BURST, refilled: this.now(), last: new Map(), ready: false };
     let set = this.byTenant.get(peer.tenant);
     if (!set) {
       set = new Set();
@@ -74,16 +78,22 @@ export class ManagedControl implements ManagedHooks {
     }
     set.add(a);
     this.peers.set(peer, a);
-    void this.sendAll([a], peer.tenant);
     return () => {
       set.delete(a);
       if (set.size === 0 && this.byTenant.get(peer.tenant) === set) this.byTenant.delete(peer.tenant);
     };
   }
 
+  ready(peer: ManagedPeer): void {
+    const a = this.peers.get(peer);
+    if (!a || a.ready) return;
+    a.ready = true;
+    void this.sendAll([a], peer.tenant);
+  }
+
   private resend(tenant: string): void {
-    const set = this.byTenant.get(tenant);
-    if (set && set.size > 0) void this.sendAll([...set], tenant);
+    const ready = [...(this.byTenant.get(tenant) ?? [])].filter((a) => a.ready);
+    if (ready.length > 0) void this.sendAll(ready, tenant);
   }
 
   private async sendAll(to: Attached[], tenant: string): Promise<void> {

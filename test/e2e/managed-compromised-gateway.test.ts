@@ -52,6 +52,7 @@ describe('managed repositories: a compromised gateway cannot reach outside the p
       tenant: 'acme',
       keyFile,
       dir,
+      repositories: { loc: { own: `tcp://127.0.0.1:${A}` } },
       config: {
         managed: {
           max_entries: 2,
@@ -158,7 +159,11 @@ describe('managed repositories: a compromised gateway cannot reach outside the p
       const r = await gw.open(`x/${name}`);
       assert.equal(r.ok, false, `${name} must not be dialled`);
     }
-    assert.equal(gw.forwards.size, 1, `only g/ok is forwarded: ${[...gw.forwards.keys()].join(', ')}`);
+    assert.deepEqual(
+      [...gw.forwards.keys()].sort(),
+      ['g/ok', 'loc/own'],
+      'only g/ok and the local entry are forwarded',
+    );
     assert.equal(other.hits(), 0, 'nothing reached the port outside the policy');
     assert.equal(allowed.hits(), 1, 'nothing more reached the allowed one');
     // the connector log is the customer's audit trail
@@ -206,6 +211,18 @@ describe('managed repositories: a compromised gateway cannot reach outside the p
     assert.match(
       String(m.reason),
       /this connector serves at most 2 managed repositories \(managed\.max_entries\)/,
+    );
+  });
+
+  test('a proposal cannot replace a local repository: the local entry wins', async () => {
+    gw.send({ type: 'propose', label: 'loc/own', uri: `tcp://127.0.0.1:${A}/other` });
+    const m = await report('loc/own');
+    assert.equal(m.state, 'shadowed');
+    assert.equal(m.reason, 'connect.yaml has its own loc/own: the local entry wins');
+    const own = (await conn.status()).repositories.filter((r) => r.label === 'loc/own');
+    assert.deepEqual(
+      own.map((r) => `${r.source} ${r.uri}`),
+      [`connect.yaml tcp://127.0.0.1:${A}`],
     );
   });
 
