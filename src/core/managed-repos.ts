@@ -13,7 +13,7 @@ import type { TenantEvents } from './events.js';
 import { assertTenantId, cleanText, parseLabel } from './ids.js';
 import type { RefusalLog } from './refusals.js';
 
-/** Proposals one tenant may have at once. */
+/** Proposals one tenant may have at once (`forwards.max_managed`). */
 export const MAX_MANAGED_PER_TENANT = 200;
 /** Connectors whose answer is kept per proposal (the newest). */
 export const MAX_STATES_PER_REPO = 32;
@@ -57,6 +57,7 @@ export class ManagedRepoService {
     private readonly refusals: RefusalLog,
     /** Checks a URI's form (config/uri.ts); a string is what is wrong with it. */
     private readonly checkUri: (uri: string) => string | undefined,
+    private readonly maxPerTenant = MAX_MANAGED_PER_TENANT,
   ) {}
 
   private now(): string {
@@ -107,8 +108,8 @@ export class ManagedRepoService {
     if (bad) throw errors.badRequest(`invalid URI for ${label}: ${bad}`);
     const existing = await this.store.listManagedRepos(tenantId);
     const old = existing.find((r) => r.label === label);
-    if (!old && existing.length >= MAX_MANAGED_PER_TENANT) {
-      const message = `tenant ${tenantId} already has ${existing.length} managed repositories (at most ${MAX_MANAGED_PER_TENANT})`;
+    if (!old && existing.length >= this.maxPerTenant) {
+      const message = `tenant ${tenantId} already has ${existing.length} managed repositories (at most ${this.maxPerTenant}, forwards.max_managed)`;
       this.refusals.refuse('managed_per_tenant', tenantId, { tenant: tenantId }, message);
       throw new TetherError('MANAGED_LIMIT', message, { status: 409 });
     }

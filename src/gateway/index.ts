@@ -154,10 +154,18 @@ export class Gateway {
       });
       const metrics = new GatewayMetrics(store, registry, { log });
       const managedRefusals = new RefusalLog(log, clock);
-      const managed = new ManagedRepoService(store, clock, log, events, managedRefusals, (uri) => {
-        const r = parseRepositoryUri(uri);
-        return r.ok ? undefined : r.message;
-      });
+      const managed = new ManagedRepoService(
+        store,
+        clock,
+        log,
+        events,
+        managedRefusals,
+        (uri) => {
+          const r = parseRepositoryUri(uri);
+          return r.ok ? undefined : r.message;
+        },
+        config.forwards.max_managed,
+      );
       const authThrottle = new FailureThrottle(clock, {
         maxFailures: config.tunnel.login_throttle.max_failures,
         windowMs: config.tunnel.login_throttle.window,

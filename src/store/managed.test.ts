@@ -112,6 +112,36 @@ function contract(name: string, open: () => Promise<Store>) {
       await store.close();
     });
 
+    test('forwards.max_managed bounds the proposals of one tenant; replacing one still works', async () => {
+      const { store } = await build();
+      const clock = new FakeClock();
+      const log = silentLogger();
+      const svc = new ManagedRepoService(
+        store,
+        clock,
+        log,
+        new TenantEvents(),
+        new RefusalLog(log, clock),
+        () => undefined,
+        2,
+      );
+      await svc.add('acme', 'g/a', 'smb://a');
+      await svc.add('acme', 'g/b', 'smb://b');
+      await assert.rejects(svc.add('acme', 'g/c', 'smb://c'), (e: unknown) => {
+        assert.ok(isTetherError(e));
+        assert.equal(e.code, 'MANAGED_LIMIT');
+        assert.equal(e.status, 409);
+        assert.equal(
+          e.message,
+          'tenant acme already has 2 managed repositories (at most 2, forwards.max_managed)',
+        );
+        return true;
+      });
+      assert.equal((await svc.add('acme', 'g/b', 'smb://b2')).created, false);
+      assert.equal((await svc.add('beta', 'g/c', 'smb://c')).created, true, 'another tenant is unharmed');
+      await store.close();
+    });
+
     test('answers are kept for the newest connectors only; removing the tenant removes everything', async () => {
       const { store, svc, clock } = await build();
       await svc.add('acme', 'files/share', 'smb://10.0.0.5:445');
