@@ -219,10 +219,18 @@ export class ManagedRepos {
       { event: 'managed.proposed', label, uri, destination: destinationOf(repo) },
       `managed ${label} proposed by the gateway: ${uri}`,
     );
+    this.enqueue(e);
+  }
+
+  /** Checks an entry in turn (one at a time: each may resolve a name). */
+  private enqueue(e: Entry): void {
+    const wasServing = e.state === 'serving';
+    e.state = 'checking';
+    if (wasServing) this.deps.changed();
     this.queued++;
     this.queue = this.queue
       .then(() => this.decide(e))
-      .catch((err: unknown) => log.error({ err, label }, 'managed proposal check failed'))
+      .catch((err: unknown) => this.deps.log.error({ err, label: e.label }, 'managed proposal check failed'))
       .finally(() => {
         this.queued--;
       });
@@ -305,26 +313,20 @@ export class ManagedRepos {
    * entry is gone. Names are checked again at every dial.
    */
   recheck(why: string): void {
-    let changed = false;
-    for (const e of this.entries.values()) {
-      if (!e.repo || (e.state !== 'serving' && e.state !== 'shadowed' && e.state !== 'withdrawn')) continue;
+    for (const e of [...this.entries.values()]) {
+      if (!e.repo || e.state === 'checking') continue;
       const v = checkTarget(this.deps.policy(), e.repo);
       const local = this.deps.localLabels().has(e.label);
-      if (!v.ok) {
-        if (e.state !== 'withdrawn') {
-          changed ||= e.state === 'serving';
-          this.settle(e, 'withdrawn', `${why}: ${v.reason}`);
-        }
-      } else if (local && e.state !== 'shadowed') {
-        changed ||= e.state === 'serving';
-        this.settle(e, 'shadowed', `connect.yaml has its own ${e.label}: the local entry wins`);
-      } else if (!local && e.state !== 'serving') {
-        // allowed again: served (it was accepted before)
-        this.settle(e, 'serving', null);
-        changed = true;
+      if (e.state === 'serving' || e.state === 'shadowed') {
+        if (!v.ok) this.settle(e, 'withdrawn', `${why}: ${v.reason}`);
+        else if (local && e.state === 'serving') {
+          this.settle(e, 'shadowed', `connect.yaml has its own ${e.label}: the local entry wins`);
+        } else if (!local && e.state === 'shadowed') this.enqueue(e);
+      } else if (v.ok && this.queued < MAX_QUEUED) {
+        // refused or withdrawn before, allowed now: checked again in full (names, limit, labels)
+        this.enqueue(e);
       }
     }
-    if (changed) this.deps.changed();
   }
 
   /** Restores the entries accepted before a restart, each only if it passes the policy now. */
