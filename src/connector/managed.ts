@@ -12,7 +12,9 @@ import { join } from 'node:path';
 import type { RepositoryConfig } from '../config/connect.js';
 import type { ManagedPolicy } from '../config/managed-policy.js';
 import { destinationOf, parseRepositoryUri } from '../config/uri.js';
+import { type Clock, systemClock } from '../core/clock.js';
 import { cleanText, parseLabel } from '../core/ids.js';
+import { RefusalLog } from '../core/refusals.js';
 import type { Logger } from '../log/index.js';
 import {
   MAX_PROPOSAL_URI,
@@ -45,7 +47,7 @@ export interface ManagedDeps {
   changed: () => void;
   send: (m: ManagedReportMessage) => void;
   lookup?: Lookup;
-  now?: () => number;
+  clock?: Clock;
 }
 
 interface Entry {
@@ -67,12 +69,16 @@ export class ManagedRepos {
   private readonly entries = new Map<string, Entry>();
   private readonly lookup: Lookup;
   private readonly now: () => number;
+  /** Malformed proposals are logged once per burst: a gateway cannot flood the log with them. */
+  private readonly refusals: RefusalLog;
   private queue: Promise<void> = Promise.resolve();
   private queued = 0;
 
   constructor(private readonly deps: ManagedDeps) {
     this.lookup = deps.lookup ?? defaultLookup;
-    this.now = deps.now ?? Date.now;
+    const clock = deps.clock ?? systemClock;
+    this.now = () => clock.now();
+    this.refusals = new RefusalLog(deps.log, clock);
   }
 
   /** Repositories to serve: accepted, and not shadowed by a local entry. */
@@ -161,8 +167,10 @@ export class ManagedRepos {
     const log = this.deps.log;
     const rawLabel = typeof m.label === 'string' ? cleanText(m.label, 200) : '';
     const malformed = (why: string) =>
-      log.warn(
-        { event: 'managed.refused', label: rawLabel, reason: why },
+      this.refusals.refuse(
+        'managed_proposal_malformed',
+        'gateway',
+        { label: rawLabel, why },
         `managed proposal ${rawLabel === '' ? '(no label)' : rawLabel} refused: ${why}`,
       );
     if (typeof m.label !== 'string' || !parseLabel(m.label)) {

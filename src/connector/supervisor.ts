@@ -164,7 +164,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       changed: () => this.syncManaged(),
       send: (m) => this.session?.send(m),
       lookup: deps.lookup,
-      now: () => this.clock.now(),
+      clock: this.clock,
     });
   }
 
