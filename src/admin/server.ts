@@ -11,11 +11,13 @@ import {
   parseTraffic,
   type TrafficLimits,
 } from '../core/limits.js';
+import type { ManagedRepoService } from '../core/managed-repos.js';
 import type { TenantService } from '../core/tenants.js';
 import { errors, TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import type { Store } from '../store/types.js';
 import { auditRoutes } from './audit-routes.js';
+import { managedRoutes } from './managed-routes.js';
 import { ssoRouteDocs } from './oidc-openapi.js';
 import type { DashboardSso } from './oidc-routes.js';
 import { examples as ex, extraRouteDocs, openApiDocument, type RouteDoc } from './openapi.js';
@@ -54,6 +56,8 @@ export interface AdminDeps {
   metrics?: () => Promise<{ contentType: string; body: string }>;
   /** Dashboard single sign-on: its routes, and sessions in place of the token. */
   sso?: DashboardSso;
+  /** Managed repositories (the operator proposes, the connectors decide). */
+  managed?: ManagedRepoService;
   /** Extra routes (dashboard, events) tried before the 404. */
   extra?: (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => Promise<boolean>;
 }
@@ -414,6 +418,7 @@ export class AdminServer {
         },
       },
       ...auditRoutes({ store: d.store, tenants: d.tenants, now: () => Date.now() }),
+      ...managedRoutes(d.managed),
     ];
   }
 }

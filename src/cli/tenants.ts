@@ -63,13 +63,34 @@ export function registerTenants(program: Command): void {
     .option('--json', 'print JSON')
     .action(run('enrollment'));
 
-  tenants
+  const repos = tenants
     .command('repos <id>')
     .description(
-      "list a tenant's repositories by group: access-proxy address, service, destination, lease port, state, connections, and each group's key",
+      "list a tenant's repositories by group: access-proxy address, service, destination, lease port, state, connections, and each group's key; " +
+        '"repos add|remove|list" manage the repositories the operator proposes to its connectors',
     )
     .option('--json', 'print JSON')
     .action(run('repos'));
+  const managed = <K extends keyof typeof import('./tenants-managed-actions.js')>(name: K) =>
+    lazy(() => import('./tenants-managed-actions.js'), name);
+  repos
+    .command('add <id> <repository> <uri>')
+    .description(
+      "propose a managed repository (<group>/<repo> → service://host:port) to a tenant's connectors; each serves it only if its connect.yaml managed policy allows it",
+    )
+    .option('--json', 'print JSON')
+    .action(managed('reposAdd'));
+  repos
+    .command('remove <id> <repository>')
+    .description('remove a managed repository: the connectors stop serving it and end its connections')
+    .action(managed('reposRemove'));
+  repos
+    .command('list <id>')
+    .description(
+      'managed repositories of a tenant and what each connector made of them (serving, refused + why)',
+    )
+    .option('--json', 'print JSON')
+    .action(managed('reposList'));
 
   tenants
     .command('audit <id>')

@@ -19,6 +19,7 @@ import {
   readConfigText,
   zodProblems,
 } from './load.js';
+import { type ManagedPolicy, managedText, parseManagedPolicy } from './managed-policy.js';
 import { duration } from './schema-helpers.js';
 import { destinationOf } from './uri.js';
 import { DEFAULT_MAX_WINDOW, windowSize } from './window-size.js';
@@ -247,6 +248,8 @@ export const connectSchema = z.strictObject({
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
   /** Serve Prometheus metrics on this "host:port" (off when absent). */
   metrics_listen: metricsListen.optional(),
+  /** What the operator may add from the gateway; validated by parseManagedPolicy. */
+  managed: z.unknown().optional(),
 });
 
 /** The shape a user writes (before validation). */
@@ -286,6 +289,8 @@ export interface ConnectConfig {
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
   /** `metrics_listen`: where GET /metrics is served; undefined = no metrics endpoint. */
   metricsListen: { host: string; port: number } | undefined;
+  /** `managed`: the customer's policy for repositories the operator adds; null = off. */
+  managed?: ManagedPolicy | null;
 }
 
 /** "host:port", "tls://host:port" or "wss://host[:port]/path". */
@@ -340,6 +345,7 @@ export function connectConfigFrom(
   const parsed = connectSchema.safeParse(expanded);
   if (!parsed.success) problems.push(...zodProblems(parsed.error));
   const repositories = parseRepositories(expanded.repositories, problems, expanded.health_check);
+  const managed = parseManagedPolicy(expanded.managed, problems);
   const cfg = parsed.success ? parsed.data : undefined;
   if (cfg) {
     if (cfg.gateway && cfg.appliance) {
@@ -397,6 +403,7 @@ export function connectConfigFrom(
     dialTimeout: cfg.dial_timeout,
     logLevel: cfg.log_level,
     metricsListen: cfg.metrics_listen,
+    managed,
   });
 }
 
@@ -432,6 +439,7 @@ export function redactedConfig(cfg: ConnectConfig): Record<string, unknown> {
     dial_timeout: `${cfg.dialTimeout}ms`,
     log_level: cfg.logLevel,
     metrics_listen: cfg.metricsListen ? destinationOf(cfg.metricsListen) : null,
+    managed: cfg.managed ? managedText(cfg.managed) : 'off',
     repositories: groups,
   };
 }

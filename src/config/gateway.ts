@@ -92,6 +92,8 @@ export const gatewaySchema = z.strictObject({
       unused_lease_ttl: duration.default(3_600_000),
       /** Leases a tenant may hold beyond its quota; past quota + margin its idle leases are released. */
       lease_margin: z.number().int().min(0).max(3000).default(5),
+      /** Managed repositories (proposals to a tenant's connectors) one tenant may have. */
+      max_managed: z.number().int().min(0).max(10_000).default(200),
     })
     .default({
       bind: '127.0.0.1',
@@ -100,6 +102,7 @@ export const gatewaySchema = z.strictObject({
       lease_ttl: 30 * 86_400_000,
       unused_lease_ttl: 3_600_000,
       lease_margin: 5,
+      max_managed: 200,
     }),
   access_proxy: accessProxySchema.optional(),
   http_proxy: httpProxySchema.optional(),

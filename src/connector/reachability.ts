@@ -15,7 +15,8 @@ export interface ReachabilityDeps {
   clock: Clock;
   log: Logger;
   health: HealthChecks;
-  dial: (host: string, port: number, timeoutMs: number) => Promise<Socket>;
+  /** Dials a repository's destination (a managed one only where its policy allows). */
+  dial: (r: Repo) => Promise<Socket>;
   /** How often an unreachable destination is probed, ms. */
   probeInterval: number;
   dialTimeout: () => number;
@@ -64,7 +65,7 @@ export class Reachability {
     r.probe = this.deps.clock.setTimeout(() => {
       r.probe = undefined;
       if (this.deps.stopped() || !this.deps.current(r) || r.state !== 'unreachable') return;
-      this.deps.dial(r.cfg.host, r.cfg.port, this.deps.dialTimeout()).then(
+      this.deps.dial(r).then(
         (sock) => {
           closeGently(sock);
           if (this.deps.current(r) && r.state === 'unreachable') this.markReachable(r);

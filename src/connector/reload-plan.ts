@@ -3,8 +3,10 @@
  * and whether the session must be opened again (new gateway, transport, tenant, key, pin or
  * keepalive). Pure decisions; the supervisor carries them out.
  */
-import { type ConnectConfig, gatewayText, type RepositoryConfig } from '../config/connect.js';
+import { type ConnectConfig, gatewayText } from '../config/connect.js';
 import { TetherError } from '../errors/index.js';
+import type { TunnelSession } from '../tunnel/client.js';
+import { metaOf, newRepo, type Repo, sameTarget } from './repository.js';
 
 export interface ReloadResult {
   added: string[];
@@ -36,8 +38,61 @@ export function needsReconnect(prev: ConnectConfig, next: ConnectConfig): boolea
   );
 }
 
-/** Labels of `current` that `next` no longer has. */
-export function removedLabels(current: Iterable<string>, next: readonly RepositoryConfig[]): string[] {
-  const keep = new Set(next.map((r) => r.label));
-  return [...current].filter((label) => !keep.has(label));
+/** What reconciling the repositories with a new connect.yaml acts on (the supervisor's state). */
+export interface RepoReconcile {
+  repos: Map<string, Repo>;
+  session: TunnelSession | undefined;
+  /** Forgets a repository: its forward is cancelled and its open connections end. */
+  drop(label: string, r: Repo): void;
+  /** Asks the gateway for a forward. */
+  request(r: Repo): void;
+  stopProbe(r: Repo): void;
+}
+
+/**
+ * Brings the connector's repositories in line with `next`: removed ones go, new ones are asked
+ * for (at once unless a new session follows), a changed destination is told to the gateway.
+ * A managed entry stays unless a local one takes its label (the local entry wins).
+ */
+export function reconcileRepositories(
+  next: ConnectConfig,
+  reconnect: boolean,
+  c: RepoReconcile,
+): ReloadResult {
+  const result: ReloadResult = { added: [], removed: [], changed: [], reconnect };
+  const nextLabels = new Set(next.repositories.map((r) => r.label));
+  for (const [label, r] of [...c.repos]) {
+    if (r.managed ? !nextLabels.has(label) : nextLabels.has(label)) continue;
+    c.drop(label, r);
+    if (!r.managed) result.removed.push(label);
+  }
+  for (const rc of next.repositories) {
+    const r = c.repos.get(rc.label);
+    if (!r) {
+      const fresh = newRepo(rc);
+      c.repos.set(rc.label, fresh);
+      result.added.push(rc.label);
+      if (!reconnect) c.request(fresh);
+      continue;
+    }
+    if (!sameTarget(r.cfg, rc)) {
+      result.changed.push(rc.label);
+      r.cfg = rc;
+      c.stopProbe(r);
+      if (r.state === 'unreachable') {
+        r.state = r.leasedOn === c.session && r.leasePort !== null ? 'active' : 'pending';
+        r.reason = null;
+      }
+      if (r.withdrawn) {
+        r.withdrawn = false;
+        c.session?.send({ type: 'restore', label: rc.label });
+      }
+      c.session?.send(metaOf(rc));
+    } else {
+      r.cfg = rc;
+    }
+    // A refused forward may fit now (others removed, quota raised): ask again.
+    if (r.state === 'rejected' && !reconnect) c.request(r);
+  }
+  return result;
 }

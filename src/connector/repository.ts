@@ -31,6 +31,8 @@ export interface Repo {
   withdrawn: boolean;
   probe: unknown;
   live: Set<{ close(): void }>;
+  /** Proposed by the operator and accepted by the `managed` policy (not from connect.yaml). */
+  managed?: boolean;
 }
 
 export function newRepo(cfg: RepositoryConfig): Repo {
@@ -91,6 +93,7 @@ export function repoStatus(r: Repo): RepoStatus {
     bytesIn: r.bytesIn,
     bytesOut: r.bytesOut,
     dialFailures: r.dialFailures,
+    source: r.managed ? ('managed' as const) : ('connect.yaml' as const),
   };
 }
 
@@ -161,4 +164,51 @@ export function carry(
       );
     },
   });
+}
+
+/** Cancels a repository's forward on the live session (if it holds one) and ends its connections. */
+export function releaseRepo(r: Repo, session: TunnelSession | undefined, log: Logger): void {
+  const label = r.cfg.label;
+  if (session && r.leasePort !== null && r.leasedOn === session) {
+    session.unforward(label, r.leasePort).catch((e: Error) => {
+      log.warn(
+        { event: 'connector.unforward_failed', label },
+        `could not cancel the forward ${label}: ${e.message}`,
+      );
+    });
+  }
+  for (const h of r.live) h.close();
+}
+
+/** The gateway granted the forward on `port`: the repository is active (or stays withdrawn). */
+export function leaseGranted(r: Repo, s: TunnelSession, port: number, log: Logger): void {
+  r.leasePort = port;
+  r.leasedOn = s;
+  if (r.withdrawn) {
+    s.send({ type: 'withdraw', label: r.cfg.label, reason: r.reason ?? 'destination unreachable' });
+  } else {
+    r.state = 'active';
+    r.reason = null;
+  }
+  log.info(
+    {
+      event: 'connector.forward_active',
+      label: r.cfg.label,
+      leasePort: port,
+      destination: destinationOf(r.cfg),
+      service: r.cfg.service,
+    },
+    `forward ${r.cfg.label} active on gateway port ${port} → ${destinationOf(r.cfg)}`,
+  );
+}
+
+/** The gateway refused the forward (quota, label, port): the repository says why. */
+export function leaseRefused(r: Repo, e: Error & { code?: string }, log: Logger): void {
+  r.state = 'rejected';
+  r.reason = e.message;
+  r.leasePort = null;
+  log.warn(
+    { event: 'connector.forward_refused', label: r.cfg.label, code: e.code },
+    `forward ${r.cfg.label} refused: ${e.message}`,
+  );
 }

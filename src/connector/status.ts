@@ -1,3 +1,5 @@
+import type { ManagedStatus } from './managed.js';
+
 /**
  * What `tether connector status` shows: the session with the gateway and, per repository,
  * where it goes, its lease port and whether it works.
@@ -26,6 +28,8 @@ export interface RepoStatus {
   bytesOut: number;
   /** Connections from the gateway that the destination did not accept. */
   dialFailures: number;
+  /** connect.yaml, or managed (proposed by the operator, allowed by the `managed` policy). */
+  source?: 'connect.yaml' | 'managed';
 }
 
 export interface ConnectorStatus {
@@ -51,6 +55,8 @@ export interface ConnectorStatus {
   repositories: RepoStatus[];
   /** Where `metrics_listen` serves GET /metrics ("http://127.0.0.1:9464/metrics"); null when off. */
   metrics?: string | null;
+  /** Managed repositories the gateway proposed, with what this connector made of them. */
+  managed?: ManagedStatus[];
 }
 
 function ago(iso: string | null, now: number): string {
@@ -92,11 +98,13 @@ export function formatStatus(s: ConnectorStatus, now = Date.now()): string {
   if (s.quota !== null) lines.push(`quota: ${s.quota} forwards`);
   lines.push(`pid ${s.pid}, config ${s.config}`);
   if (s.metrics) lines.push(`metrics: ${s.metrics}`);
-  if (s.repositories.length === 0) {
-    lines.push('', 'no repositories configured');
+  const local = s.repositories.filter((r) => r.source !== 'managed');
+  const managed = managedSection(s);
+  if (local.length === 0) {
+    lines.push('', 'no repositories configured', ...managed);
     return `${lines.join('\n')}\n`;
   }
-  const rows = s.repositories.map((r) => [
+  const rows = local.map((r) => [
     r.label,
     `${r.service} ${r.destination}`,
     r.leasePort === null ? '-' : String(r.leasePort),
@@ -111,6 +119,45 @@ export function formatStatus(s: ConnectorStatus, now = Date.now()): string {
       .map((c, i) => (i === cols.length - 1 ? c : c.padEnd(widths[i]!)))
       .join('  ')
       .trimEnd();
-  lines.push('', fmt(head), ...rows.map(fmt));
+  lines.push('', fmt(head), ...rows.map(fmt), ...managed);
   return `${lines.join('\n')}\n`;
+}
+
+/** Managed repositories, apart from connect.yaml's: where each came from and what became of it. */
+function managedSection(s: ConnectorStatus): string[] {
+  const list = s.managed ?? [];
+  if (list.length === 0) return [];
+  const served = new Map(s.repositories.filter((r) => r.source === 'managed').map((r) => [r.label, r]));
+  const rows = list.map((m) => {
+    const r = served.get(m.label);
+    const state =
+      m.state === 'serving' && r
+        ? r.state === 'active'
+          ? 'serving'
+          : `serving (${r.state}${r.reason ? `: ${r.reason}` : ''})`
+        : m.reason
+          ? `${m.state}: ${m.reason}`
+          : m.state;
+    return [
+      m.label,
+      m.uri,
+      r?.leasePort == null ? '-' : String(r.leasePort),
+      r ? String(r.connections) : '-',
+      `${m.source}`,
+      state,
+    ];
+  });
+  const head = ['MANAGED', 'URI', 'LEASE', 'CONNS', 'FROM', 'STATE'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const fmt = (cols: string[]) =>
+    cols
+      .map((c, i) => (i === cols.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [
+    '',
+    'managed repositories (proposed by the gateway, checked against managed.allow):',
+    fmt(head),
+    ...rows.map(fmt),
+  ];
 }

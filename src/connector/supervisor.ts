@@ -19,10 +19,21 @@ import { type GatewayTransport, gatewayTransport } from '../tunnel/transports/cl
 import { gatewaySessionOptions } from './gateway-session.js';
 import { HealthChecks } from './health.js';
 import { type LoadedKey, readPrivateKey } from './key-file.js';
+import { ManagedRepos } from './managed.js';
+import type { Lookup } from './managed-policy.js';
 import { Reachability } from './reachability.js';
 import { dialDestination } from './relay.js';
-import { needsReconnect, type ReloadResult, removedLabels } from './reload-plan.js';
-import { carry, metaOf, newRepo, type Repo, repoStatus, sameTarget } from './repository.js';
+import { needsReconnect, type ReloadResult, reconcileRepositories } from './reload-plan.js';
+import {
+  carry,
+  leaseGranted,
+  leaseRefused,
+  metaOf,
+  newRepo,
+  type Repo,
+  releaseRepo,
+  repoStatus,
+} from './repository.js';
 import type { ConnectorStatus, RepoStatus } from './status.js';
 
 export interface ConnectorDeps {
@@ -38,6 +49,8 @@ export interface ConnectorDeps {
   dial?: (host: string, port: number, timeoutMs: number) => Promise<Socket>;
   /** How often an unreachable destination is probed, ms. */
   probeInterval?: number;
+  /** Name resolution for managed repositories (checked against the policy at every dial). */
+  lookup?: Lookup;
 }
 
 export type { ReloadResult } from './reload-plan.js';
@@ -70,6 +83,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
   private readonly probeInterval: number;
   private readonly health: HealthChecks;
   private readonly reach: Reachability;
+  private readonly managed: ManagedRepos;
 
   constructor(private readonly deps: ConnectorDeps) {
     super();
@@ -96,13 +110,55 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       clock: this.clock,
       log: this.log,
       health: this.health,
-      dial: this.dial,
+      dial: (r) => this.dialRepo(r),
       probeInterval: this.probeInterval,
       dialTimeout: () => this.cfg.dialTimeout,
       session: () => this.session,
       current: (r) => this.repos.get(r.cfg.label) === r,
       stopped: () => this.stopped,
     });
+    this.managed = new ManagedRepos({
+      stateDir: this.cfg.stateDir,
+      log: this.log,
+      policy: () => this.cfg.managed,
+      localLabels: () => new Set(this.cfg.repositories.map((r) => r.label)),
+      changed: () => this.syncManaged(),
+      send: (m) => this.session?.send(m),
+      lookup: deps.lookup,
+      clock: this.clock,
+    });
+  }
+
+  /** Adds forwards for managed repositories newly served, drops those no longer served. */
+  private syncManaged(): void {
+    const want = new Map(this.managed.serving().map((r) => [r.label, r]));
+    for (const [label, r] of [...this.repos]) {
+      if (r.managed && want.get(label) !== r.cfg) this.dropRepo(label, r);
+    }
+    for (const [label, cfg] of want) {
+      if (this.repos.has(label)) continue;
+      const fresh = newRepo(cfg);
+      fresh.managed = true;
+      this.repos.set(label, fresh);
+      this.requestForward(fresh);
+    }
+  }
+
+  /** Dials a repository's destination; a managed one only at an address its policy allows now. */
+  private async dialRepo(r: Repo): Promise<Socket> {
+    if (!r.managed) return this.dial(r.cfg.host, r.cfg.port, this.cfg.dialTimeout);
+    const v = await this.managed.resolve(r.cfg);
+    if (!v.ok) throw new Error(v.reason);
+    return this.dial(v.address, r.cfg.port, this.cfg.dialTimeout);
+  }
+
+  /** Forgets a repository: cancels its forward and ends its open connections. */
+  private dropRepo(label: string, r: Repo): void {
+    this.repos.delete(label);
+    r.gen++;
+    this.reach.stopProbe(r);
+    this.health.remove(label);
+    releaseRepo(r, this.session, this.log);
   }
 
   /** A health check result: withdraw the repository when it fails, restore it when it passes. */
@@ -128,6 +184,8 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       );
     }
     this.key = readPrivateKey(this.cfg.sshKey);
+    this.managed.restore();
+    this.syncManaged();
     this.stopped = false;
     this.state = 'connecting';
     this.since = this.clock.now();
@@ -237,7 +295,9 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       `connected to the gateway ${gw} (${session.hostFingerprint}); route: ${transport.route.text}`,
     );
     session.on('connection', (c) => this.onConnection(c));
+    this.managed.sessionStarted();
     session.on('message', (m) => {
+      if (this.managed.onMessage(m as unknown as Record<string, unknown>)) return;
       if (m.type === 'refused') {
         const r = this.repos.get(m.label);
         if (r && r.state !== 'active') {
@@ -253,6 +313,8 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     session.on('close', (err) => this.onSessionClosed(session, err));
     this.emit('connected');
     for (const r of this.repos.values()) this.requestForward(r);
+    // Listening now: the gateway may send its proposals (none can arrive before a listener).
+    session.send({ type: 'managed-ready' });
   }
 
   private onSessionClosed(session: TunnelSession, err: Error | undefined): void {
@@ -295,34 +357,11 @@ export class Connector extends EventEmitter<ConnectorEvents> {
           if (this.repos.get(r.cfg.label) !== r && s.isOpen) s.unforward(r.cfg.label, port).catch(() => {});
           return;
         }
-        r.leasePort = port;
-        r.leasedOn = s;
-        if (r.withdrawn) {
-          s.send({ type: 'withdraw', label: r.cfg.label, reason: r.reason ?? 'destination unreachable' });
-        } else {
-          r.state = 'active';
-          r.reason = null;
-        }
-        this.log.info(
-          {
-            event: 'connector.forward_active',
-            label: r.cfg.label,
-            leasePort: port,
-            destination: destinationOf(r.cfg),
-            service: r.cfg.service,
-          },
-          `forward ${r.cfg.label} active on gateway port ${port} → ${destinationOf(r.cfg)}`,
-        );
+        leaseGranted(r, s, port, this.log);
       },
       (e: Error) => {
         if (this.repos.get(r.cfg.label) !== r || r.gen !== gen || this.session !== s) return;
-        r.state = 'rejected';
-        r.reason = e.message;
-        r.leasePort = null;
-        this.log.warn(
-          { event: 'connector.forward_refused', label: r.cfg.label, code: (e as TetherError).code },
-          `forward ${r.cfg.label} refused: ${e.message}`,
-        );
+        leaseRefused(r, e, this.log);
       },
     );
   }
@@ -338,9 +377,8 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       c.reject();
       return;
     }
-    const target = r.cfg;
-    const dest = destinationOf(target);
-    this.dial(target.host, target.port, this.cfg.dialTimeout).then(
+    const dest = destinationOf(r.cfg);
+    this.dialRepo(r).then(
       (sock) =>
         carry(r, c, sock, dest, this.log, () => {
           if (r.state === 'unreachable') this.reach.markReachable(r);
@@ -381,55 +419,16 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       newKey = readPrivateKey(next.sshKey);
     }
 
-    const result: ReloadResult = { added: [], removed: [], changed: [], reconnect };
-    for (const label of removedLabels(this.repos.keys(), next.repositories)) {
-      const r = this.repos.get(label)!;
-      this.repos.delete(label);
-      r.gen++;
-      this.reach.stopProbe(r);
-      this.health.remove(label);
-      result.removed.push(label);
-      if (this.session && r.leasePort !== null && r.leasedOn === this.session) {
-        this.session.unforward(label, r.leasePort).catch((e: Error) => {
-          this.log.warn(
-            { event: 'connector.unforward_failed', label },
-            `could not cancel the forward ${label}: ${e.message}`,
-          );
-        });
-      }
-      for (const h of r.live) h.close();
-    }
     this.cfg = next;
     if (newKey) this.key = newKey;
     if (newTransport) this.transport = newTransport;
-    for (const rc of next.repositories) {
-      const r = this.repos.get(rc.label);
-      if (!r) {
-        const fresh = newRepo(rc);
-        this.repos.set(rc.label, fresh);
-        result.added.push(rc.label);
-        if (!reconnect) this.requestForward(fresh);
-        continue;
-      }
-      if (!sameTarget(r.cfg, rc)) {
-        result.changed.push(rc.label);
-        r.cfg = rc;
-        this.reach.stopProbe(r);
-        if (r.state === 'unreachable') {
-          r.state = r.leasedOn === this.session && r.leasePort !== null ? 'active' : 'pending';
-          r.reason = null;
-        }
-        if (r.withdrawn) {
-          r.withdrawn = false;
-          this.session?.send({ type: 'restore', label: rc.label });
-        }
-        this.session?.send(metaOf(rc));
-      } else {
-        r.cfg = rc;
-      }
-      // A refused forward may fit now (others removed, quota raised): ask again.
-      if (r.state === 'rejected' && !reconnect) this.requestForward(r);
-    }
+    const result = reconcileRepositories(next, reconnect, {
+      repos: this.repos,
+      session: this.session,
+      drop: (label, r) => this.dropRepo(label, r),
+      request: (r) => this.requestForward(r),
+      stopProbe: (r) => this.reach.stopProbe(r),
+    });
     this.log.info(
       {
         event: 'connector.reloaded',
@@ -440,6 +439,8 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       },
       'configuration reloaded',
     );
+    this.managed.recheck('connect.yaml reloaded');
+    this.syncManaged();
     if (!this.stopped) for (const r of this.repos.values()) this.health.set(r.cfg);
     if (reconnect && !this.stopped) {
       const s = this.session;
@@ -490,6 +491,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       nextRetryAt: next === undefined || this.session ? null : new Date(next).toISOString(),
       attempts: this.backoff.attempts,
       repositories,
+      managed: this.managed.status(),
     };
   }
 }

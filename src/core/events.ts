@@ -13,7 +13,9 @@ type TenantChangeKind =
   | { kind: 'keys-replaced'; tenant: string }
   | { kind: 'key-removed'; tenant: string; fingerprint: string }
   | { kind: 'group-key-rotated'; tenant: string; group: string }
-  | { kind: 'limits'; tenant: string };
+  | { kind: 'limits'; tenant: string }
+  /** The operator's managed repositories of the tenant changed: connectors get them again. */
+  | { kind: 'managed'; tenant: string };
 
 export class TenantEvents {
   private readonly ee = new EventEmitter();

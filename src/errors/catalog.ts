@@ -88,6 +88,8 @@ export const CATALOG = {
   ),
   LABEL_INVALID: e(400, false, 'admin', 'a forward label is not <group>/<repo> in printable ASCII'),
   LIMIT_INVALID: e(400, false, 'admin', 'a limit (rate, connections, traffic, balance) has an invalid value'),
+  MANAGED_LIMIT: e(409, false, 'admin', 'the tenant has as many managed repositories as a tenant may have'),
+  MANAGED_NOT_FOUND: e(404, false, 'admin', 'the tenant has no such managed repository'),
   METHOD_NOT_ALLOWED: e(405, false, 'admin', 'the HTTP method is not allowed on this path'),
   NOT_FOUND: e(404, false, 'admin', 'no such resource or endpoint'),
   PORT_NOT_LEASED: e(403, false, 'admin', "the port asked for is not one of the tenant's leases"),
@@ -245,6 +247,7 @@ export const CATALOG = {
 
   // tunnel control protocol (gateway → connector messages)
   BAD_CONTROL_MESSAGE: e(400, false, 'control', 'a control message is malformed'),
+  BAD_MANAGED_REPORT: e(400, false, 'control', "a connector's report on a managed repository is malformed"),
   BAD_REPO_META: e(400, false, 'control', 'repository metadata is malformed'),
   CHANNEL_LIMIT: e(429, true, 'control', 'the session has too many open channels'),
   ENROLLMENT_ONLY: e(403, false, 'control', 'an enrollment session may only enroll a key'),

@@ -5,6 +5,7 @@ import { GatewayMetrics } from '../admin/metrics.js';
 import { DashboardSso } from '../admin/oidc-routes.js';
 import { AdminServer } from '../admin/server.js';
 import type { GatewayConfig } from '../config/gateway.js';
+import { parseRepositoryUri } from '../config/uri.js';
 import { ForwardAuthorizer, rangeText } from '../core/authorization.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import type { Component } from '../core/component.js';
@@ -14,6 +15,7 @@ import { ForwardRegistry } from '../core/forward-registry.js';
 import { GroupKeyService } from '../core/group-keys.js';
 import { LeaseService } from '../core/leases.js';
 import { TrafficLimits } from '../core/limits.js';
+import { ManagedRepoService } from '../core/managed-repos.js';
 import { RefusalLog } from '../core/refusals.js';
 import { TenantService } from '../core/tenants.js';
 import { FailureThrottle } from '../core/throttle.js';
@@ -23,6 +25,7 @@ import type { Logger } from '../log/index.js';
 import { openStore } from '../store/index.js';
 import type { Store } from '../store/types.js';
 import { ConnectionBroker } from '../tunnel/broker.js';
+import { ManagedControl } from '../tunnel/managed-control.js';
 import { TunnelServer } from '../tunnel/server.js';
 import { loadAdminToken, loadHostKey, sharedIdentity } from './identity.js';
 
@@ -165,6 +168,19 @@ export class Gateway {
         leases,
         cluster,
       });
+      const managedRefusals = new RefusalLog(log, clock);
+      const managed = new ManagedRepoService(
+        store,
+        clock,
+        log,
+        events,
+        managedRefusals,
+        (uri) => {
+          const r = parseRepositoryUri(uri);
+          return r.ok ? undefined : r.message;
+        },
+        config.forwards.max_managed,
+      );
       const authThrottle = new FailureThrottle(clock, {
         maxFailures: config.tunnel.login_throttle.max_failures,
         windowMs: config.tunnel.login_throttle.window,
@@ -197,6 +213,7 @@ export class Gateway {
           authThrottle,
           clock,
           log,
+          managed: new ManagedControl(managed, events, managedRefusals, () => clock.now(), log),
           onRepoMeta: (tenant, label, meta) => {
             store
               .updateLease(tenant, label, meta, new Date(clock.now()).toISOString())
@@ -256,6 +273,7 @@ export class Gateway {
         version: this.deps.version,
         metrics: () => metrics.render(),
         sso,
+        managed,
         extra: dashboardRoutes({ token: adminToken, store, tenants, registry, events, log, nodeId, sso }),
       });
       const adminAddr = await this.admin.listen(config.admin.listen.host, config.admin.listen.port);

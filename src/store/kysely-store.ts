@@ -1,6 +1,8 @@
 import { type Kysely, sql } from 'kysely';
 import { addConnectionRecords, listConnectionRecords, pruneConnectionRecords } from './kysely-audit.js';
 import { expireLeases, leasePort, publishNodeForwards } from './kysely-leases.js';
+import * as managed from './kysely-managed.js';
+import { addTraffic } from './kysely-traffic.js';
 import type {
   ConnectionRecordRow,
   DirectoryRow,
@@ -10,6 +12,8 @@ import type {
   LeaseRange,
   LeaseRow,
   LimitsRow,
+  ManagedRepoRow,
+  ManagedStateRow,
   NodeRow,
   RepoMeta,
   Store,
@@ -30,6 +34,8 @@ export interface Database {
   tenant_limits: LimitsRow;
   traffic: TrafficRow;
   connection_audit: ConnectionRecordRow;
+  managed_repos: ManagedRepoRow;
+  managed_repo_states: ManagedStateRow;
 }
 
 /** PostgreSQL answers bigint and sums as strings; SQLite as numbers. */
@@ -99,6 +105,8 @@ export class KyselyStore implements Store {
         'enrollments',
         'tenant_limits',
         'traffic',
+        'managed_repo_states',
+        'managed_repos',
       ] as const) {
         await tx.deleteFrom(t).where('tenant_id', '=', id).execute();
       }
@@ -397,38 +405,8 @@ export class KyselyStore implements Store {
       .execute();
   }
 
-  async addTraffic(rows: TrafficRow[]): Promise<void> {
-    if (rows.length === 0) return;
-    // One statement may not touch a row twice (PostgreSQL): merge duplicates first.
-    const merged = new Map<string, TrafficRow>();
-    for (const r of rows) {
-      const k = `${r.tenant_id}\0${r.label}\0${r.day}`;
-      const m = merged.get(k);
-      if (m) {
-        m.bytes_in += r.bytes_in;
-        m.bytes_out += r.bytes_out;
-      } else merged.set(k, { ...r });
-    }
-    await this.db.transaction().execute(async (tx) => {
-      // Counters of a tenant removed meanwhile are dropped with it.
-      const ids = [...new Set(rows.map((r) => r.tenant_id))];
-      const known = new Set(
-        (await tx.selectFrom('tenants').select('id').where('id', 'in', ids).execute()).map((t) => t.id),
-      );
-      const values = [...merged.values()].filter((r) => known.has(r.tenant_id));
-      for (let i = 0; i < values.length; i += 200) {
-        await tx
-          .insertInto('traffic')
-          .values(values.slice(i, i + 200))
-          .onConflict((oc) =>
-            oc.columns(['tenant_id', 'label', 'day']).doUpdateSet({
-              bytes_in: sql<number>`traffic.bytes_in + excluded.bytes_in`,
-              bytes_out: sql<number>`traffic.bytes_out + excluded.bytes_out`,
-            }),
-          )
-          .execute();
-      }
-    });
+  addTraffic(rows: TrafficRow[]): Promise<void> {
+    return addTraffic(this.db, rows);
   }
 
   async trafficSince(sinceDay: string, tenantId?: string): Promise<TrafficTotal[]> {
@@ -479,5 +457,24 @@ export class KyselyStore implements Store {
     }
     await sql`select 1`.execute(this.db);
     return 'ok';
+  }
+
+  listManagedRepos(tenantId: string) {
+    return managed.listManagedRepos(this.db, tenantId);
+  }
+  putManagedRepo(row: ManagedRepoRow) {
+    return managed.putManagedRepo(this.db, row);
+  }
+  deleteManagedRepo(tenantId: string, label: string) {
+    return managed.deleteManagedRepo(this.db, tenantId, label);
+  }
+  listManagedStates(tenantId: string) {
+    return managed.listManagedStates(this.db, tenantId);
+  }
+  putManagedState(row: ManagedStateRow) {
+    return managed.putManagedState(this.db, row);
+  }
+  pruneManagedStates(tenantId: string, label: string, keep: number) {
+    return managed.pruneManagedStates(this.db, tenantId, label, keep);
   }
 }

@@ -113,6 +113,30 @@ export interface TrafficTotal {
   bytes_out: number;
 }
 
+/** A repository the operator proposed for a tenant's connectors (managed repositories). */
+export interface ManagedRepoRow {
+  tenant_id: string;
+  label: string;
+  uri: string;
+  created_at: string;
+  updated_at: string;
+}
+
+/** What one connector made of a proposal: serving, refused, withdrawn or shadowed (+ why). */
+export interface ManagedStateRow {
+  tenant_id: string;
+  label: string;
+  /** The connector: its key fingerprint and host name ("SHA256:… host"). */
+  connector: string;
+  fingerprint: string;
+  hostname: string | null;
+  /** The URI the connector answered about. */
+  uri: string;
+  state: string;
+  reason: string | null;
+  updated_at: string;
+}
+
 export interface LeaseRange {
   low: number;
   high: number;
@@ -246,4 +270,16 @@ export interface Store {
 
   /** Integrity check of the underlying database ("ok" when sound). */
   integrityCheck(): Promise<string>;
+
+  /** Managed repositories proposed for a tenant, by label. */
+  listManagedRepos(tenantId: string): Promise<ManagedRepoRow[]>;
+  /** Inserts or replaces a proposal; the states reported for another URI are deleted. */
+  putManagedRepo(row: ManagedRepoRow): Promise<void>;
+  /** Deletes a proposal and its states; false when there was none. */
+  deleteManagedRepo(tenantId: string, label: string): Promise<boolean>;
+  listManagedStates(tenantId: string): Promise<ManagedStateRow[]>;
+  /** Inserts or replaces one connector's state of a proposal. */
+  putManagedState(row: ManagedStateRow): Promise<void>;
+  /** Deletes the states of a label except the newest `keep`; returns how many went. */
+  pruneManagedStates(tenantId: string, label: string, keep: number): Promise<number>;
 }

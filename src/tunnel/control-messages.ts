@@ -7,6 +7,7 @@ import type { Logger } from '../log/index.js';
 import type { RepoMeta } from '../store/types.js';
 import type { GatewayMessage } from './control-protocol.js';
 import { checkRepoMeta } from './control-validate.js';
+import type { ManagedHooks, ManagedPeer } from './managed-control.js';
 
 /**
  * Repository metadata a session may hold beyond its quota: room for a connector that announces a
@@ -28,6 +29,8 @@ export interface ControlContext {
   setAgent: (a: string) => void;
   setUnregistering: (on: boolean) => void;
   end: (reason: string) => void;
+  /** This channel as managed repositories see it (when they are on). */
+  managedPeer?: ManagedPeer;
 }
 
 export interface ControlDeps {
@@ -35,6 +38,7 @@ export interface ControlDeps {
   tenants: TenantService;
   refusals: RefusalLog;
   onRepoMeta?: (tenant: string, label: string, meta: RepoMeta) => void;
+  managed?: ManagedHooks;
 }
 
 /** Handles one message from a connector's control channel. Every field is checked here. */
@@ -42,6 +46,14 @@ export function onControlMessage(msg: Record<string, unknown>, s: ControlContext
   switch (msg.type) {
     case 'hello':
       s.setAgent(typeof msg.agent === 'string' && msg.agent !== '' ? cleanText(msg.agent, 100) : 'connector');
+      if (s.managedPeer && typeof msg.hostname === 'string')
+        s.managedPeer.hostname = cleanText(msg.hostname, 100);
+      return;
+    case 'managed':
+      if (s.managedPeer) deps.managed?.report(s.managedPeer, msg);
+      return;
+    case 'managed-ready':
+      if (s.managedPeer) deps.managed?.ready(s.managedPeer);
       return;
     case 'repo':
       onRepo(msg, s, deps);

@@ -9,12 +9,22 @@
  *   restore    it can again
  *   ping       round-trip probe; answered by pong with the same id
  *   unregister remove the key this session authenticated with from the tenant
+ *   managed-ready  the connector listens for proposals now (sent after its forward requests): the gateway sends them (and again
+ *              whenever they change); a connector that never says so gets none
+ *   managed    what became of a managed repository the gateway proposed: serving, refused (why),
+ *              withdrawn (the policy no longer allows it) or shadowed (a local entry has the label)
  *   enroll     only on an enrollment session (user `tether-enroll`): one-time token
  * Gateway → connector:
  *   welcome    tenant, quota, gateway version and node
  *   forward    a forward was granted: label → lease port
  *   refused    a forward was refused, with the reason the user should see
  *   pong, unregistered, enrolled, error
+ *   propose    (after managed-ready) the operator proposes a managed repository: label + URI. The connector checks it
+ *              against its own `managed` policy and answers with `managed`; the gateway can never
+ *              make a connector dial anything its policy does not allow.
+ *   unpropose  the operator removed it
+ *   proposals-done  every current proposal was sent (after welcome): the connector drops accepted
+ *              managed repositories that were not proposed again
  */
 
 import type { ErrorCode } from '../errors/index.js';
@@ -42,7 +52,23 @@ export type ConnectorMessage =
   | { type: 'restore'; label: string }
   | { type: 'ping'; id: number }
   | { type: 'unregister' }
-  | { type: 'enroll'; token: string };
+  | { type: 'enroll'; token: string }
+  | { type: 'managed-ready' }
+  | ManagedReportMessage;
+
+export type ManagedState = 'serving' | 'refused' | 'withdrawn' | 'shadowed';
+
+export interface ManagedReportMessage {
+  type: 'managed';
+  label: string;
+  state: ManagedState;
+  reason: string | null;
+  /** The URI the report is about (the connector's copy of the proposal). */
+  uri: string;
+}
+
+/** Longest URI a proposal may carry. */
+export const MAX_PROPOSAL_URI = 2048;
 
 export type GatewayMessage =
   | { type: 'welcome'; tenant: string; quota: number; gateway: string; node?: string }
@@ -51,7 +77,10 @@ export type GatewayMessage =
   | { type: 'pong'; id: number }
   | { type: 'unregistered'; fingerprint: string }
   | { type: 'enrolled'; tenant: string; fingerprint: string }
-  | { type: 'error'; code: ErrorCode; message: string };
+  | { type: 'error'; code: ErrorCode; message: string }
+  | { type: 'propose'; label: string; uri: string }
+  | { type: 'unpropose'; label: string }
+  | { type: 'proposals-done' };
 
 /**
  * Splits a byte stream into JSON messages; bad lines are reported, never thrown. A line longer

@@ -16,6 +16,7 @@ import type { RepoMeta, Store } from '../store/types.js';
 import { ENROLL_USER } from './control-protocol.js';
 import { runEnrollSession } from './enroll-session.js';
 import type { LeaseBinder } from './lease-binder.js';
+import type { ManagedHooks } from './managed-control.js';
 import { coalesceWrites } from './pipe.js';
 import { destroySocket, normalizeIp } from './session-util.js';
 import { createSshServer, type SshServer } from './ssh-server.js';
@@ -59,6 +60,8 @@ export interface TunnelServerDeps {
   refusals?: RefusalLog;
   /** Called when a forward's metadata arrives or changes (persist it). */
   onRepoMeta?: (tenant: string, label: string, meta: RepoMeta) => void;
+  /** Managed repositories on the control channel (gateway/index.ts builds them). */
+  managed?: ManagedHooks;
 }
 
 /** The gateway's SSH endpoint for connectors: auth, forwards, control channel. */

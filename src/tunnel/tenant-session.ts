@@ -13,6 +13,7 @@ import type { RepoMeta, Store } from '../store/types.js';
 import { onControlMessage } from './control-messages.js';
 import { CONTROL_SUBSYSTEM, encode, type GatewayMessage, JsonLineDecoder } from './control-protocol.js';
 import type { LeaseBinder } from './lease-binder.js';
+import type { ManagedHooks, ManagedPeer } from './managed-control.js';
 import { destroySocket, pauseWhileBacklogged, REFUSE_SESSION, refuseSessionUse } from './session-util.js';
 import { sendSshDebug, socketOf } from './ssh2-adapter.js';
 
@@ -39,6 +40,8 @@ export interface TenantSessionDeps {
   nodeId?: string;
   bounds: SessionBounds;
   onRepoMeta?: (tenant: string, label: string, meta: RepoMeta) => void;
+  /** Managed repositories: proposals to the connector, its reports back. */
+  managed?: ManagedHooks;
 }
 
 /** A logged-in connector's session: its forwards, its control channel and their bounds. */
@@ -91,6 +94,8 @@ export function runTenantSession(
   const sendControl = (m: GatewayMessage) => {
     if (control && !control.destroyed) control.write(encode(m));
   };
+  const managedPeer: ManagedPeer = { tenant, fingerprint, source, hostname: null, send: sendControl, slog };
+  let detachManaged: (() => void) | undefined;
   registry.addSession(live);
   slog.info({ event: 'session.opened', source, fingerprint }, 'session opened');
 
@@ -257,6 +262,7 @@ export function runTenantSession(
                 unregistering = on;
               },
               end: live.end,
+              managedPeer,
             },
             deps,
           );
@@ -269,6 +275,8 @@ export function runTenantSession(
       });
       ch.on('close', () => {
         if (control === ch) control = undefined;
+        detachManaged?.();
+        detachManaged = undefined;
       });
       void deps.store
         .getTenant(tenant)
@@ -276,6 +284,7 @@ export function runTenantSession(
           (t) => {
             quota = t?.quota ?? 0;
             sendControl({ type: 'welcome', tenant, quota, gateway: deps.version, node: deps.nodeId });
+            if (!ended && control === ch) detachManaged = deps.managed?.attach(managedPeer);
           },
           (err: unknown) => slog.warn({ err }, 'could not read the tenant for the welcome'),
         )
@@ -286,6 +295,8 @@ export function runTenantSession(
 
   client.on('close', () => {
     ended = true;
+    detachManaged?.();
+    detachManaged = undefined;
     for (const [label, f] of forwards) {
       if (registry.remove(tenant, label, f.endpoint)) leasePorts.close(f.port);
     }

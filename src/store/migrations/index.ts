@@ -1,4 +1,5 @@
 import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
+import { managedReposMigration } from './0006-managed-repos.js';
 
 /** Versioned migrations, the same for SQLite and PostgreSQL. Append only. */
 const migrations: Record<string, Migration> = {
@@ -160,6 +161,7 @@ const migrations: Record<string, Migration> = {
       await db.schema.dropTable('connection_audit').execute();
     },
   },
+  '0006_managed_repos': managedReposMigration,
 };
 
 class InlineProvider implements MigrationProvider {

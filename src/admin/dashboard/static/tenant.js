@@ -3,6 +3,7 @@ import { api, canChange } from './api.js';
 import { auditPanel } from './audit.js';
 import { ago, bytes, clock, h, messageOf, rate } from './dom.js';
 import { limitsForm, limitsPanel } from './limits.js';
+import { managedPanel } from './managed.js';
 
 /**
  * One tenant: quota and usage, traffic limits, live sessions, forwards and their connectors;
@@ -29,6 +30,7 @@ class TetherTenant extends HTMLElement {
     this.limitsEdit = h('div', { class: 'limits-form', hidden: true });
     this.body = h('div', { class: 'tenant-body' });
     this.auditBox = h('div', { class: 'audit-box', hidden: true });
+    this.managed = managedPanel(this._view.id);
     this.article = h(
       'article',
       { class: 'card tenant' },
@@ -59,6 +61,7 @@ class TetherTenant extends HTMLElement {
       this.limitsEdit,
       this.body,
       this.auditBox,
+      this.managed,
     );
     this.replaceChildren(this.article);
   }
