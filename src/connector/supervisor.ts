@@ -19,6 +19,7 @@ import { type GatewayTransport, gatewayTransport } from '../tunnel/transports/cl
 import { HealthChecks } from './health.js';
 import { type LoadedKey, readPrivateKey } from './key-file.js';
 import { checkHostKey } from './known-hosts.js';
+import { MovingSessions } from './moving.js';
 import { dialDestination, relayChannel } from './relay.js';
 import type { ConnectorStatus, RepoState, RepoStatus } from './status.js';
 
@@ -127,6 +128,8 @@ export class Connector extends EventEmitter<ConnectorEvents> {
   private readonly dial: (host: string, port: number, timeoutMs: number) => Promise<Socket>;
   private readonly probeInterval: number;
   private readonly health: HealthChecks;
+  /** Sessions of a draining gateway, left as their forwards move to the new session. */
+  private readonly moving: MovingSessions;
 
   constructor(private readonly deps: ConnectorDeps) {
     super();
@@ -137,6 +140,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     this.dial = deps.dial ?? dialDestination;
     this.probeInterval = deps.probeInterval ?? 5000;
     this.transport = gatewayTransport(this.cfg, { log: this.log });
+    this.moving = new MovingSessions(this.log);
     this.backoff = new Backoff({
       minDelay: this.cfg.reconnect.minDelay,
       maxDelay: this.cfg.reconnect.maxDelay,
@@ -221,6 +225,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     const s = this.session;
     this.session = undefined;
     s?.close();
+    this.moving.closeAll();
   }
 
   private async connect(): Promise<void> {
@@ -291,6 +296,14 @@ export class Connector extends EventEmitter<ConnectorEvents> {
         if (!this.stopped) void this.connect();
         return;
       }
+      if (this.moving.active) {
+        // The draining gateway still carries the repositories: try again as soon as it ends.
+        this.log.warn(
+          { event: 'connector.move_failed', gateway: gw, code: err.code },
+          `could not reach another gateway while the current one drains (${err.message}); staying on it until it closes`,
+        );
+        return;
+      }
       this.state = 'disconnected';
       const delay = this.backoff.schedule(() => void this.connect());
       this.log.warn(
@@ -330,9 +343,11 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       },
       `connected to the gateway ${gw} (${session.hostFingerprint}); route: ${transport.route.text}`,
     );
-    session.on('connection', (c) => this.onConnection(c));
+    session.on('connection', (c) => this.onConnection(c, session));
     session.on('message', (m) => {
-      if (m.type === 'refused') {
+      if (m.type === 'reconnect') {
+        this.moveAway(session, m.reason);
+      } else if (m.type === 'refused') {
         const r = this.repos.get(m.label);
         if (r && r.state !== 'active') {
           r.state = 'rejected';
@@ -349,7 +364,36 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     for (const r of this.repos.values()) this.requestForward(r);
   }
 
+  /**
+   * The gateway drains (it sent `reconnect`): open a new session at once, without backoff (the
+   * load balancer sends it to another member); the old one keeps its connections, each forward
+   * is cancelled there once the new session has it, and it closes when it carries nothing.
+   */
+  private moveAway(old: TunnelSession, reason: string): void {
+    if (this.session !== old || this.stopped) return;
+    const gw = gatewayText(this.cfg.gateway, this.cfg.transport);
+    this.log.info(
+      { event: 'connector.moving', gateway: gw, reason: String(reason).slice(0, 200) },
+      `the gateway ${gw} drains: reconnecting now, open connections finish on the old session`,
+    );
+    const held = new Map<string, number>();
+    for (const r of this.repos.values()) {
+      if (r.leasedOn === old && r.leasePort !== null) held.set(r.cfg.label, r.leasePort);
+      r.leasedOn = undefined;
+      r.gen++;
+    }
+    this.session = undefined;
+    this.moving.leave(old, held);
+    this.backoff.cancel();
+    void this.connect();
+  }
+
   private onSessionClosed(session: TunnelSession, err: Error | undefined): void {
+    if (this.moving.closed(session)) {
+      // a draining gateway ended the session we were leaving: reconnect now if the move failed
+      if (!this.session && !this.connecting && !this.stopped && !this.moving.active) void this.connect();
+      return;
+    }
     if (this.session !== session) return;
     this.session = undefined;
     for (const r of this.repos.values()) {
@@ -391,6 +435,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
         }
         r.leasePort = port;
         r.leasedOn = s;
+        this.moving.movedOver(r.cfg.label);
         if (r.withdrawn) {
           s.send({ type: 'withdraw', label: r.cfg.label, reason: r.reason ?? 'destination unreachable' });
         } else {
@@ -421,7 +466,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     );
   }
 
-  private onConnection(c: IncomingConnection): void {
+  private onConnection(c: IncomingConnection, session: TunnelSession): void {
     const r = this.repos.get(c.label);
     if (!r) {
       // Only labels from our own config are ever dialed.
@@ -453,6 +498,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
           },
         };
         r.live.add(handle);
+        this.moving.connectionOpened(session);
         this.log.debug(
           {
             event: 'connector.connection',
@@ -468,6 +514,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
             r.bytesOut += fromDest;
           },
           done: (t) => {
+            this.moving.connectionClosed(session);
             r.connections--;
             r.live.delete(handle);
             this.log.debug(

@@ -22,6 +22,7 @@ import { openStore } from '../store/index.js';
 import type { Store } from '../store/types.js';
 import { ConnectionBroker } from '../tunnel/broker.js';
 import { TunnelServer } from '../tunnel/server.js';
+import { type DrainResult, drainGateway } from './drain.js';
 import { loadAdminToken, loadHostKey, sharedIdentity } from './identity.js';
 
 export interface GatewayDeps {
@@ -93,6 +94,7 @@ export class Gateway {
   private expiryTimer?: NodeJS.Timeout;
   private limits?: TrafficLimits;
   private stopping?: Promise<void>;
+  private draining?: Promise<DrainResult>;
 
   constructor(
     readonly config: GatewayConfig,
@@ -302,6 +304,27 @@ export class Gateway {
     return this;
   }
 
+  /**
+   * SIGTERM: stop accepting, ask connectors to move, let open connections finish until
+   * `drain_timeout` after `startedAt` (see drain.ts), then stop. Undefined when the gateway was
+   * not running (or already stopping): it just stops.
+   */
+  async drain(startedAt?: number): Promise<DrainResult | undefined> {
+    const ctx = this.ctx;
+    if (!ctx || this.stopping) {
+      await this.stop();
+      return undefined;
+    }
+    this.draining ??= drainGateway(ctx, this.components, {
+      timeoutMs: this.config.drain_timeout,
+      startedAt: startedAt ?? ctx.clock.now(),
+      handover: this.config.cluster !== undefined,
+    });
+    const r = await this.draining;
+    await this.stop();
+    return r;
+  }
+
   stop(): Promise<void> {
     this.stopping ??= this.doStop();
     return this.stopping;
@@ -317,6 +340,7 @@ export class Gateway {
     }
     await ctx.tunnel.close();
     await ctx.listeners.closeAll();
+    ctx.broker.cutAll();
     // Connections just cut report their bytes as they close: wait for them (briefly), then
     // write the counters, so they survive the restart.
     const deadline = Date.now() + 2000;
