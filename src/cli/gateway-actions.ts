@@ -51,7 +51,7 @@ export async function run(o: { config?: string }): Promise<void> {
     if (signals >= 3) {
       log.error(
         { event: 'gateway.exit_now', signal },
-        `received ${signal} a third time: exiting at once (traffic counters since the last write may be lost)`,
+        `received ${signal}, a third signal: exiting at once (traffic counters since their last write may be lost)`,
       );
       exit(1);
       return;

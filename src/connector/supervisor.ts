@@ -379,6 +379,8 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     const held = new Map<string, number>();
     for (const r of this.repos.values()) {
       if (r.leasedOn === old && r.leasePort !== null) held.set(r.cfg.label, r.leasePort);
+      // forwarded again on the new session (the old one serves meanwhile)
+      if (r.state !== 'rejected' && r.state !== 'unreachable') r.state = 'pending';
       r.leasedOn = undefined;
       r.gen++;
     }

@@ -71,10 +71,7 @@ export async function drainGateway(
   };
   const fields = { event: 'gateway.drained', ...snake(result) };
   if (cut > 0) {
-    log.warn(
-      fields,
-      `drain_timeout (${opts.timeoutMs} ms) reached: cutting ${cut} connection(s) still open`,
-    );
+    log.warn(fields, `drain_timeout (${opts.timeoutMs} ms) reached: cutting ${cut} connection(s) still open`);
   } else {
     log.info(fields, `drained in ${result.durationMs} ms: every open connection finished`);
   }
