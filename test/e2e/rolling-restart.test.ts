@@ -252,10 +252,11 @@ describe('rolling restart of a two-member cluster behind haproxy', () => {
     assert.equal(add.code, 0, add.stderr);
     const keyFile = join(members[0]!.dir, 'acme.key');
     writeFileSync(keyFile, add.stdout, { mode: 0o600 });
-    for (const repos of [
+    const both: Array<Record<string, Record<string, string>>> = [
       { grp: { web: `http://127.0.0.1:${web.port}` } },
       { grp: { big: `http://127.0.0.1:${big.port}` } },
-    ]) {
+    ];
+    for (const repos of both) {
       connectors.push(
         await startConnector({
           gateway: `127.0.0.1:${lbTunnel}`,
