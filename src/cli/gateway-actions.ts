@@ -2,6 +2,7 @@ import { loadGatewayConfig } from '../config/gateway.js';
 import { withFrontDoors } from '../gateway/front-doors.js';
 import { Gateway } from '../gateway/index.js';
 import { createLogger } from '../log/index.js';
+import { checkConfigAgain } from './gateway-reload.js';
 import { VERSION } from './version.js';
 
 /** How long `stop()` may take after the drain (or after a second signal) before the process exits anyway. */
@@ -12,7 +13,8 @@ const STOP_GRACE_MS = 5_000;
  * The first signal drains (stop accepting, connectors move, open connections finish within
  * `drain_timeout`) and exits 0; a second one stops at once (open connections are cut) and exits
  * 0; a third exits at once with 1, not even waiting for the stop to finish. A signal while the
- * gateway is still starting stops it (nothing was served yet) and exits 0.
+ * gateway is still starting stops it (nothing was served yet) and exits 0. SIGHUP checks
+ * gateway.yaml again (see gateway-reload.ts).
  */
 export async function run(o: { config?: string }): Promise<void> {
   const config = loadGatewayConfig(o.config);
@@ -82,6 +84,8 @@ export async function run(o: { config?: string }): Promise<void> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // without a handler SIGHUP would end the process; it checks gateway.yaml again instead
+  process.on('SIGHUP', () => checkConfigAgain(o.config, config, log));
   log.info({ event: 'gateway.starting', pid: process.pid }, `tether gateway ${VERSION} starting`);
   const a = await gw.start();
   if (signals > 0) return; // stopping already (a signal came during the start)

@@ -6,11 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { sshForward } from '../helpers/openssh.js';
@@ -229,6 +229,28 @@ describe('drain: SIGTERM on a single gateway', () => {
       assert.equal(r3.code, 0);
     }
     assert.ok(r3.ms < 10_000);
+  });
+
+  test('SIGHUP (systemctl reload) checks gateway.yaml again and changes nothing that runs; a broken file is reported, the gateway keeps serving', async () => {
+    const gw = await startGateway();
+    stops.push(() => gw.stop());
+    const hup = async (re: RegExp) => {
+      const from = gw.output.lines.length;
+      gw.process.kill('SIGHUP');
+      return (await gw.output.wait(re, 15_000, from)).input;
+    };
+    await hup(/SIGHUP: gateway.yaml is valid and unchanged/);
+    const doc = parse(readFileSync(gw.configFile, 'utf8')) as Record<string, unknown>;
+    writeFileSync(gw.configFile, stringify({ ...doc, drain_timeout: '5s' }));
+    const changed = await hup(/"event":"gateway.reload_checked"/);
+    assert.match(changed, /"changed":\["drain_timeout"\]/);
+    assert.match(changed, /drain_timeout changed and takes effect at the next restart/);
+    writeFileSync(gw.configFile, stringify({ ...doc, drain_timeout: 'later' }));
+    const bad = await hup(/"event":"gateway.reload_invalid"/);
+    assert.match(bad, /drain_timeout: \\"later\\" is not a duration/);
+    assert.match(bad, /the running gateway is unchanged, and a restart would fail until this is fixed/);
+    assert.equal(gw.process.exitCode, null, 'still running');
+    assert.equal((await gw.api('GET', '/health')).status, 200);
   });
 
   test('bad drain_timeout values are refused at start with the key and the problem', async () => {
