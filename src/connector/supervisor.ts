@@ -23,6 +23,13 @@ import { MovingSessions } from './moving.js';
 import { dialDestination, relayChannel } from './relay.js';
 import type { ConnectorStatus, RepoState, RepoStatus } from './status.js';
 
+/**
+ * A gateway's `reconnect` moves the connector at once, unless the last move was less than this
+ * long ago: then the backoff decides (a gateway that keeps asking cannot make it reconnect in a
+ * tight loop).
+ */
+const MOVE_AGAIN_AFTER_MS = 10_000;
+
 /** The transport (TCP to the proxy, TLS, WebSocket upgrade) must be up within this time. */
 const TRANSPORT_TIMEOUT_MS = 15_000;
 
@@ -130,6 +137,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
   private readonly health: HealthChecks;
   /** Sessions of a draining gateway, left as their forwards move to the new session. */
   private readonly moving: MovingSessions;
+  private lastMoveAt: number | undefined;
 
   constructor(private readonly deps: ConnectorDeps) {
     super();
@@ -387,7 +395,18 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     this.session = undefined;
     this.moving.leave(old, held);
     this.backoff.cancel();
-    void this.connect();
+    const now = this.clock.now();
+    const again = this.lastMoveAt !== undefined && now - this.lastMoveAt < MOVE_AGAIN_AFTER_MS;
+    this.lastMoveAt = now;
+    if (!again) {
+      void this.connect();
+      return;
+    }
+    const delay = this.backoff.schedule(() => void this.connect());
+    this.log.warn(
+      { event: 'connector.move_delayed', gateway: gw, retryInMs: delay },
+      `the gateway asked to reconnect again within ${MOVE_AGAIN_AFTER_MS / 1000} s: reconnecting with backoff`,
+    );
   }
 
   private onSessionClosed(session: TunnelSession, err: Error | undefined): void {
