@@ -152,6 +152,53 @@ describe('drain: SIGTERM on a single gateway', () => {
     again.socket.destroy();
   });
 
+  test('front doors stop accepting too: the access proxy refuses new connections while an open CONNECT tunnel carries on', async () => {
+    const gw = await startGateway({
+      config: { drain_timeout: '60s', access_proxy: { listen: '127.0.0.1:0' } },
+    });
+    stops.push(() => gw.stop());
+    const proxy = Number(
+      (await gw.output.wait(/"event":"gateway.started".*"access_proxy":"127\.0\.0\.1:(\d+)"/))[1],
+    );
+    const key = await gw.addTenant('acme');
+    const conn = await startConnector({
+      gateway: gw.sshPort,
+      tenant: 'acme',
+      keyFile: key,
+      repositories: { grp: { echo: `tcp://127.0.0.1:${echo.port}` } },
+    });
+    stops.push(() => conn.stop());
+    const listing = (await gw.api('GET', '/v1/tenants/acme/repositories')).json as {
+      groups: Array<{ group: string; key: string }>;
+    };
+    const groupKey = listing.groups.find((g) => g.group === 'grp')!.key;
+    const auth = Buffer.from(`acme:${groupKey}`).toString('base64');
+    const tunnel = await hold(proxy);
+    const answer = await new Promise<string>((resolve) => {
+      let got = '';
+      const onData = (c: Buffer) => {
+        got += c.toString();
+        if (!got.includes('\r\n\r\n')) return;
+        tunnel.socket.off('data', onData);
+        resolve(got);
+      };
+      tunnel.socket.on('data', onData);
+      tunnel.socket.write(
+        `CONNECT echo.grp.acme:1 HTTP/1.1\r\nHost: echo.grp.acme:1\r\nProxy-Authorization: Basic ${auth}\r\n\r\n`,
+      );
+    });
+    assert.match(answer, /^HTTP\/1\.1 200 /);
+    assert.equal(await tunnel.echo('through the proxy'), 'through the proxy');
+    const from = gw.output.lines.length;
+    const { exited } = signalAndWait(gw);
+    await gw.output.wait(/"event":"gateway.draining","connections":1/, 15_000, from);
+    await waitFor(() => refused(proxy), { what: 'the access proxy to refuse new connections' });
+    assert.equal(await tunnel.echo('still open'), 'still open');
+    tunnel.socket.end();
+    assert.equal((await exited).code, 0);
+    assert.match(gw.output.lines.slice(from).join('\n'), /"event":"gateway.drained".*"cut":0/);
+  });
+
   test('plain OpenSSH ignores the reconnect: its connection is cut at drain_timeout and the gateway exits 0 within drain_timeout + 3 s of the signal', async (t) => {
     const gw = await startGateway({ config: { drain_timeout: '2s' } });
     stops.push(() => gw.stop());
