@@ -40,7 +40,7 @@ export async function drainGateway(
   const sessions = registry.sessionsOf().length;
   log.info(
     { event: 'gateway.draining', connections, sessions, drain_timeout_ms: opts.timeoutMs },
-    `draining: stopped accepting; ${connections} open connection(s) may finish within ${opts.timeoutMs} ms, ${sessions} connector session(s) asked to reconnect elsewhere`,
+    `draining: stop accepting, ask ${sessions} connector session(s) to reconnect elsewhere, let ${connections} open connection(s) finish within ${opts.timeoutMs} ms`,
   );
   await tunnel.stopAccepting();
   for (const c of components) {
