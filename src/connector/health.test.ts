@@ -235,8 +235,12 @@ test('the connector withdraws a repository whose health check fails and restores
   };
   await until('active', () => c.status().repositories[0]?.state === 'active');
   status = 503;
-  clock.advance(1000);
-  await until('withdrawn', () => session.sent.some((m) => m.type === 'withdraw'));
+  // The next check is scheduled when the previous one has answered (a real HTTP request that may
+  // still be in flight): advance the clock on every poll until it has run.
+  await until('withdrawn', () => {
+    clock.advance(1000);
+    return session.sent.some((m) => m.type === 'withdraw');
+  });
   const st = c.status().repositories[0]!;
   assert.equal(st.state, 'unreachable');
   assert.equal(st.reason, `health check failed: 127.0.0.1:${port}: HTTP 503 from /health`);
@@ -249,8 +253,10 @@ test('the connector withdraws a repository whose health check fails and restores
     },
   );
   status = 200;
-  clock.advance(1000);
-  await until('restored', () => session.sent.some((m) => m.type === 'restore'));
+  await until('restored', () => {
+    clock.advance(1000);
+    return session.sent.some((m) => m.type === 'restore');
+  });
   assert.equal(c.status().repositories[0]!.state, 'active');
   await c.stop();
   srv.close();
