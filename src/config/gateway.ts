@@ -15,9 +15,21 @@ const storeSpec = z.string().refine((s) => s === 'sqlite' || /^postgres(ql)?:\/\
   message: 'use "sqlite" or a "postgres://user@host/db" URL',
 });
 
+/** Longest `drain_timeout` accepted: a service manager waits this long for a stop. */
+export const MAX_DRAIN_TIMEOUT = 3_600_000;
+
 export const gatewaySchema = z.strictObject({
   data_dir: z.string().min(1).default('./.tether'),
   store: storeSpec.default('sqlite'),
+  /**
+   * SIGTERM/SIGINT: how long open forwarded connections may take to finish after the gateway
+   * stopped accepting (from the signal); what is still open then is cut. 0 = cut at once.
+   */
+  drain_timeout: duration
+    .refine((ms) => ms <= MAX_DRAIN_TIMEOUT, {
+      message: 'at most 1 hour (use e.g. "30s", "5m", or 0 to cut open connections at once)',
+    })
+    .default(30_000),
   tunnel: z
     .strictObject({
       listen: listenAddr.default({ host: '127.0.0.1', port: 2222 }),

@@ -117,6 +117,7 @@ export function carry(
   dest: string,
   log: Logger,
   accepted: () => void,
+  closed?: () => void,
 ): void {
   let channel: ReturnType<IncomingConnection['accept']>;
   try {
@@ -150,6 +151,7 @@ export function carry(
       r.bytesOut += fromDest;
     },
     done: (t) => {
+      closed?.();
       r.connections--;
       r.live.delete(handle);
       log.debug(

@@ -216,6 +216,86 @@ describe('Connector (supervisor)', () => {
     await c.stop();
   });
 
+  test("the gateway's reconnect (a drain): a new session at once, forwards moved, the old session left once its connection ended", async () => {
+    const sink = () =>
+      new Duplex({
+        read() {},
+        write(_chunk: Buffer, _enc, cb) {
+          cb();
+        },
+      });
+    const dest = sink();
+    const { c, sessions } = build(config({ a: 'tcp://db:5432', b: 'tcp://db:5433' }), {
+      dial: () => Promise.resolve(dest as unknown as Socket),
+    });
+    c.start();
+    await tick();
+    const old = sessions[0]!;
+    const channel = sink();
+    old.emit('connection', {
+      label: 'g/a',
+      port: 30_000,
+      info: { srcIP: '127.0.0.1', srcPort: 1, destIP: 'g/a', destPort: 30_000 },
+      accept: () => channel as never,
+      reject: () => assert.fail('must not reject'),
+    });
+    await tick();
+    assert.equal(c.status().repositories[0]!.connections, 1);
+    old.emit('message', { type: 'reconnect', reason: 'the gateway is shutting down (drain): reconnect now' });
+    await tick();
+    await tick();
+    assert.equal(sessions.length, 2, 'a new session at once: no clock advance, no backoff');
+    assert.deepEqual(sessions[1]!.forwards, ['g/a', 'g/b']);
+    assert.deepEqual(old.unforwards, [
+      ['g/a', 30_000],
+      ['g/b', 30_001],
+    ]);
+    assert.equal(old.isOpen, true, 'the old session still carries a connection');
+    assert.equal(c.status().connected, true);
+    channel.destroy();
+    dest.destroy();
+    await tick();
+    await tick();
+    assert.equal(old.isOpen, false, 'left once its last connection ended');
+    assert.equal(sessions[1]!.isOpen, true);
+    await c.stop();
+  });
+
+  test('reconnect asked again within 10 s waits for the backoff; a move that finds no other gateway stays on the old session and reconnects at once when it closes', async () => {
+    const { c, sessions, clock, opened, failOnce } = build(config({ a: 'http://h' }));
+    c.start();
+    await tick();
+    sessions[0]!.emit('message', { type: 'reconnect', reason: 'drain' });
+    await tick();
+    await tick();
+    assert.equal(sessions.length, 2);
+    sessions[1]!.emit('message', { type: 'reconnect', reason: 'drain' });
+    await tick();
+    assert.equal(sessions.length, 2, 'no second move at once');
+    assert.ok(c.status().nextRetryAt, 'a retry is scheduled');
+    clock.advance(250); // 0.5 × 500 ms
+    await tick();
+    await tick();
+    assert.equal(sessions.length, 3);
+
+    // no other gateway answers: the old session keeps serving; it closes; at once a new one
+    clock.advance(20_000);
+    failOnce(new TetherError('GATEWAY_UNREACHABLE', 'connect ECONNREFUSED', { retryable: true }));
+    const tries = opened.length;
+    sessions[2]!.emit('message', { type: 'reconnect', reason: 'drain' });
+    await tick();
+    await tick();
+    assert.equal(opened.length, tries + 1, 'tried at once');
+    assert.equal(sessions[2]!.isOpen, true, 'still on the old session');
+    assert.equal(c.status().nextRetryAt, null, 'no backoff while the old session serves');
+    sessions[2]!.drop();
+    await tick();
+    await tick();
+    assert.equal(opened.length, tries + 2, 'reconnected at once when the old session closed');
+    assert.equal(sessions.length, 4);
+    await c.stop();
+  });
+
   test('a host key mismatch is fatal: no retry', async () => {
     const { c, clock, opened, failOnce } = build(config({ a: 'http://h' }));
     const fatal = new Promise<TetherError>((r) => c.once('fatal', r));

@@ -21,6 +21,7 @@ import { HealthChecks } from './health.js';
 import { type LoadedKey, readPrivateKey } from './key-file.js';
 import { ManagedRepos } from './managed.js';
 import type { Lookup } from './managed-policy.js';
+import { detachFrom, MovingSessions } from './moving.js';
 import { Reachability } from './reachability.js';
 import { dialDestination } from './relay.js';
 import { needsReconnect, type ReloadResult, reconcileRepositories } from './reload-plan.js';
@@ -55,6 +56,13 @@ export interface ConnectorDeps {
 
 export type { ReloadResult } from './reload-plan.js';
 
+/**
+ * A gateway's `reconnect` moves the connector at once, unless the last move was less than this
+ * long ago: then the backoff decides (a gateway that keeps asking cannot make it reconnect in a
+ * tight loop).
+ */
+const MOVE_AGAIN_AFTER_MS = 10_000;
+
 interface ConnectorEvents {
   /** The connector cannot go on (host key mismatch): `run` exits non-zero. */
   fatal: [err: TetherError];
@@ -84,6 +92,9 @@ export class Connector extends EventEmitter<ConnectorEvents> {
   private readonly health: HealthChecks;
   private readonly reach: Reachability;
   private readonly managed: ManagedRepos;
+  /** Sessions of a draining gateway, left as their forwards move to the new session. */
+  private readonly moving: MovingSessions;
+  private lastMoveAt: number | undefined;
 
   constructor(private readonly deps: ConnectorDeps) {
     super();
@@ -94,6 +105,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     this.dial = deps.dial ?? dialDestination;
     this.probeInterval = deps.probeInterval ?? 5000;
     this.transport = gatewayTransport(this.cfg, { log: this.log });
+    this.moving = new MovingSessions(this.log);
     this.backoff = new Backoff({
       minDelay: this.cfg.reconnect.minDelay,
       maxDelay: this.cfg.reconnect.maxDelay,
@@ -214,6 +226,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     const s = this.session;
     this.session = undefined;
     s?.close();
+    this.moving.closeAll();
   }
 
   private async connect(): Promise<void> {
@@ -255,6 +268,14 @@ export class Connector extends EventEmitter<ConnectorEvents> {
         if (!this.stopped) void this.connect();
         return;
       }
+      if (this.moving.active) {
+        // The draining gateway still carries the repositories: try again as soon as it ends.
+        this.log.warn(
+          { event: 'connector.move_failed', gateway: gw, code: err.code },
+          `could not reach another gateway while the current one drains (${err.message}); staying on it until it closes`,
+        );
+        return;
+      }
       this.state = 'disconnected';
       const delay = this.backoff.schedule(() => void this.connect());
       this.log.warn(
@@ -294,11 +315,13 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       },
       `connected to the gateway ${gw} (${session.hostFingerprint}); route: ${transport.route.text}`,
     );
-    session.on('connection', (c) => this.onConnection(c));
+    session.on('connection', (c) => this.onConnection(c, session));
     this.managed.sessionStarted();
     session.on('message', (m) => {
       if (this.managed.onMessage(m as unknown as Record<string, unknown>)) return;
-      if (m.type === 'refused') {
+      if (m.type === 'reconnect') {
+        this.moveAway(session, m.reason);
+      } else if (m.type === 'refused') {
         const r = this.repos.get(m.label);
         if (r && r.state !== 'active') {
           r.state = 'rejected';
@@ -317,7 +340,38 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     session.send({ type: 'managed-ready' });
   }
 
+  /**
+   * The gateway drains (it sent `reconnect`): open a new session at once, without backoff (the
+   * load balancer sends it to another member); the old one keeps its connections, each forward
+   * is cancelled there once the new session has it, and it closes when it carries nothing.
+   */
+  private moveAway(old: TunnelSession, reason: string): void {
+    if (this.session !== old || this.stopped) return;
+    const gw = gatewayText(this.cfg.gateway, this.cfg.transport);
+    this.log.info(
+      { event: 'connector.moving', gateway: gw, reason: String(reason).slice(0, 200) },
+      `the gateway ${gw} drains: reconnecting now, open connections finish on the old session`,
+    );
+    this.session = undefined;
+    this.moving.leave(old, detachFrom(this.repos.values(), old));
+    this.backoff.cancel();
+    const now = this.clock.now();
+    const again = this.lastMoveAt !== undefined && now - this.lastMoveAt < MOVE_AGAIN_AFTER_MS;
+    this.lastMoveAt = now;
+    if (!again) return void this.connect();
+    const delay = this.backoff.schedule(() => void this.connect());
+    this.log.warn(
+      { event: 'connector.move_delayed', gateway: gw, retryInMs: delay },
+      `the gateway asked to reconnect again within ${MOVE_AGAIN_AFTER_MS / 1000} s: reconnecting with backoff`,
+    );
+  }
+
   private onSessionClosed(session: TunnelSession, err: Error | undefined): void {
+    if (this.moving.closed(session)) {
+      // a draining gateway ended the session we were leaving: reconnect now if the move failed
+      if (!this.session && !this.connecting && !this.stopped && !this.moving.active) void this.connect();
+      return;
+    }
     if (this.session !== session) return;
     this.session = undefined;
     for (const r of this.repos.values()) {
@@ -358,6 +412,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
           return;
         }
         leaseGranted(r, s, port, this.log);
+        this.moving.movedOver(r.cfg.label);
       },
       (e: Error) => {
         if (this.repos.get(r.cfg.label) !== r || r.gen !== gen || this.session !== s) return;
@@ -366,7 +421,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     );
   }
 
-  private onConnection(c: IncomingConnection): void {
+  private onConnection(c: IncomingConnection, session: TunnelSession): void {
     const r = this.repos.get(c.label);
     if (!r) {
       // Only labels from our own config are ever dialed.
@@ -380,9 +435,18 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     const dest = destinationOf(r.cfg);
     this.dialRepo(r).then(
       (sock) =>
-        carry(r, c, sock, dest, this.log, () => {
-          if (r.state === 'unreachable') this.reach.markReachable(r);
-        }),
+        carry(
+          r,
+          c,
+          sock,
+          dest,
+          this.log,
+          () => {
+            this.moving.connectionOpened(session);
+            if (r.state === 'unreachable') this.reach.markReachable(r);
+          },
+          () => this.moving.connectionClosed(session),
+        ),
       (e: Error) => {
         c.reject();
         r.dialFailures++;

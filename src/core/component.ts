@@ -9,4 +9,9 @@ export interface Component {
   /** Starts serving; resolves to what to print (usually the address it listens on). */
   start(): Promise<string>;
   stop(): Promise<void>;
+  /**
+   * The first step of a drain (SIGTERM): stop accepting new connections, leave open ones to
+   * finish; `stop()` follows once they did or the drain timed out. Absent: nothing to stop early.
+   */
+  drain?(): Promise<void>;
 }

@@ -29,6 +29,11 @@ export interface LiveSession {
   traffic?(): { received: number; sent: number };
   /** Ends the session and every connection it carries. */
   end(reason: string): void;
+  /**
+   * Asks the connector to reconnect elsewhere (the gateway drains); false when it cannot be
+   * asked (plain OpenSSH: no control channel).
+   */
+  moveAway?(reason: string): boolean;
 }
 
 export interface LiveForward {

@@ -24,6 +24,9 @@ function lazy(
       stop: async () => {
         await inner?.stop();
       },
+      drain: async () => {
+        await inner?.drain?.();
+      },
     };
   };
 }

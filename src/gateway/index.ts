@@ -27,6 +27,7 @@ import type { Store } from '../store/types.js';
 import { ConnectionBroker } from '../tunnel/broker.js';
 import { ManagedControl } from '../tunnel/managed-control.js';
 import { TunnelServer } from '../tunnel/server.js';
+import { type DrainResult, drainGateway } from './drain.js';
 import { loadAdminToken, loadHostKey, sharedIdentity } from './identity.js';
 
 export interface GatewayDeps {
@@ -101,6 +102,7 @@ export class Gateway {
   private limits?: TrafficLimits;
   private connectionAudit?: ConnectionAudit;
   private stopping?: Promise<void>;
+  private draining?: Promise<DrainResult>;
 
   constructor(
     readonly config: GatewayConfig,
@@ -334,6 +336,27 @@ export class Gateway {
     return this;
   }
 
+  /**
+   * SIGTERM: stop accepting, ask connectors to move, let open connections finish until
+   * `drain_timeout` after `startedAt` (see drain.ts), then stop. Undefined when the gateway was
+   * not running (or already stopping): it just stops.
+   */
+  async drain(startedAt?: number): Promise<DrainResult | undefined> {
+    const ctx = this.ctx;
+    if (!ctx || this.stopping) {
+      await this.stop();
+      return undefined;
+    }
+    this.draining ??= drainGateway(ctx, this.components, {
+      timeoutMs: this.config.drain_timeout,
+      startedAt: startedAt ?? ctx.clock.now(),
+      handover: this.config.cluster !== undefined,
+    });
+    const r = await this.draining;
+    await this.stop();
+    return r;
+  }
+
   stop(): Promise<void> {
     this.stopping ??= this.doStop();
     return this.stopping;
@@ -350,6 +373,7 @@ export class Gateway {
     }
     await ctx.tunnel.close();
     await ctx.listeners.closeAll();
+    ctx.broker.cutAll();
     // Connections just cut report their bytes as they close: wait for them (briefly), then
     // write the counters, so they survive the restart.
     const deadline = Date.now() + 2000;

@@ -236,3 +236,41 @@ async function waitFor<T>(fn: () => T | undefined, ms = 5_000): Promise<T> {
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+test('drain API: openCount by session, idle() resolves when the last connection closes or false at its timeout, cutAll() destroys what is open', async () => {
+  const clock = new FakeClock();
+  const registry = new ForwardRegistry(clock);
+  registry.add('acme', 'grp/web', 2201, endpoint([]), null);
+  const { log } = recorder();
+  const broker = new ConnectionBroker({ registry, clock, log });
+  const req = {
+    tenant: 'acme',
+    label: 'grp/web',
+    origin: { address: '203.0.113.9', port: 5000 },
+    frontDoor: 'access_proxy' as const,
+  };
+  assert.equal(await broker.idle(1_000), true, 'idle at once with nothing open');
+  const a = await broker.open(req);
+  const b = await broker.open(req);
+  assert.equal(broker.openCount(), 2);
+  assert.equal(broker.openCount('s1'), 2);
+  assert.equal(broker.openCount('other'), 0);
+
+  // closes before the timeout: true
+  const waiting = broker.idle(5_000);
+  a.close(1, 1);
+  assert.equal(broker.openCount(), 1);
+  b.close(2, 2);
+  assert.equal(await waiting, true);
+  assert.equal(broker.openCount(), 0);
+
+  // still open at the timeout: false, and cutAll destroys it
+  const c = await broker.open(req);
+  const timedOut = broker.idle(5_000);
+  clock.advance(5_000);
+  assert.equal(await timedOut, false);
+  assert.equal(broker.cutAll(), 1);
+  assert.equal(c.stream.destroyed, true);
+  c.close(0, 0);
+  assert.equal(broker.openCount(), 0);
+});

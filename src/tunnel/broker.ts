@@ -57,6 +57,13 @@ export interface BrokerDeps {
   records?: { record(r: ConnectionRecord): void };
 }
 
+/** One open forwarded connection, as a drain sees it. */
+interface LiveConnection {
+  readonly stream: Duplex;
+  /** The session that carries it (undefined for one relayed to another cluster member). */
+  readonly session: string | undefined;
+}
+
 /** A channel the broker opened for a front door that speaks a protocol over it itself. */
 export interface BrokeredConnection {
   readonly stream: Duplex;
@@ -88,7 +95,55 @@ export interface BrokeredConnection {
  * sink. Front doors only authorize and hand it a socket (`splice`) or ask for a stream (`open`).
  */
 export class ConnectionBroker {
+  /** Every connection open now (opened, not yet closed): what a drain waits for. */
+  private readonly live = new Set<LiveConnection>();
+  private readonly idleWaiters = new Set<() => void>();
+
   constructor(private readonly deps: BrokerDeps) {}
+
+  /** Forwarded connections open now, in all or carried by one session (its id). */
+  openCount(session?: string): number {
+    if (session === undefined) return this.live.size;
+    let n = 0;
+    for (const c of this.live) if (c.session === session) n++;
+    return n;
+  }
+
+  /**
+   * The drain's wait: resolves true once no forwarded connection is open, or false when
+   * `timeoutMs` passes first (those still open are left to the caller: see `cutAll`).
+   */
+  idle(timeoutMs: number): Promise<boolean> {
+    if (this.live.size === 0) return Promise.resolve(true);
+    const { clock } = this.deps;
+    return new Promise((resolve) => {
+      const done = () => {
+        clock.clearTimeout(timer);
+        this.idleWaiters.delete(done);
+        resolve(true);
+      };
+      const timer = clock.setTimeout(
+        () => {
+          this.idleWaiters.delete(done);
+          resolve(false);
+        },
+        Math.max(0, timeoutMs),
+      );
+      this.idleWaiters.add(done);
+    });
+  }
+
+  /** Cuts every open forwarded connection (the drain ran out of time); returns how many. */
+  cutAll(): number {
+    const n = this.live.size;
+    for (const c of [...this.live]) c.stream.destroy();
+    return n;
+  }
+
+  private untrack(c: LiveConnection): void {
+    if (!this.live.delete(c) || this.live.size > 0) return;
+    for (const w of [...this.idleWaiters]) w();
+  }
 
   /** The fields every lifecycle record of this connection carries. */
   private fields(req: BrokerRequest): Record<string, unknown> {
@@ -145,6 +200,8 @@ export class ConnectionBroker {
     log.info({ event: 'connection.opened', ...base }, 'connection opened');
     metrics?.connectionOpened({ frontDoor: req.frontDoor, tenant: req.tenant, setupMs: started - t0 });
     let closed = false;
+    const tracked: LiveConnection = { stream: conn.stream, session: conn.endpoint?.session?.id };
+    this.live.add(tracked);
     return {
       stream: conn.stream,
       get meta() {
@@ -153,6 +210,7 @@ export class ConnectionBroker {
       close: (bytesIn, bytesOut, extra) => {
         if (closed) return;
         closed = true;
+        this.untrack(tracked);
         conn.close(bytesIn, bytesOut);
         const durationMs = clock.now() - started;
         log.info(

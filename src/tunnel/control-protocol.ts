@@ -18,6 +18,9 @@
  *   welcome    tenant, quota, gateway version and node
  *   forward    a forward was granted: label → lease port
  *   refused    a forward was refused, with the reason the user should see
+ *   reconnect  this gateway is shutting down (a drain): open a new session now (no backoff),
+ *              take the forwards there, then cancel them here; this session keeps serving the
+ *              connections it carries until they finish or the gateway's drain_timeout ends
  *   pong, unregistered, enrolled, error
  *   propose    (after managed-ready) the operator proposes a managed repository: label + URI. The connector checks it
  *              against its own `managed` policy and answers with `managed`; the gateway can never
@@ -74,6 +77,7 @@ export type GatewayMessage =
   | { type: 'welcome'; tenant: string; quota: number; gateway: string; node?: string }
   | { type: 'forward'; label: string; port: number }
   | { type: 'refused'; label: string; code: ErrorCode; reason: string }
+  | { type: 'reconnect'; reason: string }
   | { type: 'pong'; id: number }
   | { type: 'unregistered'; fingerprint: string }
   | { type: 'enrolled'; tenant: string; fingerprint: string }

@@ -176,6 +176,12 @@ export class TunnelServer {
     acceptedAt?: number,
     reserved?: Slot,
   ): void {
+    if (this.closing && reserved) {
+      // arrived before the drain began, handed over after it: refused like any new connection
+      reserved.release();
+      socket.destroy();
+      return;
+    }
     const slot = reserved ?? this.reserve(remote?.ip ?? (socket as net.Socket).remoteAddress);
     if (!slot) {
       socket.destroy();
@@ -227,6 +233,29 @@ export class TunnelServer {
     this.deps.clock.clearTimeout(entry.timer);
     this.pending.delete(socket as net.Socket);
     entry.slot.release();
+  }
+
+  /**
+   * The first step of a drain: no new connection on the tunnel port (its listeners close) and
+   * connections that have not logged in yet are closed; logged-in sessions carry on.
+   */
+  async stopAccepting(): Promise<void> {
+    this.closing = true;
+    const closed = Promise.all(this.netServers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    // (a socket still being sniffed is refused when it is handed over: `closing` is set)
+    for (const s of this.pending.keys()) s.destroy();
+    // close() calls back once every accepted connection is gone: do not wait for the sessions
+    void closed;
+  }
+
+  /**
+   * Asks every connector with a control channel to reconnect elsewhere now; returns the ids of
+   * the sessions asked (plain OpenSSH sessions cannot be asked: they end with the drain).
+   */
+  askToMove(reason: string): Set<string> {
+    const asked = new Set<string>();
+    for (const s of this.deps.registry.sessionsOf()) if (s.moveAway?.(reason)) asked.add(s.id);
+    return asked;
   }
 
   /**

@@ -90,6 +90,12 @@ export function runTenantSession(
       client.end();
       destroySocket(client);
     },
+    moveAway: (reason: string) => {
+      if (ended || !control || control.destroyed) return false;
+      slog.info({ event: 'session.asked_to_move', reason }, 'asked the connector to reconnect elsewhere');
+      sendControl({ type: 'reconnect', reason });
+      return true;
+    },
   };
   const sendControl = (m: GatewayMessage) => {
     if (control && !control.destroyed) control.write(encode(m));

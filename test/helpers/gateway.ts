@@ -18,6 +18,8 @@ export interface TestGateway {
   dataDir: string;
   configFile: string;
   sshPort: number;
+  /** host:port of the tunnel listener, as the gateway printed it. */
+  tunnelAddress: string;
   adminUrl: string;
   adminToken: string;
   hostFingerprint: string;
@@ -120,6 +122,7 @@ export async function startGateway(opts: StartGatewayOptions = {}): Promise<Test
     gw.process = p;
     gw.output = output;
     gw.sshPort = Number(started.tunnel.split(':').pop());
+    gw.tunnelAddress = started.tunnel;
     gw.adminUrl = started.admin;
     gw.hostFingerprint = started.host_fingerprint;
     gw.adminToken = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim();
@@ -164,10 +167,12 @@ export async function startGateway(opts: StartGatewayOptions = {}): Promise<Test
     },
     restart: async () => {
       await gw.stop();
-      const adminPort = Number(gw.adminUrl.split(':').pop());
+      // the same addresses: a member of a test cluster listens on its own loopback address
+      const admin = new URL(gw.adminUrl).host;
+      const tunnelHost = new URL(`ssh://${gw.tunnelAddress}`).hostname;
       config = merge(config, {
-        tunnel: { listen: `127.0.0.1:${gw.sshPort}` },
-        admin: { listen: `127.0.0.1:${adminPort}` },
+        tunnel: { listen: `${tunnelHost}:${gw.sshPort}` },
+        admin: { listen: admin },
       });
       await launch();
     },

@@ -158,6 +158,12 @@ export class AccessProxy implements Component {
     return a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
   }
 
+  /** Drain: no new connection; open tunnels finish (idle keep-alive connections close). */
+  async drain(): Promise<void> {
+    this.server.close();
+    this.server.closeIdleConnections();
+  }
+
   async stop(): Promise<void> {
     this.unsubscribe?.();
     const closed = new Promise<void>((r) => this.server.close(() => r()));

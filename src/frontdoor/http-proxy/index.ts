@@ -146,5 +146,8 @@ export function httpProxyComponent(
       }
       await door?.close();
     },
+    async drain() {
+      door?.stopAccepting();
+    },
   };
 }

@@ -95,6 +95,12 @@ export class HttpFrontDoor {
     });
   }
 
+  /** Drain: no new connection; requests in progress finish, idle keep-alive connections close. */
+  stopAccepting(): void {
+    this.server.close();
+    this.server.closeIdleConnections();
+  }
+
   close(): Promise<void> {
     this.upstream.stop();
     return new Promise((resolve) => {

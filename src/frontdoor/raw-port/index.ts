@@ -13,6 +13,7 @@ import { coalesceWrites } from '../../tunnel/pipe.js';
 export class LeaseListeners implements LeaseBinder {
   private readonly servers = new Map<number, net.Server>();
   private readonly sockets = new Set<net.Socket>();
+  private draining = false;
   /**
    * Set in a cluster: for a connection relayed by another member, the caller's address the
    * relay names (the member's own address otherwise); `undefined` when the connection is not
@@ -38,6 +39,7 @@ export class LeaseListeners implements LeaseBinder {
   /** Starts listening on a lease port (idempotent). Rejects with a readable reason when it cannot. */
   async open(port: number): Promise<void> {
     if (this.servers.has(port)) return;
+    if (this.draining) throw new Error('the gateway is shutting down');
     const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) =>
       this.guarded(port, socket),
     );
@@ -69,6 +71,18 @@ export class LeaseListeners implements LeaseBinder {
     if (this.registry.byPort(port) || this.registry.remoteByPort(port)) return;
     this.servers.delete(port);
     s.close();
+  }
+
+  /**
+   * Drain: every lease port stops listening; connections already accepted carry on (closeAll
+   * cuts them at the end). No port opens after this.
+   */
+  stopAccepting(): number {
+    this.draining = true;
+    const n = this.servers.size;
+    for (const s of this.servers.values()) s.close();
+    this.servers.clear();
+    return n;
   }
 
   async closeAll(): Promise<void> {

@@ -171,6 +171,11 @@ export class SshProxy implements Component {
     this.unsubscribe?.();
     await this.server?.close();
   }
+
+  /** Drain: no new SSH connection; open ones finish. */
+  async drain(): Promise<void> {
+    this.server?.stopAccepting();
+  }
 }
 
 /** The gateway's `ssh_proxy` front door; undefined when the config leaves it off. */

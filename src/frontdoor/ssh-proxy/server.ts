@@ -151,6 +151,11 @@ export class SshProxyServer {
     });
   }
 
+  /** Drain: stops listening; connections already open carry on. */
+  stopAccepting(): void {
+    this.netServer?.close();
+  }
+
   async close(): Promise<void> {
     this.closing = true;
     const srv = this.netServer;

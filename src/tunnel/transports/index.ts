@@ -142,6 +142,8 @@ export function tlsTunnelComponent(
       return t.addresses.tls ?? '';
     },
     stop: () => t.stop(),
+    // closing the TLS and WebSocket listeners leaves the sessions they carry alone
+    drain: () => t.stop(),
   };
 }
 
@@ -159,5 +161,6 @@ export function websocketTunnelComponent(
       return t.addresses.websocket ?? '';
     },
     stop: () => t.stop(),
+    drain: () => t.stop(),
   };
 }
