@@ -7,7 +7,7 @@
  *
  * The download is not cut because the drain waits for it: the member that carries it is
  * restarted first, while the download runs (drain_timeout 120 s here; the download is paced to
- * last several seconds so it spans the drain). 256 MiB in `npm test`;
+ * last several seconds so it spans the drain). 256 MiB in `npm run soak`;
  * TETHER_ROLLING_DOWNLOAD_MIB=1024 runs the full 1 GiB (TETHER_ROLLING_PACE_MIBS sets the pace,
  * 0 = as fast as it goes).
  */
