@@ -1,8 +1,7 @@
 import { z } from 'zod';
-import { zodProblems } from '../config/load.js';
 import type { ManagedRepoService } from '../core/managed-repos.js';
 import { errors } from '../errors/index.js';
-import type { Route } from './router.js';
+import { parseBody, type Route } from './router.js';
 
 /**
  * Admin routes of managed repositories: the operator proposes a repository for a tenant's
@@ -70,18 +69,6 @@ const refusedExample = {
   ],
 };
 
-function parse<S extends z.ZodType>(schema: S, raw: unknown): z.output<S> {
-  const r = schema.safeParse(raw);
-  if (!r.success) {
-    const details = zodProblems(r.error);
-    throw errors.badRequest(
-      `invalid request body: ${details.map((d) => (d.path ? `${d.path}: ${d.message}` : d.message)).join('; ')}`,
-      details,
-    );
-  }
-  return r.data;
-}
-
 export function managedRoutes(managed: ManagedRepoService | undefined): Route[] {
   const svc = () => {
     if (!managed) throw errors.unavailable('managed repositories on this gateway');
@@ -139,7 +126,7 @@ export function managedRoutes(managed: ManagedRepoService | undefined): Route[] 
       },
       errors: [400, 404, 409, 413, 503],
       handler: async ({ params, body }) => {
-        const b = parse(managedRepoBody, await body());
+        const b = parseBody(managedRepoBody, await body());
         const r = await svc().add(params[0]!, b.repository, b.uri);
         return [r.created ? 201 : 200, { tenant: params[0]!, repository: r.repo, created: r.created }];
       },

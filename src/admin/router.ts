@@ -88,7 +88,12 @@ export function parseBody<S extends z.ZodType>(schema: S, raw: unknown): z.outpu
 
 export function tokenMatches(expected: string, header: string | undefined): boolean {
   if (!header?.startsWith('Bearer ')) return false;
-  const a = Buffer.from(header.slice(7).trim());
+  return sameSecret(expected, header.slice(7).trim());
+}
+
+/** Compares a secret in constant time (a length mismatch costs the same as a compare). */
+export function sameSecret(expected: string, given: string): boolean {
+  const a = Buffer.from(given);
   const b = Buffer.from(expected);
   if (a.length !== b.length) {
     timingSafeEqual(b, b);

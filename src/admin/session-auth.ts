@@ -1,8 +1,8 @@
-import { timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
 import type { RefusalLog } from '../core/refusals.js';
 import { TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
+import { sameSecret } from './router.js';
 import type { Session, SessionStore } from './session-store.js';
 
 /**
@@ -28,16 +28,6 @@ export function cookieValue(header: string | undefined, name: string): string | 
     if (i > 0 && part.slice(0, i).trim() === name) return part.slice(i + 1).trim();
   }
   return undefined;
-}
-
-function sameSecret(expected: string, given: string): boolean {
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  if (a.length !== b.length) {
-    timingSafeEqual(b, b);
-    return false;
-  }
-  return timingSafeEqual(a, b);
 }
 
 export function sendJson(

@@ -1,10 +1,11 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import type http from 'node:http';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LiveEvents, type LiveEventsDeps } from '../events.js';
 import type { DashboardSso } from '../oidc-routes.js';
+import { sameSecret } from '../router.js';
 
 /**
  * The web dashboard, served by the admin listener: static files (plain web components, no
@@ -79,16 +80,6 @@ function loadFiles(dir: string): Map<string, { body: Buffer; type: string }> {
 function bearerMatches(expected: string, header: string | undefined): boolean {
   if (!header?.startsWith('Bearer ')) return false;
   return sameSecret(expected, header.slice(7).trim());
-}
-
-function sameSecret(expected: string, given: string): boolean {
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  if (a.length !== b.length) {
-    timingSafeEqual(b, b);
-    return false;
-  }
-  return timingSafeEqual(a, b);
 }
 
 function cookieValue(header: string | undefined, name: string): string | undefined {
