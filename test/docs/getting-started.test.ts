@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { BIN, freePort, freePortRange, run, tempDir } from '../helpers/util.js';
+import { BIN, freePortRange, freePorts, run, tempDir } from '../helpers/util.js';
 import { linePattern, runnableBlocks } from './markdown.js';
 
 /**
@@ -36,11 +36,14 @@ describe('docs/getting-started.md runs as written', () => {
     const blocks = runnableBlocks('docs/getting-started.md');
     assert.ok(blocks.length >= 8, `only ${blocks.length} runnable blocks`);
     const lease = await freePortRange(10);
+    // Distinct ports: four separate freePort() calls once gave the tunnel and the sample web
+    // server the same one.
+    const [tunnel, admin, proxy, web] = await freePorts(4);
     const ports = new Map<string, string>([
-      ['2222', String(await freePort())],
-      ['7070', String(await freePort())],
-      ['3128', String(await freePort())],
-      ['8080', String(await freePort())],
+      ['2222', String(tunnel)],
+      ['7070', String(admin)],
+      ['3128', String(proxy)],
+      ['8080', String(web)],
       ['2200', String(lease.low)],
       ['2209', String(lease.high)],
     ]);

@@ -46,6 +46,24 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   return port;
 }
 
+/**
+ * `n` distinct free TCP ports: each is held until all are chosen (calling freePort n times can
+ * return the same port twice, since a closed port goes back to the OS at once).
+ */
+export async function freePorts(n: number, host = '127.0.0.1'): Promise<number[]> {
+  const held: net.Server[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const srv = net.createServer();
+      await new Promise<void>((r) => srv.listen({ host, port: 0 }, () => r()));
+      held.push(srv);
+    }
+    return held.map((s) => (s.address() as net.AddressInfo).port);
+  } finally {
+    await Promise.all(held.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  }
+}
+
 async function portFree(port: number, host: string): Promise<boolean> {
   return new Promise((resolve) => {
     const srv = net.createServer();
