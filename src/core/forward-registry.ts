@@ -314,6 +314,12 @@ export class ForwardRegistry extends EventEmitter {
       }
     }
     release();
+    // Every connector here declined: its session may be moving to another member (a drain).
+    // When the directory names another member for this forward now, relay the caller there.
+    const movedTo = this.remoteOf(tenant, label);
+    if (lastErr && movedTo.length > 0 && this.remoteOpener) {
+      return this.openRemote(tenant, label, movedTo, origin);
+    }
     if (lastErr) {
       throw new TetherError(
         'FORWARD_OPEN_FAILED',

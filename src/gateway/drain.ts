@@ -58,6 +58,7 @@ export async function drainGateway(
     await until(ctx, () => stillHere().size === 0, left());
     moved = asked.size - stillHere().size;
   }
+  if (opts.handover) await leasePortsQuiet(listeners, left());
   listeners.stopAccepting();
   const finished = await broker.idle(left());
   const cut = finished ? 0 : broker.openCount();
@@ -76,6 +77,24 @@ export async function drainGateway(
     log.info(fields, `drained in ${result.durationMs} ms: every open connection finished`);
   }
   return result;
+}
+
+/**
+ * How long the lease ports of a draining cluster member must see no new caller before they
+ * close. The load balancer stops sending callers once it sees the tunnel port closed (the first
+ * step of a drain), but until its next health check it still does: a listener closed under it
+ * resets the connections waiting in its accept queue, which callers see as "socket hang up".
+ */
+const LEASE_QUIET_MS = 1_000;
+
+/** Resolves once no lease port accepted a connection for LEASE_QUIET_MS, or after `ms`. */
+async function leasePortsQuiet(listeners: GatewayContext['listeners'], ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const quietFor = Date.now() - listeners.lastAcceptAt;
+    if (quietFor >= LEASE_QUIET_MS || Date.now() >= deadline) return;
+    await new Promise((r) => setTimeout(r, Math.min(LEASE_QUIET_MS - quietFor, deadline - Date.now()) + 5));
+  }
 }
 
 /** Resolves when `done()` holds (checked on every forward and session change) or after `ms`. */

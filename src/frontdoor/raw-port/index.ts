@@ -13,6 +13,8 @@ import { coalesceWrites } from '../../tunnel/pipe.js';
 export class LeaseListeners implements LeaseBinder {
   private readonly servers = new Map<number, net.Server>();
   private readonly sockets = new Set<net.Socket>();
+  /** When a lease port last accepted a connection (ms since the epoch; 0: never). */
+  lastAcceptAt = 0;
   private draining = false;
   /**
    * Set in a cluster: for a connection relayed by another member, the caller's address the
@@ -97,6 +99,7 @@ export class LeaseListeners implements LeaseBinder {
    * connection closed; it never ends the process, and the next connection is served as usual.
    */
   private guarded(port: number, socket: net.Socket): void {
+    this.lastAcceptAt = Date.now();
     const crashed = (err: unknown) => {
       this.log.error(
         { event: 'raw_port.internal_error', port, source: socket.remoteAddress, err },
