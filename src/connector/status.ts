@@ -113,13 +113,7 @@ export function formatStatus(s: ConnectorStatus, now = Date.now()): string {
     r.state === 'active' || r.state === 'pending' ? r.state : `${r.state}: ${r.reason ?? ''}`,
   ]);
   const head = ['REPOSITORY', 'DESTINATION', 'LEASE', 'CONNS', 'BYTES IN / OUT', 'STATE'];
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const fmt = (cols: string[]) =>
-    cols
-      .map((c, i) => (i === cols.length - 1 ? c : c.padEnd(widths[i]!)))
-      .join('  ')
-      .trimEnd();
-  lines.push('', fmt(head), ...rows.map(fmt), ...managed);
+  lines.push('', ...columns(head, rows), ...managed);
   return `${lines.join('\n')}\n`;
 }
 
@@ -148,16 +142,20 @@ function managedSection(s: ConnectorStatus): string[] {
     ];
   });
   const head = ['MANAGED', 'URI', 'LEASE', 'CONNS', 'FROM', 'STATE'];
+  return [
+    '',
+    'managed repositories (proposed by the gateway, checked against managed.allow):',
+    ...columns(head, rows),
+  ];
+}
+
+/** A header and rows as aligned columns (two spaces apart; the last column is not padded). */
+function columns(head: string[], rows: string[][]): string[] {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const fmt = (cols: string[]) =>
     cols
       .map((c, i) => (i === cols.length - 1 ? c : c.padEnd(widths[i]!)))
       .join('  ')
       .trimEnd();
-  return [
-    '',
-    'managed repositories (proposed by the gateway, checked against managed.allow):',
-    fmt(head),
-    ...rows.map(fmt),
-  ];
+  return [fmt(head), ...rows.map(fmt)];
 }

@@ -1,8 +1,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
-import { freePort, tempDir, waitFor } from './util.js';
+import { freePort, listening, tempDir, waitFor } from './util.js';
 
 const MODULES = '/usr/lib/apache2/modules';
 export const haveApache = spawnSync('apache2', ['-v']).status === 0;
@@ -67,22 +66,16 @@ DavLockDB ${dir}/lock/DavLock
   };
   try {
     await waitFor(
-      () =>
-        new Promise<boolean>((resolve) => {
-          if (p.exitCode !== null) {
-            let log = '';
-            try {
-              log = readFileSync(join(dir, 'logs', 'error.log'), 'utf8');
-            } catch {}
-            throw new Error(`apache2 exited with ${p.exitCode}: ${log}`);
-          }
-          const s = net.connect({ host: '127.0.0.1', port });
-          s.once('connect', () => {
-            s.destroy();
-            resolve(true);
-          });
-          s.once('error', () => resolve(false));
-        }),
+      () => {
+        if (p.exitCode !== null) {
+          let log = '';
+          try {
+            log = readFileSync(join(dir, 'logs', 'error.log'), 'utf8');
+          } catch {}
+          throw new Error(`apache2 exited with ${p.exitCode}: ${log}`);
+        }
+        return listening(port);
+      },
       { timeout: 15_000, what: 'apache2 to listen' },
     );
   } catch (e) {

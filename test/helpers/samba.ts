@@ -1,9 +1,8 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
-import { freePort, tempDir, waitFor } from './util.js';
+import { freePort, listening, tempDir, waitFor } from './util.js';
 
 export const haveSamba =
   spawnSync('smbd', ['--version']).status === 0 && spawnSync('smbclient', ['--version']).status === 0;
@@ -64,16 +63,10 @@ export async function startSamba(): Promise<{ port: number; share: string; stop(
   };
   try {
     await waitFor(
-      () =>
-        new Promise<boolean>((resolve) => {
-          if (p.exitCode !== null) throw new Error(`smbd exited with ${p.exitCode}`);
-          const s = net.connect({ host: '127.0.0.1', port });
-          s.once('connect', () => {
-            s.destroy();
-            resolve(true);
-          });
-          s.once('error', () => resolve(false));
-        }),
+      () => {
+        if (p.exitCode !== null) throw new Error(`smbd exited with ${p.exitCode}`);
+        return listening(port);
+      },
       { timeout: 10_000, what: 'smbd to listen' },
     );
   } catch (e) {

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import type { TestConnector } from './connector.js';
 import type { TestGateway } from './gateway.js';
-import { freePort, OutputWatcher, stopProcess, tempDir, waitFor } from './util.js';
+import { freePort, listening, OutputWatcher, stopProcess, tempDir, waitFor } from './util.js';
 
 /** The addresses in the gateway's "gateway.started" line (tunnel_tls, tunnel_websocket, …). */
 export function startedLine(gw: TestGateway): Record<string, string> {
@@ -38,17 +38,6 @@ export interface TestProxy {
   output: OutputWatcher;
   process: ChildProcess;
   stop(): Promise<void>;
-}
-
-async function listening(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 /**

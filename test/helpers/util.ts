@@ -37,6 +37,18 @@ export async function waitFor<T>(
   }
 }
 
+/** Whether something accepts TCP connections on 127.0.0.1:port now. */
+export function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
 /** A free TCP port chosen by the OS. */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
   const srv = net.createServer();
