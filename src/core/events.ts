@@ -13,7 +13,8 @@ type TenantChangeKind =
   | { kind: 'keys-replaced'; tenant: string }
   | { kind: 'key-removed'; tenant: string; fingerprint: string }
   | { kind: 'group-key-rotated'; tenant: string; group: string }
-  | { kind: 'limits'; tenant: string };
+  | { kind: 'limits'; tenant: string }
+  | { kind: 'allow-from'; tenant: string };
 
 export class TenantEvents {
   private readonly ee = new EventEmitter();

@@ -87,6 +87,12 @@ export const CATALOG = {
     [502],
   ),
   LABEL_INVALID: e(400, false, 'admin', 'a forward label is not <group>/<repo> in printable ASCII'),
+  INVALID_CIDR: e(
+    400,
+    false,
+    'admin',
+    'an address block (allow_from, tunnel_from, trusted_proxies) is not a CIDR, or a list holds too many',
+  ),
   LIMIT_INVALID: e(400, false, 'admin', 'a limit (rate, connections, traffic, balance) has an invalid value'),
   METHOD_NOT_ALLOWED: e(405, false, 'admin', 'the HTTP method is not allowed on this path'),
   NOT_FOUND: e(404, false, 'admin', 'no such resource or endpoint'),
@@ -226,6 +232,18 @@ export const CATALOG = {
   FORWARD_OFFLINE: e(503, true, 'forward', 'the repository has no connected connector'),
   FORWARD_OPEN_FAILED: e(502, true, 'forward', 'the connector could not open the forwarded connection'),
   FORWARD_WITHDRAWN: e(503, true, 'forward', 'the forward was withdrawn while opening'),
+  PROXY_HEADER_REFUSED: e(
+    400,
+    false,
+    'forward',
+    'a PROXY protocol header was refused (from an untrusted address, missing where required, malformed, or late)',
+  ),
+  SOURCE_NOT_ALLOWED: e(
+    403,
+    false,
+    'forward',
+    "the caller's address is outside the tenant's or repository's allow_from (or the connector's outside tunnel_from)",
+  ),
   TRAFFIC_QUOTA_EXHAUSTED: e(429, false, 'forward', "the tenant's traffic quota is used up"),
 
   // access proxy (tenants' HTTP CONNECT/forward proxy)

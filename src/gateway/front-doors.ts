@@ -106,6 +106,8 @@ export function withFrontDoors(gw: Gateway): Gateway {
               events: c.events,
               metrics: c.metrics,
               broker: c.broker,
+              allowlists: c.allowlists,
+              refusals: c.refusals,
             });
         },
       ),

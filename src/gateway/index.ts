@@ -22,6 +22,7 @@ import { openStore } from '../store/index.js';
 import type { Store } from '../store/types.js';
 import { ConnectionBroker } from '../tunnel/broker.js';
 import { TunnelServer } from '../tunnel/server.js';
+import { SourceAllowlists } from '../tunnel/source-allowlists.js';
 import { loadAdminToken, loadHostKey, sharedIdentity } from './identity.js';
 
 export interface GatewayDeps {
@@ -63,6 +64,10 @@ export interface GatewayContext {
   listeners: LeaseListeners;
   /** Owns every forwarded connection from accept to close (limits, bytes, lifecycle log, metrics). */
   broker: ConnectionBroker;
+  /** Source-address allowlists (allow_from, tunnel_from) per tenant and repository. */
+  allowlists: SourceAllowlists;
+  /** Logs and counts refusals by a bound (`bound.refused`). */
+  refusals: RefusalLog;
   tunnel: TunnelServer;
   metrics: GatewayMetrics;
   nodeId: string | null;
@@ -92,6 +97,7 @@ export class Gateway {
   private readonly components: Component[] = [];
   private expiryTimer?: NodeJS.Timeout;
   private limits?: TrafficLimits;
+  private allowlists?: SourceAllowlists;
   private stopping?: Promise<void>;
 
   constructor(
@@ -130,7 +136,11 @@ export class Gateway {
       this.limits = limits;
       registry.limits = limits;
       const metrics = new GatewayMetrics(store, registry, { log });
-      const broker = new ConnectionBroker({ registry, clock, log, metrics });
+      const refusals = new RefusalLog(log, clock);
+      const allowlists = new SourceAllowlists(store, clock, log, events);
+      await allowlists.start();
+      this.allowlists = allowlists;
+      const broker = new ConnectionBroker({ registry, clock, log, metrics, allowlists, refusals });
       const listeners = new LeaseListeners(config.forwards.bind, registry, log, broker);
       const cluster = config.cluster
         ? { nodeId: config.cluster.node_id, deadAfter: config.cluster.dead_after }
@@ -146,7 +156,7 @@ export class Gateway {
           leaseMargin: config.forwards.lease_margin,
         },
         log,
-        new RefusalLog(log, clock),
+        refusals,
         cluster,
       );
       leases.watch();
@@ -186,6 +196,8 @@ export class Gateway {
           authThrottle,
           clock,
           log,
+          refusals,
+          allowlists,
           onRepoMeta: (tenant, label, meta) => {
             store
               .updateLease(tenant, label, meta, new Date(clock.now()).toISOString())
@@ -206,6 +218,8 @@ export class Gateway {
         leases,
         listeners,
         broker,
+        allowlists,
+        refusals,
         tunnel,
         metrics,
         nodeId,
@@ -237,12 +251,22 @@ export class Gateway {
         groupKeys,
         registry,
         limits,
+        allowlists,
         events,
         log,
         nodeId,
         version: this.deps.version,
         metrics: () => metrics.render(),
-        extra: dashboardRoutes({ token: adminToken, store, tenants, registry, events, log, nodeId }),
+        extra: dashboardRoutes({
+          token: adminToken,
+          store,
+          tenants,
+          registry,
+          events,
+          log,
+          nodeId,
+          allowlists,
+        }),
       });
       const adminAddr = await this.admin.listen(config.admin.listen.host, config.admin.listen.port);
       const extra: Record<string, string> = {};
@@ -323,6 +347,7 @@ export class Gateway {
     while (ctx.registry.openConnections() > 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
     }
+    this.allowlists?.stop();
     await this.limits
       ?.stop()
       .catch((err: unknown) => ctx.log.warn({ err }, 'could not write traffic counters'));

@@ -1,6 +1,8 @@
 import { type Kysely, sql } from 'kysely';
+import { listAllowlists, setAllowlist } from './kysely-allowlists.js';
 import { expireLeases, leasePort, publishNodeForwards } from './kysely-leases.js';
 import type {
+  AllowlistRow,
   DirectoryRow,
   EnrollmentRow,
   GroupKeyRow,
@@ -27,6 +29,7 @@ export interface Database {
   forwards: DirectoryRow;
   tenant_limits: LimitsRow;
   traffic: TrafficRow;
+  source_allowlists: AllowlistRow;
 }
 
 /** PostgreSQL answers bigint and sums as strings; SQLite as numbers. */
@@ -96,6 +99,7 @@ export class KyselyStore implements Store {
         'enrollments',
         'tenant_limits',
         'traffic',
+        'source_allowlists',
       ] as const) {
         await tx.deleteFrom(t).where('tenant_id', '=', id).execute();
       }
@@ -356,6 +360,14 @@ export class KyselyStore implements Store {
       });
     }
     return dead.map((d) => d.node_id);
+  }
+
+  listAllowlists(tenantId?: string): Promise<AllowlistRow[]> {
+    return listAllowlists(this.db, tenantId);
+  }
+
+  setAllowlist(row: AllowlistRow): Promise<void> {
+    return setAllowlist(this.db, row);
   }
 
   async listLimits(tenantId?: string): Promise<LimitsRow[]> {

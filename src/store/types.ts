@@ -96,6 +96,19 @@ export interface LimitsRow {
   updated_at: string;
 }
 
+/**
+ * Source-address allowlists of a tenant (label '') or of one of its repositories: CIDR blocks as
+ * a JSON array of text. `allow_from` bounds the callers of every front door (null = anyone);
+ * `tunnel_from` (tenant rows only) bounds where its connectors may log in from.
+ */
+export interface AllowlistRow {
+  tenant_id: string;
+  label: string;
+  allow_from: string | null;
+  tunnel_from: string | null;
+  updated_at: string;
+}
+
 /** Bytes one (tenant, repository) moved on one UTC day. */
 export interface TrafficRow {
   tenant_id: string;
@@ -213,6 +226,11 @@ export interface Store {
   trafficSince(sinceDay: string, tenantId?: string): Promise<TrafficTotal[]>;
   /** Deletes counters of the days before `beforeDay`; returns how many rows went. */
   pruneTraffic(beforeDay: string): Promise<number>;
+
+  /** Source-address allowlists, of one tenant or of all. */
+  listAllowlists(tenantId?: string): Promise<AllowlistRow[]>;
+  /** Inserts or replaces one allowlist row; a row with neither list is deleted. */
+  setAllowlist(row: AllowlistRow): Promise<void>;
 
   /** Integrity check of the underlying database ("ok" when sound). */
   integrityCheck(): Promise<string>;

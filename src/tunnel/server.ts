@@ -18,6 +18,7 @@ import { runEnrollSession } from './enroll-session.js';
 import type { LeaseBinder } from './lease-binder.js';
 import { coalesceWrites } from './pipe.js';
 import { destroySocket, normalizeIp } from './session-util.js';
+import type { SourceAllowlists } from './source-allowlists.js';
 import { createSshServer, type SshServer } from './ssh-server.js';
 import { socketOf } from './ssh2-adapter.js';
 import { runTenantSession, type SessionBounds } from './tenant-session.js';
@@ -57,6 +58,8 @@ export interface TunnelServerDeps {
   log: Logger;
   /** Logs bound refusals once per burst; built from `log` and `clock` when not given. */
   refusals?: RefusalLog;
+  /** Source-address allowlists: a tenant's `tunnel_from` bounds where its connectors log in from. */
+  allowlists?: Pick<SourceAllowlists, 'tunnelRefusal'>;
   /** Called when a forward's metadata arrives or changes (persist it). */
   onRepoMeta?: (tenant: string, label: string, meta: RepoMeta) => void;
 }
@@ -281,7 +284,7 @@ export class TunnelServer {
         ctx.reject(['publickey']);
         return;
       }
-      void this.authenticate(ctx, source).then((r) => {
+      void this.authenticate(ctx, source, ip).then((r) => {
         if (r.ok) {
           tenant = ctx.username;
           fingerprint = r.fingerprint;
@@ -337,6 +340,7 @@ export class TunnelServer {
   private async authenticate(
     ctx: AuthContext,
     source: string,
+    ip: string,
   ): Promise<
     | { ok: true; fingerprint: string; enroll: boolean; keyLine: string; final: boolean }
     | { ok: false; reason: string; final: boolean }
@@ -365,6 +369,18 @@ export class TunnelServer {
       return { ok: false, reason: 'store unavailable', final: false };
     }
     if (!verifySig()) return { ok: false, reason: 'bad signature', final: true };
+    const outside = this.deps.allowlists?.tunnelRefusal(ctx.username, ip);
+    if (outside !== undefined) {
+      if (final) {
+        this.refusals.refuse(
+          'tunnel_from',
+          `${ctx.username}\0${ip}`,
+          { tenant: ctx.username, source: ip },
+          `login refused: ${outside}`,
+        );
+      }
+      return { ok: false, reason: outside, final };
+    }
     return { ok: true, fingerprint: fp, enroll: false, keyLine, final };
   }
 }

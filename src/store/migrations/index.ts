@@ -126,6 +126,22 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('leases').dropColumn('established_at').execute();
     },
   },
+  '0005_allow_from': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('source_allowlists')
+        .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
+        .addColumn('label', 'text', (c) => c.notNull())
+        .addColumn('allow_from', 'text')
+        .addColumn('tunnel_from', 'text')
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('source_allowlists_pk', ['tenant_id', 'label'])
+        .execute();
+    },
+    async down(db: Kysely<unknown>) {
+      await db.schema.dropTable('source_allowlists').execute();
+    },
+  },
 };
 
 class InlineProvider implements MigrationProvider {

@@ -1,4 +1,6 @@
 // @ts-check
+
+import { allowlistPanel } from './allowlists.js';
 import { api } from './api.js';
 import { ago, bytes, clock, h, messageOf, rate } from './dom.js';
 import { limitsForm, limitsPanel } from './limits.js';
@@ -75,6 +77,7 @@ class TetherTenant extends HTMLElement {
       ...[
         this.notice ? h('p', { class: 'muted small', role: 'status' }, this.notice) : null,
         limitsPanel(v),
+        allowlistPanel(v),
         this.sessions(v),
         this.forwards(v),
       ].filter(Boolean),
