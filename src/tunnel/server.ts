@@ -369,17 +369,16 @@ export class TunnelServer {
       return { ok: false, reason: 'store unavailable', final: false };
     }
     if (!verifySig()) return { ok: false, reason: 'bad signature', final: true };
+    // refused at the key query already: a client told its key will not do never signs with it
     const outside = this.deps.allowlists?.tunnelRefusal(ctx.username, ip);
     if (outside !== undefined) {
-      if (final) {
-        this.refusals.refuse(
-          'tunnel_from',
-          `${ctx.username}\0${ip}`,
-          { tenant: ctx.username, source: ip },
-          `login refused: ${outside}`,
-        );
-      }
-      return { ok: false, reason: outside, final };
+      this.refusals.refuse(
+        'tunnel_from',
+        `${ctx.username}\0${ip}`,
+        { tenant: ctx.username, source: ip },
+        `login refused: ${outside}`,
+      );
+      return { ok: false, reason: outside, final: true };
     }
     return { ok: true, fingerprint: fp, enroll: false, keyLine, final };
   }
