@@ -4,6 +4,7 @@ import { dashboardRoutes } from '../admin/dashboard/index.js';
 import { GatewayMetrics } from '../admin/metrics.js';
 import { AdminServer } from '../admin/server.js';
 import type { GatewayConfig } from '../config/gateway.js';
+import type { ProxyProtocolListener } from '../config/proxy-protocol.js';
 import { ForwardAuthorizer, rangeText } from '../core/authorization.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import type { Component } from '../core/component.js';
@@ -21,6 +22,7 @@ import type { Logger } from '../log/index.js';
 import { openStore } from '../store/index.js';
 import type { Store } from '../store/types.js';
 import { ConnectionBroker } from '../tunnel/broker.js';
+import { ProxyProtocolGate } from '../tunnel/proxy-header.js';
 import { TunnelServer } from '../tunnel/server.js';
 import { SourceAllowlists } from '../tunnel/source-allowlists.js';
 import { loadAdminToken, loadHostKey, sharedIdentity } from './identity.js';
@@ -68,6 +70,8 @@ export interface GatewayContext {
   allowlists: SourceAllowlists;
   /** Logs and counts refusals by a bound (`bound.refused`). */
   refusals: RefusalLog;
+  /** The PROXY-protocol gate of a listener, from its `proxy_protocol` and `trusted_proxies`. */
+  proxyGate(listener: string, cfg: ProxyProtocolListener): ProxyProtocolGate;
   tunnel: TunnelServer;
   metrics: GatewayMetrics;
   nodeId: string | null;
@@ -141,7 +145,25 @@ export class Gateway {
       await allowlists.start();
       this.allowlists = allowlists;
       const broker = new ConnectionBroker({ registry, clock, log, metrics, allowlists, refusals });
-      const listeners = new LeaseListeners(config.forwards.bind, registry, log, broker);
+      const proxyGate = (listener: string, l: ProxyProtocolListener) =>
+        new ProxyProtocolGate(
+          listener,
+          {
+            mode: l.proxy_protocol,
+            trustedProxies: l.trusted_proxies,
+            timeoutMs: config.proxy_header.timeout,
+            maxBytes: config.proxy_header.max_bytes,
+            maxPending: config.proxy_header.max_pending,
+          },
+          { log, clock, refusals },
+        );
+      const listeners = new LeaseListeners(
+        config.forwards.bind,
+        registry,
+        log,
+        broker,
+        proxyGate('forwards', config.forwards),
+      );
       const cluster = config.cluster
         ? { nodeId: config.cluster.node_id, deadAfter: config.cluster.dead_after }
         : undefined;
@@ -198,6 +220,7 @@ export class Gateway {
           log,
           refusals,
           allowlists,
+          proxyGate: proxyGate('tunnel', config.tunnel),
           onRepoMeta: (tenant, label, meta) => {
             store
               .updateLease(tenant, label, meta, new Date(clock.now()).toISOString())
@@ -220,6 +243,7 @@ export class Gateway {
         broker,
         allowlists,
         refusals,
+        proxyGate,
         tunnel,
         metrics,
         nodeId,

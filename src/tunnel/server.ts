@@ -17,6 +17,7 @@ import { ENROLL_USER } from './control-protocol.js';
 import { runEnrollSession } from './enroll-session.js';
 import type { LeaseBinder } from './lease-binder.js';
 import { coalesceWrites } from './pipe.js';
+import type { ProxyProtocolGate } from './proxy-header.js';
 import { destroySocket, normalizeIp } from './session-util.js';
 import type { SourceAllowlists } from './source-allowlists.js';
 import { createSshServer, type SshServer } from './ssh-server.js';
@@ -58,6 +59,8 @@ export interface TunnelServerDeps {
   log: Logger;
   /** Logs bound refusals once per burst; built from `log` and `clock` when not given. */
   refusals?: RefusalLog;
+  /** PROXY protocol on the plain SSH port: the caller's address before anything else reads it. */
+  proxyGate?: Pick<ProxyProtocolGate, 'guard'>;
   /** Source-address allowlists: a tenant's `tunnel_from` bounds where its connectors log in from. */
   allowlists?: Pick<SourceAllowlists, 'tunnelRefusal'>;
   /** Called when a forward's metadata arrives or changes (persist it). */
@@ -136,6 +139,7 @@ export class TunnelServer {
         log: this.deps.log,
       });
     });
+    this.deps.proxyGate?.guard(srv);
     this.netServers.push(srv);
     await new Promise<void>((resolve, reject) => {
       srv.once('error', reject);

@@ -4,6 +4,7 @@ import type { GroupKeyService } from '../../core/group-keys.js';
 import type { RefusalLog } from '../../core/refusals.js';
 import type { Logger } from '../../log/index.js';
 import type { ConnectionBroker } from '../../tunnel/broker.js';
+import type { ProxyProtocolGate } from '../../tunnel/proxy-header.js';
 import type { SourceAllowlists } from '../../tunnel/source-allowlists.js';
 import type { FrontDoorDeps } from './types.js';
 
@@ -29,6 +30,8 @@ export interface HttpProxyDeps {
   broker: Pick<ConnectionBroker, 'open'>;
   /** Source-address allowlists of the tenants its routes reach. */
   allowlists?: Pick<SourceAllowlists, 'callerRefusal'>;
+  /** PROXY protocol on its listener. */
+  proxyGate?: Pick<ProxyProtocolGate, 'guard'>;
   /** Counts refusals by a bound (`bound.refused`). */
   refusals?: Pick<RefusalLog, 'refuse'>;
 }

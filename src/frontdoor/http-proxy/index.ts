@@ -115,6 +115,7 @@ export function httpProxyComponent(
         broker: ctx.broker,
         ...(ctx.allowlists ? { allowlists: ctx.allowlists } : {}),
         ...(ctx.refusals ? { refusals: ctx.refusals } : {}),
+        ...(ctx.proxyGate ? { proxyGate: ctx.proxyGate } : {}),
         clock: ctx.clock,
         log,
         // The gateway's front-door request counter and latency histogram, by status class.

@@ -86,6 +86,7 @@ export class HttpFrontDoor {
 
   listen(): Promise<AddressInfo> {
     this.upstream.start();
+    this.deps.proxyGate?.guard(this.server);
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen({ host: this.cfg.listen.host, port: this.cfg.listen.port }, () => {
