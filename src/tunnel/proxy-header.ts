@@ -202,6 +202,12 @@ export class ProxyProtocolGate {
       next();
       return;
     }
+    if (socket.remoteAddress === undefined) {
+      // gone before we looked (a health check that closed at once): nothing to admit or refuse
+      socket.on('error', () => {});
+      socket.destroy();
+      return;
+    }
     const peer = normalizeAddress(socket.remoteAddress);
     const trusted = this.trusted.has(peer);
     if (this.settings.mode === 'required' && !trusted) {
@@ -305,7 +311,8 @@ export class ProxyProtocolGate {
   private refuse(socket: net.Socket, peer: string, r: Refusal): void {
     this.deps.refusals.refuse(
       r.reason,
-      peer,
+      // one burst per address and kind of fault (the messages name no per-connection detail)
+      `${peer}\0${r.message}`,
       { source: peer, listener: this.listener },
       `${this.listener}: connection refused: ${r.message}`,
     );
