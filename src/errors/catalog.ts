@@ -232,12 +232,6 @@ export const CATALOG = {
   FORWARD_OFFLINE: e(503, true, 'forward', 'the repository has no connected connector'),
   FORWARD_OPEN_FAILED: e(502, true, 'forward', 'the connector could not open the forwarded connection'),
   FORWARD_WITHDRAWN: e(503, true, 'forward', 'the forward was withdrawn while opening'),
-  PROXY_HEADER_REFUSED: e(
-    400,
-    false,
-    'forward',
-    'a PROXY protocol header was refused (from an untrusted address, missing where required, malformed, or late)',
-  ),
   SOURCE_NOT_ALLOWED: e(
     403,
     false,
