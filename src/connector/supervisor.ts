@@ -15,6 +15,7 @@ import type { Logger } from '../log/index.js';
 import { Backoff } from '../tunnel/backoff.js';
 import { type IncomingConnection, type TunnelClientOptions, TunnelSession } from '../tunnel/client.js';
 import type { RepoMetaMessage } from '../tunnel/control-protocol.js';
+import { buildProxyHeader } from '../tunnel/proxy-header-out.js';
 import { type GatewayTransport, gatewayTransport } from '../tunnel/transports/client.js';
 import { HealthChecks } from './health.js';
 import { type LoadedKey, readPrivateKey } from './key-file.js';
@@ -453,6 +454,16 @@ export class Connector extends EventEmitter<ConnectorEvents> {
           },
         };
         r.live.add(handle);
+        // the destination reads the cloud caller's address first (proxy_protocol: v1|v2)
+        if (target.proxyProtocol) {
+          sock.write(
+            buildProxyHeader(
+              target.proxyProtocol,
+              { address: c.info.srcIP, port: c.info.srcPort },
+              { address: sock.remoteAddress ?? '', port: sock.remotePort ?? target.port },
+            ),
+          );
+        }
         this.log.debug(
           {
             event: 'connector.connection',
