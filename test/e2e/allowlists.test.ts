@@ -1,11 +1,12 @@
 // test-timeout: 240000 (a gateway, three connectors, the CLI; about 20 s alone, longer on a loaded machine)
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { key, scrape } from '../helpers/prometheus.js';
-import { startEchoServer, type TestServer } from '../helpers/servers.js';
+import { startEchoServer, startHttpServer, type TestServer } from '../helpers/servers.js';
 import { waitFor } from '../helpers/util.js';
 
 /**
@@ -86,6 +87,8 @@ describe('source-address allowlists (allow_from, tunnel_from)', () => {
   let betaPort: number;
   let acmeKeyFile: string;
   let proxyPort: number;
+  let httpDoor: number;
+  let web: TestServer;
   const refusedTotal = async (reason: string) =>
     (await scrape(`${gw.adminUrl}/metrics`, { authorization: `Bearer ${gw.adminToken}` })).get(
       key('tether_refused_total', { reason }),
@@ -93,8 +96,16 @@ describe('source-address allowlists (allow_from, tunnel_from)', () => {
 
   before(async () => {
     echo = await startEchoServer();
+    web = await startHttpServer('intranet');
     gw = await startGateway({
-      config: { forwards: { bind: '::' }, access_proxy: { listen: '127.0.0.1:0' } },
+      config: {
+        forwards: { bind: '::' },
+        access_proxy: { listen: '127.0.0.1:0' },
+        http_proxy: {
+          listen: '127.0.0.1:0',
+          routes: [{ name: 'web', path_prefix: '/web', to: 'tenant://acme/g/web', auth: { type: 'none' } }],
+        },
+      },
     });
     acmeKeyFile = await gw.addTenant('acme');
     const betaKey = await gw.addTenant('beta');
@@ -103,7 +114,7 @@ describe('source-address allowlists (allow_from, tunnel_from)', () => {
       gateway: gw.sshPort,
       tenant: 'acme',
       keyFile: acmeKeyFile,
-      repositories: repos,
+      repositories: { g: { ...repos.g, web: `http://127.0.0.1:${web.port}` } },
     });
     beta = await startConnector({
       gateway: gw.sshPort,
@@ -115,12 +126,14 @@ describe('source-address allowlists (allow_from, tunnel_from)', () => {
     betaPort = await beta.leasePort('g/echo');
     const m = await gw.output.wait(/"event":"gateway.started".*"access_proxy":"127\.0\.0\.1:(\d+)"/);
     proxyPort = Number(m[1]);
+    httpDoor = Number((await gw.output.wait(/"http_proxy":"127\.0\.0\.1:(\d+)"/))[1]);
   });
   after(async () => {
     await acme?.stop();
     await beta?.stop();
     await gw?.stop();
     await echo?.close();
+    await web?.close();
   });
 
   test('no list: every address reaches the lease port (IPv4, another loopback address, IPv6)', async () => {
@@ -195,6 +208,31 @@ describe('source-address allowlists (allow_from, tunnel_from)', () => {
     const offRepo = await gw.tether(['tenants', 'change', '--repo', 'g/echo', '--allow-from', 'off', 'acme']);
     assert.equal(offRepo.code, 0, offRepo.stderr);
     assert.equal(await echoFrom(acmePort, V4), 'ping');
+  });
+
+  test('the HTTP front door answers 403 with the reason outside a repository list', async () => {
+    const r = await gw.api('PATCH', '/v1/tenants/acme', { repository: 'g/web', allow_from: ['127.0.0.2'] });
+    assert.equal(r.status, 200);
+    const ask = (localAddress: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = http.get({ host: '127.0.0.1', port: httpDoor, path: '/web/x', localAddress }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => {
+            body += c.toString();
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.on('error', reject);
+      });
+    const out = await ask('127.0.0.1');
+    assert.equal(out.status, 403);
+    assert.match(out.body, /source address 127\.0\.0\.1 is not in the allow_from list of repository g\/web/);
+    await gw.output.wait(/"reason":"allow_from".*"route":"web"/);
+    const inside = await ask('127.0.0.2');
+    assert.equal(inside.status, 200);
+    assert.match(inside.body, /hello from intranet/);
+    await gw.api('PATCH', '/v1/tenants/acme', { repository: 'g/web', allow_from: null });
+    assert.equal((await ask('127.0.0.1')).status, 200);
   });
 
   test('IPv4-mapped callers on a dual-stack port match IPv4 blocks', async () => {
