@@ -5,6 +5,7 @@ import type { TenantService } from '../core/tenants.js';
 import { isTetherError } from '../errors/index.js';
 import { type Logger, onLogEvents } from '../log/index.js';
 import type { Store } from '../store/types.js';
+import type { SourceAllowlists } from '../tunnel/source-allowlists.js';
 import type { TenantView } from './schemas.js';
 import { tenantViews } from './views.js';
 
@@ -15,6 +16,8 @@ export interface LiveEventsDeps {
   events: TenantEvents;
   log: Logger;
   nodeId: string | null;
+  /** Source-address allowlists, shown read-only on the tenant page. */
+  allowlists?: Pick<SourceAllowlists, 'view'>;
   /** How often throughput is sent, ms (default 1000). */
   interval?: number;
 }
@@ -172,7 +175,13 @@ export class LiveEvents {
     for (const id of ids) {
       try {
         const row = await this.deps.tenants.get(id);
-        const [view] = await tenantViews(this.deps.store, this.deps.registry, [row], this.deps.nodeId);
+        const [view] = await tenantViews(
+          this.deps.store,
+          this.deps.registry,
+          [row],
+          this.deps.nodeId,
+          this.deps.allowlists,
+        );
         this.broadcast('tenant', { tenant: view });
       } catch (err) {
         if (isTetherError(err) && err.status === 404) this.broadcast('tenant-removed', { id });
@@ -183,7 +192,7 @@ export class LiveEvents {
 
   private async views(): Promise<TenantView[]> {
     const rows = await this.deps.tenants.list();
-    return tenantViews(this.deps.store, this.deps.registry, rows, this.deps.nodeId);
+    return tenantViews(this.deps.store, this.deps.registry, rows, this.deps.nodeId, this.deps.allowlists);
   }
 
   private broadcast(event: string, data: unknown): void {

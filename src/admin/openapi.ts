@@ -271,6 +271,7 @@ const forwardExample = {
   destination: 'samba.corp.example:445',
   path: null,
   connections: 1,
+  allow_from: null,
   connectors: 1,
   node: null,
 };
@@ -296,6 +297,8 @@ const tenantExample = {
     },
   ],
   forwards: [forwardExample],
+  allow_from: ['203.0.113.0/24', '2001:db8::/32'],
+  tunnel_from: null,
 };
 const publicKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH7m1p0kq6ySxvX9o1R3bq4Zr3iD3c0c5YVb8xJ0sQ2a acme';
 
@@ -313,7 +316,7 @@ export const examples = {
     public_key: publicKey,
     private_key: '-----BEGIN OPENSSH PRIVATE KEY-----\n…\n-----END OPENSSH PRIVATE KEY-----\n',
   },
-  changeTenant: { quota: 5 },
+  changeTenant: { quota: 5, allow_from: ['203.0.113.0/24', '2001:db8::/32'] },
   addKey: { public_key: publicKey },
   addKeyResult: { fingerprint: 'SHA256:3x6Rk2y7bqvXc5v1M0p9Zt0c8mUQxq7h2gF5sBf1y0E' },
   enrollment: { ttl_hours: 24 },

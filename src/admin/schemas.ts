@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MAX_CIDRS, parseCidrList } from '../config/cidr.js';
 import { isValidLabel } from '../core/ids.js';
 import { BALANCES, parseMaxConnections, parseRate, parseTraffic } from '../core/limits.js';
 import { MAX_QUOTA } from '../core/tenants.js';
@@ -18,11 +19,39 @@ export const quota = z
   .min(0, 'must be a whole number from 0 to 3000')
   .max(MAX_QUOTA, 'must be a whole number from 0 to 3000');
 
+/** A list of CIDR blocks, checked by the gateway's own parser (the message names the bad value). */
+const cidrList = (what: string) =>
+  z
+    .array(z.string(), {
+      error: `${what}: a list of address blocks such as ["203.0.113.0/24", "2001:db8::/32"]`,
+    })
+    .superRefine((v, ctx) => {
+      try {
+        parseCidrList(v, what);
+      } catch (e) {
+        ctx.addIssue({ code: 'custom', message: (e as Error).message });
+      }
+    })
+    .meta({
+      description: `IPv4 and IPv6 CIDR blocks (or single addresses), at most ${MAX_CIDRS}; [] or null: anyone.`,
+    });
+
+const allowFromField = cidrList('allow_from')
+  .nullable()
+  .optional()
+  .meta({ description: 'Callers of every front door must come from these blocks; [] or null: anyone.' });
+const tunnelFromField = cidrList('tunnel_from')
+  .nullable()
+  .optional()
+  .meta({ description: "The tenant's connectors must log in from these blocks; [] or null: anywhere." });
+
 export const addTenantBody = z.strictObject({
   id: tenantId,
   public_key: z.string().min(1).max(16_384).optional(),
   force: z.boolean().optional(),
   quota: quota.optional(),
+  allow_from: allowFromField,
+  tunnel_from: tunnelFromField,
 });
 
 /** A limit value checked by its parser (the same one the CLI uses), with the parser's message. */
@@ -84,6 +113,8 @@ export const changeTenantBody = z
     )
       .optional()
       .meta({ description: 'Traffic quota, e.g. "500GB/month" or "10GB/30d"; "off"/null: none.' }),
+    allow_from: allowFromField,
+    tunnel_from: tunnelFromField,
   })
   .superRefine((b, ctx) => {
     if (b.bandwidth !== undefined && (b.bandwidth_up !== undefined || b.bandwidth_down !== undefined)) {
@@ -91,6 +122,13 @@ export const changeTenantBody = z
         code: 'custom',
         path: ['bandwidth'],
         message: 'give either bandwidth (both directions) or bandwidth_up/bandwidth_down',
+      });
+    }
+    if (b.repository !== undefined && b.tunnel_from !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tunnel_from'],
+        message: 'tunnel_from applies to the whole tenant: change it without "repository"',
       });
     }
     if (b.repository !== undefined && (b.quota !== undefined || b.balance !== undefined)) {
@@ -175,6 +213,8 @@ export const forwardView = z.object({
   endpoints: z.array(endpointView).optional(),
   /** The repository's own limits, when it has any. */
   limits: repositoryLimitsView.nullable().optional(),
+  /** The repository's own source-address allowlist (null: none of its own). */
+  allow_from: z.array(z.string()).nullable().optional(),
   /** Bytes this period. */
   usage: usageView.optional(),
 });
@@ -194,6 +234,10 @@ export const tenantView = z.object({
   usage: usageView.optional(),
   /** Connections open through this gateway right now. */
   connections: z.number().optional(),
+  /** Source-address allowlist of every front door (null: anyone). */
+  allow_from: z.array(z.string()).nullable().optional(),
+  /** Where the tenant's connectors may log in from (null: anywhere). */
+  tunnel_from: z.array(z.string()).nullable().optional(),
 });
 
 export type TenantView = z.infer<typeof tenantView>;

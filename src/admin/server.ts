@@ -16,6 +16,8 @@ import type { TenantService } from '../core/tenants.js';
 import { errors, TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import type { Store } from '../store/types.js';
+import type { SourceAllowlists } from '../tunnel/source-allowlists.js';
+import { allowlistPatch } from './allowlists.js';
 import { auditRoutes } from './audit-routes.js';
 import { managedRoutes } from './managed-routes.js';
 import { ssoRouteDocs } from './oidc-openapi.js';
@@ -47,6 +49,8 @@ export interface AdminDeps {
   registry: ForwardRegistry;
   /** Traffic limits; without them, PATCH accepts only the quota. */
   limits?: TrafficLimits;
+  /** Source-address allowlists; without them, `allow_from`/`tunnel_from` are refused. */
+  allowlists?: Pick<SourceAllowlists, 'change' | 'view'>;
   /** Tells other cluster members that a tenant's limits changed. */
   events?: TenantEvents;
   log: Logger;
@@ -157,7 +161,7 @@ export class AdminServer {
     const d = this.deps;
     const views = async (id?: string) => {
       const rows = id === undefined ? await d.tenants.list() : [await d.tenants.get(id)];
-      return tenantViews(d.store, d.registry, rows, d.nodeId);
+      return tenantViews(d.store, d.registry, rows, d.nodeId, d.allowlists);
     };
     return [
       {
@@ -240,7 +244,10 @@ export class AdminServer {
         errors: [400, 409, 413],
         handler: async ({ body }) => {
           const b = parseBody(addTenantBody, await body());
+          const lists = allowlistPatch(b);
+          if (lists && !d.allowlists) throw errors.unavailable('source-address allowlists on this gateway');
           const r = await d.tenants.add(b.id, { publicKey: b.public_key, force: b.force, quota: b.quota });
+          if (lists) await d.allowlists!.change(b.id, '', lists);
           const [view] = await views(b.id);
           return [
             r.created ? 201 : 200,
@@ -267,9 +274,9 @@ export class AdminServer {
         method: 'PATCH',
         path: '/v1/tenants/{id}',
         operationId: 'changeTenant',
-        summary: "Change a tenant's quota and traffic limits",
+        summary: "Change a tenant's quota, traffic limits and source-address allowlists",
         description:
-          'Quota 0 disables the tenant and ends its live sessions at once. Limits (bandwidth each way, concurrent connections, a monthly or rolling traffic quota) apply to the whole tenant, or with `repository` to one repository; null, 0 or "off" removes one. `balance` picks how new connections are spread over the connectors of a repository.',
+          'Quota 0 disables the tenant and ends its live sessions at once. Limits (bandwidth each way, concurrent connections, a monthly or rolling traffic quota) apply to the whole tenant, or with `repository` to one repository; null, 0 or "off" removes one. `balance` picks how new connections are spread over the connectors of a repository. `allow_from` (tenant or, with `repository`, one repository) lists the CIDR blocks callers of every front door must come from; `tunnel_from` (tenant only) those its connectors must log in from; [] or null removes a list.',
         body: changeTenantBody,
         bodyExample: ex.changeTenant,
         responses: {
@@ -285,9 +292,12 @@ export class AdminServer {
           if (changesLimits && !d.limits) {
             throw errors.unavailable('changing traffic limits on this gateway');
           }
+          const lists = allowlistPatch(b);
+          if (lists && !d.allowlists) throw errors.unavailable('source-address allowlists on this gateway');
           await d.tenants.get(id);
           if (b.quota !== undefined) await d.tenants.changeQuota(id, b.quota);
           if (changesLimits) await d.limits!.change(id, b.repository ?? '', patch, d.events);
+          if (lists) await d.allowlists!.change(id, b.repository ?? '', lists);
           return [200, { tenant: (await views(id))[0] }];
         },
       },

@@ -1,5 +1,6 @@
 import type { ForwardRegistry } from '../core/forward-registry.js';
 import type { LeaseRow, Store, TenantRow } from '../store/types.js';
+import type { SourceAllowlists } from '../tunnel/source-allowlists.js';
 import type { ForwardView, TenantView } from './schemas.js';
 
 const destinationOf = (m: { host: string | null; dest_port: number | null }): string | null =>
@@ -11,6 +12,7 @@ export async function tenantViews(
   registry: ForwardRegistry,
   rows: TenantRow[],
   nodeId: string | null,
+  allowlists?: Pick<SourceAllowlists, 'view'>,
 ): Promise<TenantView[]> {
   const leases = await store.listLeases();
   const byTenant = new Map<string, LeaseRow[]>();
@@ -57,6 +59,7 @@ export async function tenantViews(
           node: nodeId,
         })),
         ...(limits ? limits.repositoryView(t.id, l.label) : {}),
+        ...(allowlists ? { allow_from: allowlists.view(t.id, l.label).allow_from } : {}),
       };
     });
     out.push({
@@ -76,6 +79,7 @@ export async function tenantViews(
       forwards,
       ...(limits ? limits.view(t.id) : {}),
       connections: registry.openConnections(t.id),
+      ...(allowlists ? allowlists.view(t.id) : {}),
     });
   }
   return out;

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { TenantView } from '../admin/schemas.js';
+import { parseCidrList } from '../config/cidr.js';
 import { assertTenantId, isValidLabel } from '../core/ids.js';
 import { parseBalance, parseMaxConnections, parseRate, parseTraffic } from '../core/limits.js';
 import { TetherError } from '../errors/index.js';
@@ -51,8 +52,21 @@ interface ChangeOptions {
   maxConnections?: string;
   traffic?: string;
   balance?: string;
+  allowFrom?: string;
+  tunnelFrom?: string;
   repo?: string;
   json?: boolean;
+}
+
+/** "--allow-from 10.0.0.0/8,2001:db8::/32" → the list (checked here first); "off" or "" → null. */
+function cidrOption(text: string | undefined, what: string): string[] | null | undefined {
+  if (text === undefined) return undefined;
+  const t = text.trim();
+  if (t === '' || t.toLowerCase() === 'off') return null;
+  return parseCidrList(
+    t.split(',').map((x) => x.trim()),
+    what,
+  );
 }
 
 /** The limit options as PATCH fields, checked here first with the gateway's own parsers. */
@@ -73,6 +87,8 @@ function limitsBody(o: ChangeOptions): Record<string, unknown> {
   if (o.maxConnections !== undefined) body.max_connections = parseMaxConnections(o.maxConnections);
   if (o.traffic !== undefined) body.traffic = parseTraffic(o.traffic);
   if (o.balance !== undefined) body.balance = parseBalance(o.balance);
+  if (o.allowFrom !== undefined) body.allow_from = cidrOption(o.allowFrom, '--allow-from');
+  if (o.tunnelFrom !== undefined) body.tunnel_from = cidrOption(o.tunnelFrom, '--tunnel-from');
   if (o.repo !== undefined) {
     if (!isValidLabel(o.repo) || !o.repo.includes('/')) {
       throw new TetherError('USAGE', `invalid repository ${JSON.stringify(o.repo)}: use <group>/<repo>`, {
@@ -81,6 +97,11 @@ function limitsBody(o: ChangeOptions): Record<string, unknown> {
     }
     if (o.balance !== undefined) {
       throw new TetherError('USAGE', '--balance applies to the whole tenant: leave out --repo', {
+        status: 400,
+      });
+    }
+    if (o.tunnelFrom !== undefined) {
+      throw new TetherError('USAGE', '--tunnel-from applies to the whole tenant: leave out --repo', {
         status: 400,
       });
     }
@@ -94,10 +115,19 @@ const target = (cmd: Command): AdminTarget =>
 
 export async function add(
   id: string,
-  o: { pubKey?: string; force?: boolean; ports?: string; json?: boolean },
+  o: {
+    pubKey?: string;
+    force?: boolean;
+    ports?: string;
+    allowFrom?: string;
+    tunnelFrom?: string;
+    json?: boolean;
+  },
   cmd: Command,
 ): Promise<void> {
   assertTenantId(id);
+  const allowFrom = cidrOption(o.allowFrom, '--allow-from') ?? undefined;
+  const tunnelFrom = cidrOption(o.tunnelFrom, '--tunnel-from') ?? undefined;
   const quota = o.ports === undefined ? undefined : await parseQuota(o.ports);
   const publicKey =
     o.pubKey === undefined
@@ -114,10 +144,14 @@ export async function add(
     public_key: publicKey,
     force: o.force === true ? true : undefined,
     quota,
+    allow_from: allowFrom,
+    tunnel_from: tunnelFrom,
   });
   if (o.json) return out(JSON.stringify(r, null, 2));
   err(
     `${r.created ? 'added' : 'replaced the keys of'} tenant ${id} (quota ${r.tenant.quota}, key ${r.fingerprint})\n` +
+      (r.tenant.allow_from ? `callers only from ${r.tenant.allow_from.join(', ')}\n` : '') +
+      (r.tenant.tunnel_from ? `connectors only from ${r.tenant.tunnel_from.join(', ')}\n` : '') +
       (r.private_key ? 'its private key follows; give it to the customer securely, it is not stored:\n' : ''),
   );
   if (r.private_key) out(r.private_key);
@@ -151,7 +185,7 @@ export async function change(
     throw new TetherError(
       'USAGE',
       a === undefined
-        ? 'nothing to change: tether tenants change <n> <id> sets the quota; --bandwidth, --max-connections, --traffic or --balance set limits'
+        ? 'nothing to change: tether tenants change <n> <id> sets the quota; --bandwidth, --max-connections, --traffic or --balance set limits; --allow-from and --tunnel-from set source-address allowlists'
         : `missing the tenant id: tether tenants change <n> <id> (or a limit option with only the id)`,
       { status: 400 },
     );
@@ -161,7 +195,7 @@ export async function change(
   if (o.repo !== undefined && !hasLimits) {
     throw new TetherError(
       'USAGE',
-      '--repo needs a limit option (--bandwidth, --max-connections, --traffic)',
+      '--repo needs a limit option (--bandwidth, --max-connections, --traffic, --allow-from)',
       {
         status: 400,
       },
@@ -180,13 +214,21 @@ export async function change(
         : `tenant ${id} quota set to ${quota}`,
     );
   }
-  if (hasLimits) {
+  const lists = 'allow_from' in body || 'tunnel_from' in body;
+  const onlyLists = Object.keys(body).every((k) => ['allow_from', 'tunnel_from', 'repository'].includes(k));
+  if (hasLimits && !onlyLists) {
     if (o.repo !== undefined) {
       const f = r.tenant.forwards.find((x) => x.label === o.repo);
       lines.push(
         `repository ${o.repo} of ${id}: ${f?.limits ? limitsText(f.limits) : 'no limits of its own'}`,
       );
     } else lines.push(`tenant ${id}: ${r.tenant.limits ? limitsText(r.tenant.limits) : 'limits changed'}`);
+  }
+  if (lists) {
+    const of = o.repo !== undefined ? `repository ${o.repo} of ${id}` : `tenant ${id}`;
+    const show = (v: unknown, none: string) => (Array.isArray(v) ? v.join(', ') : none);
+    if ('allow_from' in body) lines.push(`${of}: allow_from ${show(body.allow_from, 'off (anyone)')}`);
+    if ('tunnel_from' in body) lines.push(`${of}: tunnel_from ${show(body.tunnel_from, 'off (anywhere)')}`);
   }
   out(lines.join('\n'));
 }

@@ -131,7 +131,26 @@ export function formatTenants(tenants: TenantView[]): string {
       table(['TENANT', 'FORWARD', 'CONNECTOR', 'CONNECTED SINCE', 'CONNECTIONS', 'STATE'], connRows),
     );
   }
+  const allowRows = allowlistRows(tenants);
+  if (allowRows.length > 0) {
+    lines.push('', table(['TENANT', 'SCOPE', 'ALLOW FROM', 'TUNNEL FROM'], allowRows));
+  }
   return lines.join('\n');
+}
+
+/** One row per tenant or repository with a source-address allowlist of its own. */
+function allowlistRows(tenants: TenantView[]): string[][] {
+  const rows: string[][] = [];
+  const text = (v: string[] | null | undefined, none: string) => (v ? v.join(', ') : none);
+  for (const t of tenants) {
+    if (t.allow_from || t.tunnel_from) {
+      rows.push([t.id, '(tenant)', text(t.allow_from, 'anyone'), text(t.tunnel_from, 'anywhere')]);
+    }
+    for (const f of t.forwards) {
+      if (f.allow_from) rows.push([t.id, f.label, text(f.allow_from, 'anyone'), '-']);
+    }
+  }
+  return rows;
 }
 
 export type RepoView = TenantView['forwards'][number];

@@ -21,6 +21,11 @@ export function registerTenants(program: Command): void {
     .option('--pub-key <file>', 'store this OpenSSH public key instead of generating a pair')
     .option('-f, --force', 'replace the keys of an existing tenant (ends its live sessions)')
     .option('--ports <n>', 'quota: forwards at once (default 20)')
+    .option(
+      '--allow-from <cidrs>',
+      'callers of every front door must come from these address blocks, comma-separated (e.g. 203.0.113.0/24,2001:db8::/32)',
+    )
+    .option('--tunnel-from <cidrs>', "the tenant's connectors must log in from these address blocks")
     .option('--json', 'print JSON')
     .action(run('add'));
 
@@ -47,6 +52,14 @@ export function registerTenants(program: Command): void {
     .option(
       '--balance <how>',
       "spread new connections over a repository's connectors: round-robin or least-connections",
+    )
+    .option(
+      '--allow-from <cidrs>',
+      'callers of every front door must come from these address blocks, comma-separated (off: anyone)',
+    )
+    .option(
+      '--tunnel-from <cidrs>',
+      "the tenant's connectors must log in from these address blocks (off: anywhere)",
     )
     .option('--repo <group/repo>', 'apply the limits to this repository instead of the whole tenant')
     .option('--json', 'print JSON')

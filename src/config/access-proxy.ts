@@ -1,8 +1,11 @@
 import { z } from 'zod';
+import { proxyProtocolFields } from './proxy-protocol.js';
 import { duration, listenAddr } from './schema-helpers.js';
 
 export const accessProxySchema = z.strictObject({
   listen: listenAddr.default({ host: '127.0.0.1', port: 3128 }),
+  /** PROXY protocol (behind a TCP load balancer). */
+  ...proxyProtocolFields,
   /** Idle clients that send no complete request head within this time are closed. */
   header_timeout: duration.default(10_000),
   /** Wrong-key attempts per source address within `failure_window` before refusals (429) start. */

@@ -18,6 +18,8 @@ export interface RepositoryConfig extends RepositoryTarget {
   uri: string;
   /** Checked every interval; a failing repository is withdrawn from the gateway until it passes. */
   healthCheck?: HealthCheckConfig;
+  /** Send the destination a PROXY protocol header naming the cloud caller (`proxy_protocol: v1|v2`). */
+  proxyProtocol?: 'v1' | 'v2';
 }
 
 /** `health_check: { tcp: true | http: /path, interval: 10s, timeout: 2s }` */
@@ -122,11 +124,19 @@ export function parseRepositories(
       // A repository is a URI, or { uri, health_check } to give it its own check (false: none).
       const long = entry !== null && typeof entry === 'object' && !Array.isArray(entry);
       const e = (long ? entry : { uri: entry }) as Record<string, unknown>;
-      const extra = Object.keys(e).filter((k) => k !== 'uri' && k !== 'health_check');
+      const extra = Object.keys(e).filter((k) => !['uri', 'health_check', 'proxy_protocol'].includes(k));
       if (extra.length > 0) {
         problems.push({
           path,
-          message: `unknown key "${extra[0]}" (a repository takes uri and health_check)`,
+          message: `unknown key "${extra[0]}" (a repository takes uri, health_check and proxy_protocol)`,
+        });
+        continue;
+      }
+      const pp = e.proxy_protocol;
+      if (pp !== undefined && pp !== 'v1' && pp !== 'v2') {
+        problems.push({
+          path: `${path}.proxy_protocol`,
+          message: `use v1 or v2 (the PROXY protocol version the destination reads), not ${JSON.stringify(pp)}`,
         });
         continue;
       }
@@ -154,6 +164,7 @@ export function parseRepositories(
         uri: String(uri).trim(),
         ...r.target,
         ...(healthCheck ? { healthCheck } : {}),
+        ...(pp ? { proxyProtocol: pp } : {}),
       });
     }
   }

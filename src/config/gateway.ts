@@ -6,6 +6,7 @@ import { accessProxySchema } from './access-proxy.js';
 import { adminOidcProblems, adminOidcSchema } from './admin-oidc.js';
 import { httpProxySchema } from './http-proxy.js';
 import { deepFreeze, expandTopLevel, readYamlFile, validate } from './load.js';
+import { proxyHeaderSchema, proxyProtocolFields, proxyProtocolProblems } from './proxy-protocol.js';
 import { duration, listenAddr, portRange, tlsFiles } from './schema-helpers.js';
 import { algorithmsSchema, copyAlgorithms, DEFAULT_ALGORITHMS } from './ssh-algorithms.js';
 import { sshProxySchema } from './ssh-proxy.js';
@@ -33,6 +34,8 @@ export const gatewaySchema = z.strictObject({
   tunnel: z
     .strictObject({
       listen: listenAddr.default({ host: '127.0.0.1', port: 2222 }),
+      /** PROXY protocol on the plain SSH port (behind a TCP load balancer). */
+      ...proxyProtocolFields,
       tls: z.strictObject({ listen: listenAddr, ...tlsFiles.shape }).optional(),
       websocket: z
         .strictObject({
@@ -84,6 +87,8 @@ export const gatewaySchema = z.strictObject({
       max_session_channels: 4,
       forward_requests: { per_second: 50, burst: 500 },
       login_throttle: { max_failures: 20, window: 60_000, block_for: 5 * 60_000 },
+      proxy_protocol: 'off',
+      trusted_proxies: [],
     }),
   admin: z
     .strictObject({
@@ -106,6 +111,8 @@ export const gatewaySchema = z.strictObject({
       lease_margin: z.number().int().min(0).max(3000).default(5),
       /** Managed repositories (proposals to a tenant's connectors) one tenant may have. */
       max_managed: z.number().int().min(0).max(10_000).default(200),
+      /** PROXY protocol on the raw lease ports. */
+      ...proxyProtocolFields,
     })
     .default({
       bind: '127.0.0.1',
@@ -115,7 +122,11 @@ export const gatewaySchema = z.strictObject({
       unused_lease_ttl: 3_600_000,
       lease_margin: 5,
       max_managed: 200,
+      proxy_protocol: 'off',
+      trusted_proxies: [],
     }),
+  /** Bounds of reading a PROXY protocol header, on every listener that takes one. */
+  proxy_header: proxyHeaderSchema,
   access_proxy: accessProxySchema.optional(),
   http_proxy: httpProxySchema.optional(),
   ssh_proxy: sshProxySchema.optional(),
@@ -174,6 +185,14 @@ export function gatewayConfigFrom(
   const expanded = expandTopLevel(raw, source, env);
   if (expanded.data_dir === undefined && env.TETHER_DATA_DIR) expanded.data_dir = env.TETHER_DATA_DIR;
   const cfg = validate(gatewaySchema, expanded, source);
+  const pp = proxyProtocolProblems({
+    tunnel: cfg.tunnel,
+    forwards: cfg.forwards,
+    access_proxy: cfg.access_proxy,
+    http_proxy: cfg.http_proxy,
+    ssh_proxy: cfg.ssh_proxy,
+  });
+  if (pp.length > 0) throw errors.config(source, pp);
   if (cfg.cluster && cfg.store === 'sqlite') {
     throw errors.config(source, [
       { path: 'cluster', message: 'a cluster needs a postgres store (store: postgres://…)' },

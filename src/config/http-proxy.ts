@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { isValidName, TENANT_ID } from '../core/ids.js';
+import { proxyProtocolFields } from './proxy-protocol.js';
 import { duration, httpUrl, listenAddr, tlsFiles } from './schema-helpers.js';
 
 // The HTTP front door's configuration. Owned by src/frontdoor/http-proxy; docs/http-proxy.md
@@ -280,6 +281,8 @@ export type HttpProxyRouteConfig = z.output<typeof route>;
 export const httpProxySchema = z
   .strictObject({
     listen: listenAddr.default({ host: '127.0.0.1', port: 8443 }),
+    /** PROXY protocol (behind a TCP load balancer). */
+    ...proxyProtocolFields,
     tls: tlsFiles.optional(),
     /** Request header blocks larger than this get 431. */
     max_header_bytes: z.number().int().min(1024).max(1_048_576).default(16_384),

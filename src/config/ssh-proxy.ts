@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { proxyProtocolFields } from './proxy-protocol.js';
 import { duration, httpUrl, listenAddr } from './schema-helpers.js';
 import { algorithmsSchema, COMPATIBLE_ALGORITHMS, DEFAULT_ALGORITHMS } from './ssh-algorithms.js';
 
@@ -152,6 +153,8 @@ export const sshRealmSchema = z.discriminatedUnion('type', [staticRealm, oauthRe
 
 export const sshProxySchema = z.strictObject({
   listen: listenAddr.default({ host: '127.0.0.1', port: 2022 }),
+  /** PROXY protocol (behind a TCP load balancer). */
+  ...proxyProtocolFields,
   /** The proxy's own host key; default `<data_dir>/ssh_proxy_host_key`, generated on first start. */
   host_key: z.string().min(1).optional(),
   /** A connection must finish logging in (including reaching the target) within this time. */

@@ -93,7 +93,11 @@ describe('connect.yaml health_check', () => {
     );
     assert.match(
       problems('repositories:\n  g:\n    s: { uri: "smb://files", check: 1 }\n'),
-      /repositories.g.s: unknown key "check" \(a repository takes uri and health_check\)/,
+      /repositories.g.s: unknown key "check" \(a repository takes uri, health_check and proxy_protocol\)/,
+    );
+    assert.match(
+      problems('repositories:\n  g:\n    s: { uri: "http://files:80", proxy_protocol: v3 }\n'),
+      /repositories.g.s.proxy_protocol: use v1 or v2 \(the PROXY protocol version the destination reads\), not "v3"/,
     );
   });
 });

@@ -9,6 +9,7 @@ import { destinationOf } from '../config/uri.js';
 import type { Logger } from '../log/index.js';
 import type { IncomingConnection, TunnelSession } from '../tunnel/client.js';
 import type { RepoMetaMessage } from '../tunnel/control-protocol.js';
+import { buildProxyHeader } from '../tunnel/proxy-header-out.js';
 import { relayChannel } from './relay.js';
 import type { RepoState, RepoStatus } from './status.js';
 
@@ -136,6 +137,16 @@ export function carry(
     },
   };
   r.live.add(handle);
+  // the destination reads the cloud caller's address first (proxy_protocol: v1|v2)
+  if (r.cfg.proxyProtocol) {
+    sock.write(
+      buildProxyHeader(
+        r.cfg.proxyProtocol,
+        { address: c.info.srcIP, port: c.info.srcPort },
+        { address: sock.remoteAddress ?? '', port: sock.remotePort ?? r.cfg.port },
+      ),
+    );
+  }
   log.debug(
     {
       event: 'connector.connection',

@@ -15,7 +15,8 @@ type TenantChangeKind =
   | { kind: 'group-key-rotated'; tenant: string; group: string }
   | { kind: 'limits'; tenant: string }
   /** The operator's managed repositories of the tenant changed: connectors get them again. */
-  | { kind: 'managed'; tenant: string };
+  | { kind: 'managed'; tenant: string }
+  | { kind: 'allow-from'; tenant: string };
 
 export class TenantEvents {
   private readonly ee = new EventEmitter();

@@ -87,6 +87,12 @@ export const CATALOG = {
     [502],
   ),
   LABEL_INVALID: e(400, false, 'admin', 'a forward label is not <group>/<repo> in printable ASCII'),
+  INVALID_CIDR: e(
+    400,
+    false,
+    'admin',
+    'an address block (allow_from, tunnel_from, trusted_proxies) is not a CIDR, or a list holds too many',
+  ),
   LIMIT_INVALID: e(400, false, 'admin', 'a limit (rate, connections, traffic, balance) has an invalid value'),
   MANAGED_LIMIT: e(409, false, 'admin', 'the tenant has as many managed repositories as a tenant may have'),
   MANAGED_NOT_FOUND: e(404, false, 'admin', 'the tenant has no such managed repository'),
@@ -263,6 +269,12 @@ export const CATALOG = {
   FORWARD_OFFLINE: e(503, true, 'forward', 'the repository has no connected connector'),
   FORWARD_OPEN_FAILED: e(502, true, 'forward', 'the connector could not open the forwarded connection'),
   FORWARD_WITHDRAWN: e(503, true, 'forward', 'the forward was withdrawn while opening'),
+  SOURCE_NOT_ALLOWED: e(
+    403,
+    false,
+    'forward',
+    "the caller's address is outside the tenant's or repository's allow_from (or the connector's outside tunnel_from)",
+  ),
   TRAFFIC_QUOTA_EXHAUSTED: e(429, false, 'forward', "the tenant's traffic quota is used up"),
 
   // access proxy (tenants' HTTP CONNECT/forward proxy)

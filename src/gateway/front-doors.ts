@@ -90,6 +90,7 @@ export function withFrontDoors(gw: Gateway): Gateway {
               registry: c.registry,
               groupKeys: c.groupKeys,
               broker: c.broker,
+              proxyGate: c.proxyGate('access_proxy', c.config.access_proxy!),
             });
         },
       ),
@@ -109,6 +110,9 @@ export function withFrontDoors(gw: Gateway): Gateway {
               events: c.events,
               metrics: c.metrics,
               broker: c.broker,
+              allowlists: c.allowlists,
+              refusals: c.refusals,
+              proxyGate: c.proxyGate('http_proxy', c.config.http_proxy!),
             });
         },
       ),
@@ -129,6 +133,7 @@ export function withFrontDoors(gw: Gateway): Gateway {
               store: c.store,
               metrics: c.metrics,
               broker: c.broker,
+              proxyGate: c.proxyGate('ssh_proxy', c.config.ssh_proxy!),
             });
         },
       ),

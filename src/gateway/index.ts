@@ -5,6 +5,7 @@ import { GatewayMetrics } from '../admin/metrics.js';
 import { DashboardSso } from '../admin/oidc-routes.js';
 import { AdminServer } from '../admin/server.js';
 import type { GatewayConfig } from '../config/gateway.js';
+import type { ProxyProtocolListener } from '../config/proxy-protocol.js';
 import { parseRepositoryUri } from '../config/uri.js';
 import { ForwardAuthorizer, rangeText } from '../core/authorization.js';
 import { type Clock, systemClock } from '../core/clock.js';
@@ -26,7 +27,9 @@ import { openStore } from '../store/index.js';
 import type { Store } from '../store/types.js';
 import { ConnectionBroker } from '../tunnel/broker.js';
 import { ManagedControl } from '../tunnel/managed-control.js';
+import { ProxyProtocolGate } from '../tunnel/proxy-header.js';
 import { TunnelServer } from '../tunnel/server.js';
+import { SourceAllowlists } from '../tunnel/source-allowlists.js';
 import { type DrainResult, drainGateway } from './drain.js';
 import { loadAdminToken, loadHostKey, sharedIdentity } from './identity.js';
 
@@ -71,6 +74,12 @@ export interface GatewayContext {
   broker: ConnectionBroker;
   /** One audit record per forwarded connection, written to the store in batches. */
   connectionAudit: ConnectionAudit;
+  /** Source-address allowlists (allow_from, tunnel_from) per tenant and repository. */
+  allowlists: SourceAllowlists;
+  /** Logs and counts refusals by a bound (`bound.refused`). */
+  refusals: RefusalLog;
+  /** The PROXY-protocol gate of a listener, from its `proxy_protocol` and `trusted_proxies`. */
+  proxyGate(listener: string, cfg: ProxyProtocolListener): ProxyProtocolGate;
   tunnel: TunnelServer;
   metrics: GatewayMetrics;
   nodeId: string | null;
@@ -101,6 +110,7 @@ export class Gateway {
   private expiryTimer?: NodeJS.Timeout;
   private limits?: TrafficLimits;
   private connectionAudit?: ConnectionAudit;
+  private allowlists?: SourceAllowlists;
   private stopping?: Promise<void>;
   private draining?: Promise<DrainResult>;
 
@@ -140,14 +150,44 @@ export class Gateway {
       this.limits = limits;
       registry.limits = limits;
       const metrics = new GatewayMetrics(store, registry, { log });
-      const connectionAudit = new ConnectionAudit(store, clock, log, new RefusalLog(log, clock), {
+      const refusals = new RefusalLog(log, clock);
+      const connectionAudit = new ConnectionAudit(store, clock, log, refusals, {
         ...CONNECTION_AUDIT_DEFAULTS,
         retention: config.audit.retention,
       });
       connectionAudit.start();
       this.connectionAudit = connectionAudit;
-      const broker = new ConnectionBroker({ registry, clock, log, metrics, records: connectionAudit });
-      const listeners = new LeaseListeners(config.forwards.bind, registry, log, broker);
+      const allowlists = new SourceAllowlists(store, clock, log, events);
+      await allowlists.start();
+      this.allowlists = allowlists;
+      const broker = new ConnectionBroker({
+        registry,
+        clock,
+        log,
+        metrics,
+        records: connectionAudit,
+        allowlists,
+        refusals,
+      });
+      const proxyGate = (listener: string, l: ProxyProtocolListener) =>
+        new ProxyProtocolGate(
+          listener,
+          {
+            mode: l.proxy_protocol,
+            trustedProxies: l.trusted_proxies,
+            timeoutMs: config.proxy_header.timeout,
+            maxBytes: config.proxy_header.max_bytes,
+            maxPending: config.proxy_header.max_pending,
+          },
+          { log, clock, refusals },
+        );
+      const listeners = new LeaseListeners(
+        config.forwards.bind,
+        registry,
+        log,
+        broker,
+        proxyGate('forwards', config.forwards),
+      );
       const cluster = config.cluster
         ? { nodeId: config.cluster.node_id, deadAfter: config.cluster.dead_after }
         : undefined;
@@ -162,7 +202,7 @@ export class Gateway {
           leaseMargin: config.forwards.lease_margin,
         },
         log,
-        new RefusalLog(log, clock),
+        refusals,
         cluster,
       );
       leases.watch();
@@ -216,6 +256,9 @@ export class Gateway {
           clock,
           log,
           managed: new ManagedControl(managed, events, managedRefusals, () => clock.now(), log),
+          refusals,
+          allowlists,
+          proxyGate: proxyGate('tunnel', config.tunnel),
           onRepoMeta: (tenant, label, meta) => {
             store
               .updateLease(tenant, label, meta, new Date(clock.now()).toISOString())
@@ -237,6 +280,9 @@ export class Gateway {
         listeners,
         broker,
         connectionAudit,
+        allowlists,
+        refusals,
+        proxyGate,
         tunnel,
         metrics,
         nodeId,
@@ -269,6 +315,7 @@ export class Gateway {
         groupKeys,
         registry,
         limits,
+        allowlists,
         events,
         log,
         nodeId,
@@ -276,7 +323,17 @@ export class Gateway {
         metrics: () => metrics.render(),
         sso,
         managed,
-        extra: dashboardRoutes({ token: adminToken, store, tenants, registry, events, log, nodeId, sso }),
+        extra: dashboardRoutes({
+          token: adminToken,
+          store,
+          tenants,
+          registry,
+          events,
+          log,
+          nodeId,
+          sso,
+          allowlists,
+        }),
       });
       const adminAddr = await this.admin.listen(config.admin.listen.host, config.admin.listen.port);
       const extra: Record<string, string> = {};
@@ -380,6 +437,7 @@ export class Gateway {
     while (ctx.registry.openConnections() > 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
     }
+    this.allowlists?.stop();
     await this.limits
       ?.stop()
       .catch((err: unknown) => ctx.log.warn({ err }, 'could not write traffic counters'));

@@ -1,9 +1,11 @@
 import { type Kysely, sql } from 'kysely';
+import { listAllowlists, setAllowlist } from './kysely-allowlists.js';
 import { addConnectionRecords, listConnectionRecords, pruneConnectionRecords } from './kysely-audit.js';
 import { expireLeases, leasePort, publishNodeForwards } from './kysely-leases.js';
 import * as managed from './kysely-managed.js';
 import { addTraffic } from './kysely-traffic.js';
 import type {
+  AllowlistRow,
   ConnectionRecordRow,
   DirectoryRow,
   EnrollmentRow,
@@ -36,6 +38,7 @@ export interface Database {
   connection_audit: ConnectionRecordRow;
   managed_repos: ManagedRepoRow;
   managed_repo_states: ManagedStateRow;
+  source_allowlists: AllowlistRow;
 }
 
 /** PostgreSQL answers bigint and sums as strings; SQLite as numbers. */
@@ -107,6 +110,7 @@ export class KyselyStore implements Store {
         'traffic',
         'managed_repo_states',
         'managed_repos',
+        'source_allowlists',
       ] as const) {
         await tx.deleteFrom(t).where('tenant_id', '=', id).execute();
       }
@@ -367,6 +371,14 @@ export class KyselyStore implements Store {
       });
     }
     return dead.map((d) => d.node_id);
+  }
+
+  listAllowlists(tenantId?: string): Promise<AllowlistRow[]> {
+    return listAllowlists(this.db, tenantId);
+  }
+
+  setAllowlist(row: AllowlistRow): Promise<void> {
+    return setAllowlist(this.db, row);
   }
 
   async listLimits(tenantId?: string): Promise<LimitsRow[]> {

@@ -96,6 +96,19 @@ export interface LimitsRow {
   updated_at: string;
 }
 
+/**
+ * Source-address allowlists of a tenant (label '') or of one of its repositories: CIDR blocks as
+ * a JSON array of text. `allow_from` bounds the callers of every front door (null = anyone);
+ * `tunnel_from` (tenant rows only) bounds where its connectors may log in from.
+ */
+export interface AllowlistRow {
+  tenant_id: string;
+  label: string;
+  allow_from: string | null;
+  tunnel_from: string | null;
+  updated_at: string;
+}
+
 /** Bytes one (tenant, repository) moved on one UTC day. */
 export interface TrafficRow {
   tenant_id: string;
@@ -267,6 +280,10 @@ export interface Store {
   }): Promise<ConnectionRecordRow[]>;
   /** Deletes records that ended before `before` (ISO); returns how many went. */
   pruneConnectionRecords(before: string): Promise<number>;
+  /** Source-address allowlists, of one tenant or of all. */
+  listAllowlists(tenantId?: string): Promise<AllowlistRow[]>;
+  /** Inserts or replaces one allowlist row; a row with neither list is deleted. */
+  setAllowlist(row: AllowlistRow): Promise<void>;
 
   /** Integrity check of the underlying database ("ok" when sound). */
   integrityCheck(): Promise<string>;

@@ -2,10 +2,12 @@ import type { Duplex } from 'node:stream';
 import type { Clock } from '../core/clock.js';
 import type { ConnectionOutcome, ConnectionRecord } from '../core/connection-audit.js';
 import type { ForwardRegistry, OpenedConnection } from '../core/forward-registry.js';
-import { isTetherError } from '../errors/index.js';
+import type { RefusalLog } from '../core/refusals.js';
+import { isTetherError, TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import type { RepoMeta } from '../store/types.js';
 import { relay } from './pipe.js';
+import type { SourceAllowlists } from './source-allowlists.js';
 
 /** The front doors a forwarded connection can come through (the `front_door` label and field). */
 export type FrontDoorName = 'raw_port' | 'access_proxy' | 'http_proxy' | 'ssh_proxy';
@@ -55,6 +57,10 @@ export interface BrokerDeps {
   metrics?: ConnectionMetricsSink;
   /** Receives one audit record per connection, when it ends or is refused. */
   records?: { record(r: ConnectionRecord): void };
+  /** Source-address allowlists (`allow_from`): a caller outside them is refused before any channel opens. */
+  allowlists?: Pick<SourceAllowlists, 'callerRefusal'>;
+  /** Counts `allow_from` refusals (`bound.refused`, reason `allow_from`). */
+  refusals?: RefusalLog;
 }
 
 /** One open forwarded connection, as a drain sees it. */
@@ -177,6 +183,16 @@ export class ConnectionBroker {
     const t0 = clock.now();
     let conn: OpenedConnection;
     try {
+      const outside = this.deps.allowlists?.callerRefusal(req.tenant, req.label, req.origin.address);
+      if (outside !== undefined) {
+        this.deps.refusals?.refuse(
+          'allow_from',
+          `${req.tenant}\0${req.origin.address}`,
+          { tenant: req.tenant, label: req.label, source: req.origin.address, front_door: req.frontDoor },
+          `connection refused: ${outside}`,
+        );
+        throw new TetherError('SOURCE_NOT_ALLOWED', outside, { status: 403 });
+      }
       conn = await this.deps.registry.open(req.tenant, req.label, req.origin);
     } catch (err) {
       const reason = isTetherError(err) ? err.message : String(err);

@@ -18,7 +18,9 @@ import { runEnrollSession } from './enroll-session.js';
 import type { LeaseBinder } from './lease-binder.js';
 import type { ManagedHooks } from './managed-control.js';
 import { coalesceWrites } from './pipe.js';
+import type { ProxyProtocolGate } from './proxy-header.js';
 import { destroySocket, normalizeIp } from './session-util.js';
+import type { SourceAllowlists } from './source-allowlists.js';
 import { createSshServer, type SshServer } from './ssh-server.js';
 import { socketOf } from './ssh2-adapter.js';
 import { runTenantSession, type SessionBounds } from './tenant-session.js';
@@ -58,6 +60,10 @@ export interface TunnelServerDeps {
   log: Logger;
   /** Logs bound refusals once per burst; built from `log` and `clock` when not given. */
   refusals?: RefusalLog;
+  /** PROXY protocol on the plain SSH port: the caller's address before anything else reads it. */
+  proxyGate?: Pick<ProxyProtocolGate, 'guard'>;
+  /** Source-address allowlists: a tenant's `tunnel_from` bounds where its connectors log in from. */
+  allowlists?: Pick<SourceAllowlists, 'tunnelRefusal'>;
   /** Called when a forward's metadata arrives or changes (persist it). */
   onRepoMeta?: (tenant: string, label: string, meta: RepoMeta) => void;
   /** Managed repositories on the control channel (gateway/index.ts builds them). */
@@ -136,6 +142,7 @@ export class TunnelServer {
         log: this.deps.log,
       });
     });
+    this.deps.proxyGate?.guard(srv);
     this.netServers.push(srv);
     await new Promise<void>((resolve, reject) => {
       srv.once('error', reject);
@@ -313,7 +320,7 @@ export class TunnelServer {
         ctx.reject(['publickey']);
         return;
       }
-      void this.authenticate(ctx, source).then((r) => {
+      void this.authenticate(ctx, source, ip).then((r) => {
         if (r.ok) {
           tenant = ctx.username;
           fingerprint = r.fingerprint;
@@ -369,6 +376,7 @@ export class TunnelServer {
   private async authenticate(
     ctx: AuthContext,
     source: string,
+    ip: string,
   ): Promise<
     | { ok: true; fingerprint: string; enroll: boolean; keyLine: string; final: boolean }
     | { ok: false; reason: string; final: boolean }
@@ -397,6 +405,17 @@ export class TunnelServer {
       return { ok: false, reason: 'store unavailable', final: false };
     }
     if (!verifySig()) return { ok: false, reason: 'bad signature', final: true };
+    // refused at the key query already: a client told its key will not do never signs with it
+    const outside = this.deps.allowlists?.tunnelRefusal(ctx.username, ip);
+    if (outside !== undefined) {
+      this.refusals.refuse(
+        'tunnel_from',
+        `${ctx.username}\0${ip}`,
+        { tenant: ctx.username, source: ip },
+        `login refused: ${outside}`,
+      );
+      return { ok: false, reason: outside, final: true };
+    }
     return { ok: true, fingerprint: fp, enroll: false, keyLine, final };
   }
 }

@@ -137,6 +137,23 @@ describe('web dashboard in a real browser (Chromium)', () => {
     );
     await waitText(page.locator('[data-tile="forwards"] .tile-value'), /^1$/, 'forwards-online tile');
 
+    // Source-address allowlists are shown (read only) as soon as they change.
+    const lists = await gw.api('PATCH', '/v1/tenants/acme', {
+      allow_from: ['127.0.0.0/8', '::1'],
+      tunnel_from: ['127.0.0.1'],
+    });
+    assert.equal(lists.status, 200);
+    await waitText(
+      card.locator('[data-field="allow-from"]'),
+      /Callers only from: 127\.0\.0\.0\/8, ::1\/128/,
+      'allow_from shown',
+    );
+    await waitText(
+      card.locator('[data-field="tunnel-from"]'),
+      /Connectors only from: 127\.0\.0\.1\/32/,
+      'tunnel_from shown',
+    );
+
     // Traffic through the lease port: bytes per forward, throughput while a stream flows.
     for (let i = 0; i < 4; i++) {
       const r = await fetch(`http://127.0.0.1:${lease}/page`);

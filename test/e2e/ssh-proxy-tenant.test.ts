@@ -127,6 +127,24 @@ describe('ssh proxy: tenant realm through a connector', () => {
     );
   });
 
+  test('a caller outside the tenant allow_from is told why; the change holds for the next login', async () => {
+    const set = await gw.api('PATCH', '/v1/tenants/acme', { allow_from: ['::1/128'] });
+    assert.equal(set.status, 200);
+    const r = await client.ssh('tenant:box.grp.acme/0', groupKey, ['127.0.0.1', 'true']);
+    assert.equal(r.code, 255);
+    assert.match(
+      r.stderr,
+      /tether: source address 127\.0\.0\.1 is not in the allow_from list of tenant acme/,
+    );
+    await gw.output.wait(
+      /"event":"connection\.refused".*"front_door":"ssh_proxy".*allow_from list of tenant acme/,
+    );
+    const off = await gw.api('PATCH', '/v1/tenants/acme', { allow_from: null });
+    assert.equal(off.status, 200);
+    const ok = await client.ssh('tenant:box.grp.acme/0', groupKey, ['127.0.0.1', 'echo again']);
+    assert.equal(ok.code, 0, ok.stderr);
+  });
+
   test('a target that is not <repo>.<group>.<tenant>, or an index other than 0, is refused before a key is asked', async () => {
     const prompts = client.prompts();
     const a = await client.ssh('tenant:box.grp/0', groupKey, ['127.0.0.1', 'true']);

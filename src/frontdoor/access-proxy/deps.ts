@@ -1,6 +1,7 @@
 import type { Clock } from '../../core/clock.js';
 import type { Logger } from '../../log/index.js';
 import type { ConnectionBroker } from '../../tunnel/broker.js';
+import type { ProxyProtocolGate } from '../../tunnel/proxy-header.js';
 import type { AccessAuthorizerDeps } from './authorize.js';
 
 /** What the access proxy uses of the running gateway; the composition root (src/gateway/) passes it. */
@@ -15,4 +16,6 @@ export interface AccessProxyDeps {
   groupKeys: AccessAuthorizerDeps['groupKeys'];
   /** Opens and splices the forwarded connections, and accounts for them. */
   broker: Pick<ConnectionBroker, 'open' | 'splice'>;
+  /** PROXY protocol on its listener (`access_proxy.proxy_protocol`). */
+  proxyGate?: Pick<ProxyProtocolGate, 'guard'>;
 }

@@ -146,6 +146,7 @@ export class AccessProxy implements Component {
     for (const f of registry.list()) ensure(f);
 
     const { host, port } = this.cfg.listen;
+    this.ctx.proxyGate?.guard(this.server);
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen({ host, port }, () => {

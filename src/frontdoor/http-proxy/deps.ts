@@ -1,8 +1,11 @@
 import type { Clock } from '../../core/clock.js';
 import type { TenantEvents } from '../../core/events.js';
 import type { GroupKeyService } from '../../core/group-keys.js';
+import type { RefusalLog } from '../../core/refusals.js';
 import type { Logger } from '../../log/index.js';
 import type { ConnectionBroker } from '../../tunnel/broker.js';
+import type { ProxyProtocolGate } from '../../tunnel/proxy-header.js';
+import type { SourceAllowlists } from '../../tunnel/source-allowlists.js';
 import type { FrontDoorDeps } from './types.js';
 
 /** The gateway metrics the HTTP front door moves. */
@@ -25,4 +28,10 @@ export interface HttpProxyDeps {
   metrics: HttpProxyMetrics;
   /** Opens the upstream connections through the tunnel, and accounts for them. */
   broker: Pick<ConnectionBroker, 'open'>;
+  /** Source-address allowlists of the tenants its routes reach. */
+  allowlists?: Pick<SourceAllowlists, 'callerRefusal'>;
+  /** PROXY protocol on its listener. */
+  proxyGate?: Pick<ProxyProtocolGate, 'guard'>;
+  /** Counts refusals by a bound (`bound.refused`). */
+  refusals?: Pick<RefusalLog, 'refuse'>;
 }

@@ -113,6 +113,9 @@ export function httpProxyComponent(
       const deps: FrontDoorDeps = {
         registry: ctx.registry,
         broker: ctx.broker,
+        ...(ctx.allowlists ? { allowlists: ctx.allowlists } : {}),
+        ...(ctx.refusals ? { refusals: ctx.refusals } : {}),
+        ...(ctx.proxyGate ? { proxyGate: ctx.proxyGate } : {}),
         clock: ctx.clock,
         log,
         // The gateway's front-door request counter and latency histogram, by status class.

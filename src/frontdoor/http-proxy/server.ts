@@ -86,6 +86,7 @@ export class HttpFrontDoor {
 
   listen(): Promise<AddressInfo> {
     this.upstream.start();
+    this.deps.proxyGate?.guard(this.server);
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen({ host: this.cfg.listen.host, port: this.cfg.listen.port }, () => {
@@ -342,6 +343,16 @@ export class HttpFrontDoor {
     who: AuthOutcome & { ok: true },
     expectContinue: boolean,
   ): void {
+    const dest = route.cfg.to;
+    const outside =
+      dest.kind === 'tenant'
+        ? this.deps.allowlists?.callerRefusal(dest.tenant, dest.label, req.socket.remoteAddress ?? '')
+        : undefined;
+    if (outside !== undefined) {
+      this.refuse('allow_from', req, route, outside);
+      this.fail(req, res, route, 403, 'SOURCE_NOT_ALLOWED', outside);
+      return;
+    }
     const decision = authorizeScopes(who.scopes, {
       method: req.method ?? 'GET',
       path: target.path,

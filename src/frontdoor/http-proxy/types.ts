@@ -4,6 +4,8 @@ import type { ForwardRegistry } from '../../core/forward-registry.js';
 import type { RefusalLog } from '../../core/refusals.js';
 import type { Logger } from '../../log/index.js';
 import type { ConnectionBroker } from '../../tunnel/broker.js';
+import type { ProxyProtocolGate } from '../../tunnel/proxy-header.js';
+import type { SourceAllowlists } from '../../tunnel/source-allowlists.js';
 import type { RouteAuthenticator } from './caller-auth.js';
 import type { Route } from './routes.js';
 import type { UpstreamCredential } from './upstream-auth/index.js';
@@ -29,6 +31,10 @@ export interface FrontDoorDeps {
   onResponse?: (route: string, status: number, seconds?: number) => void;
   /** Called when a caller presented wrong credentials (metrics). */
   onAuthFailure?: (route: string) => void;
+  /** PROXY protocol on its listener (`http_proxy.proxy_protocol`). */
+  proxyGate?: Pick<ProxyProtocolGate, 'guard'>;
+  /** Source-address allowlists of tenant routes: a caller outside them is answered 403. */
+  allowlists?: Pick<SourceAllowlists, 'callerRefusal'>;
   /** Counts refused requests (`tether_refused_total{reason}`); built from `log` and `clock` when absent. */
   refusals?: Pick<RefusalLog, 'refuse'>;
 }

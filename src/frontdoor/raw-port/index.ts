@@ -4,6 +4,7 @@ import type { Logger } from '../../log/index.js';
 import type { ConnectionBroker, Origin } from '../../tunnel/broker.js';
 import type { LeaseBinder } from '../../tunnel/lease-binder.js';
 import { coalesceWrites } from '../../tunnel/pipe.js';
+import type { ProxyProtocolGate } from '../../tunnel/proxy-header.js';
 
 /**
  * Raw-port front door: one TCP listener per live lease, on `forwards.bind`. Each accepted
@@ -28,6 +29,8 @@ export class LeaseListeners implements LeaseBinder {
     private readonly registry: ForwardRegistry,
     private readonly log: Logger,
     private readonly broker: ConnectionBroker,
+    /** PROXY protocol on the lease ports (`forwards.proxy_protocol`). */
+    private readonly proxyGate?: Pick<ProxyProtocolGate, 'guard'>,
   ) {}
 
   isOpen(port: number): boolean {
@@ -45,6 +48,7 @@ export class LeaseListeners implements LeaseBinder {
     const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) =>
       this.guarded(port, socket),
     );
+    this.proxyGate?.guard(server);
     this.servers.set(port, server);
     try {
       await new Promise<void>((resolve, reject) => {

@@ -4,6 +4,7 @@ import type { GroupKeyService } from '../../core/group-keys.js';
 import type { Logger } from '../../log/index.js';
 import type { Store } from '../../store/types.js';
 import type { ConnectionBroker } from '../../tunnel/broker.js';
+import type { ProxyProtocolGate } from '../../tunnel/proxy-header.js';
 import type { SshProxyMetrics } from './connection.js';
 
 /** What the SSH front door uses of the running gateway; the composition root (src/gateway/) passes it. */
@@ -21,4 +22,6 @@ export interface SshProxyDeps {
   metrics: SshProxyMetrics;
   /** Opens tenant-realm connections through the tunnel, and accounts for them. */
   broker: Pick<ConnectionBroker, 'open'>;
+  /** PROXY protocol on its listener (`ssh_proxy.proxy_protocol`). */
+  proxyGate?: Pick<ProxyProtocolGate, 'guard'>;
 }

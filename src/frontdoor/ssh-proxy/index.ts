@@ -153,7 +153,7 @@ export class SshProxy implements Component {
         },
       },
     );
-    const a = await this.server.listen(cfg.listen.host, cfg.listen.port);
+    const a = await this.server.listen(cfg.listen.host, cfg.listen.port, ctx.proxyGate);
     const addr = a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
     log.info(
       {

@@ -3,6 +3,7 @@ import type { Connection } from 'ssh2';
 import type { SshAlgorithmLists } from '../../config/ssh-algorithms.js';
 import { RefusalLog } from '../../core/refusals.js';
 import type { Logger } from '../../log/index.js';
+import type { ProxyProtocolGate } from '../../tunnel/proxy-header.js';
 import { normalizeIp } from '../../tunnel/session-util.js';
 import { createSshServer, type SshServer } from '../../tunnel/ssh-server.js';
 import { socketOf } from '../../tunnel/ssh2-adapter.js';
@@ -68,7 +69,11 @@ export class SshProxyServer {
     );
   }
 
-  async listen(host: string, port: number): Promise<net.AddressInfo> {
+  async listen(
+    host: string,
+    port: number,
+    proxyGate?: Pick<ProxyProtocolGate, 'guard'>,
+  ): Promise<net.AddressInfo> {
     const srv = net.createServer({ noDelay: true, pauseOnConnect: true }, (s) => {
       try {
         this.accept(s);
@@ -77,6 +82,7 @@ export class SshProxyServer {
         s.destroy();
       }
     });
+    proxyGate?.guard(srv);
     this.netServer = srv;
     await new Promise<void>((resolve, reject) => {
       srv.once('error', reject);

@@ -51,6 +51,7 @@ export async function connectTarget(route: TargetRoute, opts: ConnectOptions): P
   try {
     opened = await route.dial(opts.origin, opts.timeoutMs);
   } catch (err) {
+    if (isTetherError(err, 'SOURCE_NOT_ALLOWED')) throw err;
     const why = isTetherError(err) ? err.message : 'connection failed';
     throw fail('TARGET_UNREACHABLE', `cannot reach target ${route.name}: ${why}`, err);
   }

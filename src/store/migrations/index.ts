@@ -162,6 +162,22 @@ const migrations: Record<string, Migration> = {
     },
   },
   '0006_managed_repos': managedReposMigration,
+  '0007_allow_from': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('source_allowlists')
+        .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
+        .addColumn('label', 'text', (c) => c.notNull())
+        .addColumn('allow_from', 'text')
+        .addColumn('tunnel_from', 'text')
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('source_allowlists_pk', ['tenant_id', 'label'])
+        .execute();
+    },
+    async down(db: Kysely<unknown>) {
+      await db.schema.dropTable('source_allowlists').execute();
+    },
+  },
 };
 
 class InlineProvider implements MigrationProvider {

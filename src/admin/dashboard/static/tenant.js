@@ -1,4 +1,5 @@
 // @ts-check
+import { allowlistPanel } from './allowlists.js';
 import { api, canChange } from './api.js';
 import { auditPanel } from './audit.js';
 import { ago, bytes, clock, h, messageOf, rate } from './dom.js';
@@ -93,6 +94,7 @@ class TetherTenant extends HTMLElement {
       ...[
         this.notice ? h('p', { class: 'muted small', role: 'status' }, this.notice) : null,
         limitsPanel(v),
+        allowlistPanel(v),
         this.sessions(v),
         this.forwards(v),
       ].filter(Boolean),

@@ -180,6 +180,8 @@ export class TenantRealm implements Realm {
             });
             return { stream: c.stream, close: (bytesIn, bytesOut) => c.close(bytesIn, bytesOut) };
           } catch (err) {
+            // outside the tenant's or repository's allow_from: the caller is told why, as is
+            if (isTetherError(err, 'SOURCE_NOT_ALLOWED')) throw err;
             const why = isTetherError(err, 'FORWARD_OFFLINE')
               ? 'its connector is not connected'
               : isTetherError(err) && err.status === 429 // the tenant's connection cap or traffic quota
