@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { TenantView } from '../admin/schemas.js';
-import { parseCidrList } from '../config/cidr.js';
 import { assertTenantId, isValidLabel } from '../core/ids.js';
 import { parseBalance, parseMaxConnections, parseRate, parseTraffic } from '../core/limits.js';
 import { TetherError } from '../errors/index.js';
@@ -58,11 +57,15 @@ interface ChangeOptions {
   json?: boolean;
 }
 
-/** "--allow-from 10.0.0.0/8,2001:db8::/32" → the list (checked here first); "off" or "" → null. */
-function cidrOption(text: string | undefined, what: string): string[] | null | undefined {
+/**
+ * "--allow-from 10.0.0.0/8,2001:db8::/32" → the list (checked here first); "off" or "" → null.
+ * The parser loads only when the option is given (the CLI loads what a command uses).
+ */
+async function cidrOption(text: string | undefined, what: string): Promise<string[] | null | undefined> {
   if (text === undefined) return undefined;
   const t = text.trim();
   if (t === '' || t.toLowerCase() === 'off') return null;
+  const { parseCidrList } = await import('../config/cidr.js');
   return parseCidrList(
     t.split(',').map((x) => x.trim()),
     what,
@@ -70,7 +73,7 @@ function cidrOption(text: string | undefined, what: string): string[] | null | u
 }
 
 /** The limit options as PATCH fields, checked here first with the gateway's own parsers. */
-function limitsBody(o: ChangeOptions): Record<string, unknown> {
+async function limitsBody(o: ChangeOptions): Promise<Record<string, unknown>> {
   const body: Record<string, unknown> = {};
   if (o.bandwidth !== undefined && (o.bandwidthUp !== undefined || o.bandwidthDown !== undefined)) {
     throw new TetherError(
@@ -87,8 +90,8 @@ function limitsBody(o: ChangeOptions): Record<string, unknown> {
   if (o.maxConnections !== undefined) body.max_connections = parseMaxConnections(o.maxConnections);
   if (o.traffic !== undefined) body.traffic = parseTraffic(o.traffic);
   if (o.balance !== undefined) body.balance = parseBalance(o.balance);
-  if (o.allowFrom !== undefined) body.allow_from = cidrOption(o.allowFrom, '--allow-from');
-  if (o.tunnelFrom !== undefined) body.tunnel_from = cidrOption(o.tunnelFrom, '--tunnel-from');
+  if (o.allowFrom !== undefined) body.allow_from = await cidrOption(o.allowFrom, '--allow-from');
+  if (o.tunnelFrom !== undefined) body.tunnel_from = await cidrOption(o.tunnelFrom, '--tunnel-from');
   if (o.repo !== undefined) {
     if (!isValidLabel(o.repo) || !o.repo.includes('/')) {
       throw new TetherError('USAGE', `invalid repository ${JSON.stringify(o.repo)}: use <group>/<repo>`, {
@@ -126,8 +129,8 @@ export async function add(
   cmd: Command,
 ): Promise<void> {
   assertTenantId(id);
-  const allowFrom = cidrOption(o.allowFrom, '--allow-from') ?? undefined;
-  const tunnelFrom = cidrOption(o.tunnelFrom, '--tunnel-from') ?? undefined;
+  const allowFrom = (await cidrOption(o.allowFrom, '--allow-from')) ?? undefined;
+  const tunnelFrom = (await cidrOption(o.tunnelFrom, '--tunnel-from')) ?? undefined;
   const quota = o.ports === undefined ? undefined : await parseQuota(o.ports);
   const publicKey =
     o.pubKey === undefined
@@ -172,7 +175,7 @@ export async function change(
   o: ChangeOptions,
   cmd: Command,
 ): Promise<void> {
-  const body = limitsBody(o);
+  const body = await limitsBody(o);
   const hasLimits = Object.keys(body).length > 0;
   let n: string | undefined;
   let id: string;

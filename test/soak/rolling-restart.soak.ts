@@ -177,14 +177,22 @@ function caller(port: number) {
             resolve();
           });
           res.on('error', (e) => {
-            outcomes.push({ ok: false, error: e.message, ms: Date.now() - t0 });
+            outcomes.push({
+              ok: false,
+              error: `${e.message} at ${new Date(t0).toISOString()}`,
+              ms: Date.now() - t0,
+            });
             resolve();
           });
         },
       );
       req.on('timeout', () => req.destroy(new Error('timed out')));
       req.on('error', (e) => {
-        outcomes.push({ ok: false, error: e.message, ms: Date.now() - t0 });
+        outcomes.push({
+          ok: false,
+          error: `${e.message} at ${new Date(t0).toISOString()}`,
+          ms: Date.now() - t0,
+        });
         resolve();
       });
     });
@@ -310,6 +318,7 @@ describe('rolling restart of a two-member cluster behind haproxy', () => {
     );
     assert.ok(carrier >= 0, 'a member accepted the download');
     const order = [carrier, 1 - carrier];
+    const saved: string[] = [];
     for (const i of order) {
       const m = members[i]!;
       const from = m.output.lines.length;
@@ -325,6 +334,7 @@ describe('rolling restart of a two-member cluster behind haproxy', () => {
       );
       assert.equal(code, 0);
       assert.match(drained, /"cut":0/);
+      saved.push(`### gw${i + 1} before restart\n${m.output.lines.join('\n')}`);
       await m.restart();
       await waitFor(
         async () =>
@@ -343,6 +353,16 @@ describe('rolling restart of a two-member cluster behind haproxy', () => {
     t.diagnostic(
       `${load.outcomes.length} requests, ${failed.length} failed, slowest ${slowest} ms; download ${got.bytes / MIB} MiB in ${got.ms} ms`,
     );
+    if (failed.length > 0) {
+      // every member's log (also from before its restart) and the connectors', for the post-mortem
+      const dir = tempDir('tether-rolling-failed-');
+      writeFileSync(join(dir, 'failed.json'), JSON.stringify(failed, null, 1));
+      writeFileSync(join(dir, 'saved.log'), saved.join('\n'));
+      for (const [i, m] of members.entries())
+        writeFileSync(join(dir, `gw${i + 1}-now.log`), m.output.lines.join('\n'));
+      for (const [i, c] of connectors.entries()) writeFileSync(join(dir, `conn${i}.log`), c.output.text());
+      t.diagnostic(`logs in ${dir}`);
+    }
     assert.deepEqual(failed, [], 'no request failed');
     assert.ok(load.outcomes.length >= 100, `only ${load.outcomes.length} requests ran`);
     assert.equal(got.bytes, DOWNLOAD_MIB * MIB);
