@@ -14,9 +14,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
@@ -355,7 +356,7 @@ describe('rolling restart of a two-member cluster behind haproxy', () => {
     );
     if (failed.length > 0) {
       // every member's log (also from before its restart) and the connectors', for the post-mortem
-      const dir = tempDir('tether-rolling-failed-');
+      const dir = mkdtempSync(join(tmpdir(), 'tether-rolling-failed-')); // kept after the run
       writeFileSync(join(dir, 'failed.json'), JSON.stringify(failed, null, 1));
       writeFileSync(join(dir, 'saved.log'), saved.join('\n'));
       for (const [i, m] of members.entries())
