@@ -116,6 +116,7 @@ describe('repository directory and group keys (admin API and `tether tenants rep
         connections: 0,
         connectors: 1,
         node: null,
+        allow_from: null,
       },
     );
     assert.ok(dav.port >= gw.portRange.low && dav.port <= gw.portRange.high);
