@@ -7,7 +7,7 @@ import type { Component } from '../core/component.js';
 import type { TenantChange } from '../core/events.js';
 import type { RemoteForward } from '../core/forward-registry.js';
 import type { ClusterConfig, ClusterDeps } from './deps.js';
-import { readRelayHeader, relayHeader } from './relay-header.js';
+import { RELAY_ACCEPTED, readRelayHeader, relayAccepted, relayHeader } from './relay-header.js';
 
 export type { ClusterConfig, ClusterDeps } from './deps.js';
 
@@ -54,7 +54,20 @@ export class ClusterMember implements Component {
     registry.remoteOpener = (r, origin) => this.relay(r, origin);
     this.ctx.leasePorts.relayOrigin = (socket, port) => {
       if (!this.memberAddresses.has(normalizeIp(socket.remoteAddress ?? ''))) return undefined;
-      return readRelayHeader(socket, this.relayKey, port, () => this.ctx.clock.now(), RELAY_HEADER_WAIT_MS);
+      return readRelayHeader(
+        socket,
+        this.relayKey,
+        port,
+        () => this.ctx.clock.now(),
+        RELAY_HEADER_WAIT_MS,
+      ).then(
+        (o) =>
+          o && {
+            address: o.address,
+            port: o.port,
+            ...(o.acknowledge ? { acceptedReply: RELAY_ACCEPTED } : {}),
+          },
+      );
     };
     await this.heartbeat();
     await this.publish();
@@ -215,7 +228,9 @@ export class ClusterMember implements Component {
       s.once('connect', () => {
         clearTimeout(timer);
         s.off('error', reject);
-        resolve(s);
+        // The owner acknowledges once its connector took the channel; a refusal (the forward
+        // left it a moment ago) rejects here, before any byte of the caller was sent.
+        relayAccepted(s, RELAY_ACCEPT_MS).then(() => resolve(s), reject);
       });
       s.once('error', (e) => {
         clearTimeout(timer);
@@ -263,6 +278,9 @@ export class ClusterMember implements Component {
       .catch((err: unknown) => this.ctx.log.warn({ err }, 'cluster notify failed'));
   }
 }
+
+/** How long a relaying member waits for the owner to accept (its connector opens the channel). */
+const RELAY_ACCEPT_MS = 20_000;
 
 /** How long the owner waits for the relay header of a connection from a member's address. */
 const RELAY_HEADER_WAIT_MS = 5_000;

@@ -6,14 +6,24 @@ import net from 'node:net';
  * The caller's address on a relayed connection. A member that does not serve a forward relays
  * its callers to the owner's lease port; the first line it sends there names the caller:
  *
- *   TETHER-RELAY 1 <address> <port> <lease port> <unix ms> <hmac>\n
+ *   TETHER-RELAY 2 <address> <port> <lease port> <unix ms> <hmac>\n
+ *
+ * Version 2 asks the owner to acknowledge: once its connector accepted the channel, the owner
+ * sends `TETHER-RELAY OK\n` before any byte of the service. An owner that refuses (the forward
+ * moved away from it a moment ago, as in a drain) closes without it, and the relaying member
+ * tries again elsewhere while it still holds every byte of the caller. Version 1 (no
+ * acknowledgement) is still read, from members of the previous release.
  *
  * The HMAC (SHA-256, hex) covers everything before it and is keyed with the cluster's relay key
  * (kept in the shared store, like the host key), so only a member can name a caller; the owner
  * reads the line only from a member's address and passes the address on to its broker and to
  * the connector's `forwarded-tcpip` originator fields.
  */
-export const RELAY_MAGIC = 'TETHER-RELAY 1 ';
+export const RELAY_MAGIC = 'TETHER-RELAY 2 ';
+/** What every version's header starts with (the version digit follows). */
+const RELAY_PREFIX = 'TETHER-RELAY ';
+/** The owner's acknowledgement of a version-2 header: the channel is open, bytes may flow. */
+export const RELAY_ACCEPTED = Buffer.from('TETHER-RELAY OK\n', 'latin1');
 /** Longest header line accepted (an IPv6 address, ports, a time, 64 hex digits: well below). */
 export const MAX_RELAY_HEADER = 256;
 /** How far a header's time may be from the owner's clock. */
@@ -22,6 +32,8 @@ const MAX_SKEW_MS = 60_000;
 export interface RelayOrigin {
   address: string;
   port: number;
+  /** The relaying member waits for RELAY_ACCEPTED (a version-2 header). */
+  acknowledge?: boolean;
 }
 
 function mac(key: string, body: string): string {
@@ -41,8 +53,11 @@ export function parseRelayHeader(
   leasePort: number,
   now: number,
 ): { ok: true; origin: RelayOrigin } | { ok: false; reason: string } {
-  if (!line.startsWith(RELAY_MAGIC)) return { ok: false, reason: 'not a relay header' };
-  const parts = line.slice(RELAY_MAGIC.length).split(' ');
+  const version = line.startsWith(RELAY_PREFIX)
+    ? line.slice(RELAY_PREFIX.length, RELAY_PREFIX.length + 2)
+    : '';
+  if (version !== '1 ' && version !== '2 ') return { ok: false, reason: 'not a relay header' };
+  const parts = line.slice(RELAY_PREFIX.length + 2).split(' ');
   if (parts.length !== 5) return { ok: false, reason: 'malformed relay header' };
   const [address, portText, leaseText, timeText, sig] = parts as [string, string, string, string, string];
   const body = line.slice(0, line.length - sig.length - 1);
@@ -56,7 +71,7 @@ export function parseRelayHeader(
   if (Number(leaseText) !== leasePort) return { ok: false, reason: 'relay header for another lease port' };
   if (Math.abs(now - Number(timeText)) > MAX_SKEW_MS)
     return { ok: false, reason: 'stale relay header (clocks more than 60 s apart?)' };
-  return { ok: true, origin: { address, port } };
+  return { ok: true, origin: version === '2 ' ? { address, port, acknowledge: true } : { address, port } };
 }
 
 /**
@@ -84,7 +99,7 @@ export function readRelayHeader(
     const onClose = () => finish(() => reject(new Error('closed before a relay header')));
     const onData = (c: Buffer) => {
       buf = buf.length === 0 ? c : Buffer.concat([buf, c]);
-      const magic = Buffer.from(RELAY_MAGIC);
+      const magic = Buffer.from(RELAY_PREFIX);
       const n = Math.min(buf.length, magic.length);
       if (!buf.subarray(0, n).equals(magic.subarray(0, n))) {
         finish(() => {
@@ -110,6 +125,51 @@ export function readRelayHeader(
     const timer = setTimeout(() => finish(() => resolve(undefined)), timeoutMs);
     socket.on('data', onData);
     socket.once('close', onClose);
+    socket.resume();
+  });
+}
+
+/**
+ * The relaying member's side of a version-2 header: resolves once the owner sent
+ * RELAY_ACCEPTED (bytes after it are put back for the caller); rejects when the owner closes
+ * or answers anything else first (it refused: the caller's bytes were not sent), or after
+ * `timeoutMs`.
+ */
+export function relayAccepted(socket: Socket, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let buf: Buffer = Buffer.alloc(0);
+    const finish = (err?: Error) => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      socket.off('error', onError);
+      socket.pause();
+      if (err) {
+        socket.destroy();
+        reject(err);
+      } else resolve();
+    };
+    const onClose = () => finish(new Error('the owner refused the relayed connection (closed it)'));
+    const onError = (e: Error) => finish(e);
+    const onData = (c: Buffer) => {
+      buf = buf.length === 0 ? c : Buffer.concat([buf, c]);
+      const n = Math.min(buf.length, RELAY_ACCEPTED.length);
+      if (!buf.subarray(0, n).equals(RELAY_ACCEPTED.subarray(0, n))) {
+        finish(new Error('the owner answered a relayed connection without accepting it'));
+        return;
+      }
+      if (buf.length < RELAY_ACCEPTED.length) return;
+      const rest = buf.subarray(RELAY_ACCEPTED.length);
+      finish();
+      if (rest.length > 0) socket.unshift(rest);
+    };
+    const timer = setTimeout(
+      () => finish(new Error(`the owner did not accept the relayed connection within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    socket.on('data', onData);
+    socket.once('close', onClose);
+    socket.once('error', onError);
     socket.resume();
   });
 }

@@ -90,6 +90,12 @@ function newForward(tenant: string, label: string, port: number, meta: RepoMeta 
  * Live state of one gateway: sessions, forwards and their connections. In memory; in a
  * cluster each member keeps its own and the store holds the directory.
  */
+/**
+ * How long a connection whose relay was refused waits for the forward to show up here or at
+ * another member (a connector moving during a drain takes about one round trip per step).
+ */
+const HANDOVER_WAIT_MS = 2_000;
+
 export class ForwardRegistry extends EventEmitter {
   private readonly forwards = new Map<string, LiveForward>();
   private readonly byPortMap = new Map<number, LiveForward>();
@@ -169,6 +175,7 @@ export class ForwardRegistry extends EventEmitter {
       this.remotePorts.set(r.port, r);
     }
     const after = new Set(this.remotePorts.keys());
+    this.emit('remote');
     return {
       added: [...after].filter((p) => !before.has(p)),
       removed: [...before].filter((p) => !after.has(p)),
@@ -265,11 +272,25 @@ export class ForwardRegistry extends EventEmitter {
     tenant: string,
     label: string,
     origin: { address: string; port: number },
+    again = false,
   ): Promise<OpenedConnection> {
     const f = this.get(tenant, label);
     const remote = this.remoteOf(tenant, label);
     if ((!f || !this.hasHealthy(f)) && remote.length > 0 && this.remoteOpener) {
-      return this.openRemote(tenant, label, remote, origin);
+      try {
+        return await this.openRemote(tenant, label, remote, origin);
+      } catch (err) {
+        // The members refused before any byte of the caller was sent: during a handover the
+        // forward is coming here or moving on. Wait for the change (briefly) and look once more.
+        if (again || !this.remoteOpener) throw err;
+        const changed = () => {
+          const here = this.get(tenant, label);
+          return (here !== undefined && this.hasHealthy(here)) || this.remoteOf(tenant, label) !== remote;
+        };
+        if (!changed()) await this.nextChange(HANDOVER_WAIT_MS);
+        if (!changed()) throw err;
+        return this.open(tenant, label, origin, true);
+      }
     }
     if (!f)
       throw new TetherError('FORWARD_OFFLINE', `repository ${label} of ${tenant} is offline (no connector)`, {
@@ -332,6 +353,21 @@ export class ForwardRegistry extends EventEmitter {
       );
     }
     throw withdrawn(tenant, label);
+  }
+
+  /** Resolves on the next change of forwards (local or in the cluster directory), or after `ms`. */
+  private nextChange(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.clock.clearTimeout(timer);
+        this.off('forward', done);
+        this.off('remote', done);
+        resolve();
+      };
+      const timer = this.clock.setTimeout(done, ms);
+      this.on('forward', done);
+      this.on('remote', done);
+    });
   }
 
   private async openRemote(

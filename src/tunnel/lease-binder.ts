@@ -18,5 +18,10 @@ export interface LeaseBinder {
    * the relay names; `undefined` when the connection is not from a member. Rejects when a
    * member's relay header is refused (the connection is closed).
    */
-  relayOrigin?: (socket: net.Socket, port: number) => Promise<Origin | undefined> | undefined;
+  relayOrigin?: (socket: net.Socket, port: number) => Promise<RelayedOrigin | undefined> | undefined;
+}
+
+/** A relayed caller's address, and what the relaying member is sent once the channel is open. */
+export interface RelayedOrigin extends Origin {
+  acceptedReply?: Buffer;
 }

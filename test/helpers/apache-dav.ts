@@ -1,7 +1,7 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, listening, tempDir, waitFor } from './util.js';
+import { freePort, listening, spawnTracked, tempDir, waitFor } from './util.js';
 
 const MODULES = '/usr/lib/apache2/modules';
 export const haveApache = spawnSync('apache2', ['-v']).status === 0;
@@ -50,7 +50,7 @@ DavLockDB ${dir}/lock/DavLock
 `,
   );
   writeFileSync(join(dir, 'logs', 'access.log'), '');
-  const p: ChildProcess = spawn('apache2', ['-f', conf, '-D', 'FOREGROUND'], {
+  const p: ChildProcess = spawnTracked('apache2', ['-f', conf, '-D', 'FOREGROUND'], {
     stdio: 'ignore',
     detached: true,
   });

@@ -1,10 +1,19 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { controlRequest } from '../../src/connector/control-socket.js';
 import type { ConnectorStatus, RepoStatus } from '../../src/connector/status.js';
-import { BIN, OutputWatcher, type RunResult, run, stopProcess, tempDir, waitFor } from './util.js';
+import {
+  BIN,
+  OutputWatcher,
+  type RunResult,
+  run,
+  spawnTracked,
+  stopProcess,
+  tempDir,
+  waitFor,
+} from './util.js';
 
 export type Repositories = Record<string, Record<string, string>>;
 
@@ -66,7 +75,7 @@ export async function startConnector(o: ConnectorOptions): Promise<TestConnector
   const env: NodeJS.ProcessEnv = { ...process.env, TETHER_LOG_LEVEL: 'debug', ...o.env };
   delete env.TETHER_STATE_DIR;
   delete env.TETHER_CONNECT_CONFIG;
-  const p = spawn(process.execPath, [BIN, 'connector', 'run', '-c', configFile], {
+  const p = spawnTracked(process.execPath, [BIN, 'connector', 'run', '-c', configFile], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -14,9 +14,9 @@
  *     (delay in ms one way, rate in Mbit/s per direction) → prints {"port":N} when listening.
  * or from a test: `await startDelayRelay({ to, delayMs, rateMbit })`.
  */
-import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { spawnTracked } from './util.js';
 
 export interface LinkOptions {
   /** One-way delay, ms. */
@@ -165,7 +165,7 @@ export async function startDelayRelay(
     String(opts.rateMbit),
     ...(opts.queueBytes ? ['--queue', String(opts.queueBytes)] : []),
   ];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawnTracked(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
     const onData = (d: Buffer) => {

@@ -1,8 +1,17 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { BIN, freePortRange, OutputWatcher, type RunResult, run, stopProcess, tempDir } from './util.js';
+import {
+  BIN,
+  freePortRange,
+  OutputWatcher,
+  type RunResult,
+  run,
+  spawnTracked,
+  stopProcess,
+  tempDir,
+} from './util.js';
 
 export interface StartGatewayOptions {
   /** Extra gateway.yaml keys (merged over the test defaults). */
@@ -104,7 +113,7 @@ export async function startGateway(opts: StartGatewayOptions = {}): Promise<Test
   const gw = {} as TestGateway;
   const launch = async () => {
     writeFileSync(configFile, stringify(config));
-    const p = spawn(process.execPath, [BIN, 'gateway', '-c', configFile], {
+    const p = spawnTracked(process.execPath, [BIN, 'gateway', '-c', configFile], {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -1,8 +1,8 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { freePort, OutputWatcher, stopProcess, tempDir, waitFor } from './util.js';
+import { freePort, OutputWatcher, spawnTracked, stopProcess, tempDir, waitFor } from './util.js';
 
 export interface TestHaproxy {
   port: number;
@@ -36,7 +36,7 @@ export async function startHaproxy(
   ].join('\n');
   const file = join(dir, 'haproxy.cfg');
   writeFileSync(file, cfg);
-  const p = spawn('haproxy', ['-f', file, '-db'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawnTracked('haproxy', ['-f', file, '-db'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const out = new OutputWatcher(p.stderr!);
   await waitFor(
     () =>

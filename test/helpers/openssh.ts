@@ -1,5 +1,5 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { OutputWatcher, stopProcess } from './util.js';
+import type { ChildProcess } from 'node:child_process';
+import { OutputWatcher, spawnTracked, stopProcess } from './util.js';
 
 export interface SshForward {
   process: ChildProcess;
@@ -49,7 +49,7 @@ export async function sshForward(opts: {
     ...(opts.extraArgs ?? []),
     `${opts.tenant}@127.0.0.1`,
   ];
-  const p = spawn('ssh', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const p = spawnTracked('ssh', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   const stderr = new OutputWatcher(p.stderr!);
   const ports = new Map<string, number>();
   const exited = new Promise<void>((r) => p.once('exit', () => r()));

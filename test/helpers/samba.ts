@@ -1,8 +1,8 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
-import { freePort, listening, tempDir, waitFor } from './util.js';
+import { freePort, listening, spawnTracked, tempDir, waitFor } from './util.js';
 
 export const haveSamba =
   spawnSync('smbd', ['--version']).status === 0 && spawnSync('smbclient', ['--version']).status === 0;
@@ -43,7 +43,7 @@ export async function startSamba(): Promise<{ port: number; share: string; stop(
   read only = no
 `,
   );
-  const p: ChildProcess = spawn(
+  const p: ChildProcess = spawnTracked(
     'smbd',
     ['--foreground', '--no-process-group', '--debug-stdout', '-s', conf],
     {

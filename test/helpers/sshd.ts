@@ -1,9 +1,9 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { TestGateway } from './gateway.js';
-import { freePort, OutputWatcher, type RunResult, run, stopProcess, tempDir } from './util.js';
+import { freePort, OutputWatcher, type RunResult, run, spawnTracked, stopProcess, tempDir } from './util.js';
 
 export interface TestSshd {
   port: number;
@@ -76,7 +76,7 @@ export async function startSshd(opts: { extraConfig?: string[] } = {}): Promise<
       '',
     ].join('\n'),
   );
-  const p: ChildProcess = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', config], {
+  const p: ChildProcess = spawnTracked('/usr/sbin/sshd', ['-D', '-e', '-f', config], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   const output = new OutputWatcher(p.stderr!);
@@ -191,7 +191,7 @@ export class PasswordClient {
 
   /** Starts a long-running `ssh` (e.g. `-N -L …`); the caller stops it. */
   spawn(user: string, secret: string, args: string[]): ChildProcess {
-    return spawn('ssh', ['-p', String(this.port), ...this.options(user), ...args], {
+    return spawnTracked('ssh', ['-p', String(this.port), ...this.options(user), ...args], {
       env: this.env(secret),
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -2,13 +2,13 @@
  * Helpers for the tunnel transport tests: the TLS and WebSocket addresses a gateway printed,
  * tinyproxy on a free port, and a "proxy" that accepts connections and never answers.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import type { TestConnector } from './connector.js';
 import type { TestGateway } from './gateway.js';
-import { freePort, listening, OutputWatcher, stopProcess, tempDir, waitFor } from './util.js';
+import { freePort, listening, OutputWatcher, spawnTracked, stopProcess, tempDir, waitFor } from './util.js';
 
 /** The addresses in the gateway's "gateway.started" line (tunnel_tls, tunnel_websocket, …). */
 export function startedLine(gw: TestGateway): Record<string, string> {
@@ -66,7 +66,7 @@ export async function startTinyproxy(o: {
     ];
     writeFileSync(conf, `${lines.join('\n')}\n`);
     // -d: foreground, the log on stdout.
-    const p = spawn('tinyproxy', ['-d', '-c', conf], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const p = spawnTracked('tinyproxy', ['-d', '-c', conf], { stdio: ['ignore', 'pipe', 'ignore'] });
     const output = new OutputWatcher(p.stdout!);
     try {
       await waitFor(

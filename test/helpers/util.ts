@@ -107,6 +107,40 @@ export interface RunResult {
   stderr: string;
 }
 
+const children = new Set<ChildProcess>();
+
+/**
+ * `spawn`, and the child is killed when this test file is killed: the runner's per-file timeout
+ * ends the file's process with SIGTERM, which runs no `after` hook, and a gateway or sshd it
+ * started would live on and hold its ports.
+ */
+export const spawnTracked = ((...args: unknown[]) => {
+  const p = (spawn as (...a: unknown[]) => ChildProcess)(...args);
+  if (children.size === 0 && !abortHooked) hookAbort();
+  children.add(p);
+  p.once('exit', () => children.delete(p));
+  return p;
+}) as typeof spawn;
+
+let abortHooked = false;
+function hookAbort(): void {
+  abortHooked = true;
+  for (const [signal, code] of [
+    ['SIGTERM', 143],
+    ['SIGINT', 130],
+  ] as const) {
+    process.once(signal, () => {
+      for (const c of children) {
+        try {
+          if (c.pid) process.kill(-c.pid, 'SIGKILL'); // a detached child leads its own group
+        } catch {}
+        c.kill('SIGKILL');
+      }
+      process.exit(code);
+    });
+  }
+}
+
 /** Runs a command to completion. */
 export function run(
   cmd: string,
@@ -114,7 +148,7 @@ export function run(
   opts: { env?: NodeJS.ProcessEnv; input?: string; timeout?: number; cwd?: string } = {},
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, {
+    const p = spawnTracked(cmd, args, {
       env: opts.env ?? process.env,
       cwd: opts.cwd,
       stdio: ['pipe', 'pipe', 'pipe'],

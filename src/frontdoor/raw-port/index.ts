@@ -1,8 +1,8 @@
 import net from 'node:net';
 import type { ForwardRegistry } from '../../core/forward-registry.js';
 import type { Logger } from '../../log/index.js';
-import type { ConnectionBroker, Origin } from '../../tunnel/broker.js';
-import type { LeaseBinder } from '../../tunnel/lease-binder.js';
+import type { ConnectionBroker } from '../../tunnel/broker.js';
+import type { LeaseBinder, RelayedOrigin } from '../../tunnel/lease-binder.js';
 import { coalesceWrites } from '../../tunnel/pipe.js';
 import type { ProxyProtocolGate } from '../../tunnel/proxy-header.js';
 
@@ -22,7 +22,7 @@ export class LeaseListeners implements LeaseBinder {
    * relay names (the member's own address otherwise); `undefined` when the connection is not
    * from a member. Rejects when a member's relay header is refused (the connection is closed).
    */
-  relayOrigin?: (socket: net.Socket, port: number) => Promise<Origin | undefined> | undefined;
+  relayOrigin?: (socket: net.Socket, port: number) => Promise<RelayedOrigin | undefined> | undefined;
 
   constructor(
     private readonly bindHost: string,
@@ -130,9 +130,14 @@ export class LeaseListeners implements LeaseBinder {
     coalesceWrites(socket);
     socket.pause();
     const direct = { address: socket.remoteAddress ?? '127.0.0.1', port: socket.remotePort ?? 0 };
-    const splice = (origin: Origin) =>
+    const splice = ({ acceptedReply, ...origin }: RelayedOrigin) =>
       this.broker
-        .splice({ tenant: f.tenant, label: f.label, origin, frontDoor: 'raw_port', port }, socket)
+        .splice(
+          { tenant: f.tenant, label: f.label, origin, frontDoor: 'raw_port', port },
+          socket,
+          // a relaying member waits for this before it sends the caller's bytes (cluster relay)
+          acceptedReply ? { accepted: () => socket.write(acceptedReply) } : {},
+        )
         .then((r) => {
           // refused: the broker logged why; the caller sees its connection closed
           if ('refused' in r) socket.destroy();

@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import net from 'node:net';
+import { after, describe, test } from 'node:test';
+import { parseRelayHeader, RELAY_ACCEPTED, relayAccepted, relayHeader } from './relay-header.js';
+
+const KEY = 'k'.repeat(43);
+
+/** A connected pair of real sockets: `a` is the relaying member's end, `b` the owner's. */
+async function pair(): Promise<{ a: net.Socket; b: net.Socket; close: () => void }> {
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as net.AddressInfo).port;
+  const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
+  const a = net.connect(port, '127.0.0.1');
+  await new Promise<void>((r) => a.once('connect', () => r()));
+  const b = await accepted;
+  return {
+    a,
+    b,
+    close: () => {
+      a.destroy();
+      b.destroy();
+      server.close();
+    },
+  };
+}
+
+describe('cluster relay header', () => {
+  const open: Array<() => void> = [];
+  after(() => {
+    for (const c of open) c();
+  });
+
+  test('a version-2 header asks for the acknowledgement; a version-1 header (previous release) does not', () => {
+    const now = 1_700_000_000_000;
+    const v2 = relayHeader(KEY, { address: '203.0.113.9', port: 4444 }, 3000, now).trimEnd();
+    assert.match(v2, /^TETHER-RELAY 2 203\.0\.113\.9 4444 3000 /);
+    assert.deepEqual(parseRelayHeader(KEY, v2, 3000, now), {
+      ok: true,
+      origin: { address: '203.0.113.9', port: 4444, acknowledge: true },
+    });
+    // the same header as a version-1 member writes it (its own signature over its own body)
+    const body = `TETHER-RELAY 1 203.0.113.9 4444 3000 ${now}`;
+    const v1 = `${body} ${createHmac('sha256', KEY).update(body).digest('hex')}`;
+    assert.deepEqual(parseRelayHeader(KEY, v1, 3000, now), {
+      ok: true,
+      origin: { address: '203.0.113.9', port: 4444 },
+    });
+    assert.deepEqual(parseRelayHeader(KEY, v2.replace('RELAY 2', 'RELAY 3'), 3000, now), {
+      ok: false,
+      reason: 'not a relay header',
+    });
+    // the version is signed: turning a 2 into a 1 breaks the signature
+    assert.deepEqual(parseRelayHeader(KEY, v2.replace('RELAY 2', 'RELAY 1'), 3000, now), {
+      ok: false,
+      reason: 'relay header with a wrong signature',
+    });
+  });
+
+  test('the acknowledgement split over packets is read whole; the service bytes after it stay for the caller', async () => {
+    const p = await pair();
+    open.push(p.close);
+    const done = relayAccepted(p.a, 5_000);
+    p.b.write(RELAY_ACCEPTED.subarray(0, 5));
+    await new Promise((r) => setTimeout(r, 20));
+    p.b.write(Buffer.concat([RELAY_ACCEPTED.subarray(5), Buffer.from('HTTP/1.1 200 OK\r\n')]));
+    await done;
+    const first = await new Promise<Buffer>((r) => {
+      p.a.once('data', r);
+      p.a.resume();
+    });
+    assert.equal(first.toString(), 'HTTP/1.1 200 OK\r\n');
+  });
+
+  test('an owner that closes without accepting (it refused) rejects with the reason, and the socket is closed', async () => {
+    const p = await pair();
+    open.push(p.close);
+    const done = relayAccepted(p.a, 5_000);
+    p.b.end();
+    await assert.rejects(done, /the owner refused the relayed connection \(closed it\)/);
+    assert.ok(p.a.destroyed);
+  });
+
+  test('an owner that sends anything else first (an older member passing the service bytes straight on) is refused', async () => {
+    const p = await pair();
+    open.push(p.close);
+    const done = relayAccepted(p.a, 5_000);
+    p.b.write('SSH-2.0-OpenSSH_9.2\r\n');
+    await assert.rejects(done, /answered a relayed connection without accepting it/);
+  });
+
+  test('no answer within the bound rejects', async () => {
+    const p = await pair();
+    open.push(p.close);
+    await assert.rejects(relayAccepted(p.a, 100), /did not accept the relayed connection within 100 ms/);
+  });
+});
