@@ -33,6 +33,8 @@ export class ClusterMember implements Component {
   private relayKey = '';
   /** Addresses of the other live members: connections from them may carry a relay header. */
   private memberAddresses = new Set<string>();
+  /** Lease ports of other members this one could not bind for relaying (warned once each). */
+  private readonly unbindable = new Set<number>();
 
   constructor(
     private readonly config: ClusterConfig,
@@ -70,10 +72,15 @@ export class ClusterMember implements Component {
       );
     };
     await this.heartbeat();
+    // Know the members before this member's forwards are published: they relay to it at once.
+    this.learnMembers(await this.ctx.store.listNodes());
     await this.publish();
     await this.listen();
     // The others learn this member's address now (they take relay headers only from members).
     this.notify(FORWARD_CHANNEL, this.cfg.node_id);
+    // Each of them syncs after its next heartbeat at the latest: relay to them only after that,
+    // or the first relayed callers reach a member that does not know this one yet.
+    await new Promise((r) => setTimeout(r, this.cfg.heartbeat + JOIN_MARGIN_MS));
     registry.on('forward', () => this.schedulePublish());
     this.unsubscribe = events.on((c) => {
       if (c.origin === 'remote') return;
@@ -153,6 +160,19 @@ export class ClusterMember implements Component {
     await this.ctx.store.publishNodeForwards(this.cfg.node_id, rows, now);
   }
 
+  /**
+   * Remembers the other members' addresses: connections from them may start with a relay header.
+   * Addresses stay known after a member is reaped (a member slowed past `dead_after`, or
+   * restarting, still relays its callers here and must not see its header passed on to the
+   * service as data); the header's signature, not the address, is what is trusted.
+   */
+  private learnMembers(nodes: ReadonlyArray<{ node_id: string; advertise: string }>): void {
+    for (const n of nodes) {
+      if (n.node_id === this.cfg.node_id || this.memberAddresses.size >= MAX_MEMBER_ADDRESSES) continue;
+      this.memberAddresses.add(normalizeIp(n.advertise));
+    }
+  }
+
   /** Reads the directory: forwards of other live members get a local listener that relays to them. */
   private sync(): Promise<void> {
     if (this.syncing) {
@@ -191,17 +211,19 @@ export class ClusterMember implements Component {
         connectors: row.connectors,
       });
     }
-    this.memberAddresses = new Set(
-      [...address.entries()].filter(([id]) => id !== this.cfg.node_id).map(([, a]) => normalizeIp(a)),
-    );
+    this.learnMembers(nodes);
     const { removed } = registry.setRemote(remote);
     for (const r of remote) {
       if (leasePorts.isOpen(r.port)) continue;
-      await leasePorts
-        .open(r.port)
-        .catch((err: unknown) =>
-          log.warn({ err: (err as Error).message, port: r.port }, 'cannot relay lease port'),
-        );
+      await leasePorts.open(r.port).then(
+        () => this.unbindable.delete(r.port),
+        (err: unknown) => {
+          // once per port until it opens (a draining member fails every sync: not news)
+          if (this.unbindable.has(r.port) || this.unbindable.size >= MAX_MEMBER_ADDRESSES) return;
+          this.unbindable.add(r.port);
+          log.warn({ err: (err as Error).message, port: r.port }, 'cannot relay lease port');
+        },
+      );
     }
     for (const port of removed) leasePorts.close(port);
   }
@@ -278,6 +300,11 @@ export class ClusterMember implements Component {
       .catch((err: unknown) => this.ctx.log.warn({ err }, 'cluster notify failed'));
   }
 }
+
+/** Most member addresses remembered (a bound against a directory filled with junk rows). */
+const MAX_MEMBER_ADDRESSES = 1024;
+/** Slack over one heartbeat before a joining member relays (the others' sync takes a query). */
+const JOIN_MARGIN_MS = 250;
 
 /** How long a relaying member waits for the owner to accept (its connector opens the channel). */
 const RELAY_ACCEPT_MS = 20_000;

@@ -233,7 +233,8 @@ describe('rolling restart of a two-member cluster behind haproxy', () => {
             tunnel: { listen: `${ip}:${tunnel}` },
             admin: { listen: `${ip}:0` },
             forwards: { bind: ip, ports: `${range.low}-${range.high}` },
-            cluster: { node_id: `gw${i + 1}`, advertise: ip, heartbeat: '250ms', dead_after: '1500ms' },
+            // heartbeats a loaded machine keeps up with: a reaped member's forwards stop being relayed
+            cluster: { node_id: `gw${i + 1}`, advertise: ip, heartbeat: '500ms', dead_after: '5s' },
           },
         }),
       );
