@@ -3,13 +3,13 @@ import { EventEmitter } from 'node:events';
 import { connect, createServer, type Server as NetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ClientChannel, TcpConnectionDetails } from 'ssh2';
+import { formatHostPort, type HostPort } from '../config/host-port.js';
 import type { Clock } from '../core/clock.js';
 import { TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import { type BackoffPolicy, backoffDelay, DEFAULT_BACKOFF } from '../tunnel/backoff.js';
 import { relay } from '../tunnel/pipe.js';
 import type { TlsMaterial } from '../tunnel/tls-material.js';
-import { formatHostPort, type HostPort } from './address.js';
 import type { ExposeSpec } from './expose-request.js';
 import { RemoteLink } from './remote-link.js';
 

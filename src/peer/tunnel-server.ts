@@ -1,11 +1,11 @@
 import { type AddressInfo, connect, createServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket, type Server as TlsServer } from 'node:tls';
 import ssh2, { type Connection, type TcpipBindInfo, type TcpipRequestInfo } from 'ssh2';
+import { formatHostPort, type HostPort } from '../config/host-port.js';
 import type { Logger } from '../log/index.js';
 import { relay } from '../tunnel/pipe.js';
 import { createSshServer, type SshServer } from '../tunnel/ssh-server.js';
 import { describeTlsError, peerSubject, type TlsMaterial } from '../tunnel/tls-material.js';
-import { formatHostPort, type HostPort } from './address.js';
 
 /** How long the tunnel side waits for a destination to accept a connection. */
 const DIAL_TIMEOUT_MS = 10_000;
