@@ -44,7 +44,7 @@ async function loadsOf(args: string[], env: NodeJS.ProcessEnv = process.env) {
 /**
  * What no help and no admin command may load: the roles, their layers, and their heavy packages.
  * Two config modules import nothing but node: builtins and errors/, and are allowed: the peer's
- * defaults (shown by `peer run --help`) and the CIDR parser (`tenants allow` checks its list with
+ * defaults (shown by `peer run --help`) and the CIDR parser (`--allow-from` and `--tunnel-from` are checked with
  * the gateway's own parser before sending it).
  */
 const ROLE =
