@@ -3,6 +3,9 @@ import { describe, test } from 'node:test';
 import { isTetherError, type TetherError } from '../errors/index.js';
 import { type PeerOptionsInput, parseLogLevel, peerConfigFrom } from './peer.js';
 
+/** "${NAME}" as a config value writes it. */
+const ref = (name: string) => `\${${name}}`;
+
 function refused(input: PeerOptionsInput, env: NodeJS.ProcessEnv = {}): TetherError {
   try {
     peerConfigFrom(input, env);
@@ -49,11 +52,11 @@ describe('peer options through the config pipeline', () => {
     assert.equal(peerConfigFrom({ tunnelBind: undefined, rootCertPath: '' }, {}).tls, undefined);
   });
 
-  test('${VAR} is expanded in every value, as in gateway.yaml and connect.yaml', () => {
+  test(`environment references (${ref('VAR')}) in every value are expanded, as in gateway.yaml and connect.yaml`, () => {
     const c = peerConfigFrom(
       {
-        httpBind: '127.0.0.1:${API_PORT}',
-        rootCertPath: '${CERTS}/root.pem',
+        httpBind: `127.0.0.1:${ref('API_PORT')}`,
+        rootCertPath: `${ref('CERTS')}/root.pem`,
         serverCertPath: 'c',
         serverKeyPath: 'k',
       },
@@ -64,10 +67,10 @@ describe('peer options through the config pipeline', () => {
   });
 
   test('an unset variable is named with the flag that uses it; every such flag in one error', () => {
-    const e = refused({ httpBind: '127.0.0.1:${API_PORT}', serverKeyPath: '${KEYS}/peer.key' });
+    const e = refused({ httpBind: `127.0.0.1:${ref('API_PORT')}`, serverKeyPath: `${ref('KEYS')}/peer.key` });
     assert.equal(
       e.message,
-      '--http-bind uses ${API_PORT}, which is not set; --server-key-path uses ${KEYS}, which is not set',
+      `--http-bind uses ${ref('API_PORT')}, which is not set; --server-key-path uses ${ref('KEYS')}, which is not set`,
     );
     assert.deepEqual(
       e.details.map((d) => d.path),
