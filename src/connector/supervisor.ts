@@ -15,6 +15,7 @@ import { TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import { Backoff } from '../tunnel/backoff.js';
 import { type TunnelClientOptions, TunnelSession } from '../tunnel/client.js';
+import { dialDestination } from '../tunnel/dial.js';
 import { type GatewayTransport, gatewayTransport } from '../tunnel/transports/client.js';
 import { gatewaySessionOptions, logConnected, logConnectFailed, logDisconnected } from './gateway-session.js';
 import { HealthChecks } from './health.js';
@@ -24,7 +25,6 @@ import { ManagedRepos } from './managed.js';
 import type { Lookup } from './managed-policy.js';
 import { DrainMove, detachFrom } from './moving.js';
 import { Reachability } from './reachability.js';
-import { dialDestination } from './relay.js';
 import { needsReconnect, type ReloadResult, reconcileRepositories } from './reload-plan.js';
 import {
   leaseGranted,
