@@ -115,6 +115,19 @@ export function violation(e: ImportEdge): string | undefined {
   return undefined;
 }
 
+/** Node builtins that do I/O, which core/ never imports (node:crypto, events, stream are fine). */
+const IO_BUILTINS =
+  /^(node:)?(net|tls|dgram|dns|http|https|http2|fs|child_process|cluster|worker_threads)(\/.*)?$/;
+
+/** The I/O builtins `text` (the file `file`, relative to the repository) imports, as messages. */
+export function ioImportsOf(file: string, text: string): string[] {
+  return ts
+    .preProcessFile(text, true, true)
+    .importedFiles.map((r) => r.fileName)
+    .filter((s) => IO_BUILTINS.test(s))
+    .map((s) => `${file} imports '${s}' (I/O)`);
+}
+
 function allEdges(): ImportEdge[] {
   return sourceFiles(SRC)
     .filter((f) => !f.startsWith(STATIC_ASSETS + sep))
@@ -143,6 +156,35 @@ describe('import layers', () => {
       [],
       `add these folders to LAYERS in test/layers.test.ts: ${missing.join(', ')}`,
     );
+  });
+
+  test('core/ does no I/O: no sockets, HTTP, TLS, DNS, files or processes (DESIGN.md: policy, no I/O)', () => {
+    const core = join(SRC, 'core');
+    const wrong = sourceFiles(core)
+      .filter((f) => !f.endsWith('.test.ts'))
+      .flatMap((f) => ioImportsOf(relative(ROOT, f), readFileSync(f, 'utf8')));
+    assert.deepEqual(
+      wrong,
+      [],
+      'core/ takes Store, Clock and Logger; I/O belongs to tunnel/, frontdoor/ or the roles',
+    );
+  });
+
+  test('the core I/O check catches each form of a builtin import', () => {
+    const text = [
+      "import net from 'node:net';",
+      "import { connect } from 'tls';",
+      "import type { Server } from 'node:http';",
+      "const fs = await import('node:fs/promises');",
+      "import { createHash } from 'node:crypto';",
+      "import { Readable } from 'node:stream';",
+    ].join('\n');
+    assert.deepEqual(ioImportsOf('src/core/example.ts', text), [
+      "src/core/example.ts imports 'node:net' (I/O)",
+      "src/core/example.ts imports 'tls' (I/O)",
+      "src/core/example.ts imports 'node:http' (I/O)",
+      "src/core/example.ts imports 'node:fs/promises' (I/O)",
+    ]);
   });
 
   test('the browser dashboard stays inside its own folder', () => {

@@ -1,5 +1,5 @@
 import { createLogger } from '../log/index.js';
-import { parseLogLevel, resolvePeerOptions, startPeer } from '../peer/index.js';
+import { resolvePeerOptions, startPeer } from '../peer/index.js';
 
 export interface RunFlags {
   tunnelBind?: string;
@@ -13,12 +13,9 @@ export interface RunFlags {
 
 /** `tether peer run`: the peer daemon until SIGTERM/SIGINT (loaded only when that command runs). */
 export async function run(flags: RunFlags): Promise<void> {
-  const level = parseLogLevel(flags.logLevel);
-  const options = await resolvePeerOptions({
-    ...flags,
-    tunnelBind: flags.grpcBind ?? flags.tunnelBind,
-    logLevel: level,
-  });
+  // --grpc-bind is an alias of --tunnel-bind; every other flag is checked as given (src/config/peer.ts)
+  const { grpcBind, ...given } = flags;
+  const options = await resolvePeerOptions({ ...given, tunnelBind: grpcBind ?? given.tunnelBind });
   const logger = createLogger({ level: options.logLevel, name: 'peer' });
   const daemon = await startPeer(options, { logger });
   await new Promise<void>((resolve) => {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { DEFAULT_HTTP_BIND, DEFAULT_TUNNEL_BIND, LOG_LEVELS } from '../peer/defaults.js';
+import { DEFAULT_HTTP_BIND, DEFAULT_TUNNEL_BIND, LOG_LEVELS } from '../config/peer-defaults.js';
 import { lazy } from './lazy.js';
 
 export function registerPeer(program: Command): void {

@@ -1,12 +1,13 @@
 /**
  * How the connector opens its session with the gateway: the options of the SSH client
  * session from connect.yaml, the key and the transport, with the gateway's host key checked
- * against the pinned fingerprint or known_hosts (trusted on first use, which is logged).
+ * against the pinned fingerprint or known_hosts (trusted on first use, which is logged); and
+ * the lines the connector logs when a session opens or cannot be opened.
  */
 import { join } from 'node:path';
 import { type ConnectConfig, gatewayText } from '../config/connect.js';
 import type { Logger } from '../log/index.js';
-import type { HostKeyDecision, TunnelClientOptions } from '../tunnel/client.js';
+import type { HostKeyDecision, TunnelClientOptions, TunnelSession } from '../tunnel/client.js';
 import type { GatewayTransport } from '../tunnel/transports/client.js';
 import type { LoadedKey } from './key-file.js';
 import { checkHostKey } from './known-hosts.js';
@@ -82,4 +83,45 @@ export function gatewayHostKeyVerifier(
       ? { ok: true, fingerprint: v.fingerprint }
       : { ok: false, fingerprint: v.fingerprint, error: v.error };
   };
+}
+
+/** The line the connector logs once a session is up. */
+export function logConnected(
+  log: Logger,
+  gw: string,
+  transport: GatewayTransport,
+  session: TunnelSession,
+  tenant: string | undefined,
+): void {
+  log.info(
+    {
+      event: 'connector.connected',
+      gateway: gw,
+      route: transport.route.text,
+      fingerprint: session.hostFingerprint,
+      tenant: session.welcome?.tenant ?? tenant,
+      quota: session.welcome?.quota ?? null,
+      gatewayVersion: session.welcome?.gateway,
+    },
+    `connected to the gateway ${gw} (${session.hostFingerprint}); route: ${transport.route.text}`,
+  );
+}
+
+/** The line the connector logs when its session ended and it reconnects after `retryInMs`. */
+export function logDisconnected(log: Logger, gw: string, why: string, retryInMs: number): void {
+  log.warn({ event: 'connector.disconnected', gateway: gw, retryInMs }, `lost the gateway: ${why}`);
+}
+
+/** The line the connector logs when a session could not be opened and it retries after `retryInMs`. */
+export function logConnectFailed(
+  log: Logger,
+  gw: string,
+  err: { code: string; message: string },
+  retryInMs: number,
+  attempt: number,
+): void {
+  log.warn(
+    { event: 'connector.connect_failed', gateway: gw, code: err.code, retryInMs, attempt },
+    err.message,
+  );
 }

@@ -14,8 +14,8 @@ import { isTetherError } from '../errors/index.js';
 import { silentLogger } from '../log/index.js';
 import type { TunnelSession } from '../tunnel/client.js';
 import type { ConnectorMessage } from '../tunnel/control-protocol.js';
+import { dialDestination } from '../tunnel/dial.js';
 import { HealthChecks, probe } from './health.js';
-import { dialDestination } from './relay.js';
 import { Connector } from './supervisor.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tether-health-'));

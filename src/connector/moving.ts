@@ -1,11 +1,23 @@
 /**
- * Sessions the connector is leaving because their gateway drains (it sent `reconnect`): each
+ * The connector's move away from a draining gateway (it sent `reconnect`): a new session is
+ * opened at once, without backoff (the load balancer sends it to another member); the old one
  * keeps carrying the connections it has, its forwards are cancelled one by one as the new
  * session takes them over, and it is closed once it carries neither forwards nor connections.
- * The gateway ends it anyway at its `drain_timeout`.
+ * The gateway ends it anyway at its `drain_timeout`. `DrainMove` is what the supervisor
+ * (./supervisor.ts) calls; `MovingSessions` tracks the sessions being left.
  */
 
+import type { Clock } from '../core/clock.js';
+import type { TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
+import type { Backoff } from '../tunnel/backoff.js';
+
+/**
+ * A gateway's `reconnect` moves the connector at once, unless the last move was less than this
+ * long ago: then the backoff decides (a gateway that keeps asking cannot make it reconnect in a
+ * tight loop).
+ */
+export const MOVE_AGAIN_AFTER_MS = 10_000;
 
 /** What this needs of a tunnel session (TunnelSession). */
 export interface LeavingSession {
@@ -115,4 +127,96 @@ export function detachFrom(repos: Iterable<MovableRepo>, old: unknown): Map<stri
     r.gen++;
   }
   return held;
+}
+
+export interface DrainMoveDeps {
+  log: Logger;
+  clock: Clock;
+  /** The session's reconnect schedule: a move cancels it; a move asked again soon waits for it. */
+  backoff: Pick<Backoff, 'cancel' | 'schedule'>;
+  /** Opens a new session (the supervisor's connect: nothing while one is open, opening or stopped). */
+  connect: () => void;
+}
+
+/** The supervisor's side of a drain: start a move, and what a move changes in its session lifecycle. */
+export class DrainMove {
+  private readonly sessions: MovingSessions;
+  private lastMoveAt: number | undefined;
+
+  constructor(private readonly deps: DrainMoveDeps) {
+    this.sessions = new MovingSessions(deps.log);
+  }
+
+  /** Whether a session being left still carries the repositories. */
+  get active(): boolean {
+    return this.sessions.active;
+  }
+
+  /**
+   * The gateway behind `old` drains (the supervisor no longer counts `old` as its session): the
+   * repositories are detached from it and forwarded again on a new session, opened now (or after
+   * the backoff when the last move was less than MOVE_AGAIN_AFTER_MS ago).
+   */
+  start(old: LeavingSession, repos: Iterable<MovableRepo>, gateway: string, reason: string): void {
+    const { log, backoff, clock } = this.deps;
+    log.info(
+      { event: 'connector.moving', gateway, reason: String(reason).slice(0, 200) },
+      `the gateway ${gateway} drains: reconnecting now, open connections finish on the old session`,
+    );
+    this.sessions.leave(old, detachFrom(repos, old));
+    backoff.cancel();
+    const now = clock.now();
+    const again = this.lastMoveAt !== undefined && now - this.lastMoveAt < MOVE_AGAIN_AFTER_MS;
+    this.lastMoveAt = now;
+    if (!again) {
+      this.deps.connect();
+      return;
+    }
+    const delay = backoff.schedule(() => this.deps.connect());
+    log.warn(
+      { event: 'connector.move_delayed', gateway, retryInMs: delay },
+      `the gateway asked to reconnect again within ${MOVE_AGAIN_AFTER_MS / 1000} s: reconnecting with backoff`,
+    );
+  }
+
+  /**
+   * Opening a session failed. True while a session being left still carries the repositories:
+   * the connector stays on it and tries again as soon as it closes (no backoff meanwhile).
+   */
+  openFailed(gateway: string, err: TetherError): boolean {
+    if (!this.sessions.active) return false;
+    this.deps.log.warn(
+      { event: 'connector.move_failed', gateway, code: err.code },
+      `could not reach another gateway while the current one drains (${err.message}); staying on it until it closes`,
+    );
+    return true;
+  }
+
+  /**
+   * A session closed. True when it was one being left: when no other is left, a move that found
+   * no new session reconnects now.
+   */
+  closed(s: LeavingSession): boolean {
+    if (!this.sessions.closed(s)) return false;
+    if (!this.sessions.active) this.deps.connect();
+    return true;
+  }
+
+  /** The new session holds `label` now: its forward on the old session is cancelled. */
+  forwardMoved(label: string): void {
+    this.sessions.movedOver(label);
+  }
+
+  connectionOpened(s: LeavingSession): void {
+    this.sessions.connectionOpened(s);
+  }
+
+  connectionClosed(s: LeavingSession): void {
+    this.sessions.connectionClosed(s);
+  }
+
+  /** The connector stops: every session being left is closed. */
+  closeAll(): void {
+    this.sessions.closeAll();
+  }
 }

@@ -1,50 +1,10 @@
 /**
- * Dialing a repository's destination and relaying bytes between it and an SSH channel.
+ * Relaying bytes between a repository's destination and an SSH channel (the destination is
+ * dialed with tunnel/dial.ts).
  */
-import { connect as netConnect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { coalesceWrites, relay } from '../tunnel/pipe.js';
-
-/** Connects to host:port, or fails with a short reason ("connection refused", "timed out after 10 s"). */
-export function dialDestination(host: string, port: number, timeoutMs: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const sock = netConnect({ host, port, noDelay: true, allowHalfOpen: true });
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new Error(`no answer within ${timeoutMs / 1000} s`));
-    }, timeoutMs);
-    sock.once('connect', () => {
-      clearTimeout(timer);
-      sock.removeListener('error', onError);
-      coalesceWrites(sock);
-      resolve(sock);
-    });
-    const onError = (e: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      reject(new Error(dialReason(e)));
-    };
-    sock.once('error', onError);
-  });
-}
-
-function dialReason(e: NodeJS.ErrnoException): string {
-  switch (e.code) {
-    case 'ECONNREFUSED':
-      return 'connection refused';
-    case 'ENOTFOUND':
-      return 'host not found';
-    case 'EAI_AGAIN':
-      return 'name lookup failed (DNS)';
-    case 'EHOSTUNREACH':
-      return 'no route to host';
-    case 'ENETUNREACH':
-      return 'network unreachable';
-    case 'ECONNRESET':
-      return 'connection reset';
-    default:
-      return e.message;
-  }
-}
+import { relay } from '../tunnel/pipe.js';
 
 export interface RelayTotals {
   /** Bytes from `channel` to `sock`. */

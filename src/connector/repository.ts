@@ -1,16 +1,14 @@
 /**
  * The connector's per-repository state: what it forwards (its config), its lease on the
- * gateway, whether its destination answers, its counters and its open connections; and how
- * one connection from the gateway is carried to the destination and counted.
+ * gateway, whether its destination answers, its counters and its open connections. How one
+ * connection from the gateway is carried to the destination and counted: ./incoming.ts.
  */
 import type { Socket } from 'node:net';
 import type { RepositoryConfig } from '../config/connect.js';
 import { destinationOf } from '../config/uri.js';
 import type { Logger } from '../log/index.js';
-import type { IncomingConnection, TunnelSession } from '../tunnel/client.js';
+import type { TunnelSession } from '../tunnel/client.js';
 import type { RepoMetaMessage } from '../tunnel/control-protocol.js';
-import { buildProxyHeader } from '../tunnel/proxy-header-out.js';
-import { relayChannel } from './relay.js';
 import type { RepoState, RepoStatus } from './status.js';
 
 export interface Repo {
@@ -106,79 +104,6 @@ export function closeGently(sock: Socket): void {
   setTimeout(() => sock.destroy(), 2000).unref();
 }
 
-/**
- * Carries a connection from the gateway to `sock`, the destination `dest` the connector
- * dialed for it, counting it on `r`; `accepted` runs once the gateway side is accepted. When
- * the gateway side is gone already, the socket is closed.
- */
-export function carry(
-  r: Repo,
-  c: IncomingConnection,
-  sock: Socket,
-  dest: string,
-  log: Logger,
-  accepted: () => void,
-  closed?: () => void,
-): void {
-  let channel: ReturnType<IncomingConnection['accept']>;
-  try {
-    channel = c.accept();
-  } catch {
-    sock.destroy();
-    return;
-  }
-  accepted();
-  r.connections++;
-  r.totalConnections++;
-  const handle = {
-    close: () => {
-      sock.destroy();
-      channel.destroy();
-    },
-  };
-  r.live.add(handle);
-  // the destination reads the cloud caller's address first (proxy_protocol: v1|v2)
-  if (r.cfg.proxyProtocol) {
-    sock.write(
-      buildProxyHeader(
-        r.cfg.proxyProtocol,
-        { address: c.info.srcIP, port: c.info.srcPort },
-        { address: sock.remoteAddress ?? '', port: sock.remotePort ?? r.cfg.port },
-      ),
-    );
-  }
-  log.debug(
-    {
-      event: 'connector.connection',
-      label: c.label,
-      destination: dest,
-      from: `${c.info.srcIP}:${c.info.srcPort}`,
-    },
-    'connection',
-  );
-  relayChannel(channel, sock, {
-    onBytes: (toDest, fromDest) => {
-      r.bytesIn += toDest;
-      r.bytesOut += fromDest;
-    },
-    done: (t) => {
-      closed?.();
-      r.connections--;
-      r.live.delete(handle);
-      log.debug(
-        {
-          event: 'connector.connection_closed',
-          label: c.label,
-          bytesIn: t.toDestination,
-          bytesOut: t.fromDestination,
-          error: t.error?.message,
-        },
-        'connection closed',
-      );
-    },
-  });
-}
-
 /** Cancels a repository's forward on the live session (if it holds one) and ends its connections. */
 export function releaseRepo(r: Repo, session: TunnelSession | undefined, log: Logger): void {
   const label = r.cfg.label;
@@ -224,4 +149,11 @@ export function leaseRefused(r: Repo, e: Error & { code?: string }, log: Logger)
     { event: 'connector.forward_refused', label: r.cfg.label, code: e.code },
     `forward ${r.cfg.label} refused: ${e.message}`,
   );
+}
+
+/** The gateway's control channel says why it refused the forward (a repository already active keeps its state). */
+export function refusedByGateway(r: Repo, reason: string): void {
+  if (r.state === 'active') return;
+  r.state = 'rejected';
+  r.reason = reason;
 }

@@ -14,24 +14,25 @@ import { type Clock, systemClock } from '../core/clock.js';
 import { TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import { Backoff } from '../tunnel/backoff.js';
-import { type IncomingConnection, type TunnelClientOptions, TunnelSession } from '../tunnel/client.js';
+import { type TunnelClientOptions, TunnelSession } from '../tunnel/client.js';
+import { dialDestination } from '../tunnel/dial.js';
 import { type GatewayTransport, gatewayTransport } from '../tunnel/transports/client.js';
-import { gatewaySessionOptions } from './gateway-session.js';
+import { gatewaySessionOptions, logConnected, logConnectFailed, logDisconnected } from './gateway-session.js';
 import { HealthChecks } from './health.js';
+import { serveIncoming } from './incoming.js';
 import { type LoadedKey, readPrivateKey } from './key-file.js';
 import { ManagedRepos } from './managed.js';
 import type { Lookup } from './managed-policy.js';
-import { detachFrom, MovingSessions } from './moving.js';
+import { DrainMove, detachFrom } from './moving.js';
 import { Reachability } from './reachability.js';
-import { dialDestination } from './relay.js';
 import { needsReconnect, type ReloadResult, reconcileRepositories } from './reload-plan.js';
 import {
-  carry,
   leaseGranted,
   leaseRefused,
   metaOf,
   newRepo,
   type Repo,
+  refusedByGateway,
   releaseRepo,
   repoStatus,
 } from './repository.js';
@@ -55,13 +56,6 @@ export interface ConnectorDeps {
 }
 
 export type { ReloadResult } from './reload-plan.js';
-
-/**
- * A gateway's `reconnect` moves the connector at once, unless the last move was less than this
- * long ago: then the backoff decides (a gateway that keeps asking cannot make it reconnect in a
- * tight loop).
- */
-const MOVE_AGAIN_AFTER_MS = 10_000;
 
 interface ConnectorEvents {
   /** The connector cannot go on (host key mismatch): `run` exits non-zero. */
@@ -92,9 +86,8 @@ export class Connector extends EventEmitter<ConnectorEvents> {
   private readonly health: HealthChecks;
   private readonly reach: Reachability;
   private readonly managed: ManagedRepos;
-  /** Sessions of a draining gateway, left as their forwards move to the new session. */
-  private readonly moving: MovingSessions;
-  private lastMoveAt: number | undefined;
+  /** Moving away from a draining gateway (./moving.ts): the sessions being left. */
+  private readonly move: DrainMove;
 
   constructor(private readonly deps: ConnectorDeps) {
     super();
@@ -105,12 +98,17 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     this.dial = deps.dial ?? dialDestination;
     this.probeInterval = deps.probeInterval ?? 5000;
     this.transport = gatewayTransport(this.cfg, { log: this.log });
-    this.moving = new MovingSessions(this.log);
     this.backoff = new Backoff({
       minDelay: this.cfg.reconnect.minDelay,
       maxDelay: this.cfg.reconnect.maxDelay,
       clock: this.clock,
       random: deps.random,
+    });
+    this.move = new DrainMove({
+      log: this.log,
+      clock: this.clock,
+      backoff: this.backoff,
+      connect: () => void this.connect(),
     });
     for (const r of this.cfg.repositories) this.repos.set(r.label, newRepo(r));
     this.health = new HealthChecks({
@@ -185,6 +183,11 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     return this.cfg;
   }
 
+  /** The gateway as connect.yaml names it, with its transport (for messages). */
+  private gw(): string {
+    return gatewayText(this.cfg.gateway, this.cfg.transport);
+  }
+
   /** Reads the key (errors here are the user's to fix: thrown) and starts connecting. */
   start(): void {
     if (!this.stopped) return;
@@ -204,7 +207,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     this.log.info(
       {
         event: 'connector.starting',
-        gateway: gatewayText(this.cfg.gateway, this.cfg.transport),
+        gateway: this.gw(),
         route: this.transport.route.text,
         tenant: this.cfg.tenant,
         key: this.key.fingerprint,
@@ -226,7 +229,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     const s = this.session;
     this.session = undefined;
     s?.close();
-    this.moving.closeAll();
+    this.move.closeAll();
   }
 
   private async connect(): Promise<void> {
@@ -268,26 +271,11 @@ export class Connector extends EventEmitter<ConnectorEvents> {
         if (!this.stopped) void this.connect();
         return;
       }
-      if (this.moving.active) {
-        // The draining gateway still carries the repositories: try again as soon as it ends.
-        this.log.warn(
-          { event: 'connector.move_failed', gateway: gw, code: err.code },
-          `could not reach another gateway while the current one drains (${err.message}); staying on it until it closes`,
-        );
-        return;
-      }
+      // The draining gateway still carries the repositories: try again as soon as it ends.
+      if (this.move.openFailed(gw, err)) return;
       this.state = 'disconnected';
       const delay = this.backoff.schedule(() => void this.connect());
-      this.log.warn(
-        {
-          event: 'connector.connect_failed',
-          gateway: gw,
-          code: err.code,
-          retryInMs: delay,
-          attempt: this.backoff.attempts,
-        },
-        err.message,
-      );
+      logConnectFailed(this.log, gw, err, delay, this.backoff.attempts);
       return;
     }
     this.connecting = false;
@@ -303,30 +291,30 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     this.fingerprint = session.hostFingerprint;
     this.quota = session.welcome?.quota ?? null;
     this.backoff.connected();
-    this.log.info(
-      {
-        event: 'connector.connected',
-        gateway: gw,
-        route: transport.route.text,
-        fingerprint: session.hostFingerprint,
-        tenant: session.welcome?.tenant ?? cfg.tenant,
-        quota: this.quota,
-        gatewayVersion: session.welcome?.gateway,
-      },
-      `connected to the gateway ${gw} (${session.hostFingerprint}); route: ${transport.route.text}`,
+    logConnected(this.log, gw, transport, session, cfg.tenant);
+    session.on('connection', (c) =>
+      serveIncoming(c, this.repos.get(c.label), {
+        log: this.log,
+        dial: (r) => this.dialRepo(r),
+        opened: (r) => {
+          this.move.connectionOpened(session);
+          if (r.state === 'unreachable') this.reach.markReachable(r);
+        },
+        closed: () => this.move.connectionClosed(session),
+        unreachable: (r, reason) => this.reach.markUnreachable(r, reason),
+      }),
     );
-    session.on('connection', (c) => this.onConnection(c, session));
     this.managed.sessionStarted();
     session.on('message', (m) => {
       if (this.managed.onMessage(m as unknown as Record<string, unknown>)) return;
       if (m.type === 'reconnect') {
-        this.moveAway(session, m.reason);
+        // The gateway drains: a new session at once; this one serves until the forwards moved.
+        if (this.session !== session || this.stopped) return;
+        this.session = undefined;
+        this.move.start(session, this.repos.values(), this.gw(), m.reason);
       } else if (m.type === 'refused') {
         const r = this.repos.get(m.label);
-        if (r && r.state !== 'active') {
-          r.state = 'rejected';
-          r.reason = m.reason;
-        }
+        if (r) refusedByGateway(r, m.reason);
       } else if (m.type === 'welcome') {
         this.quota = m.quota;
       } else if (m.type === 'error') {
@@ -340,58 +328,22 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     session.send({ type: 'managed-ready' });
   }
 
-  /**
-   * The gateway drains (it sent `reconnect`): open a new session at once, without backoff (the
-   * load balancer sends it to another member); the old one keeps its connections, each forward
-   * is cancelled there once the new session has it, and it closes when it carries nothing.
-   */
-  private moveAway(old: TunnelSession, reason: string): void {
-    if (this.session !== old || this.stopped) return;
-    const gw = gatewayText(this.cfg.gateway, this.cfg.transport);
-    this.log.info(
-      { event: 'connector.moving', gateway: gw, reason: String(reason).slice(0, 200) },
-      `the gateway ${gw} drains: reconnecting now, open connections finish on the old session`,
-    );
-    this.session = undefined;
-    this.moving.leave(old, detachFrom(this.repos.values(), old));
-    this.backoff.cancel();
-    const now = this.clock.now();
-    const again = this.lastMoveAt !== undefined && now - this.lastMoveAt < MOVE_AGAIN_AFTER_MS;
-    this.lastMoveAt = now;
-    if (!again) return void this.connect();
-    const delay = this.backoff.schedule(() => void this.connect());
-    this.log.warn(
-      { event: 'connector.move_delayed', gateway: gw, retryInMs: delay },
-      `the gateway asked to reconnect again within ${MOVE_AGAIN_AFTER_MS / 1000} s: reconnecting with backoff`,
-    );
-  }
-
   private onSessionClosed(session: TunnelSession, err: Error | undefined): void {
-    if (this.moving.closed(session)) {
-      // a draining gateway ended the session we were leaving: reconnect now if the move failed
-      if (!this.session && !this.connecting && !this.stopped && !this.moving.active) void this.connect();
-      return;
-    }
+    // a draining gateway ended the session we were leaving: reconnects now if the move failed
+    if (this.move.closed(session)) return;
     if (this.session !== session) return;
     this.session = undefined;
-    for (const r of this.repos.values()) {
-      if (r.state !== 'rejected' && r.state !== 'unreachable') r.state = 'pending';
-      r.leasedOn = undefined;
-      r.gen++;
-    }
+    detachFrom(this.repos.values(), session); // forwarded again on the next session
     this.emit('disconnected', err);
     if (this.stopped) return;
     this.state = 'disconnected';
     this.since = this.clock.now();
     this.lastError = err?.message ?? 'the gateway closed the session';
-    const delay = this.backoff.schedule(() => void this.connect());
-    this.log.warn(
-      {
-        event: 'connector.disconnected',
-        gateway: gatewayText(this.cfg.gateway, this.cfg.transport),
-        retryInMs: delay,
-      },
-      `lost the gateway: ${this.lastError}`,
+    logDisconnected(
+      this.log,
+      this.gw(),
+      this.lastError,
+      this.backoff.schedule(() => void this.connect()),
     );
   }
 
@@ -412,45 +364,11 @@ export class Connector extends EventEmitter<ConnectorEvents> {
           return;
         }
         leaseGranted(r, s, port, this.log);
-        this.moving.movedOver(r.cfg.label);
+        this.move.forwardMoved(r.cfg.label);
       },
       (e: Error) => {
         if (this.repos.get(r.cfg.label) !== r || r.gen !== gen || this.session !== s) return;
         leaseRefused(r, e, this.log);
-      },
-    );
-  }
-
-  private onConnection(c: IncomingConnection, session: TunnelSession): void {
-    const r = this.repos.get(c.label);
-    if (!r) {
-      // Only labels from our own config are ever dialed.
-      this.log.warn(
-        { event: 'connector.unknown_label', label: c.label, port: c.port },
-        'refused a connection for a label this connector does not serve',
-      );
-      c.reject();
-      return;
-    }
-    const dest = destinationOf(r.cfg);
-    this.dialRepo(r).then(
-      (sock) =>
-        carry(
-          r,
-          c,
-          sock,
-          dest,
-          this.log,
-          () => {
-            this.moving.connectionOpened(session);
-            if (r.state === 'unreachable') this.reach.markReachable(r);
-          },
-          () => this.moving.connectionClosed(session),
-        ),
-      (e: Error) => {
-        c.reject();
-        r.dialFailures++;
-        this.reach.markUnreachable(r, `destination unreachable: ${dest}: ${e.message}`);
       },
     );
   }
@@ -529,7 +447,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     if (!this.session) {
       throw new TetherError(
         'GATEWAY_UNREACHABLE',
-        `not connected to the gateway ${gatewayText(this.cfg.gateway, this.cfg.transport)}${this.lastError ? `: ${this.lastError}` : ''}`,
+        `not connected to the gateway ${this.gw()}${this.lastError ? `: ${this.lastError}` : ''}`,
         { status: 503 },
       );
     }
@@ -544,7 +462,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       config: this.cfg.file,
       state: this.state,
       connected: this.session !== undefined,
-      gateway: gatewayText(this.cfg.gateway, this.cfg.transport),
+      gateway: this.gw(),
       transport: this.transport.route.transport,
       route: this.transport.route.text,
       tenant: this.cfg.tenant ?? null,

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { type AddressInfo, connect, createServer, type Server } from 'node:net';
 import { test } from 'node:test';
+import { formatHostPort } from '../config/host-port.js';
 import { silentLogger } from '../log/index.js';
-import { formatHostPort } from './address.js';
 import { parseExposeRequest } from './expose-request.js';
 import { type PeerDaemon, resolvePeerOptions, startPeer } from './index.js';
 

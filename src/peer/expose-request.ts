@@ -1,6 +1,6 @@
 import { z } from 'zod';
+import { type HostPort, isValidHost, parseHostPort } from '../config/host-port.js';
 import { type FieldProblem, TetherError } from '../errors/index.js';
-import { type HostPort, isValidHost, parseHostPort } from './address.js';
 
 /** Direction of an exposure, as the API spells it in requests. */
 export type ExposeType = 'local' | 'remote';

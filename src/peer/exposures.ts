@@ -1,15 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { connect, createServer, type Server as NetServer, type Socket } from 'node:net';
+import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ClientChannel, TcpConnectionDetails } from 'ssh2';
+import { formatHostPort, type HostPort } from '../config/host-port.js';
 import type { Clock } from '../core/clock.js';
 import { TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import { type BackoffPolicy, backoffDelay, DEFAULT_BACKOFF } from '../tunnel/backoff.js';
+import { dialDestination } from '../tunnel/dial.js';
 import { relay } from '../tunnel/pipe.js';
 import type { TlsMaterial } from '../tunnel/tls-material.js';
-import { formatHostPort, type HostPort } from './address.js';
 import type { ExposeSpec } from './expose-request.js';
 import { RemoteLink } from './remote-link.js';
 
@@ -396,30 +397,24 @@ export class ExposureManager {
       return;
     }
     const dest = e.spec.destinationAddr;
-    const socket = connect({ host: dest.host, port: dest.port });
-    socket.setTimeout(DIAL_TIMEOUT_MS);
-    const fail = (why: string) => {
-      e.log.warn({ destination: formatHostPort(dest), reason: why }, 'cannot dial the destination');
-      socket.destroy();
-      reject();
-    };
-    socket.once('timeout', () => fail(`no answer within ${DIAL_TIMEOUT_MS / 1000} s`));
-    socket.once('error', (err) => fail(err.message));
-    socket.once('connect', () => {
-      socket.setTimeout(0);
-      socket.removeAllListeners('timeout');
-      socket.removeAllListeners('error');
-      if (e.removed) {
-        socket.destroy();
+    dialDestination(dest.host, dest.port, DIAL_TIMEOUT_MS).then(
+      (socket) => {
+        if (e.removed) {
+          socket.destroy();
+          reject();
+          return;
+        }
+        const ch = accept();
+        this.track(e, socket);
+        this.track(e, ch);
+        e.log.debug({ from: `${info.srcIP}:${info.srcPort}` }, 'connection carried back and dialled');
+        relay(socket, ch, () => {});
+      },
+      (err: Error) => {
+        e.log.warn({ destination: formatHostPort(dest), reason: err.message }, 'cannot dial the destination');
         reject();
-        return;
-      }
-      const ch = accept();
-      this.track(e, socket);
-      this.track(e, ch);
-      e.log.debug({ from: `${info.srcIP}:${info.srcPort}` }, 'connection carried back and dialled');
-      relay(socket, ch, () => {});
-    });
+      },
+    );
   }
 
   /** "remote": a connection arrives on our listener; the remote peer dials the destination. */

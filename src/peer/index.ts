@@ -2,16 +2,16 @@ import { randomInt } from 'node:crypto';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import { formatHostPort, type HostPort } from '../config/host-port.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import { TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
-import { formatHostPort, type HostPort } from './address.js';
 import { createApiHandler } from './api.js';
 import { ExposureManager } from './exposures.js';
 import type { PeerOptions } from './options.js';
 import { TunnelServer } from './tunnel-server.js';
 
-export { formatHostPort, type HostPort, parseHostPort } from './address.js';
+export { formatHostPort, type HostPort, parseHostPort } from '../config/host-port.js';
 export { generateCa, generateLeaf, writeCa, writeLeaf } from './certs.js';
 export { type ExposeSpec, parseExposeRequest } from './expose-request.js';
 export type { ExposureStatus, ExposureView } from './exposures.js';

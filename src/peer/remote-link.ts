@@ -1,12 +1,12 @@
 import { isIP } from 'node:net';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import ssh2, { type ClientChannel, type TcpConnectionDetails } from 'ssh2';
+import { formatHostPort, type HostPort } from '../config/host-port.js';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../log/index.js';
 import { type BackoffPolicy, backoffDelay, DEFAULT_BACKOFF } from '../tunnel/backoff.js';
 import { sshClientConfig } from '../tunnel/ssh-client.js';
 import { describeTlsError, peerIdentityCheck, type TlsMaterial } from '../tunnel/tls-material.js';
-import { formatHostPort, type HostPort } from './address.js';
 
 /** Where a link stands. `failed` keeps retrying; `closed` is final. */
 export type LinkState =

@@ -1,11 +1,12 @@
-import { type AddressInfo, connect, createServer, type Server as NetServer, type Socket } from 'node:net';
+import { type AddressInfo, createServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket, type Server as TlsServer } from 'node:tls';
 import ssh2, { type Connection, type TcpipBindInfo, type TcpipRequestInfo } from 'ssh2';
+import { formatHostPort, type HostPort } from '../config/host-port.js';
 import type { Logger } from '../log/index.js';
+import { dialDestination } from '../tunnel/dial.js';
 import { relay } from '../tunnel/pipe.js';
 import { createSshServer, type SshServer } from '../tunnel/ssh-server.js';
 import { describeTlsError, peerSubject, type TlsMaterial } from '../tunnel/tls-material.js';
-import { formatHostPort, type HostPort } from './address.js';
 
 /** How long the tunnel side waits for a destination to accept a connection. */
 const DIAL_TIMEOUT_MS = 10_000;
@@ -281,27 +282,21 @@ class InboundSession {
   /** The peer asks us to dial a destination (an exposure of type "remote"). */
   private onDirect(info: TcpipRequestInfo, accept: () => ssh2.ServerChannel, reject: () => void): void {
     const dest = formatHostPort({ host: info.destIP, port: info.destPort });
-    const socket = connect({ host: info.destIP, port: info.destPort });
-    socket.setTimeout(DIAL_TIMEOUT_MS);
-    const fail = (why: string) => {
-      this.log.warn({ dest, reason: why }, 'cannot dial the destination for the peer');
-      socket.destroy();
-      reject();
-    };
-    socket.once('timeout', () => fail(`no answer within ${DIAL_TIMEOUT_MS / 1000} s`));
-    socket.once('error', (e) => fail(e.message));
-    socket.once('connect', () => {
-      socket.setTimeout(0);
-      socket.removeAllListeners('timeout');
-      socket.removeAllListeners('error');
-      if (this.closed) {
-        socket.destroy();
-        return;
-      }
-      this.streams.add(socket);
-      socket.on('close', () => this.streams.delete(socket));
-      this.log.debug({ dest }, 'dialled the destination for the peer');
-      relay(socket, accept(), () => {});
-    });
+    dialDestination(info.destIP, info.destPort, DIAL_TIMEOUT_MS).then(
+      (socket) => {
+        if (this.closed) {
+          socket.destroy();
+          return;
+        }
+        this.streams.add(socket);
+        socket.on('close', () => this.streams.delete(socket));
+        this.log.debug({ dest }, 'dialled the destination for the peer');
+        relay(socket, accept(), () => {});
+      },
+      (e: Error) => {
+        this.log.warn({ dest, reason: e.message }, 'cannot dial the destination for the peer');
+        reject();
+      },
+    );
   }
 }

@@ -41,9 +41,14 @@ async function loadsOf(args: string[], env: NodeJS.ProcessEnv = process.env) {
   return { ...r, modules };
 }
 
-/** What no help and no admin command may load: the roles, their layers, and their heavy packages. */
+/**
+ * What no help and no admin command may load: the roles, their layers, and their heavy packages.
+ * Two config modules import nothing but node: builtins and errors/, and are allowed: the peer's
+ * defaults (shown by `peer run --help`) and the CIDR parser (`--allow-from` and `--tunnel-from` are checked with
+ * the gateway's own parser before sending it).
+ */
 const ROLE =
-  /^dist\/(gateway|connector|peer\/(?!defaults\.js)|tunnel|frontdoor|admin|cluster|store|config|log)\b/;
+  /^dist\/(gateway|connector|peer|tunnel|frontdoor|admin|cluster|store|config\/(?!(peer-defaults|cidr)\.js)|log)\b/;
 const HEAVY = /^node_modules\/(ssh2|pino|kysely|better-sqlite3|pg|prom-client|ws|zod|yaml|undici)\//;
 const ACTIONS = /^dist\/cli\/[a-z-]+-actions\.js$/;
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { formatHostPort, parseHostPort } from './address.js';
+import { formatHostPort, parseHostPort } from './host-port.js';
 
 test('parseHostPort reads host:port, [v6]:port and :port', () => {
   assert.deepEqual(parseHostPort('localhost:9090'), { ok: true, value: { host: 'localhost', port: 9090 } });
