@@ -139,3 +139,89 @@ describe('ForwardRegistry: several connectors for one label', () => {
     await store.close();
   });
 });
+
+describe('ForwardRegistry: a forward moving between cluster members (drain handover)', () => {
+  const remoteAt = (node: string) => ({
+    tenant: 'acme',
+    label: 'g/web',
+    port: 3000,
+    node,
+    address: `10.0.0.${node.length}`,
+    connectors: 1,
+  });
+
+  test('the connector here declines as it leaves; the caller waits for the directory and is relayed to the member that has the forward now', async () => {
+    const clock = new FakeClock();
+    const r = new ForwardRegistry(clock);
+    const relayedTo: string[] = [];
+    r.remoteOpener = async (remote) => {
+      relayedTo.push(remote.node);
+      return new PassThrough();
+    };
+    const leaving = endpoint('1', [], true);
+    r.add('acme', 'g/web', 3000, leaving, null);
+    // the channel open fails because the session is closing: its forward is gone when it fails
+    leaving.open = async () => {
+      r.remove('acme', 'g/web', leaving);
+      throw new Error('session closed');
+    };
+    const opened = r.open('acme', 'g/web', origin);
+    await new Promise((res) => setImmediate(res));
+    assert.deepEqual(relayedTo, [], 'nothing to relay to yet');
+    r.setRemote([remoteAt('gw2')]);
+    const c = await opened;
+    assert.deepEqual(relayedTo, ['gw2']);
+    c.close(0, 0);
+  });
+
+  test('no change within the bound: the refusal stands, after at most 2 s', async () => {
+    const clock = new FakeClock();
+    const r = new ForwardRegistry(clock);
+    r.remoteOpener = async () => new PassThrough();
+    const leaving = endpoint('1', []);
+    r.add('acme', 'g/web', 3000, leaving, null);
+    leaving.open = async () => {
+      r.remove('acme', 'g/web', leaving);
+      throw new Error('session closed');
+    };
+    const opened = r.open('acme', 'g/web', origin);
+    await new Promise((res) => setImmediate(res));
+    clock.advance(2_000);
+    await assert.rejects(opened, /the connector for g\/web did not accept the connection/);
+  });
+
+  test('a connector that stays and declines (its service is down) is answered at once, in a cluster too', async () => {
+    const r = new ForwardRegistry(new FakeClock());
+    r.remoteOpener = async () => new PassThrough();
+    r.add('acme', 'g/web', 3000, endpoint('1', [], true), null);
+    await assert.rejects(r.open('acme', 'g/web', origin), /did not accept the connection/);
+  });
+
+  test('the old owner refuses the relay (its forward just left): the caller waits and is served by the forward that arrived here', async () => {
+    const clock = new FakeClock();
+    const r = new ForwardRegistry(clock);
+    const relayedTo: string[] = [];
+    r.remoteOpener = async (remote) => {
+      relayedTo.push(remote.node);
+      throw new Error('the owner refused the relayed connection (closed it)');
+    };
+    r.setRemote([remoteAt('gw1')]);
+    const served: string[] = [];
+    const opened = r.open('acme', 'g/web', origin);
+    await new Promise((res) => setImmediate(res));
+    assert.deepEqual(relayedTo, ['gw1']);
+    r.add('acme', 'g/web', 3000, endpoint('9', served), null);
+    (await opened).close(0, 0);
+    assert.deepEqual(served, ['9']);
+    // and a refusal with nothing changing within the bound is the caller's answer
+    const r2 = new ForwardRegistry(clock);
+    r2.remoteOpener = async () => {
+      throw new Error('refused');
+    };
+    r2.setRemote([remoteAt('gw1')]);
+    const lost = r2.open('acme', 'g/web', origin);
+    await new Promise((res) => setImmediate(res));
+    clock.advance(2_000);
+    await assert.rejects(lost, /no cluster member that serves g\/web accepted the connection/);
+  });
+});

@@ -287,8 +287,7 @@ export class ForwardRegistry extends EventEmitter {
           const here = this.get(tenant, label);
           return (here !== undefined && this.hasHealthy(here)) || this.remoteOf(tenant, label) !== remote;
         };
-        if (!changed()) await this.nextChange(HANDOVER_WAIT_MS);
-        if (!changed()) throw err;
+        if (!(await this.handedOver(changed))) throw err;
         return this.open(tenant, label, origin, true);
       }
     }
@@ -341,6 +340,18 @@ export class ForwardRegistry extends EventEmitter {
     if (lastErr && movedTo.length > 0 && this.remoteOpener) {
       return this.openRemote(tenant, label, movedTo, origin);
     }
+    // In a cluster, when the connectors that declined have left meanwhile (the session closed as
+    // its forward moved on: the directory does not show where yet), wait for the forward to show
+    // up and look once more. A connector that is still here and declined (its service is down)
+    // is answered at once.
+    const now = this.get(tenant, label);
+    if (lastErr && !again && this.remoteOpener && ![...tried].some((e) => now?.endpoints.includes(e))) {
+      const changed = () => {
+        const here = this.get(tenant, label);
+        return this.remoteOf(tenant, label).length > 0 || (here !== undefined && this.hasHealthy(here));
+      };
+      if (await this.handedOver(changed)) return this.open(tenant, label, origin, true);
+    }
     if (lastErr) {
       throw new TetherError(
         'FORWARD_OPEN_FAILED',
@@ -353,6 +364,12 @@ export class ForwardRegistry extends EventEmitter {
       );
     }
     throw withdrawn(tenant, label);
+  }
+
+  /** During a handover: whether `changed()` holds, now or after the next change (waited for briefly). */
+  private async handedOver(changed: () => boolean): Promise<boolean> {
+    if (!changed()) await this.nextChange(HANDOVER_WAIT_MS);
+    return changed();
   }
 
   /** Resolves on the next change of forwards (local or in the cluster directory), or after `ms`. */
