@@ -43,12 +43,11 @@ async function loadsOf(args: string[], env: NodeJS.ProcessEnv = process.env) {
 
 /**
  * What no help and no admin command may load: the roles, their layers, and their heavy packages.
- * Two config modules import nothing but node: builtins and errors/, and are allowed: the peer's
- * defaults (shown by `peer run --help`) and the CIDR parser (`--allow-from` and `--tunnel-from` are checked with
- * the gateway's own parser before sending it).
+ * One config module imports nothing but errors/ and is allowed: the peer's defaults (shown by
+ * `peer run --help`). The CIDR parser loads only when `--allow-from`/`--tunnel-from` is given.
  */
 const ROLE =
-  /^dist\/(gateway|connector|peer|tunnel|frontdoor|admin|cluster|store|config\/(?!(peer-defaults|cidr)\.js)|log)\b/;
+  /^dist\/(gateway|connector|peer|tunnel|frontdoor|admin|cluster|store|config\/(?!peer-defaults\.js)|log)\b/;
 const HEAVY = /^node_modules\/(ssh2|pino|kysely|better-sqlite3|pg|prom-client|ws|zod|yaml|undici)\//;
 const ACTIONS = /^dist\/cli\/[a-z-]+-actions\.js$/;
 
