@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 
 /**
  * Gathers the writes a socket gets within one tick into one writev (cork now, uncork on the next
@@ -54,7 +54,7 @@ export const RELAY_BACKLOG = 256 * 1024;
  * pauses `src` once `dst` holds more than `RELAY_BACKLOG` unwritten bytes and resumes it on
  * 'drain'; EOF on `src` ends `dst`. Neither stream is destroyed here: the caller decides.
  */
-export function pump(src: Duplex, dst: Duplex, cb: (err?: Error) => void): void {
+export function pump(src: Readable, dst: Writable, cb: (err?: Error) => void): void {
   let finished = false;
   const done = (err?: Error) => {
     if (finished) return;
