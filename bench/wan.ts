@@ -52,13 +52,17 @@ async function relay(to: number, delayMs: number, rateMbit: number): Promise<{ p
   return { port: Number(m[1]), child };
 }
 
-async function oneLink(delayMs: number, rateMbit: number, o: { rounds: number; seconds: number }) {
+async function oneLink(
+  delayMs: number,
+  rateMbit: number,
+  o: { rounds: number; seconds: number; nodeFlags?: string[] },
+) {
   const dest = await startIperf();
   const children: Child[] = [dest.child];
   try {
     const direct = await relay(dest.port, delayMs, rateMbit);
     children.push(direct.child);
-    const gateway = await startGateway();
+    const gateway = await startGateway({ nodeFlags: o.nodeFlags });
     const key = await gateway.addTenant('wan');
     const gwRelay = await relay(gateway.sshPort, delayMs, rateMbit);
     children.push(gwRelay.child);
@@ -69,6 +73,7 @@ async function oneLink(delayMs: number, rateMbit: number, o: { rounds: number; s
       { 'wan/iperf': dest.port },
       {
         gateway: `127.0.0.1:${gwRelay.port}`,
+        nodeFlags: o.nodeFlags,
       },
     );
     const sshRelay: { child?: Child } = {};
@@ -149,6 +154,8 @@ export async function wan(o: {
   rounds: number;
   seconds: number;
   log?: (s: string) => void;
+  /** Node flags for Tether's gateway and connector (e.g. --trace-gc while investigating). */
+  nodeFlags?: string[];
 }): Promise<WanResult> {
   const links: WanLinkResult[] = [];
   for (const delay of o.delays ?? [25, 50]) {

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import { test } from 'node:test';
-import { coalesceWrites, pump, relay } from './pipe.js';
+import { coalesceWrites, pump, RELAY_BACKLOG, relay } from './pipe.js';
 
 test('pump: reports once, after the source ended and the destination finished', async () => {
   const src = new PassThrough();
@@ -65,4 +65,58 @@ test('relay over real sockets: a half-close passes through, the answer still arr
   c.destroy();
   front.close();
   echo.close();
+});
+
+test('pump: a destination that keeps up never pauses its source; a stalled one stops it within RELAY_BACKLOG', async () => {
+  const chunk = Buffer.alloc(64 * 1024, 7);
+  // keeps up: every write completes at once, but each 64 KiB write is beyond the 16 KiB highWaterMark
+  const fastSrc = new PassThrough({ highWaterMark: 1024 * 1024 });
+  let pauses = 0;
+  fastSrc.on('pause', () => pauses++);
+  let got = 0;
+  const fastDst = new Writable({
+    highWaterMark: 16 * 1024,
+    write(c: Buffer, _e, cb) {
+      got += c.length;
+      setImmediate(cb);
+    },
+  });
+  const fastDone = new Promise<Error | undefined>((r) => pump(fastSrc, fastDst, r));
+  for (let i = 0; i < 16; i++) {
+    fastSrc.write(chunk);
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+  }
+  fastSrc.end();
+  assert.equal(await fastDone, undefined);
+  assert.equal(got, 16 * chunk.length);
+  assert.equal(pauses, 0, 'no pause while the destination keeps up');
+
+  // stalled: nothing completes until released
+  const src = new PassThrough({ highWaterMark: 4 * 1024 * 1024 });
+  const held: Array<() => void> = [];
+  const out: Buffer[] = [];
+  let peak = 0;
+  const dst = new Writable({
+    highWaterMark: 16 * 1024,
+    write(c: Buffer, _e, cb) {
+      out.push(c);
+      held.push(cb);
+    },
+  });
+  const done = new Promise<Error | undefined>((r) => pump(src, dst, r));
+  for (let i = 0; i < 32; i++) src.write(Buffer.alloc(chunk.length, i));
+  src.end();
+  await new Promise((r) => setImmediate(r));
+  peak = Math.max(peak, dst.writableLength);
+  assert.ok(src.isPaused(), 'the source is paused');
+  assert.ok(peak <= RELAY_BACKLOG + chunk.length, `at most RELAY_BACKLOG + one chunk queued (${peak})`);
+  while (!(await Promise.race([done.then(() => true), new Promise((r) => setImmediate(() => r(false)))]))) {
+    peak = Math.max(peak, dst.writableLength);
+    for (const cb of held.splice(0)) cb();
+  }
+  assert.ok(peak <= RELAY_BACKLOG + chunk.length, `at most RELAY_BACKLOG + one chunk queued (${peak})`);
+  const all = Buffer.concat(out);
+  assert.equal(all.length, 32 * chunk.length);
+  for (let i = 0; i < 32; i++) assert.equal(all[i * chunk.length], i, 'in order');
 });

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 
 /**
  * Gathers the writes a socket gets within one tick into one writev (cork now, uncork on the next
@@ -36,19 +36,49 @@ export interface RelayResult {
 const premature = () => Object.assign(new Error('premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
 
 /**
+ * How much a relay lets queue in its destination's write buffer before it pauses the source.
+ * `src.pipe(dst)` pauses as soon as `write()` returns false, i.e. beyond the destination's
+ * highWaterMark: 16 KiB for a net.Socket. A channel chunk is up to 64 KiB (one SSH packet) and
+ * corked sockets (`coalesceWrites`) hold it until the next tick, so every single chunk paused the
+ * source and its 'drain' resumed it: a pause, a resume and a flow loop per packet, in both tunnel
+ * processes. With 256 KiB (4 packets) a destination that keeps up never pauses its source; one that
+ * does not still stops it within 256 KiB + one chunk.
+ */
+export const RELAY_BACKLOG = 256 * 1024;
+
+/**
  * `src.pipe(dst)` that reports once: `cb()` when `src` has ended and `dst` has finished writing,
  * `cb(err)` on an error or a premature close of either. Like `stream.pipeline` for two streams,
  * without its per-call AbortController and the DOMException it builds when it finishes (the
- * connection-rate profile had those at 4-6% of the gateway and of the connector). Neither stream
- * is destroyed here: the caller decides.
+ * connection-rate profile had those at 4-6% of the gateway and of the connector). Backpressure
+ * pauses `src` once `dst` holds more than `RELAY_BACKLOG` unwritten bytes and resumes it on
+ * 'drain'; EOF on `src` ends `dst`. Neither stream is destroyed here: the caller decides.
  */
-export function pump(src: Duplex, dst: Duplex, cb: (err?: Error) => void): void {
+export function pump(src: Readable, dst: Writable, cb: (err?: Error) => void): void {
   let finished = false;
   const done = (err?: Error) => {
     if (finished) return;
     finished = true;
+    src.off('data', onData);
+    src.off('end', onEnd);
+    dst.off('drain', onDrain);
     cb(err);
   };
+  let waiting = false;
+  const onDrain = () => {
+    waiting = false;
+    if (!finished) src.resume();
+  };
+  const onData = (chunk: Buffer) => {
+    // write() returns false beyond dst's own (small) highWaterMark, and then 'drain' follows
+    // once it is empty: wait for it only when the backlog is large.
+    if (!dst.write(chunk) && dst.writableLength > RELAY_BACKLOG && !waiting) {
+      waiting = true;
+      src.pause();
+      dst.once('drain', onDrain);
+    }
+  };
+  const onEnd = () => dst.end();
   src.on('error', done);
   dst.on('error', done);
   src.once('close', () => {
@@ -58,7 +88,9 @@ export function pump(src: Duplex, dst: Duplex, cb: (err?: Error) => void): void 
     if (!dst.writableFinished) done(premature());
   });
   dst.once('finish', () => done());
-  src.pipe(dst);
+  src.on('data', onData);
+  src.once('end', onEnd);
+  src.resume();
 }
 
 /**
