@@ -222,8 +222,34 @@ describe('rolling restart of a two-member cluster behind haproxy', () => {
   before(async () => {
     pg = await startPostgres();
     const url = await pg.newDatabase();
-    const range = await freePortRange(6);
     const tunnel = await sharedPort();
+    // haproxy first, on a lease range it could bind (another test may take a range chosen as free
+    // before it binds): the members then take the same range on their own addresses.
+    let range = { low: 0, high: 0 };
+    let lbOut: OutputWatcher | undefined;
+    const lbTunnel = await freePort();
+    for (let attempt = 1; ; attempt++) {
+      range = await freePortRange(6);
+      const dir = tempDir('tether-haproxy-');
+      statsSocket = join(dir, 'admin.sock');
+      const cfgFile = join(dir, 'haproxy.cfg');
+      writeFileSync(cfgFile, haproxyConfig({ tunnel, leases: range, socket: statsSocket, lbTunnel }));
+      lb = spawn('haproxy', ['-f', cfgFile, '-db'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const out = new OutputWatcher(lb.stderr!);
+      const up = await waitFor(
+        async () => {
+          if (lb!.exitCode !== null) return 'exited';
+          return (await serverStatus(statsSocket, 'tether_tunnel', 'gw1').catch(() => '')) ? 'up' : false;
+        },
+        { what: 'haproxy answering on its stats socket', timeout: 30_000 },
+      );
+      if (up === 'up') {
+        lbOut = out;
+        break;
+      }
+      if (attempt >= 5 || !/Address already in use/.test(out.text()))
+        throw new Error(`haproxy exited: ${out.text()}`);
+    }
     for (const [i, ip] of IPS.entries()) {
       members.push(
         await startGateway({
@@ -239,16 +265,9 @@ describe('rolling restart of a two-member cluster behind haproxy', () => {
         }),
       );
     }
-    const dir = tempDir('tether-haproxy-');
-    statsSocket = join(dir, 'admin.sock');
-    const lbTunnel = await freePort();
-    const cfgFile = join(dir, 'haproxy.cfg');
-    writeFileSync(cfgFile, haproxyConfig({ tunnel, leases: range, socket: statsSocket, lbTunnel }));
-    lb = spawn('haproxy', ['-f', cfgFile, '-db'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const lbOut = new OutputWatcher(lb.stderr!);
     await waitFor(
       async () => {
-        if (lb!.exitCode !== null) throw new Error(`haproxy exited: ${lbOut.text()}`);
+        if (lb!.exitCode !== null) throw new Error(`haproxy exited: ${lbOut!.text()}`);
         for (const m of ['gw1', 'gw2'])
           if ((await serverStatus(statsSocket, 'tether_tunnel', m)) !== 'UP') return false;
         return true;
