@@ -15,6 +15,8 @@ import {
 } from './api.js';
 import { h, messageOf, rate } from './dom.js';
 
+/** @typedef {import('../../schemas.js').TenantView} TenantView (the admin API's shape of a tenant) */
+
 /**
  * Root: the sign-in page, or the dashboard once a working admin token or a single sign-on
  * session is known.
@@ -222,6 +224,7 @@ class TetherDashboard extends HTMLElement {
     const timer = setTimeout(async () => {
       this.refreshTimers.delete(id);
       try {
+        /** @type {{ tenant: TenantView }} */
         const r = await api('GET', `/v1/tenants/${encodeURIComponent(id)}`);
         if (this.tenants.has(id)) this.upsert(r.tenant);
       } catch {
@@ -255,6 +258,7 @@ class TetherDashboard extends HTMLElement {
     this.dispatchEvent(new CustomEvent('signed-out', { bubbles: true }));
   }
 
+  /** @param {TenantView} view */
   upsert(view) {
     let card = this.tenants.get(view.id);
     if (!card) {

@@ -37,11 +37,7 @@ export function auditPanel(tenant) {
   );
 }
 
-/**
- * @param {Array<{ ended_at: string, front_door: string, repository: string, source: string,
- *   identity: string | null, connector: string | null, bytes_in: number, bytes_out: number,
- *   duration_ms: number, outcome: string, reason: string | null }>} list
- */
+/** @param {Array<import('../../audit-routes.js').ConnectionRecordView>} list the admin API's records */
 function records(list) {
   if (list.length === 0) return h('p', { class: 'muted small' }, 'No connection records yet.');
   return h(

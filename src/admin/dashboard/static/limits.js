@@ -3,6 +3,8 @@ import { api } from './api.js';
 import { h, messageOf } from './dom.js';
 import { formatBytes, formatPeriod, formatRate } from './units.js';
 
+/** @typedef {import('../../schemas.js').TenantView} TenantView (the admin API's shape of a tenant) */
+
 /**
  * Traffic limits of a tenant and its repositories: what they are, how much of the traffic quota
  * is used, and a form to change them. Values are written as on the command line ("10MB/s",
@@ -94,7 +96,10 @@ export function repoLimitsText(l, u) {
   return parts.length > 0 ? parts.join(' · ') : 'no limits of its own';
 }
 
-/** The limits panel of a tenant card; null when the gateway reports no limits. */
+/**
+ * The limits panel of a tenant card; null when the gateway reports no limits.
+ * @param {TenantView} v
+ */
 export function limitsPanel(v) {
   const l = v.limits;
   if (!l) return null;
@@ -109,7 +114,7 @@ export function limitsPanel(v) {
         'p',
         { class: 'exhausted-note', role: 'status', dataset: { field: 'traffic-exhausted' } },
         h('strong', null, 'Traffic quota exhausted.'),
-        ` ${formatBytes(u.bytes)} used of ${formatBytes(l.traffic_limit)} ${formatPeriod(l.traffic_period)}: new connections are refused${u.resets_at ? ` until ${u.resets_at}` : ' until the rolling window frees room'}.`,
+        ` ${formatBytes(u.bytes)} used of ${formatBytes(l.traffic_limit ?? 0)} ${formatPeriod(l.traffic_period)}: new connections are refused${u.resets_at ? ` until ${u.resets_at}` : ' until the rolling window frees room'}.`,
       ),
     );
   }
@@ -123,7 +128,7 @@ export function limitsPanel(v) {
           dataset: { field: 'repo-traffic-exhausted', repo: f.label },
         },
         h('strong', null, `Traffic quota of ${f.label} exhausted.`),
-        ` New connections to it are refused${f.usage.resets_at ? ` until ${f.usage.resets_at}` : ''}.`,
+        ` New connections to it are refused${f.usage?.resets_at ? ` until ${f.usage.resets_at}` : ''}.`,
       ),
     );
   }
@@ -188,6 +193,7 @@ function limitsOf(v, repo) {
  * The form to change limits of the tenant or one repository. Only fields the user changed are
  * sent; an empty field sends null (no limit). Calls onSaved(tenantView) or shows the gateway's
  * message and changes nothing.
+ * @param {TenantView} v
  */
 export function limitsForm(v, { onSaved, onCancel }) {
   const id = (name) => `${name}-${v.id}`;
@@ -260,7 +266,7 @@ export function limitsForm(v, { onSaved, onCancel }) {
       bandwidth_down: blank ? '' : rateText(l.bandwidth_down),
       max_connections: blank || l.max_connections === null ? '' : String(l.max_connections),
       traffic: blank ? '' : trafficText(l),
-      balance: v.limits.balance,
+      balance: v.limits?.balance,
     };
     up.el.value = initial.bandwidth_up;
     down.el.value = initial.bandwidth_down;

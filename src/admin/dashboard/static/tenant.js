@@ -6,12 +6,18 @@ import { ago, bytes, clock, h, messageOf, rate } from './dom.js';
 import { limitsForm, limitsPanel } from './limits.js';
 import { managedPanel } from './managed.js';
 
+/** @typedef {import('../../schemas.js').TenantView} TenantView (the admin API's shape of a tenant) */
+
 /**
  * One tenant: quota and usage, traffic limits, live sessions, forwards and their connectors;
  * change the quota or the limits, or remove it. The header and the open forms stay put when a
  * new view arrives (someone typing keeps their text and focus); the rest is drawn again.
  */
 class TetherTenant extends HTMLElement {
+  /** @type {TenantView} set before the element is connected (the app sets it first) */
+  _view = /** @type {any} */ (undefined);
+
+  /** @param {TenantView} v */
   set view(v) {
     this._view = v;
     this.dataset.tenant = v.id;
@@ -109,6 +115,7 @@ class TetherTenant extends HTMLElement {
     this.auditBox.replaceChildren(...(open ? [auditPanel(this._view.id)] : []));
   }
 
+  /** @param {TenantView} v */
   sessions(v) {
     if (v.sessions.length === 0) return h('p', { class: 'muted small' }, 'No live session.');
     return h(
@@ -130,6 +137,7 @@ class TetherTenant extends HTMLElement {
     );
   }
 
+  /** @param {TenantView} v */
   forwards(v) {
     if (v.forwards.length === 0)
       return h('p', { class: 'muted small' }, 'No forwards yet: start a connector with this tenant’s key.');
