@@ -1,6 +1,5 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { closeFinishedChannel } from './ssh2-adapter.js';
 
 /**
  * Gathers the writes a socket gets within one tick into one writev (cork now, uncork on the next
@@ -86,8 +85,8 @@ export function relay(a: Duplex, b: Duplex, done: (r: RelayResult) => void): voi
     }
     if (--pending === 0) {
       // Both directions are complete: release both ends (an SSH channel needs its CLOSE).
-      if (!closeFinishedChannel(a)) a.destroy();
-      if (!closeFinishedChannel(b)) b.destroy();
+      a.destroy();
+      b.destroy();
       done({ aToB, bToA, error: firstError });
     }
   };

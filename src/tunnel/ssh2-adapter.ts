@@ -96,17 +96,3 @@ export function disconnectWithReason(client: Connection, code: number, descripti
   }
   client.end();
 }
-
-/**
- * Sends CHANNEL_CLOSE on an ssh2 channel whose writable side has finished, and returns true (false,
- * doing nothing, for any other stream). ssh2's `destroy()` on a channel is `end()` then `close()`;
- * `end()` on a finished stream builds an ERR_STREAM_ALREADY_FINISHED error, stack and all, only
- * to drop it: 1-2% of a process opening connections at full rate.
- */
-export function closeFinishedChannel(s: Duplex): boolean {
-  const ch = s as Duplex & { close?: unknown; outgoing?: { state?: unknown } };
-  if (!s.writableFinished || typeof ch.close !== 'function' || typeof ch.outgoing?.state !== 'string')
-    return false;
-  (ch.close as () => void).call(ch);
-  return true;
-}
