@@ -3,18 +3,23 @@
  * nginx (Debian) as a plain reverse proxy to the same upstream, in the same run.
  *
  *   npx tsc -p tsconfig.build.json && npx tsx bench/http-proxy.ts [--duration 8] [--rounds 2]
- *       [--connections 64] [--nginx-workers 1] [--client raw|agent] [--only nginx,frontdoor] [--profile]
+ *       [--connections 64] [--nginx-workers 1] [--client wrk|raw|agent] [--body json|1k]
+ *       [--only nginx,frontdoor-none] [--bin-a /path/to/old/dist/bin/tether.js] [--profile]
  *   npm run bench -- --only http-proxy        (bench/run.ts calls run({ quick }))
  *
- * Upstream: nginx answering a fixed 1 KiB body, and only with the right Basic credential.
- * Four targets get the same keep-alive load (N connections, each sending its next request
- * when the last answer arrived; raw sockets by default so the generator costs little): the
+ * Upstream: nginx answering a small JSON body (`--body 1k`: a 1 KiB text body), and only with
+ * the right Basic credential. The targets get the same keep-alive load (N connections, each
+ * sending its next request when the last answer arrived): `wrk -t2 -cN` when wrk is installed
+ * (`--client wrk`, the default then), else raw sockets from node (`--client raw`). Targets: the
  * upstream directly, nginx proxying to it (keep-alive upstream pool, credential added), the
- * Tether front door (the real `tether gateway` binary: basic-token route, static scrypt token
- * file with cached answers, injected upstream credential, the Kloudless setup), and node-bare,
- * the smallest node:http proxy, to show how much of the gap is node:http itself. Each line
- * also gives the server processes' CPU time per request, which is steadier than req/s on a
- * shared machine. Results go to bench/results/http-proxy.json.
+ * Tether front door (the real `tether gateway` binary) on two routes to the same upstream —
+ * `frontdoor-none` (auth none) and `frontdoor-token` (basic-token against a static scrypt token
+ * file, the answer cached; the Kloudless setup), both injecting the upstream credential — and
+ * node-bare, the smallest node:http proxy, to show how much of the gap is node:http itself.
+ * `--bin-a <old dist/bin/tether.js>` adds the same two routes served by another build
+ * (`a-frontdoor-none`, `a-frontdoor-token`), measured in the same rounds: before and after.
+ * Each line also gives the server processes' CPU time per request, which is steadier than
+ * req/s on a shared machine. Results go to bench/results/http-proxy.json.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -35,8 +40,15 @@ export interface HttpProxyBenchOptions {
   connections: number;
   nginxWorkers: string;
   rounds: number;
-  /** "raw": pre-built requests on plain sockets (cheap, so the servers get the CPU); "agent": node:http Agent. */
-  client: 'raw' | 'agent';
+  /**
+   * "wrk": `wrk -t2 -cN` (when installed); "raw": pre-built requests on plain sockets from node
+   * (cheap, so the servers get the CPU); "agent": node:http Agent.
+   */
+  client: 'wrk' | 'raw' | 'agent';
+  /** The upstream's answer: a small JSON document (the issue's figure) or 1 KiB of text. */
+  body: 'json' | '1k';
+  /** Another build of tether, measured beside this one (before/after). */
+  binA?: string;
   /** Write a CPU profile of the gateway into bench/results/. */
   profile: boolean;
   /** Only these targets (direct, nginx, frontdoor, node-bare). */
@@ -51,13 +63,19 @@ const DEFAULTS: HttpProxyBenchOptions = {
   connections: 64,
   nginxWorkers: '1',
   rounds: 2,
-  client: 'raw',
+  client: hasWrk() ? 'wrk' : 'raw',
+  body: 'json',
   profile: false,
   print: (line) => process.stdout.write(`${line}\n`),
 };
 let O: HttpProxyBenchOptions = DEFAULTS;
 
-const BODY = `${'x'.repeat(1023)}\n`;
+function hasWrk(): boolean {
+  return (process.env.PATH ?? '').split(':').some((d) => d !== '' && existsSync(join(d, 'wrk')));
+}
+
+const JSON_BODY = `${JSON.stringify({ id: 42, name: 'bench', tags: ['a', 'b'], ok: true })}\n`;
+const bodyOf = () => (O.body === '1k' ? `${'x'.repeat(1023)}\n` : JSON_BODY);
 const EMAIL = 'bench@example.com';
 const TOKEN = 'bench-token-0123456789';
 const UPSTREAM_USER = 'puller';
@@ -204,6 +222,7 @@ function percentile(sorted: Float64Array, p: number): number {
 async function load(
   target: string,
   port: number,
+  path: string,
   headers: http.OutgoingHttpHeaders,
   seconds: number,
   record: boolean,
@@ -217,7 +236,7 @@ async function load(
   const one = () =>
     new Promise<void>((res) => {
       const t0 = performance.now();
-      const req = http.request({ host: '127.0.0.1', port, path: '/v2/bench/blob', agent, headers }, (r) => {
+      const req = http.request({ host: '127.0.0.1', port, path, agent, headers }, (r) => {
         if (r.statusCode !== 200) statusErrors++;
         r.on('data', () => {});
         r.on('end', () => {
@@ -259,12 +278,13 @@ async function load(
 async function loadRaw(
   target: string,
   port: number,
+  path: string,
   headers: Record<string, string>,
   seconds: number,
   record: boolean,
 ): Promise<Result> {
   const reqBytes = Buffer.from(
-    `GET /v2/bench/blob HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${Object.entries(headers)
+    `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${Object.entries(headers)
       .map(([k, v]) => `${k}: ${v}\r\n`)
       .join('')}\r\n`,
   );
@@ -331,33 +351,94 @@ async function loadRaw(
   };
 }
 
+/** `wrk -t2 -cN --latency`: requests per second and the latency percentiles it prints. */
+function loadWrk(
+  target: string,
+  port: number,
+  path: string,
+  headers: Record<string, string>,
+  seconds: number,
+): Promise<Result> {
+  const argv = ['-t2', `-c${O.connections}`, `-d${Math.max(1, Math.round(seconds))}s`, '--latency'];
+  for (const [k, v] of Object.entries(headers)) argv.push('-H', `${k}: ${v}`);
+  argv.push(`http://127.0.0.1:${port}${path}`);
+  return new Promise((res, rej) => {
+    const p = spawn('wrk', argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+    });
+    p.stderr.on('data', (c: Buffer) => {
+      out += c.toString();
+    });
+    p.on('error', rej);
+    p.on('close', (code) => {
+      const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? Number.NaN);
+      const ms = (re: RegExp) => {
+        const m = re.exec(out);
+        if (!m) return Number.NaN;
+        const f = { us: 0.001, ms: 1, s: 1000 }[m[2] as 'us' | 'ms' | 's'] ?? 1;
+        return Math.round(Number(m[1]) * f * 100) / 100;
+      };
+      const requests = num(/(\d+) requests in/);
+      if (code !== 0 || Number.isNaN(requests)) return rej(new Error(`wrk failed (${code}): ${out}`));
+      const non2xx = num(/Non-2xx or 3xx responses: (\d+)/);
+      const sockErr = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+      res({
+        target,
+        requests,
+        errors:
+          (Number.isNaN(non2xx) ? 0 : non2xx) +
+          (sockErr ? sockErr.slice(1).reduce((a, x) => a + Number(x), 0) : 0),
+        rps: Math.round(num(/Requests\/sec:\s+([\d.]+)/)),
+        p50_ms: ms(/\s50%\s+([\d.]+)(us|ms|s)/),
+        p99_ms: ms(/\s99%\s+([\d.]+)(us|ms|s)/),
+        max_ms: ms(/Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)/),
+      });
+    });
+  });
+}
+
 function measure(
   target: string,
   port: number,
+  path: string,
   headers: Record<string, string>,
   seconds: number,
   record: boolean,
 ): Promise<Result> {
+  if (O.client === 'wrk') return loadWrk(target, port, path, headers, seconds);
   return O.client === 'raw'
-    ? loadRaw(target, port, headers, seconds, record)
-    : load(target, port, headers, seconds, record);
+    ? loadRaw(target, port, path, headers, seconds, record)
+    : load(target, port, path, headers, seconds, record);
 }
+
+/** The path every target is asked for (a route prefix goes in front for the front door). */
+const PATH = '/v2/bench/blob';
 
 export interface HttpProxyBenchReport {
   date: string;
   machine: { cpus: number; model: string | undefined; node: string; load_average: number[] };
   settings: Record<string, unknown>;
   results: Result[];
+  /** The basic-token route (cached answers), as before the auth-none route was added. */
   ratio_rps_frontdoor_vs_nginx: number | null;
+  /** Median over the rounds of each round's own ratio (the same minute for both). */
+  ratio_rps_frontdoor_none_vs_nginx: number | null;
+  ratio_rps_frontdoor_token_vs_nginx: number | null;
   ratio_p99_frontdoor_vs_nginx: number | null;
   ratio_rps_frontdoor_vs_node_bare: number | null;
+  /** With --bin-a: this build's req/s over the other build's, median of the rounds' ratios. */
+  speedup_none_vs_a?: number | null;
+  speedup_token_vs_a?: number | null;
 }
 
 async function bench(): Promise<HttpProxyBenchReport> {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: build first (npx tsc -p tsconfig.build.json)`);
   const dir = mkdtempSync(join(tmpdir(), 'tether-bench-'));
   try {
-    const [upPort, nginxPort, fdPort] = [await freePort(), await freePort(), await freePort()];
+    const BODY = bodyOf();
+    const [upPort, nginxPort] = [await freePort(), await freePort()];
 
     // Upstream: nginx with a fixed body; it insists on the injected credential like the real registry.
     const auth = Buffer.from(`${UPSTREAM_USER}:${UPSTREAM_PASS}`).toString('base64');
@@ -367,7 +448,7 @@ async function bench(): Promise<HttpProxyBenchReport> {
       nginxConf(
         join(dir, 'up'),
         upPort,
-        `server { listen 127.0.0.1:PORT; location / { default_type text/plain;
+        `server { listen 127.0.0.1:PORT; location / { default_type ${O.body === 'json' ? 'application/json' : 'text/plain'};
     if ($http_authorization != "Basic ${auth}") { return 401; }
     return 200 '${BODY.trimEnd()}\n'; } }`,
       ),
@@ -406,30 +487,45 @@ async function bench(): Promise<HttpProxyBenchReport> {
       p.stdin.end(`${TOKEN}\n`);
     });
     writeFileSync(join(dir, 'tokens'), `${hashed}\n`);
-    writeFileSync(
-      join(dir, 'gateway.yaml'),
-      JSON.stringify({
-        data_dir: join(dir, 'data'),
-        tunnel: { listen: '127.0.0.1:0' },
-        admin: { listen: '127.0.0.1:0' },
-        log: { level: 'warn' },
-        http_proxy: {
-          listen: `127.0.0.1:${fdPort}`,
-          routes: [
-            {
-              to: `http://127.0.0.1:${upPort}`,
-              auth: { type: 'basic-token', verify: { type: 'static', file: join(dir, 'tokens') } },
-              read_only: true,
-              docker_registry: true,
-              upstream_auth: { type: 'basic', username: UPSTREAM_USER, password: UPSTREAM_PASS },
-            },
-          ],
-        },
-      }),
-    );
     const prof = O.profile ? ['--cpu-prof', '--cpu-prof-dir', join(ROOT, 'bench/results')] : [];
-    const gateway = start(process.execPath, [...prof, BIN, 'gateway', '-c', join(dir, 'gateway.yaml')]);
-    await waitForPort(fdPort);
+    // One gateway per build: two routes to the same upstream, auth none and basic-token (cached).
+    const startDoor = async (name: string, bin: string) => {
+      const port = await freePort();
+      const route = (prefix: string, auth: Record<string, unknown>) => ({
+        path_prefix: prefix,
+        strip_prefix: true,
+        to: `http://127.0.0.1:${upPort}`,
+        auth,
+        read_only: true,
+        docker_registry: true,
+        upstream_auth: { type: 'basic', username: UPSTREAM_USER, password: UPSTREAM_PASS },
+      });
+      writeFileSync(
+        join(dir, `${name}.yaml`),
+        JSON.stringify({
+          data_dir: join(dir, `data-${name}`),
+          tunnel: { listen: '127.0.0.1:0' },
+          admin: { listen: '127.0.0.1:0' },
+          log: { level: 'warn' },
+          http_proxy: {
+            listen: `127.0.0.1:${port}`,
+            routes: [
+              route('/none/', { type: 'none' }),
+              route('/token/', {
+                type: 'basic-token',
+                verify: { type: 'static', file: join(dir, 'tokens') },
+              }),
+            ],
+          },
+        }),
+      );
+      const child = start(process.execPath, [...prof, bin, 'gateway', '-c', join(dir, `${name}.yaml`)]);
+      await waitForPort(port);
+      return { port, child };
+    };
+    const doors: Array<[string, { port: number; child: ChildProcess }]> = [];
+    if (O.binA) doors.push(['a-', await startDoor('a', resolve(O.binA))]);
+    doors.push(['', await startDoor('b', BIN)]);
 
     // node-bare: the smallest node:http keep-alive proxy, the floor for any proxy built on node:http.
     const barePort = await freePort();
@@ -437,24 +533,28 @@ async function bench(): Promise<HttpProxyBenchReport> {
     const bare = start(process.execPath, [join(dir, 'bare.mjs'), String(barePort), String(upPort), auth]);
     await waitForPort(barePort);
     const callerAuth = { authorization: `Basic ${Buffer.from(`${EMAIL}:${TOKEN}`).toString('base64')}` };
-    // The processes whose CPU time each target costs (nginx: its workers; the gateway: itself).
+    // The processes whose CPU time each target costs (nginx: its workers; the gateway: itself),
+    // and what each is asked: [name, port, path, headers].
     const serverPids: Record<string, () => number[]> = {
       direct: () => withChildren(upstreamNginx.pid!),
       nginx: () => withChildren(proxyNginx.pid!),
-      frontdoor: () => [gateway.pid!],
       'node-bare': () => [bare.pid!],
     };
-    const targets: Array<[string, number, Record<string, string>]> = [
-      ['direct', upPort, { authorization: `Basic ${auth}` }],
-      ['nginx', nginxPort, {}],
-      ['frontdoor', fdPort, callerAuth],
-      ['node-bare', barePort, {}],
+    const targets: Array<[string, number, string, Record<string, string>]> = [
+      ['direct', upPort, PATH, { authorization: `Basic ${auth}` }],
+      ['nginx', nginxPort, PATH, {}],
     ];
+    for (const [prefix, d] of doors) {
+      serverPids[`${prefix}frontdoor-none`] = serverPids[`${prefix}frontdoor-token`] = () => [d.child.pid!];
+      targets.push([`${prefix}frontdoor-none`, d.port, `/none${PATH}`, {}]);
+      targets.push([`${prefix}frontdoor-token`, d.port, `/token${PATH}`, callerAuth]);
+    }
+    targets.push(['node-bare', barePort, PATH, {}]);
     // Sanity: every target answers 200 with the body.
-    for (const [name, port, headers] of targets) {
+    for (const [name, port, path, headers] of targets) {
       const r = await new Promise<{ status: number; body: string }>((res, rej) => {
         http
-          .get({ host: '127.0.0.1', port, path: '/v2/bench/blob', headers, agent: false }, (m) => {
+          .get({ host: '127.0.0.1', port, path, headers, agent: false }, (m) => {
             let body = '';
             m.on('data', (c: Buffer) => {
               body += c.toString();
@@ -467,27 +567,42 @@ async function bench(): Promise<HttpProxyBenchReport> {
         throw new Error(`${name} does not answer 200 with the body (got ${r.status})`);
     }
     const best = new Map<string, Result>();
+    const perRound: Array<Map<string, Result>> = [];
     for (let round = 0; round < O.rounds; round++) {
-      for (const [name, port, headers] of targets) {
+      const thisRound = new Map<string, Result>();
+      perRound.push(thisRound);
+      // Alternate the order round by round, so that the machine's drift hits every target alike.
+      const order = round % 2 === 0 ? targets : [...targets].reverse();
+      for (const [name, port, path, headers] of order) {
         if (O.only && !O.only.includes(name)) continue;
-        await measure(name, port, headers, O.warmup, false);
+        await measure(name, port, path, headers, O.warmup, false);
         const pids = serverPids[name]!();
         const cpu0 = cpuSeconds(pids);
-        const r = await measure(name, port, headers, O.duration, true);
+        const r = await measure(name, port, path, headers, O.duration, true);
         r.cpu_us_per_request = Math.round(((cpuSeconds(pids) - cpu0) * 1e6) / Math.max(1, r.requests));
         O.print(
-          `round ${round + 1} ${name.padEnd(10)} ${String(r.rps).padStart(7)} req/s  p50 ${r.p50_ms.toFixed(2)} ms  p99 ${r.p99_ms.toFixed(2)} ms  ` +
+          `round ${round + 1} ${name.padEnd(17)} ${String(r.rps).padStart(7)} req/s  p50 ${r.p50_ms.toFixed(2)} ms  p99 ${r.p99_ms.toFixed(2)} ms  ` +
             `server CPU ${r.cpu_us_per_request} µs/request  errors ${r.errors}`,
         );
+        thisRound.set(name, r);
         const prev = best.get(name);
         if (!prev || r.rps > prev.rps) best.set(name, r);
       }
     }
     const nginx = best.get('nginx');
-    const fd = best.get('frontdoor');
+    const fd = best.get('frontdoor-token');
+    const fdNone = best.get('frontdoor-none');
     const nb = best.get('node-bare');
     const ratio = (x: number | undefined, y: number | undefined) =>
       x === undefined || y === undefined || y === 0 ? null : Math.round((x / y) * 100) / 100;
+    /** The median of each round's own x/y (both measured minutes apart at most). */
+    const roundRatio = (x: string, y: string) => {
+      const v = perRound
+        .map((m) => ratio(m.get(x)?.rps, m.get(y)?.rps))
+        .filter((r): r is number => r !== null)
+        .sort((a, b) => a - b);
+      return v.length === 0 ? null : v[Math.floor((v.length - 1) / 2)]!;
+    };
     const report: HttpProxyBenchReport = {
       date: new Date().toISOString(),
       machine: {
@@ -503,24 +618,37 @@ async function bench(): Promise<HttpProxyBenchReport> {
         client: O.client,
         rounds: O.rounds,
         nginx_workers: O.nginxWorkers,
+        body: O.body,
         body_bytes: BODY.length,
-        frontdoor_route:
-          'basic-token, static scrypt verifier (cached), injected basic upstream credential, docker_registry, read_only',
-        best_of_rounds: 'highest req/s per target',
+        frontdoor_routes:
+          'frontdoor-none: auth none; frontdoor-token: basic-token, static scrypt verifier (cached); both: injected basic upstream credential, docker_registry, read_only',
+        best_of_rounds: 'results: highest req/s per target; ratios: median of the rounds',
+        ...(O.binA ? { bin_a: O.binA } : {}),
       },
       results: [...best.values()],
-      ratio_rps_frontdoor_vs_nginx: ratio(fd?.rps, nginx?.rps),
+      ratio_rps_frontdoor_vs_nginx: roundRatio('frontdoor-token', 'nginx'),
+      ratio_rps_frontdoor_none_vs_nginx: roundRatio('frontdoor-none', 'nginx'),
+      ratio_rps_frontdoor_token_vs_nginx: roundRatio('frontdoor-token', 'nginx'),
       ratio_p99_frontdoor_vs_nginx: ratio(fd?.p99_ms, nginx?.p99_ms),
       ratio_rps_frontdoor_vs_node_bare: ratio(fd?.rps, nb?.rps),
+      ...(O.binA
+        ? {
+            speedup_none_vs_a: roundRatio('frontdoor-none', 'a-frontdoor-none'),
+            speedup_token_vs_a: roundRatio('frontdoor-token', 'a-frontdoor-token'),
+          }
+        : {}),
     };
     if (nginx && fd) {
       O.print(
         `best of ${O.rounds}: direct ${best.get('direct')?.rps} req/s, nginx ${nginx.rps} req/s (p99 ${nginx.p99_ms} ms), ` +
-          `front door ${fd.rps} req/s (p99 ${fd.p99_ms} ms), node-bare ${nb?.rps} req/s (p99 ${nb?.p99_ms} ms)`,
+          `front door auth none ${fdNone?.rps} req/s, cached token ${fd.rps} req/s (p99 ${fd.p99_ms} ms), node-bare ${nb?.rps} req/s (p99 ${nb?.p99_ms} ms)`,
       );
       O.print(
-        `front door / nginx: ${report.ratio_rps_frontdoor_vs_nginx}x throughput, ${report.ratio_p99_frontdoor_vs_nginx}x p99 latency; ` +
-          `front door / node-bare: ${report.ratio_rps_frontdoor_vs_node_bare}x throughput`,
+        `front door / nginx (median of the rounds): auth none ${report.ratio_rps_frontdoor_none_vs_nginx}x, cached token ${report.ratio_rps_frontdoor_token_vs_nginx}x throughput; ` +
+          `${report.ratio_p99_frontdoor_vs_nginx}x p99 latency (token); front door / node-bare: ${report.ratio_rps_frontdoor_vs_node_bare}x throughput` +
+          (O.binA
+            ? `; this build / --bin-a: auth none ${report.speedup_none_vs_a}x, token ${report.speedup_token_vs_a}x`
+            : ''),
       );
     }
     mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
@@ -555,6 +683,8 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
       'nginx-workers': { type: 'string', default: DEFAULTS.nginxWorkers },
       rounds: { type: 'string', default: String(DEFAULTS.rounds) },
       client: { type: 'string', default: DEFAULTS.client },
+      body: { type: 'string', default: DEFAULTS.body },
+      'bin-a': { type: 'string' },
       profile: { type: 'boolean', default: false },
       only: { type: 'string' },
     },
@@ -566,7 +696,9 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     connections: Number(a.connections),
     nginxWorkers: a['nginx-workers']!,
     rounds: Number(a.rounds),
-    client: a.client === 'agent' ? 'agent' : 'raw',
+    client: a.client === 'agent' ? 'agent' : a.client === 'wrk' ? 'wrk' : 'raw',
+    body: a.body === '1k' ? '1k' : 'json',
+    ...(a['bin-a'] ? { binA: a['bin-a'] } : {}),
     profile: a.profile === true,
     only: a.only?.split(','),
   };

@@ -3,7 +3,7 @@ import type { TenantEvents } from '../core/events.js';
 import type { ForwardRegistry, LiveSession } from '../core/forward-registry.js';
 import type { TenantService } from '../core/tenants.js';
 import { isTetherError } from '../errors/index.js';
-import { type Logger, onLogEvents } from '../log/index.js';
+import { type LogEvent, type Logger, onLogEvents } from '../log/index.js';
 import type { Store } from '../store/types.js';
 import type { SourceAllowlists } from '../tunnel/source-allowlists.js';
 import type { TenantView } from './schemas.js';
@@ -75,6 +75,22 @@ const ACTIVITY_FIELDS = [
 
 const ACTIVITY_KEEP = 50;
 
+/** One event record as the activity feed shows it: only the fields that are safe to show. */
+function activityItem(e: LogEvent): ActivityItem {
+  const item: ActivityItem = {
+    time: new Date(e.time).toISOString(),
+    event: e.fields.event,
+    level: e.levelName,
+    msg: e.msg,
+  };
+  const all = { ...e.bindings, ...e.fields };
+  for (const k of ACTIVITY_FIELDS) {
+    const v = all[k];
+    if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') item[k] = v;
+  }
+  return item;
+}
+
 interface Client {
   res: http.ServerResponse;
 }
@@ -87,7 +103,8 @@ interface Client {
 export class LiveEvents {
   private readonly clients = new Set<Client>();
   private readonly pendingTenants = new Set<string>();
-  private readonly activity: ActivityItem[] = [];
+  /** The last event records, newest last (`activityItem` shapes them for the dashboard). */
+  private readonly recent: LogEvent[] = [];
   private flushTimer?: NodeJS.Timeout;
   private statsTimer?: NodeJS.Timeout;
   /** Last traffic sample per session id. */
@@ -105,20 +122,11 @@ export class LiveEvents {
       () => registry.off('forward', onForward),
       events.on((c) => this.touch(c.tenant)),
       onLogEvents(deps.log, (e) => {
-        const item: ActivityItem = {
-          time: new Date(e.time).toISOString(),
-          event: e.fields.event,
-          level: e.levelName,
-          msg: e.msg,
-        };
-        const all = { ...e.bindings, ...e.fields };
-        for (const k of ACTIVITY_FIELDS) {
-          const v = all[k];
-          if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') item[k] = v;
-        }
-        this.activity.push(item);
-        if (this.activity.length > ACTIVITY_KEEP) this.activity.shift();
-        this.broadcast('activity', item);
+        // Kept as logged and shaped for the dashboard only when one is watching (or asks for
+        // the snapshot): a gateway nobody watches pays two array operations per record.
+        this.recent.push(e);
+        if (this.recent.length > ACTIVITY_KEEP) this.recent.shift();
+        if (this.clients.size > 0) this.broadcast('activity', activityItem(e));
       }),
     );
   }
@@ -139,7 +147,7 @@ export class LiveEvents {
     const client: Client = { res };
     const tenants = await this.views();
     if (res.destroyed) return;
-    send(res, 'snapshot', { tenants, activity: this.activity, stats: this.stats(false) });
+    send(res, 'snapshot', { tenants, activity: this.recent.map(activityItem), stats: this.stats(false) });
     this.clients.add(client);
     this.startStats();
     const done = () => {

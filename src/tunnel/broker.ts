@@ -4,7 +4,7 @@ import type { ConnectionOutcome, ConnectionRecord } from '../core/connection-aud
 import type { ForwardRegistry, OpenedConnection } from '../core/forward-registry.js';
 import type { RefusalLog } from '../core/refusals.js';
 import { isTetherError, TetherError } from '../errors/index.js';
-import type { Logger } from '../log/index.js';
+import { type Logger, withoutRedaction } from '../log/index.js';
 import type { RepoMeta } from '../store/types.js';
 import { relay } from './pipe.js';
 import type { SourceAllowlists } from './source-allowlists.js';
@@ -63,6 +63,16 @@ export interface BrokerDeps {
   refusals?: RefusalLog;
 }
 
+function recordBase(req: BrokerRequest, source: string) {
+  return {
+    tenant: req.tenant,
+    label: req.label,
+    frontDoor: req.frontDoor,
+    source,
+    ...(req.identity !== undefined ? { identity: req.identity } : {}),
+  };
+}
+
 /** One open forwarded connection, as a drain sees it. */
 interface LiveConnection {
   readonly stream: Duplex;
@@ -105,7 +115,16 @@ export class ConnectionBroker {
   private readonly live = new Set<LiveConnection>();
   private readonly idleWaiters = new Set<() => void>();
 
-  constructor(private readonly deps: BrokerDeps) {}
+  /**
+   * Where the lifecycle records go: the broker builds their fields itself (tenant, label, port,
+   * source, identity, front_door, bytes, duration, reason, and the front doors' route, method,
+   * status, error), none of them a redacted path, so they skip pino's redaction pass.
+   */
+  private readonly lifecycle: Logger;
+
+  constructor(private readonly deps: BrokerDeps) {
+    this.lifecycle = withoutRedaction(deps.log);
+  }
 
   /** Forwarded connections open now, in all or carried by one session (its id). */
   openCount(session?: string): number {
@@ -151,26 +170,21 @@ export class ConnectionBroker {
     for (const w of [...this.idleWaiters]) w();
   }
 
-  /** The fields every lifecycle record of this connection carries. */
-  private fields(req: BrokerRequest): Record<string, unknown> {
-    return {
-      ...(req.frontDoor === 'raw_port' ? {} : { front_door: req.frontDoor }),
-      tenant: req.tenant,
-      label: req.label,
-      ...(req.port !== undefined ? { port: req.port } : {}),
-      source: `${req.origin.address}:${req.origin.port}`,
-      ...(req.identity !== undefined ? { identity: req.identity } : {}),
-    };
-  }
-
-  private recordBase(req: BrokerRequest) {
-    return {
-      tenant: req.tenant,
-      label: req.label,
-      frontDoor: req.frontDoor,
-      source: `${req.origin.address}:${req.origin.port}`,
-      ...(req.identity !== undefined ? { identity: req.identity } : {}),
-    };
+  /** The fields every lifecycle record of this connection carries (`port` only when asked). */
+  private fields(
+    event: string,
+    req: BrokerRequest,
+    source: string,
+    withPort: boolean,
+  ): Record<string, unknown> {
+    const f: Record<string, unknown> = { event };
+    if (req.frontDoor !== 'raw_port') f.front_door = req.frontDoor;
+    f.tenant = req.tenant;
+    f.label = req.label;
+    if (withPort && req.port !== undefined) f.port = req.port;
+    f.source = source;
+    if (req.identity !== undefined) f.identity = req.identity;
+    return f;
   }
 
   /**
@@ -179,8 +193,10 @@ export class ConnectionBroker {
    * door to answer its caller.
    */
   async open(req: BrokerRequest): Promise<BrokeredConnection> {
-    const { clock, log, metrics } = this.deps;
+    const { clock, metrics } = this.deps;
+    const log = this.lifecycle;
     const t0 = clock.now();
+    const source = `${req.origin.address}:${req.origin.port}`;
     let conn: OpenedConnection;
     try {
       const outside = this.deps.allowlists?.callerRefusal(req.tenant, req.label, req.origin.address);
@@ -196,12 +212,13 @@ export class ConnectionBroker {
       conn = await this.deps.registry.open(req.tenant, req.label, req.origin);
     } catch (err) {
       const reason = isTetherError(err) ? err.message : String(err);
-      const { port: _port, ...fields } = this.fields(req);
-      log.info({ event: 'connection.refused', ...fields, reason }, 'connection refused');
+      const fields = this.fields('connection.refused', req, source, false);
+      fields.reason = reason;
+      log.info(fields, 'connection refused');
       metrics?.connectionRefused({ frontDoor: req.frontDoor, tenant: req.tenant, reason });
       const at = clock.now();
       this.deps.records?.record({
-        ...this.recordBase(req),
+        ...recordBase(req, source),
         bytesIn: 0,
         bytesOut: 0,
         openedAt: t0,
@@ -212,8 +229,8 @@ export class ConnectionBroker {
       throw err;
     }
     const started = clock.now();
-    const base = this.fields(req);
-    log.info({ event: 'connection.opened', ...base }, 'connection opened');
+    const opened = this.fields('connection.opened', req, source, true);
+    log.info(opened, 'connection opened');
     metrics?.connectionOpened({ frontDoor: req.frontDoor, tenant: req.tenant, setupMs: started - t0 });
     let closed = false;
     const tracked: LiveConnection = { stream: conn.stream, session: conn.endpoint?.session?.id };
@@ -229,17 +246,12 @@ export class ConnectionBroker {
         this.untrack(tracked);
         conn.close(bytesIn, bytesOut);
         const durationMs = clock.now() - started;
-        log.info(
-          {
-            event: 'connection.closed',
-            ...base,
-            ...extra?.fields,
-            bytes_in: bytesIn,
-            bytes_out: bytesOut,
-            duration_ms: durationMs,
-          },
-          extra?.message ?? 'connection closed',
-        );
+        const rec = this.fields('connection.closed', req, source, true);
+        if (extra?.fields) Object.assign(rec, extra.fields);
+        rec.bytes_in = bytesIn;
+        rec.bytes_out = bytesOut;
+        rec.duration_ms = durationMs;
+        log.info(rec, extra?.message ?? 'connection closed');
         metrics?.connectionClosed({
           frontDoor: req.frontDoor,
           tenant: req.tenant,
@@ -249,7 +261,7 @@ export class ConnectionBroker {
         });
         const s = conn.endpoint?.session;
         this.deps.records?.record({
-          ...this.recordBase(req),
+          ...recordBase(req, source),
           ...(s ? { connector: `${s.source} (${s.agent}, session ${s.id})` } : {}),
           bytesIn,
           bytesOut,
