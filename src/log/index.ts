@@ -1,4 +1,5 @@
-import pino, { type Logger } from 'pino';
+import { createRequire } from 'node:module';
+import pino, { type DestinationStream, type Logger } from 'pino';
 import { type AuditSink, createAuditSink } from './audit.js';
 
 export type { Logger } from 'pino';
@@ -155,18 +156,23 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
       },
     },
   };
-  let logger: Logger;
-  if (pretty) {
-    logger = pino({
-      ...base,
-      transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l' } },
-    });
-  } else {
-    const dest = pino.destination({ dest: opts.destination ?? 1, sync: true });
-    logger = pino(base, dest);
-  }
+  const dest = pino.destination({ dest: opts.destination ?? 1, sync: true });
+  const logger = pino(base, pretty ? prettyStream(dest) : dest);
   Object.defineProperty(logger, TAP, { value: tap });
   return logger;
+}
+
+/**
+ * Human-readable lines for a terminal, formatted in this thread as each record is written. (A
+ * pino transport would run pino-pretty in a worker thread: a second V8 isolate, about 10 MiB for
+ * the life of the process.) pino-pretty is loaded only here, when the output is a terminal.
+ */
+function prettyStream(dest: DestinationStream): DestinationStream {
+  const { prettyFactory } = createRequire(import.meta.url)('pino-pretty') as {
+    prettyFactory(o: { colorize: boolean; translateTime: string }): (line: string) => string;
+  };
+  const format = prettyFactory({ colorize: true, translateTime: 'SYS:HH:MM:ss.l' });
+  return { write: (line: string) => dest.write(format(line)) };
 }
 
 /** A logger that drops everything (unit tests). */
