@@ -98,27 +98,23 @@ function youngGeneration(): YoungGeneration {
 }
 
 /**
- * A full collection without starting node with --expose-gc: the flag is turned on for contexts
- * made from now on, and one short-lived context hands out its `gc` function.
+ * V8's full collection without starting node with --expose-gc: the flag is turned on for contexts
+ * made from now on (it changes nothing else), and a short-lived context hands out its `gc`
+ * function. Undefined if this node does not give one.
  */
-function fullCollection(): () => void {
+export function exposedGc(): (() => void) | undefined {
   v8.setFlagsFromString('--expose-gc');
-  return () => {
-    const gc = vm.runInNewContext('gc') as (() => void) | undefined;
-    gc?.();
-  };
+  const gc: unknown = vm.runInNewContext('typeof gc === "function" ? gc : undefined');
+  return typeof gc === 'function' ? () => (gc as () => void)() : undefined;
 }
 
 /** Starts the idle trim (an unref'd timer) in this process; returns its stop function. */
 export function startHeapTrim(o: HeapTrimOptions = HEAP_TRIM_DEFAULTS): () => void {
-  let collect: (() => void) | undefined;
   const policy = new HeapTrimPolicy(
     {
       young: youngGeneration,
-      collect: () => {
-        collect ??= fullCollection();
-        collect();
-      },
+      // a fresh context each time (rare): a kept one would stay in the heap for good
+      collect: () => exposedGc()?.(),
     },
     o,
   );
