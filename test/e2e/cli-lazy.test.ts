@@ -41,9 +41,13 @@ async function loadsOf(args: string[], env: NodeJS.ProcessEnv = process.env) {
   return { ...r, modules };
 }
 
-/** What no help and no admin command may load: the roles, their layers, and their heavy packages. */
+/**
+ * What no help and no admin command may load: the roles, their layers, and their heavy packages.
+ * (config/cidr.js is a leaf parser, node:net and the error catalog only: `tenants add/set
+ * --allow-from` checks its address blocks with it before calling the API.)
+ */
 const ROLE =
-  /^dist\/(gateway|connector|peer\/(?!defaults\.js)|tunnel|frontdoor|admin|cluster|store|config|log)\b/;
+  /^dist\/(gateway|connector|peer\/(?!defaults\.js)|tunnel|frontdoor|admin|cluster|store|config\/(?!cidr\.js)|log)\b/;
 const HEAVY = /^node_modules\/(ssh2|pino|kysely|better-sqlite3|pg|prom-client|ws|zod|yaml|undici)\//;
 const ACTIONS = /^dist\/cli\/[a-z-]+-actions\.js$/;
 
