@@ -108,10 +108,16 @@ export async function idleMemory(o: { frontDoors?: boolean; bin?: string } = {})
   }
 }
 
-export async function memory(o: { tenants: number; bin?: string }): Promise<MemoryResult> {
+export async function memory(o: {
+  tenants: number;
+  bin?: string;
+  /** Measure the idle gateways too (default true). */
+  idle?: boolean;
+}): Promise<MemoryResult> {
   const n = o.tenants;
-  const idle = await idleMemory({ bin: o.bin });
-  const idleFrontDoors = await idleMemory({ bin: o.bin, frontDoors: true });
+  const skipped = { rss_started_mib: 0, rss_idle_mib: 0, rss_idle_mb: 0 };
+  const idle = o.idle === false ? skipped : await idleMemory({ bin: o.bin });
+  const idleFrontDoors = o.idle === false ? skipped : await idleMemory({ bin: o.bin, frontDoors: true });
   const gw = await startGateway({
     bin: o.bin,
     ports: n * 5 + 10,
