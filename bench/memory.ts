@@ -61,9 +61,9 @@ async function pool<T>(
 
 /**
  * How long a gateway is left idle before its RSS is read: long enough for the idle heap trim
- * (src/gateway/heap-trim.ts: it checks every 5 s, and V8 shrinks the young generation only after some seconds of low allocation).
+ * (src/gateway/heap-trim.ts: 30 s of quiet, then one or two collections 5 s apart).
  */
-const IDLE_S = 25;
+const IDLE_S = 50;
 
 /** RSS after the process has settled: the lowest of a few samples over ~1 s after `waitS`. */
 async function settledRss(pid: number, waitS = IDLE_S): Promise<number> {

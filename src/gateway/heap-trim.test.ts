@@ -25,8 +25,12 @@ describe('idle heap trim', () => {
     const { h, deps } = fakeHeap({ size: 16 * MiB, used: 2.5 * MiB });
     const p = new HeapTrimPolicy(deps);
     assert.equal(p.check(), 0); // the first look only records
-    assert.equal(h.collections, 0);
-    h.now.used += 100 * 1024; // a few timers' worth
+    for (let i = 1; i < HEAP_TRIM_DEFAULTS.quietLooks; i++) {
+      h.now.used += 100 * 1024; // a few timers' worth
+      assert.equal(p.check(), 0);
+    }
+    assert.equal(h.collections, 0); // not yet 30 s of quiet
+    h.now.used += 100 * 1024;
     assert.equal(p.check(), 0);
     assert.equal(h.collections, 1);
     assert.equal(h.now.size, 1 * MiB);
@@ -44,8 +48,17 @@ describe('idle heap trim', () => {
     h.now.used = 0.2 * MiB; // a scavenge ran in between
     p.check();
     assert.equal(h.collections, 0);
-    h.now.used += 1024; // then quiet
+    for (let i = 1; i < HEAP_TRIM_DEFAULTS.quietLooks; i++) {
+      h.now.used += 1024; // then quiet…
+      p.check();
+    }
+    h.now.used += HEAP_TRIM_DEFAULTS.idleBytes + 1; // …until a burst just before the collection
     p.check();
+    assert.equal(h.collections, 0);
+    for (let i = 0; i < HEAP_TRIM_DEFAULTS.quietLooks; i++) {
+      h.now.used += 1024;
+      p.check();
+    }
     assert.equal(h.collections, 1);
   });
 
@@ -59,7 +72,12 @@ describe('idle heap trim', () => {
   test('collections that do not shrink it are retried three times, then ever more rarely', () => {
     const { h, deps } = fakeHeap({ size: 16 * MiB, used: 0 });
     h.shrinks = false;
-    const p = new HeapTrimPolicy(deps, { ...HEAP_TRIM_DEFAULTS, intervalMs: 5_000, maxBackoffMs: 60_000 });
+    const p = new HeapTrimPolicy(deps, {
+      ...HEAP_TRIM_DEFAULTS,
+      intervalMs: 5_000,
+      quietLooks: 1,
+      maxBackoffMs: 60_000,
+    });
     p.check();
     const skips = Array.from({ length: 7 }, () => p.check());
     assert.deepEqual(skips, [0, 0, 0, 2, 4, 8, 12]); // capped at 60 s / 5 s

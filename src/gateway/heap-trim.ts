@@ -9,10 +9,10 @@ import vm from 'node:vm';
  * 64-bit, and shrinks it only at a garbage collection that finds the allocation rate low. An idle
  * gateway allocates almost nothing, so no collection comes and the pages stay resident: about 14
  * MiB of an idle gateway's RSS. Every `intervalMs` this looks at the young generation; when it is
- * larger than V8's initial size and little was allocated in it since the last look (no scavenge,
- * under `idleBytes`), it asks for one full collection, which then shrinks it. A busy
- * gateway (more than 0.8 MB/s allocated) is never interrupted, and the collection costs some
- * milliseconds of a quiet moment (usually two: V8 judges the allocation rate over the last
+ * larger than V8's initial size and little was allocated in it (no scavenge, under `idleBytes`)
+ * at each of the last `quietLooks` looks (30 s), it asks for one full collection, which then
+ * shrinks it. A busy gateway (more than 0.8 MB/s allocated) is never interrupted, and the
+ * collection costs some milliseconds of a quiet moment (usually two: V8 judges the allocation rate over the last
  * seconds of collections, so the first one after a busy spell often does not shrink it yet). After
  * three collections in a row that did not shrink it (another V8), each next attempt waits twice
  * as long.
@@ -23,6 +23,8 @@ export interface HeapTrimOptions {
   idleBytes: number;
   /** Young generation (one semi-space) larger than this is worth trimming. */
   minBytes: number;
+  /** Looks in a row that must find the gateway quiet before a collection. */
+  quietLooks: number;
   /** The longest wait after collections that did not shrink it. */
   maxBackoffMs: number;
 }
@@ -33,8 +35,19 @@ export const HEAP_TRIM_DEFAULTS: HeapTrimOptions = {
   // gateway holding a thousand idle sessions (keepalives every 15 s) stays under it
   idleBytes: 4 * 1024 * 1024,
   minBytes: 2 * 1024 * 1024,
+  // 30 s: traffic that pauses for less keeps its young generation (see below)
+  quietLooks: 6,
   maxBackoffMs: 10 * 60_000,
 };
+
+/*
+ * Why 30 s of quiet and not 5: a trimmed young generation regrows only slowly under traffic whose
+ * garbage dies young (V8 doubles it once the bytes surviving since the last doubling exceed its
+ * size), so the next transfer runs with many more scavenges for its first seconds. Trimming after
+ * every 5 s pause doubled the tunnel CPU per GB of 3 s bulk rounds in bench/ab.ts (alternating
+ * builds leave each gateway idle between its rounds); after 30 s of quiet that ramp is paid once
+ * per idle spell.
+ */
 
 /** Collections that did not shrink it, retried at the next interval before backing off. */
 const FREE_RETRIES = 3;
@@ -60,6 +73,7 @@ export interface HeapTrimDeps {
 export class HeapTrimPolicy {
   private last?: YoungGeneration;
   private failures = 0;
+  private quiet = 0;
 
   constructor(
     private readonly deps: HeapTrimDeps,
@@ -73,15 +87,21 @@ export class HeapTrimPolicy {
     this.last = now;
     if (now.size <= this.o.minBytes) {
       this.failures = 0;
+      this.quiet = 0;
       return 0;
     }
     // used fell: a scavenge ran since the last look, so the gateway allocates; not idle
-    if (!prev || now.used < prev.used || now.used - prev.used > this.o.idleBytes) return 0;
+    if (!prev || now.used < prev.used || now.used - prev.used > this.o.idleBytes) {
+      this.quiet = 0;
+      return 0;
+    }
+    if (++this.quiet < this.o.quietLooks) return 0;
     this.deps.collect();
     const after = this.deps.young();
     this.last = after;
     if (after.size < now.size) {
       this.failures = 0;
+      this.quiet = 0;
       return 0;
     }
     // V8 judges the allocation rate over the last ~5 s of collections: right after a busy
