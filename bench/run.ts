@@ -249,6 +249,10 @@ function table(r: Results): string {
   if (r.memory) {
     const m = r.memory;
     extra.push(
+      `memory: idle gateway RSS ${m.idle.rss_idle_mib} MiB (${m.idle.rss_idle_mb} MB; ${m.idle.rss_started_mib} MiB just started), ` +
+        `with every front door ${m.idle_front_doors.rss_idle_mib} MiB (${m.idle_front_doors.rss_idle_mb} MB)`,
+    );
+    extra.push(
       `memory: ${m.tenants} tenants: gateway RSS ${m.rss_base_mib} MiB → ${m.rss_1_forward_mib} MiB (1 forward each) → ${m.rss_5_forwards_mib} MiB (5 each): ` +
         `${m.kib_per_idle_tenant} KiB per idle tenant, ${m.kib_per_further_forward} KiB per further forward` +
         (m.tenants < 500 ? ' (few tenants: heap growth dominates, the full run uses 1,000)' : ''),
@@ -319,6 +323,12 @@ function targets(r: Results): Results['targets'] {
       r.latency.paths.tether.p99_ms <= 3,
     );
   if (r.memory) {
+    add(
+      'idle gateway RSS (default configuration)',
+      '<= 60 MB',
+      `${r.memory.idle.rss_idle_mb} MB (with every front door ${r.memory.idle_front_doors.rss_idle_mb} MB)`,
+      r.memory.idle.rss_idle_mb <= 60,
+    );
     // With few tenants (--quick) heap growth dominates the figures: no verdict.
     const few = r.memory.tenants < 500;
     add(

@@ -1,5 +1,6 @@
 import { loadGatewayConfig } from '../config/gateway.js';
 import { withFrontDoors } from '../gateway/front-doors.js';
+import { startHeapTrim } from '../gateway/heap-trim.js';
 import { Gateway } from '../gateway/index.js';
 import { createLogger } from '../log/index.js';
 import { steadyDataPathGc } from '../tunnel/gc-tuning.js';
@@ -92,6 +93,7 @@ export async function run(o: { config?: string }): Promise<void> {
   const a = await gw.start();
   if (signals > 0) return; // stopping already (a signal came during the start)
   started = true;
+  startHeapTrim();
   log.info(
     {
       event: 'gateway.started',

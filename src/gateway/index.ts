@@ -2,7 +2,7 @@ import { accessSync, chmodSync, constants, existsSync, mkdirSync, rmSync, writeF
 import { join } from 'node:path';
 import { dashboardRoutes } from '../admin/dashboard/index.js';
 import { GatewayMetrics } from '../admin/metrics.js';
-import { DashboardSso } from '../admin/oidc-routes.js';
+import type { DashboardSso } from '../admin/oidc-routes.js';
 import { AdminServer } from '../admin/server.js';
 import type { GatewayConfig } from '../config/gateway.js';
 import type { ProxyProtocolListener } from '../config/proxy-protocol.js';
@@ -307,7 +307,12 @@ export class Gateway {
       });
 
       const tunnelAddr = await tunnel.listen(config.tunnel.listen.host, config.tunnel.listen.port);
-      const sso = config.admin.oidc ? new DashboardSso(config.admin.oidc, { log, clock }) : undefined;
+      // single sign-on (openid-client and its JOSE stack) is loaded only when configured
+      let sso: DashboardSso | undefined;
+      if (config.admin.oidc) {
+        const { DashboardSso } = await import('../admin/oidc-routes.js');
+        sso = new DashboardSso(config.admin.oidc, { log, clock });
+      }
       this.admin = new AdminServer({
         token: adminToken,
         store,

@@ -1,5 +1,6 @@
 import { writeSync } from 'node:fs';
-import pino, { type Logger } from 'pino';
+import { createRequire } from 'node:module';
+import pino, { type DestinationStream, type Logger } from 'pino';
 import { type AuditSink, createAuditSink } from './audit.js';
 
 export type { Logger } from 'pino';
@@ -162,19 +163,15 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
       },
     },
   };
-  let logger: Logger;
-  if (pretty) {
-    logger = pino({
-      ...base,
-      transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l' } },
-    });
-  } else {
-    const dest =
-      opts.destination === undefined
-        ? batchedStdout()
-        : pino.destination({ dest: opts.destination, sync: true });
-    logger = pino(base, dest);
-  }
+  // a terminal gets readable lines as they come; a pipe (journald, docker) gets JSON in batches
+  const logger = pretty
+    ? pino(base, prettyStream(pino.destination({ dest: opts.destination ?? 1, sync: true })))
+    : pino(
+        base,
+        opts.destination === undefined
+          ? batchedStdout()
+          : pino.destination({ dest: opts.destination, sync: true }),
+      );
   Object.defineProperty(logger, TAP, { value: tap });
   return logger;
 }
@@ -253,6 +250,19 @@ function writeFully(fd: number, text: string): void {
 export function withoutRedaction(log: Logger): Logger {
   // (a stand-in logger of a unit test, without child(), is used as it is)
   return typeof log.child === 'function' ? log.child({}, { redact: [] }) : log;
+}
+
+/**
+ * Human-readable lines for a terminal, formatted in this thread as each record is written. (A
+ * pino transport would run pino-pretty in a worker thread: a second V8 isolate, about 10 MiB for
+ * the life of the process.) pino-pretty is loaded only here, when the output is a terminal.
+ */
+function prettyStream(dest: DestinationStream): DestinationStream {
+  const { prettyFactory } = createRequire(import.meta.url)('pino-pretty') as {
+    prettyFactory(o: { colorize: boolean; translateTime: string }): (line: string) => string;
+  };
+  const format = prettyFactory({ colorize: true, translateTime: 'SYS:HH:MM:ss.l' });
+  return { write: (line: string) => dest.write(format(line)) };
 }
 
 /** A logger that drops everything (unit tests). */

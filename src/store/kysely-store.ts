@@ -1,8 +1,9 @@
-import { type Kysely, sql } from 'kysely';
+import type { Kysely } from 'kysely';
 import { listAllowlists, setAllowlist } from './kysely-allowlists.js';
 import { addConnectionRecords, listConnectionRecords, pruneConnectionRecords } from './kysely-audit.js';
 import { expireLeases, leasePort, publishNodeForwards } from './kysely-leases.js';
 import * as managed from './kysely-managed.js';
+import { sql } from './kysely-module.js';
 import { addTraffic } from './kysely-traffic.js';
 import type {
   AllowlistRow,

@@ -1,4 +1,5 @@
-import { type Kysely, sql } from 'kysely';
+import type { Kysely } from 'kysely';
+import { sql } from './kysely-module.js';
 import type { Database } from './kysely-store.js';
 import type { TrafficRow } from './types.js';
 

@@ -1,4 +1,5 @@
-import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
+import type { Kysely, Migration, MigrationProvider } from 'kysely';
+import { Migrator, sql } from '../kysely-module.js';
 import { managedReposMigration } from './0006-managed-repos.js';
 
 /** Versioned migrations, the same for SQLite and PostgreSQL. Append only. */

@@ -1,5 +1,5 @@
-import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
+import { Kysely, PostgresDialect } from '../kysely-module.js';
 import { KyselyStore, type Database as Schema } from '../kysely-store.js';
 import { migrateToLatest } from '../migrations/index.js';
 

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { Kysely, SqliteDialect } from 'kysely';
+import { Kysely, SqliteDialect } from '../kysely-module.js';
 import { KyselyStore, type Database as Schema } from '../kysely-store.js';
 import { migrateToLatest } from '../migrations/index.js';
 
