@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// first: process settings made before any other module runs (src/bin/early.ts)
+import './early.js';
 import { CommanderError } from 'commander';
 import { exitCodeFor, printError } from '../cli/exit.js';
 import { buildProgram } from '../cli/program.js';

@@ -21,7 +21,6 @@ import { TENANT_ID } from '../core/ids.js';
 import { TetherError } from '../errors/index.js';
 import { silentLogger } from '../log/index.js';
 import { enroll, TunnelSession } from '../tunnel/client.js';
-import { steadyDataPathGc } from '../tunnel/gc-tuning.js';
 import { type GatewayTransport, gatewayTransport } from '../tunnel/transports/client.js';
 import { VERSION } from './version.js';
 
@@ -270,7 +269,6 @@ export async function register(o: { token: string; config?: string }): Promise<v
 }
 
 export async function run(o: { config?: string }): Promise<void> {
-  steadyDataPathGc(); // before any tunnel data: see src/tunnel/gc-tuning.ts
   const r = await runConnector({ configFile: o.config ?? defaultConfigFile(), agent: AGENT });
   if (r.error) throw r.error;
 }

@@ -3,7 +3,6 @@ import { withFrontDoors } from '../gateway/front-doors.js';
 import { startHeapTrim } from '../gateway/heap-trim.js';
 import { Gateway } from '../gateway/index.js';
 import { createLogger } from '../log/index.js';
-import { steadyDataPathGc } from '../tunnel/gc-tuning.js';
 import { checkConfigAgain } from './gateway-reload.js';
 import { VERSION } from './version.js';
 
@@ -19,7 +18,6 @@ const STOP_GRACE_MS = 5_000;
  * gateway.yaml again (see gateway-reload.ts).
  */
 export async function run(o: { config?: string }): Promise<void> {
-  steadyDataPathGc(); // before any tunnel data: see src/tunnel/gc-tuning.ts
   const config = loadGatewayConfig(o.config);
   const log = createLogger({ level: config.log.level, audit: config.log.audit });
   const gw = withFrontDoors(new Gateway(config, { log, version: VERSION }));
