@@ -47,3 +47,35 @@ describe('tether gateway: bad configuration and data dir', () => {
     assert.match(missing.stderr, /none\.yaml: cannot read config: file not found/);
   });
 });
+
+describe('tether gateway: an upstream CA that cannot be used', () => {
+  test('a missing or non-PEM upstream_ca stops the start with a message naming the key and the file', async () => {
+    const dir = tempDir();
+    const notPem = join(dir, 'ca.txt');
+    writeFileSync(notPem, 'not a certificate\n');
+    for (const [file, re] of [
+      [join(dir, 'missing.pem'), /http_proxy upstream_ca: cannot read .*missing\.pem \(ENOENT\)/],
+      [notPem, /http_proxy upstream_ca: .*ca\.txt holds no PEM certificate/],
+    ] as const) {
+      const f = join(dir, 'gw.yaml');
+      writeFileSync(
+        f,
+        [
+          `data_dir: ${join(dir, 'data')}`,
+          'tunnel: { listen: "127.0.0.1:0" }',
+          'admin: { listen: "127.0.0.1:0" }',
+          'http_proxy:',
+          '  listen: "127.0.0.1:0"',
+          '  routes:',
+          '    - to: "https://127.0.0.1:1"',
+          '      auth: { type: none }',
+          `      upstream_ca: "${file}"`,
+          '',
+        ].join('\n'),
+      );
+      const r = await run(process.execPath, [BIN, 'gateway', '-c', f]);
+      assert.notEqual(r.code, 0, r.stderr);
+      assert.match(r.stderr, re);
+    }
+  });
+});

@@ -1,11 +1,10 @@
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { HttpProxyConfig, HttpProxyRouteConfig } from '../../config/http-proxy.js';
 import type { Clock } from '../../core/clock.js';
 import type { Component } from '../../core/component.js';
-import { TetherError } from '../../errors/index.js';
 import type { Logger } from '../../log/index.js';
+import { readCaFile } from '../../tunnel/tls-material.js';
 import { RouteAuthenticator } from './caller-auth.js';
 import type { HttpProxyDeps } from './deps.js';
 import { routeName } from './routes.js';
@@ -24,20 +23,6 @@ interface BuildDeps {
   clock: Clock;
   log: Logger;
   groupKeys?: HttpProxyDeps['groupKeys'];
-}
-
-function readCa(file: string): Buffer {
-  try {
-    return readFileSync(file);
-  } catch (e) {
-    throw new TetherError(
-      'UPSTREAM_CA_UNREADABLE',
-      `cannot read upstream_ca ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
-      {
-        status: 400,
-      },
-    );
-  }
 }
 
 /** Static verifiers are shared per file, so two routes on one file reload it once. */
@@ -87,7 +72,13 @@ export function prepareRoutes(cfg: HttpProxyConfig, deps: BuildDeps): PreparedRo
           ? r.to.protocol === 'https:'
             ? new https.Agent({
                 ...agentOpts,
-                ca: r.upstream_ca === undefined ? undefined : readCa(r.upstream_ca),
+                ca:
+                  r.upstream_ca === undefined
+                    ? undefined
+                    : readCaFile(r.upstream_ca, {
+                        what: 'http_proxy upstream_ca',
+                        code: 'UPSTREAM_CA_UNREADABLE',
+                      }),
               })
             : new http.Agent(agentOpts)
           : undefined,
