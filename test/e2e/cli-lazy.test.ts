@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { HELP_DEFAULT_SCRYPT_N } from '../../src/cli/http-proxy.js';
 import { DEFAULT_SCRYPT } from '../../src/frontdoor/http-proxy/verifiers/token-hash.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { BIN, ROOT, run, tempDir } from '../helpers/util.js';
+import { moduleLoadRecorder } from '../helpers/module-loads.js';
+import { BIN, run, tempDir } from '../helpers/util.js';
 
 /**
  * `tether` loads a command's implementation only when that command runs: help and the admin
@@ -14,31 +14,15 @@ import { BIN, ROOT, run, tempDir } from '../helpers/util.js';
  */
 
 const dir = tempDir('tether-cli-lazy-');
-const HOOK = join(dir, 'record-loads.mjs');
-writeFileSync(
-  HOOK,
-  `import { register } from 'node:module';
-register('data:text/javascript,' + encodeURIComponent(\`
-import { appendFileSync } from 'node:fs';
-export async function load(url, context, next) {
-  appendFileSync(process.env.TETHER_TEST_LOADS, url + '\\\\n');
-  return next(url, context);
-}\`));
-`,
-);
+const loads = moduleLoadRecorder();
 
 /** Runs the real binary and returns the modules it loaded, relative to the repo ("dist/cli/…"). */
 async function loadsOf(args: string[], env: NodeJS.ProcessEnv = process.env) {
-  const out = join(dir, `loads-${Math.random().toString(36).slice(2)}.txt`);
-  writeFileSync(out, '');
-  const r = await run(process.execPath, ['--import', HOOK, BIN, ...args], {
-    env: { ...env, TETHER_TEST_LOADS: out },
+  const rec = loads.recorder();
+  const r = await run(process.execPath, ['--import', loads.hook, BIN, ...args], {
+    env: { ...env, ...rec.env },
   });
-  const modules = readFileSync(out, 'utf8')
-    .split('\n')
-    .filter((u) => u.startsWith('file://'))
-    .map((u) => new URL(u).pathname.replace(`${ROOT}/`, ''));
-  return { ...r, modules };
+  return { ...r, modules: rec.modules() };
 }
 
 /**

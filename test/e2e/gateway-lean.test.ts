@@ -1,10 +1,8 @@
 // test-timeout: 180000 (three gateways one after the other)
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { ROOT, tempDir } from '../helpers/util.js';
+import { moduleLoadRecorder } from '../helpers/module-loads.js';
 
 /**
  * A gateway loads what its configuration uses and nothing else (docs/performance.md, "A lean
@@ -14,19 +12,7 @@ import { ROOT, tempDir } from '../helpers/util.js';
  * NODE_OPTIONS) writes every module URL the real `tether gateway` loads to a file.
  */
 
-const dir = tempDir('tether-gw-lean-');
-const HOOK = join(dir, 'record-loads.mjs');
-writeFileSync(
-  HOOK,
-  `import { register } from 'node:module';
-register('data:text/javascript,' + encodeURIComponent(\`
-import { appendFileSync } from 'node:fs';
-export async function load(url, context, next) {
-  appendFileSync(process.env.TETHER_TEST_LOADS, url + '\\\\n');
-  return next(url, context);
-}\`));
-`,
-);
+const loads = moduleLoadRecorder();
 
 /** What a gateway in the default configuration must not load. */
 const UNUSED: Array<[string, RegExp]> = [
@@ -46,17 +32,10 @@ after(async () => {
 
 /** Starts the real gateway with the hook; returns the modules it loaded by the time it is ready. */
 async function loadsOf(config: Record<string, unknown> = {}): Promise<string[]> {
-  const out = join(dir, `loads-${gateways.length}.txt`);
-  writeFileSync(out, '');
-  const gw = await startGateway({
-    config,
-    env: { NODE_OPTIONS: `--import=${HOOK}`, TETHER_TEST_LOADS: out },
-  });
+  const rec = loads.recorder();
+  const gw = await startGateway({ config, env: { NODE_OPTIONS: `--import=${loads.hook}`, ...rec.env } });
   gateways.push(gw);
-  return readFileSync(out, 'utf8')
-    .split('\n')
-    .filter((u) => u.startsWith('file://'))
-    .map((u) => new URL(u).pathname.replace(`${ROOT}/`, '').replace(/^.*\/node_modules\//, 'node_modules/'));
+  return rec.modules();
 }
 
 describe('a gateway loads only what its configuration uses', () => {

@@ -1,13 +1,13 @@
 // test-timeout: 180000 (a gateway, a connector and nginx; about 10 s alone)
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { freePort, OutputWatcher, stopProcess, tempDir, waitFor } from '../helpers/util.js';
+import { freePort, startServerProcess, stopProcess, tempDir, waitFor } from '../helpers/util.js';
 
 /**
  * PROXY protocol out to the private service: a repository with `proxy_protocol: v1|v2` makes the
@@ -41,22 +41,11 @@ async function startNginx(): Promise<{ v1: number; v2: number; log: string; p: C
       '',
     ].join('\n'),
   );
-  const p = spawn(NGINX, ['-p', dir, '-c', conf, '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const err = new OutputWatcher(p.stderr!);
-  for (const port of [v1, v2]) {
-    await waitFor(
-      () =>
-        new Promise<boolean>((resolve) => {
-          if (p.exitCode !== null) throw new Error(`nginx exited: ${err.text()}`);
-          const s = net.connect({ host: '127.0.0.1', port }, () => {
-            s.destroy();
-            resolve(true);
-          });
-          s.on('error', () => resolve(false));
-        }),
-      { what: 'nginx listening', timeout: 30_000 },
-    );
-  }
+  const { process: p } = await startServerProcess(
+    NGINX,
+    ['-p', dir, '-c', conf, '-g', 'daemon off;'],
+    [v1, v2],
+  );
   return { v1, v2, log, p };
 }
 

@@ -1,6 +1,6 @@
 // test-timeout: 240000 (a gateway, two haproxy, a connector; about 20 s alone, longer on a loaded machine)
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -9,7 +9,7 @@ import { startConnector, type TestConnector } from '../helpers/connector.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { key, scrape } from '../helpers/prometheus.js';
 import { startEchoServer, type TestServer } from '../helpers/servers.js';
-import { freePort, OutputWatcher, stopProcess, tempDir, waitFor } from '../helpers/util.js';
+import { freePort, startServerProcess, stopProcess, tempDir, waitFor } from '../helpers/util.js';
 
 /**
  * PROXY protocol into the gateway, with real haproxy in front: `send-proxy-v2` (and its LOCAL
@@ -41,20 +41,7 @@ async function haproxy(target: number, serverOpts: string): Promise<{ port: numb
   ].join('\n');
   const file = join(dir, 'haproxy.cfg');
   writeFileSync(file, cfg);
-  const p = spawn('haproxy', ['-f', file, '-db'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const out = new OutputWatcher(p.stderr!);
-  await waitFor(
-    () =>
-      new Promise<boolean>((resolve) => {
-        if (p.exitCode !== null) throw new Error(`haproxy exited: ${out.text()}`);
-        const s = net.connect({ host: '127.0.0.1', port }, () => {
-          s.destroy();
-          resolve(true);
-        });
-        s.on('error', () => resolve(false));
-      }),
-    { what: 'haproxy listening', timeout: 30_000 },
-  );
+  const { process: p } = await startServerProcess('haproxy', ['-f', file, '-db'], [port]);
   return { port, p };
 }
 

@@ -1,8 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
-import { freePort, OutputWatcher, spawnTracked, stopProcess, tempDir, waitFor } from './util.js';
+import { freePort, startServerProcess, stopProcess, tempDir } from './util.js';
 
 export interface TestHaproxy {
   port: number;
@@ -36,19 +35,6 @@ export async function startHaproxy(
   ].join('\n');
   const file = join(dir, 'haproxy.cfg');
   writeFileSync(file, cfg);
-  const p = spawnTracked('haproxy', ['-f', file, '-db'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const out = new OutputWatcher(p.stderr!);
-  await waitFor(
-    () =>
-      new Promise<boolean>((resolve) => {
-        if (p.exitCode !== null) throw new Error(`haproxy exited: ${out.text()}`);
-        const s = net.connect({ host: '127.0.0.1', port }, () => {
-          s.destroy();
-          resolve(true);
-        });
-        s.on('error', () => resolve(false));
-      }),
-    { what: 'haproxy listening', timeout: 30_000 },
-  );
+  const { process: p } = await startServerProcess('haproxy', ['-f', file, '-db'], [port]);
   return { port, process: p, stop: () => stopProcess(p, 2_000) };
 }

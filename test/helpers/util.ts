@@ -141,6 +141,29 @@ function hookAbort(): void {
   }
 }
 
+/**
+ * Starts a server program (haproxy, nginx, …) and resolves once every one of `ports` on 127.0.0.1
+ * accepts a connection; rejects with its stderr when it exits first.
+ */
+export async function startServerProcess(
+  cmd: string,
+  args: string[],
+  ports: number[],
+): Promise<{ process: ChildProcess; stderr: OutputWatcher }> {
+  const p = spawnTracked(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const stderr = new OutputWatcher(p.stderr!);
+  for (const port of ports) {
+    await waitFor(
+      async () => {
+        if (p.exitCode !== null) throw new Error(`${cmd} exited: ${stderr.text()}`);
+        return listening(port);
+      },
+      { what: `${cmd} listening on ${port}`, timeout: 30_000 },
+    );
+  }
+  return { process: p, stderr };
+}
+
 /** Runs a command to completion. */
 export function run(
   cmd: string,
