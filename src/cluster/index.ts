@@ -7,7 +7,13 @@ import type { Component } from '../core/component.js';
 import type { TenantChange } from '../core/events.js';
 import type { RemoteForward } from '../core/forward-registry.js';
 import type { ClusterConfig, ClusterDeps } from './deps.js';
-import { RELAY_ACCEPTED, readRelayHeader, relayAccepted, relayHeader } from './relay-header.js';
+import {
+  RELAY_ACCEPTED,
+  RELAY_VERSION,
+  readRelayHeader,
+  relayAccepted,
+  relayHeader,
+} from './relay-header.js';
 
 export type { ClusterConfig, ClusterDeps } from './deps.js';
 
@@ -33,6 +39,8 @@ export class ClusterMember implements Component {
   private relayKey = '';
   /** Addresses of the other live members: connections from them may carry a relay header. */
   private memberAddresses = new Set<string>();
+  /** Which relay header each member reads: 1 for a member of an earlier release (no answer). */
+  private readonly relayVersions = new Map<string, 1 | 2>();
   /** Lease ports of other members this one could not bind for relaying (warned once each). */
   private readonly unbindable = new Set<number>();
 
@@ -120,6 +128,7 @@ export class ClusterMember implements Component {
       advertise: this.cfg.advertise,
       started_at: this.startedAt,
       heartbeat_at: now,
+      relay_version: RELAY_VERSION,
     });
     const dead = await this.ctx.store.reapNodes(
       new Date(this.ctx.clock.now() - this.cfg.dead_after).toISOString(),
@@ -166,8 +175,12 @@ export class ClusterMember implements Component {
    * restarting, still relays its callers here and must not see its header passed on to the
    * service as data); the header's signature, not the address, is what is trusted.
    */
-  private learnMembers(nodes: ReadonlyArray<{ node_id: string; advertise: string }>): void {
+  private learnMembers(
+    nodes: ReadonlyArray<{ node_id: string; advertise: string; relay_version: number | null }>,
+  ): void {
     for (const n of nodes) {
+      if (this.relayVersions.size < MAX_MEMBER_ADDRESSES || this.relayVersions.has(n.node_id))
+        this.relayVersions.set(n.node_id, n.relay_version === null ? 1 : 2);
       if (n.node_id === this.cfg.node_id || this.memberAddresses.size >= MAX_MEMBER_ADDRESSES) continue;
       this.memberAddresses.add(normalizeIp(n.advertise));
     }
@@ -242,7 +255,8 @@ export class ClusterMember implements Component {
         noDelay: true,
         ...(net.isIP(own) && isLocalAddress(own) ? { localAddress: own } : {}),
       });
-      s.write(relayHeader(this.relayKey, origin, r.port, this.ctx.clock.now()));
+      const version = this.relayVersions.get(r.node) ?? 1;
+      s.write(relayHeader(this.relayKey, origin, r.port, this.ctx.clock.now(), version));
       const timer = setTimeout(() => {
         s.destroy();
         reject(new Error(`connect to ${r.address}:${r.port} timed out`));
@@ -251,8 +265,10 @@ export class ClusterMember implements Component {
         clearTimeout(timer);
         s.off('error', reject);
         // The owner acknowledges once its connector took the channel; a refusal (the forward
-        // left it a moment ago) rejects here, before any byte of the caller was sent.
-        relayAccepted(s, RELAY_ACCEPT_MS).then(() => resolve(s), reject);
+        // left it a moment ago) rejects here, before any byte of the caller was sent. (An owner
+        // of an earlier release reads version 1 and does not answer.)
+        if (version === 1) resolve(s);
+        else relayAccepted(s, RELAY_ACCEPT_MS).then(() => resolve(s), reject);
       });
       s.once('error', (e) => {
         clearTimeout(timer);

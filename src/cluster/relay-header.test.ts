@@ -43,6 +43,8 @@ describe('cluster relay header', () => {
     // the same header as a version-1 member writes it (its own signature over its own body)
     const body = `TETHER-RELAY 1 203.0.113.9 4444 3000 ${now}`;
     const v1 = `${body} ${createHmac('sha256', KEY).update(body).digest('hex')}`;
+    // what this release writes for an owner of an earlier release is exactly that line
+    assert.equal(relayHeader(KEY, { address: '203.0.113.9', port: 4444 }, 3000, now, 1).trimEnd(), v1);
     assert.deepEqual(parseRelayHeader(KEY, v1, 3000, now), {
       ok: true,
       origin: { address: '203.0.113.9', port: 4444 },

@@ -19,7 +19,6 @@ import net from 'node:net';
  * reads the line only from a member's address and passes the address on to its broker and to
  * the connector's `forwarded-tcpip` originator fields.
  */
-export const RELAY_MAGIC = 'TETHER-RELAY 2 ';
 /** What every version's header starts with (the version digit follows). */
 const RELAY_PREFIX = 'TETHER-RELAY ';
 /** The owner's acknowledgement of a version-2 header: the channel is open, bytes may flow. */
@@ -40,9 +39,21 @@ function mac(key: string, body: string): string {
   return createHmac('sha256', key).update(body).digest('hex');
 }
 
-/** The header line a relaying member sends first. */
-export function relayHeader(key: string, origin: RelayOrigin, leasePort: number, now: number): string {
-  const body = `${RELAY_MAGIC}${origin.address} ${origin.port} ${leasePort} ${now}`;
+/** The newest header version this member writes and reads. */
+export const RELAY_VERSION = 2;
+
+/**
+ * The header line a relaying member sends first: version 2 (the owner answers), or version 1 for
+ * an owner of an earlier release (it reads only that, and does not answer).
+ */
+export function relayHeader(
+  key: string,
+  origin: RelayOrigin,
+  leasePort: number,
+  now: number,
+  version: 1 | 2 = RELAY_VERSION,
+): string {
+  const body = `${RELAY_PREFIX}${version} ${origin.address} ${origin.port} ${leasePort} ${now}`;
   return `${body} ${mac(key, body)}\n`;
 }
 

@@ -331,7 +331,11 @@ export class KyselyStore implements Store {
       .insertInto('nodes')
       .values(node)
       .onConflict((oc) =>
-        oc.column('node_id').doUpdateSet({ advertise: node.advertise, heartbeat_at: node.heartbeat_at }),
+        oc.column('node_id').doUpdateSet({
+          advertise: node.advertise,
+          heartbeat_at: node.heartbeat_at,
+          relay_version: node.relay_version,
+        }),
       )
       .execute();
   }

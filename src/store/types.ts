@@ -64,6 +64,11 @@ export interface NodeRow {
   advertise: string;
   started_at: string;
   heartbeat_at: string;
+  /**
+   * The newest relay header version the member reads (2: it answers `TETHER-RELAY OK`); null for
+   * a member of a release before the column, which reads version 1 only.
+   */
+  relay_version: number | null;
 }
 
 /** The cluster's forward directory: which member serves (tenant, label) on which port. */

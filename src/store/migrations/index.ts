@@ -179,6 +179,15 @@ const migrations: Record<string, Migration> = {
       await db.schema.dropTable('source_allowlists').execute();
     },
   },
+  // which relay header a cluster member reads (a rolling upgrade mixes releases for a while)
+  '0008_node_relay_version': {
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('nodes').addColumn('relay_version', 'integer').execute();
+    },
+    async down(db: Kysely<unknown>) {
+      await db.schema.alterTable('nodes').dropColumn('relay_version').execute();
+    },
+  },
 };
 
 class InlineProvider implements MigrationProvider {
