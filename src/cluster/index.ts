@@ -37,7 +37,7 @@ export class ClusterMember implements Component {
   private readonly startedAt: string;
   /** Signs relay headers (the caller's address on a relayed connection); shared through the store. */
   private relayKey = '';
-  /** Addresses of the other live members: connections from them may carry a relay header. */
+  /** Addresses of every other member seen: connections from them may carry a relay header. */
   private memberAddresses = new Set<string>();
   /** Which relay header each member reads: 1 for a member of an earlier release (no answer). */
   private readonly relayVersions = new Map<string, 1 | 2>();
