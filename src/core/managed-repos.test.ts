@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
-import { after, describe, test } from 'node:test';
-import { FakeClock, tempStore } from '../../test/helpers/core.js';
-import { startPostgres, type TestPostgres } from '../../test/helpers/postgres.js';
+import { describe, test } from 'node:test';
+import { FakeClock, onPostgresToo, tempStore } from '../../test/helpers/core.js';
 import { isTetherError } from '../errors/index.js';
 import { silentLogger } from '../log/index.js';
-import { openPostgresStore } from '../store/postgres/index.js';
 import type { Store } from '../store/types.js';
 import { type TenantChange, TenantEvents } from './events.js';
 import { MAX_STATES_PER_REPO, ManagedRepoService } from './managed-repos.js';
@@ -171,17 +169,4 @@ function contract(name: string, open: () => Promise<Store>) {
 
 contract('sqlite', tempStore);
 
-let pg: TestPostgres | undefined;
-let pgError: string | undefined;
-try {
-  pg = await startPostgres();
-} catch (e) {
-  pgError = (e as Error).message;
-}
-after(async () => pg?.stop());
-if (pg) {
-  const server = pg;
-  contract('postgres', async () => openPostgresStore(await server.newDatabase()));
-} else {
-  test('managed repositories (postgres)', { skip: `PostgreSQL unavailable: ${pgError}` }, () => {});
-}
+await onPostgresToo('managed repositories', contract);

@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
-import { after, describe, test } from 'node:test';
-import { tempStore } from '../../test/helpers/core.js';
-import { startPostgres, type TestPostgres } from '../../test/helpers/postgres.js';
-import { openPostgresStore } from './postgres/index.js';
+import { describe, test } from 'node:test';
+import { onPostgresToo, tempStore } from '../../test/helpers/core.js';
 import type { Store } from './types.js';
 
 const now = '2026-03-01T00:00:00.000Z';
@@ -47,17 +45,4 @@ function storeContract(name: string, open: () => Promise<Store>) {
 
 storeContract('sqlite', tempStore);
 
-let pg: TestPostgres | undefined;
-let pgError: string | undefined;
-try {
-  pg = await startPostgres();
-} catch (e) {
-  pgError = (e as Error).message;
-}
-after(async () => pg?.stop());
-if (pg) {
-  const server = pg;
-  storeContract('postgres', async () => openPostgresStore(await server.newDatabase()));
-} else {
-  test('source allowlists (postgres)', { skip: `PostgreSQL unavailable: ${pgError}` }, () => {});
-}
+await onPostgresToo('source allowlists', storeContract);

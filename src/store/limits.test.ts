@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
-import { after, describe, test } from 'node:test';
-import { tempStore } from '../../test/helpers/core.js';
-import { startPostgres, type TestPostgres } from '../../test/helpers/postgres.js';
+import { describe, test } from 'node:test';
+import { onPostgresToo, tempStore } from '../../test/helpers/core.js';
 import { tempDir } from '../../test/helpers/util.js';
-import { openPostgresStore } from './postgres/index.js';
 import { openSqliteStore } from './sqlite/index.js';
 import type { LimitsRow, Store } from './types.js';
 
@@ -114,17 +112,4 @@ test('limits and counters survive reopening the SQLite file', async () => {
   await store.close();
 });
 
-let pg: TestPostgres | undefined;
-let pgError: string | undefined;
-try {
-  pg = await startPostgres();
-} catch (e) {
-  pgError = (e as Error).message;
-}
-after(async () => pg?.stop());
-if (pg) {
-  const server = pg;
-  storeContract('postgres', async () => openPostgresStore(await server.newDatabase()));
-} else {
-  test('limits and traffic counters (postgres)', { skip: `PostgreSQL unavailable: ${pgError}` }, () => {});
-}
+await onPostgresToo('limits and traffic counters', storeContract);

@@ -1,6 +1,7 @@
 import type { Clock } from '../../src/core/clock.js';
 import { silentLogger } from '../../src/log/index.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
+import type { Store } from '../../src/store/types.js';
 import { tempDir } from './util.js';
 
 /** A clock tests move by hand. */
@@ -45,3 +46,26 @@ export async function tempStore() {
 }
 
 export const quietLog = silentLogger;
+
+/**
+ * Runs a store contract on a PostgreSQL store too: a server of its own for this test file (one
+ * fresh database per `open()`), or the contract shown as skipped, with the reason, where
+ * PostgreSQL is not installed.
+ */
+export async function onPostgresToo(
+  what: string,
+  contract: (name: string, open: () => Promise<Store>) => void,
+): Promise<void> {
+  const { after, test } = await import('node:test');
+  const { startPostgres } = await import('./postgres.js');
+  const { openPostgresStore } = await import('../../src/store/postgres/index.js');
+  let server: Awaited<ReturnType<typeof startPostgres>>;
+  try {
+    server = await startPostgres();
+  } catch (e) {
+    test(`${what} (postgres)`, { skip: `PostgreSQL unavailable: ${(e as Error).message}` }, () => {});
+    return;
+  }
+  after(async () => server.stop());
+  contract('postgres', async () => openPostgresStore(await server.newDatabase()));
+}
