@@ -23,8 +23,13 @@ export async function run(o: { config?: string }): Promise<void> {
   const gw = withFrontDoors(new Gateway(config, { log, version: VERSION }));
   let started = false;
   let signals = 0;
+  // Set once the exit is decided: a signal after that changes nothing (it would log "exiting at
+  // once" and still exit with the code already chosen).
+  let exiting = false;
   const exit = (code: number) => {
-    // pino writes synchronously to stdout; give the event loop one turn for anything queued
+    if (exiting) return;
+    exiting = true;
+    // give the event loop one turn for anything queued (log lines are flushed on exit)
     setImmediate(() => process.exit(code));
   };
   const forceAfter = (ms: number) => {
@@ -50,6 +55,7 @@ export async function run(o: { config?: string }): Promise<void> {
   };
   const onSignal = (signal: NodeJS.Signals) => {
     const at = Date.now();
+    if (exiting) return;
     signals++;
     if (signals >= 3) {
       log.error(
