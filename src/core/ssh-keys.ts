@@ -56,8 +56,9 @@ export interface KeyPair {
 
 /** A fresh ed25519 key pair in OpenSSH formats. */
 export function generateKeyPair(comment = ''): KeyPair {
-  // ssh2 1.17 occasionally (about 1 in 256) writes an ed25519 key that it cannot parse back;
-  // such a key would be useless to the customer, so check each one and make another.
+  // Unpatched ssh2 1.17 drops the first byte of a public key that starts with a zero byte
+  // (1 in 256 keys) and cannot read that key back; patches/ssh2+*.patch fixes it. A key that
+  // does not parse, sign and verify would be useless to the customer, so each is still checked.
   for (let attempt = 0; attempt < 16; attempt++) {
     const kp = utils.generateKeyPairSync('ed25519', { comment });
     if (isUsablePair(kp.private, kp.public)) return { privateKey: kp.private, publicKey: kp.public.trim() };

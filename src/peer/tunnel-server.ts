@@ -1,7 +1,9 @@
 import { type AddressInfo, createServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket, type Server as TlsServer } from 'node:tls';
-import ssh2, { type Connection, type TcpipBindInfo, type TcpipRequestInfo } from 'ssh2';
+import type ssh2 from 'ssh2';
+import type { Connection, TcpipBindInfo, TcpipRequestInfo } from 'ssh2';
 import { formatHostPort, type HostPort } from '../config/host-port.js';
+import { generateKeyPair } from '../core/ssh-keys.js';
 import type { Logger } from '../log/index.js';
 import { dialDestination } from '../tunnel/dial.js';
 import { relay } from '../tunnel/pipe.js';
@@ -17,24 +19,6 @@ export interface TunnelServerDeps {
   tls?: TlsMaterial;
   /** SSH host key (OpenSSH PEM). Generated in memory when absent: TLS or trust authenticates us. */
   hostKey?: string;
-}
-
-/**
- * A fresh ed25519 host key (OpenSSH PEM) that ssh2 can read back. ssh2 1.17 now and then
- * writes an ed25519 key it cannot parse (about 1 in 256, mscdex/ssh2#1390 and #1513), so the
- * key is checked and made again when needed.
- */
-export function generateHostKey(): string {
-  for (let i = 0; i < 20; i++) {
-    const pair = ssh2.utils.generateKeyPairSync('ed25519');
-    if (
-      !(ssh2.utils.parseKey(pair.private) instanceof Error) &&
-      !(ssh2.utils.parseKey(pair.public) instanceof Error)
-    ) {
-      return pair.private;
-    }
-  }
-  throw new Error('could not generate a usable SSH host key');
 }
 
 /**
@@ -54,7 +38,7 @@ export class TunnelServer {
 
   constructor(deps: TunnelServerDeps) {
     this.log = deps.logger.child({ component: 'tunnel' });
-    const hostKey = deps.hostKey ?? generateHostKey();
+    const hostKey = deps.hostKey ?? generateKeyPair().privateKey;
     this.ssh = createSshServer(
       {
         hostKey,
