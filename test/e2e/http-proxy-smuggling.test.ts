@@ -392,7 +392,8 @@ describe('http-proxy: request smuggling matrix against a strict recording upstre
   for (const [path, problem] of [
     ['/s999/x', 'status 999'],
     ['/reason/x', 'a control character in its reason phrase'],
-    ['/nothttp/x', 'HPE_'],
+    // undici's parser (URL routes) names no HPE_ code for this one, only the reason.
+    ['/nothttp/x', 'Response does not match the HTTP/1.1 protocol'],
   ] as const) {
     test(`an upstream that breaks HTTP (${problem}) gets the caller a 502; the gateway lives`, async () => {
       const r = await exchange(port, `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`, 1);

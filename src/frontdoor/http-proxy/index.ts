@@ -1,5 +1,3 @@
-import http from 'node:http';
-import https from 'node:https';
 import type { HttpProxyConfig, HttpProxyRouteConfig } from '../../config/http-proxy.js';
 import type { Clock } from '../../core/clock.js';
 import type { Component } from '../../core/component.js';
@@ -10,6 +8,7 @@ import type { HttpProxyDeps } from './deps.js';
 import { routeName } from './routes.js';
 import { type FrontDoorDeps, HttpFrontDoor, type PreparedRoute } from './server.js';
 import { upstreamCredential } from './upstream-auth/index.js';
+import { upstreamPool } from './upstream-pooled.js';
 import { CachedVerifier } from './verifiers/cache.js';
 import { GroupKeyVerifier } from './verifiers/group-key.js';
 import { RemoteVerifier } from './verifiers/remote.js';
@@ -58,7 +57,6 @@ export function prepareRoutes(cfg: HttpProxyConfig, deps: BuildDeps): PreparedRo
     const verifier = inner
       ? new CachedVerifier(inner, deps.clock, { ttl: r.auth.cache_ttl, failureTtl: r.auth.failure_ttl })
       : undefined;
-    const agentOpts = { keepAlive: true, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo' as const };
     return {
       index,
       name,
@@ -67,20 +65,19 @@ export function prepareRoutes(cfg: HttpProxyConfig, deps: BuildDeps): PreparedRo
       credential: r.upstream_auth
         ? upstreamCredential(r.upstream_auth, deps.clock, deps.log.child({ route: name }))
         : undefined,
-      agent:
+      pool:
         r.to.kind === 'url'
-          ? r.to.protocol === 'https:'
-            ? new https.Agent({
-                ...agentOpts,
-                ca:
-                  r.upstream_ca === undefined
-                    ? undefined
-                    : readCaFile(r.upstream_ca, {
-                        what: 'http_proxy upstream_ca',
-                        code: 'UPSTREAM_CA_UNREADABLE',
-                      }),
-              })
-            : new http.Agent(agentOpts)
+          ? upstreamPool(`${r.to.protocol}//${r.to.host}`, {
+              connectTimeout: cfg.connect_timeout,
+              ...(r.upstream_ca !== undefined
+                ? {
+                    ca: readCaFile(r.upstream_ca, {
+                      what: 'http_proxy upstream_ca',
+                      code: 'UPSTREAM_CA_UNREADABLE',
+                    }),
+                  }
+                : {}),
+            })
           : undefined,
     };
   });
@@ -136,7 +133,7 @@ export function httpProxyComponent(
       unsubscribe?.();
       for (const r of routes) {
         r.credential?.stop();
-        r.agent?.destroy();
+        void r.pool?.destroy();
       }
       await door?.close();
     },

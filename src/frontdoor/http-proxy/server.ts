@@ -448,6 +448,8 @@ export class HttpFrontDoor {
   }
 
   private accessLog(req: Req, res: Res, route: Route, target: RequestTarget, started: number): void {
+    // Read now: the upstream client lets go of the request's socket once it has sent the body.
+    const source = req.socket.remoteAddress;
     res.once('close', () => {
       this.deps.log.debug(
         {
@@ -458,7 +460,7 @@ export class HttpFrontDoor {
           status: res.statusCode,
           complete: res.writableFinished,
           ms: Math.round((performance.now() - started) * 10) / 10,
-          source: req.socket.remoteAddress,
+          source,
         },
         'request',
       );

@@ -1,4 +1,4 @@
-import type http from 'node:http';
+import type { Pool } from 'undici';
 import type { Clock } from '../../core/clock.js';
 import type { ForwardRegistry } from '../../core/forward-registry.js';
 import type { RefusalLog } from '../../core/refusals.js';
@@ -14,8 +14,8 @@ import type { UpstreamCredential } from './upstream-auth/index.js';
 export interface PreparedRoute extends Route {
   auth: RouteAuthenticator;
   credential?: UpstreamCredential;
-  /** Keep-alive agent for URL targets. */
-  agent?: http.Agent;
+  /** Keep-alive connection pool for URL targets (upstream-pooled.ts). */
+  pool?: Pool;
 }
 
 export interface FrontDoorDeps {

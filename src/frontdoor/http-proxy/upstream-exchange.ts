@@ -1,5 +1,4 @@
 import http from 'node:http';
-import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { HttpProxyConfig } from '../../config/http-proxy.js';
 import { type ErrorCode, isTetherError } from '../../errors/index.js';
@@ -9,6 +8,7 @@ import type { Framing } from './framing.js';
 import { upstreamPath } from './routes.js';
 import { type RequestTarget, responseHeaders, upstreamHeaders } from './sanitize.js';
 import type { FrontDoorDeps, PreparedRoute } from './types.js';
+import { forwardPooled } from './upstream-pooled.js';
 import { asSocket, isSafeReason } from './upstream-target.js';
 
 type Req = http.IncomingMessage;
@@ -36,16 +36,21 @@ export interface DoorHooks {
 }
 
 /** Where an upstream request is; see `sweep`. */
-interface Exchange {
+export interface Exchange {
   phase: 'connect' | 'upload' | 'response' | 'download';
   /** When the phase started. */
   since: number;
   /** When a body byte last moved. */
   last: number;
   res: http.ServerResponse;
+  /** Ends the upstream request with this error (a timeout). */
+  cancel(err: Error): void;
 }
 
-class UpstreamTimeout extends Error {
+/** What the upstream's status line and headers lead to: pass the body on, drop the connection, or read the body away. */
+export type HeadVerdict = 'relay' | 'drop' | 'discard';
+
+export class UpstreamTimeout extends Error {
   constructor(
     readonly phase: 'connect' | 'response' | 'idle',
     ms: number,
@@ -60,15 +65,16 @@ class UpstreamTimeout extends Error {
  */
 export class UpstreamForwarder {
   /** Requests in flight upstream, watched by one coarse timer (cheaper than timers per request). */
-  private readonly exchanges = new Map<http.ClientRequest, Exchange>();
+  readonly exchanges = new Set<Exchange>();
   private sweeper?: NodeJS.Timeout;
 
   constructor(
-    private readonly cfg: HttpProxyConfig,
+    readonly cfg: HttpProxyConfig,
     deps: Pick<FrontDoorDeps, 'registry' | 'clock' | 'log' | 'broker'>,
-    private readonly door: DoorHooks,
+    readonly door: DoorHooks,
   ) {
     this.deps = deps;
+    this.clock = deps.clock;
     // Every channel to a tenant's repository goes through the connection broker (limits, bytes,
     // lifecycle records, metrics); one is built over the registry when none is given (tests).
     this.broker =
@@ -76,6 +82,7 @@ export class UpstreamForwarder {
   }
 
   private readonly deps: Pick<FrontDoorDeps, 'registry' | 'clock' | 'log'>;
+  readonly clock: FrontDoorDeps['clock'];
   private readonly broker: Pick<ConnectionBroker, 'open'>;
 
   start(): void {
@@ -101,7 +108,7 @@ export class UpstreamForwarder {
   private sweep(): void {
     const now = this.deps.clock.now();
     const { connect_timeout, response_timeout, idle_timeout } = this.cfg;
-    for (const [up, x] of this.exchanges) {
+    for (const x of this.exchanges) {
       let err: UpstreamTimeout | undefined;
       if (x.phase === 'connect' && now - x.since >= connect_timeout)
         err = new UpstreamTimeout('connect', connect_timeout);
@@ -110,8 +117,8 @@ export class UpstreamForwarder {
       else if ((x.phase === 'upload' || x.phase === 'download') && now - x.last >= idle_timeout)
         err = new UpstreamTimeout('idle', idle_timeout);
       if (!err) continue;
-      this.exchanges.delete(up);
-      up.destroy(err);
+      this.exchanges.delete(x);
+      x.cancel(err);
       // A caller that stopped reading after the upstream finished.
       if (x.phase === 'download') x.res.destroy();
     }
@@ -139,20 +146,20 @@ export class UpstreamForwarder {
       method: req.method,
       close: to.kind === 'tenant',
     });
+    const path = upstreamPath(cfg, target.path, target.query);
+    if (to.kind === 'url') {
+      forwardPooled(this, { req, res, route, path, framing, headers });
+      return;
+    }
     const options: http.RequestOptions = {
       method: req.method,
-      path: upstreamPath(cfg, target.path, target.query),
+      path,
       headers: headers as unknown as http.OutgoingHttpHeaders,
       setHost: false,
     };
     let bodyBytes = 0;
     let respBytes = 0;
-    if (to.kind === 'url') {
-      options.protocol = to.protocol;
-      options.hostname = to.hostname;
-      options.port = to.port;
-      options.agent = route.agent;
-    } else {
+    {
       const origin = { address: req.socket.remoteAddress ?? '127.0.0.1', port: req.socket.remotePort ?? 0 };
       options.createConnection = ((_o: unknown, cb: (err: Error | null, s?: Socket) => void) => {
         const brokered = {
@@ -177,11 +184,11 @@ export class UpstreamForwarder {
         return undefined;
       }) as unknown as http.RequestOptions['createConnection'];
     }
-    const up = (to.kind === 'url' && to.protocol === 'https:' ? https : http).request(options);
+    const up = http.request(options);
     const now = this.deps.clock.now();
-    const x: Exchange = { phase: 'connect', since: now, last: now, res };
-    this.exchanges.set(up, x);
-    const done = () => this.exchanges.delete(up);
+    const x: Exchange = { phase: 'connect', since: now, last: now, res, cancel: (err) => up.destroy(err) };
+    this.exchanges.add(x);
+    const done = () => this.exchanges.delete(x);
     const touch = () => {
       x.last = this.deps.clock.now();
     };
@@ -235,11 +242,7 @@ export class UpstreamForwarder {
     }
   }
 
-  /**
-   * Passes the upstream's answer on. A status outside 200-599 (1xx answers are consumed by
-   * node's client), a reason phrase with control characters, or headers node will not write get
-   * the caller a 502, and the upstream connection is dropped.
-   */
+  /** Passes the answer of a tunnel upstream (node's client) on; see `answerHead`. */
   private relayResponse(
     req: Req,
     res: Res,
@@ -249,56 +252,78 @@ export class UpstreamForwarder {
     touch: () => void,
     done: () => void,
   ): void {
-    const { cfg } = route;
-    const to = cfg.to;
-    {
-      const status = ures.statusCode ?? 0;
-      if (status < 200 || status > 599 || !isSafeReason(ures.statusMessage)) {
-        done();
-        up.destroy();
-        this.badResponse(
-          req,
-          res,
-          route,
-          status < 200 || status > 599 ? `status ${status}` : 'a control character in its reason phrase',
-        );
-        return;
-      }
-      if (status === 401 && route.credential) {
-        done();
-        ures.resume();
-        this.deps.log.warn(
-          { event: 'http_proxy.upstream_refused_credential', route: route.name, upstream: to.text },
-          `the upstream of route ${route.name} refused the injected credential`,
-        );
-        this.door.fail(
-          req,
-          res,
-          route,
-          502,
-          'UPSTREAM_AUTH_REFUSED',
-          "the upstream refused the front door's credential",
-        );
-        return;
-      }
-      const out = responseHeaders(ures.rawHeaders);
-      if (cfg.docker_registry && ures.headers['docker-distribution-api-version'] === undefined)
-        out.push(API_VERSION_HEADER, API_VERSION);
-      try {
-        res.writeHead(status, ures.statusMessage, out);
-      } catch (err) {
-        done();
-        up.destroy();
-        // writeHead validates before it sends anything: the caller can still get a clean 502.
-        res.removeHeader('content-length');
-        this.badResponse(req, res, route, (err as Error).message);
-        return;
-      }
-      ures.on('data', touch);
-      ures.pipe(res);
-      ures.on('error', () => res.destroy());
-      ures.on('aborted', () => res.destroy());
+    const verdict = this.answerHead(
+      req,
+      res,
+      route,
+      ures.statusCode ?? 0,
+      ures.statusMessage,
+      ures.rawHeaders,
+    );
+    if (verdict !== 'relay') {
+      done();
+      if (verdict === 'drop') up.destroy();
+      else ures.resume();
+      return;
     }
+    ures.on('data', touch);
+    ures.pipe(res);
+    ures.on('error', () => res.destroy());
+    ures.on('aborted', () => res.destroy());
+  }
+
+  /**
+   * Checks the upstream's status line and headers and writes the caller's response head. A
+   * status outside 200-599 (1xx answers are consumed by the HTTP client), a reason phrase with
+   * control characters, or headers node will not write get the caller a 502 ('drop': the
+   * upstream connection must not be reused); a 401 to an injected credential gets a 502 that
+   * says so ('discard': read the body away).
+   */
+  answerHead(
+    req: Req,
+    res: Res,
+    route: PreparedRoute,
+    status: number,
+    statusMessage: string | undefined,
+    rawHeaders: readonly string[],
+  ): HeadVerdict {
+    const { cfg } = route;
+    if (status < 200 || status > 599 || !isSafeReason(statusMessage)) {
+      this.badResponse(
+        req,
+        res,
+        route,
+        status < 200 || status > 599 ? `status ${status}` : 'a control character in its reason phrase',
+      );
+      return 'drop';
+    }
+    if (status === 401 && route.credential) {
+      this.deps.log.warn(
+        { event: 'http_proxy.upstream_refused_credential', route: route.name, upstream: cfg.to.text },
+        `the upstream of route ${route.name} refused the injected credential`,
+      );
+      this.door.fail(
+        req,
+        res,
+        route,
+        502,
+        'UPSTREAM_AUTH_REFUSED',
+        "the upstream refused the front door's credential",
+      );
+      return 'discard';
+    }
+    const out = responseHeaders(rawHeaders);
+    if (cfg.docker_registry && !hasHeader(rawHeaders, 'docker-distribution-api-version'))
+      out.push(API_VERSION_HEADER, API_VERSION);
+    try {
+      res.writeHead(status, statusMessage, out);
+    } catch (err) {
+      // writeHead validates before it sends anything: the caller can still get a clean 502.
+      res.removeHeader('content-length');
+      this.badResponse(req, res, route, (err as Error).message);
+      return 'drop';
+    }
+    return 'relay';
   }
 
   private badResponse(req: Req, res: Res, route: PreparedRoute, what: string): void {
@@ -316,7 +341,7 @@ export class UpstreamForwarder {
     this.door.fail(req, res, route, 502, 'UPSTREAM_BAD_RESPONSE', 'the upstream sent a malformed response');
   }
 
-  private upstreamFailed(req: Req, res: Res, route: PreparedRoute, err: Error): void {
+  upstreamFailed(req: Req, res: Res, route: PreparedRoute, err: Error): void {
     const to = route.cfg.to.text;
     if (res.headersSent) {
       res.destroy();
@@ -355,13 +380,10 @@ export class UpstreamForwarder {
     }
     const code = (err as NodeJS.ErrnoException).code;
     if (res.destroyed || req.destroyed) return;
-    if (code?.startsWith('HPE_')) {
-      this.badResponse(
-        req,
-        res,
-        route,
-        `${code}${(err as { reason?: string }).reason ? `: ${(err as { reason?: string }).reason}` : ''}`,
-      );
+    // node's client: code HPE_*, reason; undici's HTTPParserError: the reason in its message.
+    if (code?.startsWith('HPE_') || err.name === 'HTTPParserError') {
+      const reason = (err as { reason?: string }).reason ?? err.message;
+      this.badResponse(req, res, route, code ? `${code}: ${reason}` : reason);
       return;
     }
     this.deps.log.warn(
@@ -370,4 +392,9 @@ export class UpstreamForwarder {
     );
     this.door.fail(req, res, route, 502, 'UPSTREAM_UNREACHABLE', 'the upstream could not be reached');
   }
+}
+
+function hasHeader(rawHeaders: readonly string[], lowerName: string): boolean {
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === lowerName) return true;
+  return false;
 }
