@@ -1,18 +1,6 @@
 import net from 'node:net';
-import {
-  Command,
-  INETProtocol,
-  IPv4Address,
-  IPv4ProxyAddress,
-  IPv6Address,
-  IPv6ProxyAddress,
-  Peer,
-  TransportProtocol,
-  UnspecProxyAddress,
-  V1ProxyProtocol,
-  V2ProxyProtocol,
-} from 'proxy-protocol-js';
 import { normalizeAddress } from '../config/cidr.js';
+import { proxyProtocol } from './proxy-protocol-lib.js';
 
 /**
  * The PROXY protocol header a connector sends its destination first (`proxy_protocol: v1|v2` on
@@ -44,6 +32,19 @@ export function buildProxyHeader(version: 'v1' | 'v2', source: Endpoint, destina
   const src = normalizeAddress(source.address);
   const family = net.isIP(src);
   const port = (p: number) => (Number.isInteger(p) && p >= 0 && p <= 65535 ? p : 0);
+  const {
+    Command,
+    INETProtocol,
+    IPv4Address,
+    IPv4ProxyAddress,
+    IPv6Address,
+    IPv6ProxyAddress,
+    Peer,
+    TransportProtocol,
+    UnspecProxyAddress,
+    V1ProxyProtocol,
+    V2ProxyProtocol,
+  } = proxyProtocol();
   if (family === 0) {
     if (version === 'v1') return Buffer.from('PROXY UNKNOWN\r\n', 'latin1');
     return Buffer.from(

@@ -1,16 +1,9 @@
 import net from 'node:net';
-import {
-  AddressFamilyType,
-  Command,
-  IPv4ProxyAddress,
-  IPv6ProxyAddress,
-  V1ProxyProtocol,
-  V2ProxyProtocol,
-} from 'proxy-protocol-js';
 import { CidrSet, normalizeAddress } from '../config/cidr.js';
 import type { Clock } from '../core/clock.js';
 import type { RefusalLog } from '../core/refusals.js';
 import type { Logger } from '../log/index.js';
+import { type ProxyProtocol, proxyProtocol } from './proxy-protocol-lib.js';
 
 /**
  * The PROXY protocol (v1 text and v2 binary, haproxy's proxy-protocol.txt) on a listener behind a
@@ -87,9 +80,9 @@ export function parseProxyHeader(buf: Buffer, maxBytes: number): HeaderParse {
     if (length > V1_MAX) return { kind: 'invalid', reason: 'v1 header longer than 107 bytes' };
     const line = buf.subarray(0, length).toString('latin1');
     if (/^PROXY UNKNOWN[ \r]/.test(line)) return { kind: 'header', length, version: 1 };
-    let p: V1ProxyProtocol;
+    let p: ProxyProtocol.V1ProxyProtocol;
     try {
-      p = V1ProxyProtocol.parse(line);
+      p = proxyProtocol().V1ProxyProtocol.parse(line);
     } catch {
       return { kind: 'invalid', reason: 'malformed v1 header' };
     }
@@ -115,7 +108,9 @@ export function parseProxyHeader(buf: Buffer, maxBytes: number): HeaderParse {
       return { kind: 'invalid', reason: `v2 header of ${length} bytes, over the ${maxBytes}-byte bound` };
     }
     if (buf.length < length) return { kind: 'more' };
-    let p: V2ProxyProtocol;
+    const { AddressFamilyType, Command, IPv4ProxyAddress, IPv6ProxyAddress, V2ProxyProtocol } =
+      proxyProtocol();
+    let p: ProxyProtocol.V2ProxyProtocol;
     try {
       p = V2ProxyProtocol.parse(new Uint8Array(buf.subarray(0, length)));
     } catch (e) {
