@@ -8,7 +8,7 @@ import type { HttpProxyDeps } from './deps.js';
 import { routeName } from './routes.js';
 import { type FrontDoorDeps, HttpFrontDoor, type PreparedRoute } from './server.js';
 import { upstreamCredential } from './upstream-auth/index.js';
-import { upstreamPool } from './upstream-pooled.js';
+import { UpstreamPool } from './upstream-pooled.js';
 import { CachedVerifier } from './verifiers/cache.js';
 import { GroupKeyVerifier } from './verifiers/group-key.js';
 import { RemoteVerifier } from './verifiers/remote.js';
@@ -67,7 +67,7 @@ export function prepareRoutes(cfg: HttpProxyConfig, deps: BuildDeps): PreparedRo
         : undefined,
       pool:
         r.to.kind === 'url'
-          ? upstreamPool(`${r.to.protocol}//${r.to.host}`, {
+          ? new UpstreamPool(`${r.to.protocol}//${r.to.host}`, {
               connectTimeout: cfg.connect_timeout,
               ...(r.upstream_ca !== undefined
                 ? {

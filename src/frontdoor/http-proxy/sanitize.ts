@@ -109,8 +109,6 @@ export interface UpstreamHeaderOptions {
   framing: Framing;
   /** The request method (a bodiless POST/PUT/PATCH gets an explicit Content-Length: 0). */
   method?: string;
-  /** Ask the upstream to close after the response (one tunnel channel per request). */
-  close?: boolean;
 }
 
 /**
@@ -137,7 +135,6 @@ export function upstreamHeaders(rawHeaders: readonly string[], o: UpstreamHeader
   if (o.framing.kind === 'chunked') out.push('Transfer-Encoding', 'chunked');
   else if (o.framing.kind === 'length') out.push('Content-Length', String(o.framing.length));
   else if (o.method !== undefined && !BODILESS_METHODS.has(o.method)) out.push('Content-Length', '0');
-  if (o.close) out.push('Connection', 'close');
   if (o.credential) out.push(o.credential[0], o.credential[1]);
   return out;
 }

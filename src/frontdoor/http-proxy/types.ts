@@ -1,4 +1,3 @@
-import type { Pool } from 'undici';
 import type { Clock } from '../../core/clock.js';
 import type { ForwardRegistry } from '../../core/forward-registry.js';
 import type { RefusalLog } from '../../core/refusals.js';
@@ -9,13 +8,14 @@ import type { SourceAllowlists } from '../../tunnel/source-allowlists.js';
 import type { RouteAuthenticator } from './caller-auth.js';
 import type { Route } from './routes.js';
 import type { UpstreamCredential } from './upstream-auth/index.js';
+import type { UpstreamPool } from './upstream-pooled.js';
 
 /** A route with everything it needs at request time. */
 export interface PreparedRoute extends Route {
   auth: RouteAuthenticator;
   credential?: UpstreamCredential;
   /** Keep-alive connection pool for URL targets (upstream-pooled.ts). */
-  pool?: Pool;
+  pool?: UpstreamPool;
 }
 
 export interface FrontDoorDeps {

@@ -5,6 +5,7 @@ import { type ErrorCode, isTetherError } from '../../errors/index.js';
 import { type BrokeredConnection, ConnectionBroker } from '../../tunnel/broker.js';
 import { API_VERSION, API_VERSION_HEADER } from './docker-registry.js';
 import type { Framing } from './framing.js';
+import { type ChannelBytes, channelInUse, keptChannelAgent } from './kept-channels.js';
 import { upstreamPath } from './routes.js';
 import { type RequestTarget, responseHeaders, upstreamHeaders } from './sanitize.js';
 import type { FrontDoorDeps, PreparedRoute } from './types.js';
@@ -144,7 +145,6 @@ export class UpstreamForwarder {
       credential,
       framing,
       method: req.method,
-      close: to.kind === 'tenant',
     });
     const path = upstreamPath(cfg, target.path, target.query);
     if (to.kind === 'url') {
@@ -157,33 +157,32 @@ export class UpstreamForwarder {
       headers: headers as unknown as http.OutgoingHttpHeaders,
       setHost: false,
     };
-    let bodyBytes = 0;
-    let respBytes = 0;
-    {
-      const origin = { address: req.socket.remoteAddress ?? '127.0.0.1', port: req.socket.remotePort ?? 0 };
-      options.createConnection = ((_o: unknown, cb: (err: Error | null, s?: Socket) => void) => {
-        const brokered = {
-          tenant: to.tenant,
-          label: to.label,
-          origin,
-          frontDoor: 'http_proxy' as const,
-          ...(identity !== undefined ? { identity } : {}),
-        };
-        this.broker.open(brokered).then(
-          this.door.guard(req, res, route, (conn: BrokeredConnection) => {
-            conn.stream.on('data', (c: Buffer) => {
-              respBytes += c.length;
-            });
-            conn.stream.once('close', () =>
-              conn.close(bodyBytes, respBytes, { fields: { route: route.name, method: req.method } }),
-            );
-            cb(null, asSocket(conn.stream));
-          }),
-          this.door.guard(req, res, route, (err: Error) => cb(err)),
-        );
-        return undefined;
-      }) as unknown as http.RequestOptions['createConnection'];
-    }
+    // The caller connection's kept channel to this route, for this identity (kept-channels.ts).
+    const origin = { address: req.socket.remoteAddress ?? '127.0.0.1', port: req.socket.remotePort ?? 0 };
+    options.agent = keptChannelAgent(req.socket, `${route.index}\n${identity ?? ''}`, (bytes, cb) => {
+      const brokered = {
+        tenant: to.tenant,
+        label: to.label,
+        origin,
+        frontDoor: 'http_proxy' as const,
+        ...(identity !== undefined ? { identity } : {}),
+      };
+      this.broker.open(brokered).then(
+        this.door.guard(req, res, route, (conn: BrokeredConnection) => {
+          conn.stream.on('data', (c: Buffer) => {
+            bytes.down += c.length;
+          });
+          conn.stream.once('close', () =>
+            conn.close(bytes.up, bytes.down, { fields: { route: route.name, method: req.method } }),
+          );
+          cb(null, asSocket(conn.stream));
+        }),
+        this.door.guard(req, res, route, (err: Error) => cb(err)),
+      );
+    });
+    /** The channel's byte tally once the request has its channel; body bytes read before that. */
+    let bytes: ChannelBytes | undefined;
+    let early = 0;
     const up = http.request(options);
     const now = this.deps.clock.now();
     const x: Exchange = { phase: 'connect', since: now, last: now, res, cancel: (err) => up.destroy(err) };
@@ -199,6 +198,8 @@ export class UpstreamForwarder {
       }
     };
     up.once('socket', (s: Socket) => {
+      bytes = channelInUse(s);
+      if (bytes) bytes.up += early;
       if (s.connecting) s.once('connect', connected);
       else connected();
     });
@@ -233,7 +234,8 @@ export class UpstreamForwarder {
     req.once('error', () => up.destroy());
     if (framing.kind !== 'none') {
       req.on('data', (c: Buffer) => {
-        bodyBytes += c.length;
+        if (bytes) bytes.up += c.length;
+        else early += c.length;
         x.last = this.deps.clock.now();
       });
       req.pipe(up);

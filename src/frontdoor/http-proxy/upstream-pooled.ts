@@ -18,21 +18,41 @@ type PoolConstructor = typeof import('undici').Pool;
 let PoolClass: PoolConstructor | undefined;
 
 /**
- * The pool of a URL route; its CA (https) and connect timeout come from the route. undici is
- * loaded here, on the first URL route, and only its Pool (about 11 MiB resident against 20 MiB
- * for its whole index with fetch and WebSocket): a gateway whose routes all lead into tunnels
- * never loads it.
+ * The connection pool of a URL route, made by its first request; its CA (https) and connect
+ * timeout come from the route. undici is loaded then, and only its Pool (about 11 MiB resident
+ * against 20 MiB for its whole index with fetch and WebSocket): a gateway whose URL routes get
+ * no request, or whose routes all lead into tunnels, never loads it.
  */
-export function upstreamPool(origin: string, o: { connectTimeout: number; ca?: string | Buffer }): Pool {
-  PoolClass ??= createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as PoolConstructor;
-  return new PoolClass(origin, {
-    connections: POOL_CONNECTIONS,
-    pipelining: 1,
-    // The forwarder's sweep times the response head and idle bodies (response_timeout, idle_timeout).
-    headersTimeout: 0,
-    bodyTimeout: 0,
-    connect: { timeout: o.connectTimeout, ...(o.ca !== undefined ? { ca: o.ca } : {}) },
-  });
+export class UpstreamPool {
+  private pool: Pool | undefined;
+
+  constructor(
+    private readonly origin: string,
+    private readonly o: { connectTimeout: number; ca?: string | Buffer },
+  ) {}
+
+  /** True once a request made the pool (tests). */
+  get made(): boolean {
+    return this.pool !== undefined;
+  }
+
+  get(): Pool {
+    if (this.pool) return this.pool;
+    PoolClass ??= createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as PoolConstructor;
+    this.pool = new PoolClass(this.origin, {
+      connections: POOL_CONNECTIONS,
+      pipelining: 1,
+      // The forwarder's sweep times the response head and idle bodies (response_timeout, idle_timeout).
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      connect: { timeout: this.o.connectTimeout, ...(this.o.ca !== undefined ? { ca: this.o.ca } : {}) },
+    });
+    return this.pool;
+  }
+
+  async destroy(): Promise<void> {
+    await this.pool?.destroy();
+  }
 }
 
 export interface PooledRequest {
@@ -48,8 +68,8 @@ export interface PooledRequest {
 /** Sends one caller request to a URL route's pool and passes the answer on. */
 export function forwardPooled(fw: UpstreamForwarder, r: PooledRequest): void {
   const { req, res, route } = r;
-  const pool = route.pool;
-  if (!pool) throw new Error(`route ${route.name} has no upstream pool`);
+  if (!route.pool) throw new Error(`route ${route.name} has no upstream pool`);
+  const pool = route.pool.get();
   const clock = fw.clock;
   const start = clock.now();
   let controller: Dispatcher.DispatchController | undefined;

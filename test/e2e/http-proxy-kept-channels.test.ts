@@ -1,0 +1,199 @@
+/**
+ * The HTTP front door keeps a tunnel channel per caller connection: requests over one keep-alive
+ * connection to one tenant route reuse one channel (one connection at the private service, behind
+ * a real OpenSSH `ssh -R`), never shared with another caller connection, closed with the caller's
+ * connection, on a change of route, after a caller left mid-answer, and after 2 s unused.
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { type SshForward, sshForward } from '../helpers/openssh.js';
+import { waitFor } from '../helpers/util.js';
+
+/** The private service: counts its TCP connections (one per tunnel channel) and knows which are open. */
+async function startService() {
+  const sockets: Socket[] = [];
+  const server = http.createServer((req, res) => {
+    if (req.url === '/hang') {
+      res.writeHead(200, { 'content-length': String(4 * 1024 * 1024) });
+      res.write(Buffer.alloc(64 * 1024, 0x62));
+      return;
+    }
+    if (req.url === '/close') {
+      res.writeHead(200, { connection: 'close', 'content-type': 'text/plain' }).end('bye');
+      return;
+    }
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-type': 'text/plain' }).end(`${req.method} ${req.url}`));
+  });
+  server.on('connection', (s: Socket) => sockets.push(s));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    sockets,
+    open: () => sockets.filter((s) => !s.destroyed).length,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
+/** One caller connection: an agent that keeps a single socket. */
+function caller() {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  let port = 0;
+  const send = (path: string, o: { method?: string; body?: string } = {}) =>
+    new Promise<{ status: number; body: string; reused: boolean }>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, path, method: o.method ?? 'GET', agent }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          body += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, reused: req.reusedSocket }));
+      });
+      req.on('error', reject);
+      req.end(o.body);
+    });
+  return {
+    to(p: number) {
+      port = p;
+      return this;
+    },
+    send,
+    close: () => agent.destroy(),
+  };
+}
+
+describe('http-proxy: a tunnel channel kept per caller connection', () => {
+  let svc: Awaited<ReturnType<typeof startService>>;
+  let gw: TestGateway;
+  let ssh: SshForward | undefined;
+  let port: number;
+
+  before(async () => {
+    svc = await startService();
+    gw = await startGateway({
+      config: {
+        http_proxy: {
+          listen: '127.0.0.1:0',
+          routes: [
+            {
+              name: 'a',
+              path_prefix: '/a',
+              strip_prefix: true,
+              to: 'tenant://acme/grp/web',
+              auth: { type: 'none' },
+            },
+            {
+              name: 'b',
+              path_prefix: '/b',
+              strip_prefix: true,
+              to: 'tenant://acme/grp/web',
+              auth: { type: 'none' },
+            },
+          ],
+        },
+      },
+    });
+    port = Number((await gw.output.wait(/"http_proxy":"127\.0\.0\.1:(\d+)"/))[1]);
+    const keyFile = await gw.addTenant('acme');
+    ssh = await sshForward({
+      sshPort: gw.sshPort,
+      tenant: 'acme',
+      keyFile,
+      forwards: [{ label: 'grp/web', port: svc.port }],
+    });
+  });
+
+  after(async () => {
+    await ssh?.stop();
+    await gw?.stop();
+    await svc?.close();
+  });
+
+  test('10 requests over one caller connection go over one channel: one connection at the service', async () => {
+    const c = caller().to(port);
+    const before = svc.sockets.length;
+    for (let i = 0; i < 10; i++) {
+      const r = await c.send(`/a/get-${i}`, i % 2 ? { method: 'POST', body: 'x'.repeat(1000) } : {});
+      assert.equal(r.status, 200);
+      assert.equal(r.body, `${i % 2 ? 'POST' : 'GET'} /get-${i}`);
+    }
+    assert.equal(svc.sockets.length - before, 1, 'one channel, one service connection');
+    c.close();
+    await waitFor(() => svc.open() === 0, { timeout: 10_000, what: 'the channel to close with the caller' });
+  });
+
+  test('two caller connections never share a channel', async () => {
+    const c1 = caller().to(port);
+    const c2 = caller().to(port);
+    const before = svc.sockets.length;
+    for (let i = 0; i < 4; i++) {
+      assert.equal((await c1.send('/a/one')).body, 'GET /one');
+      assert.equal((await c2.send('/a/two')).body, 'GET /two');
+    }
+    assert.equal(svc.sockets.length - before, 2);
+    c1.close();
+    c2.close();
+    await waitFor(() => svc.open() === 0, { timeout: 10_000, what: 'both channels to close' });
+  });
+
+  test('another route on the same caller connection: a new channel, the old one closed', async () => {
+    const c = caller().to(port);
+    const before = svc.sockets.length;
+    assert.equal((await c.send('/a/x')).status, 200);
+    const first = svc.sockets[svc.sockets.length - 1]!;
+    const r = await c.send('/b/y');
+    assert.equal(r.status, 200);
+    assert.equal(r.reused, true, 'the caller kept its connection');
+    assert.equal(svc.sockets.length - before, 2);
+    await waitFor(() => first.destroyed, { timeout: 10_000, what: 'the first route’s channel to close' });
+    c.close();
+    await waitFor(() => svc.open() === 0, { timeout: 10_000, what: 'the channel to close with the caller' });
+  });
+
+  test('a caller that leaves mid-answer: its channel is closed, and its next connection gets a new one', async () => {
+    const before = svc.sockets.length;
+    await new Promise<void>((resolve, reject) => {
+      const req = http.get({ host: '127.0.0.1', port, path: '/a/hang', agent: false }, (res) => {
+        res.once('data', () => {
+          req.destroy();
+          resolve();
+        });
+      });
+      req.on('error', () => {});
+      req.setTimeout(30_000, () => reject(new Error('no answer')));
+    });
+    const hung = svc.sockets[svc.sockets.length - 1]!;
+    assert.equal(svc.sockets.length - before, 1);
+    await waitFor(() => hung.destroyed, { timeout: 10_000, what: 'the abandoned channel to close' });
+    const c = caller().to(port);
+    assert.equal((await c.send('/a/after')).body, 'GET /after');
+    c.close();
+  });
+
+  test('an unused channel closes after 2 s while the caller stays; the next request opens another', async () => {
+    const c = caller().to(port);
+    assert.equal((await c.send('/a/1')).status, 200);
+    const kept = svc.sockets[svc.sockets.length - 1]!;
+    const t0 = Date.now();
+    await waitFor(() => kept.destroyed, { timeout: 15_000, what: 'the idle channel to close' });
+    assert.ok(Date.now() - t0 >= 1_500, `closed after ${Date.now() - t0} ms`);
+    const r = await c.send('/a/2');
+    assert.equal(r.status, 200);
+    assert.equal(r.body, 'GET /2');
+    c.close();
+  });
+
+  test('a service that closes after its answer: the next request on the connection gets a new channel', async () => {
+    const c = caller().to(port);
+    assert.equal((await c.send('/a/close')).body, 'bye');
+    assert.equal((await c.send('/a/next')).body, 'GET /next');
+    c.close();
+  });
+});
