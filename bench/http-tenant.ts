@@ -3,22 +3,26 @@
  * (test/helpers/delay-relay.ts) between the connector and the gateway, a small HTTP service
  * behind the connector, and callers that send their requests one after another over a keep-alive
  * connection (as an application's HTTP client does). Reports the median latency of a request and
- * the requests/s of 8 such callers at once, per one-way delay, and with `--bin-a <old tether.js>`
- * the same for another gateway build in alternating rounds (before and after).
+ * the requests/s of 8 such callers at once, per one-way delay, next to `direct`: the same callers
+ * reaching the service itself through a relay of the same delay (one round trip per request, the
+ * floor). With `--bin-a <old tether.js>` another gateway build is measured in the same rounds.
+ * Paths alternate round by round.
  *
  *   npm run build && npx tsx bench/http-tenant.ts [--delay 0,25] [--rounds 3] [--requests 40]
  *       [--bin-a /path/to/old/dist/bin/tether.js]
+ *   npm run bench -- --only http-tenant        (bench/run.ts calls run({ quick }))
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type Gateway, startConnector, startGateway } from './lib/paths.js';
 import { type Child, median, ROOT, round, start, stopAll } from './lib/procs.js';
 
 const RELAY = join(ROOT, 'test/helpers/delay-relay.ts');
 
-async function relay(to: number, delayMs: number): Promise<Child> {
+async function relay(to: number, delayMs: number): Promise<{ port: number; child: Child }> {
   const child = start(process.execPath, [
     '--import',
     'tsx',
@@ -30,8 +34,8 @@ async function relay(to: number, delayMs: number): Promise<Child> {
     '--rate',
     '1000',
   ]);
-  await child.wait(/\{"port":(\d+)\}/, 60_000);
-  return child;
+  const m = await child.wait(/\{"port":(\d+)\}/, 60_000);
+  return { port: Number(m[1]), child };
 }
 
 function service(): Promise<{ port: number; close(): void }> {
@@ -73,8 +77,9 @@ async function caller(port: number, n: number): Promise<number[]> {
 
 interface Target {
   name: string;
+  /** Where callers send their requests. */
   door: number;
-  gateway: Gateway;
+  gateway?: Gateway;
 }
 
 async function target(
@@ -102,9 +107,95 @@ async function target(
   });
   const key = await gateway.addTenant('acme');
   const link = await relay(gateway.sshPort, delayMs);
-  const port = Number(/\{"port":(\d+)\}/.exec(link.output())![1]);
-  await startConnector(gateway, 'acme', key, { 'web/app': svcPort }, { gateway: `127.0.0.1:${port}` });
+  await startConnector(gateway, 'acme', key, { 'web/app': svcPort }, { gateway: `127.0.0.1:${link.port}` });
   return { name, door: doorPort, gateway };
+}
+
+export interface HttpTenantLink {
+  one_way_delay_ms: number;
+  rounds: number;
+  requests_per_caller: number;
+  /** Median over the rounds of one caller's median latency per request, by path. */
+  ms_per_request: Record<string, number>;
+  /** Median over the rounds of 8 callers' requests/s, by path. */
+  rps_8_callers: Record<string, number>;
+  /** Tether's latency per request over the direct path's (1.0: nothing added to the round trip). */
+  latency_vs_direct: number;
+  ratio_rps_vs_direct: number;
+}
+
+/** Measures every path over links of the given one-way delays. */
+export async function httpTenant(o: {
+  delays: number[];
+  rounds: number;
+  requests: number;
+  binA?: string;
+  log?: (s: string) => void;
+}): Promise<{ links: HttpTenantLink[] }> {
+  const log = o.log ?? console.log;
+  const svc = await service();
+  const links: HttpTenantLink[] = [];
+  try {
+    for (const delay of o.delays) {
+      const direct = await relay(svc.port, delay);
+      const paths: Target[] = [{ name: 'direct', door: direct.port }];
+      paths.push(await target('tether', undefined, delay, svc.port));
+      if (o.binA) paths.push(await target('tether-a', o.binA, delay, svc.port));
+      const lat = new Map<string, number[]>();
+      const rps = new Map<string, number[]>();
+      for (let r = 0; r < o.rounds; r++) {
+        for (const t of r % 2 ? [...paths].reverse() : paths) {
+          await caller(t.door, 3); // warm: the session, the route, the first channel
+          const one = await caller(t.door, o.requests);
+          const t0 = performance.now();
+          const many = await Promise.all(Array.from({ length: 8 }, () => caller(t.door, o.requests)));
+          const q = (8 * o.requests) / ((performance.now() - t0) / 1000);
+          const m = median(one);
+          (lat.get(t.name) ?? lat.set(t.name, []).get(t.name)!).push(m);
+          (rps.get(t.name) ?? rps.set(t.name, []).get(t.name)!).push(q);
+          log(
+            `round ${r + 1}, ${delay} ms one way: ${t.name.padEnd(8)} one caller ${round(m, 2)} ms/request; 8 callers ${Math.round(q)} req/s (median ${round(median(many.flat()), 2)} ms)`,
+          );
+        }
+      }
+      const ms: Record<string, number> = {};
+      const qs: Record<string, number> = {};
+      for (const t of paths) {
+        ms[t.name] = round(median(lat.get(t.name)!), 2);
+        qs[t.name] = Math.round(median(rps.get(t.name)!));
+      }
+      links.push({
+        one_way_delay_ms: delay,
+        rounds: o.rounds,
+        requests_per_caller: o.requests,
+        ms_per_request: ms,
+        rps_8_callers: qs,
+        latency_vs_direct: round(ms.tether! / ms.direct!, 2),
+        ratio_rps_vs_direct: round(qs.tether! / qs.direct!, 2),
+      });
+      for (const t of paths) await t.gateway?.stop();
+      await direct.child.stop();
+    }
+  } finally {
+    svc.close();
+  }
+  return { links };
+}
+
+/**
+ * `npm run bench` section: 0 and 25 ms one way (25 ms only with --quick). The ratios to the direct
+ * path are flat keys, as bench/run.ts reads them for its table and chart.
+ */
+export async function run(o: { quick: boolean }): Promise<Record<string, unknown>> {
+  const r = await httpTenant({
+    delays: o.quick ? [25] : [0, 25],
+    rounds: o.quick ? 1 : 3,
+    requests: o.quick ? 15 : 30,
+  });
+  const out: Record<string, unknown> = { links: r.links };
+  for (const l of r.links)
+    out[`ratio_rps_vs_direct_${l.one_way_delay_ms}_ms_one_way`] = l.ratio_rps_vs_direct;
+  return out;
 }
 
 async function main(): Promise<void> {
@@ -116,42 +207,24 @@ async function main(): Promise<void> {
       'bin-a': { type: 'string' },
     },
   });
-  const rounds = Number(a.rounds);
-  const n = Number(a.requests);
-  const svc = await service();
   try {
-    for (const delay of a.delay!.split(',').map(Number)) {
-      const targets = [await target('this build', undefined, delay, svc.port)];
-      if (a['bin-a']) targets.push(await target('build a', a['bin-a'], delay, svc.port));
-      const lat = new Map<string, number[]>();
-      const rps = new Map<string, number[]>();
-      for (let r = 0; r < rounds; r++) {
-        const order = r % 2 ? [...targets].reverse() : targets;
-        for (const t of order) {
-          await caller(t.door, 3); // warm: the session, the route, the first channel
-          const one = await caller(t.door, n);
-          const t0 = performance.now();
-          const many = await Promise.all(Array.from({ length: 8 }, () => caller(t.door, n)));
-          const s = (performance.now() - t0) / 1000;
-          const m = median(one);
-          const q = (8 * n) / s;
-          (lat.get(t.name) ?? lat.set(t.name, []).get(t.name)!).push(m);
-          (rps.get(t.name) ?? rps.set(t.name, []).get(t.name)!).push(q);
-          console.log(
-            `round ${r + 1} delay ${delay} ms one way: ${t.name.padEnd(10)} one caller median ${round(m, 2)} ms/request; 8 callers ${Math.round(q)} req/s (median latency ${round(median(many.flat()), 2)} ms)`,
-          );
-        }
-      }
-      for (const t of targets)
-        console.log(
-          `delay ${delay} ms one way (RTT ${2 * delay} ms): ${t.name}: median ${round(median(lat.get(t.name)!), 2)} ms/request, ${Math.round(median(rps.get(t.name)!))} req/s with 8 callers`,
-        );
-      for (const t of targets) await t.gateway.stop();
+    const r = await httpTenant({
+      delays: a.delay!.split(',').map(Number),
+      rounds: Number(a.rounds),
+      requests: Number(a.requests),
+      ...(a['bin-a'] ? { binA: a['bin-a'] } : {}),
+    });
+    for (const l of r.links) {
+      const paths = Object.keys(l.ms_per_request)
+        .map((p) => `${p} ${l.ms_per_request[p]} ms, ${l.rps_8_callers[p]} req/s`)
+        .join('; ');
+      console.log(
+        `${l.one_way_delay_ms} ms one way (RTT ${2 * l.one_way_delay_ms} ms): ${paths}; Tether latency / direct ${l.latency_vs_direct}x`,
+      );
     }
   } finally {
-    svc.close();
     await stopAll();
   }
 }
 
-await main();
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();

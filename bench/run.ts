@@ -6,7 +6,7 @@
  *   npm run bench -- --only throughput,latency
  *
  * Sections: throughput (1 and 8 streams), latency, connections, http, slow (slow consumer),
- * memory, cores, cluster, http-proxy (bench/http-proxy.ts) and transports (bench/transports.ts)
+ * memory, cores, cluster, http-proxy (bench/http-proxy.ts), http-tenant (bench/http-tenant.ts) and transports (bench/transports.ts)
  * when those files export `run({ quick })`. Prints a table, writes bench/results/latest.json and
  * bench/results/latest.svg. The machine is shared: every figure is next to its reference from
  * the same run, and the load average is recorded with each section.
@@ -41,6 +41,7 @@ const SECTIONS = [
   'cluster',
   'wan',
   'http-proxy',
+  'http-tenant',
   'transports',
 ] as const;
 type Section = (typeof SECTIONS)[number];
@@ -128,6 +129,7 @@ interface Results {
   cluster?: ClusterResult;
   wan?: WanResult;
   http_proxy?: External;
+  http_tenant?: External;
   transports?: External;
   errors: Record<string, string>;
   targets: Array<{ name: string; target: string; measured: string; met: boolean | null }>;
@@ -279,7 +281,7 @@ function table(r: Results): string {
       `wan ${l.rtt_ms} ms RTT, ${l.rate_mbit} Mbit/s, 1 stream (Mbit/s) download / upload: direct ${l.download_mbit.direct} / ${l.upload_mbit.direct}, OpenSSH ${l.download_mbit.openssh} / ${l.upload_mbit.openssh}, Tether ${l.download_mbit.tether} / ${l.upload_mbit.tether} (${l.ratio_download}x / ${l.ratio_upload}x); CPU s/GB OpenSSH ${l.cpu_s_per_gb.openssh}, Tether ${l.cpu_s_per_gb.tether}`,
     );
   }
-  for (const e of [r.http_proxy, r.transports]) {
+  for (const e of [r.http_proxy, r.http_tenant, r.transports]) {
     if (!e) continue;
     const ratios = e.ran ? ratiosOf(e.file, e.result) : [];
     extra.push(
@@ -469,6 +471,7 @@ function bars(r: Results): Bar[] {
     });
   }
   if (r.http_proxy?.ran) b.push(...ratiosOf('HTTP front door', r.http_proxy.result));
+  if (r.http_tenant?.ran) b.push(...ratiosOf('HTTP to a tenant', r.http_tenant.result));
   if (r.transports?.ran) b.push(...ratiosOf('transports', r.transports.result));
   return b;
 }
@@ -610,13 +613,19 @@ async function main(): Promise<void> {
   // The other engineers' benches take half a minute each even when short: the full run has them.
   const externals = !quick || only !== undefined;
   if (!externals) {
-    const note = 'skipped in --quick (run without it, or with --only http-proxy,transports)';
+    const note = 'skipped in --quick (run without it, or with --only http-proxy,http-tenant,transports)';
     r.http_proxy = { file: 'http-proxy.ts', ran: false, note };
+    r.http_tenant = { file: 'http-tenant.ts', ran: false, note };
     r.transports = { file: 'transports.ts', ran: false, note };
   }
   if (externals && want('http-proxy')) {
     await section('http-proxy', async () => {
       r.http_proxy = await external('HTTP front door vs nginx', 'http-proxy.ts');
+    });
+  }
+  if (externals && want('http-tenant')) {
+    await section('http-tenant', async () => {
+      r.http_tenant = await external('HTTP front door to a tenant over a long link', 'http-tenant.ts');
     });
   }
   if (externals && want('transports')) {
