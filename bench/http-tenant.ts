@@ -14,29 +14,12 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type Gateway, startConnector, startGateway } from './lib/paths.js';
-import { type Child, median, ROOT, round, start, stopAll } from './lib/procs.js';
-
-const RELAY = join(ROOT, 'test/helpers/delay-relay.ts');
-
-async function relay(to: number, delayMs: number): Promise<{ port: number; child: Child }> {
-  const child = start(process.execPath, [
-    '--import',
-    'tsx',
-    RELAY,
-    '--to',
-    `127.0.0.1:${to}`,
-    '--delay',
-    String(delayMs),
-    '--rate',
-    '1000',
-  ]);
-  const m = await child.wait(/\{"port":(\d+)\}/, 60_000);
-  return { port: Number(m[1]), child };
-}
+import { median, round, stopAll } from './lib/procs.js';
+import { relay } from './lib/relay.js';
 
 function service(): Promise<{ port: number; close(): void }> {
   const server = http.createServer((req, res) => {
@@ -106,7 +89,7 @@ async function target(
     },
   });
   const key = await gateway.addTenant('acme');
-  const link = await relay(gateway.sshPort, delayMs);
+  const link = await relay(gateway.sshPort, delayMs, 1000);
   await startConnector(gateway, 'acme', key, { 'web/app': svcPort }, { gateway: `127.0.0.1:${link.port}` });
   return { name, door: doorPort, gateway };
 }
@@ -137,7 +120,7 @@ export async function httpTenant(o: {
   const links: HttpTenantLink[] = [];
   try {
     for (const delay of o.delays) {
-      const direct = await relay(svc.port, delay);
+      const direct = await relay(svc.port, delay, 1000);
       const paths: Target[] = [{ name: 'direct', door: direct.port }];
       paths.push(await target('tether', undefined, delay, svc.port));
       if (o.binA) paths.push(await target('tether-a', o.binA, delay, svc.port));

@@ -1,17 +1,8 @@
-/**
- * WAN: one stream each way over a long link. A delay relay of our own (test/helpers/delay-relay.ts:
- * one-way delay and a rate limit per direction, run in its own process) sits between the connector
- * and the gateway (Tether), between `ssh -R` and sshd (OpenSSH, same cipher), and in front of the
- * iperf3 server (direct TCP, to check that the relay itself reaches the rate). One iperf3 stream
- * downloads (-R: the destination behind the tunnel sends) and one uploads; paths alternate round
- * by round; the median of the rounds is reported, with the tunnel processes' CPU per GB.
- */
-import { join } from 'node:path';
 import { startConnector, startGateway, startIperf, startOpenSsh } from './lib/paths.js';
-import { type Child, cpuSplitOf, median, ROOT, round, start, withDescendants } from './lib/procs.js';
+import { type Child, cpuSplitOf, median, round, withDescendants } from './lib/procs.js';
+import { relay } from './lib/relay.js';
 import { iperf } from './throughput.js';
 
-const RELAY = join(ROOT, 'test/helpers/delay-relay.ts');
 type WanPath = 'direct' | 'openssh' | 'tether';
 const WAN_PATHS: WanPath[] = ['direct', 'openssh', 'tether'];
 
@@ -34,22 +25,6 @@ export interface WanLinkResult {
 
 export interface WanResult {
   links: WanLinkResult[];
-}
-
-async function relay(to: number, delayMs: number, rateMbit: number): Promise<{ port: number; child: Child }> {
-  const child = start(process.execPath, [
-    '--import',
-    'tsx',
-    RELAY,
-    '--to',
-    `127.0.0.1:${to}`,
-    '--delay',
-    String(delayMs),
-    '--rate',
-    String(rateMbit),
-  ]);
-  const m = await child.wait(/\{"port":(\d+)\}/, 60_000);
-  return { port: Number(m[1]), child };
 }
 
 async function oneLink(
