@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import net, { type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { waitFor } from '../helpers/util.js';
@@ -62,6 +62,35 @@ async function startUpstream() {
   };
 }
 
+/**
+ * An upstream that answers `/two` twice (the second answer in the same write) and `/late` with a
+ * second answer 100 ms after the first: answers nobody asked for.
+ */
+async function startDoubleAnswerer(): Promise<{ server: net.Server; lateClosed: Promise<void> }> {
+  const second = 'HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled';
+  let closed: () => void = () => {};
+  const lateClosed = new Promise<void>((r) => {
+    closed = r;
+  });
+  const server = net.createServer((s) => {
+    s.on('error', () => {});
+    s.on('data', (d: Buffer) => {
+      const head = d.toString('latin1');
+      if (head.includes(' /two ')) s.write(`HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst${second}`);
+      else if (head.includes(' /late ')) {
+        s.write('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate');
+        setTimeout(() => {
+          // the front door's pool drops a connection that sends what nobody asked for
+          s.once('close', () => closed());
+          if (s.writable) s.write(second);
+        }, 100);
+      } else s.write('HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nnormal');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, lateClosed };
+}
+
 interface Answer {
   status: number;
   body: string;
@@ -88,11 +117,13 @@ function get(port: number, path: string): Promise<Answer> {
 
 describe('http-proxy: a URL route keeps its upstream connections', () => {
   let up: Awaited<ReturnType<typeof startUpstream>>;
+  let double: Awaited<ReturnType<typeof startDoubleAnswerer>>;
   let gw: TestGateway;
   let port: number;
 
   before(async () => {
     up = await startUpstream();
+    double = await startDoubleAnswerer();
     gw = await startGateway({
       config: {
         http_proxy: {
@@ -106,6 +137,13 @@ describe('http-proxy: a URL route keeps its upstream connections', () => {
               auth: { type: 'none' },
               upstream_auth: { type: 'bearer', token: TOKEN },
             },
+            {
+              name: 'double',
+              path_prefix: '/double',
+              strip_prefix: true,
+              to: `http://127.0.0.1:${(double.server.address() as AddressInfo).port}`,
+              auth: { type: 'none' },
+            },
           ],
         },
       },
@@ -116,6 +154,7 @@ describe('http-proxy: a URL route keeps its upstream connections', () => {
   after(async () => {
     await gw?.stop();
     await up?.close();
+    double?.server.close();
   });
 
   test('30 callers one after another reach the upstream over one kept connection', async () => {
@@ -188,5 +227,14 @@ describe('http-proxy: a URL route keeps its upstream connections', () => {
     assert.ok(r.body.length < 1000, `${r.body.length} bytes`);
     assert.equal((await get(port, '/up/small')).status, 200);
     assert.equal(gw.process.exitCode, null);
+  });
+
+  test('an upstream that sends answers nobody asked for: the next callers get their own, never those', async () => {
+    assert.equal((await get(port, '/double/two')).body, 'first');
+    assert.equal((await get(port, '/double/next')).body, 'normal');
+    assert.equal((await get(port, '/double/late')).body, 'late');
+    // the unasked-for answer comes 100 ms after that one: the pool drops that connection
+    await double.lateClosed;
+    for (let i = 0; i < 3; i++) assert.equal((await get(port, '/double/next')).body, 'normal');
   });
 });
