@@ -34,6 +34,8 @@ export type OpenChannel = (bytes: ChannelBytes, cb: (err: Error | null, channel?
 interface Kept {
   key: string;
   agent: http.Agent;
+  /** The latest request's opener: a new channel is opened on behalf of the request that waits. */
+  open: OpenChannel;
 }
 
 /**
@@ -43,12 +45,16 @@ interface Kept {
 export function keptChannelAgent(caller: Socket, key: string, open: OpenChannel): http.Agent {
   const holder = caller as Socket & { [KEPT]?: Kept };
   const had = holder[KEPT];
-  if (had?.key === key) return had.agent;
+  if (had?.key === key) {
+    had.open = open;
+    return had.agent;
+  }
   had?.agent.destroy();
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1, maxFreeSockets: 1 });
+  const kept: Kept = { key, agent, open };
   agent.createConnection = ((_o: unknown, cb: (err: Error | null, s?: Socket) => void) => {
     const bytes: ChannelBytes = { up: 0, down: 0 };
-    open(bytes, (err, channel) => {
+    kept.open(bytes, (err, channel) => {
       if (channel) (channel as Channel)[BYTES] = bytes;
       cb(err, channel);
     });
@@ -59,7 +65,7 @@ export function keptChannelAgent(caller: Socket, key: string, open: OpenChannel)
     s[IDLE] = setTimeout(() => s.destroy(), KEPT_IDLE_MS);
     s[IDLE].unref();
   });
-  holder[KEPT] = { key, agent };
+  holder[KEPT] = kept;
   if (!had) caller.once('close', () => holder[KEPT]?.agent.destroy());
   return agent;
 }
