@@ -14,18 +14,32 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /**
  * Behind the connector: takes a POSTed body, answers with the same bytes and, in a header, the
- * SHA-256 of what it received. Counts complete request bodies (to time the kill).
+ * SHA-256 of what it received. Counts complete request bodies (to time the kill). After the first
+ * `answerAtOnce` bodies it holds its answers until `release()`, so that transfers are still in
+ * flight when the test kills the gateway however fast the machine moves the others.
  */
-async function startShaServer(): Promise<{ port: number; received: () => number; close(): Promise<void> }> {
+async function startShaServer(answerAtOnce: number): Promise<{
+  port: number;
+  received: () => number;
+  release(): void;
+  close(): Promise<void>;
+}> {
   let received = 0;
+  const held: Array<() => void> = [];
+  let released = false;
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const body = Buffer.concat(chunks);
       received++;
-      res.writeHead(200, { 'content-length': body.length, 'x-sha256': sha(body) });
-      res.end(body);
+      const answer = () => {
+        if (res.destroyed) return;
+        res.writeHead(200, { 'content-length': body.length, 'x-sha256': sha(body) });
+        res.end(body);
+      };
+      if (received <= answerAtOnce || released) answer();
+      else held.push(answer);
     });
     req.on('error', () => {});
   });
@@ -33,6 +47,10 @@ async function startShaServer(): Promise<{ port: number; received: () => number;
   return {
     port: (server.address() as AddressInfo).port,
     received: () => received,
+    release: () => {
+      released = true;
+      for (const a of held.splice(0)) a();
+    },
     close: () =>
       new Promise<void>((r) => {
         server.closeAllConnections();
@@ -96,7 +114,7 @@ describe('faults: kill -9 of the gateway during 100 concurrent transfers', () =>
   let server: Awaited<ReturnType<typeof startShaServer>>;
 
   before(async () => {
-    [gw, server] = await Promise.all([startGateway(), startShaServer()]);
+    [gw, server] = await Promise.all([startGateway(), startShaServer(TRANSFERS / 5)]);
     const keyFile = await gw.addTenant('acme');
     conn = await startConnector({
       gateway: gw.sshPort,
@@ -126,12 +144,18 @@ describe('faults: kill -9 of the gateway during 100 concurrent transfers', () =>
       }),
     );
 
-    // kill while the transfers are in full flow: a fifth answered, the rest still moving
-    await waitFor(() => finished >= TRANSFERS / 5, { timeout: 60_000, interval: 2, what: '20 transfers' });
+    // kill while the transfers are in full flow: a fifth answered, the server holding the answers
+    // of at least ten more, the rest still moving (the held ones make "in flight" certain)
+    await waitFor(() => finished >= TRANSFERS / 5 && server.received() >= TRANSFERS / 5 + 10, {
+      timeout: 60_000,
+      interval: 2,
+      what: '20 transfers answered and 10 more bodies received',
+    });
     const receivedAtKill = server.received();
     const finishedAtKill = finished;
     await gw.kill('SIGKILL');
     const killedAt = Date.now();
+    server.release();
     const outcomes = await Promise.all(running);
 
     const complete = outcomes.filter((o) => o.kind === 'complete').length;
