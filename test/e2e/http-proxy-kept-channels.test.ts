@@ -91,8 +91,32 @@ async function startDoubleAnswerer(): Promise<net.Server> {
   return server;
 }
 
+/**
+ * A service that closes each connection when its second request arrives, unanswered (as a
+ * service closes an idle keep-alive connection just as a request comes), and `/drop` on any
+ * connection. Records every request it saw.
+ */
+async function startCloser(): Promise<{ server: http.Server; seen: string[] }> {
+  const seen: string[] = [];
+  const perSocket = new Map<Socket, number>();
+  const server = http.createServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    const n = (perSocket.get(req.socket) ?? 0) + 1;
+    perSocket.set(req.socket, n);
+    if (n >= 2 || req.url === '/drop') {
+      req.socket.destroy();
+      return;
+    }
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-type': 'text/plain' }).end(`${req.method} ${req.url}`));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, seen };
+}
+
 describe('http-proxy: a tunnel channel kept per caller connection', () => {
   let svc: Awaited<ReturnType<typeof startService>>;
+  let closer: Awaited<ReturnType<typeof startCloser>>;
   let double: net.Server;
   let gw: TestGateway;
   let ssh: SshForward | undefined;
@@ -101,6 +125,7 @@ describe('http-proxy: a tunnel channel kept per caller connection', () => {
   before(async () => {
     svc = await startService();
     double = await startDoubleAnswerer();
+    closer = await startCloser();
     gw = await startGateway({
       config: {
         http_proxy: {
@@ -118,6 +143,13 @@ describe('http-proxy: a tunnel channel kept per caller connection', () => {
               path_prefix: '/b',
               strip_prefix: true,
               to: 'tenant://acme/grp/web',
+              auth: { type: 'none' },
+            },
+            {
+              name: 'c',
+              path_prefix: '/c',
+              strip_prefix: true,
+              to: 'tenant://acme/grp/closer',
               auth: { type: 'none' },
             },
             {
@@ -140,6 +172,7 @@ describe('http-proxy: a tunnel channel kept per caller connection', () => {
       forwards: [
         { label: 'grp/web', port: svc.port },
         { label: 'grp/double', port: (double.address() as AddressInfo).port },
+        { label: 'grp/closer', port: (closer.server.address() as AddressInfo).port },
       ],
     });
   });
@@ -149,6 +182,8 @@ describe('http-proxy: a tunnel channel kept per caller connection', () => {
     await gw?.stop();
     await svc?.close();
     double?.close();
+    closer?.server.closeAllConnections();
+    closer?.server.close();
   });
 
   test('10 requests over one caller connection go over one channel: one connection at the service', async () => {
@@ -246,5 +281,29 @@ describe('http-proxy: a tunnel channel kept per caller connection', () => {
     assert.equal((await c.send('/d/next')).body, 'normal');
     assert.equal((await c.send('/d/next')).body, 'normal');
     c.close();
+  });
+
+  test('a kept channel the service closed as a GET left: the GET is sent once more on a new channel; a POST is not', async () => {
+    const c = caller().to(port);
+    const from = closer.seen.length;
+    assert.equal((await c.send('/c/first')).body, 'GET /first');
+    // the service closes this connection when the next request arrives on it
+    const again = await c.send('/c/second');
+    assert.equal(again.status, 200);
+    assert.equal(again.body, 'GET /second');
+    assert.deepEqual(closer.seen.slice(from), ['GET /first', 'GET /second', 'GET /second']);
+
+    const posted = await c.send('/c/post', { method: 'POST', body: 'x' });
+    assert.equal(posted.status, 502, posted.body);
+    assert.equal(closer.seen.filter((s) => s === 'POST /post').length, 1, 'a POST is never sent twice');
+
+    // once only: a GET that fails on the new channel too gets its 502
+    const d = caller().to(port);
+    assert.equal((await d.send('/c/warm')).body, 'GET /warm');
+    const dropped = await d.send('/c/drop');
+    assert.equal(dropped.status, 502, dropped.body);
+    assert.equal(closer.seen.filter((s) => s === 'GET /drop').length, 2);
+    c.close();
+    d.close();
   });
 });

@@ -35,6 +35,11 @@ async function startUpstream() {
         res.write(Buffer.alloc(64 * 1024, 0x61));
         hanging.push(req.socket);
         return;
+      case '/reset':
+        // reads the whole body, then drops the connection without an answer
+        req.resume();
+        req.on('end', () => req.socket.destroy());
+        return;
       case '/cut':
         res.writeHead(200, { 'content-length': '1000' });
         res.write('0123456789', () => req.socket.destroy());
@@ -236,5 +241,28 @@ describe('http-proxy: a URL route keeps its upstream connections', () => {
     // the unasked-for answer comes 100 ms after that one: the pool drops that connection
     await double.lateClosed;
     for (let i = 0; i < 3; i++) assert.equal((await get(port, '/double/next')).body, 'normal');
+  });
+
+  test('an upstream that drops a POST after reading its body: the caller gets 502 UPSTREAM_UNREACHABLE, not silence', async () => {
+    const r = await new Promise<Answer>((resolve, reject) => {
+      const req = http.request(
+        { host: '127.0.0.1', port, path: '/up/reset', method: 'POST', agent: false },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => {
+            body += c;
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body, complete: res.complete }));
+        },
+      );
+      req.on('error', reject);
+      req.setTimeout(30_000, () => req.destroy(new Error('no answer within 30 s')));
+      req.end('x'.repeat(10_000));
+    });
+    assert.equal(r.status, 502);
+    assert.deepEqual(JSON.parse(r.body), {
+      error: { code: 'UPSTREAM_UNREACHABLE', message: 'the upstream could not be reached' },
+    });
   });
 });

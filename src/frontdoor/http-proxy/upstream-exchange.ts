@@ -48,6 +48,9 @@ export interface Exchange {
   cancel(err: Error): void;
 }
 
+/** Requests sent once more when a kept channel failed before their answer (bodiless only). */
+const RETRYABLE: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
+
 /** What the upstream's status line and headers lead to: pass the body on, drop the connection, or read the body away. */
 export type HeadVerdict = 'relay' | 'drop' | 'discard';
 
@@ -151,10 +154,29 @@ export class UpstreamForwarder {
       forwardPooled(this, { req, res, route, path, framing, headers });
       return;
     }
+    this.toTenant(req, res, route, { path, headers, framing, identity }, false);
+  }
+
+  /**
+   * One request to a tenant route over the caller connection's kept channel. A bodiless GET, HEAD
+   * or OPTIONS whose kept channel failed before any answer (typically: the service closed the idle
+   * connection as the request left) is sent once more, on a new channel. These methods are safe,
+   * which HTTP lets a client repeat, and the caller has had nothing yet.
+   */
+  private toTenant(
+    req: Req,
+    res: Res,
+    route: PreparedRoute,
+    r: { path: string; headers: string[]; framing: Framing; identity: string | undefined },
+    retried: boolean,
+  ): void {
+    const { framing, identity } = r;
+    const to = route.cfg.to;
+    if (to.kind !== 'tenant') return;
     const options: http.RequestOptions = {
       method: req.method,
-      path,
-      headers: headers as unknown as http.OutgoingHttpHeaders,
+      path: r.path,
+      headers: r.headers as unknown as http.OutgoingHttpHeaders,
       setHost: false,
     };
     // The caller connection's kept channel to this route, for this identity (kept-channels.ts).
@@ -214,6 +236,24 @@ export class UpstreamForwarder {
       this.door.guard(req, res, route, (err: Error) => {
         done();
         req.unpipe(up);
+        if (
+          !retried &&
+          up.reusedSocket &&
+          framing.kind === 'none' &&
+          RETRYABLE.has(req.method ?? '') &&
+          x.phase !== 'download' &&
+          !res.headersSent &&
+          !res.destroyed &&
+          !(err instanceof UpstreamTimeout) &&
+          !isTetherError(err)
+        ) {
+          this.deps.log.debug(
+            { event: 'http_proxy.retried', route: route.name, error: err.message },
+            `route ${route.name}: the kept channel failed before an answer (${err.message}); sent again on a new one`,
+          );
+          this.toTenant(req, res, route, r, true);
+          return;
+        }
         this.upstreamFailed(req, res, route, err);
       }),
     );
@@ -381,7 +421,9 @@ export class UpstreamForwarder {
       return;
     }
     const code = (err as NodeJS.ErrnoException).code;
-    if (res.destroyed || req.destroyed) return;
+    // The caller went away (or has its answer). Not `req.destroyed`: node destroys a request once
+    // its body has been read, and that caller still waits for an answer.
+    if (res.destroyed || res.writableEnded) return;
     // node's client: code HPE_*, reason; undici's HTTPParserError: the reason in its message.
     if (code?.startsWith('HPE_') || err.name === 'HTTPParserError') {
       const reason = (err as { reason?: string }).reason ?? err.message;
