@@ -130,36 +130,20 @@ describe('http-proxy: a tunnel channel kept per caller connection', () => {
       config: {
         http_proxy: {
           listen: '127.0.0.1:0',
-          routes: [
-            {
-              name: 'a',
-              path_prefix: '/a',
-              strip_prefix: true,
-              to: 'tenant://acme/grp/web',
-              auth: { type: 'none' },
-            },
-            {
-              name: 'b',
-              path_prefix: '/b',
-              strip_prefix: true,
-              to: 'tenant://acme/grp/web',
-              auth: { type: 'none' },
-            },
-            {
-              name: 'c',
-              path_prefix: '/c',
-              strip_prefix: true,
-              to: 'tenant://acme/grp/closer',
-              auth: { type: 'none' },
-            },
-            {
-              name: 'd',
-              path_prefix: '/d',
-              strip_prefix: true,
-              to: 'tenant://acme/grp/double',
-              auth: { type: 'none' },
-            },
-          ],
+          routes: (
+            [
+              ['a', 'web'],
+              ['b', 'web'],
+              ['c', 'closer'],
+              ['d', 'double'],
+            ] as const
+          ).map(([name, repo]) => ({
+            name,
+            path_prefix: `/${name}`,
+            strip_prefix: true,
+            to: `tenant://acme/grp/${repo}`,
+            auth: { type: 'none' },
+          })),
         },
       },
     });

@@ -116,6 +116,24 @@ describe('http-proxy request sanitising', () => {
     );
   });
 
+  it('leaves a chunked body unframed for a client that chunks it itself (undici), and drops the caller’s Transfer-Encoding', () => {
+    const h = pairs(
+      upstreamHeaders(['Transfer-Encoding', 'chunked', 'X-A', '1'], {
+        host: 'u',
+        clientAddress: '::1',
+        proto: 'http',
+        forwardedHost: undefined,
+        framing: { kind: 'chunked' },
+        clientChunks: true,
+      }),
+    );
+    assert.equal(
+      h.some(([k]) => k === 'transfer-encoding' || k === 'content-length'),
+      false,
+    );
+    assert.ok(h.some(([k]) => k === 'x-a'));
+  });
+
   it("sets Content-Length from the parsed framing, never the caller's, and a Connection header cannot remove it", () => {
     const h = pairs(
       upstreamHeaders(['Connection', 'content-length, transfer-encoding, host', 'Content-Length', '999'], {

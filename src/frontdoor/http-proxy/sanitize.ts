@@ -58,14 +58,19 @@ export function parseTarget(url: string): RequestTarget | string {
   return { path, query };
 }
 
-/** True when a header (lower-case name) appears more than once in a raw header list. */
-export function isRepeated(rawHeaders: readonly string[], name: string): boolean {
+/** How often a header (lower-case name) appears in a raw header list. */
+export function headerCount(rawHeaders: readonly string[], name: string): number {
   let n = 0;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const k = rawHeaders[i]!;
-    if (k.length === name.length && k.toLowerCase() === name && ++n > 1) return true;
+    if (k.length === name.length && k.toLowerCase() === name) n++;
   }
-  return false;
+  return n;
+}
+
+/** True when a header (lower-case name) appears more than once in a raw header list. */
+export function isRepeated(rawHeaders: readonly string[], name: string): boolean {
+  return headerCount(rawHeaders, name) > 1;
 }
 
 /**
@@ -109,6 +114,11 @@ export interface UpstreamHeaderOptions {
   framing: Framing;
   /** The request method (a bodiless POST/PUT/PATCH gets an explicit Content-Length: 0). */
   method?: string;
+  /**
+   * The HTTP client chunks a streamed body itself and refuses a Transfer-Encoding header
+   * (undici): a chunked body then gets no framing header here.
+   */
+  clientChunks?: boolean;
 }
 
 /**
@@ -132,8 +142,9 @@ export function upstreamHeaders(rawHeaders: readonly string[], o: UpstreamHeader
   out = dropListed(out, 2, listed);
   out.push('X-Forwarded-For', o.clientAddress, 'X-Forwarded-Proto', o.proto);
   if (o.forwardedHost) out.push('X-Forwarded-Host', o.forwardedHost);
-  if (o.framing.kind === 'chunked') out.push('Transfer-Encoding', 'chunked');
-  else if (o.framing.kind === 'length') out.push('Content-Length', String(o.framing.length));
+  if (o.framing.kind === 'chunked') {
+    if (!o.clientChunks) out.push('Transfer-Encoding', 'chunked');
+  } else if (o.framing.kind === 'length') out.push('Content-Length', String(o.framing.length));
   else if (o.method !== undefined && !BODILESS_METHODS.has(o.method)) out.push('Content-Length', '0');
   if (o.credential) out.push(o.credential[0], o.credential[1]);
   return out;

@@ -1,13 +1,13 @@
 import http from 'node:http';
 import type { Socket } from 'node:net';
-import type { HttpProxyConfig } from '../../config/http-proxy.js';
+import type { HttpProxyConfig, RouteTarget } from '../../config/http-proxy.js';
 import { type ErrorCode, isTetherError } from '../../errors/index.js';
 import { type BrokeredConnection, ConnectionBroker } from '../../tunnel/broker.js';
 import { API_VERSION, API_VERSION_HEADER } from './docker-registry.js';
 import type { Framing } from './framing.js';
 import { type ChannelBytes, channelInUse, keptChannelAgent } from './kept-channels.js';
 import { upstreamPath } from './routes.js';
-import { type RequestTarget, responseHeaders, upstreamHeaders } from './sanitize.js';
+import { headerCount, type RequestTarget, responseHeaders, upstreamHeaders } from './sanitize.js';
 import type { FrontDoorDeps, PreparedRoute } from './types.js';
 import { forwardPooled } from './upstream-pooled.js';
 import { asSocket, isSafeReason } from './upstream-target.js';
@@ -78,7 +78,6 @@ export class UpstreamForwarder {
     readonly door: DoorHooks,
   ) {
     this.deps = deps;
-    this.clock = deps.clock;
     // Every channel to a tenant's repository goes through the connection broker (limits, bytes,
     // lifecycle records, metrics); one is built over the registry when none is given (tests).
     this.broker =
@@ -86,7 +85,10 @@ export class UpstreamForwarder {
   }
 
   private readonly deps: Pick<FrontDoorDeps, 'registry' | 'clock' | 'log'>;
-  readonly clock: FrontDoorDeps['clock'];
+
+  get clock(): FrontDoorDeps['clock'] {
+    return this.deps.clock;
+  }
   private readonly broker: Pick<ConnectionBroker, 'open'>;
 
   start(): void {
@@ -148,13 +150,14 @@ export class UpstreamForwarder {
       credential,
       framing,
       method: req.method,
+      clientChunks: to.kind === 'url',
     });
     const path = upstreamPath(cfg, target.path, target.query);
     if (to.kind === 'url') {
       forwardPooled(this, { req, res, route, path, framing, headers });
       return;
     }
-    this.toTenant(req, res, route, { path, headers, framing, identity }, false);
+    this.toTenant(req, res, route, { to, path, headers, framing, identity }, false);
   }
 
   /**
@@ -167,12 +170,16 @@ export class UpstreamForwarder {
     req: Req,
     res: Res,
     route: PreparedRoute,
-    r: { path: string; headers: string[]; framing: Framing; identity: string | undefined },
+    r: {
+      to: Extract<RouteTarget, { kind: 'tenant' }>;
+      path: string;
+      headers: string[];
+      framing: Framing;
+      identity: string | undefined;
+    },
     retried: boolean,
   ): void {
-    const { framing, identity } = r;
-    const to = route.cfg.to;
-    if (to.kind !== 'tenant') return;
+    const { to, framing, identity } = r;
     const options: http.RequestOptions = {
       method: req.method,
       path: r.path,
@@ -355,7 +362,7 @@ export class UpstreamForwarder {
       return 'discard';
     }
     const out = responseHeaders(rawHeaders);
-    if (cfg.docker_registry && !hasHeader(rawHeaders, 'docker-distribution-api-version'))
+    if (cfg.docker_registry && headerCount(rawHeaders, 'docker-distribution-api-version') === 0)
       out.push(API_VERSION_HEADER, API_VERSION);
     try {
       res.writeHead(status, statusMessage, out);
@@ -436,9 +443,4 @@ export class UpstreamForwarder {
     );
     this.door.fail(req, res, route, 502, 'UPSTREAM_UNREACHABLE', 'the upstream could not be reached');
   }
-}
-
-function hasHeader(rawHeaders: readonly string[], lowerName: string): boolean {
-  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === lowerName) return true;
-  return false;
 }

@@ -2,7 +2,7 @@
  * Requests to a URL route's upstream through an undici Pool: keep-alive connections reused
  * across callers, parsed by undici's llhttp without node's ClientRequest/IncomingMessage
  * streams (bench/http-proxy.ts: 1.14x node's client's requests/s, median of 8 alternating rounds).
- * Tunnel routes keep node's client over one SSH channel per request (upstream-exchange.ts).
+ * Tunnel routes keep node's client, over a channel kept per caller connection (kept-channels.ts).
  */
 import type http from 'node:http';
 import { createRequire } from 'node:module';
@@ -31,11 +31,6 @@ export class UpstreamPool {
     private readonly o: { connectTimeout: number; ca?: string | Buffer },
   ) {}
 
-  /** True once a request made the pool (tests). */
-  get made(): boolean {
-    return this.pool !== undefined;
-  }
-
   get(): Pool {
     if (this.pool) return this.pool;
     PoolClass ??= createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as PoolConstructor;
@@ -61,7 +56,7 @@ export interface PooledRequest {
   route: PreparedRoute;
   path: string;
   framing: Framing;
-  /** From `upstreamHeaders`: the front door's framing, our Host and credential. */
+  /** From `upstreamHeaders` (`clientChunks`): the front door's framing, our Host and credential. */
   headers: string[];
 }
 
@@ -168,7 +163,7 @@ export function forwardPooled(fw: UpstreamForwarder, r: PooledRequest): void {
         path: r.path,
         method: req.method ?? 'GET',
         // undici frames a streamed body itself (chunked when no Content-Length is given).
-        headers: r.framing.kind === 'chunked' ? withoutTransferEncoding(r.headers) : r.headers,
+        headers: r.headers,
         body: r.framing.kind === 'none' ? null : req,
       },
       handler,
@@ -188,11 +183,4 @@ function asTimeout(err: Error, ms: number): Error {
 function rawStrings(raw: Dispatcher.DispatchController['rawHeaders']): string[] {
   if (!Array.isArray(raw)) return [];
   return raw.map((v) => (typeof v === 'string' ? v : v.toString('latin1')));
-}
-
-function withoutTransferEncoding(headers: string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < headers.length; i += 2)
-    if (headers[i]!.toLowerCase() !== 'transfer-encoding') out.push(headers[i]!, headers[i + 1]!);
-  return out;
 }
