@@ -8,6 +8,7 @@ import http from 'node:http';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { request } from '../helpers/servers.js';
 import { waitFor } from '../helpers/util.js';
 
 const TOKEN = 'pool-test-token';
@@ -244,21 +245,11 @@ describe('http-proxy: a URL route keeps its upstream connections', () => {
   });
 
   test('an upstream that drops a POST after reading its body: the caller gets 502 UPSTREAM_UNREACHABLE, not silence', async () => {
-    const r = await new Promise<Answer>((resolve, reject) => {
-      const req = http.request(
-        { host: '127.0.0.1', port, path: '/up/reset', method: 'POST', agent: false },
-        (res) => {
-          let body = '';
-          res.setEncoding('utf8');
-          res.on('data', (c: string) => {
-            body += c;
-          });
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body, complete: res.complete }));
-        },
-      );
-      req.on('error', reject);
-      req.setTimeout(30_000, () => req.destroy(new Error('no answer within 30 s')));
-      req.end('x'.repeat(10_000));
+    const r = await request(port, {
+      method: 'POST',
+      path: '/up/reset',
+      body: 'x'.repeat(10_000),
+      timeoutMs: 30_000,
     });
     assert.equal(r.status, 502);
     assert.deepEqual(JSON.parse(r.body), {

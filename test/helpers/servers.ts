@@ -88,7 +88,14 @@ export interface Answer {
 /** One HTTP request on a new connection to 127.0.0.1:`port`; resolves with the whole answer. */
 export function request(
   port: number,
-  o: { method?: string; path: string; headers?: http.OutgoingHttpHeaders; body?: string },
+  o: {
+    method?: string;
+    path: string;
+    headers?: http.OutgoingHttpHeaders;
+    body?: string;
+    /** Fails the request when no answer has come by then (instead of waiting for the file's timeout). */
+    timeoutMs?: number;
+  },
 ): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const r = http.request(
@@ -102,6 +109,8 @@ export function request(
       },
     );
     r.on('error', reject);
+    if (o.timeoutMs !== undefined)
+      r.setTimeout(o.timeoutMs, () => r.destroy(new Error(`no answer within ${o.timeoutMs} ms`)));
     r.end(o.body);
   });
 }
