@@ -18,7 +18,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type Gateway, startConnector, startGateway } from './lib/paths.js';
-import { median, round, stopAll } from './lib/procs.js';
+import { freePort, median, round, stopAll } from './lib/procs.js';
 import { relay } from './lib/relay.js';
 
 function service(): Promise<{ port: number; close(): void }> {
@@ -71,12 +71,7 @@ async function target(
   delayMs: number,
   svcPort: number,
 ): Promise<Target> {
-  const doorPort = await new Promise<number>((r) => {
-    const s = http.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as AddressInfo).port;
-      s.close(() => r(p));
-    });
-  });
+  const doorPort = await freePort();
   const gateway = await startGateway({
     ...(bin ? { bin } : {}),
     config: {
