@@ -1,8 +1,9 @@
-import { loadGatewayConfig } from '../config/gateway.js';
+import { availableParallelism } from 'node:os';
+import { type GatewayConfig, loadGatewayConfig } from '../config/gateway.js';
 import { withFrontDoors } from '../gateway/front-doors.js';
 import { startHeapTrim } from '../gateway/heap-trim.js';
 import { Gateway } from '../gateway/index.js';
-import { createLogger } from '../log/index.js';
+import { createLogger, type Logger } from '../log/index.js';
 import { checkConfigAgain } from './gateway-reload.js';
 import { VERSION } from './version.js';
 
@@ -20,7 +21,16 @@ const STOP_GRACE_MS = 5_000;
 export async function run(o: { config?: string }): Promise<void> {
   const config = loadGatewayConfig(o.config);
   const log = createLogger({ level: config.log.level, audit: config.log.audit });
-  const gw = withFrontDoors(new Gateway(config, { log, version: VERSION }));
+  const workers = config.workers === 'auto' ? availableParallelism() : config.workers;
+  let gw: Gateway;
+  if (workers > 1) {
+    // several processes (src/gateway/workers/): this one is the primary, or one of its workers
+    const { default: cluster } = await import('node:cluster');
+    if (cluster.isWorker) return runWorker(config, log);
+    gw = await primaryGateway(config, log, workers);
+  } else {
+    gw = withFrontDoors(new Gateway(config, { log, version: VERSION }));
+  }
   let started = false;
   let signals = 0;
   // Set once the exit is decided: a signal after that changes nothing (it would log "exiting at
@@ -110,4 +120,101 @@ export async function run(o: { config?: string }): Promise<void> {
     },
     `tether gateway ${VERSION} ready: tunnel ssh://${a.tunnel} (host key ${a.hostFingerprint}), admin ${a.adminUrl}, forwards on ${a.forwards}, data in ${a.dataDir}`,
   );
+}
+
+/**
+ * The primary of `workers` > 1: the store's upkeep, the admin API and the dashboard; the workers
+ * it forks carry the tunnel port, the sessions and the front doors.
+ */
+async function primaryGateway(config: GatewayConfig, log: Logger, count: number): Promise<Gateway> {
+  const { randomBytes } = await import('node:crypto');
+  const { WorkerPool } = await import('../gateway/workers/primary.js');
+  let pool: InstanceType<typeof WorkerPool> | undefined;
+  const gw = new Gateway(config, {
+    log,
+    version: VERSION,
+    role: {
+      kind: 'primary',
+      tunnelAddress: () => pool?.tunnelAddress() ?? '',
+      workerExtra: () => pool?.workerExtra() ?? {},
+    },
+  });
+  return gw.use((ctx) => {
+    pool = new WorkerPool({
+      log: ctx.log,
+      store: ctx.store,
+      registry: ctx.registry,
+      events: ctx.events,
+      count,
+      relayKey: randomBytes(32).toString('base64url'),
+      drainTimeout: config.drain_timeout,
+    });
+    return pool;
+  });
+}
+
+/**
+ * A worker of `workers` > 1. It follows its primary: it drains or stops when the primary says
+ * so, and stops when the primary is gone. Signals are the primary's to handle (a service manager
+ * or a terminal sends them to every process of the gateway at once).
+ */
+async function runWorker(config: GatewayConfig, parentLog: Logger): Promise<void> {
+  const { WorkerMember } = await import('../gateway/workers/worker.js');
+  const { WORKER_RELAY_KEY_ENV, WORKER_SLOT_ENV, isMessage } = await import('../gateway/workers/protocol.js');
+  type PrimaryMessage = import('../gateway/workers/protocol.js').PrimaryMessage;
+  type WorkerMessage = import('../gateway/workers/protocol.js').WorkerMessage;
+  const slot = Number(process.env[WORKER_SLOT_ENV]);
+  const relayKey = process.env[WORKER_RELAY_KEY_ENV] ?? '';
+  const log = parentLog.child({ worker: slot });
+  const send = (m: WorkerMessage) => {
+    if (process.connected) process.send?.(m);
+  };
+  const gw = new Gateway(config, { log, version: VERSION, role: { kind: 'worker', slot } });
+  gw.use(
+    (ctx) =>
+      new WorkerMember({
+        log: ctx.log,
+        clock: ctx.clock,
+        store: ctx.store,
+        registry: ctx.registry,
+        events: ctx.events,
+        leases: ctx.leases,
+        listeners: ctx.listeners,
+        slot,
+        relayKey,
+        send,
+        onMessage: (fn) => {
+          process.on('message', fn);
+          return () => process.off('message', fn);
+        },
+      }),
+  );
+  withFrontDoors(gw);
+  let exiting = false;
+  const exit = (code: number) => {
+    if (exiting) return;
+    exiting = true;
+    setImmediate(() => process.exit(code));
+  };
+  const finish = (p: Promise<unknown>) =>
+    p.then(
+      () => exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'error while stopping');
+        exit(1);
+      },
+    );
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => {});
+  process.on('message', (m: unknown) => {
+    if (!isMessage<PrimaryMessage>(m)) return;
+    if (m.t === 'tether:drain') finish(gw.drain(m.startedAt));
+    else if (m.t === 'tether:stop') finish(gw.stop());
+  });
+  process.on('disconnect', () => {
+    log.warn({ event: 'gateway.primary_gone' }, 'the primary process is gone: stopping');
+    finish(gw.stop());
+  });
+  const a = await gw.start();
+  startHeapTrim();
+  send({ t: 'tether:ready', slot, tunnel: a.tunnel, extra: a.extra });
 }

@@ -38,7 +38,16 @@ describe('cluster relay header', () => {
     assert.match(v2, /^TETHER-RELAY 2 203\.0\.113\.9 4444 3000 /);
     assert.deepEqual(parseRelayHeader(KEY, v2, 3000, now), {
       ok: true,
-      origin: { address: '203.0.113.9', port: 4444, acknowledge: true },
+      origin: { address: '203.0.113.9', port: 4444, acknowledge: true, leasePort: 3000 },
+    });
+    // a worker's relay port serves every lease port: it takes the one the header names
+    assert.deepEqual(parseRelayHeader(KEY, v2, undefined, now), {
+      ok: true,
+      origin: { address: '203.0.113.9', port: 4444, acknowledge: true, leasePort: 3000 },
+    });
+    assert.deepEqual(parseRelayHeader(KEY, v2, 3001, now), {
+      ok: false,
+      reason: 'relay header for another lease port',
     });
     // the same header as a version-1 member writes it (its own signature over its own body)
     const body = `TETHER-RELAY 1 203.0.113.9 4444 3000 ${now}`;
@@ -47,7 +56,7 @@ describe('cluster relay header', () => {
     assert.equal(relayHeader(KEY, { address: '203.0.113.9', port: 4444 }, 3000, now, 1).trimEnd(), v1);
     assert.deepEqual(parseRelayHeader(KEY, v1, 3000, now), {
       ok: true,
-      origin: { address: '203.0.113.9', port: 4444 },
+      origin: { address: '203.0.113.9', port: 4444, leasePort: 3000 },
     });
     assert.deepEqual(parseRelayHeader(KEY, v2.replace('RELAY 2', 'RELAY 3'), 3000, now), {
       ok: false,

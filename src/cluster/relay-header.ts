@@ -33,6 +33,8 @@ export interface RelayOrigin {
   port: number;
   /** The relaying member waits for RELAY_ACCEPTED (a version-2 header). */
   acknowledge?: boolean;
+  /** The lease port the header names (as read; relayHeader takes it separately). */
+  leasePort?: number;
 }
 
 function mac(key: string, body: string): string {
@@ -57,11 +59,14 @@ export function relayHeader(
   return `${body} ${mac(key, body)}\n`;
 }
 
-/** Checks a header line (without its newline); the origin, or why it is refused. */
+/**
+ * Checks a header line (without its newline); the origin, or why it is refused. `leasePort`
+ * undefined: any lease port is taken (a worker's relay port serves all of them).
+ */
 export function parseRelayHeader(
   key: string,
   line: string,
-  leasePort: number,
+  leasePort: number | undefined,
   now: number,
 ): { ok: true; origin: RelayOrigin } | { ok: false; reason: string } {
   const version = line.startsWith(RELAY_PREFIX)
@@ -79,10 +84,18 @@ export function parseRelayHeader(
   const port = Number(portText);
   if (net.isIP(address) === 0 || !Number.isInteger(port) || port < 0 || port > 65535)
     return { ok: false, reason: 'malformed relay header' };
-  if (Number(leaseText) !== leasePort) return { ok: false, reason: 'relay header for another lease port' };
+  const named = Number(leaseText);
+  if (leasePort === undefined ? !Number.isInteger(named) || named < 1 || named > 65535 : named !== leasePort)
+    return { ok: false, reason: 'relay header for another lease port' };
   if (Math.abs(now - Number(timeText)) > MAX_SKEW_MS)
     return { ok: false, reason: 'stale relay header (clocks more than 60 s apart?)' };
-  return { ok: true, origin: version === '2 ' ? { address, port, acknowledge: true } : { address, port } };
+  return {
+    ok: true,
+    origin:
+      version === '2 '
+        ? { address, port, acknowledge: true, leasePort: named }
+        : { address, port, leasePort: named },
+  };
 }
 
 /**
@@ -94,7 +107,7 @@ export function parseRelayHeader(
 export function readRelayHeader(
   socket: Socket,
   key: string,
-  leasePort: number,
+  leasePort: number | undefined,
   now: () => number,
   timeoutMs: number,
 ): Promise<RelayOrigin | undefined> {

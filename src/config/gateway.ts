@@ -16,6 +16,11 @@ const storeSpec = z.string().refine((s) => s === 'sqlite' || /^postgres(ql)?:\/\
   message: 'use "sqlite" or a "postgres://user@host/db" URL',
 });
 
+/** Most worker processes a gateway may run (`workers`). */
+export const MAX_WORKERS = 64;
+
+const WORKERS_HINT = `use a whole number from 1 to ${MAX_WORKERS}, or "auto" (one per CPU)`;
+
 /** Longest `drain_timeout` accepted: a service manager waits this long for a stop. */
 export const MAX_DRAIN_TIMEOUT = 3_600_000;
 
@@ -31,6 +36,19 @@ export const gatewaySchema = z.strictObject({
       message: 'at most 1 hour (use e.g. "30s", "5m", or 0 to cut open connections at once)',
     })
     .default(30_000),
+  /**
+   * Processes that carry SSH sessions and front doors (a primary owns the store, the admin API
+   * and the lease ports); 1 runs everything in one process, "auto" one per CPU.
+   */
+  workers: z
+    .preprocess(
+      // "${WORKERS}" expands to a string: a whole number in it counts as that number
+      (v) => (typeof v === 'string' && /^[0-9]+$/.test(v) ? Number(v) : v),
+      z.union([z.literal('auto'), z.number().int().min(1, WORKERS_HINT).max(MAX_WORKERS, WORKERS_HINT)], {
+        message: WORKERS_HINT,
+      }),
+    )
+    .default(1),
   tunnel: z
     .strictObject({
       listen: listenAddr.default({ host: '127.0.0.1', port: 2222 }),
@@ -196,6 +214,15 @@ export function gatewayConfigFrom(
   if (cfg.cluster && cfg.store === 'sqlite') {
     throw errors.config(source, [
       { path: 'cluster', message: 'a cluster needs a postgres store (store: postgres://…)' },
+    ]);
+  }
+  if (cfg.workers !== 1 && (cfg.cluster || cfg.store !== 'sqlite')) {
+    throw errors.config(source, [
+      {
+        path: 'workers',
+        message:
+          'several workers run on the embedded store only for now; with a postgres store or a cluster, set workers: 1 (or leave it out) and add cluster members instead',
+      },
     ]);
   }
   const oidcProblems = adminOidcProblems(cfg.admin);

@@ -186,6 +186,25 @@ export class ForwardRegistry extends EventEmitter {
     return this.remote.get(key(tenant, label)) ?? [];
   }
 
+  /**
+   * A label of `tenant` served here or elsewhere (another cluster member or worker), matched
+   * exactly or else case-insensitively (front doors take it from host names): the label as it
+   * was registered, and the forward when it is served here.
+   */
+  findLabel(tenant: string, label: string): { label: string; live?: LiveForward } | undefined {
+    const exact = this.get(tenant, label);
+    if (exact) return { label, live: exact };
+    if (this.remoteOf(tenant, label).length > 0) return { label };
+    const lower = label.toLowerCase();
+    const here = this.list(tenant).find((f) => f.label.toLowerCase() === lower);
+    if (here) return { label: here.label, live: here };
+    for (const list of this.remote.values()) {
+      const r = list[0];
+      if (r && r.tenant === tenant && r.label.toLowerCase() === lower) return { label: r.label };
+    }
+    return undefined;
+  }
+
   remoteByPort(port: number): RemoteForward | undefined {
     return this.remotePorts.get(port);
   }

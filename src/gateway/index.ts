@@ -37,6 +37,27 @@ export interface GatewayDeps {
   log: Logger;
   clock?: Clock;
   version: string;
+  /** With `workers` > 1, which process this is (see src/gateway/workers/); absent: the only one. */
+  role?: GatewayRole;
+}
+
+/**
+ * The primary owns the store's upkeep (lease expiry), the admin API and the dashboard, and runs
+ * no tunnel port or front door: its `tunnelAddress` is the workers' (known once one is ready).
+ * A worker carries SSH sessions and front doors and serves no admin API; its slot names it in
+ * the forward directory (`worker-<slot>`).
+ */
+export type GatewayRole =
+  | { kind: 'primary'; tunnelAddress: () => string; workerExtra: () => Record<string, string> }
+  | { kind: 'worker'; slot: number };
+
+/** How often a worker's row in the forward directory is renewed, and when it stops counting. */
+export const WORKER_HEARTBEAT_MS = 2_000;
+export const WORKER_DEAD_AFTER_MS = 6_000;
+
+/** A process's name in the forward directory (`nodes`, `forwards`) under `workers`. */
+export function workerNodeId(role: GatewayRole): string {
+  return role.kind === 'primary' ? 'primary' : `worker-${role.slot}`;
 }
 
 export interface GatewayAddresses {
@@ -188,9 +209,13 @@ export class Gateway {
         broker,
         proxyGate('forwards', config.forwards),
       );
+      const role = this.deps.role;
+      // Workers count each other's forwards through the store's directory, as cluster members do.
       const cluster = config.cluster
         ? { nodeId: config.cluster.node_id, deadAfter: config.cluster.dead_after }
-        : undefined;
+        : role
+          ? { nodeId: workerNodeId(role), deadAfter: WORKER_DEAD_AFTER_MS }
+          : undefined;
       const leases = new LeaseService(
         store,
         registry,
@@ -306,41 +331,50 @@ export class Gateway {
         }
       });
 
-      const tunnelAddr = await tunnel.listen(config.tunnel.listen.host, config.tunnel.listen.port);
+      // a worker's listeners (tunnel, lease ports, front doors) are shared through the primary
+      if (role?.kind === 'worker') listeners.sharedPorts = true;
+      const tunnelAddr =
+        role?.kind === 'primary'
+          ? undefined
+          : await tunnel.listen(config.tunnel.listen.host, config.tunnel.listen.port);
       // single sign-on (openid-client and its JOSE stack) is loaded only when configured
       let sso: DashboardSso | undefined;
       if (config.admin.oidc) {
         const { DashboardSso } = await import('../admin/oidc-routes.js');
         sso = new DashboardSso(config.admin.oidc, { log, clock });
       }
-      this.admin = new AdminServer({
-        token: adminToken,
-        store,
-        tenants,
-        groupKeys,
-        registry,
-        limits,
-        allowlists,
-        events,
-        log,
-        nodeId,
-        version: this.deps.version,
-        metrics: () => metrics.render(),
-        sso,
-        managed,
-        extra: dashboardRoutes({
-          token: adminToken,
-          store,
-          tenants,
-          registry,
-          events,
-          log,
-          nodeId,
-          sso,
-          allowlists,
-        }),
-      });
-      const adminAddr = await this.admin.listen(config.admin.listen.host, config.admin.listen.port);
+      const admin =
+        role?.kind === 'worker'
+          ? undefined
+          : new AdminServer({
+              token: adminToken,
+              store,
+              tenants,
+              groupKeys,
+              registry,
+              limits,
+              allowlists,
+              events,
+              log,
+              nodeId,
+              version: this.deps.version,
+              metrics: () => metrics.render(),
+              sso,
+              managed,
+              extra: dashboardRoutes({
+                token: adminToken,
+                store,
+                tenants,
+                registry,
+                events,
+                log,
+                nodeId,
+                sso,
+                allowlists,
+              }),
+            });
+      this.admin = admin;
+      const adminAddr = admin && (await admin.listen(config.admin.listen.host, config.admin.listen.port));
       const extra: Record<string, string> = {};
       for (const make of this.factories) {
         const c = make(this.ctx);
@@ -351,13 +385,14 @@ export class Gateway {
 
       // Lease upkeep (expiry, the per-tenant bound) runs often enough for the short TTL of
       // never-used leases; the first run waits one interval so connectors can come back first.
+      // (Under `workers`, the primary alone does it.)
       const sweepEvery = Math.min(
         10 * 60_000,
         Math.max(1_000, Math.floor(config.forwards.unused_lease_ttl / 4)),
       );
       let sweeping = false;
       this.expiryTimer = setInterval(() => {
-        if (sweeping) return;
+        if (sweeping || role?.kind === 'worker') return;
         sweeping = true;
         leases
           .sweep()
@@ -368,22 +403,25 @@ export class Gateway {
       }, sweepEvery);
       this.expiryTimer.unref();
 
+      if (role?.kind === 'primary') Object.assign(extra, role.workerExtra());
       const fmt = (a: { address: string; port: number }) =>
         a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
       const addresses: GatewayAddresses = {
-        tunnel: fmt(tunnelAddr),
-        admin: fmt(adminAddr),
-        adminUrl: `http://${fmt(adminAddr)}`,
+        tunnel: tunnelAddr ? fmt(tunnelAddr) : role?.kind === 'primary' ? role.tunnelAddress() : '',
+        admin: adminAddr ? fmt(adminAddr) : '',
+        adminUrl: adminAddr ? `http://${fmt(adminAddr)}` : '',
         hostFingerprint: hostKey.fingerprint,
         dataDir: config.data_dir,
         forwards: `${config.forwards.bind} ports ${rangeText(config.forwards.ports)}`,
         extra,
       };
-      writeFileSync(
-        join(config.data_dir, 'gateway.json'),
-        `${JSON.stringify({ pid: process.pid, admin_url: addresses.adminUrl, tunnel: addresses.tunnel, host_fingerprint: hostKey.fingerprint, ...extra }, null, 2)}\n`,
-        { mode: 0o600 },
-      );
+      // what `tether tenants` reads to find the admin API: the process that serves it writes it
+      if (admin)
+        writeFileSync(
+          join(config.data_dir, 'gateway.json'),
+          `${JSON.stringify({ pid: process.pid, admin_url: addresses.adminUrl, tunnel: addresses.tunnel, host_fingerprint: hostKey.fingerprint, ...extra }, null, 2)}\n`,
+          { mode: 0o600 },
+        );
       return addresses;
     } catch (e) {
       await this.stop().catch(() => {});

@@ -10,5 +10,5 @@ import type * as K from 'kysely';
  */
 const kysely = createRequire(import.meta.url)('kysely') as typeof K;
 
-export const { Kysely, SqliteDialect, PostgresDialect, Migrator, sql } = kysely;
+export const { Kysely, SqliteDialect, PostgresDialect, Migrator, sql, CompiledQuery } = kysely;
 export type Kysely<DB> = K.Kysely<DB>;

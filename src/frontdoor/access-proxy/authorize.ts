@@ -15,7 +15,8 @@ export interface AccessTarget {
   label: string;
   /** `<repo>.<group>.<tenant>` */
   address: string;
-  forward: LiveForward;
+  /** The forward when this process serves it (else another cluster member or worker does). */
+  forward?: LiveForward;
   /** What the connector said about the repository (live, else the last one stored). */
   meta: RepoMeta | null;
 }
@@ -160,7 +161,7 @@ export class AccessAuthorizer {
         message: `no repository ${address}`,
         ...named,
       };
-    if (!found.live) {
+    if (!found.online) {
       return {
         ok: false,
         status: 503,
@@ -171,7 +172,7 @@ export class AccessAuthorizer {
     }
     const slash = found.label.indexOf('/');
     const canonical = { tenant, group: found.label.slice(0, slash), repo: found.label.slice(slash + 1) };
-    let meta = found.live.meta;
+    let meta = found.live?.meta;
     if (!meta) {
       const lease = found.lease ?? (await this.deps.store.getLease(tenant, found.label));
       meta = lease ? metaOf(lease) : null;
@@ -196,19 +197,18 @@ export class AccessAuthorizer {
     tenant: string,
     group: string,
     repo: string,
-  ): Promise<{ label: string; live?: LiveForward; lease?: Parameters<typeof metaOf>[0] } | undefined> {
+  ): Promise<
+    { label: string; online: boolean; live?: LiveForward; lease?: Parameters<typeof metaOf>[0] } | undefined
+  > {
     const { registry, store } = this.deps;
     const label = `${group}/${repo}`;
-    const live = registry.get(tenant, label);
-    if (live) return { label, live };
+    const served = registry.findLabel(tenant, label);
+    if (served) return { ...served, online: true };
     const lease = await store.getLease(tenant, label);
-    if (lease) return { label, lease };
+    if (lease) return { label, lease, online: false };
     const lower = label.toLowerCase();
-    const liveMatch = registry.list(tenant).find((f) => f.label.toLowerCase() === lower);
-    if (liveMatch) return { label: liveMatch.label, live: liveMatch };
     const leaseMatch = (await store.listLeases(tenant)).find((l) => l.label.toLowerCase() === lower);
-    if (leaseMatch)
-      return { label: leaseMatch.label, live: registry.get(tenant, leaseMatch.label), lease: leaseMatch };
+    if (leaseMatch) return { label: leaseMatch.label, lease: leaseMatch, online: false };
     return undefined;
   }
 }

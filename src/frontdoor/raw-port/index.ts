@@ -23,6 +23,12 @@ export class LeaseListeners implements LeaseBinder {
    * from a member. Rejects when a member's relay header is refused (the connection is closed).
    */
   relayOrigin?: (socket: net.Socket, port: number) => Promise<RelayedOrigin | undefined> | undefined;
+  /**
+   * Set in a worker (`workers` > 1): lease ports are listened on through the primary, which
+   * passes each accepted connection to one of the workers listening on that port; a worker
+   * listens only while a forward here serves it.
+   */
+  sharedPorts = false;
 
   constructor(
     private readonly bindHost: string,
@@ -53,7 +59,7 @@ export class LeaseListeners implements LeaseBinder {
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen({ host: this.bindHost, port, exclusive: true }, () => {
+        server.listen({ host: this.bindHost, port, exclusive: !this.sharedPorts }, () => {
           server.off('error', reject);
           resolve();
         });
@@ -74,7 +80,7 @@ export class LeaseListeners implements LeaseBinder {
   close(port: number): void {
     const s = this.servers.get(port);
     if (!s) return;
-    if (this.registry.byPort(port) || this.registry.remoteByPort(port)) return;
+    if (this.registry.byPort(port) || (!this.sharedPorts && this.registry.remoteByPort(port))) return;
     this.servers.delete(port);
     s.close();
   }
@@ -99,10 +105,18 @@ export class LeaseListeners implements LeaseBinder {
   }
 
   /**
+   * A connection another worker relayed here (its header named the lease port and the caller):
+   * served by this worker's forward on that port, never relayed on again.
+   */
+  acceptRelayed(port: number, socket: net.Socket, origin: RelayedOrigin): void {
+    this.guarded(port, socket, origin);
+  }
+
+  /**
    * The connection boundary: an exception while handling one connection is logged and that
    * connection closed; it never ends the process, and the next connection is served as usual.
    */
-  private guarded(port: number, socket: net.Socket): void {
+  private guarded(port: number, socket: net.Socket, relayedFrom?: RelayedOrigin): void {
     this.lastAcceptAt = Date.now();
     const crashed = (err: unknown) => {
       this.log.error(
@@ -112,14 +126,20 @@ export class LeaseListeners implements LeaseBinder {
       socket.destroy();
     };
     try {
-      this.onConnection(port, socket)?.catch(crashed);
+      this.onConnection(port, socket, relayedFrom)?.catch(crashed);
     } catch (err) {
       crashed(err);
     }
   }
 
-  private onConnection(port: number, socket: net.Socket): Promise<void> | undefined {
-    const f = this.registry.byPort(port) ?? this.registry.remoteByPort(port);
+  private onConnection(
+    port: number,
+    socket: net.Socket,
+    relayedFrom?: RelayedOrigin,
+  ): Promise<void> | undefined {
+    const f = relayedFrom
+      ? this.registry.byPort(port)
+      : (this.registry.byPort(port) ?? this.registry.remoteByPort(port));
     if (!f) {
       socket.destroy();
       return undefined;
@@ -142,6 +162,7 @@ export class LeaseListeners implements LeaseBinder {
           // refused: the broker logged why; the caller sees its connection closed
           if ('refused' in r) socket.destroy();
         });
+    if (relayedFrom) return splice(relayedFrom);
     const relayed = this.relayOrigin?.(socket, port);
     if (!relayed) return splice(direct);
     return relayed.then(

@@ -96,13 +96,16 @@ export class TenantRealm implements Realm {
     return undefined;
   }
 
-  /** The live forward for `<group>/<repo>`; labels match case-insensitively, as host names do. */
-  private find(tenant: string, group: string, repo: string): LiveForward | undefined {
-    const label = `${group}/${repo}`;
-    const exact = this.deps.registry.get(tenant, label);
-    if (exact) return exact;
-    const lower = label.toLowerCase();
-    return this.deps.registry.list(tenant).find((f) => f.label.toLowerCase() === lower);
+  /**
+   * The forward for `<group>/<repo>`, served here or by another cluster member or worker (then
+   * without `live`); labels match case-insensitively, as host names do.
+   */
+  private find(
+    tenant: string,
+    group: string,
+    repo: string,
+  ): { label: string; live?: LiveForward } | undefined {
+    return this.deps.registry.findLabel(tenant, `${group}/${repo}`);
   }
 
   async login(a: LoginAttempt, log: Logger = this.deps.log): Promise<LoginDecision> {
@@ -125,7 +128,7 @@ export class TenantRealm implements Realm {
         final: true,
         countsAsFailure: false,
       });
-    let meta = live.meta;
+    let meta = live.live?.meta;
     if (!meta) {
       const lease = await this.deps.store.getLease(tenant, live.label).catch(() => undefined);
       meta = lease?.service

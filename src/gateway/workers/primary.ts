@@ -1,0 +1,240 @@
+import cluster, { type Worker } from 'node:cluster';
+import type { Component } from '../../core/component.js';
+import type { TenantEvents } from '../../core/events.js';
+import type { ForwardRegistry, RemoteForward } from '../../core/forward-registry.js';
+import type { Logger } from '../../log/index.js';
+import type { Store } from '../../store/types.js';
+import {
+  isMessage,
+  type PrimaryMessage,
+  WORKER_RELAY_KEY_ENV,
+  WORKER_SLOT_ENV,
+  type WorkerForward,
+  type WorkerMessage,
+} from './protocol.js';
+
+export interface WorkerPoolDeps {
+  log: Logger;
+  store: Store;
+  /** The primary's registry: every worker's forwards as remote ones (the admin API's view). */
+  registry: ForwardRegistry;
+  events: TenantEvents;
+  count: number;
+  relayKey: string;
+  /** How long workers may take to drain (`drain_timeout`); they are killed a while after. */
+  drainTimeout: number;
+}
+
+/** How long a worker may take to start before the gateway gives up starting. */
+const START_TIMEOUT_MS = 60_000;
+/** A worker that dies within this long of its start is restarted after a growing pause. */
+const CRASH_LOOP_MS = 10_000;
+const MAX_RESTART_DELAY_MS = 10_000;
+/** How long after the drain (or a stop) a worker that has not exited is killed. */
+const EXIT_GRACE_MS = 5_000;
+
+interface Slot {
+  slot: number;
+  worker?: Worker;
+  startedAt: number;
+  quickDeaths: number;
+  relayPort: number;
+  forwards: WorkerForward[];
+  ready?: { tunnel: string; extra: Record<string, string> };
+}
+
+/**
+ * The primary's side of `workers` > 1: forks the workers (node's cluster module; every listener a
+ * worker opens is shared through this process, which passes each accepted connection to one
+ * worker listening on that port), restarts one that dies, keeps the directory of which worker
+ * serves which forward and tells every worker the others', and carries tenant changes between
+ * the admin API (here) and the workers.
+ */
+export class WorkerPool implements Component {
+  readonly name = 'workers';
+  private readonly slots: Slot[] = [];
+  private stopping = false;
+  private restarts = 0;
+  private unsubscribe?: () => void;
+
+  constructor(private readonly deps: WorkerPoolDeps) {}
+
+  /** Restarts of a worker that died, since the start. */
+  get restartCount(): number {
+    return this.restarts;
+  }
+
+  /** The tunnel address the workers listen on (the first ready worker's). */
+  tunnelAddress(): string {
+    return this.slots.find((s) => s.ready)?.ready?.tunnel ?? '';
+  }
+
+  /** Process ids of the live workers, by slot (for tests and the dashboard). */
+  pids(): Array<{ slot: number; pid: number | undefined }> {
+    return this.slots.map((s) => ({ slot: s.slot, pid: s.worker?.process.pid }));
+  }
+
+  async start(): Promise<string> {
+    const { store, events, count } = this.deps;
+    // rows a previous run's workers left (a crash): they must not count toward quotas now
+    for (let i = 1; i <= count; i++) await store.setNodeForwards(`worker-${i}`, []);
+    this.unsubscribe = events.on((c) => {
+      if (c.origin !== 'remote') this.broadcast({ t: 'tether:event', change: c });
+    });
+    const started: Array<Promise<void>> = [];
+    for (let i = 1; i <= count; i++) {
+      const s: Slot = { slot: i, startedAt: 0, quickDeaths: 0, relayPort: 0, forwards: [] };
+      this.slots.push(s);
+      started.push(this.fork(s));
+    }
+    await Promise.all(started);
+    return `${count} (pids ${this.slots.map((s) => s.worker?.process.pid).join(', ')})`;
+  }
+
+  /** What the first worker reported listening on (front doors), for the start line. */
+  workerExtra(): Record<string, string> {
+    const { worker: _own, ...extra } = this.slots.find((s) => s.ready)?.ready?.extra ?? {};
+    return extra;
+  }
+
+  async drain(): Promise<void> {
+    this.stopping = true;
+    const startedAt = Date.now();
+    await this.each({ t: 'tether:drain', startedAt }, this.deps.drainTimeout + EXIT_GRACE_MS);
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.unsubscribe?.();
+    await this.each({ t: 'tether:stop' }, EXIT_GRACE_MS);
+  }
+
+  /** Sends every live worker `m` and waits (at most `ms`) for each to exit; kills the rest. */
+  private async each(m: PrimaryMessage, ms: number): Promise<void> {
+    const live = this.slots.map((s) => s.worker).filter((w): w is Worker => !!w && !w.isDead());
+    await Promise.all(
+      live.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            const timer = setTimeout(() => {
+              w.process.kill('SIGKILL');
+            }, ms);
+            w.once('exit', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            try {
+              w.send(m);
+            } catch {
+              w.process.kill('SIGKILL');
+            }
+          }),
+      ),
+    );
+  }
+
+  private fork(s: Slot): Promise<void> {
+    const { log } = this.deps;
+    const w = cluster.fork({ [WORKER_SLOT_ENV]: String(s.slot), [WORKER_RELAY_KEY_ENV]: this.deps.relayKey });
+    s.worker = w;
+    s.startedAt = Date.now();
+    s.ready = undefined;
+    return new Promise<void>((resolve, reject) => {
+      let up = false;
+      const timer = setTimeout(() => {
+        if (up) return;
+        w.process.kill('SIGKILL');
+        reject(new Error(`worker ${s.slot} did not start within ${START_TIMEOUT_MS / 1000} s`));
+      }, START_TIMEOUT_MS);
+      w.on('message', (m: unknown) => {
+        if (!isMessage<WorkerMessage>(m)) return;
+        if (m.t === 'tether:ready') {
+          s.ready = { tunnel: m.tunnel, extra: m.extra };
+          if (!up) {
+            up = true;
+            clearTimeout(timer);
+            log.info(
+              { event: 'gateway.worker_started', worker: s.slot, pid: w.process.pid },
+              `worker ${s.slot} started (pid ${w.process.pid})`,
+            );
+            this.sendDirectory();
+            resolve();
+          }
+        } else if (m.t === 'tether:forwards') {
+          s.relayPort = m.relayPort;
+          s.forwards = m.forwards;
+          this.sendDirectory();
+        } else if (m.t === 'tether:event') {
+          const change = { ...m.change, origin: 'remote' as const };
+          this.deps.events.emit(change);
+          for (const o of this.slots) if (o !== s) this.sendTo(o, { t: 'tether:event', change: m.change });
+        }
+      });
+      w.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        s.worker = undefined;
+        s.forwards = [];
+        s.ready = undefined;
+        this.sendDirectory();
+        this.deps.store.setNodeForwards(`worker-${s.slot}`, []).catch(() => {});
+        if (!up) {
+          reject(
+            new Error(
+              `worker ${s.slot} exited while starting (${signal ?? `exit code ${code}`}); see its log lines above`,
+            ),
+          );
+          return;
+        }
+        if (this.stopping) return;
+        this.restarts++;
+        const quick = Date.now() - s.startedAt < CRASH_LOOP_MS;
+        s.quickDeaths = quick ? s.quickDeaths + 1 : 0;
+        const delay = Math.min(MAX_RESTART_DELAY_MS, quick ? 500 * 2 ** (s.quickDeaths - 1) : 0);
+        log.error(
+          {
+            event: 'gateway.worker_exited',
+            worker: s.slot,
+            pid: w.process.pid,
+            code,
+            signal,
+            restart_in_ms: delay,
+            restarts: this.restarts,
+          },
+          `worker ${s.slot} (pid ${w.process.pid}) exited (${signal ?? `exit code ${code}`}); restarting it${delay > 0 ? ` in ${delay} ms` : ''}: its connectors reconnect to any worker and keep their lease ports`,
+        );
+        setTimeout(() => {
+          if (this.stopping) return;
+          this.fork(s).catch((err: unknown) =>
+            log.error({ err, worker: s.slot }, `could not restart worker ${s.slot}`),
+          );
+        }, delay).unref();
+      });
+    });
+  }
+
+  /** Every worker's forwards: the primary's registry shows them, and each worker learns the others'. */
+  private sendDirectory(): void {
+    const workers = this.slots
+      .filter((s) => s.worker && s.relayPort > 0)
+      .map((s) => ({ slot: s.slot, relayPort: s.relayPort, forwards: s.forwards }));
+    const remote: RemoteForward[] = [];
+    for (const w of workers)
+      for (const f of w.forwards) remote.push({ ...f, node: `worker-${w.slot}`, address: '127.0.0.1' });
+    this.deps.registry.setRemote(remote);
+    this.broadcast({ t: 'tether:directory', workers });
+  }
+
+  private broadcast(m: PrimaryMessage): void {
+    for (const s of this.slots) this.sendTo(s, m);
+  }
+
+  private sendTo(s: Slot, m: PrimaryMessage): void {
+    const w = s.worker;
+    if (!w || w.isDead() || !w.isConnected()) return;
+    try {
+      w.send(m);
+    } catch (err) {
+      this.deps.log.warn({ err, worker: s.slot }, `could not reach worker ${s.slot}`);
+    }
+  }
+}

@@ -1,0 +1,45 @@
+import type { TenantChange } from '../../core/events.js';
+
+/**
+ * What the primary and its workers tell each other over the IPC channel node's cluster module
+ * gives them (`process.send`, `worker.send`). Listeners (tunnel port, lease ports, front doors)
+ * are shared through the primary by the cluster module itself, which passes every accepted
+ * connection's handle to one worker listening on that port.
+ */
+
+/** A forward one worker serves, as the others and the primary learn it. */
+export interface WorkerForward {
+  tenant: string;
+  label: string;
+  port: number;
+  connectors: number;
+}
+
+export type WorkerMessage =
+  /** Started: the addresses it listens on (shared with every other worker). */
+  | { t: 'tether:ready'; slot: number; tunnel: string; extra: Record<string, string> }
+  /** Its forwards now, and the loopback port on which it takes connections other workers relay. */
+  | { t: 'tether:forwards'; slot: number; relayPort: number; forwards: WorkerForward[] }
+  /** A tenant change made in this worker: the primary applies it and tells the other workers. */
+  | { t: 'tether:event'; change: TenantChange };
+
+export type PrimaryMessage =
+  /** Every other worker's forwards, and where each of those workers takes relayed connections. */
+  | { t: 'tether:directory'; workers: Array<{ slot: number; relayPort: number; forwards: WorkerForward[] }> }
+  | { t: 'tether:event'; change: TenantChange }
+  /** SIGTERM's drain, counted from `startedAt`; `stop`: at once. The worker exits after either. */
+  | { t: 'tether:drain'; startedAt: number }
+  | { t: 'tether:stop' };
+
+/** Environment a worker starts with: its slot, and the key signing relayed connections' headers. */
+export const WORKER_SLOT_ENV = 'TETHER_WORKER_SLOT';
+export const WORKER_RELAY_KEY_ENV = 'TETHER_WORKER_RELAY_KEY';
+
+export function isMessage<T extends { t: string }>(m: unknown): m is T {
+  return (
+    typeof m === 'object' &&
+    m !== null &&
+    typeof (m as { t?: unknown }).t === 'string' &&
+    (m as { t: string }).t.startsWith('tether:')
+  );
+}

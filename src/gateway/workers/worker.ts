@@ -1,0 +1,222 @@
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import {
+  RELAY_ACCEPTED,
+  RELAY_VERSION,
+  readRelayHeader,
+  relayAccepted,
+  relayHeader,
+} from '../../cluster/relay-header.js';
+import type { Clock } from '../../core/clock.js';
+import type { Component } from '../../core/component.js';
+import type { TenantEvents } from '../../core/events.js';
+import type { ForwardRegistry, RemoteForward } from '../../core/forward-registry.js';
+import type { LeaseService } from '../../core/leases.js';
+import type { LeaseListeners } from '../../frontdoor/raw-port/index.js';
+import type { Logger } from '../../log/index.js';
+import type { Store } from '../../store/types.js';
+import { WORKER_HEARTBEAT_MS } from '../index.js';
+import { isMessage, type PrimaryMessage, type WorkerMessage } from './protocol.js';
+
+export interface WorkerMemberDeps {
+  log: Logger;
+  clock: Clock;
+  store: Store;
+  registry: ForwardRegistry;
+  events: TenantEvents;
+  leases: LeaseService;
+  listeners: LeaseListeners;
+  slot: number;
+  relayKey: string;
+  /** The IPC channel to the primary (`process.send`). */
+  send: (m: WorkerMessage) => void;
+  /** Messages from the primary (`process.on('message')`); returns the unsubscribe. */
+  onMessage: (fn: (m: unknown) => void) => () => void;
+}
+
+/** How long a worker waits for another to take a relayed connection (its connector's channel). */
+const RELAY_ACCEPT_MS = 20_000;
+/** How long a relayed connection may take to send its header. */
+const RELAY_HEADER_WAIT_MS = 5_000;
+
+/**
+ * A worker's part in the multi-process gateway (`workers` > 1): keeps its row and its forwards
+ * in the store's directory (the quota counts every worker's forwards, as it counts every cluster
+ * member's), tells the primary its forwards, learns the other workers' from it, and relays a
+ * front door's caller for a repository served by another worker to that worker's loopback relay
+ * port, with a signed header naming the caller (the cluster's relay header, version 2).
+ */
+export class WorkerMember implements Component {
+  readonly name = 'worker';
+  private readonly nodeId: string;
+  private readonly startedAt: string;
+  private relayServer?: net.Server;
+  private relayPort = 0;
+  private readonly relayPorts = new Map<string, number>();
+  private timer?: NodeJS.Timeout;
+  private publishTimer?: NodeJS.Timeout;
+  private unsubscribe: Array<() => void> = [];
+  private stopped = false;
+
+  constructor(private readonly deps: WorkerMemberDeps) {
+    this.nodeId = `worker-${deps.slot}`;
+    this.startedAt = new Date(deps.clock.now()).toISOString();
+  }
+
+  async start(): Promise<string> {
+    const { registry, events, log } = this.deps;
+    const server = net.createServer({ noDelay: true, allowHalfOpen: true, pauseOnConnect: true }, (s) =>
+      this.onRelayed(s),
+    );
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      // exclusive: this port is this worker's own, not shared through the primary
+      server.listen({ host: '127.0.0.1', port: 0, exclusive: true }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err) => log.error({ err }, 'worker relay listener failed'));
+    this.relayServer = server;
+    this.relayPort = (server.address() as net.AddressInfo).port;
+    registry.remoteOpener = (r, origin) => this.relay(r, origin);
+    await this.heartbeat();
+    this.unsubscribe.push(
+      this.deps.onMessage((m) => {
+        if (isMessage<PrimaryMessage>(m)) this.onPrimary(m);
+      }),
+      events.on((c) => {
+        if (c.origin !== 'remote') this.deps.send({ t: 'tether:event', change: c });
+      }),
+    );
+    const onForward = () => this.schedulePublish();
+    registry.on('forward', onForward);
+    this.unsubscribe.push(() => registry.off('forward', onForward));
+    this.timer = setInterval(() => {
+      this.heartbeat().catch((err: unknown) => log.warn({ err }, 'worker heartbeat failed'));
+      if (this.deps.leases.hasClaims()) this.schedulePublish();
+    }, WORKER_HEARTBEAT_MS);
+    this.timer.unref();
+    this.tellPrimary();
+    return `worker ${this.deps.slot} (pid ${process.pid})`;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    if (this.publishTimer) clearTimeout(this.publishTimer);
+    for (const u of this.unsubscribe) u();
+    this.relayServer?.close();
+    await this.deps.store.setNodeForwards(this.nodeId, []).catch(() => {});
+  }
+
+  private onPrimary(m: PrimaryMessage): void {
+    if (m.t === 'tether:event') {
+      this.deps.events.emit({ ...m.change, origin: 'remote' });
+    } else if (m.t === 'tether:directory') {
+      const remote: RemoteForward[] = [];
+      this.relayPorts.clear();
+      for (const w of m.workers) {
+        if (w.slot === this.deps.slot) continue;
+        const node = `worker-${w.slot}`;
+        this.relayPorts.set(node, w.relayPort);
+        for (const f of w.forwards) remote.push({ ...f, node, address: '127.0.0.1' });
+      }
+      this.deps.registry.setRemote(remote);
+    }
+  }
+
+  private async heartbeat(): Promise<void> {
+    await this.deps.store.heartbeat({
+      node_id: this.nodeId,
+      advertise: '127.0.0.1',
+      started_at: this.startedAt,
+      heartbeat_at: new Date(this.deps.clock.now()).toISOString(),
+      relay_version: RELAY_VERSION,
+    });
+  }
+
+  private schedulePublish(): void {
+    if (this.publishTimer || this.stopped) return;
+    this.publishTimer = setTimeout(() => {
+      this.publishTimer = undefined;
+      this.tellPrimary();
+      this.publish().catch((err: unknown) => this.deps.log.warn({ err }, 'could not publish forwards'));
+    }, 20);
+  }
+
+  private tellPrimary(): void {
+    this.deps.send({
+      t: 'tether:forwards',
+      slot: this.deps.slot,
+      relayPort: this.relayPort,
+      forwards: this.deps.registry.list().map((f) => ({
+        tenant: f.tenant,
+        label: f.label,
+        port: f.port,
+        connectors: f.endpoints.length,
+      })),
+    });
+  }
+
+  /** This worker's forwards and unregistered claims into the directory (see ClusterMember). */
+  private async publish(): Promise<void> {
+    const now = new Date(this.deps.clock.now()).toISOString();
+    const rows = this.deps.registry.list().map((f) => ({
+      tenant_id: f.tenant,
+      label: f.label,
+      node_id: this.nodeId,
+      port: f.port,
+      connectors: f.endpoints.length,
+      updated_at: now,
+    }));
+    rows.push(...this.deps.leases.claimRows(this.nodeId, now));
+    await this.deps.store.publishNodeForwards(this.nodeId, rows, now);
+  }
+
+  /** A connection from another worker: its header names the lease port and the caller. */
+  private onRelayed(socket: net.Socket): void {
+    socket.on('error', () => {});
+    readRelayHeader(
+      socket,
+      this.deps.relayKey,
+      undefined,
+      () => this.deps.clock.now(),
+      RELAY_HEADER_WAIT_MS,
+    ).then(
+      (o) => {
+        if (!o?.leasePort || socket.destroyed) {
+          socket.destroy();
+          return;
+        }
+        this.deps.listeners.acceptRelayed(o.leasePort, socket, {
+          address: o.address,
+          port: o.port,
+          acceptedReply: RELAY_ACCEPTED,
+        });
+      },
+      (err: unknown) => {
+        this.deps.log.warn(
+          { event: 'worker.relay_refused', reason: (err as Error).message },
+          `refused a connection relayed by another worker: ${(err as Error).message}`,
+        );
+        socket.destroy();
+      },
+    );
+  }
+
+  /** Opens a caller's connection at the worker that serves `r`; resolves once it accepted. */
+  private relay(r: RemoteForward, origin: { address: string; port: number }): Promise<Duplex> {
+    const port = this.relayPorts.get(r.node);
+    if (!port) return Promise.reject(new Error(`${r.node} is gone`));
+    return new Promise((resolve, reject) => {
+      const s = net.connect({ host: '127.0.0.1', port, noDelay: true });
+      s.write(relayHeader(this.deps.relayKey, origin, r.port, this.deps.clock.now(), 2));
+      s.once('error', reject);
+      s.once('connect', () => {
+        s.off('error', reject);
+        relayAccepted(s, RELAY_ACCEPT_MS).then(() => resolve(s), reject);
+      });
+    });
+  }
+}

@@ -1,0 +1,314 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import ssh2, { type Client } from 'ssh2';
+import { startConnector, type TestConnector } from '../helpers/connector.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { startEchoServer, type TestServer } from '../helpers/servers.js';
+import { waitFor } from '../helpers/util.js';
+
+/** An SSH login as a tenant whose forwarded connections echo what they receive. */
+function login(port: number, username: string, keyFile: string): Promise<Client> {
+  return new Promise((resolve, reject) => {
+    const c = new ssh2.Client();
+    c.on('tcp connection', (_info, accept) => {
+      const ch = accept();
+      ch.on('error', () => {});
+      ch.pipe(ch);
+    });
+    c.once('ready', () => resolve(c));
+    c.once('error', reject);
+    c.connect({ host: '127.0.0.1', port, username, privateKey: readFileSync(keyFile), readyTimeout: 30_000 });
+  });
+}
+
+const forwardIn = (c: Client, label: string) =>
+  new Promise<{ err?: Error; port?: number }>((r) =>
+    c.forwardIn(label, 0, (err, port) => r({ err: err ?? undefined, port })),
+  );
+
+/** Sends `text` on a new connection and resolves with what comes back before it closes or fills. */
+function echo(port: number, text: string, timeout = 15_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    let got = '';
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`no echo from port ${port} within ${timeout} ms (got ${JSON.stringify(got)})`));
+    }, timeout);
+    s.on('data', (c) => {
+      got += c.toString();
+      if (got.length >= text.length) {
+        clearTimeout(timer);
+        s.destroy();
+        resolve(got);
+      }
+    });
+    s.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve(got);
+    });
+    s.write(text);
+  });
+}
+
+interface ForwardJson {
+  label: string;
+  port: number;
+  state: string;
+  node: string | null;
+}
+
+const forwardsOf = async (gw: TestGateway, tenant: string) =>
+  ((await gw.api('GET', `/v1/tenants/${tenant}`)).json as { tenant: { forwards: ForwardJson[] } }).tenant
+    .forwards;
+
+/** Process ids of the workers, from the primary's start line in gateway.json. */
+function workerPids(gw: TestGateway): number[] {
+  const info = JSON.parse(readFileSync(join(gw.dataDir, 'gateway.json'), 'utf8')) as { workers: string };
+  return [...info.workers.matchAll(/\d{3,}/g)].map((m) => Number(m[0]));
+}
+
+describe('gateway with workers: 2', () => {
+  let gw: TestGateway;
+  let acmeKey: string;
+  let otherKey: string;
+  const QUOTA = 3;
+  const clients: Client[] = [];
+
+  before(async () => {
+    gw = await startGateway({ config: { workers: 2, access_proxy: { listen: '127.0.0.1:0' } }, ports: 40 });
+    acmeKey = await gw.addTenant('acme', ['--ports', String(QUOTA)]);
+    otherKey = await gw.addTenant('other');
+  });
+
+  after(async () => {
+    for (const c of clients) c.end();
+    await gw?.stop();
+  });
+
+  test('the primary starts two workers and says where they listen', async () => {
+    const pids = workerPids(gw);
+    assert.equal(pids.length, 2, 'two worker pids in gateway.json');
+    assert.ok(!pids.includes(gw.process.pid!), 'workers are processes of their own');
+    for (const pid of pids) process.kill(pid, 0); // alive
+    await gw.output.wait(/"event":"gateway.worker_started","worker":1/);
+    await gw.output.wait(/"event":"gateway.worker_started","worker":2/);
+  });
+
+  test('sessions land on both workers; every forward is reached through its lease port and through the access proxy, whichever worker serves it', async () => {
+    // Logins are spread over the workers by the primary: four logins land on both.
+    for (let i = 0; i < 4; i++) clients.push(await login(gw.sshPort, 'other', otherKey));
+    const granted = await Promise.all(clients.map((c, i) => forwardIn(c, `g/r${i}`)));
+    for (const g of granted) assert.equal(g.err, undefined, g.err?.message);
+    const forwards = await waitFor(
+      async () => {
+        const f = await forwardsOf(gw, 'other');
+        return f.filter((x) => x.state === 'online').length === 4 ? f : null;
+      },
+      { timeout: 10_000, what: 'four forwards online' },
+    );
+    const nodes = new Set(forwards.map((f) => f.node));
+    assert.deepEqual([...nodes].sort(), ['worker-1', 'worker-2'], 'forwards on both workers');
+    for (const f of forwards) {
+      for (let k = 0; k < 3; k++)
+        assert.equal(await echo(f.port, `raw ${f.label} ${k}\n`), `raw ${f.label} ${k}\n`);
+    }
+    // The access proxy runs in both workers: a CONNECT lands on either, and reaches a forward
+    // served by the other through the relay between workers.
+    const keyOf = await gw.api('GET', '/v1/tenants/other/repositories');
+    const key = (keyOf.json as { groups: Array<{ group: string; key: string }> }).groups.find(
+      (g) => g.group === 'g',
+    )?.key;
+    assert.ok(key, 'group key listed');
+    const proxy = Number(
+      (await gw.output.wait(/"event":"gateway.started".*"access_proxy":"127\.0\.0\.1:(\d+)"/))[1],
+    );
+    const auth = `Basic ${Buffer.from(`other:${key}`).toString('base64')}`;
+    for (const f of forwards) {
+      const repo = f.label.split('/')[1];
+      for (let k = 0; k < 4; k++) {
+        const got = await connectThrough(proxy, `${repo}.g.other:1`, auth, `proxy ${f.label} ${k}\n`);
+        assert.equal(got, `proxy ${f.label} ${k}\n`);
+      }
+    }
+  });
+
+  test('the quota holds across workers: logins on both asking for more than the quota at once get exactly the quota', async () => {
+    const mine: Client[] = [];
+    for (let i = 0; i < 4; i++) mine.push(await login(gw.sshPort, 'acme', acmeKey));
+    clients.push(...mine);
+    const results = await Promise.all(
+      mine.flatMap((c, ci) => [0, 1, 2].map((k) => forwardIn(c, `q/c${ci}-${k}`))),
+    );
+    const ok = results.filter((r) => !r.err);
+    assert.equal(ok.length, QUOTA, `exactly ${QUOTA} of ${results.length} granted`);
+    for (const r of results.filter((x) => x.err)) assert.match(r.err!.message, /Unable to bind/);
+    const forwards = await waitFor(
+      async () => {
+        const f = await forwardsOf(gw, 'acme');
+        return f.filter((x) => x.state === 'online').length === QUOTA ? f : null;
+      },
+      { timeout: 10_000, what: `${QUOTA} acme forwards up` },
+    );
+    assert.equal(forwards.length, QUOTA);
+    assert.ok(
+      gw.output.lines.some((l) => /quota exceeded \(3 of 3 in use\)/.test(l)),
+      'refusals logged with the reason',
+    );
+  });
+
+  test('removing a tenant ends its sessions on every worker within 1 s; another tenant is untouched', async () => {
+    const acmeForwards = (await forwardsOf(gw, 'acme')).filter((f) => f.state === 'online');
+    assert.ok(new Set(acmeForwards.map((f) => f.node)).size >= 1);
+    const acmeClients = clients.slice(4);
+    const closed = acmeClients.map((c) => new Promise<number>((r) => c.once('close', () => r(Date.now()))));
+    const removedAt = Date.now();
+    const r = await gw.tether(['tenants', 'remove', 'acme']);
+    assert.equal(r.code, 0, r.stderr);
+    const at = await Promise.race([
+      Promise.all(closed),
+      new Promise<never>((_, rej) =>
+        setTimeout(() => rej(new Error('sessions still open after 10 s')), 10_000),
+      ),
+    ]);
+    // measured from the moment the CLI had its answer (the removal is done then)
+    const answeredAt = Date.now();
+    for (const t of at) assert.ok(t - removedAt < answeredAt - removedAt + 1_000, 'closed within 1 s');
+    const other = await forwardsOf(gw, 'other');
+    assert.equal(other.filter((f) => f.state === 'online').length, 4, "the other tenant's forwards stay");
+    for (const f of other) assert.equal(await echo(f.port, 'still\n'), 'still\n');
+  });
+});
+
+describe('gateway with workers: 2, a worker killed', () => {
+  let gw: TestGateway;
+  let echoServer: TestServer;
+  let connectors: TestConnector[] = [];
+
+  before(async () => {
+    gw = await startGateway({ config: { workers: 2 }, ports: 20 });
+    echoServer = await startEchoServer();
+  });
+
+  after(async () => {
+    for (const c of connectors) await c.stop();
+    await gw?.stop();
+    await echoServer?.close();
+  });
+
+  test('kill -9 of a worker: the primary logs and restarts it, its connectors come back on their lease ports, the other worker’s connections carry on', async () => {
+    const tenants = ['t1', 't2', 't3', 't4'];
+    const keys = await Promise.all(tenants.map((t) => gw.addTenant(t)));
+    connectors = await Promise.all(
+      tenants.map((t, i) =>
+        startConnector({
+          gateway: gw.sshPort,
+          tenant: t,
+          keyFile: keys[i]!,
+          repositories: { g: { echo: `tcp://127.0.0.1:${echoServer.port}` } },
+        }),
+      ),
+    );
+    const ports = await Promise.all(connectors.map((c) => c.leasePort('g/echo')));
+    const nodeOf = async (t: string) => (await forwardsOf(gw, t)).find((f) => f.label === 'g/echo')?.node;
+    const nodes = await Promise.all(tenants.map(nodeOf));
+    assert.ok(nodes.includes('worker-1') && nodes.includes('worker-2'), `sessions on both workers: ${nodes}`);
+    const pids = workerPids(gw);
+    const victim = 1; // worker-1's pid is the first one listed
+    const survivors = tenants.filter((_, i) => nodes[i] !== `worker-${victim}`);
+    const victims = tenants.filter((_, i) => nodes[i] === `worker-${victim}`);
+    // A connection open through a forward on the other worker, before the kill
+    const held = net.connect({ host: '127.0.0.1', port: ports[tenants.indexOf(survivors[0]!)]! });
+    await new Promise<void>((r) => held.once('connect', () => r()));
+    const heldEcho = (text: string) =>
+      new Promise<string>((resolve, reject) => {
+        let got = '';
+        const t = setTimeout(
+          () => reject(new Error(`held connection: no echo (got ${JSON.stringify(got)})`)),
+          10_000,
+        );
+        const on = (c: Buffer) => {
+          got += c.toString();
+          if (got.length >= text.length) {
+            clearTimeout(t);
+            held.off('data', on);
+            resolve(got);
+          }
+        };
+        held.on('data', on);
+        held.write(text);
+      });
+    assert.equal(await heldEcho('before\n'), 'before\n');
+    const from = gw.output.lines.length;
+    process.kill(pids[victim - 1]!, 'SIGKILL');
+    await gw.output.wait(/"event":"gateway.worker_exited","worker":1.*"signal":"SIGKILL"/, 10_000, from);
+    await gw.output.wait(/"event":"gateway.worker_started","worker":1/, 30_000, from);
+    // the survivors' held connection was not touched
+    assert.equal(await heldEcho('after\n'), 'after\n');
+    held.destroy();
+    // the killed worker's connectors reconnect (to either worker) and keep their lease ports
+    for (const t of victims) {
+      const i = tenants.indexOf(t);
+      await waitFor(
+        async () => {
+          const f = (await forwardsOf(gw, t)).find((x) => x.label === 'g/echo');
+          return f?.state === 'online' ? f : null;
+        },
+        { timeout: 30_000, what: `${t} back online` },
+      );
+      assert.equal(await connectors[i]!.leasePort('g/echo'), ports[i], `${t} keeps its lease port`);
+      assert.equal(await echo(ports[i]!, `back ${t}\n`), `back ${t}\n`);
+    }
+    for (const t of survivors) {
+      const i = tenants.indexOf(t);
+      assert.equal(await echo(ports[i]!, `still ${t}\n`), `still ${t}\n`);
+    }
+  });
+});
+
+/** A CONNECT through the access proxy; resolves with what the repository echoed. */
+function connectThrough(proxyPort: number, authority: string, auth: string, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port: proxyPort });
+    let buf = '';
+    let open = false;
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`CONNECT ${authority}: no answer within 15 s (got ${JSON.stringify(buf)})`));
+    }, 15_000);
+    s.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    s.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\nProxy-Authorization: ${auth}\r\n\r\n`);
+    s.on('data', (c) => {
+      buf += c.toString();
+      if (!open) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const status = buf.slice(0, buf.indexOf('\r\n'));
+        if (!/ 200 /.test(status)) {
+          clearTimeout(timer);
+          s.destroy();
+          reject(new Error(`CONNECT ${authority}: ${status}`));
+          return;
+        }
+        open = true;
+        buf = buf.slice(end + 4);
+        s.write(text);
+      }
+      if (buf.length >= text.length) {
+        clearTimeout(timer);
+        s.destroy();
+        resolve(buf);
+      }
+    });
+  });
+}
