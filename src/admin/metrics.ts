@@ -10,7 +10,15 @@ export interface GatewayMetricsOptions {
   log?: Logger;
   /** At most this many tenants get their own label value; the others share "_other" (default 500). */
   maxTenantLabels?: number;
+  /**
+   * Under `workers`: a worker leaves the figures read from the store (tenants, forwards by state)
+   * to the primary, whose forwards are its workers' (remote ones); the primary sums the rest.
+   */
+  part?: 'primary' | 'worker';
 }
+
+/** One worker's figures, as its registry's `getMetricsAsJSON()` gives them. */
+export type WorkerMetrics = Awaited<ReturnType<client.Registry['getMetricsAsJSON']>>;
 
 /** "tenant disabled (quota 0)" → "tenant_disabled". */
 export function reasonLabel(text: string): string {
@@ -72,6 +80,8 @@ export class GatewayMetrics implements ConnectionMetricsSink {
     }
   >();
   readonly connectionSetup: client.Histogram;
+  /** Primary under `workers`: restarts of workers that died. */
+  readonly workerRestarts?: client.Counter;
   private readonly tenantLabels: BoundedLabels;
   private readonly reasons = new BoundedLabels(40, 'other');
   private readonly codes = new BoundedLabels(40, 'OTHER');
@@ -84,35 +94,20 @@ export class GatewayMetrics implements ConnectionMetricsSink {
     const tenants = new BoundedLabels(opts.maxTenantLabels ?? 500);
     this.tenantLabels = tenants;
     client.collectDefaultMetrics({ register: r, prefix: 'tether_' });
-    new client.Gauge({
-      name: 'tether_tenants',
-      help: 'Tenants in the store',
-      registers: [r],
-      async collect() {
-        this.set((await store.listTenants()).length);
-      },
-    });
+    if (opts.part === 'primary') {
+      this.workerRestarts = new client.Counter({
+        name: 'tether_worker_restarts_total',
+        help: 'Worker processes restarted after they died (workers)',
+        registers: [r],
+      });
+    }
+    if (opts.part !== 'worker') this.storeGauges(store, live, opts.part === 'primary');
     new client.Gauge({
       name: 'tether_sessions',
       help: 'Live SSH sessions of connectors',
       registers: [r],
       collect() {
         this.set(live.sessionsOf().length);
-      },
-    });
-    new client.Gauge({
-      name: 'tether_forwards',
-      help: 'Forwards by state: online (lease port listening), withdrawn (its connectors cannot reach the destination), offline (leased, no connector)',
-      labelNames: ['state'],
-      registers: [r],
-      async collect() {
-        const list = live.list();
-        const down = list.filter(withdrawn).length;
-        const leases = await store.listLeases();
-        const offline = leases.filter((l) => !live.get(l.tenant_id, l.label)).length;
-        this.set({ state: 'online' }, list.length - down);
-        this.set({ state: 'withdrawn' }, down);
-        this.set({ state: 'offline' }, offline);
       },
     });
     new client.Gauge({
@@ -335,8 +330,52 @@ export class GatewayMetrics implements ConnectionMetricsSink {
     this.bytes.remove({ tenant, direction: 'out' });
   }
 
+  private storeGauges(store: Store, live: ForwardRegistry, remoteOnline: boolean): void {
+    new client.Gauge({
+      name: 'tether_tenants',
+      help: 'Tenants in the store',
+      registers: [this.registry],
+      async collect() {
+        this.set((await store.listTenants()).length);
+      },
+    });
+    new client.Gauge({
+      name: 'tether_forwards',
+      help: 'Forwards by state: online (lease port listening), withdrawn (its connectors cannot reach the destination), offline (leased, no connector)',
+      labelNames: ['state'],
+      registers: [this.registry],
+      async collect() {
+        const list = live.list();
+        const down = list.filter(withdrawn).length;
+        const leases = await store.listLeases();
+        // the primary's forwards are its workers' (whether one is withdrawn only its worker
+        // knows: the primary counts them online)
+        const elsewhere = (t: string, l: string) => remoteOnline && live.remoteOf(t, l).length > 0;
+        const offline = leases.filter(
+          (l) => !live.get(l.tenant_id, l.label) && !elsewhere(l.tenant_id, l.label),
+        ).length;
+        const remote = remoteOnline
+          ? new Set(live.remoteList().map((f) => `${f.tenant}\0${f.label}`)).size
+          : 0;
+        this.set({ state: 'online' }, list.length - down + remote);
+        this.set({ state: 'withdrawn' }, down);
+        this.set({ state: 'offline' }, offline);
+      },
+    });
+  }
+
   async render(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  /**
+   * The whole gateway's figures under `workers`: this (the primary's) registry and each worker's
+   * (`getMetricsAsJSON()`), counters and gauges summed, as prom-client aggregates a cluster.
+   */
+  async renderWith(workers: ReadonlyArray<WorkerMetrics>): Promise<{ contentType: string; body: string }> {
+    const own = await this.registry.getMetricsAsJSON();
+    const all = client.AggregatorRegistry.aggregate([own, ...workers]);
+    return { contentType: all.contentType, body: await all.metrics() };
   }
 
   /** Stops listening to the registry and the log. */

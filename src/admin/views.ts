@@ -44,7 +44,7 @@ export async function tenantViews(
         scheme: meta.scheme,
         destination: destinationOf(meta),
         path: meta.path,
-        connections: live?.connections ?? 0,
+        connections: (live?.connections ?? 0) + remote.reduce((n, r) => n + (r.connections ?? 0), 0),
         connectors: (live?.endpoints.length ?? 0) + remote.reduce((n, r) => n + r.connectors, 0),
         node: nodes.length > 0 ? nodes.join(',') : null,
         endpoints: (live?.endpoints ?? []).map((e) => ({

@@ -26,7 +26,7 @@ export async function run(o: { config?: string }): Promise<void> {
   if (workers > 1) {
     // several processes (src/gateway/workers/): this one is the primary, or one of its workers
     const { default: cluster } = await import('node:cluster');
-    if (cluster.isWorker) return runWorker(config, log);
+    if (cluster.isWorker) return runWorker(config, log, workers);
     gw = await primaryGateway(config, log, workers);
   } else {
     gw = withFrontDoors(new Gateway(config, { log, version: VERSION }));
@@ -137,6 +137,7 @@ async function primaryGateway(config: GatewayConfig, log: Logger, count: number)
       kind: 'primary',
       tunnelAddress: () => pool?.tunnelAddress() ?? '',
       workerExtra: () => pool?.workerExtra() ?? {},
+      workerMetrics: async () => (pool ? pool.workerMetrics() : []),
     },
   });
   return gw.use((ctx) => {
@@ -148,6 +149,7 @@ async function primaryGateway(config: GatewayConfig, log: Logger, count: number)
       count,
       relayKey: randomBytes(32).toString('base64url'),
       drainTimeout: config.drain_timeout,
+      metrics: ctx.metrics,
     });
     return pool;
   });
@@ -158,7 +160,7 @@ async function primaryGateway(config: GatewayConfig, log: Logger, count: number)
  * so, and stops when the primary is gone. Signals are the primary's to handle (a service manager
  * or a terminal sends them to every process of the gateway at once).
  */
-async function runWorker(config: GatewayConfig, parentLog: Logger): Promise<void> {
+async function runWorker(config: GatewayConfig, parentLog: Logger, of: number): Promise<void> {
   const { WorkerMember } = await import('../gateway/workers/worker.js');
   const { WORKER_RELAY_KEY_ENV, WORKER_SLOT_ENV, isMessage } = await import('../gateway/workers/protocol.js');
   type PrimaryMessage = import('../gateway/workers/protocol.js').PrimaryMessage;
@@ -169,7 +171,7 @@ async function runWorker(config: GatewayConfig, parentLog: Logger): Promise<void
   const send = (m: WorkerMessage) => {
     if (process.connected) process.send?.(m);
   };
-  const gw = new Gateway(config, { log, version: VERSION, role: { kind: 'worker', slot } });
+  const gw = new Gateway(config, { log, version: VERSION, role: { kind: 'worker', slot, of } });
   gw.use(
     (ctx) =>
       new WorkerMember({
@@ -180,6 +182,8 @@ async function runWorker(config: GatewayConfig, parentLog: Logger): Promise<void
         events: ctx.events,
         leases: ctx.leases,
         listeners: ctx.listeners,
+        metrics: () => ctx.metrics.registry.getMetricsAsJSON(),
+        throttles: ctx.throttles,
         slot,
         relayKey,
         send,

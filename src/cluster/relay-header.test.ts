@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
+import http from 'node:http';
 import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { parseRelayHeader, RELAY_ACCEPTED, relayAccepted, relayHeader } from './relay-header.js';
@@ -82,6 +83,30 @@ describe('cluster relay header', () => {
       p.a.resume();
     });
     assert.equal(first.toString(), 'HTTP/1.1 200 OK\r\n');
+  });
+
+  test('after the acknowledgement the stream is not left paused: an HTTP client on it reads the answer (it only listens, never resumes)', async () => {
+    const p = await pair();
+    open.push(p.close);
+    const done = relayAccepted(p.a, 5_000);
+    p.b.write(RELAY_ACCEPTED);
+    await done;
+    assert.notEqual(p.a.readableFlowing, false, 'not paused');
+    // node's HTTP client on a given socket, as the front doors use a relayed stream
+    p.b.on('data', () => p.b.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok'));
+    const body = await new Promise<string>((resolve, reject) => {
+      const req = http.request({ createConnection: () => p.a, path: '/', headers: { host: 'x' } }, (res) => {
+        let b = '';
+        res.on('data', (c: Buffer) => {
+          b += c.toString();
+        });
+        res.on('end', () => resolve(b));
+      });
+      req.on('error', reject);
+      req.setTimeout(5_000, () => reject(new Error('no answer: the stream stayed paused')));
+      req.end();
+    });
+    assert.equal(body, 'ok');
   });
 
   test('an owner that closes without accepting (it refused) rejects with the reason, and the socket is closed', async () => {

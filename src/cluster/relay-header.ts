@@ -157,43 +157,62 @@ export function readRelayHeader(
  * The relaying member's side of a version-2 header: resolves once the owner sent
  * RELAY_ACCEPTED (bytes after it are put back for the caller); rejects when the owner closes
  * or answers anything else first (it refused: the caller's bytes were not sent), or after
- * `timeoutMs`.
+ * `timeoutMs`. It reads with `read()`, never pausing the socket: whoever takes the stream next
+ * starts it by listening (an HTTP client's parser does not resume a stream paused before it).
  */
 export function relayAccepted(socket: Socket, timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
     let buf: Buffer = Buffer.alloc(0);
-    const finish = (err?: Error) => {
+    let done = false;
+    const finish = (err?: Error, rest?: Buffer) => {
+      if (done) return;
+      done = true;
       clearTimeout(timer);
-      socket.off('data', onData);
+      socket.off('readable', onReadable);
       socket.off('close', onClose);
       socket.off('error', onError);
-      socket.pause();
       if (err) {
         socket.destroy();
         reject(err);
-      } else resolve();
+        return;
+      }
+      if (rest && rest.length > 0) socket.unshift(rest);
+      resolve();
     };
     const onClose = () => finish(new Error('the owner refused the relayed connection (closed it)'));
     const onError = (e: Error) => finish(e);
-    const onData = (c: Buffer) => {
+    const onReadable = () => {
+      for (;;) {
+        // read no further than the acknowledgement: what follows it stays in the socket
+        const c = socket.read(RELAY_ACCEPTED.length - buf.length) as Buffer | null;
+        if (c === null) {
+          // fewer bytes buffered than asked for: take what there is, if anything
+          const some = socket.readableLength > 0 ? (socket.read() as Buffer | null) : null;
+          if (some === null) return;
+          if (!take(some)) return;
+          continue;
+        }
+        if (!take(c)) return;
+      }
+    };
+    /** Adds bytes; false once the answer is decided (accepted or refused). */
+    const take = (c: Buffer): boolean => {
       buf = buf.length === 0 ? c : Buffer.concat([buf, c]);
       const n = Math.min(buf.length, RELAY_ACCEPTED.length);
       if (!buf.subarray(0, n).equals(RELAY_ACCEPTED.subarray(0, n))) {
         finish(new Error('the owner answered a relayed connection without accepting it'));
-        return;
+        return false;
       }
-      if (buf.length < RELAY_ACCEPTED.length) return;
-      const rest = buf.subarray(RELAY_ACCEPTED.length);
-      finish();
-      if (rest.length > 0) socket.unshift(rest);
+      if (buf.length < RELAY_ACCEPTED.length) return true;
+      finish(undefined, buf.subarray(RELAY_ACCEPTED.length));
+      return false;
     };
     const timer = setTimeout(
       () => finish(new Error(`the owner did not accept the relayed connection within ${timeoutMs} ms`)),
       timeoutMs,
     );
-    socket.on('data', onData);
+    socket.on('readable', onReadable);
     socket.once('close', onClose);
     socket.once('error', onError);
-    socket.resume();
   });
 }

@@ -66,6 +66,8 @@ export interface RemoteForward {
   /** The member's advertised address; its lease listener is there. */
   readonly address: string;
   readonly connectors: number;
+  /** Connections open through it there, when its member reports them (workers do). */
+  readonly connections?: number;
 }
 
 const key = (tenant: string, label: string) => `${tenant}\0${label}`;

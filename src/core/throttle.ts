@@ -15,6 +15,26 @@ interface Entry {
   blockedUntil: number;
 }
 
+/**
+ * The named throttles of one process, and how their failures reach the gateway's other processes
+ * (`workers`): a source that fails on one worker counts on every worker, so a guesser gains
+ * nothing from landing on several. A single process has no `publish`: nothing is sent.
+ */
+export class ThrottleShare {
+  private readonly throttles = new Map<string, FailureThrottle>();
+  /** Set in a worker: passes a failure to the other processes. */
+  publish?: (name: string, source: string) => void;
+
+  register(name: string, throttle: FailureThrottle): void {
+    this.throttles.set(name, throttle);
+  }
+
+  /** A failure another process counted. */
+  apply(name: string, source: string): void {
+    this.throttles.get(name)?.fail(source, false);
+  }
+}
+
 /** Counts failures per source (an IP address) and refuses a source that failed too often. */
 export class FailureThrottle {
   private readonly entries = new Map<string, Entry>();
@@ -22,7 +42,11 @@ export class FailureThrottle {
   constructor(
     private readonly clock: Clock,
     private readonly opts: ThrottleOptions,
-  ) {}
+    /** Under `workers`: the share this throttle's failures pass through, and its name there. */
+    private readonly share?: { to: ThrottleShare; name: string },
+  ) {
+    share?.to.register(share.name, this);
+  }
 
   /** Milliseconds left on a block, or 0 when the source may try. */
   blockedFor(source: string): number {
@@ -32,7 +56,9 @@ export class FailureThrottle {
     return Math.max(left, 0);
   }
 
-  fail(source: string): void {
+  /** Counts a failure; `publish` false for one another process counted (already shared). */
+  fail(source: string, publish = true): void {
+    if (publish && this.share?.to.publish) this.share.to.publish(this.share.name, source);
     const now = this.clock.now();
     let e = this.entries.get(source);
     if (!e) {

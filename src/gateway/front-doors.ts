@@ -86,6 +86,7 @@ export function withFrontDoors(gw: Gateway): Gateway {
             accessProxyComponent(c.config.access_proxy, {
               log: c.log,
               clock: c.clock,
+              throttles: c.throttles,
               store: c.store,
               registry: c.registry,
               groupKeys: c.groupKeys,
@@ -105,6 +106,7 @@ export function withFrontDoors(gw: Gateway): Gateway {
             httpProxyComponent(c.config.http_proxy, {
               log: c.log,
               clock: c.clock,
+              throttles: c.throttles,
               registry: c.registry,
               groupKeys: c.groupKeys,
               events: c.events,
@@ -128,6 +130,7 @@ export function withFrontDoors(gw: Gateway): Gateway {
               dataDir: c.config.data_dir,
               log: c.log,
               clock: c.clock,
+              throttles: c.throttles,
               registry: c.registry,
               groupKeys: c.groupKeys,
               store: c.store,

@@ -1,7 +1,7 @@
 import { accessSync, chmodSync, constants, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { dashboardRoutes } from '../admin/dashboard/index.js';
-import { GatewayMetrics } from '../admin/metrics.js';
+import { GatewayMetrics, type WorkerMetrics } from '../admin/metrics.js';
 import type { DashboardSso } from '../admin/oidc-routes.js';
 import { AdminServer } from '../admin/server.js';
 import type { GatewayConfig } from '../config/gateway.js';
@@ -19,7 +19,7 @@ import { TrafficLimits } from '../core/limits.js';
 import { ManagedRepoService } from '../core/managed-repos.js';
 import { RefusalLog } from '../core/refusals.js';
 import { TenantService } from '../core/tenants.js';
-import { FailureThrottle } from '../core/throttle.js';
+import { FailureThrottle, ThrottleShare } from '../core/throttle.js';
 import { TetherError } from '../errors/index.js';
 import { LeaseListeners } from '../frontdoor/raw-port/index.js';
 import type { Logger } from '../log/index.js';
@@ -48,8 +48,13 @@ export interface GatewayDeps {
  * the forward directory (`worker-<slot>`).
  */
 export type GatewayRole =
-  | { kind: 'primary'; tunnelAddress: () => string; workerExtra: () => Record<string, string> }
-  | { kind: 'worker'; slot: number };
+  | {
+      kind: 'primary';
+      tunnelAddress: () => string;
+      workerExtra: () => Record<string, string>;
+      workerMetrics: () => Promise<WorkerMetrics[]>;
+    }
+  | { kind: 'worker'; slot: number; of: number };
 
 /** How often a worker's row in the forward directory is renewed, and when it stops counting. */
 export const WORKER_HEARTBEAT_MS = 2_000;
@@ -101,6 +106,8 @@ export interface GatewayContext {
   refusals: RefusalLog;
   /** The PROXY-protocol gate of a listener, from its `proxy_protocol` and `trusted_proxies`. */
   proxyGate(listener: string, cfg: ProxyProtocolListener): ProxyProtocolGate;
+  /** The login throttles' failures, shared between the processes under `workers`. */
+  throttles: ThrottleShare;
   tunnel: TunnelServer;
   metrics: GatewayMetrics;
   nodeId: string | null;
@@ -170,7 +177,7 @@ export class Gateway {
       await limits.start();
       this.limits = limits;
       registry.limits = limits;
-      const metrics = new GatewayMetrics(store, registry, { log });
+      const metrics = new GatewayMetrics(store, registry, { log, part: this.deps.role?.kind });
       const refusals = new RefusalLog(log, clock);
       const connectionAudit = new ConnectionAudit(store, clock, log, refusals, {
         ...CONNECTION_AUDIT_DEFAULTS,
@@ -248,11 +255,17 @@ export class Gateway {
         },
         config.forwards.max_managed,
       );
-      const authThrottle = new FailureThrottle(clock, {
-        maxFailures: config.tunnel.login_throttle.max_failures,
-        windowMs: config.tunnel.login_throttle.window,
-        blockMs: config.tunnel.login_throttle.block_for,
-      });
+      const throttles = new ThrottleShare();
+      const share = (n: number) => (role?.kind === 'worker' ? Math.max(1, Math.ceil(n / role.of)) : n);
+      const authThrottle = new FailureThrottle(
+        clock,
+        {
+          maxFailures: config.tunnel.login_throttle.max_failures,
+          windowMs: config.tunnel.login_throttle.window,
+          blockMs: config.tunnel.login_throttle.block_for,
+        },
+        { to: throttles, name: 'tunnel' },
+      );
       const tunnel = new TunnelServer(
         {
           hostKey: hostKey.privateKey,
@@ -261,8 +274,9 @@ export class Gateway {
           keepaliveCountMax: config.tunnel.keepalive_count_max,
           maxWindow: config.tunnel.max_window,
           authTimeout: config.tunnel.auth_timeout,
-          maxUnauthenticated: config.tunnel.max_unauthenticated,
-          maxUnauthenticatedPerSource: config.tunnel.max_unauthenticated_per_source,
+          // bounds of the whole gateway: each of `of` workers holds its share
+          maxUnauthenticated: share(config.tunnel.max_unauthenticated),
+          maxUnauthenticatedPerSource: share(config.tunnel.max_unauthenticated_per_source),
           session: {
             maxSessionChannels: config.tunnel.max_session_channels,
             forwardRequestsPerSecond: config.tunnel.forward_requests.per_second,
@@ -308,6 +322,7 @@ export class Gateway {
         allowlists,
         refusals,
         proxyGate,
+        throttles,
         tunnel,
         metrics,
         nodeId,
@@ -358,7 +373,8 @@ export class Gateway {
               log,
               nodeId,
               version: this.deps.version,
-              metrics: () => metrics.render(),
+              metrics: async () =>
+                role?.kind === 'primary' ? metrics.renderWith(await role.workerMetrics()) : metrics.render(),
               sso,
               managed,
               extra: dashboardRoutes({

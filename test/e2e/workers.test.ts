@@ -270,6 +270,20 @@ describe('gateway with workers: 2, a worker killed', () => {
       const i = tenants.indexOf(t);
       assert.equal(await echo(ports[i]!, `still ${t}\n`), `still ${t}\n`);
     }
+    // /metrics (the primary) is the whole gateway's: every worker's sessions, the restart counted
+    const text = await waitFor(
+      async () => {
+        const res = await fetch(`${gw.adminUrl}/metrics`, {
+          headers: { authorization: `Bearer ${gw.adminToken}` },
+        });
+        const body = await res.text();
+        return /^tether_sessions 4$/m.test(body) ? body : null;
+      },
+      { timeout: 10_000, what: 'tether_sessions 4 in /metrics' },
+    );
+    assert.match(text, /^tether_worker_restarts_total 1$/m);
+    assert.match(text, /^tether_forwards\{state="online"\} 4$/m);
+    assert.match(text, /^tether_tenants 4$/m, 'store figures counted once, not once per process');
   });
 });
 

@@ -1,4 +1,5 @@
 import type { Clock } from '../../core/clock.js';
+import type { ThrottleShare } from '../../core/throttle.js';
 import type { Logger } from '../../log/index.js';
 import type { ConnectionBroker } from '../../tunnel/broker.js';
 import type { ProxyProtocolGate } from '../../tunnel/proxy-header.js';
@@ -6,6 +7,8 @@ import type { AccessAuthorizerDeps } from './authorize.js';
 
 /** What the access proxy uses of the running gateway; the composition root (src/gateway/) passes it. */
 export interface AccessProxyDeps {
+  /** Under `workers`: failures counted by every worker (see ThrottleShare). */
+  throttles?: ThrottleShare;
   log: Logger;
   clock: Clock;
   /** Tenants' repositories (the authorizer looks the target up). */

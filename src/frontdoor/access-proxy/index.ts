@@ -70,11 +70,15 @@ export class AccessProxy implements Component {
     private readonly cfg: AccessProxyConfig,
   ) {
     this.log = ctx.log.child({ component: 'access_proxy' });
-    const throttle = new FailureThrottle(ctx.clock, {
-      maxFailures: cfg.max_failures,
-      windowMs: cfg.failure_window,
-      blockMs: cfg.failure_window,
-    });
+    const throttle = new FailureThrottle(
+      ctx.clock,
+      {
+        maxFailures: cfg.max_failures,
+        windowMs: cfg.failure_window,
+        blockMs: cfg.failure_window,
+      },
+      ctx.throttles && { to: ctx.throttles, name: 'access_proxy' },
+    );
     this.authorizer = new AccessAuthorizer({
       store: ctx.store,
       registry: ctx.registry,

@@ -19,6 +19,8 @@ export interface HttpProxyMetrics {
 export interface HttpProxyDeps {
   log: Logger;
   clock: Clock;
+  /** Under `workers`: failures counted by every worker (see ThrottleShare). */
+  throttles?: FrontDoorDeps['throttles'];
   /** Live forwards the routes reach. */
   registry: FrontDoorDeps['registry'];
   /** Group keys of `group-key` routes. */

@@ -104,6 +104,7 @@ export function httpProxyComponent(
         ...(ctx.allowlists ? { allowlists: ctx.allowlists } : {}),
         ...(ctx.refusals ? { refusals: ctx.refusals } : {}),
         ...(ctx.proxyGate ? { proxyGate: ctx.proxyGate } : {}),
+        ...(ctx.throttles ? { throttles: ctx.throttles } : {}),
         clock: ctx.clock,
         log,
         // The gateway's front-door request counter and latency histogram, by status class.

@@ -44,11 +44,15 @@ export class HttpFrontDoor {
     private readonly deps: FrontDoorDeps,
   ) {
     this.table = new RouteTable(routes);
-    this.throttle = new FailureThrottle(deps.clock, {
-      maxFailures: cfg.max_failures,
-      windowMs: cfg.failure_window,
-      blockMs: cfg.failure_window,
-    });
+    this.throttle = new FailureThrottle(
+      deps.clock,
+      {
+        maxFailures: cfg.max_failures,
+        windowMs: cfg.failure_window,
+        blockMs: cfg.failure_window,
+      },
+      deps.throttles && { to: deps.throttles, name: 'http_proxy' },
+    );
     this.debug = deps.log.isLevelEnabled('debug');
     this.refusals = deps.refusals ?? new RefusalLog(deps.log, deps.clock);
     this.upstream = new UpstreamForwarder(cfg, deps, this);

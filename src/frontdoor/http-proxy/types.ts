@@ -1,6 +1,7 @@
 import type { Clock } from '../../core/clock.js';
 import type { ForwardRegistry } from '../../core/forward-registry.js';
 import type { RefusalLog } from '../../core/refusals.js';
+import type { ThrottleShare } from '../../core/throttle.js';
 import type { Logger } from '../../log/index.js';
 import type { ConnectionBroker } from '../../tunnel/broker.js';
 import type { ProxyProtocolGate } from '../../tunnel/proxy-header.js';
@@ -19,6 +20,8 @@ export interface PreparedRoute extends Route {
 }
 
 export interface FrontDoorDeps {
+  /** Under `workers`: failures counted by every worker (see ThrottleShare). */
+  throttles?: ThrottleShare;
   registry: Pick<ForwardRegistry, 'open' | 'get'>;
   /** Opens channels to tenant repositories (built over `registry` when absent). */
   broker?: Pick<ConnectionBroker, 'open'>;

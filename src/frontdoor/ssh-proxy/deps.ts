@@ -1,6 +1,7 @@
 import type { Clock } from '../../core/clock.js';
 import type { ForwardRegistry } from '../../core/forward-registry.js';
 import type { GroupKeyService } from '../../core/group-keys.js';
+import type { ThrottleShare } from '../../core/throttle.js';
 import type { Logger } from '../../log/index.js';
 import type { Store } from '../../store/types.js';
 import type { ConnectionBroker } from '../../tunnel/broker.js';
@@ -9,6 +10,8 @@ import type { SshProxyMetrics } from './connection.js';
 
 /** What the SSH front door uses of the running gateway; the composition root (src/gateway/) passes it. */
 export interface SshProxyDeps {
+  /** Under `workers`: failures counted by every worker (see ThrottleShare). */
+  throttles?: ThrottleShare;
   /** The gateway's data dir: the generated host key is kept there (`ssh_proxy_host_key`). */
   dataDir: string;
   log: Logger;

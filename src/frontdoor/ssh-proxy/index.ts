@@ -119,11 +119,15 @@ export class SshProxy implements Component {
       for (const f of ctx.registry.list()) ensure(f);
     }
 
-    const throttle = new FailureThrottle(ctx.clock, {
-      maxFailures: cfg.login_throttle.max_failures,
-      windowMs: cfg.login_throttle.window,
-      blockMs: cfg.login_throttle.block_for,
-    });
+    const throttle = new FailureThrottle(
+      ctx.clock,
+      {
+        maxFailures: cfg.login_throttle.max_failures,
+        windowMs: cfg.login_throttle.window,
+        blockMs: cfg.login_throttle.block_for,
+      },
+      ctx.throttles && { to: ctx.throttles, name: 'ssh_proxy' },
+    );
     const ident = 'Tether_ssh_proxy';
     this.server = new SshProxyServer(
       {

@@ -1,4 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
+import type { GatewayMetrics, WorkerMetrics } from '../../admin/metrics.js';
 import type { Component } from '../../core/component.js';
 import type { TenantEvents } from '../../core/events.js';
 import type { ForwardRegistry, RemoteForward } from '../../core/forward-registry.js';
@@ -21,6 +22,8 @@ export interface WorkerPoolDeps {
   events: TenantEvents;
   count: number;
   relayKey: string;
+  /** Counts restarts (`tether_worker_restarts_total`). */
+  metrics: Pick<GatewayMetrics, 'workerRestarts'>;
   /** How long workers may take to drain (`drain_timeout`); they are killed a while after. */
   drainTimeout: number;
 }
@@ -30,6 +33,8 @@ const START_TIMEOUT_MS = 60_000;
 /** A worker that dies within this long of its start is restarted after a growing pause. */
 const CRASH_LOOP_MS = 10_000;
 const MAX_RESTART_DELAY_MS = 10_000;
+/** How long a scrape waits for each worker's figures (a worker that does not answer is left out). */
+const METRICS_WAIT_MS = 2_000;
 /** How long after the drain (or a stop) a worker that has not exited is killed. */
 const EXIT_GRACE_MS = 5_000;
 
@@ -56,6 +61,8 @@ export class WorkerPool implements Component {
   private stopping = false;
   private restarts = 0;
   private unsubscribe?: () => void;
+  private metricsRequest = 0;
+  private readonly metricsWaiting = new Map<number, (m: WorkerMetrics) => void>();
 
   constructor(private readonly deps: WorkerPoolDeps) {}
 
@@ -72,6 +79,30 @@ export class WorkerPool implements Component {
   /** Process ids of the live workers, by slot (for tests and the dashboard). */
   pids(): Array<{ slot: number; pid: number | undefined }> {
     return this.slots.map((s) => ({ slot: s.slot, pid: s.worker?.process.pid }));
+  }
+
+  /** Every live worker's figures (those that answer within METRICS_WAIT_MS). */
+  async workerMetrics(): Promise<WorkerMetrics[]> {
+    const asked = this.slots.filter((s) => s.worker?.isConnected() && s.ready);
+    const answers = await Promise.all(
+      asked.map(
+        (s) =>
+          new Promise<WorkerMetrics | undefined>((resolve) => {
+            const id = ++this.metricsRequest;
+            const timer = setTimeout(() => {
+              this.metricsWaiting.delete(id);
+              resolve(undefined);
+            }, METRICS_WAIT_MS);
+            this.metricsWaiting.set(id, (m) => {
+              clearTimeout(timer);
+              this.metricsWaiting.delete(id);
+              resolve(m);
+            });
+            this.sendTo(s, { t: 'tether:metrics', id });
+          }),
+      ),
+    );
+    return answers.filter((m): m is WorkerMetrics => m !== undefined);
   }
 
   async start(): Promise<string> {
@@ -164,6 +195,10 @@ export class WorkerPool implements Component {
           s.relayPort = m.relayPort;
           s.forwards = m.forwards;
           this.sendDirectory();
+        } else if (m.t === 'tether:throttle') {
+          for (const o of this.slots) if (o !== s) this.sendTo(o, m);
+        } else if (m.t === 'tether:metrics') {
+          this.metricsWaiting.get(m.id)?.(m.metrics);
         } else if (m.t === 'tether:event') {
           const change = { ...m.change, origin: 'remote' as const };
           this.deps.events.emit(change);
@@ -187,6 +222,7 @@ export class WorkerPool implements Component {
         }
         if (this.stopping) return;
         this.restarts++;
+        this.deps.metrics.workerRestarts?.inc();
         const quick = Date.now() - s.startedAt < CRASH_LOOP_MS;
         s.quickDeaths = quick ? s.quickDeaths + 1 : 0;
         const delay = Math.min(MAX_RESTART_DELAY_MS, quick ? 500 * 2 ** (s.quickDeaths - 1) : 0);

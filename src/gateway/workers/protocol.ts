@@ -1,3 +1,4 @@
+import type { WorkerMetrics } from '../../admin/metrics.js';
 import type { TenantChange } from '../../core/events.js';
 
 /**
@@ -13,6 +14,7 @@ export interface WorkerForward {
   label: string;
   port: number;
   connectors: number;
+  connections: number;
 }
 
 export type WorkerMessage =
@@ -21,12 +23,19 @@ export type WorkerMessage =
   /** Its forwards now, and the loopback port on which it takes connections other workers relay. */
   | { t: 'tether:forwards'; slot: number; relayPort: number; forwards: WorkerForward[] }
   /** A tenant change made in this worker: the primary applies it and tells the other workers. */
-  | { t: 'tether:event'; change: TenantChange };
+  | { t: 'tether:event'; change: TenantChange }
+  /** A login failure its throttle `name` counted for `source`: every worker counts it. */
+  | { t: 'tether:throttle'; name: string; source: string }
+  /** Its figures (`getMetricsAsJSON()`), answering the primary's request `id`. */
+  | { t: 'tether:metrics'; id: number; metrics: WorkerMetrics };
 
 export type PrimaryMessage =
   /** Every other worker's forwards, and where each of those workers takes relayed connections. */
   | { t: 'tether:directory'; workers: Array<{ slot: number; relayPort: number; forwards: WorkerForward[] }> }
   | { t: 'tether:event'; change: TenantChange }
+  | { t: 'tether:throttle'; name: string; source: string }
+  /** A scrape of `/metrics` asks every worker for its figures. */
+  | { t: 'tether:metrics'; id: number }
   /** SIGTERM's drain, counted from `startedAt`; `stop`: at once. The worker exits after either. */
   | { t: 'tether:drain'; startedAt: number }
   | { t: 'tether:stop' };

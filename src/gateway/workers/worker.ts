@@ -1,5 +1,6 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { WorkerMetrics } from '../../admin/metrics.js';
 import {
   RELAY_ACCEPTED,
   RELAY_VERSION,
@@ -12,6 +13,7 @@ import type { Component } from '../../core/component.js';
 import type { TenantEvents } from '../../core/events.js';
 import type { ForwardRegistry, RemoteForward } from '../../core/forward-registry.js';
 import type { LeaseService } from '../../core/leases.js';
+import type { ThrottleShare } from '../../core/throttle.js';
 import type { LeaseListeners } from '../../frontdoor/raw-port/index.js';
 import type { Logger } from '../../log/index.js';
 import type { Store } from '../../store/types.js';
@@ -30,12 +32,18 @@ export interface WorkerMemberDeps {
   relayKey: string;
   /** The IPC channel to the primary (`process.send`). */
   send: (m: WorkerMessage) => void;
+  /** Its login throttles: their failures go to the other workers, theirs come here. */
+  throttles: ThrottleShare;
+  /** This worker's figures, for the primary's `/metrics`. */
+  metrics: () => Promise<WorkerMetrics>;
   /** Messages from the primary (`process.on('message')`); returns the unsubscribe. */
   onMessage: (fn: (m: unknown) => void) => () => void;
 }
 
 /** How long a worker waits for another to take a relayed connection (its connector's channel). */
 const RELAY_ACCEPT_MS = 20_000;
+/** How often (at most) a worker reports its forwards' connection counts to the primary. */
+const CONNECTIONS_REPORT_MS = 100;
 /** How long a relayed connection may take to send its header. */
 const RELAY_HEADER_WAIT_MS = 5_000;
 
@@ -55,6 +63,8 @@ export class WorkerMember implements Component {
   private readonly relayPorts = new Map<string, number>();
   private timer?: NodeJS.Timeout;
   private publishTimer?: NodeJS.Timeout;
+  private countsTimer?: NodeJS.Timeout;
+  private telling = false;
   private unsubscribe: Array<() => void> = [];
   private stopped = false;
 
@@ -80,6 +90,7 @@ export class WorkerMember implements Component {
     this.relayServer = server;
     this.relayPort = (server.address() as net.AddressInfo).port;
     registry.remoteOpener = (r, origin) => this.relay(r, origin);
+    this.deps.throttles.publish = (name, source) => this.deps.send({ t: 'tether:throttle', name, source });
     await this.heartbeat();
     this.unsubscribe.push(
       this.deps.onMessage((m) => {
@@ -89,9 +100,24 @@ export class WorkerMember implements Component {
         if (c.origin !== 'remote') this.deps.send({ t: 'tether:event', change: c });
       }),
     );
-    const onForward = () => this.schedulePublish();
+    const onForward = () => {
+      this.tellPrimarySoon();
+      this.schedulePublish();
+    };
+    // connection counts reach the primary's views at most every CONNECTIONS_REPORT_MS
+    const onConnection = () => {
+      if (this.countsTimer) return;
+      this.countsTimer = setTimeout(() => {
+        this.countsTimer = undefined;
+        this.tellPrimarySoon();
+      }, CONNECTIONS_REPORT_MS);
+    };
     registry.on('forward', onForward);
-    this.unsubscribe.push(() => registry.off('forward', onForward));
+    registry.on('connection', onConnection);
+    this.unsubscribe.push(() => {
+      registry.off('forward', onForward);
+      registry.off('connection', onConnection);
+    });
     this.timer = setInterval(() => {
       this.heartbeat().catch((err: unknown) => log.warn({ err }, 'worker heartbeat failed'));
       if (this.deps.leases.hasClaims()) this.schedulePublish();
@@ -105,7 +131,9 @@ export class WorkerMember implements Component {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     if (this.publishTimer) clearTimeout(this.publishTimer);
+    if (this.countsTimer) clearTimeout(this.countsTimer);
     for (const u of this.unsubscribe) u();
+    this.deps.throttles.publish = undefined;
     this.relayServer?.close();
     await this.deps.store.setNodeForwards(this.nodeId, []).catch(() => {});
   }
@@ -113,6 +141,13 @@ export class WorkerMember implements Component {
   private onPrimary(m: PrimaryMessage): void {
     if (m.t === 'tether:event') {
       this.deps.events.emit({ ...m.change, origin: 'remote' });
+    } else if (m.t === 'tether:throttle') {
+      this.deps.throttles.apply(m.name, m.source);
+    } else if (m.t === 'tether:metrics') {
+      this.deps.metrics().then(
+        (metrics) => this.deps.send({ t: 'tether:metrics', id: m.id, metrics }),
+        (err: unknown) => this.deps.log.warn({ err }, 'could not collect metrics for the primary'),
+      );
     } else if (m.t === 'tether:directory') {
       const remote: RemoteForward[] = [];
       this.relayPorts.clear();
@@ -136,11 +171,23 @@ export class WorkerMember implements Component {
     });
   }
 
+  /**
+   * The primary learns a change of forwards in the same turn it happened, before the connector
+   * hears its forward was granted: an admin request made after that already sees it.
+   */
+  private tellPrimarySoon(): void {
+    if (this.telling) return;
+    this.telling = true;
+    queueMicrotask(() => {
+      this.telling = false;
+      this.tellPrimary();
+    });
+  }
+
   private schedulePublish(): void {
     if (this.publishTimer || this.stopped) return;
     this.publishTimer = setTimeout(() => {
       this.publishTimer = undefined;
-      this.tellPrimary();
       this.publish().catch((err: unknown) => this.deps.log.warn({ err }, 'could not publish forwards'));
     }, 20);
   }
@@ -155,6 +202,7 @@ export class WorkerMember implements Component {
         label: f.label,
         port: f.port,
         connectors: f.endpoints.length,
+        connections: f.connections,
       })),
     });
   }
