@@ -3,10 +3,19 @@
  * once through the gateway, with the gateway on one core (one process pinned to CPU 0) and on
  * two (two cluster members, pinned to CPU 0 and CPU 1, each holding 4 of the sessions). The
  * connectors and iperf3 are not pinned: on a 2-core machine they compete with the gateway.
+ *
+ * Then the same load through one gateway on the embedded store with `workers: 1` and with
+ * `workers: N` (N = 2, and 4 when the machine has at least 6 cores), alternating round by round:
+ * aggregate throughput, the CPU of all the gateway's processes (primary and workers; above 100%
+ * it used more than one core), which workers carry the sessions, and the idle RSS of all of them.
+ * With at least 4 cores the load generators are pinned away from the gateway's CPUs (taskset);
+ * on a smaller machine they share the cores, and the figures say so.
  */
+
+import { availableParallelism } from 'node:os';
 import { type Cluster, startCluster } from './lib/cluster.js';
-import { type Connector, startConnector, startIperf } from './lib/paths.js';
-import { type Child, cpuOf, median, round } from './lib/procs.js';
+import { type Connector, type Gateway, startConnector, startGateway, startIperf } from './lib/paths.js';
+import { type Child, cpuOf, median, round, rss, sleep, withDescendants } from './lib/procs.js';
 import { iperf } from './throughput.js';
 
 export interface CoresRun {
@@ -16,11 +25,32 @@ export interface CoresRun {
   gateway_cpu_percent: number;
 }
 
+export interface WorkersRun {
+  workers: number;
+  gbps: number;
+  all_gbps: number[];
+  /** CPU of the primary and its workers together, percent of one core. */
+  gateway_cpu_percent: number;
+  /** Sessions per worker (`worker-1`: 4, …); one process: `single`. */
+  sessions_on: Record<string, number>;
+  /** RSS of all the gateway's processes after start and 5 s idle, MiB. */
+  idle_rss_mib: number;
+}
+
 export interface CoresResult {
   tenants: number;
   seconds: number;
   runs: CoresRun[];
   scaling: number;
+  /** One gateway, `workers: 1` against `workers: N`. */
+  workers?: {
+    cpus: number;
+    pinned: boolean;
+    note?: string;
+    runs: WorkersRun[];
+    scaling: number;
+    memory_ratio: number;
+  };
 }
 
 async function measure(
@@ -77,5 +107,94 @@ export async function cores(o: { seconds: number; rounds: number; tenants?: numb
       await c.stop();
     }
   }
-  return { tenants, seconds: o.seconds, runs, scaling: round(runs[1]!.gbps / runs[0]!.gbps) };
+  return {
+    tenants,
+    seconds: o.seconds,
+    runs,
+    scaling: round(runs[1]!.gbps / runs[0]!.gbps),
+    workers: await workersRuns(tenants, o),
+  };
+}
+
+/** `workers: 1` and `workers: N` on one gateway, the same load, rounds alternating. */
+export async function workersRuns(
+  tenants: number,
+  o: { seconds: number; rounds: number },
+): Promise<NonNullable<CoresResult['workers']>> {
+  const cpus = availableParallelism();
+  const n = cpus >= 6 ? 4 : 2;
+  const pinned = cpus >= 4;
+  // the gateway on the first n CPUs, the load generators on the others (when there are others)
+  const gatewayCpus = pinned ? `0-${n - 1}` : undefined;
+  const loadCpus = pinned ? `${n}-${cpus - 1}` : undefined;
+  const sides = [1, n];
+  const setups: Array<{ gw: Gateway; conns: Connector[]; iperfs: Array<{ child: Child }>; idle: number }> =
+    [];
+  try {
+    for (const w of sides) {
+      const gw = await startGateway({ cpus: gatewayCpus, ports: 40, config: { workers: w } });
+      await sleep(5_000);
+      const idle = withDescendants(gw.pid).reduce((a, p) => a + rss(p), 0) / 2 ** 20;
+      const iperfs: Array<{ port: number; child: Child }> = [];
+      const conns: Connector[] = [];
+      setups.push({ gw, conns, iperfs, idle });
+      for (let i = 0; i < tenants; i++) {
+        iperfs.push(await startIperf(loadCpus));
+        const key = await gw.addTenant(`bench${i}`);
+        conns.push(await startConnector(gw, `bench${i}`, key, { 'bench/iperf': iperfs[i]!.port }));
+      }
+    }
+    const all: number[][] = sides.map(() => []);
+    const cpu: number[][] = sides.map(() => []);
+    for (let r = 0; r < o.rounds; r++) {
+      const order = r % 2 === 0 ? [0, 1] : [1, 0];
+      for (const k of order) {
+        const { gw, conns } = setups[k]!;
+        const pids = withDescendants(gw.pid);
+        const c0 = cpuOf(pids);
+        const t0 = Date.now();
+        const res = await Promise.all(conns.map((cn) => iperf(cn.ports.get('bench/iperf')!, 1, o.seconds)));
+        cpu[k]!.push(((cpuOf(pids) - c0) / ((Date.now() - t0) / 1000)) * 100);
+        all[k]!.push(res.reduce((a, x) => a + x, 0));
+      }
+    }
+    const runs: WorkersRun[] = [];
+    for (const [k, w] of sides.entries()) {
+      const { gw } = setups[k]!;
+      const on: Record<string, number> = {};
+      for (let i = 0; i < tenants; i++) {
+        const t = (await gw.api('GET', `/v1/tenants/bench${i}`)).json as {
+          tenant: { forwards: Array<{ node: string | null }> };
+        };
+        const node = t.tenant.forwards[0]?.node ?? 'single';
+        on[node] = (on[node] ?? 0) + 1;
+      }
+      runs.push({
+        workers: w,
+        gbps: round(median(all[k]!)),
+        all_gbps: all[k]!.map((x) => round(x)),
+        gateway_cpu_percent: round(median(cpu[k]!), 0),
+        sessions_on: on,
+        idle_rss_mib: round(setups[k]!.idle, 1),
+      });
+    }
+    return {
+      cpus,
+      pinned,
+      ...(pinned
+        ? {}
+        : {
+            note: `${cpus} CPUs: the load generators share them with the gateway, so throughput says little; the CPU figure shows whether the gateway uses more than one core`,
+          }),
+      runs,
+      scaling: round(runs[1]!.gbps / runs[0]!.gbps),
+      memory_ratio: round(runs[1]!.idle_rss_mib / runs[0]!.idle_rss_mib),
+    };
+  } finally {
+    for (const s of setups) {
+      for (const cn of s.conns) await cn.stop();
+      for (const p of s.iperfs) await p.child.stop();
+      await s.gw.stop();
+    }
+  }
 }

@@ -270,6 +270,22 @@ function table(r: Results): string {
     extra.push(
       `cores: ${r.cores.tenants} tenants in parallel: ${r.cores.runs.map((x) => `${x.gateway_cores} core(s) ${x.gbps} Gbit/s (gateway CPU ${x.gateway_cpu_percent}%)`).join(', ')}: scaling ${r.cores.scaling}x`,
     );
+    const w = r.cores.workers;
+    if (w)
+      extra.push(
+        `cores, one gateway: ${w.runs
+          .map(
+            (x) =>
+              `workers ${x.workers}: ${x.gbps} Gbit/s, gateway CPU ${x.gateway_cpu_percent}%, sessions ${Object.entries(
+                x.sessions_on,
+              )
+                .map(([k, v]) => `${k} ${v}`)
+                .join(' / ')}, idle RSS ${x.idle_rss_mib} MiB`,
+          )
+          .join(
+            '; ',
+          )}: throughput ${w.scaling}x, idle memory ${w.memory_ratio}x${w.note ? ` (${w.note})` : ''}`,
+      );
   }
   if (r.cluster) {
     extra.push(
@@ -366,6 +382,30 @@ function targets(r: Results): Results['targets'] {
       add('wan 100 ms RTT, 1 stream each way', '>= 700 Mbit/s', `${low} Mbit/s`, low >= 700);
   }
   if (r.cores) add('8 tenants, one core → two', '>= 1.6x', `${r.cores.scaling}x`, r.cores.scaling >= 1.6);
+  const wk = r.cores?.workers;
+  if (wk) {
+    const many = wk.runs[1]!;
+    const both = Object.keys(many.sessions_on).length === many.workers;
+    add(
+      `8 tenants, workers ${many.workers}: every worker carries sessions, gateway above one core`,
+      'yes, > 100%',
+      `${both ? 'yes' : 'no'}, ${many.gateway_cpu_percent}%`,
+      both && many.gateway_cpu_percent > 100,
+    );
+    add(
+      `idle memory, workers ${many.workers} / workers 1`,
+      '<= 2x',
+      `${wk.memory_ratio}x`,
+      wk.memory_ratio <= 2,
+    );
+    if (wk.cpus >= 4)
+      add(
+        `8 tenants, workers ${many.workers} / workers 1 throughput`,
+        '>= 3x (4 workers)',
+        `${wk.scaling}x`,
+        wk.scaling >= 3,
+      );
+  }
   return t;
 }
 

@@ -29,15 +29,22 @@ export async function tenantViews(
       const live = registry.get(t.id, l.label);
       const remote = registry.remoteOf(t.id, l.label);
       // An online connector's word first: a withdrawn one may point at a host that is down.
-      const meta = live?.endpoints.find((e) => !e.withdrawn && e.meta)?.meta ?? live?.meta ?? l;
+      // connectors other processes (workers) report; a cluster member's forwards come without
+      const elsewhere = remote.flatMap((r) => (r.endpoints ?? []).map((e) => ({ ...e, node: r.node })));
+      const meta =
+        live?.endpoints.find((e) => !e.withdrawn && e.meta)?.meta ??
+        live?.meta ??
+        elsewhere.find((e) => !e.withdrawn && e.meta)?.meta ??
+        l;
       const nodes = [...(live ? [nodeId ?? ''] : []), ...remote.map((r) => r.node)].filter(Boolean);
+      const remoteOnline = remote.some((r) => !r.endpoints || r.endpoints.some((e) => !e.withdrawn));
       return {
         label: l.label,
         port: l.port,
         state:
-          remote.length > 0 || live?.endpoints.some((e) => !e.withdrawn)
+          remoteOnline || live?.endpoints.some((e) => !e.withdrawn)
             ? 'online'
-            : live
+            : live || remote.length > 0
               ? 'withdrawn'
               : 'offline',
         service: meta.service,
@@ -47,17 +54,30 @@ export async function tenantViews(
         connections: (live?.connections ?? 0) + remote.reduce((n, r) => n + (r.connections ?? 0), 0),
         connectors: (live?.endpoints.length ?? 0) + remote.reduce((n, r) => n + r.connectors, 0),
         node: nodes.length > 0 ? nodes.join(',') : null,
-        endpoints: (live?.endpoints ?? []).map((e) => ({
-          session: e.session.id,
-          source: e.session.source,
-          since: new Date(e.session.since).toISOString(),
-          agent: e.session.agent,
-          connections: e.connections,
-          state: e.withdrawn ? ('withdrawn' as const) : ('online' as const),
-          reason: e.withdrawn ?? null,
-          destination: e.meta ? destinationOf(e.meta) : null,
-          node: nodeId,
-        })),
+        endpoints: [
+          ...(live?.endpoints ?? []).map((e) => ({
+            session: e.session.id,
+            source: e.session.source,
+            since: new Date(e.session.since).toISOString(),
+            agent: e.session.agent,
+            connections: e.connections,
+            state: e.withdrawn ? ('withdrawn' as const) : ('online' as const),
+            reason: e.withdrawn ?? null,
+            destination: e.meta ? destinationOf(e.meta) : null,
+            node: nodeId,
+          })),
+          ...elsewhere.map((e) => ({
+            session: e.session,
+            source: e.source,
+            since: new Date(e.since).toISOString(),
+            agent: e.agent,
+            connections: e.connections,
+            state: e.withdrawn ? ('withdrawn' as const) : ('online' as const),
+            reason: e.withdrawn ?? null,
+            destination: e.meta ? destinationOf(e.meta) : null,
+            node: e.node,
+          })),
+        ],
         ...(limits ? limits.repositoryView(t.id, l.label) : {}),
         ...(allowlists ? { allow_from: allowlists.view(t.id, l.label).allow_from } : {}),
       };
@@ -69,7 +89,7 @@ export async function tenantViews(
       created_at: t.created_at,
       updated_at: t.updated_at,
       keys: keys.map((k) => ({ fingerprint: k.fingerprint, created_at: k.created_at })),
-      sessions: registry.sessionsOf(t.id).map((s) => ({
+      sessions: [...registry.sessionsOf(t.id), ...registry.remoteSessionsOf(t.id)].map((s) => ({
         id: s.id,
         source: s.source,
         since: new Date(s.since).toISOString(),
@@ -78,7 +98,9 @@ export async function tenantViews(
       })),
       forwards,
       ...(limits ? limits.view(t.id) : {}),
-      connections: registry.openConnections(t.id),
+      connections:
+        registry.openConnections(t.id) +
+        registry.remoteList().reduce((n, r) => n + (r.tenant === t.id ? (r.connections ?? 0) : 0), 0),
       ...(allowlists ? allowlists.view(t.id) : {}),
     });
   }

@@ -68,6 +68,30 @@ export interface RemoteForward {
   readonly connectors: number;
   /** Connections open through it there, when its member reports them (workers do). */
   readonly connections?: number;
+  /** Its connectors there, when its member reports them (workers do). */
+  readonly endpoints?: ReadonlyArray<RemoteEndpoint>;
+}
+
+/** A connector of a forward served by another process (a worker), as that process reports it. */
+export interface RemoteEndpoint {
+  readonly session: string;
+  readonly source: string;
+  readonly since: number;
+  readonly agent: string;
+  readonly connections: number;
+  readonly withdrawn?: string;
+  readonly meta?: RepoMeta | null;
+}
+
+/** A session carried by another process (a worker), as that process reports it. */
+export interface RemoteSession {
+  readonly id: string;
+  readonly tenant: string;
+  readonly source: string;
+  readonly since: number;
+  readonly fingerprint: string;
+  readonly agent: string;
+  readonly node: string;
 }
 
 const key = (tenant: string, label: string) => `${tenant}\0${label}`;
@@ -104,6 +128,7 @@ export class ForwardRegistry extends EventEmitter {
   private readonly sessions = new Map<string, LiveSession>();
   private remote = new Map<string, RemoteForward[]>();
   private remotePorts = new Map<number, RemoteForward>();
+  private remoteSessions: RemoteSession[] = [];
   /** Opens a connection to another member's lease port (set by the cluster module). */
   remoteOpener?: (r: RemoteForward, origin: { address: string; port: number }) => Promise<Duplex>;
   /** Caps, quotas, bandwidth and byte accounting per tenant (set by the gateway). */
@@ -205,6 +230,15 @@ export class ForwardRegistry extends EventEmitter {
       if (r && r.tenant === tenant && r.label.toLowerCase() === lower) return { label: r.label };
     }
     return undefined;
+  }
+
+  /** Replaces the view of sessions other processes (workers) carry. */
+  setRemoteSessions(list: RemoteSession[]): void {
+    this.remoteSessions = list;
+  }
+
+  remoteSessionsOf(tenant: string): RemoteSession[] {
+    return this.remoteSessions.filter((s) => s.tenant === tenant);
   }
 
   remoteByPort(port: number): RemoteForward | undefined {

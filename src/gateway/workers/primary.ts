@@ -12,6 +12,7 @@ import {
   WORKER_SLOT_ENV,
   type WorkerForward,
   type WorkerMessage,
+  type WorkerSession,
 } from './protocol.js';
 
 export interface WorkerPoolDeps {
@@ -45,6 +46,7 @@ interface Slot {
   quickDeaths: number;
   relayPort: number;
   forwards: WorkerForward[];
+  sessions: WorkerSession[];
   ready?: { tunnel: string; extra: Record<string, string> };
 }
 
@@ -114,7 +116,7 @@ export class WorkerPool implements Component {
     });
     const started: Array<Promise<void>> = [];
     for (let i = 1; i <= count; i++) {
-      const s: Slot = { slot: i, startedAt: 0, quickDeaths: 0, relayPort: 0, forwards: [] };
+      const s: Slot = { slot: i, startedAt: 0, quickDeaths: 0, relayPort: 0, forwards: [], sessions: [] };
       this.slots.push(s);
       started.push(this.fork(s));
     }
@@ -194,6 +196,7 @@ export class WorkerPool implements Component {
         } else if (m.t === 'tether:forwards') {
           s.relayPort = m.relayPort;
           s.forwards = m.forwards;
+          s.sessions = m.sessions;
           this.sendDirectory();
         } else if (m.t === 'tether:throttle') {
           for (const o of this.slots) if (o !== s) this.sendTo(o, m);
@@ -209,6 +212,7 @@ export class WorkerPool implements Component {
         clearTimeout(timer);
         s.worker = undefined;
         s.forwards = [];
+        s.sessions = [];
         s.ready = undefined;
         this.sendDirectory();
         this.deps.store.setNodeForwards(`worker-${s.slot}`, []).catch(() => {});
@@ -250,13 +254,20 @@ export class WorkerPool implements Component {
 
   /** Every worker's forwards: the primary's registry shows them, and each worker learns the others'. */
   private sendDirectory(): void {
-    const workers = this.slots
-      .filter((s) => s.worker && s.relayPort > 0)
-      .map((s) => ({ slot: s.slot, relayPort: s.relayPort, forwards: s.forwards }));
+    const live = this.slots.filter((s) => s.worker && s.relayPort > 0);
     const remote: RemoteForward[] = [];
-    for (const w of workers)
-      for (const f of w.forwards) remote.push({ ...f, node: `worker-${w.slot}`, address: '127.0.0.1' });
+    for (const s of live)
+      for (const f of s.forwards) remote.push({ ...f, node: `worker-${s.slot}`, address: '127.0.0.1' });
     this.deps.registry.setRemote(remote);
+    this.deps.registry.setRemoteSessions(
+      live.flatMap((s) => s.sessions.map((x) => ({ ...x, node: `worker-${s.slot}` }))),
+    );
+    // workers need where each forward is served, not who connects it
+    const workers = live.map((s) => ({
+      slot: s.slot,
+      relayPort: s.relayPort,
+      forwards: s.forwards.map(({ endpoints: _e, ...f }) => f),
+    }));
     this.broadcast({ t: 'tether:directory', workers });
   }
 

@@ -1,5 +1,6 @@
 import type { WorkerMetrics } from '../../admin/metrics.js';
 import type { TenantChange } from '../../core/events.js';
+import type { RemoteEndpoint, RemoteSession } from '../../core/forward-registry.js';
 
 /**
  * What the primary and its workers tell each other over the IPC channel node's cluster module
@@ -15,13 +16,24 @@ export interface WorkerForward {
   port: number;
   connectors: number;
   connections: number;
+  /** Its connectors (the admin API's view); left out of what the primary passes to workers. */
+  endpoints?: RemoteEndpoint[];
 }
+
+/** A session a worker carries, for the admin API's view. */
+export type WorkerSession = Omit<RemoteSession, 'node'>;
 
 export type WorkerMessage =
   /** Started: the addresses it listens on (shared with every other worker). */
   | { t: 'tether:ready'; slot: number; tunnel: string; extra: Record<string, string> }
   /** Its forwards now, and the loopback port on which it takes connections other workers relay. */
-  | { t: 'tether:forwards'; slot: number; relayPort: number; forwards: WorkerForward[] }
+  | {
+      t: 'tether:forwards';
+      slot: number;
+      relayPort: number;
+      forwards: WorkerForward[];
+      sessions: WorkerSession[];
+    }
   /** A tenant change made in this worker: the primary applies it and tells the other workers. */
   | { t: 'tether:event'; change: TenantChange }
   /** A login failure its throttle `name` counted for `source`: every worker counts it. */

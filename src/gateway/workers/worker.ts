@@ -42,6 +42,8 @@ export interface WorkerMemberDeps {
 
 /** How long a worker waits for another to take a relayed connection (its connector's channel). */
 const RELAY_ACCEPT_MS = 20_000;
+/** Reports of forwards and sessions to the primary: at most one per this many ms in a burst. */
+const REPORT_EVERY_MS = 20;
 /** How often (at most) a worker reports its forwards' connection counts to the primary. */
 const CONNECTIONS_REPORT_MS = 100;
 /** How long a relayed connection may take to send its header. */
@@ -65,6 +67,7 @@ export class WorkerMember implements Component {
   private publishTimer?: NodeJS.Timeout;
   private countsTimer?: NodeJS.Timeout;
   private telling = false;
+  private lastTold = 0;
   private unsubscribe: Array<() => void> = [];
   private stopped = false;
 
@@ -113,9 +116,11 @@ export class WorkerMember implements Component {
       }, CONNECTIONS_REPORT_MS);
     };
     registry.on('forward', onForward);
+    registry.on('session', onForward);
     registry.on('connection', onConnection);
     this.unsubscribe.push(() => {
       registry.off('forward', onForward);
+      registry.off('session', onForward);
       registry.off('connection', onConnection);
     });
     this.timer = setInterval(() => {
@@ -173,15 +178,20 @@ export class WorkerMember implements Component {
 
   /**
    * The primary learns a change of forwards in the same turn it happened, before the connector
-   * hears its forward was granted: an admin request made after that already sees it.
+   * hears its forward was granted: an admin request made after that already sees it. In a burst
+   * (connectors coming back after a restart) at most one report per REPORT_EVERY_MS goes.
    */
   private tellPrimarySoon(): void {
     if (this.telling) return;
     this.telling = true;
-    queueMicrotask(() => {
+    const wait = this.lastTold + REPORT_EVERY_MS - Date.now();
+    const send = () => {
       this.telling = false;
+      this.lastTold = Date.now();
       this.tellPrimary();
-    });
+    };
+    if (wait <= 0) queueMicrotask(send);
+    else setTimeout(send, wait).unref();
   }
 
   private schedulePublish(): void {
@@ -203,6 +213,23 @@ export class WorkerMember implements Component {
         port: f.port,
         connectors: f.endpoints.length,
         connections: f.connections,
+        endpoints: f.endpoints.map((e) => ({
+          session: e.session.id,
+          source: e.session.source,
+          since: e.session.since,
+          agent: e.session.agent,
+          connections: e.connections,
+          ...(e.withdrawn ? { withdrawn: e.withdrawn } : {}),
+          ...(e.meta !== undefined ? { meta: e.meta } : {}),
+        })),
+      })),
+      sessions: this.deps.registry.sessionsOf().map((x) => ({
+        id: x.id,
+        tenant: x.tenant,
+        source: x.source,
+        since: x.since,
+        fingerprint: x.fingerprint,
+        agent: x.agent,
       })),
     });
   }
