@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import type net from 'node:net';
 import { test } from 'node:test';
@@ -43,6 +44,44 @@ test('the ssh2 patch is applied (patches/ssh2+*.patch): adaptive-window hooks, 6
   const server = fs.readFileSync(require.resolve('ssh2/lib/server.js'), 'utf8');
   assert.match(server, /this\._channelWindow = /);
   assert.match(server, /replyCallbacks\.shift\(\)/);
+});
+
+test('the ssh2 patch compiles the Poly1305 wasm on the first chacha20-poly1305 fallback, not when ssh2 is loaded', () => {
+  // A fresh process, so nothing else in this one has used chacha20-poly1305 before the look.
+  const script = `
+    const ssh2 = require(${JSON.stringify(require.resolve('ssh2'))});
+    const c = require(${JSON.stringify(require.resolve('ssh2/lib/protocol/crypto.js'))});
+    const out = { server: typeof ssh2.Server, atLoad: c.tetherPoly1305Loaded() };
+    setTimeout(() => {
+      out.idle = c.tetherPoly1305Loaded();
+      const info = c.CIPHER_INFO['chacha20-poly1305@openssh.com'];
+      const key = require('node:crypto').randomBytes(64);
+      const wire = [];
+      const cipher = c.createCipher({ outbound: {
+        onWrite: (b) => wire.push(Buffer.from(b)), cipherInfo: info, cipherKey: key, seqno: 7, forceNative: true } });
+      out.afterCipher = c.tetherPoly1305Loaded();
+      const payloads = [];
+      const decipher = c.createDecipher({ inbound: {
+        onPayload: (p) => payloads.push(Buffer.from(p).toString()), decipherInfo: info, decipherKey: key, seqno: 7,
+        forceNative: true } });
+      const body = Buffer.from('through the wasm Poly1305');
+      const packet = cipher.allocPacket(body.length);
+      body.copy(packet, 5);
+      cipher.encrypt(packet);
+      const bytes = Buffer.concat(wire);
+      decipher.decrypt(bytes, 0, bytes.length);
+      out.payloads = payloads;
+      console.log(JSON.stringify(out));
+    }, 300);`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), {
+    server: 'function',
+    atLoad: false,
+    idle: false,
+    afterCipher: true,
+    payloads: ['through the wasm Poly1305'],
+  });
 });
 
 /** Feeds a policy `total` bytes in refills of a quarter window, `msPerRefill` apart. */
