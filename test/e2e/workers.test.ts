@@ -6,8 +6,9 @@ import { after, before, describe, test } from 'node:test';
 import ssh2, { type Client } from 'ssh2';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { startEchoServer, type TestServer } from '../helpers/servers.js';
-import { waitFor } from '../helpers/util.js';
+import { request, startEchoServer, startHttpServer, type TestServer } from '../helpers/servers.js';
+import { PasswordClient, proxyPort as sshProxyPort, startSshd, type TestSshd } from '../helpers/sshd.js';
+import { run, waitFor } from '../helpers/util.js';
 
 /** An SSH login as a tenant whose forwarded connections echo what they receive. */
 function login(port: number, username: string, keyFile: string): Promise<Client> {
@@ -284,6 +285,134 @@ describe('gateway with workers: 2, a worker killed', () => {
     assert.match(text, /^tether_worker_restarts_total 1$/m);
     assert.match(text, /^tether_forwards\{state="online"\} 4$/m);
     assert.match(text, /^tether_tenants 4$/m, 'store figures counted once, not once per process');
+  });
+});
+
+describe('gateway with workers: 2, every front door', () => {
+  let gw: TestGateway;
+  let sshd: TestSshd;
+  let web: TestServer & { requests: number };
+  let connector: TestConnector;
+  let groupKey: string;
+
+  before(async () => {
+    [sshd, web] = await Promise.all([startSshd(), startHttpServer('web')]);
+    gw = await startGateway({
+      config: {
+        workers: 2,
+        log: { level: 'debug' },
+        access_proxy: { listen: '127.0.0.1:0' },
+        http_proxy: {
+          listen: '127.0.0.1:0',
+          routes: [
+            {
+              name: 'wiki',
+              path_prefix: '/wiki',
+              strip_prefix: true,
+              to: 'tenant://acme/grp/web',
+              auth: { type: 'group-key' },
+            },
+          ],
+        },
+        ssh_proxy: {
+          listen: '127.0.0.1:0',
+          realms: {
+            tenant: {
+              type: 'tenant',
+              user: sshd.user,
+              private_key_file: sshd.clientKeyFile,
+              targets: { 'box.grp.acme': { host_fingerprint: sshd.fingerprint } },
+            },
+          },
+        },
+      },
+    });
+    const keyFile = await gw.addTenant('acme');
+    connector = await startConnector({
+      gateway: gw.sshPort,
+      tenant: 'acme',
+      keyFile,
+      repositories: { grp: { box: `ssh://127.0.0.1:${sshd.port}`, web: `http://127.0.0.1:${web.port}` } },
+    });
+    const repos = await gw.api('GET', '/v1/tenants/acme/repositories');
+    groupKey = (repos.json as { groups: Array<{ group: string; key: string }> }).groups.find(
+      (g) => g.group === 'grp',
+    )!.key;
+  });
+
+  after(async () => {
+    await connector?.stop();
+    await gw?.stop();
+    await sshd?.stop();
+    await web?.close();
+  });
+
+  /** Which workers logged a line of `event` since line `from` (their `worker` field). */
+  const workersLogging = (event: string, from: number) =>
+    new Set(
+      gw.output.lines
+        .slice(from)
+        .filter((l) => l.includes(`"event":"${event}"`))
+        .map((l) => (JSON.parse(l) as { worker?: number }).worker),
+    );
+
+  test('one session serves the repositories, and the HTTP front door, the access proxy and the SSH front door reach them from both workers', async () => {
+    const served = (await forwardsOf(gw, 'acme')).map((f) => f.node);
+    assert.equal(new Set(served).size, 1, `one connector session, on one worker: ${served}`);
+    const auth = `Basic ${Buffer.from(`acme:${groupKey}`).toString('base64')}`;
+    // HTTP front door: callers land on either worker; the one without the session relays
+    const httpPort = Number(
+      (await gw.output.wait(/"event":"gateway.started".*"http_proxy":"127\.0\.0\.1:(\d+)"/))[1],
+    );
+    let from = gw.output.lines.length;
+    for (let i = 0; i < 6; i++) {
+      // a new connection each time (node's agent would keep one alive)
+      const r = await request(httpPort, {
+        path: `/wiki/page-${i}`,
+        headers: { authorization: auth, connection: 'close' },
+      });
+      assert.equal(r.status, 200, r.body);
+      assert.match(r.body, new RegExp(`hello from web /page-${i}`));
+    }
+    await waitFor(async () => workersLogging('http_proxy.request', from).size === 2 || null, {
+      timeout: 10_000,
+      what: 'HTTP front-door requests served by both workers',
+    });
+    // access proxy, plain HTTP (absolute form) and CONNECT
+    const proxy = Number(
+      (await gw.output.wait(/"event":"gateway.started".*"access_proxy":"127\.0\.0\.1:(\d+)"/))[1],
+    );
+    from = gw.output.lines.length;
+    for (let i = 0; i < 4; i++) {
+      const r = await run('curl', [
+        '-sS',
+        '-m',
+        '10',
+        '-x',
+        `http://127.0.0.1:${proxy}`,
+        '-U',
+        `acme:${groupKey}`,
+        `http://web.grp.acme/p${i}`,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, `hello from web /p${i}\n`);
+    }
+    await waitFor(async () => workersLogging('access_proxy.allowed', from).size === 2 || null, {
+      timeout: 10_000,
+      what: 'access-proxy requests served by both workers',
+    });
+    // SSH front door, tenant realm: ssh to the repository's sshd
+    const client = new PasswordClient(await sshProxyPort(gw));
+    from = gw.output.lines.length;
+    for (let i = 0; i < 4; i++) {
+      const r = await client.ssh('tenant:box.grp.acme/0', groupKey, ['127.0.0.1', `echo through-${i}`]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.trim(), `through-${i}`);
+    }
+    await waitFor(async () => workersLogging('ssh_proxy.target.connected', from).size === 2 || null, {
+      timeout: 10_000,
+      what: 'SSH front-door logins served by both workers',
+    });
   });
 });
 
