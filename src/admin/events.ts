@@ -115,11 +115,17 @@ export class LiveEvents {
     const { registry, events } = deps;
     const onSession = (e: { session: LiveSession }) => this.touch(e.session.tenant);
     const onForward = (e: { forward: { tenant: string } }) => this.touch(e.forward.tenant);
+    // forwards and sessions other processes (workers) report
+    const onRemote = (e?: { tenants: string[] }) => {
+      for (const t of e?.tenants ?? []) this.touch(t);
+    };
     registry.on('session', onSession);
     registry.on('forward', onForward);
+    registry.on('remote', onRemote);
     this.unsubscribe.push(
       () => registry.off('session', onSession),
       () => registry.off('forward', onForward),
+      () => registry.off('remote', onRemote),
       events.on((c) => this.touch(c.tenant)),
       onLogEvents(deps.log, (e) => {
         // Kept as logged and shaped for the dashboard only when one is watching (or asks for

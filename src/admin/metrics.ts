@@ -17,6 +17,8 @@ export interface GatewayMetricsOptions {
   part?: 'primary' | 'worker';
 }
 
+const sessionKey = (s: { tenant: string; fingerprint: string }) => `${s.tenant}\0${s.fingerprint}`;
+
 /** One worker's figures, as its registry's `getMetricsAsJSON()` gives them. */
 export type WorkerMetrics = Awaited<ReturnType<client.Registry['getMetricsAsJSON']>>;
 
@@ -87,6 +89,11 @@ export class GatewayMetrics implements ConnectionMetricsSink {
   private readonly codes = new BoundedLabels(40, 'OTHER');
   /** tenant\0fingerprint of sessions that closed: the next open of one is a reconnect. */
   private readonly closedSessions = new Map<string, true>();
+  /**
+   * Under `workers`: passes this process's session opens and closes to the other workers, so a
+   * connector that comes back on another worker counts as a reconnect there.
+   */
+  shareSessions?: (e: { type: 'opened' | 'closed'; tenant: string; fingerprint: string }) => void;
   private readonly unsubscribe: Array<() => void> = [];
 
   constructor(store: Store, live: ForwardRegistry, opts: GatewayMetricsOptions = {}) {
@@ -198,22 +205,34 @@ export class GatewayMetrics implements ConnectionMetricsSink {
     });
 
     const onSession = (e: { type: string; session: LiveSession }) => {
-      const k = `${e.session.tenant}\0${e.session.fingerprint}`;
       if (e.type === 'opened') {
         this.sessionsOpened.inc();
-        if (this.closedSessions.delete(k)) this.reconnects.inc({ tenant: tenants.get(e.session.tenant) });
+        if (this.closedSessions.delete(sessionKey(e.session)))
+          this.reconnects.inc({ tenant: tenants.get(e.session.tenant) });
       } else if (e.type === 'closed') {
-        this.closedSessions.delete(k);
-        this.closedSessions.set(k, true);
-        if (this.closedSessions.size > 10_000) {
-          const oldest = this.closedSessions.keys().next().value;
-          if (oldest !== undefined) this.closedSessions.delete(oldest);
-        }
+        this.sessionClosed(sessionKey(e.session));
       }
+      if (e.type === 'opened' || e.type === 'closed')
+        this.shareSessions?.({ type: e.type, tenant: e.session.tenant, fingerprint: e.session.fingerprint });
     };
     live.on('session', onSession);
     this.unsubscribe.push(() => live.off('session', onSession));
     if (opts.log) this.unsubscribe.push(onLogEvents(opts.log, (e) => this.observe(e)));
+  }
+
+  /** A session opened or closed on another worker (see `shareSessions`); nothing is counted here. */
+  sessionElsewhere(e: { type: 'opened' | 'closed'; tenant: string; fingerprint: string }): void {
+    if (e.type === 'opened') this.closedSessions.delete(sessionKey(e));
+    else this.sessionClosed(sessionKey(e));
+  }
+
+  private sessionClosed(k: string): void {
+    this.closedSessions.delete(k);
+    this.closedSessions.set(k, true);
+    if (this.closedSessions.size > 10_000) {
+      const oldest = this.closedSessions.keys().next().value;
+      if (oldest !== undefined) this.closedSessions.delete(oldest);
+    }
   }
 
   /**

@@ -184,6 +184,7 @@ async function runWorker(config: GatewayConfig, parentLog: Logger, of: number): 
         listeners: ctx.listeners,
         metrics: () => ctx.metrics.registry.getMetricsAsJSON(),
         throttles: ctx.throttles,
+        sessions: ctx.metrics,
         slot,
         relayKey,
         send,

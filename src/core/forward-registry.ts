@@ -129,6 +129,7 @@ export class ForwardRegistry extends EventEmitter {
   private remote = new Map<string, RemoteForward[]>();
   private remotePorts = new Map<number, RemoteForward>();
   private remoteSessions: RemoteSession[] = [];
+  private remoteSignatures = { forwards: new Map<string, string>(), sessions: new Map<string, string>() };
   /** Opens a connection to another member's lease port (set by the cluster module). */
   remoteOpener?: (r: RemoteForward, origin: { address: string; port: number }) => Promise<Duplex>;
   /** Caps, quotas, bandwidth and byte accounting per tenant (set by the gateway). */
@@ -202,7 +203,7 @@ export class ForwardRegistry extends EventEmitter {
       this.remotePorts.set(r.port, r);
     }
     const after = new Set(this.remotePorts.keys());
-    this.emit('remote');
+    this.emit('remote', { tenants: this.changedTenants('forwards', list) });
     return {
       added: [...after].filter((p) => !before.has(p)),
       removed: [...before].filter((p) => !after.has(p)),
@@ -235,6 +236,22 @@ export class ForwardRegistry extends EventEmitter {
   /** Replaces the view of sessions other processes (workers) carry. */
   setRemoteSessions(list: RemoteSession[]): void {
     this.remoteSessions = list;
+    const tenants = this.changedTenants('sessions', list);
+    if (tenants.length > 0) this.emit('remote', { tenants });
+  }
+
+  /**
+   * The tenants whose remote forwards (or sessions) differ from the last call's (the dashboard
+   * sends those tenants' views again): one signature per tenant, compared.
+   */
+  private changedTenants(what: 'forwards' | 'sessions', list: ReadonlyArray<{ tenant: string }>): string[] {
+    const now = new Map<string, string>();
+    for (const x of list) now.set(x.tenant, `${now.get(x.tenant) ?? ''}${JSON.stringify(x)}`);
+    const before = this.remoteSignatures[what];
+    const changed = [...now.keys()].filter((t) => before.get(t) !== now.get(t));
+    for (const t of before.keys()) if (!now.has(t)) changed.push(t);
+    this.remoteSignatures[what] = now;
+    return changed;
   }
 
   remoteSessionsOf(tenant: string): RemoteSession[] {

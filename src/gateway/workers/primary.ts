@@ -198,7 +198,7 @@ export class WorkerPool implements Component {
           s.forwards = m.forwards;
           s.sessions = m.sessions;
           this.sendDirectory();
-        } else if (m.t === 'tether:throttle') {
+        } else if (m.t === 'tether:throttle' || m.t === 'tether:session') {
           for (const o of this.slots) if (o !== s) this.sendTo(o, m);
         } else if (m.t === 'tether:metrics') {
           this.metricsWaiting.get(m.id)?.(m.metrics);

@@ -36,6 +36,8 @@ export type WorkerMessage =
     }
   /** A tenant change made in this worker: the primary applies it and tells the other workers. */
   | { t: 'tether:event'; change: TenantChange }
+  /** A session opened or closed here: the others know a connector coming back is a reconnect. */
+  | { t: 'tether:session'; type: 'opened' | 'closed'; tenant: string; fingerprint: string }
   /** A login failure its throttle `name` counted for `source`: every worker counts it. */
   | { t: 'tether:throttle'; name: string; source: string }
   /** Its figures (`getMetricsAsJSON()`), answering the primary's request `id`. */
@@ -46,6 +48,7 @@ export type PrimaryMessage =
   | { t: 'tether:directory'; workers: Array<{ slot: number; relayPort: number; forwards: WorkerForward[] }> }
   | { t: 'tether:event'; change: TenantChange }
   | { t: 'tether:throttle'; name: string; source: string }
+  | { t: 'tether:session'; type: 'opened' | 'closed'; tenant: string; fingerprint: string }
   /** A scrape of `/metrics` asks every worker for its figures. */
   | { t: 'tether:metrics'; id: number }
   /** SIGTERM's drain, counted from `startedAt`; `stop`: at once. The worker exits after either. */

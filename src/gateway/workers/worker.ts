@@ -1,6 +1,6 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { WorkerMetrics } from '../../admin/metrics.js';
+import type { GatewayMetrics, WorkerMetrics } from '../../admin/metrics.js';
 import {
   RELAY_ACCEPTED,
   RELAY_VERSION,
@@ -36,6 +36,8 @@ export interface WorkerMemberDeps {
   throttles: ThrottleShare;
   /** This worker's figures, for the primary's `/metrics`. */
   metrics: () => Promise<WorkerMetrics>;
+  /** Its reconnect counting, which learns the other workers' session opens and closes. */
+  sessions: Pick<GatewayMetrics, 'shareSessions' | 'sessionElsewhere'>;
   /** Messages from the primary (`process.on('message')`); returns the unsubscribe. */
   onMessage: (fn: (m: unknown) => void) => () => void;
 }
@@ -94,6 +96,7 @@ export class WorkerMember implements Component {
     this.relayPort = (server.address() as net.AddressInfo).port;
     registry.remoteOpener = (r, origin) => this.relay(r, origin);
     this.deps.throttles.publish = (name, source) => this.deps.send({ t: 'tether:throttle', name, source });
+    this.deps.sessions.shareSessions = (e) => this.deps.send({ t: 'tether:session', ...e });
     await this.heartbeat();
     this.unsubscribe.push(
       this.deps.onMessage((m) => {
@@ -139,6 +142,7 @@ export class WorkerMember implements Component {
     if (this.countsTimer) clearTimeout(this.countsTimer);
     for (const u of this.unsubscribe) u();
     this.deps.throttles.publish = undefined;
+    this.deps.sessions.shareSessions = undefined;
     this.relayServer?.close();
     await this.deps.store.setNodeForwards(this.nodeId, []).catch(() => {});
   }
@@ -148,6 +152,8 @@ export class WorkerMember implements Component {
       this.deps.events.emit({ ...m.change, origin: 'remote' });
     } else if (m.t === 'tether:throttle') {
       this.deps.throttles.apply(m.name, m.source);
+    } else if (m.t === 'tether:session') {
+      this.deps.sessions.sessionElsewhere(m);
     } else if (m.t === 'tether:metrics') {
       this.deps.metrics().then(
         (metrics) => this.deps.send({ t: 'tether:metrics', id: m.id, metrics }),
