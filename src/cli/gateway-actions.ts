@@ -171,7 +171,11 @@ async function runWorker(config: GatewayConfig, parentLog: Logger, of: number): 
   const send = (m: WorkerMessage) => {
     if (process.connected) process.send?.(m);
   };
-  const gw = new Gateway(config, { log, version: VERSION, role: { kind: 'worker', slot, of } });
+  const gw = new Gateway(workerShare(config, of), {
+    log,
+    version: VERSION,
+    role: { kind: 'worker', slot },
+  });
   gw.use(
     (ctx) =>
       new WorkerMember({
@@ -219,7 +223,43 @@ async function runWorker(config: GatewayConfig, parentLog: Logger, of: number): 
     log.warn({ event: 'gateway.primary_gone' }, 'the primary process is gone: stopping');
     finish(gw.stop());
   });
-  const a = await gw.start();
+  let a: Awaited<ReturnType<Gateway['start']>>;
+  try {
+    a = await gw.start();
+  } catch (err) {
+    // the primary reports the worker that exited while starting, and gives up starting
+    log.error(
+      { err, event: 'gateway.worker_failed' },
+      `worker ${slot} could not start: ${(err as Error).message}`,
+    );
+    exit(1);
+    return;
+  }
   startHeapTrim();
   send({ t: 'tether:ready', slot, tunnel: a.tunnel, extra: a.extra });
+}
+
+/**
+ * A worker's gateway.yaml: the bounds on unauthenticated connections are the whole gateway's,
+ * so each of `of` workers holds its share (rounded up: the gateway holds at most `of` more).
+ */
+function workerShare(config: GatewayConfig, of: number): GatewayConfig {
+  const share = (n: number) => Math.max(1, Math.ceil(n / of));
+  return {
+    ...config,
+    tunnel: {
+      ...config.tunnel,
+      max_unauthenticated: share(config.tunnel.max_unauthenticated),
+      max_unauthenticated_per_source: share(config.tunnel.max_unauthenticated_per_source),
+    },
+    ...(config.ssh_proxy
+      ? {
+          ssh_proxy: {
+            ...config.ssh_proxy,
+            max_unauthenticated: share(config.ssh_proxy.max_unauthenticated),
+            max_unauthenticated_per_source: share(config.ssh_proxy.max_unauthenticated_per_source),
+          },
+        }
+      : {}),
+  };
 }

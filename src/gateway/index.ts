@@ -54,7 +54,7 @@ export type GatewayRole =
       workerExtra: () => Record<string, string>;
       workerMetrics: () => Promise<WorkerMetrics[]>;
     }
-  | { kind: 'worker'; slot: number; of: number };
+  | { kind: 'worker'; slot: number };
 
 /** How often a worker's row in the forward directory is renewed, and when it stops counting. */
 export const WORKER_HEARTBEAT_MS = 2_000;
@@ -256,7 +256,6 @@ export class Gateway {
         config.forwards.max_managed,
       );
       const throttles = new ThrottleShare();
-      const share = (n: number) => (role?.kind === 'worker' ? Math.max(1, Math.ceil(n / role.of)) : n);
       const authThrottle = new FailureThrottle(
         clock,
         {
@@ -274,9 +273,8 @@ export class Gateway {
           keepaliveCountMax: config.tunnel.keepalive_count_max,
           maxWindow: config.tunnel.max_window,
           authTimeout: config.tunnel.auth_timeout,
-          // bounds of the whole gateway: each of `of` workers holds its share
-          maxUnauthenticated: share(config.tunnel.max_unauthenticated),
-          maxUnauthenticatedPerSource: share(config.tunnel.max_unauthenticated_per_source),
+          maxUnauthenticated: config.tunnel.max_unauthenticated,
+          maxUnauthenticatedPerSource: config.tunnel.max_unauthenticated_per_source,
           session: {
             maxSessionChannels: config.tunnel.max_session_channels,
             forwardRequestsPerSecond: config.tunnel.forward_requests.per_second,

@@ -28,6 +28,12 @@ export interface BrokerRequest {
   identity?: string;
   /** The lease port the caller connected to (raw port), logged as `port`. */
   port?: number;
+  /**
+   * Relayed here by another cluster member or worker, which counts the connection in its metrics
+   * and connection records: here it is logged (`relayed: true`) and its bytes count toward the
+   * tenant's limits, but it is not counted a second time.
+   */
+  relayed?: boolean;
 }
 
 /**
@@ -184,6 +190,7 @@ export class ConnectionBroker {
     if (withPort && req.port !== undefined) f.port = req.port;
     f.source = source;
     if (req.identity !== undefined) f.identity = req.identity;
+    if (req.relayed) f.relayed = true;
     return f;
   }
 
@@ -193,7 +200,10 @@ export class ConnectionBroker {
    * door to answer its caller.
    */
   async open(req: BrokerRequest): Promise<BrokeredConnection> {
-    const { clock, metrics } = this.deps;
+    const { clock } = this.deps;
+    // counted once, where the caller arrived (see BrokerRequest.relayed)
+    const metrics = req.relayed ? undefined : this.deps.metrics;
+    const records = req.relayed ? undefined : this.deps.records;
     const log = this.lifecycle;
     const t0 = clock.now();
     const source = `${req.origin.address}:${req.origin.port}`;
@@ -217,7 +227,7 @@ export class ConnectionBroker {
       log.info(fields, 'connection refused');
       metrics?.connectionRefused({ frontDoor: req.frontDoor, tenant: req.tenant, reason });
       const at = clock.now();
-      this.deps.records?.record({
+      records?.record({
         ...recordBase(req, source),
         bytesIn: 0,
         bytesOut: 0,
@@ -260,7 +270,7 @@ export class ConnectionBroker {
           durationMs,
         });
         const s = conn.endpoint?.session;
-        this.deps.records?.record({
+        records?.record({
           ...recordBase(req, source),
           ...(s ? { connector: `${s.source} (${s.agent}, session ${s.id})` } : {}),
           bytesIn,

@@ -1,4 +1,5 @@
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, linkSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import ssh2 from 'ssh2';
 import { fingerprintOf, generateKeyPair } from '../core/ssh-keys.js';
 import { TetherError } from '../errors/index.js';
@@ -13,13 +14,25 @@ export interface HostKey {
   publicKey: string;
 }
 
-/** Reads a secret file, or creates it (mode 0600) with `make()` on first start. */
+/**
+ * Reads a secret file, or creates it (mode 0600) with `make()` on first start. Several processes
+ * may start at once (`workers`): the file appears whole or not at all (written beside it, then
+ * linked into place), and a process that loses the race reads the winner's, so every process
+ * uses the same secret.
+ */
 export function readOrCreateSecret(path: string, make: () => string): string {
   if (existsSync(path)) return readFileSync(path, 'utf8');
-  const value = make();
-  writeFileSync(path, value, { mode: 0o600, flag: 'wx' });
-  chmodSync(path, 0o600);
-  return value;
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  writeFileSync(tmp, make(), { mode: 0o600, flag: 'wx' });
+  try {
+    chmodSync(tmp, 0o600);
+    linkSync(tmp, path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+  return readFileSync(path, 'utf8');
 }
 
 export function hostKeyFrom(privateKey: string, source: string): HostKey {

@@ -10,11 +10,15 @@ import { request, startEchoServer, startHttpServer, type TestServer } from '../h
 import { PasswordClient, proxyPort as sshProxyPort, startSshd, type TestSshd } from '../helpers/sshd.js';
 import { run, waitFor } from '../helpers/util.js';
 
+/** Forwarded connections the logins below have accepted. */
+let accepted = 0;
+
 /** An SSH login as a tenant whose forwarded connections echo what they receive. */
 function login(port: number, username: string, keyFile: string): Promise<Client> {
   return new Promise((resolve, reject) => {
     const c = new ssh2.Client();
     c.on('tcp connection', (_info, accept) => {
+      accepted++;
       const ch = accept();
       ch.on('error', () => {});
       ch.pipe(ch);
@@ -139,6 +143,53 @@ describe('gateway with workers: 2', () => {
         assert.equal(got, `proxy ${f.label} ${k}\n`);
       }
     }
+  });
+
+  test("a worker's relay port refuses a forged header, junk and a flood of silent connections; nothing reaches a service", async () => {
+    const ports = [...gw.output.text().matchAll(/"event":"worker.relay_listening","port":(\d+)/g)].map((m) =>
+      Number(m[1]),
+    );
+    assert.equal(ports.length, 2, 'each worker says where it takes relayed connections');
+    const lease = (await forwardsOf(gw, 'other'))[0]!.port;
+    const before = accepted;
+    const closedAfter = (port: number, send: string) =>
+      new Promise<string>((resolve, reject) => {
+        const s = net.connect({ host: '127.0.0.1', port });
+        let got = '';
+        s.on('data', (c) => {
+          got += c.toString();
+        });
+        s.on('error', () => {});
+        s.on('close', () => resolve(got));
+        s.setTimeout(15_000, () => reject(new Error('the relay port kept the connection open')));
+        if (send) s.write(send);
+      });
+    const from = gw.output.lines.length;
+    // a header signed with another key: refused and closed, nothing answered
+    const forged = `TETHER-RELAY 2 203.0.113.7 4444 ${lease} ${Date.now()} ${'0'.repeat(64)}\n`;
+    assert.equal(await closedAfter(ports[0]!, `${forged}GET / HTTP/1.0\r\n\r\n`), '');
+    await gw.output.wait(/"event":"worker.relay_refused".*relay header with a wrong signature/, 10_000, from);
+    // anything that is not a header
+    assert.equal(await closedAfter(ports[1]!, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n'), '');
+    // a flood of silent connections: past the bound they are closed at once
+    const silent: net.Socket[] = [];
+    const closedEarly: Array<Promise<boolean>> = [];
+    for (let i = 0; i < 300; i++) {
+      const s = net.connect({ host: '127.0.0.1', port: ports[0]! });
+      s.on('error', () => {});
+      silent.push(s);
+      closedEarly.push(new Promise((r) => s.once('close', () => r(true))));
+    }
+    const early = await Promise.race([
+      Promise.all(closedEarly.slice(256)),
+      new Promise<null>((r) => setTimeout(() => r(null), 4_000)),
+    ]);
+    for (const s of silent) s.destroy();
+    assert.ok(early, 'connections past the 256 waiting for a header are closed at once');
+    assert.equal(accepted, before, 'no forwarded connection reached a service');
+    // and the gateway still serves the forward
+    const f = (await forwardsOf(gw, 'other'))[0]!;
+    assert.equal(await echo(f.port, 'after\n'), 'after\n');
   });
 
   test('the quota holds across workers: logins on both asking for more than the quota at once get exactly the quota', async () => {

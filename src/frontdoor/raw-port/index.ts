@@ -150,10 +150,17 @@ export class LeaseListeners implements LeaseBinder {
     coalesceWrites(socket);
     socket.pause();
     const direct = { address: socket.remoteAddress ?? '127.0.0.1', port: socket.remotePort ?? 0 };
-    const splice = ({ acceptedReply, ...origin }: RelayedOrigin) =>
+    const splice = ({ acceptedReply, ...origin }: RelayedOrigin, relayed = false) =>
       this.broker
         .splice(
-          { tenant: f.tenant, label: f.label, origin, frontDoor: 'raw_port', port },
+          {
+            tenant: f.tenant,
+            label: f.label,
+            origin,
+            frontDoor: 'raw_port',
+            port,
+            ...(relayed ? { relayed } : {}),
+          },
           socket,
           // a relaying member waits for this before it sends the caller's bytes (cluster relay)
           acceptedReply ? { accepted: () => socket.write(acceptedReply) } : {},
@@ -162,11 +169,11 @@ export class LeaseListeners implements LeaseBinder {
           // refused: the broker logged why; the caller sees its connection closed
           if ('refused' in r) socket.destroy();
         });
-    if (relayedFrom) return splice(relayedFrom);
+    if (relayedFrom) return splice(relayedFrom, true);
     const relayed = this.relayOrigin?.(socket, port);
     if (!relayed) return splice(direct);
     return relayed.then(
-      (origin) => (socket.destroyed ? undefined : splice(origin ?? direct)),
+      (origin) => (socket.destroyed ? undefined : origin ? splice(origin, true) : splice(direct)),
       (err: unknown) => {
         this.log.warn(
           {

@@ -48,6 +48,8 @@ const RELAY_ACCEPT_MS = 20_000;
 const REPORT_EVERY_MS = 20;
 /** How often (at most) a worker reports its forwards' connection counts to the primary. */
 const CONNECTIONS_REPORT_MS = 100;
+/** Connections to a worker's relay port waiting for their header at once (more are closed). */
+const MAX_PENDING_RELAYS = 256;
 /** How long a relayed connection may take to send its header. */
 const RELAY_HEADER_WAIT_MS = 5_000;
 
@@ -69,6 +71,7 @@ export class WorkerMember implements Component {
   private publishTimer?: NodeJS.Timeout;
   private countsTimer?: NodeJS.Timeout;
   private telling = false;
+  private pendingRelays = 0;
   private lastTold = 0;
   private unsubscribe: Array<() => void> = [];
   private stopped = false;
@@ -94,6 +97,10 @@ export class WorkerMember implements Component {
     server.on('error', (err) => log.error({ err }, 'worker relay listener failed'));
     this.relayServer = server;
     this.relayPort = (server.address() as net.AddressInfo).port;
+    log.info(
+      { event: 'worker.relay_listening', port: this.relayPort },
+      `takes connections other workers relay on 127.0.0.1:${this.relayPort}`,
+    );
     registry.remoteOpener = (r, origin) => this.relay(r, origin);
     this.deps.throttles.publish = (name, source) => this.deps.send({ t: 'tether:throttle', name, source });
     this.deps.sessions.shareSessions = (e) => this.deps.send({ t: 'tether:session', ...e });
@@ -255,35 +262,42 @@ export class WorkerMember implements Component {
     await this.deps.store.publishNodeForwards(this.nodeId, rows, now);
   }
 
-  /** A connection from another worker: its header names the lease port and the caller. */
+  /**
+   * A connection from another worker: its header names the lease port and the caller. Anyone on
+   * the host can connect to the relay port; without the key nothing passes, and at most
+   * MAX_PENDING_RELAYS connections wait for their header at once (more are closed).
+   */
   private onRelayed(socket: net.Socket): void {
     socket.on('error', () => {});
-    readRelayHeader(
-      socket,
-      this.deps.relayKey,
-      undefined,
-      () => this.deps.clock.now(),
-      RELAY_HEADER_WAIT_MS,
-    ).then(
-      (o) => {
-        if (!o?.leasePort || socket.destroyed) {
+    if (this.pendingRelays >= MAX_PENDING_RELAYS) {
+      socket.destroy();
+      return;
+    }
+    this.pendingRelays++;
+    readRelayHeader(socket, this.deps.relayKey, undefined, () => this.deps.clock.now(), RELAY_HEADER_WAIT_MS)
+      .finally(() => {
+        this.pendingRelays--;
+      })
+      .then(
+        (o) => {
+          if (!o?.leasePort || socket.destroyed) {
+            socket.destroy();
+            return;
+          }
+          this.deps.listeners.acceptRelayed(o.leasePort, socket, {
+            address: o.address,
+            port: o.port,
+            acceptedReply: RELAY_ACCEPTED,
+          });
+        },
+        (err: unknown) => {
+          this.deps.log.warn(
+            { event: 'worker.relay_refused', reason: (err as Error).message },
+            `refused a connection relayed by another worker: ${(err as Error).message}`,
+          );
           socket.destroy();
-          return;
-        }
-        this.deps.listeners.acceptRelayed(o.leasePort, socket, {
-          address: o.address,
-          port: o.port,
-          acceptedReply: RELAY_ACCEPTED,
-        });
-      },
-      (err: unknown) => {
-        this.deps.log.warn(
-          { event: 'worker.relay_refused', reason: (err as Error).message },
-          `refused a connection relayed by another worker: ${(err as Error).message}`,
-        );
-        socket.destroy();
-      },
-    );
+        },
+      );
   }
 
   /** Opens a caller's connection at the worker that serves `r`; resolves once it accepted. */
