@@ -254,6 +254,13 @@ export class ForwardRegistry extends EventEmitter {
     return changed;
   }
 
+  /** Sessions and open connections other processes (workers) report, all together. */
+  remoteCounts(): { sessions: number; connections: number } {
+    let connections = 0;
+    for (const list of this.remote.values()) for (const r of list) connections += r.connections ?? 0;
+    return { sessions: this.remoteSessions.length, connections };
+  }
+
   remoteSessionsOf(tenant: string): RemoteSession[] {
     return this.remoteSessions.filter((s) => s.tenant === tenant);
   }

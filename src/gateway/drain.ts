@@ -36,8 +36,10 @@ export async function drainGateway(
   const { log, clock, registry, broker, tunnel, listeners } = ctx;
   const deadline = opts.startedAt + opts.timeoutMs;
   const left = () => Math.max(0, deadline - clock.now());
-  const connections = broker.openCount();
-  const sessions = registry.sessionsOf().length;
+  // a primary (`workers`) carries none itself: it reports its workers' (each logs its own drain)
+  const elsewhere = registry.remoteCounts();
+  const connections = broker.openCount() + elsewhere.connections;
+  const sessions = registry.sessionsOf().length + elsewhere.sessions;
   log.info(
     { event: 'gateway.draining', connections, sessions, drain_timeout_ms: opts.timeoutMs },
     `draining: stop accepting, ask ${sessions} connector session(s) to reconnect elsewhere, let ${connections} open connection(s) finish within ${opts.timeoutMs} ms`,
