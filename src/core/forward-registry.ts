@@ -84,15 +84,12 @@ export interface RemoteEndpoint {
 }
 
 /** A session carried by another process (a worker), as that process reports it. */
-export interface RemoteSession {
-  readonly id: string;
-  readonly tenant: string;
-  readonly source: string;
-  readonly since: number;
-  readonly fingerprint: string;
-  readonly agent: string;
+export type RemoteSession = Pick<
+  LiveSession,
+  'id' | 'tenant' | 'source' | 'since' | 'fingerprint' | 'agent'
+> & {
   readonly node: string;
-}
+};
 
 const key = (tenant: string, label: string) => `${tenant}\0${label}`;
 
