@@ -230,6 +230,15 @@ export class ForwardRegistry extends EventEmitter {
     return undefined;
   }
 
+  /**
+   * Something about a forward changed in place (a connector withdrew or restored it, or
+   * described it anew): a `forward` event of type `changed`, for views that show it (the
+   * dashboard, the primary under `workers`).
+   */
+  changed(f: LiveForward): void {
+    this.emit('forward', { type: 'changed', forward: f });
+  }
+
   /** Replaces the view of sessions other processes (workers) carry. */
   setRemoteSessions(list: RemoteSession[]): void {
     this.remoteSessions = list;

@@ -71,6 +71,8 @@ export function onControlMessage(msg: Record<string, unknown>, s: ControlContext
         { event: `forward.${msg.type}`, label, reason: f.endpoint.withdrawn },
         `forward ${label} ${msg.type === 'withdraw' ? 'withdrawn' : 'restored'}`,
       );
+      const live = deps.registry.get(s.tenant, label);
+      if (live) deps.registry.changed(live);
       return;
     }
     case 'ping':
@@ -142,7 +144,10 @@ function onRepo(msg: Record<string, unknown>, s: ControlContext, deps: ControlDe
   if (f) {
     f.endpoint.meta = meta;
     const live = deps.registry.get(s.tenant, label);
-    if (live) live.meta = meta;
+    if (live) {
+      live.meta = meta;
+      deps.registry.changed(live);
+    }
     deps.onRepoMeta?.(s.tenant, label, meta);
   }
 }
