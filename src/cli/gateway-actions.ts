@@ -171,10 +171,10 @@ async function runWorker(config: GatewayConfig, parentLog: Logger, of: number): 
   const send = (m: WorkerMessage) => {
     if (process.connected) process.send?.(m);
   };
-  const gw = new Gateway(workerShare(config, of), {
+  const gw = new Gateway(config, {
     log,
     version: VERSION,
-    role: { kind: 'worker', slot },
+    role: { kind: 'worker', slot, of },
   });
   gw.use(
     (ctx) =>
@@ -237,29 +237,4 @@ async function runWorker(config: GatewayConfig, parentLog: Logger, of: number): 
   }
   startHeapTrim();
   send({ t: 'tether:ready', slot, tunnel: a.tunnel, extra: a.extra });
-}
-
-/**
- * A worker's gateway.yaml: the bounds on unauthenticated connections are the whole gateway's,
- * so each of `of` workers holds its share (rounded up: the gateway holds at most `of` more).
- */
-function workerShare(config: GatewayConfig, of: number): GatewayConfig {
-  const share = (n: number) => Math.max(1, Math.ceil(n / of));
-  return {
-    ...config,
-    tunnel: {
-      ...config.tunnel,
-      max_unauthenticated: share(config.tunnel.max_unauthenticated),
-      max_unauthenticated_per_source: share(config.tunnel.max_unauthenticated_per_source),
-    },
-    ...(config.ssh_proxy
-      ? {
-          ssh_proxy: {
-            ...config.ssh_proxy,
-            max_unauthenticated: share(config.ssh_proxy.max_unauthenticated),
-            max_unauthenticated_per_source: share(config.ssh_proxy.max_unauthenticated_per_source),
-          },
-        }
-      : {}),
-  };
 }

@@ -54,7 +54,7 @@ export type GatewayRole =
       workerExtra: () => Record<string, string>;
       workerMetrics: () => Promise<WorkerMetrics[]>;
     }
-  | { kind: 'worker'; slot: number };
+  | { kind: 'worker'; slot: number; of: number };
 
 /** How often a worker's row in the forward directory is renewed, and when it stops counting. */
 export const WORKER_HEARTBEAT_MS = 2_000;
@@ -108,6 +108,8 @@ export interface GatewayContext {
   proxyGate(listener: string, cfg: ProxyProtocolListener): ProxyProtocolGate;
   /** The login throttles' failures, shared between the processes under `workers`. */
   throttles: ThrottleShare;
+  /** Worker processes the gateway's per-process bounds are shared over (1: a single process). */
+  processes: number;
   tunnel: TunnelServer;
   metrics: GatewayMetrics;
   nodeId: string | null;
@@ -256,6 +258,7 @@ export class Gateway {
         config.forwards.max_managed,
       );
       const throttles = new ThrottleShare();
+      const processes = role?.kind === 'worker' ? role.of : 1;
       const authThrottle = new FailureThrottle(
         clock,
         {
@@ -275,6 +278,7 @@ export class Gateway {
           authTimeout: config.tunnel.auth_timeout,
           maxUnauthenticated: config.tunnel.max_unauthenticated,
           maxUnauthenticatedPerSource: config.tunnel.max_unauthenticated_per_source,
+          processes,
           session: {
             maxSessionChannels: config.tunnel.max_session_channels,
             forwardRequestsPerSecond: config.tunnel.forward_requests.per_second,
@@ -321,6 +325,7 @@ export class Gateway {
         refusals,
         proxyGate,
         throttles,
+        processes,
         tunnel,
         metrics,
         nodeId,

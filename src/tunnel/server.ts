@@ -40,6 +40,8 @@ export interface TunnelServerOptions {
   maxUnauthenticated: number;
   /** Connections from one source address that have not logged in yet (below `maxUnauthenticated`). */
   maxUnauthenticatedPerSource: number;
+  /** Processes the two bounds above are shared over (`workers`); default 1. */
+  processes?: number;
   /** Bounds on what one logged-in session may make the gateway hold. */
   session: SessionBounds;
   version: string;
@@ -98,7 +100,11 @@ export class TunnelServer {
     private readonly deps: TunnelServerDeps,
   ) {
     this.refusals = deps.refusals ?? new RefusalLog(deps.log, deps.clock);
-    this.slots = new UnauthenticatedSlots(opts.maxUnauthenticated, opts.maxUnauthenticatedPerSource);
+    this.slots = new UnauthenticatedSlots(
+      opts.maxUnauthenticated,
+      opts.maxUnauthenticatedPerSource,
+      opts.processes,
+    );
     this.ssh = createSshServer(
       {
         hostKey: opts.hostKey,

@@ -12,6 +12,8 @@ import type { SshProxyMetrics } from './connection.js';
 export interface SshProxyDeps {
   /** Under `workers`: failures counted by every worker (see ThrottleShare). */
   throttles?: ThrottleShare;
+  /** Under `workers`: how many; the unauthenticated bounds are shared over them. */
+  processes?: number;
   /** The gateway's data dir: the generated host key is kept there (`ssh_proxy_host_key`). */
   dataDir: string;
   log: Logger;

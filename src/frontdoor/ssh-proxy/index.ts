@@ -138,6 +138,7 @@ export class SshProxy implements Component {
         keepaliveCountMax: cfg.keepalive_count_max,
         maxUnauthenticated: cfg.max_unauthenticated,
         maxUnauthenticatedPerSource: cfg.max_unauthenticated_per_source,
+        ...(ctx.processes ? { processes: ctx.processes } : {}),
       },
       {
         realms,

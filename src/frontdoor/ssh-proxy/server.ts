@@ -19,6 +19,8 @@ export interface SshProxyServerOptions {
   maxUnauthenticated: number;
   /** Of those, how many one source address may hold. */
   maxUnauthenticatedPerSource: number;
+  /** Processes the two bounds above are shared over (`workers`); default 1. */
+  processes?: number;
 }
 
 /** The SSH front door's listener: one ssh2 Server, one ProxyConnection per client. */
@@ -46,7 +48,11 @@ export class SshProxyServer {
   ) {
     this.log = deps.log;
     this.refusals = new RefusalLog(deps.log, deps.clock);
-    this.slots = new UnauthenticatedSlots(opts.maxUnauthenticated, opts.maxUnauthenticatedPerSource);
+    this.slots = new UnauthenticatedSlots(
+      opts.maxUnauthenticated,
+      opts.maxUnauthenticatedPerSource,
+      opts.processes,
+    );
     // The connection boundary: an exception while setting up one client is logged and that
     // client dropped; it never ends the process.
     this.ssh = createSshServer(
