@@ -19,6 +19,13 @@ export interface GatewayMetricsOptions {
 
 const sessionKey = (s: { tenant: string; fingerprint: string }) => `${s.tenant}\0${s.fingerprint}`;
 
+/** A session that opened or closed, as the workers tell each other (reconnects are counted across them). */
+export interface SessionChange {
+  type: 'opened' | 'closed';
+  tenant: string;
+  fingerprint: string;
+}
+
 /** One worker's figures, as its registry's `getMetricsAsJSON()` gives them. */
 export type WorkerMetrics = Awaited<ReturnType<client.Registry['getMetricsAsJSON']>>;
 
@@ -93,7 +100,7 @@ export class GatewayMetrics implements ConnectionMetricsSink {
    * Under `workers`: passes this process's session opens and closes to the other workers, so a
    * connector that comes back on another worker counts as a reconnect there.
    */
-  shareSessions?: (e: { type: 'opened' | 'closed'; tenant: string; fingerprint: string }) => void;
+  shareSessions?: (e: SessionChange) => void;
   private readonly unsubscribe: Array<() => void> = [];
 
   constructor(store: Store, live: ForwardRegistry, opts: GatewayMetricsOptions = {}) {
@@ -221,7 +228,7 @@ export class GatewayMetrics implements ConnectionMetricsSink {
   }
 
   /** A session opened or closed on another worker (see `shareSessions`); nothing is counted here. */
-  sessionElsewhere(e: { type: 'opened' | 'closed'; tenant: string; fingerprint: string }): void {
+  sessionElsewhere(e: SessionChange): void {
     if (e.type === 'opened') this.closedSessions.delete(sessionKey(e));
     else this.sessionClosed(sessionKey(e));
   }

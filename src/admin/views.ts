@@ -1,4 +1,4 @@
-import type { ForwardRegistry } from '../core/forward-registry.js';
+import { endpointInfo, type ForwardRegistry } from '../core/forward-registry.js';
 import type { LeaseRow, Store, TenantRow } from '../store/types.js';
 import type { SourceAllowlists } from '../tunnel/source-allowlists.js';
 import type { ForwardView, TenantView } from './schemas.js';
@@ -55,29 +55,19 @@ export async function tenantViews(
         connectors: (live?.endpoints.length ?? 0) + remote.reduce((n, r) => n + r.connectors, 0),
         node: nodes.length > 0 ? nodes.join(',') : null,
         endpoints: [
-          ...(live?.endpoints ?? []).map((e) => ({
-            session: e.session.id,
-            source: e.session.source,
-            since: new Date(e.session.since).toISOString(),
-            agent: e.session.agent,
-            connections: e.connections,
-            state: e.withdrawn ? ('withdrawn' as const) : ('online' as const),
-            reason: e.withdrawn ?? null,
-            destination: e.meta ? destinationOf(e.meta) : null,
-            node: nodeId,
-          })),
-          ...elsewhere.map((e) => ({
-            session: e.session,
-            source: e.source,
-            since: new Date(e.since).toISOString(),
-            agent: e.agent,
-            connections: e.connections,
-            state: e.withdrawn ? ('withdrawn' as const) : ('online' as const),
-            reason: e.withdrawn ?? null,
-            destination: e.meta ? destinationOf(e.meta) : null,
-            node: e.node,
-          })),
-        ],
+          ...(live?.endpoints ?? []).map((e) => ({ ...endpointInfo(e), node: nodeId })),
+          ...elsewhere,
+        ].map((e) => ({
+          session: e.session,
+          source: e.source,
+          since: new Date(e.since).toISOString(),
+          agent: e.agent,
+          connections: e.connections,
+          state: e.withdrawn ? ('withdrawn' as const) : ('online' as const),
+          reason: e.withdrawn ?? null,
+          destination: e.meta ? destinationOf(e.meta) : null,
+          node: e.node,
+        })),
         ...(limits ? limits.repositoryView(t.id, l.label) : {}),
         ...(allowlists ? { allow_from: allowlists.view(t.id, l.label).allow_from } : {}),
       };
@@ -98,9 +88,7 @@ export async function tenantViews(
       })),
       forwards,
       ...(limits ? limits.view(t.id) : {}),
-      connections:
-        registry.openConnections(t.id) +
-        registry.remoteList().reduce((n, r) => n + (r.tenant === t.id ? (r.connections ?? 0) : 0), 0),
+      connections: registry.openConnections(t.id) + registry.remoteCounts(t.id).connections,
       ...(allowlists ? allowlists.view(t.id) : {}),
     });
   }

@@ -3,6 +3,7 @@ import { type GatewayConfig, loadGatewayConfig } from '../config/gateway.js';
 import { withFrontDoors } from '../gateway/front-doors.js';
 import { startHeapTrim } from '../gateway/heap-trim.js';
 import { Gateway } from '../gateway/index.js';
+import type { PrimaryMessage, WorkerMessage } from '../gateway/workers/protocol.js';
 import { createLogger, type Logger } from '../log/index.js';
 import { checkConfigAgain } from './gateway-reload.js';
 import { VERSION } from './version.js';
@@ -163,8 +164,6 @@ async function primaryGateway(config: GatewayConfig, log: Logger, count: number)
 async function runWorker(config: GatewayConfig, parentLog: Logger, of: number): Promise<void> {
   const { WorkerMember } = await import('../gateway/workers/worker.js');
   const { WORKER_RELAY_KEY_ENV, WORKER_SLOT_ENV, isMessage } = await import('../gateway/workers/protocol.js');
-  type PrimaryMessage = import('../gateway/workers/protocol.js').PrimaryMessage;
-  type WorkerMessage = import('../gateway/workers/protocol.js').WorkerMessage;
   const slot = Number(process.env[WORKER_SLOT_ENV]);
   const relayKey = process.env[WORKER_RELAY_KEY_ENV] ?? '';
   const log = parentLog.child({ worker: slot });

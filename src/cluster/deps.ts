@@ -30,7 +30,7 @@ export interface ClusterDeps {
   /** Admin changes, passed to and from the other members. */
   events: Pick<TenantEvents, 'on' | 'emit'>;
   /** Leases granted here and not registered yet: they are published too. */
-  leases: Pick<LeaseService, 'hasClaims' | 'claimRows'>;
+  leases: Pick<LeaseService, 'hasClaims' | 'directoryRows'>;
   /** Lease ports of other members' forwards are bound here too, and relayed. */
   leasePorts: LeaseBinder;
 }

@@ -7,13 +7,7 @@ import type { Component } from '../core/component.js';
 import type { TenantChange } from '../core/events.js';
 import type { RemoteForward } from '../core/forward-registry.js';
 import type { ClusterConfig, ClusterDeps } from './deps.js';
-import {
-  RELAY_ACCEPTED,
-  RELAY_VERSION,
-  readRelayHeader,
-  relayAccepted,
-  relayHeader,
-} from './relay-header.js';
+import { dialRelay, RELAY_ACCEPTED, RELAY_VERSION, readRelayHeader, relayHeader } from './relay-header.js';
 
 export type { ClusterConfig, ClusterDeps } from './deps.js';
 
@@ -157,16 +151,11 @@ export class ClusterMember implements Component {
    */
   private async publish(): Promise<void> {
     const now = new Date(this.ctx.clock.now()).toISOString();
-    const rows = this.ctx.registry.list().map((f) => ({
-      tenant_id: f.tenant,
-      label: f.label,
-      node_id: this.cfg.node_id,
-      port: f.port,
-      connectors: f.endpoints.length,
-      updated_at: now,
-    }));
-    rows.push(...this.ctx.leases.claimRows(this.cfg.node_id, now));
-    await this.ctx.store.publishNodeForwards(this.cfg.node_id, rows, now);
+    await this.ctx.store.publishNodeForwards(
+      this.cfg.node_id,
+      this.ctx.leases.directoryRows(this.cfg.node_id, now),
+      now,
+    );
   }
 
   /**
@@ -247,34 +236,20 @@ export class ClusterMember implements Component {
    * the owner knows it for a member's.
    */
   private relay(r: RemoteForward, origin: { address: string; port: number }): Promise<Duplex> {
-    return new Promise((resolve, reject) => {
-      const own = this.cfg.advertise;
-      const s = net.connect({
+    const own = this.cfg.advertise;
+    const version = this.relayVersions.get(r.node) ?? 1;
+    // The owner acknowledges once its connector took the channel; a refusal (the forward left it
+    // a moment ago) rejects, before any byte of the caller was sent. (An owner of an earlier
+    // release reads version 1 and does not answer.)
+    return dialRelay(
+      {
         host: r.address,
         port: r.port,
-        noDelay: true,
         ...(net.isIP(own) && isLocalAddress(own) ? { localAddress: own } : {}),
-      });
-      const version = this.relayVersions.get(r.node) ?? 1;
-      s.write(relayHeader(this.relayKey, origin, r.port, this.ctx.clock.now(), version));
-      const timer = setTimeout(() => {
-        s.destroy();
-        reject(new Error(`connect to ${r.address}:${r.port} timed out`));
-      }, 5_000);
-      s.once('connect', () => {
-        clearTimeout(timer);
-        s.off('error', reject);
-        // The owner acknowledges once its connector took the channel; a refusal (the forward
-        // left it a moment ago) rejects here, before any byte of the caller was sent. (An owner
-        // of an earlier release reads version 1 and does not answer.)
-        if (version === 1) resolve(s);
-        else relayAccepted(s, RELAY_ACCEPT_MS).then(() => resolve(s), reject);
-      });
-      s.once('error', (e) => {
-        clearTimeout(timer);
-        reject(e);
-      });
-    });
+      },
+      relayHeader(this.relayKey, origin, r.port, this.ctx.clock.now(), version),
+      version === 2 ? RELAY_ACCEPT_MS : undefined,
+    );
   }
 
   private async listen(): Promise<void> {

@@ -182,18 +182,9 @@ export function relayAccepted(socket: Socket, timeoutMs: number): Promise<void> 
     const onClose = () => finish(new Error('the owner refused the relayed connection (closed it)'));
     const onError = (e: Error) => finish(e);
     const onReadable = () => {
-      for (;;) {
-        // read no further than the acknowledgement: what follows it stays in the socket
-        const c = socket.read(RELAY_ACCEPTED.length - buf.length) as Buffer | null;
-        if (c === null) {
-          // fewer bytes buffered than asked for: take what there is, if anything
-          const some = socket.readableLength > 0 ? (socket.read() as Buffer | null) : null;
-          if (some === null) return;
-          if (!take(some)) return;
-          continue;
-        }
+      // what follows the acknowledgement is put back (finish), for whoever reads the stream next
+      for (let c = socket.read() as Buffer | null; c !== null; c = socket.read() as Buffer | null)
         if (!take(c)) return;
-      }
     };
     /** Adds bytes; false once the answer is decided (accepted or refused). */
     const take = (c: Buffer): boolean => {
@@ -214,5 +205,37 @@ export function relayAccepted(socket: Socket, timeoutMs: number): Promise<void> 
     socket.on('readable', onReadable);
     socket.once('close', onClose);
     socket.once('error', onError);
+  });
+}
+
+/** How long a relaying member or worker waits for the TCP connection to the owner. */
+const RELAY_CONNECT_MS = 5_000;
+
+/**
+ * The relaying side: connects to the owner (`to`), sends the header first and, when `acceptMs`
+ * is given (a version-2 header), resolves once the owner accepted (`relayAccepted`); without it,
+ * once connected. Rejects when the connection fails or takes longer than RELAY_CONNECT_MS.
+ */
+export function dialRelay(
+  to: { host: string; port: number; localAddress?: string },
+  header: string,
+  acceptMs: number | undefined,
+): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ ...to, noDelay: true });
+    s.write(header);
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`connect to ${to.host}:${to.port} timed out`));
+    }, RELAY_CONNECT_MS);
+    s.once('connect', () => {
+      clearTimeout(timer);
+      if (acceptMs === undefined) resolve(s);
+      else relayAccepted(s, acceptMs).then(() => resolve(s), reject);
+    });
+    s.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
   });
 }

@@ -83,6 +83,19 @@ export interface RemoteEndpoint {
   readonly meta?: RepoMeta | null;
 }
 
+/** A connector of a forward as another process learns it (what views show of it). */
+export function endpointInfo(e: ForwardEndpoint): RemoteEndpoint {
+  return {
+    session: e.session.id,
+    source: e.session.source,
+    since: e.session.since,
+    agent: e.session.agent,
+    connections: e.connections,
+    ...(e.withdrawn !== undefined ? { withdrawn: e.withdrawn } : {}),
+    ...(e.meta !== undefined ? { meta: e.meta } : {}),
+  };
+}
+
 /** A session carried by another process (a worker), as that process reports it. */
 export type RemoteSession = Pick<
   LiveSession,
@@ -260,11 +273,13 @@ export class ForwardRegistry extends EventEmitter {
     return changed;
   }
 
-  /** Sessions and open connections other processes (workers) report, all together. */
-  remoteCounts(): { sessions: number; connections: number } {
+  /** Sessions and open connections other processes (workers) report, of one tenant or of all. */
+  remoteCounts(tenant?: string): { sessions: number; connections: number } {
+    const mine = (x: { tenant: string }) => tenant === undefined || x.tenant === tenant;
     let connections = 0;
-    for (const list of this.remote.values()) for (const r of list) connections += r.connections ?? 0;
-    return { sessions: this.remoteSessions.length, connections };
+    for (const list of this.remote.values())
+      for (const r of list) if (mine(r)) connections += r.connections ?? 0;
+    return { sessions: this.remoteSessions.filter(mine).length, connections };
   }
 
   remoteSessionsOf(tenant: string): RemoteSession[] {

@@ -178,10 +178,20 @@ export class LeaseService {
     return this.claims.size > 0;
   }
 
-  /** Claims not yet registered, as directory rows (the cluster's publish keeps them). */
-  claimRows(nodeId: string, updatedAt: string): DirectoryRow[] {
+  /**
+   * What this member (or worker) serves, as its rows of the forward directory: its live forwards
+   * and the claims not yet registered (the cluster's and the workers' publish keep them).
+   */
+  directoryRows(nodeId: string, updatedAt: string): DirectoryRow[] {
     const now = this.clock.now();
-    const rows: DirectoryRow[] = [];
+    const rows: DirectoryRow[] = this.registry.list().map((f) => ({
+      tenant_id: f.tenant,
+      label: f.label,
+      node_id: nodeId,
+      port: f.port,
+      connectors: f.endpoints.length,
+      updated_at: updatedAt,
+    }));
     for (const [k, c] of this.claims) {
       if (now - c.at > CLAIM_TTL_MS) {
         this.claims.delete(k);

@@ -32,6 +32,7 @@ import { TunnelServer } from '../tunnel/server.js';
 import { SourceAllowlists } from '../tunnel/source-allowlists.js';
 import { type DrainResult, drainGateway } from './drain.js';
 import { loadAdminToken, loadHostKey, sharedIdentity } from './identity.js';
+import { WORKER_DEAD_AFTER_MS, workerNode } from './workers/protocol.js';
 
 export interface GatewayDeps {
   log: Logger;
@@ -55,15 +56,6 @@ export type GatewayRole =
       workerMetrics: () => Promise<WorkerMetrics[]>;
     }
   | { kind: 'worker'; slot: number; of: number };
-
-/** How often a worker's row in the forward directory is renewed, and when it stops counting. */
-export const WORKER_HEARTBEAT_MS = 2_000;
-export const WORKER_DEAD_AFTER_MS = 6_000;
-
-/** A process's name in the forward directory (`nodes`, `forwards`) under `workers`. */
-export function workerNodeId(role: GatewayRole): string {
-  return role.kind === 'primary' ? 'primary' : `worker-${role.slot}`;
-}
 
 export interface GatewayAddresses {
   tunnel: string;
@@ -223,7 +215,10 @@ export class Gateway {
       const cluster = config.cluster
         ? { nodeId: config.cluster.node_id, deadAfter: config.cluster.dead_after }
         : role
-          ? { nodeId: workerNodeId(role), deadAfter: WORKER_DEAD_AFTER_MS }
+          ? {
+              nodeId: role.kind === 'primary' ? 'primary' : workerNode(role.slot),
+              deadAfter: WORKER_DEAD_AFTER_MS,
+            }
           : undefined;
       const leases = new LeaseService(
         store,
@@ -405,22 +400,24 @@ export class Gateway {
       // Lease upkeep (expiry, the per-tenant bound) runs often enough for the short TTL of
       // never-used leases; the first run waits one interval so connectors can come back first.
       // (Under `workers`, the primary alone does it.)
-      const sweepEvery = Math.min(
-        10 * 60_000,
-        Math.max(1_000, Math.floor(config.forwards.unused_lease_ttl / 4)),
-      );
-      let sweeping = false;
-      this.expiryTimer = setInterval(() => {
-        if (sweeping || role?.kind === 'worker') return;
-        sweeping = true;
-        leases
-          .sweep()
-          .catch((err: unknown) => log.warn({ err }, 'lease expiry failed'))
-          .finally(() => {
-            sweeping = false;
-          });
-      }, sweepEvery);
-      this.expiryTimer.unref();
+      if (role?.kind !== 'worker') {
+        const sweepEvery = Math.min(
+          10 * 60_000,
+          Math.max(1_000, Math.floor(config.forwards.unused_lease_ttl / 4)),
+        );
+        let sweeping = false;
+        this.expiryTimer = setInterval(() => {
+          if (sweeping) return;
+          sweeping = true;
+          leases
+            .sweep()
+            .catch((err: unknown) => log.warn({ err }, 'lease expiry failed'))
+            .finally(() => {
+              sweeping = false;
+            });
+        }, sweepEvery);
+        this.expiryTimer.unref();
+      }
 
       if (role?.kind === 'primary') Object.assign(extra, role.workerExtra());
       const fmt = (a: { address: string; port: number }) =>

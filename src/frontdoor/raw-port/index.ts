@@ -159,7 +159,7 @@ export class LeaseListeners implements LeaseBinder {
             origin,
             frontDoor: 'raw_port',
             port,
-            ...(relayed ? { relayed } : {}),
+            relayed,
           },
           socket,
           // a relaying member waits for this before it sends the caller's bytes (cluster relay)

@@ -13,6 +13,7 @@ import {
   type WorkerForward,
   type WorkerMessage,
   type WorkerSession,
+  workerNode,
 } from './protocol.js';
 
 export interface WorkerPoolDeps {
@@ -68,19 +69,9 @@ export class WorkerPool implements Component {
 
   constructor(private readonly deps: WorkerPoolDeps) {}
 
-  /** Restarts of a worker that died, since the start. */
-  get restartCount(): number {
-    return this.restarts;
-  }
-
   /** The tunnel address the workers listen on (the first ready worker's). */
   tunnelAddress(): string {
     return this.slots.find((s) => s.ready)?.ready?.tunnel ?? '';
-  }
-
-  /** Process ids of the live workers, by slot (for tests and the dashboard). */
-  pids(): Array<{ slot: number; pid: number | undefined }> {
-    return this.slots.map((s) => ({ slot: s.slot, pid: s.worker?.process.pid }));
   }
 
   /** Every live worker's figures (those that answer within METRICS_WAIT_MS). */
@@ -110,7 +101,7 @@ export class WorkerPool implements Component {
   async start(): Promise<string> {
     const { store, events, count } = this.deps;
     // rows a previous run's workers left (a crash): they must not count toward quotas now
-    for (let i = 1; i <= count; i++) await store.setNodeForwards(`worker-${i}`, []);
+    for (let i = 1; i <= count; i++) await store.setNodeForwards(workerNode(i), []);
     this.unsubscribe = events.on((c) => {
       if (c.origin !== 'remote') this.broadcast({ t: 'tether:event', change: c });
     });
@@ -198,14 +189,12 @@ export class WorkerPool implements Component {
           s.forwards = m.forwards;
           s.sessions = m.sessions;
           this.sendDirectory();
-        } else if (m.t === 'tether:throttle' || m.t === 'tether:session') {
-          for (const o of this.slots) if (o !== s) this.sendTo(o, m);
         } else if (m.t === 'tether:metrics') {
           this.metricsWaiting.get(m.id)?.(m.metrics);
-        } else if (m.t === 'tether:event') {
-          const change = { ...m.change, origin: 'remote' as const };
-          this.deps.events.emit(change);
-          for (const o of this.slots) if (o !== s) this.sendTo(o, { t: 'tether:event', change: m.change });
+        } else {
+          // a tenant change (applied here too), a throttle failure or a session: every other worker
+          if (m.t === 'tether:event') this.deps.events.emit({ ...m.change, origin: 'remote' });
+          for (const o of this.slots) if (o !== s) this.sendTo(o, m);
         }
       });
       w.once('exit', (code, signal) => {
@@ -215,7 +204,7 @@ export class WorkerPool implements Component {
         s.sessions = [];
         s.ready = undefined;
         this.sendDirectory();
-        this.deps.store.setNodeForwards(`worker-${s.slot}`, []).catch(() => {});
+        this.deps.store.setNodeForwards(workerNode(s.slot), []).catch(() => {});
         if (!up) {
           reject(
             new Error(
@@ -257,10 +246,10 @@ export class WorkerPool implements Component {
     const live = this.slots.filter((s) => s.worker && s.relayPort > 0);
     const remote: RemoteForward[] = [];
     for (const s of live)
-      for (const f of s.forwards) remote.push({ ...f, node: `worker-${s.slot}`, address: '127.0.0.1' });
+      for (const f of s.forwards) remote.push({ ...f, node: workerNode(s.slot), address: '127.0.0.1' });
     this.deps.registry.setRemote(remote);
     this.deps.registry.setRemoteSessions(
-      live.flatMap((s) => s.sessions.map((x) => ({ ...x, node: `worker-${s.slot}` }))),
+      live.flatMap((s) => s.sessions.map((x) => ({ ...x, node: workerNode(s.slot) }))),
     );
     // workers need where each forward is served, not who connects it
     const workers = live.map((s) => ({

@@ -1,4 +1,4 @@
-import type { WorkerMetrics } from '../../admin/metrics.js';
+import type { SessionChange, WorkerMetrics } from '../../admin/metrics.js';
 import type { TenantChange } from '../../core/events.js';
 import type { RemoteEndpoint, RemoteSession } from '../../core/forward-registry.js';
 
@@ -37,7 +37,7 @@ export type WorkerMessage =
   /** A tenant change made in this worker: the primary applies it and tells the other workers. */
   | { t: 'tether:event'; change: TenantChange }
   /** A session opened or closed here: the others know a connector coming back is a reconnect. */
-  | { t: 'tether:session'; type: 'opened' | 'closed'; tenant: string; fingerprint: string }
+  | ({ t: 'tether:session' } & SessionChange)
   /** A login failure its throttle `name` counted for `source`: every worker counts it. */
   | { t: 'tether:throttle'; name: string; source: string }
   /** Its figures (`getMetricsAsJSON()`), answering the primary's request `id`. */
@@ -48,12 +48,21 @@ export type PrimaryMessage =
   | { t: 'tether:directory'; workers: Array<{ slot: number; relayPort: number; forwards: WorkerForward[] }> }
   | { t: 'tether:event'; change: TenantChange }
   | { t: 'tether:throttle'; name: string; source: string }
-  | { t: 'tether:session'; type: 'opened' | 'closed'; tenant: string; fingerprint: string }
+  | ({ t: 'tether:session' } & SessionChange)
   /** A scrape of `/metrics` asks every worker for its figures. */
   | { t: 'tether:metrics'; id: number }
   /** SIGTERM's drain, counted from `startedAt`; `stop`: at once. The worker exits after either. */
   | { t: 'tether:drain'; startedAt: number }
   | { t: 'tether:stop' };
+
+/** How often a worker's row in the forward directory is renewed, and when it stops counting. */
+export const WORKER_HEARTBEAT_MS = 2_000;
+export const WORKER_DEAD_AFTER_MS = 6_000;
+
+/** A worker's name in the forward directory (`nodes`, `forwards`) and in the admin API's views. */
+export function workerNode(slot: number): string {
+  return `worker-${slot}`;
+}
 
 /** Environment a worker starts with: its slot, and the key signing relayed connections' headers. */
 export const WORKER_SLOT_ENV = 'TETHER_WORKER_SLOT';

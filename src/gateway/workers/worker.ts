@@ -2,23 +2,28 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { GatewayMetrics, WorkerMetrics } from '../../admin/metrics.js';
 import {
+  dialRelay,
   RELAY_ACCEPTED,
   RELAY_VERSION,
   readRelayHeader,
-  relayAccepted,
   relayHeader,
 } from '../../cluster/relay-header.js';
 import type { Clock } from '../../core/clock.js';
 import type { Component } from '../../core/component.js';
 import type { TenantEvents } from '../../core/events.js';
-import type { ForwardRegistry, RemoteForward } from '../../core/forward-registry.js';
+import { endpointInfo, type ForwardRegistry, type RemoteForward } from '../../core/forward-registry.js';
 import type { LeaseService } from '../../core/leases.js';
 import type { ThrottleShare } from '../../core/throttle.js';
 import type { LeaseListeners } from '../../frontdoor/raw-port/index.js';
 import type { Logger } from '../../log/index.js';
 import type { Store } from '../../store/types.js';
-import { WORKER_HEARTBEAT_MS } from '../index.js';
-import { isMessage, type PrimaryMessage, type WorkerMessage } from './protocol.js';
+import {
+  isMessage,
+  type PrimaryMessage,
+  WORKER_HEARTBEAT_MS,
+  type WorkerMessage,
+  workerNode,
+} from './protocol.js';
 
 export interface WorkerMemberDeps {
   log: Logger;
@@ -77,7 +82,7 @@ export class WorkerMember implements Component {
   private stopped = false;
 
   constructor(private readonly deps: WorkerMemberDeps) {
-    this.nodeId = `worker-${deps.slot}`;
+    this.nodeId = workerNode(deps.slot);
     this.startedAt = new Date(deps.clock.now()).toISOString();
   }
 
@@ -171,7 +176,7 @@ export class WorkerMember implements Component {
       this.relayPorts.clear();
       for (const w of m.workers) {
         if (w.slot === this.deps.slot) continue;
-        const node = `worker-${w.slot}`;
+        const node = workerNode(w.slot);
         this.relayPorts.set(node, w.relayPort);
         for (const f of w.forwards) remote.push({ ...f, node, address: '127.0.0.1' });
       }
@@ -226,15 +231,7 @@ export class WorkerMember implements Component {
         port: f.port,
         connectors: f.endpoints.length,
         connections: f.connections,
-        endpoints: f.endpoints.map((e) => ({
-          session: e.session.id,
-          source: e.session.source,
-          since: e.session.since,
-          agent: e.session.agent,
-          connections: e.connections,
-          ...(e.withdrawn ? { withdrawn: e.withdrawn } : {}),
-          ...(e.meta !== undefined ? { meta: e.meta } : {}),
-        })),
+        endpoints: f.endpoints.map(endpointInfo),
       })),
       sessions: this.deps.registry.sessionsOf().map((x) => ({
         id: x.id,
@@ -247,19 +244,14 @@ export class WorkerMember implements Component {
     });
   }
 
-  /** This worker's forwards and unregistered claims into the directory (see ClusterMember). */
+  /** This worker's forwards and unregistered claims into the directory (as ClusterMember does). */
   private async publish(): Promise<void> {
     const now = new Date(this.deps.clock.now()).toISOString();
-    const rows = this.deps.registry.list().map((f) => ({
-      tenant_id: f.tenant,
-      label: f.label,
-      node_id: this.nodeId,
-      port: f.port,
-      connectors: f.endpoints.length,
-      updated_at: now,
-    }));
-    rows.push(...this.deps.leases.claimRows(this.nodeId, now));
-    await this.deps.store.publishNodeForwards(this.nodeId, rows, now);
+    await this.deps.store.publishNodeForwards(
+      this.nodeId,
+      this.deps.leases.directoryRows(this.nodeId, now),
+      now,
+    );
   }
 
   /**
@@ -304,14 +296,10 @@ export class WorkerMember implements Component {
   private relay(r: RemoteForward, origin: { address: string; port: number }): Promise<Duplex> {
     const port = this.relayPorts.get(r.node);
     if (!port) return Promise.reject(new Error(`${r.node} is gone`));
-    return new Promise((resolve, reject) => {
-      const s = net.connect({ host: '127.0.0.1', port, noDelay: true });
-      s.write(relayHeader(this.deps.relayKey, origin, r.port, this.deps.clock.now(), 2));
-      s.once('error', reject);
-      s.once('connect', () => {
-        s.off('error', reject);
-        relayAccepted(s, RELAY_ACCEPT_MS).then(() => resolve(s), reject);
-      });
-    });
+    return dialRelay(
+      { host: '127.0.0.1', port },
+      relayHeader(this.deps.relayKey, origin, r.port, this.deps.clock.now(), 2),
+      RELAY_ACCEPT_MS,
+    );
   }
 }
