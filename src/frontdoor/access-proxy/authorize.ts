@@ -15,8 +15,6 @@ export interface AccessTarget {
   label: string;
   /** `<repo>.<group>.<tenant>` */
   address: string;
-  /** The forward when this process serves it (else another cluster member or worker does). */
-  forward?: LiveForward;
   /** What the connector said about the repository (live, else the last one stored). */
   meta: RepoMeta | null;
 }
@@ -183,7 +181,6 @@ export class AccessAuthorizer {
         ...canonical,
         label: found.label,
         address: repoAddress(canonical),
-        forward: found.live,
         meta,
       },
     };

@@ -1,6 +1,6 @@
 import type { SshRealmConfig } from '../../../config/ssh-proxy.js';
 import { systemClock } from '../../../core/clock.js';
-import type { ForwardRegistry, LiveForward } from '../../../core/forward-registry.js';
+import type { ForwardRegistry } from '../../../core/forward-registry.js';
 import type { GroupKeyService } from '../../../core/group-keys.js';
 import { isValidName, TENANT_ID } from '../../../core/ids.js';
 import { isTetherError, TetherError } from '../../../errors/index.js';
@@ -96,26 +96,15 @@ export class TenantRealm implements Realm {
     return undefined;
   }
 
-  /**
-   * The forward for `<group>/<repo>`, served here or by another cluster member or worker (then
-   * without `live`); labels match case-insensitively, as host names do.
-   */
-  private find(
-    tenant: string,
-    group: string,
-    repo: string,
-  ): { label: string; live?: LiveForward } | undefined {
-    return this.deps.registry.findLabel(tenant, `${group}/${repo}`);
-  }
-
   async login(a: LoginAttempt, log: Logger = this.deps.log): Promise<LoginDecision> {
     const p = parseTenantTarget(a.target);
     if (!p.ok) return refuse('BAD_TARGET', p.reason, { final: true, countsAsFailure: false });
     const { repo, group, tenant } = p.value;
     const address = `${repo}.${group}.${tenant}`;
     const name = `${a.realm}:${address}/${a.index}`;
-    const live = this.find(tenant, group, repo);
-    const keyGroup = live ? live.label.slice(0, live.label.indexOf('/')) : group;
+    // served here or by another cluster member or worker; labels match case-insensitively
+    const served = this.deps.registry.findLabel(tenant, `${group}/${repo}`);
+    const keyGroup = served ? served.label.slice(0, served.label.indexOf('/')) : group;
     // The key is checked before anything about the repository is told.
     if (!(await this.deps.groupKeys.verify(tenant, keyGroup, a.secret))) {
       return refuse('WRONG_GROUP_KEY', `wrong group key for group ${group} of tenant ${tenant}`, {
@@ -123,14 +112,14 @@ export class TenantRealm implements Realm {
         countsAsFailure: true,
       });
     }
-    if (!live)
+    if (!served)
       return refuse('FORWARD_OFFLINE', `repository ${address} is offline (its connector is not connected)`, {
         final: true,
         countsAsFailure: false,
       });
-    let meta = live.live?.meta;
+    let meta = served.live?.meta;
     if (!meta) {
-      const lease = await this.deps.store.getLease(tenant, live.label).catch(() => undefined);
+      const lease = await this.deps.store.getLease(tenant, served.label).catch(() => undefined);
       meta = lease?.service
         ? {
             service: lease.service,
@@ -163,7 +152,7 @@ export class TenantRealm implements Realm {
         countsAsFailure: false,
       });
     }
-    const label = live.label;
+    const label = served.label;
     return {
       ok: true,
       tenant,
