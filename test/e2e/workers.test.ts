@@ -6,7 +6,13 @@ import { after, before, describe, test } from 'node:test';
 import ssh2, { type Client } from 'ssh2';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { request, startEchoServer, startHttpServer, type TestServer } from '../helpers/servers.js';
+import {
+  request,
+  startEchoServer,
+  startHttpServer,
+  type TestServer,
+  tcpExchange,
+} from '../helpers/servers.js';
 import { PasswordClient, proxyPort as sshProxyPort, startSshd, type TestSshd } from '../helpers/sshd.js';
 import { run, waitFor } from '../helpers/util.js';
 
@@ -34,34 +40,8 @@ const forwardIn = (c: Client, label: string) =>
     c.forwardIn(label, 0, (err, port) => r({ err: err ?? undefined, port })),
   );
 
-/** Sends `text` on a new connection and resolves with what comes back before it closes or fills. */
-function echo(port: number, text: string, timeout = 15_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host: '127.0.0.1', port });
-    let got = '';
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(new Error(`no echo from port ${port} within ${timeout} ms (got ${JSON.stringify(got)})`));
-    }, timeout);
-    s.on('data', (c) => {
-      got += c.toString();
-      if (got.length >= text.length) {
-        clearTimeout(timer);
-        s.destroy();
-        resolve(got);
-      }
-    });
-    s.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    s.on('close', () => {
-      clearTimeout(timer);
-      resolve(got);
-    });
-    s.write(text);
-  });
-}
+/** Sends `text` on a new connection and resolves with what comes back (the services echo). */
+const echo = async (port: number, text: string) => (await tcpExchange(port, text, text.length)).toString();
 
 interface ForwardJson {
   label: string;
