@@ -53,6 +53,30 @@ export interface CoresResult {
   };
 }
 
+/**
+ * Every connector's iperf3 at once for `seconds`: their summed Gbit/s, and the CPU of the gateway
+ * processes `pids` meanwhile (percent of one core).
+ */
+async function bulkRound(
+  conns: Connector[],
+  pids: number[],
+  seconds: number,
+  hostOf?: (i: number) => string | undefined,
+): Promise<{ gbps: number; cpuPercent: number }> {
+  const c0 = cpuOf(pids);
+  const t0 = Date.now();
+  const res = await Promise.all(
+    conns.map((cn, i) => {
+      const host = hostOf?.(i);
+      return iperf(cn.ports.get('bench/iperf')!, 1, seconds, host ? { host } : {});
+    }),
+  );
+  return {
+    gbps: res.reduce((a, x) => a + x, 0),
+    cpuPercent: ((cpuOf(pids) - c0) / ((Date.now() - t0) / 1000)) * 100,
+  };
+}
+
 async function measure(
   c: Cluster,
   tenants: number,
@@ -70,16 +94,14 @@ async function measure(
     const all: number[] = [];
     const cpu: number[] = [];
     for (let r = 0; r < o.rounds; r++) {
-      const pids = c.members.map((m) => m.pid);
-      const c0 = cpuOf(pids);
-      const t0 = Date.now();
-      const res = await Promise.all(
-        conns.map((cn, i) =>
-          iperf(cn.ports.get('bench/iperf')!, 1, o.seconds, { host: c.ips[i % c.members.length] }),
-        ),
+      const x = await bulkRound(
+        conns,
+        c.members.map((m) => m.pid),
+        o.seconds,
+        (i) => c.ips[i % c.members.length],
       );
-      cpu.push(((cpuOf(pids) - c0) / ((Date.now() - t0) / 1000)) * 100);
-      all.push(res.reduce((a, x) => a + x, 0));
+      cpu.push(x.cpuPercent);
+      all.push(x.gbps);
     }
     return {
       gateway_cores: c.members.length,
@@ -150,12 +172,9 @@ export async function workersRuns(
       const order = r % 2 === 0 ? [0, 1] : [1, 0];
       for (const k of order) {
         const { gw, conns } = setups[k]!;
-        const pids = withDescendants(gw.pid);
-        const c0 = cpuOf(pids);
-        const t0 = Date.now();
-        const res = await Promise.all(conns.map((cn) => iperf(cn.ports.get('bench/iperf')!, 1, o.seconds)));
-        cpu[k]!.push(((cpuOf(pids) - c0) / ((Date.now() - t0) / 1000)) * 100);
-        all[k]!.push(res.reduce((a, x) => a + x, 0));
+        const x = await bulkRound(conns, withDescendants(gw.pid), o.seconds);
+        cpu[k]!.push(x.cpuPercent);
+        all[k]!.push(x.gbps);
       }
     }
     const runs: WorkersRun[] = [];
