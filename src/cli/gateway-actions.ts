@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { type GatewayConfig, loadGatewayConfig } from '../config/gateway.js';
-import { withFrontDoors } from '../gateway/front-doors.js';
+import { clusterPart, withFrontDoors } from '../gateway/front-doors.js';
 import { startHeapTrim } from '../gateway/heap-trim.js';
 import { Gateway } from '../gateway/index.js';
 import type { PrimaryMessage, WorkerMessage } from '../gateway/workers/protocol.js';
@@ -141,19 +141,22 @@ async function primaryGateway(config: GatewayConfig, log: Logger, count: number)
       workerMetrics: async () => (pool ? pool.workerMetrics() : []),
     },
   });
-  return gw.use((ctx) => {
-    pool = new WorkerPool({
-      log: ctx.log,
-      store: ctx.store,
-      registry: ctx.registry,
-      events: ctx.events,
-      count,
-      relayKey: randomBytes(32).toString('base64url'),
-      drainTimeout: config.drain_timeout,
-      metrics: ctx.metrics,
-    });
-    return pool;
-  });
+  return gw
+    .use((ctx) => {
+      pool = new WorkerPool({
+        log: ctx.log,
+        store: ctx.store,
+        registry: ctx.registry,
+        events: ctx.events,
+        count,
+        relayKey: randomBytes(32).toString('base64url'),
+        member: ctx.nodeId,
+        drainTimeout: config.drain_timeout,
+        metrics: ctx.metrics,
+      });
+      return pool;
+    })
+    .use(clusterPart);
 }
 
 /**
@@ -190,6 +193,7 @@ async function runWorker(config: GatewayConfig, parentLog: Logger, of: number): 
         sessions: ctx.metrics,
         slot,
         relayKey,
+        member: ctx.nodeId,
         send,
         onMessage: (fn) => {
           process.on('message', fn);

@@ -33,4 +33,10 @@ export interface ClusterDeps {
   leases: Pick<LeaseService, 'hasClaims' | 'directoryRows'>;
   /** Lease ports of other members' forwards are bound here too, and relayed. */
   leasePorts: LeaseBinder;
+  /**
+   * Which process of a member with `workers` > 1 this is: the primary (tenant changes and the
+   * directory's view only: no lease port, no relay, no forwards of its own), or a worker, named
+   * `node` in the directory (`<node_id>/worker-<slot>`). Absent: the member's only process.
+   */
+  process?: { kind: 'primary' } | { kind: 'worker'; node: string };
 }

@@ -18,6 +18,12 @@ const FORWARD_CHANNEL = 'tether_forward';
  * Cluster membership: heartbeat in the store, publish this member's forwards to the shared
  * directory, listen on every member's lease ports and relay to the owner, and pass admin
  * changes to every member through LISTEN/NOTIFY.
+ *
+ * A member with `workers` > 1 runs one of these in each of its processes: each worker is a node
+ * of the directory of its own (`gw1/worker-2`) that publishes its forwards, relays to other
+ * members and takes their relayed callers; the primary only passes tenant changes and reads the
+ * directory for its views. The member's own processes learn each other's forwards and changes
+ * from the primary (src/gateway/workers/), so their rows and notifications are skipped here.
  */
 export class ClusterMember implements Component {
   readonly name = 'cluster';
@@ -29,6 +35,10 @@ export class ClusterMember implements Component {
   private publishTimer?: NodeJS.Timeout;
   private unsubscribe?: () => void;
   private readonly startedAt: string;
+  /** This process's node in the directory: the member's `node_id`, or one of its workers'. */
+  private readonly nodeId: string;
+  /** Whether this process serves forwards and relays (every process but a primary of workers). */
+  private readonly relays: boolean;
   /** Signs relay headers (the caller's address on a relayed connection); shared through the store. */
   private relayKey = '';
   /** Addresses of every other member seen: connections from them may carry a relay header. */
@@ -43,6 +53,15 @@ export class ClusterMember implements Component {
     private readonly ctx: ClusterDeps,
   ) {
     this.startedAt = new Date(ctx.clock.now()).toISOString();
+    const p = ctx.process;
+    this.nodeId = p?.kind === 'worker' ? p.node : this.cfg.node_id;
+    this.relays = p?.kind !== 'primary';
+  }
+
+  /** Whether `node` is this member or one of its workers (`<node_id>/…`). */
+  private ofThisMember(node: string): boolean {
+    const id = this.cfg.node_id;
+    return node === id || node.startsWith(`${id}/`);
   }
 
   private get cfg() {
@@ -55,7 +74,48 @@ export class ClusterMember implements Component {
       'cluster_relay_key',
       randomBytes(32).toString('base64url'),
     );
-    registry.remoteOpener = (r, origin) => this.relay(r, origin);
+    if (this.relays) this.takeRelays();
+    await this.heartbeat();
+    // Know the members before this member's forwards are published: they relay to it at once.
+    this.learnMembers(await this.ctx.store.listNodes());
+    if (this.relays) await this.publish();
+    await this.listen();
+    // The others learn this member's address now (they take relay headers only from members).
+    this.notify(FORWARD_CHANNEL, this.nodeId);
+    // Each of them syncs after its next heartbeat at the latest: relay to them only after that,
+    // or the first relayed callers reach a member that does not know this one yet.
+    await new Promise((r) => setTimeout(r, this.cfg.heartbeat + JOIN_MARGIN_MS));
+    if (this.relays) registry.on('forward', () => this.schedulePublish());
+    this.unsubscribe = events.on((c) => {
+      if (c.origin === 'remote') return;
+      this.notify(TENANT_CHANNEL, JSON.stringify(c));
+    });
+    await this.sync();
+    this.timer = setInterval(() => {
+      // A claim whose forward never came (its port could not open) leaves the directory.
+      if (this.relays && this.ctx.leases.hasClaims()) this.schedulePublish();
+      this.heartbeat()
+        .then(() => this.sync())
+        .catch((err: unknown) => log.warn({ err }, 'cluster heartbeat failed'));
+    }, this.cfg.heartbeat);
+    this.timer.unref();
+    log.info(
+      { event: 'cluster.joined', node: this.nodeId, advertise: this.cfg.advertise },
+      `joined the cluster as ${this.nodeId}`,
+    );
+    return `${this.nodeId} (${this.cfg.advertise})`;
+  }
+
+  /**
+   * Callers for other members' forwards are relayed from here, and connections other members
+   * relay are taken. In a worker, a forward another worker of this member serves (`sibling`)
+   * stays with the worker relay that was set before.
+   */
+  private takeRelays(): void {
+    const { registry } = this.ctx;
+    const siblings = registry.remoteOpener;
+    registry.remoteOpener = (r, origin) =>
+      r.sibling && siblings ? siblings(r, origin) : this.relay(r, origin);
     this.ctx.leasePorts.relayOrigin = (socket, port) => {
       if (!this.memberAddresses.has(normalizeIp(socket.remoteAddress ?? ''))) return undefined;
       return readRelayHeader(
@@ -73,35 +133,6 @@ export class ClusterMember implements Component {
           },
       );
     };
-    await this.heartbeat();
-    // Know the members before this member's forwards are published: they relay to it at once.
-    this.learnMembers(await this.ctx.store.listNodes());
-    await this.publish();
-    await this.listen();
-    // The others learn this member's address now (they take relay headers only from members).
-    this.notify(FORWARD_CHANNEL, this.cfg.node_id);
-    // Each of them syncs after its next heartbeat at the latest: relay to them only after that,
-    // or the first relayed callers reach a member that does not know this one yet.
-    await new Promise((r) => setTimeout(r, this.cfg.heartbeat + JOIN_MARGIN_MS));
-    registry.on('forward', () => this.schedulePublish());
-    this.unsubscribe = events.on((c) => {
-      if (c.origin === 'remote') return;
-      this.notify(TENANT_CHANNEL, JSON.stringify(c));
-    });
-    await this.sync();
-    this.timer = setInterval(() => {
-      // A claim whose forward never came (its port could not open) leaves the directory.
-      if (this.ctx.leases.hasClaims()) this.schedulePublish();
-      this.heartbeat()
-        .then(() => this.sync())
-        .catch((err: unknown) => log.warn({ err }, 'cluster heartbeat failed'));
-    }, this.cfg.heartbeat);
-    this.timer.unref();
-    log.info(
-      { event: 'cluster.joined', node: this.cfg.node_id, advertise: this.cfg.advertise },
-      `joined the cluster as ${this.cfg.node_id}`,
-    );
-    return `${this.cfg.node_id} (${this.cfg.advertise})`;
   }
 
   async stop(): Promise<void> {
@@ -110,15 +141,15 @@ export class ClusterMember implements Component {
     if (this.publishTimer) clearTimeout(this.publishTimer);
     this.unsubscribe?.();
     // Leave the directory so other members stop relaying here at once.
-    await this.ctx.store.setNodeForwards(this.cfg.node_id, []).catch(() => {});
-    this.notify(FORWARD_CHANNEL, this.cfg.node_id);
+    await this.ctx.store.setNodeForwards(this.nodeId, []).catch(() => {});
+    this.notify(FORWARD_CHANNEL, this.nodeId);
     await this.listener?.end().catch(() => {});
   }
 
   private async heartbeat(): Promise<void> {
     const now = new Date(this.ctx.clock.now()).toISOString();
     await this.ctx.store.heartbeat({
-      node_id: this.cfg.node_id,
+      node_id: this.nodeId,
       advertise: this.cfg.advertise,
       started_at: this.startedAt,
       heartbeat_at: now,
@@ -139,7 +170,7 @@ export class ClusterMember implements Component {
     this.publishTimer = setTimeout(() => {
       this.publishTimer = undefined;
       this.publish()
-        .then(() => this.notify(FORWARD_CHANNEL, this.cfg.node_id))
+        .then(() => this.notify(FORWARD_CHANNEL, this.nodeId))
         .catch((err: unknown) => this.ctx.log.warn({ err }, 'could not publish forwards'));
     }, 20);
   }
@@ -152,8 +183,8 @@ export class ClusterMember implements Component {
   private async publish(): Promise<void> {
     const now = new Date(this.ctx.clock.now()).toISOString();
     await this.ctx.store.publishNodeForwards(
-      this.cfg.node_id,
-      this.ctx.leases.directoryRows(this.cfg.node_id, now),
+      this.nodeId,
+      this.ctx.leases.directoryRows(this.nodeId, now),
       now,
     );
   }
@@ -170,7 +201,7 @@ export class ClusterMember implements Component {
     for (const n of nodes) {
       if (this.relayVersions.size < MAX_MEMBER_ADDRESSES || this.relayVersions.has(n.node_id))
         this.relayVersions.set(n.node_id, n.relay_version === null ? 1 : 2);
-      if (n.node_id === this.cfg.node_id || this.memberAddresses.size >= MAX_MEMBER_ADDRESSES) continue;
+      if (this.ofThisMember(n.node_id) || this.memberAddresses.size >= MAX_MEMBER_ADDRESSES) continue;
       this.memberAddresses.add(normalizeIp(n.advertise));
     }
   }
@@ -201,7 +232,8 @@ export class ClusterMember implements Component {
     );
     const remote: RemoteForward[] = [];
     for (const row of await store.listDirectory()) {
-      if (row.node_id === this.cfg.node_id) continue;
+      // this member's own workers' forwards come from its primary (they are `sibling` there)
+      if (this.ofThisMember(row.node_id)) continue;
       const addr = address.get(row.node_id);
       if (!addr) continue;
       remote.push({
@@ -214,7 +246,9 @@ export class ClusterMember implements Component {
       });
     }
     this.learnMembers(nodes);
-    const { removed } = registry.setRemote(remote);
+    const { removed } = registry.setRemote(remote, 'cluster');
+    // a primary of workers only shows them; its workers listen and relay
+    if (!this.relays) return;
     for (const r of remote) {
       if (leasePorts.isOpen(r.port)) continue;
       await leasePorts.open(r.port).then(
@@ -264,12 +298,13 @@ export class ClusterMember implements Component {
       if (n.channel === TENANT_CHANNEL && n.payload) {
         try {
           const c = JSON.parse(n.payload) as TenantChange & { from?: string };
-          if (c.from === this.cfg.node_id) return;
+          // this member's own processes pass their changes to each other (src/gateway/workers/)
+          if (c.from !== undefined && this.ofThisMember(c.from)) return;
           events.emit({ ...c, origin: 'remote' });
         } catch {
           log.warn('bad cluster notification');
         }
-      } else if (n.channel === FORWARD_CHANNEL && n.payload !== this.cfg.node_id) {
+      } else if (n.channel === FORWARD_CHANNEL && n.payload !== this.nodeId) {
         this.sync().catch((err: unknown) => log.warn({ err }, 'cluster sync failed'));
       }
     });
@@ -281,9 +316,7 @@ export class ClusterMember implements Component {
 
   private notify(channel: string, payload: string): void {
     const body =
-      channel === TENANT_CHANNEL
-        ? JSON.stringify({ ...JSON.parse(payload), from: this.cfg.node_id })
-        : payload;
+      channel === TENANT_CHANNEL ? JSON.stringify({ ...JSON.parse(payload), from: this.nodeId }) : payload;
     const c = this.listener;
     if (!c) return;
     void c

@@ -216,15 +216,6 @@ export function gatewayConfigFrom(
       { path: 'cluster', message: 'a cluster needs a postgres store (store: postgres://…)' },
     ]);
   }
-  if (cfg.workers !== 1 && (cfg.cluster || cfg.store !== 'sqlite')) {
-    throw errors.config(source, [
-      {
-        path: 'workers',
-        message:
-          'several workers run on the embedded store only for now; with a postgres store or a cluster, set workers: 1 (or leave it out) and add cluster members instead',
-      },
-    ]);
-  }
   const oidcProblems = adminOidcProblems(cfg.admin);
   if (oidcProblems.length > 0) throw errors.config(source, oidcProblems);
   return deepFreeze({ ...cfg, data_dir: resolve(cfg.data_dir) });

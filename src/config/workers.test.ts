@@ -32,17 +32,18 @@ test('workers: zero, negative, fractions, too many and words are refused naming 
     assert.match(problem({ workers: bad }), hint, JSON.stringify(bad));
 });
 
-test('workers above 1 with a postgres store or a cluster: refused with what to do instead; 1 is fine there', () => {
-  const msg =
-    /workers: several workers run on the embedded store only for now; with a postgres store or a cluster, set workers: 1/;
-  assert.match(problem({ workers: 2, store: 'postgres://u@db/tether' }), msg);
+test('workers with a postgres store and in a cluster: accepted (each member runs its own workers)', () => {
+  assert.equal(load({ workers: 2, store: 'postgres://u@db/tether' }).workers, 2);
+  const member = load({
+    workers: 'auto',
+    store: 'postgres://u@db/tether',
+    cluster: { node_id: 'gw1', advertise: '10.0.0.1' },
+  });
+  assert.equal(member.workers, 'auto');
+  assert.equal(member.cluster?.node_id, 'gw1');
+  // a cluster still needs the shared store, workers or not
   assert.match(
-    problem({
-      workers: 'auto',
-      store: 'postgres://u@db/tether',
-      cluster: { node_id: 'gw1', advertise: '10.0.0.1' },
-    }),
-    msg,
+    problem({ workers: 2, cluster: { node_id: 'gw1', advertise: '10.0.0.1' } }),
+    /a cluster needs a postgres store/,
   );
-  assert.equal(load({ workers: 1, store: 'postgres://u@db/tether' }).workers, 1);
 });

@@ -70,7 +70,15 @@ export interface RemoteForward {
   readonly connections?: number;
   /** Its connectors there, when its member reports them (workers do). */
   readonly endpoints?: ReadonlyArray<RemoteEndpoint>;
+  /**
+   * Served by another worker of this gateway (reached over that worker's loopback relay port),
+   * not by another cluster member: its lease port is not listened on here for it.
+   */
+  readonly sibling?: boolean;
 }
+
+/** Who told the registry of forwards served elsewhere: the cluster's directory, or the primary (its workers'). */
+export type RemoteSource = 'cluster' | 'workers';
 
 /** A connector of a forward served by another process (a worker), as that process reports it. */
 export interface RemoteEndpoint {
@@ -138,6 +146,10 @@ export class ForwardRegistry extends EventEmitter {
   private readonly sessions = new Map<string, LiveSession>();
   private remote = new Map<string, RemoteForward[]>();
   private remotePorts = new Map<number, RemoteForward>();
+  /** Ports of forwards another cluster member serves (not a sibling worker): relayed from here. */
+  private memberPorts = new Set<number>();
+  /** The remote views by where they come from (the cluster's directory, the primary's workers). */
+  private readonly remoteSources = new Map<RemoteSource, RemoteForward[]>();
   private remoteSessions: RemoteSession[] = [];
   private remoteSignatures = { forwards: new Map<string, string>(), sessions: new Map<string, string>() };
   /** Opens a connection to another member's lease port (set by the cluster module). */
@@ -200,24 +212,37 @@ export class ForwardRegistry extends EventEmitter {
     return labels.size;
   }
 
-  /** Replaces the view of forwards other members serve; returns the ports that appeared and vanished. */
-  setRemote(list: RemoteForward[]): { added: number[]; removed: number[] } {
+  /**
+   * Replaces the view of forwards served elsewhere that `source` knows (the cluster directory's
+   * other members, or this gateway's other workers); returns the ports that appeared and vanished
+   * from the whole view.
+   */
+  setRemote(list: RemoteForward[], source: RemoteSource = 'cluster'): { added: number[]; removed: number[] } {
     const before = new Set(this.remotePorts.keys());
+    this.remoteSources.set(source, list);
     this.remote = new Map();
     this.remotePorts = new Map();
-    for (const r of list) {
+    this.memberPorts = new Set();
+    const all = [...this.remoteSources.values()].flat();
+    for (const r of all) {
       const k = key(r.tenant, r.label);
       const arr = this.remote.get(k) ?? [];
       arr.push(r);
       this.remote.set(k, arr);
       this.remotePorts.set(r.port, r);
+      if (!r.sibling) this.memberPorts.add(r.port);
     }
     const after = new Set(this.remotePorts.keys());
-    this.emit('remote', { tenants: this.changedTenants('forwards', list) });
+    this.emit('remote', { tenants: this.changedTenants('forwards', all) });
     return {
       added: [...after].filter((p) => !before.has(p)),
       removed: [...before].filter((p) => !after.has(p)),
     };
+  }
+
+  /** Whether another cluster member serves a forward on `port` (this process relays it there). */
+  relaysPort(port: number): boolean {
+    return this.memberPorts.has(port);
   }
 
   remoteOf(tenant: string, label: string): RemoteForward[] {

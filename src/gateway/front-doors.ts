@@ -32,30 +32,41 @@ function lazy(
 }
 
 /**
+ * Cluster membership (`cluster`), in every process of a member: under `workers`, the primary
+ * passes tenant changes and shows the directory, and each worker is a node of its own.
+ */
+export const clusterPart: ComponentFactory = lazy(
+  'cluster',
+  (c) => c.cluster,
+  async () => {
+    const { clusterComponent } = await import('../cluster/index.js');
+    const { workerNode } = await import('./workers/protocol.js');
+    return (c) =>
+      clusterComponent(c.config, {
+        log: c.log,
+        clock: c.clock,
+        store: c.store,
+        registry: c.registry,
+        events: c.events,
+        leases: c.leases,
+        leasePorts: c.listeners,
+        process:
+          c.role?.kind === 'primary'
+            ? { kind: 'primary' }
+            : c.role?.kind === 'worker'
+              ? { kind: 'worker', node: workerNode(c.role.slot, c.nodeId) }
+              : undefined,
+      });
+  },
+);
+
+/**
  * Wires every optional part the config can turn on. Each part declares the narrow deps it uses
  * (an interface in its own folder); this is the one place that picks them from the running core.
  */
 export function withFrontDoors(gw: Gateway): Gateway {
   return gw
-    .use(
-      lazy(
-        'cluster',
-        (c) => c.cluster,
-        async () => {
-          const { clusterComponent } = await import('../cluster/index.js');
-          return (c) =>
-            clusterComponent(c.config, {
-              log: c.log,
-              clock: c.clock,
-              store: c.store,
-              registry: c.registry,
-              events: c.events,
-              leases: c.leases,
-              leasePorts: c.listeners,
-            });
-        },
-      ),
-    )
+    .use(clusterPart)
     .use(
       lazy(
         'tunnel_tls',

@@ -104,14 +104,18 @@ export interface GatewayContext {
   processes: number;
   tunnel: TunnelServer;
   metrics: GatewayMetrics;
+  /** The cluster member's `node_id` (null outside a cluster). */
   nodeId: string | null;
+  /** Under `workers` > 1, which process this is; absent: the gateway's only one. */
+  role?: GatewayRole;
 }
 
 function checkDataDir(dir: string): void {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     accessSync(dir, constants.W_OK | constants.R_OK);
-    const probe = join(dir, '.write-test');
+    // one probe per process: a primary and its workers check the same directory at once
+    const probe = join(dir, `.write-test-${process.pid}`);
     writeFileSync(probe, '');
     rmSync(probe);
   } catch (e) {
@@ -211,9 +215,13 @@ export class Gateway {
         proxyGate('forwards', config.forwards),
       );
       const role = this.deps.role;
-      // Workers count each other's forwards through the store's directory, as cluster members do.
+      // Workers count each other's forwards through the store's directory, as cluster members do
+      // (in a cluster, each worker is a node of it under its member's name).
       const cluster = config.cluster
-        ? { nodeId: config.cluster.node_id, deadAfter: config.cluster.dead_after }
+        ? {
+            nodeId: role?.kind === 'worker' ? workerNode(role.slot, nodeId) : config.cluster.node_id,
+            deadAfter: config.cluster.dead_after,
+          }
         : role
           ? {
               nodeId: role.kind === 'primary' ? 'primary' : workerNode(role.slot),
@@ -324,6 +332,7 @@ export class Gateway {
         tunnel,
         metrics,
         nodeId,
+        ...(role ? { role } : {}),
       };
 
       events.on((c) => {

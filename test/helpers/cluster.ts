@@ -12,6 +12,8 @@ export interface ClusterOptions {
   forwards?: Record<string, unknown>;
   /** Extra `cluster` keys (dead_after, …) over a 250 ms heartbeat and 1.5 s dead_after. */
   cluster?: Record<string, unknown>;
+  /** Worker processes of each member (`workers`); TETHER_TEST_WORKERS otherwise. */
+  workers?: number;
 }
 
 /** Starts one gateway per address, in turn, as members gw1, gw2, … of one cluster. */
@@ -33,6 +35,7 @@ export async function startClusterMembers(o: ClusterOptions): Promise<TestGatewa
             dead_after: '1500ms',
             ...o.cluster,
           },
+          ...(o.workers ? { workers: o.workers } : {}),
         },
       }),
     );

@@ -105,10 +105,9 @@ export async function startGateway(opts: StartGatewayOptions = {}): Promise<Test
     },
     opts.config ?? {},
   );
-  // TETHER_TEST_WORKERS=2 runs every embedded-store gateway of the suite as a primary and workers
+  // TETHER_TEST_WORKERS=2 runs every gateway of the suite (cluster members too) as a primary and workers
   const workers = process.env.TETHER_TEST_WORKERS;
-  if (workers && config.workers === undefined && config.cluster === undefined && !opts.config?.store)
-    config = { ...config, workers: Number(workers) };
+  if (workers && config.workers === undefined) config = { ...config, workers: Number(workers) };
   const configFile = join(dir, 'gateway.yaml');
   const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env, TETHER_LOG_LEVEL: 'debug' };
   delete env.TETHER_ADMIN_URL;

@@ -26,7 +26,8 @@ export class LeaseListeners implements LeaseBinder {
   /**
    * Set in a worker (`workers` > 1): lease ports are listened on through the primary, which
    * passes each accepted connection to one of the workers listening on that port; a worker
-   * listens only while a forward here serves it.
+   * listens only while a forward here serves it (or, in a cluster, another member's forward
+   * there is relayed from here): never for a forward another worker serves.
    */
   sharedPorts = false;
 
@@ -76,11 +77,14 @@ export class LeaseListeners implements LeaseBinder {
     server.on('error', (err) => this.log.error({ err, port }, 'lease listener failed'));
   }
 
-  /** Stops listening on a lease port, unless a local or remote forward still uses it. */
+  /**
+   * Stops listening on a lease port, unless a forward here or another cluster member's (relayed
+   * from here) still uses it; another worker's forward does not keep it (see `sharedPorts`).
+   */
   close(port: number): void {
     const s = this.servers.get(port);
     if (!s) return;
-    if (this.registry.byPort(port) || (!this.sharedPorts && this.registry.remoteByPort(port))) return;
+    if (this.registry.byPort(port) || this.registry.relaysPort(port)) return;
     this.servers.delete(port);
     s.close();
   }

@@ -24,6 +24,8 @@ export interface WorkerPoolDeps {
   events: TenantEvents;
   count: number;
   relayKey: string;
+  /** In a cluster, this member's `node_id`: its workers' names in the directory are under it. */
+  member: string | null;
   /** Counts restarts (`tether_worker_restarts_total`). */
   metrics: Pick<GatewayMetrics, 'workerRestarts'>;
   /** How long workers may take to drain (`drain_timeout`); they are killed a while after. */
@@ -101,7 +103,7 @@ export class WorkerPool implements Component {
   async start(): Promise<string> {
     const { store, events, count } = this.deps;
     // rows a previous run's workers left (a crash): they must not count toward quotas now
-    for (let i = 1; i <= count; i++) await store.setNodeForwards(workerNode(i), []);
+    for (let i = 1; i <= count; i++) await store.setNodeForwards(this.node(i), []);
     this.unsubscribe = events.on((c) => {
       if (c.origin !== 'remote') this.broadcast({ t: 'tether:event', change: c });
     });
@@ -204,7 +206,7 @@ export class WorkerPool implements Component {
         s.sessions = [];
         s.ready = undefined;
         this.sendDirectory();
-        this.deps.store.setNodeForwards(workerNode(s.slot), []).catch(() => {});
+        this.deps.store.setNodeForwards(this.node(s.slot), []).catch(() => {});
         if (!up) {
           reject(
             new Error(
@@ -246,10 +248,10 @@ export class WorkerPool implements Component {
     const live = this.slots.filter((s) => s.worker && s.relayPort > 0);
     const remote: RemoteForward[] = [];
     for (const s of live)
-      for (const f of s.forwards) remote.push({ ...f, node: workerNode(s.slot), address: '127.0.0.1' });
-    this.deps.registry.setRemote(remote);
+      for (const f of s.forwards) remote.push({ ...f, node: this.node(s.slot), address: '127.0.0.1' });
+    this.deps.registry.setRemote(remote, 'workers');
     this.deps.registry.setRemoteSessions(
-      live.flatMap((s) => s.sessions.map((x) => ({ ...x, node: workerNode(s.slot) }))),
+      live.flatMap((s) => s.sessions.map((x) => ({ ...x, node: this.node(s.slot) }))),
     );
     // workers need where each forward is served, not who connects it
     const workers = live.map((s) => ({
@@ -258,6 +260,10 @@ export class WorkerPool implements Component {
       forwards: s.forwards.map(({ endpoints: _e, ...f }) => f),
     }));
     this.broadcast({ t: 'tether:directory', workers });
+  }
+
+  private node(slot: number): string {
+    return workerNode(slot, this.deps.member);
   }
 
   private broadcast(m: PrimaryMessage): void {

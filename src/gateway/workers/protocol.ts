@@ -59,9 +59,12 @@ export type PrimaryMessage =
 export const WORKER_HEARTBEAT_MS = 2_000;
 export const WORKER_DEAD_AFTER_MS = 6_000;
 
-/** A worker's name in the forward directory (`nodes`, `forwards`) and in the admin API's views. */
-export function workerNode(slot: number): string {
-  return `worker-${slot}`;
+/**
+ * A worker's name in the forward directory (`nodes`, `forwards`) and in the admin API's views;
+ * in a cluster, under its member's (`gw1/worker-2`: a member's `node_id` has no "/").
+ */
+export function workerNode(slot: number, member?: string | null): string {
+  return member ? `${member}/worker-${slot}` : `worker-${slot}`;
 }
 
 /** Environment a worker starts with: its slot, and the key signing relayed connections' headers. */

@@ -35,6 +35,11 @@ export interface WorkerMemberDeps {
   listeners: LeaseListeners;
   slot: number;
   relayKey: string;
+  /**
+   * In a cluster, this member's `node_id`: the worker is named under it in the directory, and
+   * its cluster membership (src/cluster/) keeps its row and publishes its forwards instead.
+   */
+  member: string | null;
   /** The IPC channel to the primary (`process.send`). */
   send: (m: WorkerMessage) => void;
   /** Its login throttles: their failures go to the other workers, theirs come here. */
@@ -82,7 +87,7 @@ export class WorkerMember implements Component {
   private stopped = false;
 
   constructor(private readonly deps: WorkerMemberDeps) {
-    this.nodeId = workerNode(deps.slot);
+    this.nodeId = workerNode(deps.slot, deps.member);
     this.startedAt = new Date(deps.clock.now()).toISOString();
   }
 
@@ -106,10 +111,15 @@ export class WorkerMember implements Component {
       { event: 'worker.relay_listening', port: this.relayPort },
       `takes connections other workers relay on 127.0.0.1:${this.relayPort}`,
     );
-    registry.remoteOpener = (r, origin) => this.relay(r, origin);
+    // another cluster member's forward (`sibling` unset) goes to the cluster's relay, when set
+    const members = registry.remoteOpener;
+    registry.remoteOpener = (r, origin) =>
+      !r.sibling && members ? members(r, origin) : this.relay(r, origin);
     this.deps.throttles.publish = (name, source) => this.deps.send({ t: 'tether:throttle', name, source });
     this.deps.sessions.shareSessions = (e) => this.deps.send({ t: 'tether:session', ...e });
-    await this.heartbeat();
+    // in a cluster, the member's cluster part keeps this worker's row and publishes its forwards
+    const directory = !this.deps.member;
+    if (directory) await this.heartbeat();
     this.unsubscribe.push(
       this.deps.onMessage((m) => {
         if (isMessage<PrimaryMessage>(m)) this.onPrimary(m);
@@ -120,7 +130,7 @@ export class WorkerMember implements Component {
     );
     const onForward = () => {
       this.tellPrimarySoon();
-      this.schedulePublish();
+      if (directory) this.schedulePublish();
     };
     // connection counts reach the primary's views at most every CONNECTIONS_REPORT_MS
     const onConnection = () => {
@@ -138,11 +148,13 @@ export class WorkerMember implements Component {
       registry.off('session', onForward);
       registry.off('connection', onConnection);
     });
-    this.timer = setInterval(() => {
-      this.heartbeat().catch((err: unknown) => log.warn({ err }, 'worker heartbeat failed'));
-      if (this.deps.leases.hasClaims()) this.schedulePublish();
-    }, WORKER_HEARTBEAT_MS);
-    this.timer.unref();
+    if (directory) {
+      this.timer = setInterval(() => {
+        this.heartbeat().catch((err: unknown) => log.warn({ err }, 'worker heartbeat failed'));
+        if (this.deps.leases.hasClaims()) this.schedulePublish();
+      }, WORKER_HEARTBEAT_MS);
+      this.timer.unref();
+    }
     this.tellPrimary();
     return `worker ${this.deps.slot} (pid ${process.pid})`;
   }
@@ -176,11 +188,11 @@ export class WorkerMember implements Component {
       this.relayPorts.clear();
       for (const w of m.workers) {
         if (w.slot === this.deps.slot) continue;
-        const node = workerNode(w.slot);
+        const node = workerNode(w.slot, this.deps.member);
         this.relayPorts.set(node, w.relayPort);
-        for (const f of w.forwards) remote.push({ ...f, node, address: '127.0.0.1' });
+        for (const f of w.forwards) remote.push({ ...f, node, address: '127.0.0.1', sibling: true });
       }
-      this.deps.registry.setRemote(remote);
+      this.deps.registry.setRemote(remote, 'workers');
     }
   }
 
@@ -292,7 +304,10 @@ export class WorkerMember implements Component {
       );
   }
 
-  /** Opens a caller's connection at the worker that serves `r`; resolves once it accepted. */
+  /**
+   * Opens a caller's connection at the worker that serves `r`; resolves once it accepted. (In a
+   * cluster, the member's cluster part relays to other members and passes siblings' here.)
+   */
   private relay(r: RemoteForward, origin: { address: string; port: number }): Promise<Duplex> {
     const port = this.relayPorts.get(r.node);
     if (!port) return Promise.reject(new Error(`${r.node} is gone`));

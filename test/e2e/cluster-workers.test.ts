@@ -1,0 +1,192 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import ssh2, { type Client } from 'ssh2';
+import { startClusterMembers } from '../helpers/cluster.js';
+import type { TestGateway } from '../helpers/gateway.js';
+import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { tcpExchange } from '../helpers/servers.js';
+import { waitFor } from '../helpers/util.js';
+
+/** An SSH login as a tenant whose forwarded connections echo what they receive. */
+function login(host: string, port: number, username: string, keyFile: string): Promise<Client> {
+  return new Promise((resolve, reject) => {
+    const c = new ssh2.Client();
+    c.on('tcp connection', (_info, accept) => {
+      const ch = accept();
+      ch.on('error', () => {});
+      ch.pipe(ch);
+    });
+    c.once('ready', () => resolve(c));
+    c.once('error', reject);
+    c.connect({ host, port, username, privateKey: readFileSync(keyFile), readyTimeout: 30_000 });
+  });
+}
+
+const forwardIn = (c: Client, label: string) =>
+  new Promise<{ err?: Error; port?: number }>((r) =>
+    c.forwardIn(label, 0, (err, port) => r({ err: err ?? undefined, port })),
+  );
+
+const echo = async (host: string, port: number, text: string) =>
+  (await tcpExchange(port, text, text.length, host)).toString();
+
+interface ForwardJson {
+  label: string;
+  port: number;
+  state: string;
+  node: string | null;
+}
+
+const forwardsOf = async (gw: TestGateway, tenant: string) =>
+  ((await gw.api('GET', `/v1/tenants/${tenant}`)).json as { tenant: { forwards: ForwardJson[] } }).tenant
+    .forwards;
+
+const online = (fs: ForwardJson[]) => fs.filter((f) => f.state === 'online');
+
+/** Process ids of a member's workers, from its primary's start line in gateway.json. */
+function workerPids(gw: TestGateway): number[] {
+  const info = JSON.parse(readFileSync(join(gw.dataDir, 'gateway.json'), 'utf8')) as { workers: string };
+  return [...info.workers.matchAll(/\d{3,}/g)].map((m) => Number(m[0]));
+}
+
+describe('cluster of two members with workers: 2 each', () => {
+  const ips = ['127.0.0.2', '127.0.0.3'];
+  const QUOTA = 3;
+  let pg: TestPostgres;
+  let members: TestGateway[] = [];
+  let otherKey: string;
+  let acmeKey: string;
+  const others: Array<{ client: Client; member: number }> = [];
+  const acme: Client[] = [];
+
+  before(async () => {
+    pg = await startPostgres();
+    members = await startClusterMembers({
+      store: await pg.newDatabase(),
+      ips,
+      ports: 40,
+      workers: 2,
+      cluster: { dead_after: '3s' },
+    });
+    otherKey = await members[0]!.addTenant('other');
+    acmeKey = await members[1]!.addTenant('acme', ['--ports', String(QUOTA)]);
+  });
+
+  after(async () => {
+    for (const c of [...others.map((o) => o.client), ...acme]) c.end();
+    for (const m of members) await m.stop();
+    await pg?.stop();
+  });
+
+  test('every worker is a node of the directory; each forward answers on both members’ lease ports, whichever worker of whichever member serves it', async () => {
+    // Four logins per member: the primary spreads them over its two workers.
+    for (const [i, m] of members.entries())
+      for (let k = 0; k < 4; k++)
+        others.push({ client: await login(ips[i]!, m.sshPort, 'other', otherKey), member: i });
+    const granted = await Promise.all(others.map((o, i) => forwardIn(o.client, `g/r${i}`)));
+    for (const g of granted) assert.equal(g.err, undefined, g.err?.message);
+    // Both members list all eight, each with the worker that serves it.
+    for (const m of members) {
+      const forwards = await waitFor(
+        async () => {
+          const f = online(await forwardsOf(m, 'other'));
+          return f.length === 8 && f.every((x) => x.node) ? f : null;
+        },
+        { timeout: 15_000, what: 'eight forwards online in the view of every member' },
+      );
+      assert.deepEqual(
+        [...new Set(forwards.map((f) => f.node))].sort(),
+        ['gw1/worker-1', 'gw1/worker-2', 'gw2/worker-1', 'gw2/worker-2'],
+        'forwards on every worker of both members',
+      );
+    }
+    const forwards = online(await forwardsOf(members[0]!, 'other'));
+    // Each lease port on each member: served by the worker there, another worker of the member
+    // (over the relay between workers), or a worker of the other member (over the cluster relay).
+    for (const f of forwards)
+      for (const ip of ips)
+        for (let k = 0; k < 3; k++) {
+          const text = `${f.label} via ${ip} #${k}\n`;
+          assert.equal(await echo(ip, f.port, text), text);
+        }
+  });
+
+  test('the quota holds across members and their workers: logins on both asking for more than the quota at once get exactly the quota', async () => {
+    for (const [i, m] of members.entries())
+      for (let k = 0; k < 2; k++) acme.push(await login(ips[i]!, m.sshPort, 'acme', acmeKey));
+    const results = await Promise.all(
+      acme.flatMap((c, ci) => [0, 1, 2].map((k) => forwardIn(c, `q/c${ci}-${k}`))),
+    );
+    const ok = results.filter((r) => !r.err);
+    assert.equal(ok.length, QUOTA, `exactly ${QUOTA} of ${results.length} granted`);
+    for (const r of results.filter((x) => x.err)) assert.match(r.err!.message, /Unable to bind/);
+    const forwards = await waitFor(
+      async () => {
+        const f = online(await forwardsOf(members[0]!, 'acme'));
+        return f.length === QUOTA ? f : null;
+      },
+      { timeout: 15_000, what: `${QUOTA} acme forwards online` },
+    );
+    assert.equal(forwards.length, QUOTA);
+    assert.ok(
+      members.some((m) => m.output.lines.some((l) => /quota exceeded \(3 of 3 in use\)/.test(l))),
+      'refusals logged with the reason',
+    );
+  });
+
+  test('removing a tenant on one member ends its sessions on every worker of both members within 1 s; another tenant is untouched', async () => {
+    const closed = acme.map((c) => new Promise<number>((r) => c.once('close', () => r(Date.now()))));
+    const r = await members[0]!.tether(['tenants', 'remove', 'acme']);
+    assert.equal(r.code, 0, r.stderr);
+    // measured from the moment the CLI had its answer (the removal is committed then)
+    const answeredAt = Date.now();
+    const at = await Promise.race([
+      Promise.all(closed),
+      new Promise<never>((_, rej) =>
+        setTimeout(() => rej(new Error('sessions still open after 10 s')), 10_000),
+      ),
+    ]);
+    for (const t of at)
+      assert.ok(t - answeredAt < 1_000, `a session closed ${t - answeredAt} ms after the removal`);
+    const other = online(await forwardsOf(members[1]!, 'other'));
+    assert.equal(other.length, 8, "the other tenant's forwards stay");
+    for (const f of other) for (const ip of ips) assert.equal(await echo(ip, f.port, 'still\n'), 'still\n');
+  });
+
+  test('kill -9 of a worker of one member: restarted; its forwards leave both members’ views, the rest keep answering on both members', async () => {
+    const gw2 = members[1]!;
+    const pids = workerPids(gw2);
+    assert.equal(pids.length, 2, 'two worker pids in gateway.json');
+    const from = gw2.output.lines.length;
+    process.kill(pids[0]!, 'SIGKILL');
+    await gw2.output.wait(/"event":"gateway.worker_exited","worker":1/, 10_000, from);
+    await gw2.output.wait(/"event":"gateway.worker_started","worker":1/, 20_000, from);
+    // the killed worker's sessions are gone: the other member stops relaying to them
+    const left = await waitFor(
+      async () => {
+        const f = online(await forwardsOf(members[0]!, 'other'));
+        return f.every((x) => x.node !== 'gw2/worker-1') ? f : null;
+      },
+      { timeout: 15_000, what: "gw2/worker-1's forwards out of gw1's view" },
+    );
+    const lost =
+      others.filter((o) => o.member === 1).length - left.filter((f) => f.node?.startsWith('gw2/')).length;
+    assert.ok(lost >= 1, 'the killed worker carried at least one session');
+    for (const f of left) for (const ip of ips) assert.equal(await echo(ip, f.port, 'after\n'), 'after\n');
+    // a new login to that member is served (by either worker) and reached from both members
+    const again = await login(ips[1]!, gw2.sshPort, 'other', otherKey);
+    others.push({ client: again, member: 1 });
+    const g = await forwardIn(again, 'g/again');
+    assert.equal(g.err, undefined, g.err?.message);
+    await waitFor(
+      async () => online(await forwardsOf(members[0]!, 'other')).some((f) => f.label === 'g/again'),
+      {
+        timeout: 15_000,
+        what: 'the new forward in gw1’s view',
+      },
+    );
+    for (const ip of ips) assert.equal(await echo(ip, g.port!, 'new\n'), 'new\n');
+  });
+});
