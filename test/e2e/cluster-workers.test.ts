@@ -43,6 +43,16 @@ const forwardsOf = async (gw: TestGateway, tenant: string) =>
   ((await gw.api('GET', `/v1/tenants/${tenant}`)).json as { tenant: { forwards: ForwardJson[] } }).tenant
     .forwards;
 
+/**
+ * The first exchange through a lease port on a member: a member's view may list a forward a
+ * moment before that member's workers (which sync on their own) listen on its port there.
+ */
+const reachable = (host: string, port: number, text: string) =>
+  waitFor(async () => ((await echo(host, port, text).catch(() => '')) === text ? true : null), {
+    timeout: 15_000,
+    what: `${host}:${port} answering`,
+  });
+
 const online = (fs: ForwardJson[]) => fs.filter((f) => f.state === 'online');
 
 /** Process ids of a member's workers, from its primary's start line in gateway.json. */
@@ -106,11 +116,13 @@ describe('cluster of two members with workers: 2 each', () => {
     // Each lease port on each member: served by the worker there, another worker of the member
     // (over the relay between workers), or a worker of the other member (over the cluster relay).
     for (const f of forwards)
-      for (const ip of ips)
+      for (const ip of ips) {
+        await reachable(ip, f.port, 'first\n');
         for (let k = 0; k < 3; k++) {
           const text = `${f.label} via ${ip} #${k}\n`;
           assert.equal(await echo(ip, f.port, text), text);
         }
+      }
   });
 
   test('the quota holds across members and their workers: logins on both asking for more than the quota at once get exactly the quota', async () => {
@@ -187,6 +199,9 @@ describe('cluster of two members with workers: 2 each', () => {
         what: 'the new forward in gw1’s view',
       },
     );
-    for (const ip of ips) assert.equal(await echo(ip, g.port!, 'new\n'), 'new\n');
+    for (const ip of ips) {
+      await reachable(ip, g.port!, 'first\n');
+      assert.equal(await echo(ip, g.port!, 'new\n'), 'new\n');
+    }
   });
 });
