@@ -77,8 +77,9 @@ export class ClusterMember implements Component {
     if (this.relays) this.takeRelays();
     await this.heartbeat();
     // Know the members before this member's forwards are published: they relay to it at once.
+    // (A primary of workers publishes none: rows a single-process run of this member left go.)
     this.learnMembers(await this.ctx.store.listNodes());
-    if (this.relays) await this.publish();
+    await this.publish();
     await this.listen();
     // The others learn this member's address now (they take relay headers only from members).
     this.notify(FORWARD_CHANNEL, this.nodeId);

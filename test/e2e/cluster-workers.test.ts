@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
 import ssh2, { type Client } from 'ssh2';
 import { startClusterMembers } from '../helpers/cluster.js';
 import type { TestGateway } from '../helpers/gateway.js';
@@ -64,7 +65,8 @@ function workerPids(gw: TestGateway): number[] {
 describe('cluster of two members with workers: 2 each', () => {
   const ips = ['127.0.0.2', '127.0.0.3'];
   const QUOTA = 3;
-  let pg: TestPostgres;
+  let postgres: TestPostgres;
+  let storeUrl: string;
   let members: TestGateway[] = [];
   let otherKey: string;
   let acmeKey: string;
@@ -72,9 +74,10 @@ describe('cluster of two members with workers: 2 each', () => {
   const acme: Client[] = [];
 
   before(async () => {
-    pg = await startPostgres();
+    postgres = await startPostgres();
+    storeUrl = await postgres.newDatabase();
     members = await startClusterMembers({
-      store: await pg.newDatabase(),
+      store: storeUrl,
       ips,
       ports: 40,
       workers: 2,
@@ -87,7 +90,7 @@ describe('cluster of two members with workers: 2 each', () => {
   after(async () => {
     for (const c of [...others.map((o) => o.client), ...acme]) c.end();
     for (const m of members) await m.stop();
-    await pg?.stop();
+    await postgres?.stop();
   });
 
   test('every worker is a node of the directory; each forward answers on both members’ lease ports, whichever worker of whichever member serves it', async () => {
@@ -203,5 +206,44 @@ describe('cluster of two members with workers: 2 each', () => {
       await reachable(ip, g.port!, 'first\n');
       assert.equal(await echo(ip, g.port!, 'new\n'), 'new\n');
     }
+  });
+
+  test('a member that crashed as one process and comes back with workers: the rows its single process left leave the directory', async () => {
+    const gw1 = members[0]!;
+    // a lease whose session is gone (the killed worker's above): a crashed single process's row names one
+    const gone = (await forwardsOf(members[1]!, 'other')).find((f) => f.state !== 'online');
+    assert.ok(gone, 'a forward left offline by the killed worker');
+    await gw1.kill('SIGKILL'); // its workers see their primary gone and stop
+    // what a single-process gw1 killed a moment ago leaves: its forward's row, and its node's
+    // (kept fresh here, so that no member reaps it while gw1 restarts)
+    const db = new pg.Client({ connectionString: storeUrl });
+    await db.connect();
+    try {
+      const later = new Date(Date.now() + 60_000).toISOString();
+      await db.query('UPDATE nodes SET heartbeat_at = $1 WHERE node_id = $2', [later, 'gw1']);
+      await db.query(
+        'INSERT INTO forwards (tenant_id, label, node_id, port, connectors, updated_at) VALUES ($1, $2, $3, $4, 1, $5)',
+        ['other', gone.label, 'gw1', gone.port, new Date().toISOString()],
+      );
+    } finally {
+      await db.end();
+    }
+    const stale = async () =>
+      (await forwardsOf(members[1]!, 'other')).some(
+        (f) => f.label === gone.label && f.state === 'online' && f.node === 'gw1',
+      );
+    await waitFor(async () => ((await stale()) ? true : null), {
+      timeout: 15_000,
+      what: 'the stale row in gw2’s view (it counts while gw1 looks alive)',
+    });
+    await gw1.restart();
+    await waitFor(async () => ((await stale()) ? null : true), {
+      timeout: 15_000,
+      what: 'the stale row gone once gw1 is back with its workers',
+    });
+    // and gw1 serves again: the other tenant's forwards on gw2 answer through it
+    const f = online(await forwardsOf(members[1]!, 'other')).find((x) => x.node?.startsWith('gw2/'));
+    assert.ok(f, 'a forward served by gw2');
+    await reachable(ips[0]!, f.port, 'back\n');
   });
 });
