@@ -41,9 +41,40 @@ test('the ssh2 patch is applied (patches/ssh2+*.patch): adaptive-window hooks, 6
   const fs = require('node:fs') as typeof import('node:fs');
   const crypto = fs.readFileSync(require.resolve('ssh2/lib/protocol/crypto.js'), 'utf8');
   assert.match(crypto, /const MAX_PACKET_SIZE = 64 \* 1024 \+ 4 \* 1024;/);
+  assert.match(crypto, /function randomPadding\(packet, offset, len\)/);
+  assert.doesNotMatch(crypto, /randomFillSync\(packet, 5 \+ payloadLen, padLen\)/);
   const server = fs.readFileSync(require.resolve('ssh2/lib/server.js'), 'utf8');
   assert.match(server, /this\._channelWindow = /);
   assert.match(server, /replyCallbacks\.shift\(\)/);
+});
+
+test('the ssh2 patch takes packet padding from a pool of random bytes: every packet gets fresh bytes, across refills', () => {
+  const c = require('ssh2/lib/protocol/crypto.js') as {
+    CIPHER_INFO: Record<string, unknown>;
+    createCipher(cfg: unknown): { allocPacket(len: number): Buffer };
+  };
+  const cipher = c.createCipher({
+    outbound: {
+      onWrite: () => {},
+      cipherInfo: c.CIPHER_INFO['aes128-gcm@openssh.com'],
+      cipherKey: Buffer.alloc(16, 1),
+      cipherIV: Buffer.alloc(12, 2),
+      seqno: 0,
+    },
+  });
+  // 6,000 packets of 12-19 padding bytes: several refills of the 16 KiB pool
+  const pads = new Set<string>();
+  let bytes = 0;
+  for (let i = 0; i < 6000; i++) {
+    const payload = 1 + (i % 8);
+    const p = cipher.allocPacket(payload);
+    const padLen = p[4]!;
+    assert.ok(padLen >= 4, 'at least 4 bytes of padding');
+    bytes += padLen;
+    pads.add(p.subarray(5 + payload, 5 + payload + padLen).toString('hex'));
+  }
+  assert.ok(bytes > 3 * 16 * 1024, `${bytes} padding bytes: the pool was refilled`);
+  assert.equal(pads.size, 6000, 'no padding repeats (a pool used twice would)');
 });
 
 test('the ssh2 patch compiles the Poly1305 wasm on the first chacha20-poly1305 fallback, not when ssh2 is loaded', () => {
