@@ -197,6 +197,34 @@ describe('ForwardRegistry: a forward moving between cluster members (drain hando
     await assert.rejects(r.open('acme', 'g/web', origin), /did not accept the connection/);
   });
 
+  test('a relayed connection is never relayed back: every holder withdrawn, it is refused with the reason instead of passed between them', async () => {
+    const r = new ForwardRegistry(new FakeClock());
+    const relayedTo: string[] = [];
+    r.remoteOpener = async (remote) => {
+      relayedTo.push(remote.node);
+      return new PassThrough();
+    };
+    const here = endpoint('1', []);
+    here.withdrawn = 'connect ECONNREFUSED 127.0.0.1:80';
+    r.add('acme', 'g/web', 3000, here, null);
+    r.setRemote([remoteAt('gw2')], 'cluster');
+    r.setRemote([{ ...remoteAt('gw1/worker-2'), sibling: true }], 'workers');
+    // from another worker: served here or not at all
+    const fromWorker = r.open('acme', 'g/web', origin, { reach: 'none' });
+    await assert.rejects(
+      fromWorker,
+      /repository g\/web of acme is unavailable \(its connectors cannot reach it\)/,
+    );
+    assert.deepEqual(relayedTo, []);
+    // from another member: on to this member's own workers only
+    for (let i = 0; i < 4; i++) (await r.open('acme', 'g/web', origin, { reach: 'siblings' })).close(0, 0);
+    assert.deepEqual(relayedTo, ['gw1/worker-2', 'gw1/worker-2', 'gw1/worker-2', 'gw1/worker-2']);
+    // a caller's own connection: anywhere
+    relayedTo.length = 0;
+    for (let i = 0; i < 12; i++) (await r.open('acme', 'g/web', origin)).close(0, 0);
+    assert.deepEqual([...new Set(relayedTo)].sort(), ['gw1/worker-2', 'gw2']);
+  });
+
   test('the old owner refuses the relay (its forward just left): the caller waits and is served by the forward that arrived here', async () => {
     const clock = new FakeClock();
     const r = new ForwardRegistry(clock);

@@ -77,6 +77,14 @@ export interface RemoteForward {
   readonly sibling?: boolean;
 }
 
+/**
+ * Where a connection may be relayed on from here: a caller's own connection anywhere; one another
+ * cluster member relayed here only to this member's own workers; one another worker relayed here
+ * nowhere. So a relayed connection never comes back (two holders whose connectors are all
+ * withdrawn would otherwise pass a caller back and forth without end).
+ */
+export type RelayReach = 'any' | 'siblings' | 'none';
+
 /** Who told the registry of forwards served elsewhere: the cluster's directory, or the primary (its workers'). */
 export type RemoteSource = 'cluster' | 'workers';
 
@@ -397,10 +405,15 @@ export class ForwardRegistry extends EventEmitter {
     tenant: string,
     label: string,
     origin: { address: string; port: number },
-    again = false,
+    opts: { again?: boolean; reach?: RelayReach } = {},
   ): Promise<OpenedConnection> {
+    const again = opts.again ?? false;
+    const reach = opts.reach ?? 'any';
+    const within = (list: RemoteForward[]) =>
+      reach === 'any' ? list : reach === 'siblings' ? list.filter((r) => r.sibling) : [];
     const f = this.get(tenant, label);
-    const remote = this.remoteOf(tenant, label);
+    const all = this.remoteOf(tenant, label);
+    const remote = within(all);
     if ((!f || !this.hasHealthy(f)) && remote.length > 0 && this.remoteOpener) {
       try {
         return await this.openRemote(tenant, label, remote, origin);
@@ -410,10 +423,10 @@ export class ForwardRegistry extends EventEmitter {
         if (again || !this.remoteOpener) throw err;
         const changed = () => {
           const here = this.get(tenant, label);
-          return (here !== undefined && this.hasHealthy(here)) || this.remoteOf(tenant, label) !== remote;
+          return (here !== undefined && this.hasHealthy(here)) || this.remoteOf(tenant, label) !== all;
         };
         if (!(await this.handedOver(changed))) throw err;
-        return this.open(tenant, label, origin, true);
+        return this.open(tenant, label, origin, { again: true, reach });
       }
     }
     if (!f)
@@ -461,7 +474,7 @@ export class ForwardRegistry extends EventEmitter {
     release();
     // Every connector here declined: its session may be moving to another member (a drain).
     // When the directory names another member for this forward now, relay the caller there.
-    const movedTo = this.remoteOf(tenant, label);
+    const movedTo = within(this.remoteOf(tenant, label));
     if (lastErr && movedTo.length > 0 && this.remoteOpener) {
       return this.openRemote(tenant, label, movedTo, origin);
     }
@@ -473,9 +486,11 @@ export class ForwardRegistry extends EventEmitter {
     if (lastErr && !again && this.remoteOpener && ![...tried].some((e) => now?.endpoints.includes(e))) {
       const changed = () => {
         const here = this.get(tenant, label);
-        return this.remoteOf(tenant, label).length > 0 || (here !== undefined && this.hasHealthy(here));
+        return (
+          within(this.remoteOf(tenant, label)).length > 0 || (here !== undefined && this.hasHealthy(here))
+        );
       };
-      if (await this.handedOver(changed)) return this.open(tenant, label, origin, true);
+      if (await this.handedOver(changed)) return this.open(tenant, label, origin, { again: true, reach });
     }
     if (lastErr) {
       throw new TetherError(

@@ -31,9 +31,10 @@ export interface BrokerRequest {
   /**
    * Relayed here by another cluster member or worker, which counts the connection in its metrics
    * and connection records: here it is logged (`relayed: true`) and its bytes count toward the
-   * tenant's limits, but it is not counted a second time.
+   * tenant's limits, but it is not counted a second time. It is relayed on no further than to a
+   * worker of this member (from a member), or not at all (from a worker): see RelayReach.
    */
-  relayed?: boolean;
+  relayed?: 'member' | 'worker';
 }
 
 /**
@@ -219,7 +220,9 @@ export class ConnectionBroker {
         );
         throw new TetherError('SOURCE_NOT_ALLOWED', outside, { status: 403 });
       }
-      conn = await this.deps.registry.open(req.tenant, req.label, req.origin);
+      conn = await this.deps.registry.open(req.tenant, req.label, req.origin, {
+        reach: req.relayed === 'member' ? 'siblings' : req.relayed === 'worker' ? 'none' : 'any',
+      });
     } catch (err) {
       const reason = isTetherError(err) ? err.message : String(err);
       const fields = this.fields('connection.refused', req, source, false);

@@ -154,7 +154,7 @@ export class LeaseListeners implements LeaseBinder {
     coalesceWrites(socket);
     socket.pause();
     const direct = { address: socket.remoteAddress ?? '127.0.0.1', port: socket.remotePort ?? 0 };
-    const splice = ({ acceptedReply, ...origin }: RelayedOrigin, relayed = false) =>
+    const splice = ({ acceptedReply, ...origin }: RelayedOrigin, relayed?: 'member' | 'worker') =>
       this.broker
         .splice(
           {
@@ -173,11 +173,11 @@ export class LeaseListeners implements LeaseBinder {
           // refused: the broker logged why; the caller sees its connection closed
           if ('refused' in r) socket.destroy();
         });
-    if (relayedFrom) return splice(relayedFrom, true);
+    if (relayedFrom) return splice(relayedFrom, 'worker');
     const relayed = this.relayOrigin?.(socket, port);
     if (!relayed) return splice(direct);
     return relayed.then(
-      (origin) => (socket.destroyed ? undefined : origin ? splice(origin, true) : splice(direct)),
+      (origin) => (socket.destroyed ? undefined : origin ? splice(origin, 'member') : splice(direct)),
       (err: unknown) => {
         this.log.warn(
           {
