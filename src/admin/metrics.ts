@@ -1,5 +1,6 @@
 import client from 'prom-client';
 import { BoundedLabels } from '../core/bounded-labels.js';
+import type { TenantEvents } from '../core/events.js';
 import type { ForwardRegistry, LiveForward, LiveSession } from '../core/forward-registry.js';
 import { type LogEvent, type Logger, onLogEvents } from '../log/index.js';
 import type { Store } from '../store/types.js';
@@ -15,6 +16,11 @@ export interface GatewayMetricsOptions {
    * to the primary, whose forwards are its workers' (remote ones); the primary sums the rest.
    */
   part?: 'primary' | 'worker';
+  /**
+   * Tenant changes: a tenant removed in another process (a worker hears of the primary's
+   * removal, a member of another member's) loses its series here too.
+   */
+  events?: Pick<TenantEvents, 'on'>;
 }
 
 const sessionKey = (s: { tenant: string; fingerprint: string }) => `${s.tenant}\0${s.fingerprint}`;
@@ -225,6 +231,12 @@ export class GatewayMetrics implements ConnectionMetricsSink {
     live.on('session', onSession);
     this.unsubscribe.push(() => live.off('session', onSession));
     if (opts.log) this.unsubscribe.push(onLogEvents(opts.log, (e) => this.observe(e)));
+    if (opts.events)
+      this.unsubscribe.push(
+        opts.events.on((c) => {
+          if (c.kind === 'removed') this.forgetTenant(c.tenant);
+        }),
+      );
   }
 
   /** A session opened or closed on another worker (see `shareSessions`); nothing is counted here. */

@@ -175,7 +175,7 @@ export class Gateway {
       await limits.start();
       this.limits = limits;
       registry.limits = limits;
-      const metrics = new GatewayMetrics(store, registry, { log, part: this.deps.role?.kind });
+      const metrics = new GatewayMetrics(store, registry, { log, events, part: this.deps.role?.kind });
       const refusals = new RefusalLog(log, clock);
       const connectionAudit = new ConnectionAudit(store, clock, log, refusals, {
         ...CONNECTION_AUDIT_DEFAULTS,

@@ -50,6 +50,14 @@ interface ForwardJson {
   node: string | null;
 }
 
+/** The primary's /metrics: the whole gateway's figures. */
+async function metricsOf(gw: TestGateway): Promise<string> {
+  const res = await fetch(`${gw.adminUrl}/metrics`, {
+    headers: { authorization: `Bearer ${gw.adminToken}` },
+  });
+  return res.text();
+}
+
 const forwardsOf = async (gw: TestGateway, tenant: string) =>
   ((await gw.api('GET', `/v1/tenants/${tenant}`)).json as { tenant: { forwards: ForwardJson[] } }).tenant
     .forwards;
@@ -182,6 +190,8 @@ describe('gateway with workers: 2', () => {
     const ok = results.filter((r) => !r.err);
     assert.equal(ok.length, QUOTA, `exactly ${QUOTA} of ${results.length} granted`);
     for (const r of results.filter((x) => x.err)) assert.match(r.err!.message, /Unable to bind/);
+    // a scrape right after the grants already counts them (a worker's report goes before its figures)
+    assert.match(await metricsOf(gw), new RegExp(`^tether_forwards\\{state="online"\\} ${4 + QUOTA}$`, 'm'));
     const forwards = await waitFor(
       async () => {
         const f = await forwardsOf(gw, 'acme');
@@ -199,6 +209,9 @@ describe('gateway with workers: 2', () => {
   test('removing a tenant ends its sessions on every worker within 1 s; another tenant is untouched', async () => {
     const acmeForwards = (await forwardsOf(gw, 'acme')).filter((f) => f.state === 'online');
     assert.ok(new Set(acmeForwards.map((f) => f.node)).size >= 1);
+    // traffic of acme on every forward it holds, so each worker has its series
+    for (const f of acmeForwards) assert.equal(await echo(f.port, 'acme\n'), 'acme\n');
+    assert.match(await metricsOf(gw), /tether_connections_opened_total\{tenant="acme"\} 3/);
     const acmeClients = clients.slice(4);
     const closed = acmeClients.map((c) => new Promise<number>((r) => c.once('close', () => r(Date.now()))));
     const removedAt = Date.now();
@@ -216,6 +229,10 @@ describe('gateway with workers: 2', () => {
     const other = await forwardsOf(gw, 'other');
     assert.equal(other.filter((f) => f.state === 'online').length, 4, "the other tenant's forwards stay");
     for (const f of other) assert.equal(await echo(f.port, 'still\n'), 'still\n');
+    // and its series are gone from every worker's figures (label sets stay bounded)
+    const text = await metricsOf(gw);
+    assert.doesNotMatch(text, /tenant="acme"/);
+    assert.match(text, /tether_connections_opened_total\{tenant="other"\} \d+/);
   });
 });
 

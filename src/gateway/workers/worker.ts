@@ -81,6 +81,7 @@ export class WorkerMember implements Component {
   private publishTimer?: NodeJS.Timeout;
   private countsTimer?: NodeJS.Timeout;
   private telling = false;
+  private tellTimer?: NodeJS.Timeout;
   private pendingRelays = 0;
   private lastTold = 0;
   private unsubscribe: Array<() => void> = [];
@@ -164,6 +165,7 @@ export class WorkerMember implements Component {
     if (this.timer) clearInterval(this.timer);
     if (this.publishTimer) clearTimeout(this.publishTimer);
     if (this.countsTimer) clearTimeout(this.countsTimer);
+    if (this.tellTimer) clearTimeout(this.tellTimer);
     for (const u of this.unsubscribe) u();
     this.deps.throttles.publish = undefined;
     this.deps.sessions.shareSessions = undefined;
@@ -179,6 +181,8 @@ export class WorkerMember implements Component {
     } else if (m.t === 'tether:session') {
       this.deps.sessions.sessionElsewhere(m);
     } else if (m.t === 'tether:metrics') {
+      // a forward granted a moment ago reaches the primary before these figures (IPC keeps order)
+      this.flushReport();
       this.deps.metrics().then(
         (metrics) => this.deps.send({ t: 'tether:metrics', id: m.id, metrics }),
         (err: unknown) => this.deps.log.warn({ err }, 'could not collect metrics for the primary'),
@@ -215,13 +219,21 @@ export class WorkerMember implements Component {
     if (this.telling) return;
     this.telling = true;
     const wait = this.lastTold + REPORT_EVERY_MS - Date.now();
-    const send = () => {
-      this.telling = false;
-      this.lastTold = Date.now();
-      this.tellPrimary();
-    };
-    if (wait <= 0) queueMicrotask(send);
-    else setTimeout(send, wait).unref();
+    if (wait <= 0) queueMicrotask(() => this.flushReport());
+    else {
+      this.tellTimer = setTimeout(() => this.flushReport(), wait);
+      this.tellTimer.unref();
+    }
+  }
+
+  /** Sends the report that waits, now (a scrape's figures must not be ahead of the views). */
+  private flushReport(): void {
+    if (!this.telling) return;
+    if (this.tellTimer) clearTimeout(this.tellTimer);
+    this.tellTimer = undefined;
+    this.telling = false;
+    this.lastTold = Date.now();
+    this.tellPrimary();
   }
 
   private schedulePublish(): void {
