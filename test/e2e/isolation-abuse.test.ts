@@ -183,10 +183,12 @@ describe('abuse: brute force, silent clients, floods (one gateway)', () => {
     const banners = Array.from(
       { length: CAP },
       () =>
-        new Promise<void>((resolve) => {
+        new Promise<void>((resolve, reject) => {
           const s = net.connect({ host: '127.0.0.1', port: gw.sshPort });
           s.on('error', () => {});
           s.once('data', () => resolve());
+          // closed without a banner: refused below the cap (fails here instead of hanging)
+          s.once('close', () => reject(new Error('a connection within the cap was closed without a banner')));
           sockets.push(s);
         }),
     );
