@@ -3,7 +3,7 @@
  * nginx (Debian) as a plain reverse proxy to the same upstream, in the same run.
  *
  *   npx tsc -p tsconfig.build.json && npx tsx bench/http-proxy.ts [--duration 8] [--rounds 2]
- *       [--connections 64] [--nginx-workers 1] [--client wrk|raw|agent] [--body json|1k]
+ *       [--connections 64] [--nginx-workers 1] [--workers 1] [--client wrk|raw|agent] [--body json|1k]
  *       [--only nginx,frontdoor-none] [--bin-a /path/to/old/dist/bin/tether.js] [--profile]
  *   npm run bench -- --only http-proxy        (bench/run.ts calls run({ quick }))
  *
@@ -39,6 +39,8 @@ export interface HttpProxyBenchOptions {
   warmup: number;
   connections: number;
   nginxWorkers: string;
+  /** The gateway's `workers` (its front door then runs in each worker; compare with --nginx-workers). */
+  workers: string;
   rounds: number;
   /**
    * "wrk": `wrk -t2 -cN` (when installed); "raw": pre-built requests on plain sockets from node
@@ -62,6 +64,7 @@ const DEFAULTS: HttpProxyBenchOptions = {
   warmup: 2,
   connections: 64,
   nginxWorkers: '1',
+  workers: '1',
   rounds: 2,
   client: hasWrk() ? 'wrk' : 'raw',
   body: 'json',
@@ -507,6 +510,7 @@ async function bench(): Promise<HttpProxyBenchReport> {
           tunnel: { listen: '127.0.0.1:0' },
           admin: { listen: '127.0.0.1:0' },
           log: { level: 'warn' },
+          workers: O.workers === 'auto' ? 'auto' : Number(O.workers),
           http_proxy: {
             listen: `127.0.0.1:${port}`,
             routes: [
@@ -545,7 +549,9 @@ async function bench(): Promise<HttpProxyBenchReport> {
       ['nginx', nginxPort, PATH, {}],
     ];
     for (const [prefix, d] of doors) {
-      serverPids[`${prefix}frontdoor-none`] = serverPids[`${prefix}frontdoor-token`] = () => [d.child.pid!];
+      // the gateway and its workers, when it has some
+      serverPids[`${prefix}frontdoor-none`] = serverPids[`${prefix}frontdoor-token`] = () =>
+        withChildren(d.child.pid!);
       targets.push([`${prefix}frontdoor-none`, d.port, `/none${PATH}`, {}]);
       targets.push([`${prefix}frontdoor-token`, d.port, `/token${PATH}`, callerAuth]);
     }
@@ -618,6 +624,7 @@ async function bench(): Promise<HttpProxyBenchReport> {
         client: O.client,
         rounds: O.rounds,
         nginx_workers: O.nginxWorkers,
+        gateway_workers: O.workers,
         body: O.body,
         body_bytes: BODY.length,
         frontdoor_routes:
@@ -681,6 +688,7 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
       warmup: { type: 'string', default: String(DEFAULTS.warmup) },
       connections: { type: 'string', default: String(DEFAULTS.connections) },
       'nginx-workers': { type: 'string', default: DEFAULTS.nginxWorkers },
+      workers: { type: 'string', default: DEFAULTS.workers },
       rounds: { type: 'string', default: String(DEFAULTS.rounds) },
       client: { type: 'string', default: DEFAULTS.client },
       body: { type: 'string', default: DEFAULTS.body },
@@ -695,6 +703,7 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     warmup: Number(a.warmup),
     connections: Number(a.connections),
     nginxWorkers: a['nginx-workers']!,
+    workers: a.workers!,
     rounds: Number(a.rounds),
     client: a.client === 'agent' ? 'agent' : a.client === 'wrk' ? 'wrk' : 'raw',
     body: a.body === '1k' ? '1k' : 'json',
