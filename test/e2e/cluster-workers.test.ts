@@ -1,13 +1,16 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import ssh2, { type Client } from 'ssh2';
 import { startClusterMembers } from '../helpers/cluster.js';
+import { startConnector, type TestConnector } from '../helpers/connector.js';
 import type { TestGateway } from '../helpers/gateway.js';
+import { startHaproxy, type TestHaproxy } from '../helpers/haproxy.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
-import { tcpExchange } from '../helpers/servers.js';
+import { startHttpServer, type TestServer, tcpExchange } from '../helpers/servers.js';
 import { waitFor } from '../helpers/util.js';
 
 /** An SSH login as a tenant whose forwarded connections echo what they receive. */
@@ -87,7 +90,14 @@ describe('cluster of two members with workers: 2 each', () => {
     acmeKey = await members[1]!.addTenant('acme', ['--ports', String(QUOTA)]);
   });
 
+  let lb: TestHaproxy | undefined;
+  let web: TestServer | undefined;
+  let conn: TestConnector | undefined;
+
   after(async () => {
+    await conn?.stop();
+    await lb?.stop();
+    await web?.close();
     for (const c of [...others.map((o) => o.client), ...acme]) c.end();
     for (const m of members) await m.stop();
     await postgres?.stop();
@@ -245,5 +255,84 @@ describe('cluster of two members with workers: 2 each', () => {
     const f = online(await forwardsOf(members[1]!, 'other')).find((x) => x.node?.startsWith('gw2/'));
     assert.ok(f, 'a forward served by gw2');
     await reachable(ips[0]!, f.port, 'back\n');
+  });
+
+  test('a rolling restart: SIGTERM to the member that holds a connector drains its workers, the connector moves to the other member, and the lease port there answers throughout', async () => {
+    lb = await startHaproxy(members.map((m, i) => ({ name: `gw${i + 1}`, host: ips[i]!, port: m.sshPort })));
+    web = await startHttpServer('inside');
+    const key = await members[0]!.addTenant('roll');
+    conn = await startConnector({
+      gateway: `127.0.0.1:${lb.port}`,
+      tenant: 'roll',
+      keyFile: key,
+      config: { gateway_fingerprint: members[0]!.hostFingerprint },
+      repositories: { g: { web: `http://127.0.0.1:${web.port}` } },
+    });
+    const port = await conn.leasePort('g/web');
+    const ownerNode = await waitFor(
+      async () =>
+        online(await forwardsOf(members[0]!, 'roll')).find((f) => f.label === 'g/web')?.node ?? null,
+      { timeout: 15_000, what: 'the forward online' },
+    );
+    const owner = Number(ownerNode.slice(2, 3)) - 1;
+    const other = 1 - owner;
+    const url = `http://${ips[other]}:${port}/x`;
+    await waitFor(async () => ((await fetch(url).catch(() => null))?.status === 200 ? true : null), {
+      timeout: 15_000,
+      what: 'the lease port answering on the other member',
+    });
+    // callers on the other member's lease port, one after another, through the whole drain: each
+    // a new connection (a kept-alive one relayed to the drained member ends with it, as any does)
+    let stop = false;
+    let served = 0;
+    const failures: string[] = [];
+    const call = () =>
+      new Promise<string>((resolve, reject) => {
+        const req = http.get(url, { agent: false, timeout: 5_000 }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => {
+            body += c.toString();
+          });
+          res.on('end', () => resolve(`${res.statusCode} ${body}`));
+          res.on('error', reject);
+        });
+        req.on('timeout', () => req.destroy(new Error('no answer within 5 s')));
+        req.on('error', reject);
+      });
+    const callers = (async () => {
+      while (!stop) {
+        try {
+          const answer = await call();
+          if (/^200 .*from inside/.test(answer)) served++;
+          else failures.push(answer.slice(0, 80));
+        } catch (err) {
+          failures.push(`${(err as Error).message} at ${Date.now()}`);
+        }
+      }
+    })();
+    const drained = members[owner]!;
+    await drained.kill('SIGTERM');
+    assert.equal(drained.process.exitCode, 0, 'the drained member exits 0');
+    const moved = await waitFor(
+      async () =>
+        online(await forwardsOf(members[other]!, 'roll')).find(
+          (f) => f.label === 'g/web' && f.node?.startsWith(`gw${other + 1}/`),
+        ) ?? null,
+      { timeout: 20_000, what: 'the forward on a worker of the other member' },
+    );
+    assert.equal(moved.port, port, 'the same lease port');
+    const before = served;
+    await waitFor(async () => (served >= before + 5 ? true : null), {
+      timeout: 10_000,
+      what: 'callers served after the move',
+    }).catch((err: Error) => {
+      stop = true;
+      throw new Error(
+        `${err.message}: served ${served}, failures ${JSON.stringify(failures.slice(-5))} of ${failures.length}`,
+      );
+    });
+    stop = true;
+    await callers;
+    assert.deepEqual(failures, [], `${served} callers served; none failed`);
   });
 });
