@@ -102,10 +102,7 @@ describe('access proxy: OpenSSH through HTTP CONNECT to a real sshd behind a con
       repositories: { grp: { secure: `https://127.0.0.1:${tlsPort}` } },
     });
 
-    const r = await gw.api('GET', '/v1/tenants/acme/repositories');
-    key = (r.json as { groups: Array<{ group: string; key: string }> }).groups.find(
-      (g) => g.group === 'grp',
-    )!.key;
+    key = await gw.groupKey('acme', 'grp');
   });
 
   after(async () => {

@@ -170,10 +170,7 @@ describe('source-address allowlists (allow_from, tunnel_from)', () => {
   });
 
   test('the access proxy answers 403 with the reason outside the list, and connects inside', async () => {
-    const keys = await gw.api('GET', '/v1/tenants/acme/repositories');
-    const groupKey = (keys.json as { groups: Array<{ group: string; key: string }> }).groups.find(
-      (g) => g.group === 'g',
-    )!.key;
+    const groupKey = await gw.groupKey('acme', 'g');
     const auth = `Basic ${Buffer.from(`acme:${groupKey}`).toString('base64')}`;
     const out = await connectVia(proxyPort, 'echo.g.acme:1', auth, '127.0.0.1');
     out.socket.destroy();

@@ -168,10 +168,7 @@ describe('drain: SIGTERM on a single gateway', () => {
       repositories: { grp: { echo: `tcp://127.0.0.1:${echo.port}` } },
     });
     stops.push(() => conn.stop());
-    const listing = (await gw.api('GET', '/v1/tenants/acme/repositories')).json as {
-      groups: Array<{ group: string; key: string }>;
-    };
-    const groupKey = listing.groups.find((g) => g.group === 'grp')!.key;
+    const groupKey = await gw.groupKey('acme', 'grp');
     const auth = Buffer.from(`acme:${groupKey}`).toString('base64');
     const tunnel = await hold(proxy);
     const answer = await new Promise<string>((resolve) => {

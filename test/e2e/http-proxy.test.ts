@@ -428,10 +428,7 @@ describe('http-proxy: routes, authentication, sanitising and credential injectio
       forwards: [{ label: 'grp/web', port: echo.port }],
     });
     assert.ok(ssh.ports.get('grp/web'));
-    const repos = (await gw.api('GET', '/v1/tenants/acme/repositories')).json as {
-      groups: Array<{ group: string; key: string }>;
-    };
-    const key = repos.groups.find((g) => g.group === 'grp')!.key;
+    const key = await gw.groupKey('acme', 'grp');
     const ok = await request(port, {
       path: '/wiki/page?id=7',
       headers: { authorization: basic('acme', key) },

@@ -193,10 +193,7 @@ describe('isolation: one tenant against another, and against the gateway itself'
       ['acme', 'other'],
       ['beta', 'grp'],
     ] as const) {
-      const r = await gw.api('GET', `/v1/tenants/${tenant}/repositories`);
-      keys[`${tenant}/${group}`] = (r.json as { groups: Array<{ group: string; key: string }> }).groups.find(
-        (g) => g.group === group,
-      )!.key;
+      keys[`${tenant}/${group}`] = await gw.groupKey(tenant, group);
     }
   });
   after(async () => {

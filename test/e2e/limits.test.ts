@@ -283,10 +283,7 @@ describe('traffic quota and counters through a real connector', () => {
     const proxyPort = Number(
       (await gw.output.wait(/"event":"gateway.started".*"access_proxy":"127\.0\.0\.1:(\d+)"/))[1],
     );
-    const keys = (await gw.api('GET', '/v1/tenants/metered/repositories')).json as {
-      groups: Array<{ group: string; key: string }>;
-    };
-    const key = keys.groups.find((g) => g.group === 'grp')!.key;
+    const key = await gw.groupKey('metered', 'grp');
     const answer = await new Promise<string>((resolve, reject) => {
       const s = net.connect({ host: '127.0.0.1', port: proxyPort });
       let got = '';

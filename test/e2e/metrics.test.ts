@@ -162,10 +162,7 @@ describe('Prometheus metrics after real traffic', () => {
     await new Promise<void>((r) => held.on('data', () => {}).once('close', () => r()));
 
     // Access proxy: a wrong group key (an auth failure), then the right one with 1 000 bytes.
-    const repos = (await gw.api('GET', '/v1/tenants/acme/repositories')).json as {
-      groups: Array<{ group: string; key: string }>;
-    };
-    const groupKey = repos.groups.find((g) => g.group === 'grp')!.key;
+    const groupKey = await gw.groupKey('acme', 'grp');
     const basic = (p: string) => `Basic ${Buffer.from(`acme:${p}`).toString('base64')}`;
     assert.equal(
       await connectAndEcho(proxyPort, 'echo.grp.acme:7', basic('wrong-key'), Buffer.alloc(1)),

@@ -64,10 +64,7 @@ describe('secrets in logs, file modes and answers that do not tell existence', (
       keyFile: await gw.addTenant('acme'),
       repositories: { grp: { web: `http://127.0.0.1:${site.port}` } },
     });
-    const r = await gw.api('GET', '/v1/tenants/acme/repositories');
-    key = (r.json as { groups: Array<{ group: string; key: string }> }).groups.find(
-      (g) => g.group === 'grp',
-    )!.key;
+    key = await gw.groupKey('acme', 'grp');
   });
 
   after(async () => {

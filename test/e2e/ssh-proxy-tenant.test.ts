@@ -54,9 +54,7 @@ describe('ssh proxy: tenant realm through a connector', () => {
       keyFile,
       repositories: { grp: { box: `ssh://127.0.0.1:${sshd.port}`, web: `http://127.0.0.1:${web.port}` } },
     });
-    const repos = await gw.api('GET', '/v1/tenants/acme/repositories');
-    const groups = (repos.json as { groups: Array<{ group: string; key: string }> }).groups;
-    groupKey = groups.find((g) => g.group === 'grp')!.key;
+    groupKey = await gw.groupKey('acme', 'grp');
     client = new PasswordClient(await proxyPort(gw));
   });
 

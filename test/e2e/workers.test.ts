@@ -115,11 +115,7 @@ describe('gateway with workers: 2', () => {
     }
     // The access proxy runs in both workers: a CONNECT lands on either, and reaches a forward
     // served by the other through the relay between workers.
-    const keyOf = await gw.api('GET', '/v1/tenants/other/repositories');
-    const key = (keyOf.json as { groups: Array<{ group: string; key: string }> }).groups.find(
-      (g) => g.group === 'g',
-    )?.key;
-    assert.ok(key, 'group key listed');
+    const key = await gw.groupKey('other', 'g');
     const proxy = Number(
       (await gw.output.wait(/"event":"gateway.started".*"access_proxy":"127\.0\.0\.1:(\d+)"/))[1],
     );
@@ -322,10 +318,7 @@ describe('gateway with workers: 2, a worker killed', () => {
     // /metrics (the primary) is the whole gateway's: every worker's sessions, the restart counted
     const text = await waitFor(
       async () => {
-        const res = await fetch(`${gw.adminUrl}/metrics`, {
-          headers: { authorization: `Bearer ${gw.adminToken}` },
-        });
-        const body = await res.text();
+        const body = await metricsOf(gw);
         return /^tether_sessions 4$/m.test(body) ? body : null;
       },
       { timeout: 10_000, what: 'tether_sessions 4 in /metrics' },
@@ -382,10 +375,7 @@ describe('gateway with workers: 2, every front door', () => {
       keyFile,
       repositories: { grp: { box: `ssh://127.0.0.1:${sshd.port}`, web: `http://127.0.0.1:${web.port}` } },
     });
-    const repos = await gw.api('GET', '/v1/tenants/acme/repositories');
-    groupKey = (repos.json as { groups: Array<{ group: string; key: string }> }).groups.find(
-      (g) => g.group === 'grp',
-    )!.key;
+    groupKey = await gw.groupKey('acme', 'grp');
   });
 
   after(async () => {

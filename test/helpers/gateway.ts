@@ -41,6 +41,8 @@ export interface TestGateway {
   tether(args: string[], opts?: { input?: string; env?: NodeJS.ProcessEnv }): Promise<RunResult>;
   /** Adds a tenant and returns the path of its private key file. */
   addTenant(id: string, extraArgs?: string[]): Promise<string>;
+  /** The key of a tenant's group, as the admin API lists it (throws when the group is not listed). */
+  groupKey(tenant: string, group: string): Promise<string>;
   /** Admin API call with the token. */
   api(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }>;
   stop(): Promise<void>;
@@ -159,6 +161,15 @@ export async function startGateway(opts: StartGatewayOptions = {}): Promise<Test
       const keyFile = join(dir, `${id}.key`);
       writeFileSync(keyFile, r.stdout, { mode: 0o600 });
       return keyFile;
+    },
+    groupKey: async (tenant: string, group: string) => {
+      const r = await gw.api('GET', `/v1/tenants/${tenant}/repositories`);
+      const found = (r.json as { groups?: Array<{ group: string; key: string }> }).groups?.find(
+        (g) => g.group === group,
+      );
+      if (!found)
+        throw new Error(`group ${group} of ${tenant} not listed (${r.status}): ${JSON.stringify(r.json)}`);
+      return found.key;
     },
     api: async (method: string, path: string, body?: unknown) => {
       const res = await fetch(`${gw.adminUrl}${path}`, {
