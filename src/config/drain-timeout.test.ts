@@ -1,20 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { isTetherError } from '../errors/index.js';
+import { configProblem } from '../../test/helpers/core.js';
 import { gatewayConfigFrom } from './gateway.js';
 
 const load = (drain_timeout: unknown) =>
   gatewayConfigFrom(drain_timeout === undefined ? {} : { drain_timeout }, 'gateway.yaml', {});
 
-function problem(v: unknown): string {
-  try {
-    load(v);
-  } catch (e) {
-    assert.ok(isTetherError(e, 'CONFIG_INVALID'), String(e));
-    return e.message;
-  }
-  assert.fail(`${JSON.stringify(v)} accepted`);
-}
+const problem = (v: unknown) => configProblem(() => load(v), `${JSON.stringify(v)} accepted`);
 
 test('drain_timeout: 30 s by default; durations, seconds and 0 accepted', () => {
   assert.equal(load(undefined).drain_timeout, 30_000);

@@ -1,20 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { isTetherError } from '../errors/index.js';
+import { configProblem } from '../../test/helpers/core.js';
 import { gatewayConfigFrom } from './gateway.js';
 
 const load = (doc: Record<string, unknown>, env: NodeJS.ProcessEnv = {}) =>
   gatewayConfigFrom(doc, 'gateway.yaml', env);
 
-function problem(doc: Record<string, unknown>): string {
-  try {
-    load(doc);
-  } catch (e) {
-    assert.ok(isTetherError(e, 'CONFIG_INVALID'), String(e));
-    return e.message;
-  }
-  assert.fail(`${JSON.stringify(doc)} accepted`);
-}
+const problem = (doc: Record<string, unknown>) =>
+  configProblem(() => load(doc), `${JSON.stringify(doc)} accepted`);
 
 test('workers: 1 by default; whole numbers, "auto" and a number from the environment accepted', () => {
   assert.equal(load({}).workers, 1);

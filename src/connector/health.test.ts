@@ -6,11 +6,10 @@ import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { FakeClock } from '../../test/helpers/core.js';
+import { configProblem, FakeClock } from '../../test/helpers/core.js';
 import { waitFor } from '../../test/helpers/util.js';
 import { connectConfigFromText, type RepositoryConfig } from '../config/connect.js';
 import { generateKeyPair } from '../core/ssh-keys.js';
-import { isTetherError } from '../errors/index.js';
 import { silentLogger } from '../log/index.js';
 import type { TunnelSession } from '../tunnel/client.js';
 import type { ConnectorMessage } from '../tunnel/control-protocol.js';
@@ -32,13 +31,7 @@ function load(yaml: string) {
 }
 
 function problems(yaml: string): string {
-  try {
-    load(yaml);
-  } catch (e) {
-    assert.ok(isTetherError(e, 'CONFIG_INVALID'), String(e));
-    return e.message;
-  }
-  assert.fail('expected CONFIG_INVALID');
+  return configProblem(() => load(yaml));
 }
 
 describe('connect.yaml health_check', () => {

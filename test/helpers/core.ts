@@ -1,4 +1,6 @@
+import assert from 'node:assert/strict';
 import type { Clock } from '../../src/core/clock.js';
+import { isTetherError } from '../../src/errors/index.js';
 import { silentLogger } from '../../src/log/index.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
 import type { Store } from '../../src/store/types.js';
@@ -68,4 +70,18 @@ export async function onPostgresToo(
   }
   after(async () => server.stop());
   contract('postgres', async () => openPostgresStore(await server.newDatabase()));
+}
+
+/**
+ * The message of the CONFIG_INVALID error `load` throws; the test fails with `accepted` when it
+ * throws none, and with the error itself when it throws another.
+ */
+export function configProblem(load: () => unknown, accepted = 'expected CONFIG_INVALID'): string {
+  try {
+    load();
+  } catch (e) {
+    assert.ok(isTetherError(e, 'CONFIG_INVALID'), String(e));
+    return e.message;
+  }
+  assert.fail(accepted);
 }
