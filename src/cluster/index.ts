@@ -45,8 +45,6 @@ export class ClusterMember implements Component {
   private memberAddresses = new Set<string>();
   /** Which relay header each member reads: 1 for a member of an earlier release (no answer). */
   private readonly relayVersions = new Map<string, 1 | 2>();
-  /** Lease ports of other members' forwards at the last sync (this process relays them). */
-  private relayedPorts = new Set<number>();
   /** Lease ports of other members this one could not bind for relaying (warned once each). */
   private readonly unbindable = new Set<number>();
 
@@ -249,14 +247,11 @@ export class ClusterMember implements Component {
       });
     }
     this.learnMembers(nodes);
-    registry.setRemote(remote, 'cluster');
+    const unrelayed = registry.setRemote(remote, 'cluster');
     // a primary of workers only shows them; its workers listen and relay
     if (!this.relays) return;
-    // Ports no other member serves now: closed unless a forward here still uses them. (Not the
-    // registry's vanished ports: a port another worker of this member serves stays in its view.)
-    const before = this.relayedPorts;
-    this.relayedPorts = new Set(remote.map((r) => r.port));
-    for (const port of before) if (!this.relayedPorts.has(port)) leasePorts.close(port);
+    // closed unless a forward here still uses them (another worker's forward does not keep them)
+    for (const port of unrelayed) leasePorts.close(port);
     for (const r of remote) {
       if (leasePorts.isOpen(r.port)) continue;
       await leasePorts.open(r.port).then(

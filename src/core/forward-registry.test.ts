@@ -207,8 +207,9 @@ describe('ForwardRegistry: a forward moving between cluster members (drain hando
     const here = endpoint('1', []);
     here.withdrawn = 'connect ECONNREFUSED 127.0.0.1:80';
     r.add('acme', 'g/web', 3000, here, null);
-    r.setRemote([remoteAt('gw2')], 'cluster');
-    r.setRemote([{ ...remoteAt('gw1/worker-2'), sibling: true }], 'workers');
+    assert.deepEqual(r.setRemote([remoteAt('gw2')], 'cluster'), []);
+    assert.deepEqual(r.setRemote([{ ...remoteAt('gw1/worker-2'), sibling: true }], 'workers'), []);
+    assert.equal(r.relaysPort(3000), true);
     // from another worker: served here or not at all
     const fromWorker = r.open('acme', 'g/web', origin, { reach: 'none' });
     await assert.rejects(
@@ -223,6 +224,10 @@ describe('ForwardRegistry: a forward moving between cluster members (drain hando
     relayedTo.length = 0;
     for (let i = 0; i < 12; i++) (await r.open('acme', 'g/web', origin)).close(0, 0);
     assert.deepEqual([...new Set(relayedTo)].sort(), ['gw1/worker-2', 'gw2']);
+    // the other member's forward leaves: its port is no longer relayed from here, though a
+    // sibling worker still serves it (that does not keep a listener here)
+    assert.deepEqual(r.setRemote([], 'cluster'), [3000]);
+    assert.equal(r.relaysPort(3000), false);
   });
 
   test('the old owner refuses the relay (its forward just left): the caller waits and is served by the forward that arrived here', async () => {

@@ -222,11 +222,11 @@ export class ForwardRegistry extends EventEmitter {
 
   /**
    * Replaces the view of forwards served elsewhere that `source` knows (the cluster directory's
-   * other members, or this gateway's other workers); returns the ports that appeared and vanished
-   * from the whole view.
+   * other members, or this gateway's other workers); returns the ports no other member serves
+   * any more (`relaysPort` turned false: a listener kept for relaying may close).
    */
-  setRemote(list: RemoteForward[], source: RemoteSource = 'cluster'): { added: number[]; removed: number[] } {
-    const before = new Set(this.remotePorts.keys());
+  setRemote(list: RemoteForward[], source: RemoteSource = 'cluster'): number[] {
+    const before = this.memberPorts;
     this.remoteSources.set(source, list);
     this.remote = new Map();
     this.remotePorts = new Map();
@@ -240,12 +240,8 @@ export class ForwardRegistry extends EventEmitter {
       this.remotePorts.set(r.port, r);
       if (!r.sibling) this.memberPorts.add(r.port);
     }
-    const after = new Set(this.remotePorts.keys());
     this.emit('remote', { tenants: this.changedTenants('forwards', all) });
-    return {
-      added: [...after].filter((p) => !before.has(p)),
-      removed: [...before].filter((p) => !after.has(p)),
-    };
+    return [...before].filter((p) => !this.memberPorts.has(p));
   }
 
   /** Whether another cluster member serves a forward on `port` (this process relays it there). */
