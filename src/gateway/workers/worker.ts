@@ -86,9 +86,12 @@ export class WorkerMember implements Component {
   private lastTold = 0;
   private unsubscribe: Array<() => void> = [];
   private stopped = false;
+  /** Keeps its row and publishes its forwards itself (in a cluster, the cluster part does). */
+  private readonly directory: boolean;
 
   constructor(private readonly deps: WorkerMemberDeps) {
     this.nodeId = workerNode(deps.slot, deps.member);
+    this.directory = !deps.member;
     this.startedAt = new Date(deps.clock.now()).toISOString();
   }
 
@@ -112,15 +115,11 @@ export class WorkerMember implements Component {
       { event: 'worker.relay_listening', port: this.relayPort },
       `takes connections other workers relay on 127.0.0.1:${this.relayPort}`,
     );
-    // another cluster member's forward (`sibling` unset) goes to the cluster's relay, when set
-    const members = registry.remoteOpener;
-    registry.remoteOpener = (r, origin) =>
-      !r.sibling && members ? members(r, origin) : this.relay(r, origin);
+    // in a cluster, the member's cluster part (started after this) keeps this for `sibling` forwards
+    registry.remoteOpener = (r, origin) => this.relay(r, origin);
     this.deps.throttles.publish = (name, source) => this.deps.send({ t: 'tether:throttle', name, source });
     this.deps.sessions.shareSessions = (e) => this.deps.send({ t: 'tether:session', ...e });
-    // in a cluster, the member's cluster part keeps this worker's row and publishes its forwards
-    const directory = !this.deps.member;
-    if (directory) await this.heartbeat();
+    if (this.directory) await this.heartbeat();
     this.unsubscribe.push(
       this.deps.onMessage((m) => {
         if (isMessage<PrimaryMessage>(m)) this.onPrimary(m);
@@ -131,7 +130,7 @@ export class WorkerMember implements Component {
     );
     const onForward = () => {
       this.tellPrimarySoon();
-      if (directory) this.schedulePublish();
+      if (this.directory) this.schedulePublish();
     };
     // connection counts reach the primary's views at most every CONNECTIONS_REPORT_MS
     const onConnection = () => {
@@ -149,7 +148,7 @@ export class WorkerMember implements Component {
       registry.off('session', onForward);
       registry.off('connection', onConnection);
     });
-    if (directory) {
+    if (this.directory) {
       this.timer = setInterval(() => {
         this.heartbeat().catch((err: unknown) => log.warn({ err }, 'worker heartbeat failed'));
         if (this.deps.leases.hasClaims()) this.schedulePublish();
@@ -170,7 +169,7 @@ export class WorkerMember implements Component {
     this.deps.throttles.publish = undefined;
     this.deps.sessions.shareSessions = undefined;
     this.relayServer?.close();
-    await this.deps.store.setNodeForwards(this.nodeId, []).catch(() => {});
+    if (this.directory) await this.deps.store.setNodeForwards(this.nodeId, []).catch(() => {});
   }
 
   private onPrimary(m: PrimaryMessage): void {
