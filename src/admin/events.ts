@@ -3,11 +3,16 @@ import type { TenantEvents } from '../core/events.js';
 import type { ForwardRegistry, LiveSession } from '../core/forward-registry.js';
 import type { TenantService } from '../core/tenants.js';
 import { isTetherError } from '../errors/index.js';
-import { type LogEvent, type Logger, onLogEvents } from '../log/index.js';
+import type { Logger } from '../log/index.js';
 import type { Store } from '../store/types.js';
 import type { SourceAllowlists } from '../tunnel/source-allowlists.js';
+import { type ActivityItem, latestActivity, RecentActivity } from './activity.js';
 import type { TenantView } from './schemas.js';
+import { mergeStats, type StatsMessage, TrafficSampler } from './traffic-stats.js';
 import { tenantViews } from './views.js';
+
+export type { ActivityItem } from './activity.js';
+export type { ForwardStats, StatsMessage, TenantStats } from './traffic-stats.js';
 
 export interface LiveEventsDeps {
   store: Store;
@@ -20,75 +25,17 @@ export interface LiveEventsDeps {
   allowlists?: Pick<SourceAllowlists, 'view'>;
   /** How often throughput is sent, ms (default 1000). */
   interval?: number;
+  /** Under `workers` (the primary): the workers' figures and records, shown with its own. */
+  workers?: WorkersView;
 }
 
-/** Per tenant, once a second: what moves right now. */
-export interface TenantStats {
-  sessions: number;
-  connections: number;
-  /** Bytes per second through the tenant's sessions: toward the connectors and back. */
-  in_rate: number;
-  out_rate: number;
-}
-
-export interface ForwardStats {
-  connections: number;
-  total_connections: number;
-  /** Bytes of closed connections since the forward came up. */
-  bytes_in: number;
-  bytes_out: number;
-}
-
-export interface StatsMessage {
-  time: string;
-  tenants: Record<string, TenantStats>;
-  /** Keyed by "<tenant> <label>". */
-  forwards: Record<string, ForwardStats>;
-}
-
-/** One line of the activity feed: an event record, with only fields that are safe to show. */
-export interface ActivityItem {
-  time: string;
-  event: string;
-  level: string;
-  msg?: string;
-  [field: string]: unknown;
-}
-
-const ACTIVITY_FIELDS = [
-  'tenant',
-  'label',
-  'port',
-  'source',
-  'reason',
-  'code',
-  'quota',
-  'fingerprint',
-  'front_door',
-  'repository',
-  'status',
-  'bytes_in',
-  'bytes_out',
-  'duration_ms',
-  'group',
-];
-
-const ACTIVITY_KEEP = 50;
-
-/** One event record as the activity feed shows it: only the fields that are safe to show. */
-function activityItem(e: LogEvent): ActivityItem {
-  const item: ActivityItem = {
-    time: new Date(e.time).toISOString(),
-    event: e.fields.event,
-    level: e.levelName,
-    msg: e.msg,
-  };
-  const all = { ...e.bindings, ...e.fields };
-  for (const k of ACTIVITY_FIELDS) {
-    const v = all[k];
-    if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') item[k] = v;
-  }
-  return item;
+/** What the primary's dashboard reads of its workers (each answers for what it carries). */
+export interface WorkersView {
+  stats(advance: boolean): Promise<StatsMessage[]>;
+  /** Each worker's last records. */
+  activity(): Promise<ActivityItem[][]>;
+  /** Every worker's new records go to `fn` while it is set (undefined: stop). */
+  watch(fn: ((item: ActivityItem) => void) | undefined): void;
 }
 
 interface Client {
@@ -103,16 +50,19 @@ interface Client {
 export class LiveEvents {
   private readonly clients = new Set<Client>();
   private readonly pendingTenants = new Set<string>();
-  /** The last event records, newest last (`activityItem` shapes them for the dashboard). */
-  private readonly recent: LogEvent[] = [];
+  /** The last event records of this process's log, and each new one while a dashboard watches. */
+  private readonly activity: RecentActivity;
   private flushTimer?: NodeJS.Timeout;
   private statsTimer?: NodeJS.Timeout;
-  /** Last traffic sample per session id. */
-  private samples = new Map<string, { received: number; sent: number; at: number }>();
+  private readonly sampler: TrafficSampler;
+  /** A sample is being taken (under `workers` it waits for the workers' answers). */
+  private sampling = false;
   private readonly unsubscribe: Array<() => void> = [];
 
   constructor(private readonly deps: LiveEventsDeps) {
     const { registry, events } = deps;
+    this.sampler = new TrafficSampler(registry);
+    this.activity = new RecentActivity(deps.log);
     const onSession = (e: { session: LiveSession }) => this.touch(e.session.tenant);
     const onForward = (e: { forward: { tenant: string } }) => this.touch(e.forward.tenant);
     // forwards and sessions other processes (workers) report
@@ -127,13 +77,6 @@ export class LiveEvents {
       () => registry.off('forward', onForward),
       () => registry.off('remote', onRemote),
       events.on((c) => this.touch(c.tenant)),
-      onLogEvents(deps.log, (e) => {
-        // Kept as logged and shaped for the dashboard only when one is watching (or asks for
-        // the snapshot): a gateway nobody watches pays two array operations per record.
-        this.recent.push(e);
-        if (this.recent.length > ACTIVITY_KEEP) this.recent.shift();
-        if (this.clients.size > 0) this.broadcast('activity', activityItem(e));
-      }),
     );
   }
 
@@ -151,14 +94,19 @@ export class LiveEvents {
     });
     res.write('retry: 2000\n\n');
     const client: Client = { res };
-    const tenants = await this.views();
+    const [tenants, stats, elsewhere] = await Promise.all([
+      this.views(),
+      this.stats(false),
+      this.deps.workers?.activity() ?? [],
+    ]);
     if (res.destroyed) return;
-    send(res, 'snapshot', { tenants, activity: this.recent.map(activityItem), stats: this.stats(false) });
+    const activity = latestActivity([this.activity.items(), ...elsewhere]);
+    send(res, 'snapshot', { tenants, activity, stats });
     this.clients.add(client);
-    this.startStats();
+    if (this.clients.size === 1) this.watch(true);
     const done = () => {
-      this.clients.delete(client);
-      if (this.clients.size === 0) this.stopStats();
+      if (!this.clients.delete(client)) return;
+      if (this.clients.size === 0) this.watch(false);
     };
     req.once('close', done);
     res.once('close', done);
@@ -169,7 +117,8 @@ export class LiveEvents {
     for (const u of this.unsubscribe.splice(0)) u();
     for (const c of this.clients) c.res.end();
     this.clients.clear();
-    this.stopStats();
+    this.watch(false);
+    this.activity.close();
     if (this.flushTimer) clearTimeout(this.flushTimer);
   }
 
@@ -213,12 +162,29 @@ export class LiveEvents {
     for (const c of this.clients) send(c.res, event, data);
   }
 
+  /** While a dashboard watches: new records as they are logged, and the figures every second. */
+  private watch(on: boolean): void {
+    const item = on ? (a: ActivityItem) => this.broadcast('activity', a) : undefined;
+    this.activity.watch(item);
+    this.deps.workers?.watch(item);
+    if (on) this.startStats();
+    else this.stopStats();
+  }
+
   private startStats(): void {
     if (this.statsTimer) return;
-    this.statsTimer = setInterval(
-      () => this.broadcast('stats', this.stats(true)),
-      this.deps.interval ?? 1000,
-    );
+    this.statsTimer = setInterval(() => {
+      if (this.sampling) return;
+      this.sampling = true;
+      this.stats(true)
+        .then(
+          (stats) => this.broadcast('stats', stats),
+          (err: unknown) => this.deps.log.warn({ err }, 'dashboard: could not take the traffic figures'),
+        )
+        .finally(() => {
+          this.sampling = false;
+        });
+    }, this.deps.interval ?? 1000);
     this.statsTimer.unref();
   }
 
@@ -227,42 +193,14 @@ export class LiveEvents {
     this.statsTimer = undefined;
   }
 
-  /** Throughput from the sessions' transport counters; connections and bytes from the registry. */
-  stats(advance: boolean): StatsMessage {
-    const now = Date.now();
-    const tenants: Record<string, TenantStats> = {};
-    const forTenant = (t: string) => {
-      tenants[t] ??= { sessions: 0, connections: 0, in_rate: 0, out_rate: 0 };
-      return tenants[t];
-    };
-    const next = new Map<string, { received: number; sent: number; at: number }>();
-    for (const s of this.deps.registry.sessionsOf()) {
-      const t = forTenant(s.tenant);
-      t.sessions++;
-      const traffic = s.traffic?.();
-      if (!traffic) continue;
-      const sample = { ...traffic, at: now };
-      next.set(s.id, sample);
-      const prev = this.samples.get(s.id);
-      if (prev && now > prev.at) {
-        const secs = (now - prev.at) / 1000;
-        // Bytes the gateway sent on the tunnel go toward the connector ("in").
-        t.in_rate += Math.max(0, Math.round((sample.sent - prev.sent) / secs));
-        t.out_rate += Math.max(0, Math.round((sample.received - prev.received) / secs));
-      }
-    }
-    if (advance) this.samples = next;
-    const forwards: Record<string, ForwardStats> = {};
-    for (const f of this.deps.registry.list()) {
-      forTenant(f.tenant).connections += f.connections;
-      forwards[`${f.tenant} ${f.label}`] = {
-        connections: f.connections,
-        total_connections: f.totalConnections,
-        bytes_in: f.bytesIn,
-        bytes_out: f.bytesOut,
-      };
-    }
-    return { time: new Date(now).toISOString(), tenants, forwards };
+  /**
+   * The live figures: this process's, and under `workers` (in the primary) every worker's, added
+   * up. A worker that does not answer in time is left out of this one sample.
+   */
+  private async stats(advance: boolean): Promise<StatsMessage> {
+    const own = this.sampler.stats(advance);
+    if (!this.deps.workers) return own;
+    return mergeStats([own, ...(await this.deps.workers.stats(advance))], own.time);
   }
 }
 

@@ -139,6 +139,13 @@ async function primaryGateway(config: GatewayConfig, log: Logger, count: number)
       tunnelAddress: () => pool?.tunnelAddress() ?? '',
       workerExtra: () => pool?.workerExtra() ?? {},
       workerMetrics: async () => (pool ? pool.workerMetrics() : []),
+      workers: {
+        stats: async (advance) => (pool ? pool.workerStats(advance) : []),
+        activity: async () => (pool ? pool.workerActivity() : []),
+        watch: (fn) => pool?.watchActivity(fn),
+      },
+      workerCounts: async () => (pool ? pool.workerCounts() : { connections: 0, sessions: 0 }),
+      workersDrained: () => pool?.workersDrained() ?? { asked: 0, moved: 0, cut: 0 },
     },
   });
   return gw
@@ -166,6 +173,8 @@ async function primaryGateway(config: GatewayConfig, log: Logger, count: number)
  */
 async function runWorker(config: GatewayConfig, parentLog: Logger, of: number): Promise<void> {
   const { WorkerMember } = await import('../gateway/workers/worker.js');
+  const { TrafficSampler } = await import('../admin/traffic-stats.js');
+  const { RecentActivity } = await import('../admin/activity.js');
   const { WORKER_RELAY_KEY_ENV, WORKER_SLOT_ENV, isMessage } = await import('../gateway/workers/protocol.js');
   const slot = Number(process.env[WORKER_SLOT_ENV]);
   const relayKey = process.env[WORKER_RELAY_KEY_ENV] ?? '';
@@ -178,29 +187,33 @@ async function runWorker(config: GatewayConfig, parentLog: Logger, of: number): 
     version: VERSION,
     role: { kind: 'worker', slot, of },
   });
-  gw.use(
-    (ctx) =>
-      new WorkerMember({
-        log: ctx.log,
-        clock: ctx.clock,
-        store: ctx.store,
-        registry: ctx.registry,
-        events: ctx.events,
-        leases: ctx.leases,
-        listeners: ctx.listeners,
-        metrics: () => ctx.metrics.registry.getMetricsAsJSON(),
-        throttles: ctx.throttles,
-        sessions: ctx.metrics,
-        slot,
-        relayKey,
-        member: ctx.nodeId,
-        send,
-        onMessage: (fn) => {
-          process.on('message', fn);
-          return () => process.off('message', fn);
-        },
-      }),
-  );
+  gw.use((ctx) => {
+    const sampler = new TrafficSampler(ctx.registry);
+    const activity = new RecentActivity(ctx.log);
+    return new WorkerMember({
+      log: ctx.log,
+      clock: ctx.clock,
+      store: ctx.store,
+      registry: ctx.registry,
+      events: ctx.events,
+      leases: ctx.leases,
+      listeners: ctx.listeners,
+      metrics: () => ctx.metrics.registry.getMetricsAsJSON(),
+      stats: (advance) => sampler.stats(advance),
+      activity,
+      openConnections: () => ctx.broker.openCount(),
+      throttles: ctx.throttles,
+      sessions: ctx.metrics,
+      slot,
+      relayKey,
+      member: ctx.nodeId,
+      send,
+      onMessage: (fn) => {
+        process.on('message', fn);
+        return () => process.off('message', fn);
+      },
+    });
+  });
   withFrontDoors(gw);
   let exiting = false;
   const exit = (code: number) => {
@@ -219,7 +232,21 @@ async function runWorker(config: GatewayConfig, parentLog: Logger, of: number): 
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => {});
   process.on('message', (m: unknown) => {
     if (!isMessage<PrimaryMessage>(m)) return;
-    if (m.t === 'tether:drain') finish(gw.drain(m.startedAt));
+    if (m.t === 'tether:drain')
+      finish(
+        gw.drain(m.startedAt).then(async (r) => {
+          // sent before the exit, and waited for: a message still queued dies with the process
+          if (r && process.connected)
+            await new Promise<void>((resolve) =>
+              process.send?.(
+                { t: 'tether:drained', asked: r.asked, moved: r.moved, cut: r.cut },
+                undefined,
+                {},
+                () => resolve(),
+              ),
+            );
+        }),
+      );
     else if (m.t === 'tether:stop') finish(gw.stop());
   });
   process.on('disconnect', () => {

@@ -36,8 +36,9 @@ export async function drainGateway(
   const { log, clock, registry, broker, tunnel, listeners } = ctx;
   const deadline = opts.startedAt + opts.timeoutMs;
   const left = () => Math.max(0, deadline - clock.now());
-  // a primary (`workers`) carries none itself: it reports its workers' (each logs its own drain)
-  const elsewhere = registry.remoteCounts();
+  // a primary (`workers`) carries none itself: it asks its workers (each logs its own drain too)
+  const elsewhere =
+    ctx.role?.kind === 'primary' ? await ctx.role.workerCounts() : { connections: 0, sessions: 0 };
   const connections = broker.openCount() + elsewhere.connections;
   const sessions = registry.sessionsOf().length + elsewhere.sessions;
   log.info(
@@ -63,12 +64,14 @@ export async function drainGateway(
   if (opts.handover) await leasePortsQuiet(listeners, left());
   listeners.stopAccepting();
   const finished = await broker.idle(left());
-  const cut = finished ? 0 : broker.openCount();
+  // a primary's workers drained (its own drain step waited for them): their outcome is the gateway's
+  const workers = ctx.role?.kind === 'primary' ? ctx.role.workersDrained() : { asked: 0, moved: 0, cut: 0 };
+  const cut = (finished ? 0 : broker.openCount()) + workers.cut;
   const result: DrainResult = {
     connections,
     sessions,
-    asked: asked.size,
-    moved,
+    asked: asked.size + workers.asked,
+    moved: moved + workers.moved,
     cut,
     durationMs: clock.now() - opts.startedAt,
   };

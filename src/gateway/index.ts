@@ -1,6 +1,7 @@
 import { accessSync, chmodSync, constants, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { dashboardRoutes } from '../admin/dashboard/index.js';
+import type { WorkersView } from '../admin/events.js';
 import { GatewayMetrics, type WorkerMetrics } from '../admin/metrics.js';
 import type { DashboardSso } from '../admin/oidc-routes.js';
 import { AdminServer } from '../admin/server.js';
@@ -32,7 +33,7 @@ import { TunnelServer } from '../tunnel/server.js';
 import { SourceAllowlists } from '../tunnel/source-allowlists.js';
 import { type DrainResult, drainGateway } from './drain.js';
 import { loadAdminToken, loadHostKey, sharedIdentity } from './identity.js';
-import { WORKER_DEAD_AFTER_MS, workerNode } from './workers/protocol.js';
+import { WORKER_DEAD_AFTER_MS, type WorkerCounts, workerNode } from './workers/protocol.js';
 
 export interface GatewayDeps {
   log: Logger;
@@ -54,6 +55,12 @@ export type GatewayRole =
       tunnelAddress: () => string;
       workerExtra: () => Record<string, string>;
       workerMetrics: () => Promise<WorkerMetrics[]>;
+      /** The workers' figures and event records, for the dashboard. */
+      workers: WorkersView;
+      /** Connections and sessions in the workers now (asked, not the last report). */
+      workerCounts: () => Promise<WorkerCounts>;
+      /** What the workers' drains did, added up (once they exited). */
+      workersDrained: () => Pick<DrainResult, 'asked' | 'moved' | 'cut'>;
     }
   | { kind: 'worker'; slot: number; of: number };
 
@@ -394,6 +401,7 @@ export class Gateway {
                 nodeId,
                 sso,
                 allowlists,
+                ...(role?.kind === 'primary' ? { workers: role.workers } : {}),
               }),
             });
       this.admin = admin;

@@ -37,6 +37,8 @@ export interface TestGateway {
   env: NodeJS.ProcessEnv;
   process: ChildProcess;
   output: OutputWatcher;
+  /** What the gateway wrote to stderr (node's own messages: a crash, a warning). */
+  errors: OutputWatcher;
   /** Runs the real `tether` CLI against this gateway. */
   tether(args: string[], opts?: { input?: string; env?: NodeJS.ProcessEnv }): Promise<RunResult>;
   /** Adds a tenant and returns the path of its private key file. */
@@ -135,6 +137,7 @@ export async function startGateway(opts: StartGatewayOptions = {}): Promise<Test
     const started = JSON.parse(m.input) as { tunnel: string; admin: string; host_fingerprint: string };
     gw.process = p;
     gw.output = output;
+    gw.errors = errOut;
     gw.sshPort = Number(started.tunnel.split(':').pop());
     gw.tunnelAddress = started.tunnel;
     gw.adminUrl = started.admin;

@@ -1,5 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
+import type { ActivityItem } from '../../admin/activity.js';
 import type { GatewayMetrics, WorkerMetrics } from '../../admin/metrics.js';
+import type { StatsMessage } from '../../admin/traffic-stats.js';
 import type { Component } from '../../core/component.js';
 import type { TenantEvents } from '../../core/events.js';
 import type { ForwardRegistry, RemoteForward } from '../../core/forward-registry.js';
@@ -10,8 +12,11 @@ import {
   type PrimaryMessage,
   WORKER_RELAY_KEY_ENV,
   WORKER_SLOT_ENV,
+  type WorkerAnswers,
+  type WorkerCounts,
   type WorkerForward,
   type WorkerMessage,
+  type WorkerQuestion,
   type WorkerSession,
   workerNode,
 } from './protocol.js';
@@ -37,8 +42,8 @@ const START_TIMEOUT_MS = 60_000;
 /** A worker that dies within this long of its start is restarted after a growing pause. */
 const CRASH_LOOP_MS = 10_000;
 const MAX_RESTART_DELAY_MS = 10_000;
-/** How long a scrape waits for each worker's figures (a worker that does not answer is left out). */
-const METRICS_WAIT_MS = 2_000;
+/** How long a question waits for each worker's answer (a worker that does not answer is left out). */
+const ANSWER_WAIT_MS = 2_000;
 /** How long after the drain (or a stop) a worker that has not exited is killed. */
 const EXIT_GRACE_MS = 5_000;
 
@@ -66,8 +71,10 @@ export class WorkerPool implements Component {
   private stopping = false;
   private restarts = 0;
   private unsubscribe?: () => void;
-  private metricsRequest = 0;
-  private readonly metricsWaiting = new Map<number, (m: WorkerMetrics) => void>();
+  private watcher?: (item: ActivityItem) => void;
+  private readonly drained = { asked: 0, moved: 0, cut: 0 };
+  private question = 0;
+  private readonly waiting = new Map<number, (answer: unknown) => void>();
 
   constructor(private readonly deps: WorkerPoolDeps) {}
 
@@ -76,28 +83,59 @@ export class WorkerPool implements Component {
     return this.slots.find((s) => s.ready)?.ready?.tunnel ?? '';
   }
 
-  /** Every live worker's figures (those that answer within METRICS_WAIT_MS). */
-  async workerMetrics(): Promise<WorkerMetrics[]> {
+  /** Every live worker's figures (those that answer within ANSWER_WAIT_MS). */
+  workerMetrics(): Promise<WorkerMetrics[]> {
+    return this.ask({ q: 'metrics' });
+  }
+
+  /** Every live worker's traffic figures for the dashboard. */
+  workerStats(advance: boolean): Promise<StatsMessage[]> {
+    return this.ask({ q: 'stats', advance });
+  }
+
+  /** Each live worker's last event records. */
+  workerActivity(): Promise<ActivityItem[][]> {
+    return this.ask({ q: 'activity' });
+  }
+
+  /** Every worker's new event records go to `fn` while it is set (also a worker started later). */
+  watchActivity(fn: ((item: ActivityItem) => void) | undefined): void {
+    const was = this.watcher !== undefined;
+    this.watcher = fn;
+    if (was !== (fn !== undefined)) this.broadcast({ t: 'tether:watch', on: fn !== undefined });
+  }
+
+  /** Connections and sessions in all the workers now (those that answer). */
+  async workerCounts(): Promise<WorkerCounts> {
+    const all = await this.ask({ q: 'counts' });
+    return {
+      connections: all.reduce((n, c) => n + c.connections, 0),
+      sessions: all.reduce((n, c) => n + c.sessions, 0),
+    };
+  }
+
+  /** Asks every live worker; resolves to the answers that came within ANSWER_WAIT_MS. */
+  private async ask<Q extends WorkerQuestion>(ask: Q): Promise<Array<WorkerAnswers[Q['q']]>> {
     const asked = this.slots.filter((s) => s.worker?.isConnected() && s.ready);
     const answers = await Promise.all(
       asked.map(
         (s) =>
-          new Promise<WorkerMetrics | undefined>((resolve) => {
-            const id = ++this.metricsRequest;
+          new Promise<unknown>((resolve) => {
+            const id = ++this.question;
             const timer = setTimeout(() => {
-              this.metricsWaiting.delete(id);
+              this.waiting.delete(id);
               resolve(undefined);
-            }, METRICS_WAIT_MS);
-            this.metricsWaiting.set(id, (m) => {
+            }, ANSWER_WAIT_MS);
+            this.waiting.set(id, (a) => {
               clearTimeout(timer);
-              this.metricsWaiting.delete(id);
-              resolve(m);
+              this.waiting.delete(id);
+              resolve(a);
             });
-            this.sendTo(s, { t: 'tether:metrics', id });
+            this.sendTo(s, { t: 'tether:ask', id, ask });
           }),
       ),
     );
-    return answers.filter((m): m is WorkerMetrics => m !== undefined);
+    return answers.filter((a) => a !== undefined) as Array<WorkerAnswers[Q['q']]>;
   }
 
   async start(): Promise<string> {
@@ -121,6 +159,11 @@ export class WorkerPool implements Component {
   workerExtra(): Record<string, string> {
     const { worker: _own, ...extra } = this.slots.find((s) => s.ready)?.ready?.extra ?? {};
     return extra;
+  }
+
+  /** What the workers' drains reported, added up. */
+  workersDrained(): { asked: number; moved: number; cut: number } {
+    return { ...this.drained };
   }
 
   async drain(): Promise<void> {
@@ -163,6 +206,12 @@ export class WorkerPool implements Component {
     const { log } = this.deps;
     const w = cluster.fork({ [WORKER_SLOT_ENV]: String(s.slot), [WORKER_RELAY_KEY_ENV]: this.deps.relayKey });
     s.worker = w;
+    // A message sent as the worker dies fails later, as an 'error' event on the worker (EPIPE):
+    // without a listener that would end the primary, and with it every other worker. Its exit
+    // is handled below; the message was for a process that is gone.
+    w.on('error', (err) => {
+      log.debug({ err, worker: s.slot }, `could not reach worker ${s.slot} (it is exiting)`);
+    });
     s.startedAt = Date.now();
     s.ready = undefined;
     return new Promise<void>((resolve, reject) => {
@@ -184,6 +233,7 @@ export class WorkerPool implements Component {
               `worker ${s.slot} started (pid ${w.process.pid})`,
             );
             this.sendDirectory();
+            if (this.watcher) this.sendTo(s, { t: 'tether:watch', on: true });
             resolve();
           }
         } else if (m.t === 'tether:forwards') {
@@ -191,8 +241,14 @@ export class WorkerPool implements Component {
           s.forwards = m.forwards;
           s.sessions = m.sessions;
           this.sendDirectory();
-        } else if (m.t === 'tether:metrics') {
-          this.metricsWaiting.get(m.id)?.(m.metrics);
+        } else if (m.t === 'tether:answer') {
+          this.waiting.get(m.id)?.(m.answer);
+        } else if (m.t === 'tether:drained') {
+          this.drained.asked += m.asked;
+          this.drained.moved += m.moved;
+          this.drained.cut += m.cut;
+        } else if (m.t === 'tether:activity') {
+          this.watcher?.(m.item);
         } else {
           // a tenant change (applied here too), a throttle failure or a session: every other worker
           if (m.t === 'tether:event') this.deps.events.emit({ ...m.change, origin: 'remote' });

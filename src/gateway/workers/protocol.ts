@@ -1,4 +1,6 @@
+import type { ActivityItem } from '../../admin/activity.js';
 import type { SessionChange, WorkerMetrics } from '../../admin/metrics.js';
+import type { StatsMessage } from '../../admin/traffic-stats.js';
 import type { TenantChange } from '../../core/events.js';
 import type { RemoteEndpoint, RemoteSession } from '../../core/forward-registry.js';
 
@@ -40,8 +42,12 @@ export type WorkerMessage =
   | ({ t: 'tether:session' } & SessionChange)
   /** A login failure its throttle `name` counted for `source`: every worker counts it. */
   | { t: 'tether:throttle'; name: string; source: string }
-  /** Its figures (`getMetricsAsJSON()`), answering the primary's request `id`. */
-  | { t: 'tether:metrics'; id: number; metrics: WorkerMetrics };
+  /** The answer to the primary's question `id`. */
+  | { t: 'tether:answer'; id: number; answer: unknown }
+  /** Its drain's outcome, just before it exits. */
+  | { t: 'tether:drained'; asked: number; moved: number; cut: number }
+  /** A new event record, while the primary's dashboard watches. */
+  | { t: 'tether:activity'; item: ActivityItem };
 
 export type PrimaryMessage =
   /** Every other worker's forwards, and where each of those workers takes relayed connections. */
@@ -49,11 +55,39 @@ export type PrimaryMessage =
   | { t: 'tether:event'; change: TenantChange }
   | { t: 'tether:throttle'; name: string; source: string }
   | ({ t: 'tether:session' } & SessionChange)
-  /** A scrape of `/metrics` asks every worker for its figures. */
-  | { t: 'tether:metrics'; id: number }
+  /** A question every worker answers (`tether:answer` with the same id). */
+  | { t: 'tether:ask'; id: number; ask: WorkerQuestion }
+  /** A dashboard watches the primary (send each new event record) or no longer does. */
+  | { t: 'tether:watch'; on: boolean }
   /** SIGTERM's drain, counted from `startedAt`; `stop`: at once. The worker exits after either. */
   | { t: 'tether:drain'; startedAt: number }
   | { t: 'tether:stop' };
+
+/**
+ * What the primary asks its workers, when it needs their figures now: a scrape of `/metrics`
+ * (`getMetricsAsJSON()`), the dashboard's traffic sample (`advance` as in TrafficSampler), the
+ * connections and sessions a drain starts with.
+ */
+export type WorkerQuestion =
+  | { q: 'metrics' }
+  | { q: 'stats'; advance: boolean }
+  | { q: 'counts' }
+  | { q: 'activity' };
+
+/** Each question's answer. */
+export interface WorkerAnswers {
+  metrics: WorkerMetrics;
+  stats: StatsMessage;
+  counts: WorkerCounts;
+  /** Its last event records (the dashboard's snapshot). */
+  activity: ActivityItem[];
+}
+
+export interface WorkerCounts {
+  /** Forwarded connections open in the worker (the broker's). */
+  connections: number;
+  sessions: number;
+}
 
 /** How often a worker's row in the forward directory is renewed, and when it stops counting. */
 export const WORKER_HEARTBEAT_MS = 2_000;

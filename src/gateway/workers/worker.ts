@@ -1,6 +1,8 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { RecentActivity } from '../../admin/activity.js';
 import type { GatewayMetrics, WorkerMetrics } from '../../admin/metrics.js';
+import type { StatsMessage } from '../../admin/traffic-stats.js';
 import {
   dialRelay,
   RELAY_ACCEPTED,
@@ -21,7 +23,9 @@ import {
   isMessage,
   type PrimaryMessage,
   WORKER_HEARTBEAT_MS,
+  type WorkerAnswers,
   type WorkerMessage,
+  type WorkerQuestion,
   workerNode,
 } from './protocol.js';
 
@@ -46,6 +50,12 @@ export interface WorkerMemberDeps {
   throttles: ThrottleShare;
   /** This worker's figures, for the primary's `/metrics`. */
   metrics: () => Promise<WorkerMetrics>;
+  /** Its traffic figures, for the primary's dashboard. */
+  stats: (advance: boolean) => StatsMessage;
+  /** Its event records, for the primary's dashboard. */
+  activity: Pick<RecentActivity, 'items' | 'watch'>;
+  /** Forwarded connections open here (the broker's count), for the primary's drain line. */
+  openConnections: () => number;
   /** Its reconnect counting, which learns the other workers' session opens and closes. */
   sessions: Pick<GatewayMetrics, 'shareSessions' | 'sessionElsewhere'>;
   /** Messages from the primary (`process.on('message')`); returns the unsubscribe. */
@@ -166,6 +176,7 @@ export class WorkerMember implements Component {
     if (this.countsTimer) clearTimeout(this.countsTimer);
     if (this.tellTimer) clearTimeout(this.tellTimer);
     for (const u of this.unsubscribe) u();
+    this.deps.activity.watch(undefined);
     this.deps.throttles.publish = undefined;
     this.deps.sessions.shareSessions = undefined;
     this.relayServer?.close();
@@ -179,12 +190,15 @@ export class WorkerMember implements Component {
       this.deps.throttles.apply(m.name, m.source);
     } else if (m.t === 'tether:session') {
       this.deps.sessions.sessionElsewhere(m);
-    } else if (m.t === 'tether:metrics') {
-      // a forward granted a moment ago reaches the primary before these figures (IPC keeps order)
+    } else if (m.t === 'tether:watch') {
+      this.deps.activity.watch(m.on ? (item) => this.deps.send({ t: 'tether:activity', item }) : undefined);
+    } else if (m.t === 'tether:ask') {
+      // a forward granted a moment ago reaches the primary before this answer (IPC keeps order)
       this.flushReport();
-      this.deps.metrics().then(
-        (metrics) => this.deps.send({ t: 'tether:metrics', id: m.id, metrics }),
-        (err: unknown) => this.deps.log.warn({ err }, 'could not collect metrics for the primary'),
+      this.answer(m.ask).then(
+        (answer) => this.deps.send({ t: 'tether:answer', id: m.id, answer }),
+        (err: unknown) =>
+          this.deps.log.warn({ err, ask: m.ask.q }, `could not answer the primary (${m.ask.q})`),
       );
     } else if (m.t === 'tether:directory') {
       const remote: RemoteForward[] = [];
@@ -196,6 +210,19 @@ export class WorkerMember implements Component {
         for (const f of w.forwards) remote.push({ ...f, node, address: '127.0.0.1', sibling: true });
       }
       this.deps.registry.setRemote(remote, 'workers');
+    }
+  }
+
+  private async answer(ask: WorkerQuestion): Promise<WorkerAnswers[WorkerQuestion['q']]> {
+    switch (ask.q) {
+      case 'metrics':
+        return this.deps.metrics();
+      case 'stats':
+        return this.deps.stats(ask.advance);
+      case 'counts':
+        return { connections: this.deps.openConnections(), sessions: this.deps.registry.sessionsOf().length };
+      case 'activity':
+        return this.deps.activity.items();
     }
   }
 
