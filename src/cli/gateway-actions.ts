@@ -175,6 +175,7 @@ async function runWorker(config: GatewayConfig, parentLog: Logger, of: number): 
   const { WorkerMember } = await import('../gateway/workers/worker.js');
   const { TrafficSampler } = await import('../admin/traffic-stats.js');
   const { RecentActivity } = await import('../admin/activity.js');
+  const { WorkerSlots } = await import('../gateway/workers/shared-slots.js');
   const { WORKER_RELAY_KEY_ENV, WORKER_SLOT_ENV, isMessage } = await import('../gateway/workers/protocol.js');
   const slot = Number(process.env[WORKER_SLOT_ENV]);
   const relayKey = process.env[WORKER_RELAY_KEY_ENV] ?? '';
@@ -182,10 +183,15 @@ async function runWorker(config: GatewayConfig, parentLog: Logger, of: number): 
   const send = (m: WorkerMessage) => {
     if (process.connected) process.send?.(m);
   };
+  const onMessage = (fn: (m: unknown) => void) => {
+    process.on('message', fn);
+    return () => process.off('message', fn);
+  };
+  const slots = new WorkerSlots(send, onMessage);
   const gw = new Gateway(config, {
     log,
     version: VERSION,
-    role: { kind: 'worker', slot, of },
+    role: { kind: 'worker', slot, of, slots: (pool, max, perSource) => slots.keeper(pool, max, perSource) },
   });
   gw.use((ctx) => {
     const sampler = new TrafficSampler(ctx.registry);

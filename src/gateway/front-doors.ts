@@ -148,7 +148,7 @@ export function withFrontDoors(gw: Gateway): Gateway {
               metrics: c.metrics,
               broker: c.broker,
               proxyGate: c.proxyGate('ssh_proxy', c.config.ssh_proxy!),
-              processes: c.processes,
+              ...(c.sharedSlots ? { sharedSlots: c.sharedSlots } : {}),
             });
         },
       ),

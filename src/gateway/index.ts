@@ -31,6 +31,7 @@ import { ManagedControl } from '../tunnel/managed-control.js';
 import { ProxyProtocolGate } from '../tunnel/proxy-header.js';
 import { TunnelServer } from '../tunnel/server.js';
 import { SourceAllowlists } from '../tunnel/source-allowlists.js';
+import type { SharedSlots } from '../tunnel/unauthenticated-slots.js';
 import { type DrainResult, drainGateway } from './drain.js';
 import { loadAdminToken, loadHostKey, sharedIdentity } from './identity.js';
 import { WORKER_DEAD_AFTER_MS, type WorkerCounts, workerNode } from './workers/protocol.js';
@@ -62,7 +63,13 @@ export type GatewayRole =
       /** What the workers' drains did, added up (once they exited). */
       workersDrained: () => Pick<DrainResult, 'asked' | 'moved' | 'cut'>;
     }
-  | { kind: 'worker'; slot: number; of: number };
+  | {
+      kind: 'worker';
+      slot: number;
+      of: number;
+      /** The unauthenticated bounds of its listeners, counted by the primary for the whole gateway. */
+      slots: SharedSlots;
+    };
 
 export interface GatewayAddresses {
   tunnel: string;
@@ -107,8 +114,8 @@ export interface GatewayContext {
   proxyGate(listener: string, cfg: ProxyProtocolListener): ProxyProtocolGate;
   /** The login throttles' failures, shared between the processes under `workers`. */
   throttles: ThrottleShare;
-  /** Worker processes the gateway's per-process bounds are shared over (1: a single process). */
-  processes: number;
+  /** Under `workers` (in a worker): the unauthenticated bounds, counted by the primary. */
+  sharedSlots?: SharedSlots;
   tunnel: TunnelServer;
   metrics: GatewayMetrics;
   /** The cluster member's `node_id` (null outside a cluster). */
@@ -268,7 +275,7 @@ export class Gateway {
         config.forwards.max_managed,
       );
       const throttles = new ThrottleShare();
-      const processes = role?.kind === 'worker' ? role.of : 1;
+      const sharedSlots = role?.kind === 'worker' ? role.slots : undefined;
       const authThrottle = new FailureThrottle(
         clock,
         {
@@ -288,7 +295,15 @@ export class Gateway {
           authTimeout: config.tunnel.auth_timeout,
           maxUnauthenticated: config.tunnel.max_unauthenticated,
           maxUnauthenticatedPerSource: config.tunnel.max_unauthenticated_per_source,
-          processes,
+          ...(sharedSlots
+            ? {
+                slots: sharedSlots(
+                  'tunnel',
+                  config.tunnel.max_unauthenticated,
+                  config.tunnel.max_unauthenticated_per_source,
+                ),
+              }
+            : {}),
           session: {
             maxSessionChannels: config.tunnel.max_session_channels,
             forwardRequestsPerSecond: config.tunnel.forward_requests.per_second,
@@ -335,7 +350,7 @@ export class Gateway {
         refusals,
         proxyGate,
         throttles,
-        processes,
+        ...(sharedSlots ? { sharedSlots } : {}),
         tunnel,
         metrics,
         nodeId,

@@ -25,7 +25,7 @@ import { createSshServer, type SshServer } from './ssh-server.js';
 import { socketOf } from './ssh2-adapter.js';
 import { runTenantSession, type SessionBounds } from './tenant-session.js';
 import { routePlainPort } from './transports/sniff.js';
-import { UnauthenticatedSlots } from './unauthenticated-slots.js';
+import { type SlotKeeper, UnauthenticatedSlots } from './unauthenticated-slots.js';
 import { channelWindowOptions, DEFAULT_MAX_WINDOW } from './windows.js';
 
 const { utils } = ssh2;
@@ -40,8 +40,8 @@ export interface TunnelServerOptions {
   maxUnauthenticated: number;
   /** Connections from one source address that have not logged in yet (below `maxUnauthenticated`). */
   maxUnauthenticatedPerSource: number;
-  /** Processes the two bounds above are shared over (`workers`); default 1. */
-  processes?: number;
+  /** Where the two bounds above are counted: under `workers`, the primary (default: here). */
+  slots?: SlotKeeper;
   /** Bounds on what one logged-in session may make the gateway hold. */
   session: SessionBounds;
   version: string;
@@ -89,7 +89,7 @@ export class TunnelServer {
    * Slots of connections not logged in yet, in all and per source address: taken when the
    * connection arrives (before the first-bytes sniff), given back at login or close.
    */
-  private readonly slots: UnauthenticatedSlots;
+  private readonly slots: SlotKeeper;
   private readonly refusals: RefusalLog;
   private closing = false;
   /** Takes TLS that arrives on the plain SSH port; set by the TLS transport (src/tunnel/transports). */
@@ -100,11 +100,8 @@ export class TunnelServer {
     private readonly deps: TunnelServerDeps,
   ) {
     this.refusals = deps.refusals ?? new RefusalLog(deps.log, deps.clock);
-    this.slots = new UnauthenticatedSlots(
-      opts.maxUnauthenticated,
-      opts.maxUnauthenticatedPerSource,
-      opts.processes,
-    );
+    this.slots =
+      opts.slots ?? new UnauthenticatedSlots(opts.maxUnauthenticated, opts.maxUnauthenticatedPerSource);
     this.ssh = createSshServer(
       {
         hostKey: opts.hostKey,
@@ -126,26 +123,33 @@ export class TunnelServer {
       s.once('close', () => this.arrived.delete(s));
       // the auth timeout counts from here: the first-bytes sniff is part of the time to log in
       const at = this.deps.clock.now();
-      const slot = this.reserve(s.remoteAddress);
-      if (!slot) {
-        s.destroy();
-        return;
-      }
-      s.once('close', slot.release);
-      const tls = this.tlsOnSshPort;
-      void routePlainPort(s, {
-        ssh: (x) => {
-          s.off('close', slot.release);
-          this.accept(x, undefined, at, slot);
-        },
-        // the TLS transport counts its own handshakes once it hands the stream over
-        tls: tls
-          ? (x) => {
-              slot.release();
-              tls(x);
-            }
-          : undefined,
-        log: this.deps.log,
+      // under `workers` the slot is the primary's answer: a reset while waiting must not throw
+      s.on('error', () => {});
+      this.reserve(s.remoteAddress, (slot) => {
+        if (!slot) {
+          s.destroy();
+          return;
+        }
+        if (s.destroyed) {
+          slot.release();
+          return;
+        }
+        s.once('close', slot.release);
+        const tls = this.tlsOnSshPort;
+        void routePlainPort(s, {
+          ssh: (x) => {
+            s.off('close', slot.release);
+            this.accept(x, undefined, at, slot);
+          },
+          // the TLS transport counts its own handshakes once it hands the stream over
+          tls: tls
+            ? (x) => {
+                slot.release();
+                tls(x);
+              }
+            : undefined,
+          log: this.deps.log,
+        });
       });
     });
     this.deps.proxyGate?.guard(srv);
@@ -168,19 +172,22 @@ export class TunnelServer {
    * Takes an unauthenticated slot for a connection from `rawIp`, or refuses (logged once per
    * burst): the global `maxUnauthenticated` and the per-source `maxUnauthenticatedPerSource`.
    */
-  private reserve(rawIp: string | undefined): Slot | undefined {
+  private reserve(rawIp: string | undefined, then: (slot: Slot | undefined) => void): void {
     const ip = normalizeIp(rawIp);
-    const refused = this.closing ? 'shutting down' : this.slots.refusal(ip);
-    if (refused === 'shutting down') {
-      this.deps.log.warn({ event: 'tunnel.refused', reason: refused }, 'tunnel connection refused');
-      return undefined;
+    if (this.closing) {
+      this.deps.log.warn({ event: 'tunnel.refused', reason: 'shutting down' }, 'tunnel connection refused');
+      then(undefined);
+      return;
     }
-    if (refused) {
-      const many = this.slots.describe(refused, ip);
-      this.refusals.refuse(refused, ip, { source: ip }, `tunnel connection refused: ${many}`);
-      return undefined;
-    }
-    return { ip, release: this.slots.take(ip) };
+    this.slots.acquire(ip, (a) => {
+      if (a.refused) {
+        const many = this.slots.describe(a.refused, ip);
+        this.refusals.refuse(a.refused, ip, { source: ip }, `tunnel connection refused: ${many}`);
+        then(undefined);
+        return;
+      }
+      then({ ip, release: a.release });
+    });
   }
 
   accept(
@@ -195,11 +202,33 @@ export class TunnelServer {
       socket.destroy();
       return;
     }
-    const slot = reserved ?? this.reserve(remote?.ip ?? (socket as net.Socket).remoteAddress);
-    if (!slot) {
-      socket.destroy();
+    if (reserved) {
+      this.start(socket, remote, acceptedAt, reserved);
       return;
     }
+    // the auth timeout counts from the arrival, also while the slot is asked for (`workers`)
+    const at = acceptedAt ?? this.deps.clock.now();
+    socket.on('error', () => {});
+    this.reserve(remote?.ip ?? (socket as net.Socket).remoteAddress, (slot) => {
+      if (!slot) {
+        socket.destroy();
+        return;
+      }
+      if (socket.destroyed) {
+        slot.release();
+        return;
+      }
+      this.start(socket, remote, at, slot);
+    });
+  }
+
+  /** Speaks SSH on a connection that holds its unauthenticated slot. */
+  private start(
+    socket: net.Socket | Duplex,
+    remote: { ip: string; port: number } | undefined,
+    acceptedAt: number | undefined,
+    slot: Slot,
+  ): void {
     const ip = slot.ip;
     if (socket instanceof net.Socket) {
       socket.setNoDelay(true);

@@ -7,35 +7,49 @@ import { normalizeIp } from './session-util.js';
 
 export type SlotBound = 'max_unauthenticated' | 'unauthenticated_per_source';
 
-export class UnauthenticatedSlots {
+/** A slot given (with the function that gives it back, once), or the bound that refused it. */
+export type SlotAnswer = { release: () => void; refused?: undefined } | { refused: SlotBound };
+
+/**
+ * Where a listener takes its slots: this process's own count, or under `workers` the primary's
+ * (one count for the whole gateway, src/gateway/workers/shared-slots.ts).
+ */
+export interface SlotKeeper {
+  /** Takes a slot for `ip` (normalized): `done` is called at once, or once the primary answered. */
+  acquire(ip: string, done: (answer: SlotAnswer) => void): void;
+  /** The refusal as a user reads it (after "… connection refused: "), naming the configured bound. */
+  describe(bound: SlotBound, ip: string): string;
+  /** Slots held here, in all or by one source address. */
+  count(ip?: string): number;
+}
+
+/** The keeper of one listener's slots (`pool`: its name) under `workers`, with its bounds. */
+export type SharedSlots = (pool: string, max: number, maxPerSource: number) => SlotKeeper;
+
+/** The bounds and counts of one listener in one process (also the primary's shared count). */
+export class UnauthenticatedSlots implements SlotKeeper {
   private total = 0;
   private readonly perSource = new Map<string, number>();
-  /** What this process holds: under `workers`, its share of the gateway's bounds (rounded up). */
-  private readonly held: { max: number; perSource: number };
 
   constructor(
     private readonly max: number,
     private readonly maxPerSource: number,
-    /** Processes the bounds are shared over (`workers`; 1: this process holds them whole). */
-    private readonly processes = 1,
-  ) {
-    const share = (n: number) => Math.max(1, Math.ceil(n / processes));
-    this.held = { max: share(max), perSource: share(maxPerSource) };
-  }
+  ) {}
 
   /** The bound a new connection from `ip` (normalized) would break, if any. */
   refusal(ip: string): SlotBound | undefined {
-    if (this.total >= this.held.max) return 'max_unauthenticated';
-    if ((this.perSource.get(ip) ?? 0) >= this.held.perSource) return 'unauthenticated_per_source';
+    if (this.total >= this.max) return 'max_unauthenticated';
+    if ((this.perSource.get(ip) ?? 0) >= this.maxPerSource) return 'unauthenticated_per_source';
     return undefined;
   }
 
-  /** The refusal as a user reads it (after "… connection refused: "), naming the configured bound. */
   describe(bound: SlotBound, ip: string): string {
-    const each = (n: number) => (this.processes > 1 ? `, ${n} in each of ${this.processes} workers` : '');
-    return bound === 'max_unauthenticated'
-      ? `too many unauthenticated connections (max_unauthenticated ${this.max}${each(this.held.max)})`
-      : `too many unauthenticated connections from ${ip} (max_unauthenticated_per_source ${this.maxPerSource}${each(this.held.perSource)})`;
+    return describeBound(bound, ip, this.max, this.maxPerSource);
+  }
+
+  acquire(ip: string, done: (answer: SlotAnswer) => void): void {
+    const refused = this.refusal(ip);
+    done(refused ? { refused } : { release: this.take(ip) });
   }
 
   /** Takes a slot for `ip`; the function gives it back (once; later calls do nothing). */
@@ -53,8 +67,13 @@ export class UnauthenticatedSlots {
     };
   }
 
-  /** Slots held, in all or by one source address. */
   count(ip?: string): number {
     return ip === undefined ? this.total : (this.perSource.get(normalizeIp(ip)) ?? 0);
   }
+}
+
+export function describeBound(bound: SlotBound, ip: string, max: number, maxPerSource: number): string {
+  return bound === 'max_unauthenticated'
+    ? `too many unauthenticated connections (max_unauthenticated ${max})`
+    : `too many unauthenticated connections from ${ip} (max_unauthenticated_per_source ${maxPerSource})`;
 }

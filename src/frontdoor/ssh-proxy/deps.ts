@@ -6,14 +6,15 @@ import type { Logger } from '../../log/index.js';
 import type { Store } from '../../store/types.js';
 import type { ConnectionBroker } from '../../tunnel/broker.js';
 import type { ProxyProtocolGate } from '../../tunnel/proxy-header.js';
+import type { SharedSlots } from '../../tunnel/unauthenticated-slots.js';
 import type { SshProxyMetrics } from './connection.js';
 
 /** What the SSH front door uses of the running gateway; the composition root (src/gateway/) passes it. */
 export interface SshProxyDeps {
   /** Under `workers`: failures counted by every worker (see ThrottleShare). */
   throttles?: ThrottleShare;
-  /** Under `workers`: how many; the unauthenticated bounds are shared over them. */
-  processes?: number;
+  /** Under `workers`: the unauthenticated bounds counted by the primary, for the whole gateway. */
+  sharedSlots?: SharedSlots;
   /** The gateway's data dir: the generated host key is kept there (`ssh_proxy_host_key`). */
   dataDir: string;
   log: Logger;

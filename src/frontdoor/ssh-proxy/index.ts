@@ -138,7 +138,15 @@ export class SshProxy implements Component {
         keepaliveCountMax: cfg.keepalive_count_max,
         maxUnauthenticated: cfg.max_unauthenticated,
         maxUnauthenticatedPerSource: cfg.max_unauthenticated_per_source,
-        ...(ctx.processes ? { processes: ctx.processes } : {}),
+        ...(ctx.sharedSlots
+          ? {
+              slots: ctx.sharedSlots(
+                'ssh_proxy',
+                cfg.max_unauthenticated,
+                cfg.max_unauthenticated_per_source,
+              ),
+            }
+          : {}),
       },
       {
         realms,

@@ -7,7 +7,7 @@ import type { ProxyProtocolGate } from '../../tunnel/proxy-header.js';
 import { normalizeIp } from '../../tunnel/session-util.js';
 import { createSshServer, type SshServer } from '../../tunnel/ssh-server.js';
 import { socketOf } from '../../tunnel/ssh2-adapter.js';
-import { UnauthenticatedSlots } from '../../tunnel/unauthenticated-slots.js';
+import { type SlotKeeper, UnauthenticatedSlots } from '../../tunnel/unauthenticated-slots.js';
 import { type ConnectionDeps, ProxyConnection } from './connection.js';
 
 export interface SshProxyServerOptions {
@@ -19,8 +19,8 @@ export interface SshProxyServerOptions {
   maxUnauthenticated: number;
   /** Of those, how many one source address may hold. */
   maxUnauthenticatedPerSource: number;
-  /** Processes the two bounds above are shared over (`workers`); default 1. */
-  processes?: number;
+  /** Where the two bounds above are counted: under `workers`, the primary (default: here). */
+  slots?: SlotKeeper;
 }
 
 /** The SSH front door's listener: one ssh2 Server, one ProxyConnection per client. */
@@ -37,7 +37,7 @@ export class SshProxyServer {
    * Connections not logged in yet, counted from the moment they are accepted (a silent socket and
    * one that only sent its identification count too), in all and per source address.
    */
-  private readonly slots: UnauthenticatedSlots;
+  private readonly slots: SlotKeeper;
   private closing = false;
   private readonly log: Logger;
   private readonly refusals: RefusalLog;
@@ -48,11 +48,8 @@ export class SshProxyServer {
   ) {
     this.log = deps.log;
     this.refusals = new RefusalLog(deps.log, deps.clock);
-    this.slots = new UnauthenticatedSlots(
-      opts.maxUnauthenticated,
-      opts.maxUnauthenticatedPerSource,
-      opts.processes,
-    );
+    this.slots =
+      opts.slots ?? new UnauthenticatedSlots(opts.maxUnauthenticated, opts.maxUnauthenticatedPerSource);
     // The connection boundary: an exception while setting up one client is logged and that
     // client dropped; it never ends the process.
     this.ssh = createSshServer(
@@ -114,21 +111,37 @@ export class SshProxyServer {
       socket.destroy();
       return;
     }
-    const bound = this.slots.refusal(ip);
-    if (bound) {
-      this.refusals.refuse(
-        bound,
-        `ssh_proxy\0${ip}`,
-        { front_door: 'ssh_proxy', source: ip, audit: true },
-        `ssh proxy connection refused: ${this.slots.describe(bound, ip)}`,
-      );
-      socket.destroy();
-      return;
-    }
+    // under `workers` the slot is the primary's answer: a reset while waiting must not throw
+    socket.on('error', () => {});
+    this.slots.acquire(ip, (a) => {
+      if (a.refused) {
+        this.refusals.refuse(
+          a.refused,
+          `ssh_proxy\0${ip}`,
+          { front_door: 'ssh_proxy', source: ip, audit: true },
+          `ssh proxy connection refused: ${this.slots.describe(a.refused, ip)}`,
+        );
+        socket.destroy();
+        return;
+      }
+      if (socket.destroyed || this.closing) {
+        a.release();
+        socket.destroy();
+        return;
+      }
+      try {
+        this.admit(socket, a.release);
+      } catch (err) {
+        this.crashed(err, socket.remoteAddress);
+        socket.destroy();
+      }
+    });
+  }
+
+  /** Speaks SSH on a connection that holds its unauthenticated slot (`uncount` gives it back). */
+  private admit(socket: net.Socket, uncount: () => void): void {
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
-    socket.on('error', () => {});
-    const uncount = this.slots.take(ip);
     this.uncounters.set(socket, uncount);
     // A client that never even sends its SSH identification is closed after the handshake timeout
     // (from then on ProxyConnection's own timer, which can tell the user why, takes over).

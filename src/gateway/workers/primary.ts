@@ -20,6 +20,7 @@ import {
   type WorkerSession,
   workerNode,
 } from './protocol.js';
+import { SlotLedger } from './shared-slots.js';
 
 export interface WorkerPoolDeps {
   log: Logger;
@@ -73,6 +74,8 @@ export class WorkerPool implements Component {
   private unsubscribe?: () => void;
   private watcher?: (item: ActivityItem) => void;
   private readonly drained = { asked: 0, moved: 0, cut: 0 };
+  /** Every worker's unauthenticated slots: one count for the gateway. */
+  readonly slotLedger = new SlotLedger();
   private question = 0;
   private readonly waiting = new Map<number, (answer: unknown) => void>();
 
@@ -243,6 +246,11 @@ export class WorkerPool implements Component {
           this.sendDirectory();
         } else if (m.t === 'tether:answer') {
           this.waiting.get(m.id)?.(m.answer);
+        } else if (m.t === 'tether:slot') {
+          const refused = this.slotLedger.take(s.slot, m);
+          this.sendTo(s, { t: 'tether:slot', id: m.id, ...(refused ? { refused } : {}) });
+        } else if (m.t === 'tether:slot-release') {
+          this.slotLedger.release(s.slot, m.id);
         } else if (m.t === 'tether:drained') {
           this.drained.asked += m.asked;
           this.drained.moved += m.moved;
@@ -258,6 +266,7 @@ export class WorkerPool implements Component {
       w.once('exit', (code, signal) => {
         clearTimeout(timer);
         s.worker = undefined;
+        this.slotLedger.releaseAll(s.slot);
         s.forwards = [];
         s.sessions = [];
         s.ready = undefined;

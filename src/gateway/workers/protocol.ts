@@ -3,6 +3,7 @@ import type { SessionChange, WorkerMetrics } from '../../admin/metrics.js';
 import type { StatsMessage } from '../../admin/traffic-stats.js';
 import type { TenantChange } from '../../core/events.js';
 import type { RemoteEndpoint, RemoteSession } from '../../core/forward-registry.js';
+import type { SlotBound } from '../../tunnel/unauthenticated-slots.js';
 
 /**
  * What the primary and its workers tell each other over the IPC channel node's cluster module
@@ -44,6 +45,10 @@ export type WorkerMessage =
   | { t: 'tether:throttle'; name: string; source: string }
   /** The answer to the primary's question `id`. */
   | { t: 'tether:answer'; id: number; answer: unknown }
+  /** An unauthenticated slot for a connection from `ip` on listener `pool` (see shared-slots.ts). */
+  | { t: 'tether:slot'; id: number; pool: string; ip: string; max: number; maxPerSource: number }
+  /** That slot comes back (the connection logged in or closed). */
+  | { t: 'tether:slot-release'; id: number }
   /** Its drain's outcome, just before it exits. */
   | { t: 'tether:drained'; asked: number; moved: number; cut: number }
   /** A new event record, while the primary's dashboard watches. */
@@ -57,6 +62,8 @@ export type PrimaryMessage =
   | ({ t: 'tether:session' } & SessionChange)
   /** A question every worker answers (`tether:answer` with the same id). */
   | { t: 'tether:ask'; id: number; ask: WorkerQuestion }
+  /** The answer to `tether:slot` `id`: held for the worker, or the bound that refused it. */
+  | { t: 'tether:slot'; id: number; refused?: SlotBound }
   /** A dashboard watches the primary (send each new event record) or no longer does. */
   | { t: 'tether:watch'; on: boolean }
   /** SIGTERM's drain, counted from `startedAt`; `stop`: at once. The worker exits after either. */
