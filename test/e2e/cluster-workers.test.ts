@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import ssh2, { type Client } from 'ssh2';
@@ -60,10 +59,6 @@ const reachable = (host: string, port: number, text: string) =>
 const online = (fs: ForwardJson[]) => fs.filter((f) => f.state === 'online');
 
 /** Process ids of a member's workers, from its primary's start line in gateway.json. */
-function workerPids(gw: TestGateway): number[] {
-  const info = JSON.parse(readFileSync(join(gw.dataDir, 'gateway.json'), 'utf8')) as { workers: string };
-  return [...info.workers.matchAll(/\d{3,}/g)].map((m) => Number(m[0]));
-}
 
 describe('cluster of two members with workers: 2 each', () => {
   const ips = ['127.0.0.2', '127.0.0.3'];
@@ -182,7 +177,7 @@ describe('cluster of two members with workers: 2 each', () => {
 
   test('kill -9 of a worker of one member: restarted; its forwards leave both members’ views, the rest keep answering on both members', async () => {
     const gw2 = members[1]!;
-    const pids = workerPids(gw2);
+    const pids = gw2.workerPids();
     assert.equal(pids.length, 2, 'two worker pids in gateway.json');
     const from = gw2.output.lines.length;
     process.kill(pids[0]!, 'SIGKILL');

@@ -59,14 +59,15 @@ describe('faults: a silently dead link', () => {
     assert.ok(await echoWorks(port));
   });
   after(async () => {
-    for (const p of [gw?.process, conn?.process]) if (p?.exitCode === null) p.kill('SIGCONT');
+    if (gw?.process.exitCode === null) gw.signalAll('SIGCONT');
+    if (conn?.process.exitCode === null) conn.process.kill('SIGCONT');
     await conn?.stop();
     await gw?.stop();
     await echo?.close();
   });
 
   test('gateway frozen (SIGSTOP): the connector notices within its keepalive window and reconnects after SIGCONT', async (t) => {
-    gw.process.kill('SIGSTOP');
+    gw.signalAll('SIGSTOP'); // every process of it (under `workers`, a worker holds the session)
     const stoppedAt = Date.now();
     let noticed: number;
     try {
@@ -77,7 +78,7 @@ describe('faults: a silently dead link', () => {
       });
       noticed = Date.now() - stoppedAt;
     } finally {
-      gw.process.kill('SIGCONT');
+      gw.signalAll('SIGCONT');
     }
     const resumedAt = Date.now();
     const st = await conn.status();

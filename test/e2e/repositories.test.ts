@@ -94,7 +94,10 @@ describe('repository directory and group keys (admin API and `tether tenants rep
       assert.ok(!Number.isNaN(Date.parse(g.key_created_at)));
     }
     assert.notEqual(l.groups[0]!.key, l.groups[1]!.key);
-    const { endpoints, limits, usage, ...dav } = repo(l, 'docs', 'dav')!;
+    const { endpoints, limits, usage, node, ...dav } = repo(l, 'docs', 'dav')!;
+    // the node serving it: a cluster member's; under `workers` the worker that holds the session
+    if (gw.workerPids().length > 0) assert.match(node ?? '', /^worker-\d+$/);
+    else assert.equal(node, null);
     assert.deepEqual(
       endpoints?.map((x) => [x.state, x.connections]),
       [['online', 0]],
@@ -115,7 +118,6 @@ describe('repository directory and group keys (admin API and `tether tenants rep
         path: '/dav',
         connections: 0,
         connectors: 1,
-        node: null,
         allow_from: null,
       },
     );
@@ -156,15 +158,20 @@ describe('repository directory and group keys (admin API and `tether tenants rep
     const r = await gw.tether(['tenants', 'repos', 'acme']);
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trimEnd().split('\n');
+    // a NODE column only where there is more than one node: cluster members, or `workers`
+    const node =
+      gw.workerPids().length > 0 ? { head: '\\s+NODE', cell: '\\s+worker-\\S+' } : { head: '', cell: '' };
     assert.match(
       lines[0]!,
-      /^GROUP\s+REPOSITORY\s+ADDRESS\s+SERVICE\s+DESTINATION\s+PORT\s+STATE\s+CONNECTIONS$/,
+      new RegExp(
+        `^GROUP\\s+REPOSITORY\\s+ADDRESS\\s+SERVICE\\s+DESTINATION\\s+PORT\\s+STATE\\s+CONNECTIONS${node.head}$`,
+      ),
     );
     const dav = repo(l, 'docs', 'dav')!;
     assert.ok(
       lines.some((x) =>
         new RegExp(
-          `^docs\\s+dav\\s+dav\\.docs\\.acme\\s+webdav\\+http\\s+127\\.0\\.0\\.1:${web.port}/dav\\s+${dav.port}\\s+online\\s+0$`,
+          `^docs\\s+dav\\s+dav\\.docs\\.acme\\s+webdav\\+http\\s+127\\.0\\.0\\.1:${web.port}/dav\\s+${dav.port}\\s+online\\s+0${node.cell}$`,
         ).test(x),
       ),
       r.stdout,
@@ -174,7 +181,9 @@ describe('repository directory and group keys (admin API and `tether tenants rep
       r.stdout,
     );
     assert.ok(
-      lines.some((x) => /^-\s+legacy\s+-\s+-\s+-\s+\d+\s+online\s+0$/.test(x)),
+      lines.some((x) =>
+        new RegExp(`^-\\s+legacy\\s+-\\s+-\\s+-\\s+\\d+\\s+online\\s+0${node.cell}$`).test(x),
+      ),
       r.stdout,
     );
     assert.ok(

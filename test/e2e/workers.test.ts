@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import ssh2, { type Client } from 'ssh2';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
@@ -63,10 +62,6 @@ const forwardsOf = async (gw: TestGateway, tenant: string) =>
     .forwards;
 
 /** Process ids of the workers, from the primary's start line in gateway.json. */
-function workerPids(gw: TestGateway): number[] {
-  const info = JSON.parse(readFileSync(join(gw.dataDir, 'gateway.json'), 'utf8')) as { workers: string };
-  return [...info.workers.matchAll(/\d{3,}/g)].map((m) => Number(m[0]));
-}
 
 describe('gateway with workers: 2', () => {
   let gw: TestGateway;
@@ -87,7 +82,7 @@ describe('gateway with workers: 2', () => {
   });
 
   test('the primary starts two workers and says where they listen', async () => {
-    const pids = workerPids(gw);
+    const pids = gw.workerPids();
     assert.equal(pids.length, 2, 'two worker pids in gateway.json');
     assert.ok(!pids.includes(gw.process.pid!), 'workers are processes of their own');
     for (const pid of pids) process.kill(pid, 0); // alive
@@ -265,7 +260,7 @@ describe('gateway with workers: 2, a worker killed', () => {
     const nodeOf = async (t: string) => (await forwardsOf(gw, t)).find((f) => f.label === 'g/echo')?.node;
     const nodes = await Promise.all(tenants.map(nodeOf));
     assert.ok(nodes.includes('worker-1') && nodes.includes('worker-2'), `sessions on both workers: ${nodes}`);
-    const pids = workerPids(gw);
+    const pids = gw.workerPids();
     const victim = 1; // worker-1's pid is the first one listed
     const survivors = tenants.filter((_, i) => nodes[i] !== `worker-${victim}`);
     const victims = tenants.filter((_, i) => nodes[i] === `worker-${victim}`);

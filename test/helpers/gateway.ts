@@ -47,6 +47,10 @@ export interface TestGateway {
   groupKey(tenant: string, group: string): Promise<string>;
   /** Admin API call with the token. */
   api(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }>;
+  /** Under `workers`: the workers' pids, as the primary wrote them to gateway.json (else none). */
+  workerPids(): number[];
+  /** Sends `signal` to every process of the gateway: the primary and its workers. */
+  signalAll(signal: NodeJS.Signals): void;
   stop(): Promise<void>;
   kill(signal?: NodeJS.Signals): Promise<void>;
   /** Starts again on the same data dir, tunnel and admin ports. */
@@ -164,6 +168,15 @@ export async function startGateway(opts: StartGatewayOptions = {}): Promise<Test
       const keyFile = join(dir, `${id}.key`);
       writeFileSync(keyFile, r.stdout, { mode: 0o600 });
       return keyFile;
+    },
+    workerPids: () => {
+      const info = JSON.parse(readFileSync(join(dataDir, 'gateway.json'), 'utf8')) as { workers?: string };
+      return [...(info.workers ?? '').matchAll(/pids? ([\d, ]+)/g)].flatMap((m) =>
+        m[1]!.split(',').map((p) => Number(p.trim())),
+      );
+    },
+    signalAll: (signal: NodeJS.Signals) => {
+      for (const pid of [gw.process.pid!, ...gw.workerPids()]) process.kill(pid, signal);
     },
     groupKey: async (tenant: string, group: string) => {
       const r = await gw.api('GET', `/v1/tenants/${tenant}/repositories`);
