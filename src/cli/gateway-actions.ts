@@ -176,6 +176,7 @@ async function runWorker(config: GatewayConfig, parentLog: Logger, of: number): 
   const { TrafficSampler } = await import('../admin/traffic-stats.js');
   const { RecentActivity } = await import('../admin/activity.js');
   const { WorkerSlots } = await import('../gateway/workers/shared-slots.js');
+  const { WorkerVerdicts } = await import('../gateway/workers/shared-verdicts.js');
   const { WORKER_RELAY_KEY_ENV, WORKER_SLOT_ENV, isMessage } = await import('../gateway/workers/protocol.js');
   const slot = Number(process.env[WORKER_SLOT_ENV]);
   const relayKey = process.env[WORKER_RELAY_KEY_ENV] ?? '';
@@ -188,10 +189,17 @@ async function runWorker(config: GatewayConfig, parentLog: Logger, of: number): 
     return () => process.off('message', fn);
   };
   const slots = new WorkerSlots(send, onMessage);
+  const verdicts = new WorkerVerdicts(send, onMessage);
   const gw = new Gateway(config, {
     log,
     version: VERSION,
-    role: { kind: 'worker', slot, of, slots: (pool, max, perSource) => slots.keeper(pool, max, perSource) },
+    role: {
+      kind: 'worker',
+      slot,
+      of,
+      slots: (pool, max, perSource) => slots.keeper(pool, max, perSource),
+      verdicts: (scope) => verdicts.share(scope),
+    },
   });
   gw.use((ctx) => {
     const sampler = new TrafficSampler(ctx.registry);

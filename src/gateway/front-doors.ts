@@ -126,6 +126,7 @@ export function withFrontDoors(gw: Gateway): Gateway {
               allowlists: c.allowlists,
               refusals: c.refusals,
               proxyGate: c.proxyGate('http_proxy', c.config.http_proxy!),
+              ...(c.sharedVerdicts ? { verdicts: c.sharedVerdicts } : {}),
             });
         },
       ),

@@ -22,6 +22,7 @@ import { RefusalLog } from '../core/refusals.js';
 import { TenantService } from '../core/tenants.js';
 import { FailureThrottle, ThrottleShare } from '../core/throttle.js';
 import { TetherError } from '../errors/index.js';
+import type { VerdictShare } from '../frontdoor/http-proxy/verifiers/types.js';
 import { LeaseListeners } from '../frontdoor/raw-port/index.js';
 import type { Logger } from '../log/index.js';
 import { openStore } from '../store/index.js';
@@ -69,6 +70,8 @@ export type GatewayRole =
       of: number;
       /** The unauthenticated bounds of its listeners, counted by the primary for the whole gateway. */
       slots: SharedSlots;
+      /** The HTTP front door's token verdicts, shared with the other workers (per route). */
+      verdicts: (scope: string) => VerdictShare;
     };
 
 export interface GatewayAddresses {
@@ -116,6 +119,8 @@ export interface GatewayContext {
   throttles: ThrottleShare;
   /** Under `workers` (in a worker): the unauthenticated bounds, counted by the primary. */
   sharedSlots?: SharedSlots;
+  /** Under `workers` (in a worker): the HTTP front door's token verdicts, shared by the workers. */
+  sharedVerdicts?: (scope: string) => VerdictShare;
   tunnel: TunnelServer;
   metrics: GatewayMetrics;
   /** The cluster member's `node_id` (null outside a cluster). */
@@ -351,6 +356,7 @@ export class Gateway {
         proxyGate,
         throttles,
         ...(sharedSlots ? { sharedSlots } : {}),
+        ...(role?.kind === 'worker' ? { sharedVerdicts: role.verdicts } : {}),
         tunnel,
         metrics,
         nodeId,

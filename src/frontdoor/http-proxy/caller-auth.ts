@@ -32,12 +32,17 @@ export function parseAuthorization(h: string | undefined): Presented | 'malforme
 }
 
 export type AuthOutcome =
-  /** `user`: the Basic username, on an answer that was just verified (not on a cached one). */
-  | { ok: true; subject: string | null; scopes: readonly string[] | null; user?: string }
+  /**
+   * `user`: the Basic username, on an answer that was just verified (not on a cached one);
+   * `shared`: another worker verified it (and logged it).
+   */
+  | { ok: true; subject: string | null; scopes: readonly string[] | null; user?: string; shared?: boolean }
   /** `presented`: the caller sent credentials that were wrong (counts toward the throttle). */
   | { ok: false; message: string; presented: boolean; user?: string };
 
 function outcome(v: Verdict, c: CallerCredential | { missing: string } | { wrong: string }): AuthOutcome {
+  // a verdict another worker made was logged there
+  if (v.ok && v.shared) return { ok: true, subject: v.subject, scopes: v.scopes, shared: true };
   return v.ok
     ? { ok: true, subject: v.subject, scopes: v.scopes, ...('username' in c ? { user: c.username } : {}) }
     : {

@@ -22,6 +22,7 @@ interface BuildDeps {
   clock: Clock;
   log: Logger;
   groupKeys?: HttpProxyDeps['groupKeys'];
+  verdicts?: HttpProxyDeps['verdicts'];
 }
 
 /** Static verifiers are shared per file, so two routes on one file reload it once. */
@@ -55,7 +56,11 @@ export function prepareRoutes(cfg: HttpProxyConfig, deps: BuildDeps): PreparedRo
     const name = routeName(r, index);
     const inner = buildVerifier(r, deps, statics);
     const verifier = inner
-      ? new CachedVerifier(inner, deps.clock, { ttl: r.auth.cache_ttl, failureTtl: r.auth.failure_ttl })
+      ? new CachedVerifier(inner, deps.clock, {
+          ttl: r.auth.cache_ttl,
+          failureTtl: r.auth.failure_ttl,
+          ...(deps.verdicts ? { share: deps.verdicts(name) } : {}),
+        })
       : undefined;
     return {
       index,
@@ -96,7 +101,12 @@ export function httpProxyComponent(
   return {
     name: 'http_proxy',
     async start() {
-      routes = prepareRoutes(cfg, { clock: ctx.clock, log, groupKeys: ctx.groupKeys });
+      routes = prepareRoutes(cfg, {
+        clock: ctx.clock,
+        log,
+        groupKeys: ctx.groupKeys,
+        ...(ctx.verdicts ? { verdicts: ctx.verdicts } : {}),
+      });
       const metrics = ctx.metrics;
       const deps: FrontDoorDeps = {
         registry: ctx.registry,

@@ -313,7 +313,7 @@ export class HttpFrontDoor {
     if (outcome instanceof Promise)
       outcome.then(
         this.guard(req, res, route, (o: AuthOutcome) => {
-          if (o.ok) this.auditVerified(route, source, o);
+          if (o.ok && !o.shared) this.auditVerified(route, source, o);
           decided(o);
         }),
         this.guard(req, res, route, (err: unknown) => this.failWith(req, res, route, err)),

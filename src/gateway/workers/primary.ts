@@ -21,6 +21,7 @@ import {
   workerNode,
 } from './protocol.js';
 import { SlotLedger } from './shared-slots.js';
+import { VerdictBook } from './shared-verdicts.js';
 
 export interface WorkerPoolDeps {
   log: Logger;
@@ -76,6 +77,8 @@ export class WorkerPool implements Component {
   private readonly drained = { asked: 0, moved: 0, cut: 0 };
   /** Every worker's unauthenticated slots: one count for the gateway. */
   readonly slotLedger = new SlotLedger();
+  /** The HTTP front door's token verdicts, shared by the workers. */
+  private readonly verdicts = new VerdictBook();
   private question = 0;
   private readonly waiting = new Map<number, (answer: unknown) => void>();
 
@@ -249,6 +252,12 @@ export class WorkerPool implements Component {
         } else if (m.t === 'tether:slot') {
           const refused = this.slotLedger.take(s.slot, m);
           this.sendTo(s, { t: 'tether:slot', id: m.id, ...(refused ? { refused } : {}) });
+        } else if (m.t === 'tether:verdict') {
+          this.verdicts.get(s.slot, m.scope, m.key, (answer) =>
+            this.sendTo(s, { t: 'tether:verdict', id: m.id, answer }),
+          );
+        } else if (m.t === 'tether:verdict-put') {
+          this.verdicts.put(m.scope, m.key, m.answer, m.ttl);
         } else if (m.t === 'tether:slot-release') {
           this.slotLedger.release(s.slot, m.id);
         } else if (m.t === 'tether:drained') {
@@ -267,6 +276,7 @@ export class WorkerPool implements Component {
         clearTimeout(timer);
         s.worker = undefined;
         this.slotLedger.releaseAll(s.slot);
+        this.verdicts.releaseAll(s.slot);
         s.forwards = [];
         s.sessions = [];
         s.ready = undefined;

@@ -3,6 +3,7 @@ import type { SessionChange, WorkerMetrics } from '../../admin/metrics.js';
 import type { StatsMessage } from '../../admin/traffic-stats.js';
 import type { TenantChange } from '../../core/events.js';
 import type { RemoteEndpoint, RemoteSession } from '../../core/forward-registry.js';
+import type { VerdictShareAnswer } from '../../frontdoor/http-proxy/verifiers/types.js';
 import type { SlotBound } from '../../tunnel/unauthenticated-slots.js';
 
 /**
@@ -49,6 +50,16 @@ export type WorkerMessage =
   | { t: 'tether:slot'; id: number; pool: string; ip: string; max: number; maxPerSource: number }
   /** That slot comes back (the connection logged in or closed). */
   | { t: 'tether:slot-release'; id: number }
+  /** The shared verdict of a credential's `key` on route `scope` (see shared-verdicts.ts). */
+  | { t: 'tether:verdict'; id: number; scope: string; key: string }
+  /** The answer of a verification made here, for the workers waiting on it and later requests. */
+  | {
+      t: 'tether:verdict-put';
+      scope: string;
+      key: string;
+      answer: Exclude<VerdictShareAnswer, 'go'>;
+      ttl: number;
+    }
   /** Its drain's outcome, just before it exits. */
   | { t: 'tether:drained'; asked: number; moved: number; cut: number }
   /** A new event record, while the primary's dashboard watches. */
@@ -64,6 +75,8 @@ export type PrimaryMessage =
   | { t: 'tether:ask'; id: number; ask: WorkerQuestion }
   /** The answer to `tether:slot` `id`: held for the worker, or the bound that refused it. */
   | { t: 'tether:slot'; id: number; refused?: SlotBound }
+  /** The answer to `tether:verdict` `id`. */
+  | { t: 'tether:verdict'; id: number; answer: VerdictShareAnswer }
   /** A dashboard watches the primary (send each new event record) or no longer does. */
   | { t: 'tether:watch'; on: boolean }
   /** SIGTERM's drain, counted from `startedAt`; `stop`: at once. The worker exits after either. */

@@ -1,6 +1,7 @@
 import { hash } from 'node:crypto';
 import type { Clock } from '../../../core/clock.js';
-import type { CallerCredential, Verdict, Verifier } from './types.js';
+import { TetherError } from '../../../errors/index.js';
+import type { CallerCredential, Verdict, VerdictShare, Verifier } from './types.js';
 
 export interface VerifyCacheOptions {
   /** How long a valid answer is kept. */
@@ -9,6 +10,11 @@ export interface VerifyCacheOptions {
   failureTtl: number;
   /** Bound on remembered tokens; the oldest go first. */
   maxEntries?: number;
+  /**
+   * Under `workers`: the verdicts of the other workers (used only for a verifier without a
+   * `generation`, whose answers do not change with a local source of truth).
+   */
+  share?: VerdictShare;
 }
 
 interface Entry {
@@ -65,12 +71,10 @@ export class CachedVerifier implements Verifier {
     if (hit) return hit;
     const pending = this.inflight.get(key);
     if (pending) return pending;
-    this.calls++;
-    const p = this.inner.verify(c).then(
+    const share = this.inner.generation && !this.inner.version ? undefined : this.opts.share;
+    const p = (share ? this.viaShare(share, c, key, gen) : this.verifyHere(c, key, gen)).then(
       (verdict) => {
         this.inflight.delete(key);
-        const ttl = verdict.ok ? this.opts.ttl : this.opts.failureTtl;
-        if (ttl > 0) this.store(key, { verdict, expires: this.clock.now() + ttl, generation: gen });
         return verdict;
       },
       (err: unknown) => {
@@ -80,6 +84,52 @@ export class CachedVerifier implements Verifier {
     );
     this.inflight.set(key, p);
     return p;
+  }
+
+  /** Asks the inner verifier, and keeps its answer. */
+  private async verifyHere(c: CallerCredential, key: string, gen: number): Promise<Verdict> {
+    this.calls++;
+    const verdict = await this.inner.verify(c);
+    const ttl = this.ttlOf(verdict);
+    if (ttl > 0) this.store(key, { verdict, expires: this.clock.now() + ttl, generation: gen });
+    return verdict;
+  }
+
+  /**
+   * The other workers' verdict when they have one (or once the one verifying it answered);
+   * else verified here, and the answer told to them.
+   */
+  private async viaShare(
+    share: VerdictShare,
+    c: CallerCredential,
+    key: string,
+    gen: number,
+  ): Promise<Verdict> {
+    // the version of the source of truth is part of the shared key: a worker that reloaded a
+    // token file shares nothing with one that has not yet
+    const shared = this.inner.version ? `${this.inner.version()}\0${key}` : key;
+    const a = await share.get(shared);
+    if (a === 'go') {
+      let verdict: Verdict;
+      try {
+        verdict = await this.verifyHere(c, key, gen);
+      } catch (err) {
+        share.put(shared, { unavailable: err instanceof Error ? err.message : String(err) }, 0);
+        throw err;
+      }
+      const ttl = this.ttlOf(verdict);
+      share.put(shared, { verdict, ttl }, ttl);
+      return verdict;
+    }
+    if ('unavailable' in a)
+      throw new TetherError('VERIFIER_UNAVAILABLE', a.unavailable, { status: 503, retryable: true });
+    const verdict = { ...a.verdict, shared: true };
+    if (a.ttl > 0) this.store(key, { verdict, expires: this.clock.now() + a.ttl, generation: gen });
+    return verdict;
+  }
+
+  private ttlOf(v: Verdict): number {
+    return v.ok ? this.opts.ttl : this.opts.failureTtl;
   }
 
   generation(): number {

@@ -124,6 +124,12 @@ export class StaticVerifier implements Verifier {
     return this.gen;
   }
 
+  /** The stamp of the file version in force (inode, size, times): the same in every worker. */
+  version(): string {
+    this.generation();
+    return this.stamp;
+  }
+
   async verify(c: CallerCredential): Promise<Verdict> {
     this.generation();
     if (c.username !== undefined) {
