@@ -176,7 +176,7 @@ async function runWorker(config: GatewayConfig, parentLog: Logger, of: number): 
   const { TrafficSampler } = await import('../admin/traffic-stats.js');
   const { RecentActivity } = await import('../admin/activity.js');
   const { WorkerSlots } = await import('../gateway/workers/shared-slots.js');
-  const { WorkerVerdicts } = await import('../gateway/workers/shared-verdicts.js');
+  const { WorkerSecrets, WorkerVerdicts } = await import('../gateway/workers/shared-verdicts.js');
   const { WORKER_RELAY_KEY_ENV, WORKER_SLOT_ENV, isMessage } = await import('../gateway/workers/protocol.js');
   const slot = Number(process.env[WORKER_SLOT_ENV]);
   const relayKey = process.env[WORKER_RELAY_KEY_ENV] ?? '';
@@ -190,6 +190,7 @@ async function runWorker(config: GatewayConfig, parentLog: Logger, of: number): 
   };
   const slots = new WorkerSlots(send, onMessage);
   const verdicts = new WorkerVerdicts(send, onMessage);
+  const secrets = new WorkerSecrets(send, onMessage);
   const gw = new Gateway(config, {
     log,
     version: VERSION,
@@ -199,6 +200,7 @@ async function runWorker(config: GatewayConfig, parentLog: Logger, of: number): 
       of,
       slots: (pool, max, perSource) => slots.keeper(pool, max, perSource),
       verdicts: (scope) => verdicts.share(scope),
+      secrets: (scope) => secrets.share(scope),
     },
   });
   gw.use((ctx) => {

@@ -127,6 +127,7 @@ export function withFrontDoors(gw: Gateway): Gateway {
               refusals: c.refusals,
               proxyGate: c.proxyGate('http_proxy', c.config.http_proxy!),
               ...(c.sharedVerdicts ? { verdicts: c.sharedVerdicts } : {}),
+              ...(c.sharedSecrets ? { secrets: c.sharedSecrets } : {}),
             });
         },
       ),

@@ -22,6 +22,7 @@ import { RefusalLog } from '../core/refusals.js';
 import { TenantService } from '../core/tenants.js';
 import { FailureThrottle, ThrottleShare } from '../core/throttle.js';
 import { TetherError } from '../errors/index.js';
+import type { SecretShare } from '../frontdoor/http-proxy/upstream-auth/types.js';
 import type { VerdictShare } from '../frontdoor/http-proxy/verifiers/types.js';
 import { LeaseListeners } from '../frontdoor/raw-port/index.js';
 import type { Logger } from '../log/index.js';
@@ -72,6 +73,8 @@ export type GatewayRole =
       slots: SharedSlots;
       /** The HTTP front door's token verdicts, shared with the other workers (per route). */
       verdicts: (scope: string) => VerdictShare;
+      /** Its upstream credentials as the other workers read them (per route). */
+      secrets: (scope: string) => SecretShare;
     };
 
 export interface GatewayAddresses {
@@ -121,6 +124,8 @@ export interface GatewayContext {
   sharedSlots?: SharedSlots;
   /** Under `workers` (in a worker): the HTTP front door's token verdicts, shared by the workers. */
   sharedVerdicts?: (scope: string) => VerdictShare;
+  /** Under `workers` (in a worker): the HTTP front door's upstream credentials, shared by the workers. */
+  sharedSecrets?: (scope: string) => SecretShare;
   tunnel: TunnelServer;
   metrics: GatewayMetrics;
   /** The cluster member's `node_id` (null outside a cluster). */
@@ -356,7 +361,7 @@ export class Gateway {
         proxyGate,
         throttles,
         ...(sharedSlots ? { sharedSlots } : {}),
-        ...(role?.kind === 'worker' ? { sharedVerdicts: role.verdicts } : {}),
+        ...(role?.kind === 'worker' ? { sharedVerdicts: role.verdicts, sharedSecrets: role.secrets } : {}),
         tunnel,
         metrics,
         nodeId,

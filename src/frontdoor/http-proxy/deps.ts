@@ -7,6 +7,7 @@ import type { ConnectionBroker } from '../../tunnel/broker.js';
 import type { ProxyProtocolGate } from '../../tunnel/proxy-header.js';
 import type { SourceAllowlists } from '../../tunnel/source-allowlists.js';
 import type { FrontDoorDeps } from './types.js';
+import type { SecretShare } from './upstream-auth/types.js';
 import type { VerdictShare } from './verifiers/types.js';
 
 /** The gateway metrics the HTTP front door moves. */
@@ -24,6 +25,8 @@ export interface HttpProxyDeps {
   throttles?: FrontDoorDeps['throttles'];
   /** Under `workers`: a route's token verdicts shared with the other workers (`scope`: its name). */
   verdicts?: (scope: string) => VerdictShare;
+  /** Under `workers`: a route's upstream credential as the other workers read it. */
+  secrets?: (scope: string) => SecretShare;
   /** Live forwards the routes reach. */
   registry: FrontDoorDeps['registry'];
   /** Group keys of `group-key` routes. */

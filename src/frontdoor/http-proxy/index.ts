@@ -23,6 +23,7 @@ interface BuildDeps {
   log: Logger;
   groupKeys?: HttpProxyDeps['groupKeys'];
   verdicts?: HttpProxyDeps['verdicts'];
+  secrets?: HttpProxyDeps['secrets'];
 }
 
 /** Static verifiers are shared per file, so two routes on one file reload it once. */
@@ -68,7 +69,13 @@ export function prepareRoutes(cfg: HttpProxyConfig, deps: BuildDeps): PreparedRo
       cfg: r,
       auth: new RouteAuthenticator(r.auth, verifier, r.docker_registry ? 'Docker Registry' : 'tether'),
       credential: r.upstream_auth
-        ? upstreamCredential(r.upstream_auth, deps.clock, deps.log.child({ route: name }))
+        ? upstreamCredential(
+            r.upstream_auth,
+            deps.clock,
+            deps.log.child({ route: name }),
+            undefined,
+            deps.secrets?.(name),
+          )
         : undefined,
       pool:
         r.to.kind === 'url'
@@ -106,6 +113,7 @@ export function httpProxyComponent(
         log,
         groupKeys: ctx.groupKeys,
         ...(ctx.verdicts ? { verdicts: ctx.verdicts } : {}),
+        ...(ctx.secrets ? { secrets: ctx.secrets } : {}),
       });
       const metrics = ctx.metrics;
       const deps: FrontDoorDeps = {

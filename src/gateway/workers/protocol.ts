@@ -60,6 +60,8 @@ export type WorkerMessage =
       answer: Exclude<VerdictShareAnswer, 'go'>;
       ttl: number;
     }
+  /** A good upstream credential of route `scope` read here; the primary passes it to the others. */
+  | { t: 'tether:secret'; scope: string; value: string; at: number }
   /** Its drain's outcome, just before it exits. */
   | { t: 'tether:drained'; asked: number; moved: number; cut: number }
   /** A new event record, while the primary's dashboard watches. */
@@ -75,6 +77,8 @@ export type PrimaryMessage =
   | { t: 'tether:ask'; id: number; ask: WorkerQuestion }
   /** The answer to `tether:slot` `id`: held for the worker, or the bound that refused it. */
   | { t: 'tether:slot'; id: number; refused?: SlotBound }
+  /** Another worker's upstream credential of route `scope` (see WorkerSecrets). */
+  | { t: 'tether:secret'; scope: string; value: string; at: number }
   /** The answer to `tether:verdict` `id`. */
   | { t: 'tether:verdict'; id: number; answer: VerdictShareAnswer }
   /** A dashboard watches the primary (send each new event record) or no longer does. */

@@ -17,13 +17,11 @@ class Remote implements Verifier {
   down = false;
   private held: Array<() => void> = [];
   hold = false;
-  version?: () => string;
+  version: () => string;
   generation?: () => number;
   constructor(stamp?: () => string) {
-    if (stamp) {
-      this.version = stamp;
-      this.generation = () => 0;
-    }
+    this.version = stamp ?? (() => 'https://verify.example/');
+    if (stamp) this.generation = () => 0;
   }
   async verify(c: CallerCredential): Promise<Verdict> {
     this.calls++;
@@ -140,6 +138,21 @@ test('the worker verifying dies: the ones waiting verify themselves', async () =
   book.releaseAll(1);
   assert.equal((await waiting).ok, true);
   assert.equal(remote.calls, 2);
+});
+
+test('a verifier without a version (group keys: answers follow tenant events) shares nothing', async () => {
+  const local = {
+    calls: 0,
+    async verify(): Promise<Verdict> {
+      local.calls++;
+      return { ok: true, subject: 'acme/g', scopes: null };
+    },
+  };
+  const { caches, book } = workers([local, local]);
+  await caches[0].verify(alice);
+  await caches[1].verify(alice);
+  assert.equal(local.calls, 2);
+  assert.equal(book.size, 0);
 });
 
 test('a token file: verdicts are shared only between workers that read the same version of it', async () => {

@@ -1,7 +1,13 @@
 import { spawn } from 'node:child_process';
 import type { Clock } from '../../../core/clock.js';
 import type { Logger } from '../../../log/index.js';
-import { credentialInvalid, credentialUnavailable, type SecretCheck, type SecretProvider } from './types.js';
+import {
+  credentialInvalid,
+  credentialUnavailable,
+  type SecretCheck,
+  type SecretProvider,
+  type SecretShare,
+} from './types.js';
 
 /** Runs a command and resolves with its trimmed stdout; rejects with a readable reason. */
 export type CommandRunner = (
@@ -72,6 +78,11 @@ export class CommandSecret implements SecretProvider {
   private invalid: string | undefined;
   private timer: unknown;
   private stopped = false;
+  /** A run (with its retries) is going on. */
+  private running = false;
+  /** When the value in use was printed (ms): the newest wins, here or in another worker. */
+  private valueAt = Number.NEGATIVE_INFINITY;
+  private unsubscribe?: () => void;
   private readonly abort = new AbortController();
   /** Completed runs (success or failure after every retry); tests wait on it. */
   runs = 0;
@@ -82,6 +93,7 @@ export class CommandSecret implements SecretProvider {
     private readonly log: Logger,
     private readonly runner: CommandRunner = runCommand,
     private readonly check?: SecretCheck,
+    private readonly share?: SecretShare,
   ) {}
 
   current(): string {
@@ -95,12 +107,27 @@ export class CommandSecret implements SecretProvider {
 
   /** Resolves after the first attempt (the retries, if needed, go on in the background). */
   start(): Promise<void> {
+    this.unsubscribe = this.share?.onValue((value, at) => {
+      if (at <= this.valueAt) return;
+      // another worker's run printed a newer value: use it, and run again a little after that
+      // worker's next run (whose value then comes here first): one run per refresh, not one
+      // per worker
+      this.value = value;
+      this.valueAt = at;
+      this.invalid = undefined;
+      this.lastError = undefined;
+      if (this.running || this.stopped) return;
+      if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+      const after = this.opts.refresh + Math.min(60_000, this.opts.refresh / 10);
+      this.timer = this.clock.setTimeout(() => void this.cycle(), after);
+    });
     return new Promise((resolve) => {
       void this.cycle(resolve);
     });
   }
 
   stop(): void {
+    this.unsubscribe?.();
     this.stopped = true;
     this.abort.abort();
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
@@ -113,6 +140,15 @@ export class CommandSecret implements SecretProvider {
   }
 
   private async cycle(afterFirstAttempt?: () => void): Promise<void> {
+    this.running = true;
+    try {
+      await this.run(afterFirstAttempt);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async run(afterFirstAttempt?: () => void): Promise<void> {
     const name =
       this.opts.argv[0] === '/bin/sh' ? (this.opts.argv[2] ?? '').split(/\s/)[0] : this.opts.argv[0];
     let ok = false;
@@ -136,8 +172,10 @@ export class CommandSecret implements SecretProvider {
         this.invalid = undefined;
         const changed = v !== this.value;
         this.value = v;
+        this.valueAt = this.clock.now();
         this.lastError = undefined;
         ok = true;
+        this.share?.publish(v, this.valueAt);
         this.log.info(
           { event: 'http_proxy.credential_command.ok', command: name, changed },
           `upstream credential refreshed by ${name}`,

@@ -1,6 +1,12 @@
 import { readFileSync, statSync } from 'node:fs';
 import type { Logger } from '../../../log/index.js';
-import { credentialInvalid, credentialUnavailable, type SecretCheck, type SecretProvider } from './types.js';
+import {
+  credentialInvalid,
+  credentialUnavailable,
+  type SecretCheck,
+  type SecretProvider,
+  type SecretShare,
+} from './types.js';
 
 /**
  * A credential read from a file (e.g. written by a cron job), re-read only when the file
@@ -12,6 +18,9 @@ import { credentialInvalid, credentialUnavailable, type SecretCheck, type Secret
 export class FileSecret implements SecretProvider {
   private value: string | undefined;
   private stamp = '';
+  /** When the value in use was written (the file's change time, ms): the newest wins. */
+  private valueAt = Number.NEGATIVE_INFINITY;
+  private unsubscribe?: () => void;
   private problem: string | undefined;
   /** Why the file's current content cannot be used (set until a good value is read). */
   private invalid: string | undefined;
@@ -20,9 +29,18 @@ export class FileSecret implements SecretProvider {
     private readonly file: string,
     private readonly log: Logger,
     private readonly check?: SecretCheck,
+    private readonly share?: SecretShare,
   ) {}
 
   async start(): Promise<void> {
+    this.unsubscribe = this.share?.onValue((value, at) => {
+      // another worker read a newer version: it is this one's last good value too (the next
+      // request here still looks at the file itself)
+      if (at < this.valueAt) return;
+      this.value = value;
+      this.valueAt = at;
+      this.invalid = undefined;
+    });
     this.refresh();
     if (this.value === undefined && this.invalid === undefined) {
       this.log.error(
@@ -32,7 +50,9 @@ export class FileSecret implements SecretProvider {
     }
   }
 
-  stop(): void {}
+  stop(): void {
+    this.unsubscribe?.();
+  }
 
   current(): string {
     this.refresh();
@@ -44,9 +64,11 @@ export class FileSecret implements SecretProvider {
 
   private refresh(): void {
     let stamp: string;
+    let changedAt: number;
     try {
       const st = statSync(this.file);
       stamp = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+      changedAt = st.ctimeMs;
     } catch (e) {
       this.fail(`cannot read it: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
       return;
@@ -68,6 +90,7 @@ export class FileSecret implements SecretProvider {
     if (invalid !== undefined) {
       this.stamp = stamp;
       this.value = undefined;
+      this.valueAt = changedAt; // a value another worker read before this version does not replace it
       if (this.invalid !== invalid) {
         this.invalid = invalid;
         this.log.error(
@@ -80,8 +103,10 @@ export class FileSecret implements SecretProvider {
     this.invalid = undefined;
     const first = this.value === undefined;
     this.value = text;
+    this.valueAt = changedAt;
     this.stamp = stamp;
     this.problem = undefined;
+    this.share?.publish(text, changedAt);
     this.log.info(
       { event: 'http_proxy.credential_file.loaded', file: this.file },
       first

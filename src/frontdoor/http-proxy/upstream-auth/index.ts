@@ -4,7 +4,13 @@ import type { Logger } from '../../../log/index.js';
 import { type CommandRunner, CommandSecret } from './command.js';
 import { FileSecret } from './file.js';
 import { StaticSecret } from './static.js';
-import { credentialInvalid, headerValueProblem, type SecretCheck, type SecretProvider } from './types.js';
+import {
+  credentialInvalid,
+  headerValueProblem,
+  type SecretCheck,
+  type SecretProvider,
+  type SecretShare,
+} from './types.js';
 
 export function secretProvider(
   src: SecretSource,
@@ -12,12 +18,13 @@ export function secretProvider(
   log: Logger,
   runner?: CommandRunner,
   check?: SecretCheck,
+  share?: SecretShare,
 ): SecretProvider {
   switch (src.kind) {
     case 'static':
       return new StaticSecret(src.value, check);
     case 'file':
-      return new FileSecret(src.path, log, check);
+      return new FileSecret(src.path, log, check, share);
     default:
       return new CommandSecret(
         {
@@ -31,6 +38,7 @@ export function secretProvider(
         log,
         runner,
         check,
+        share,
       );
   }
 }
@@ -88,6 +96,10 @@ export function upstreamCredential(
   clock: Clock,
   log: Logger,
   runner?: CommandRunner,
+  share?: SecretShare,
 ): UpstreamCredential {
-  return new UpstreamCredential(cfg, secretProvider(cfg.source, clock, log, runner, credentialCheck(cfg)));
+  return new UpstreamCredential(
+    cfg,
+    secretProvider(cfg.source, clock, log, runner, credentialCheck(cfg), share),
+  );
 }

@@ -9,6 +9,19 @@ export interface SecretProvider {
 }
 
 /**
+ * Under `workers`: a route's credential as the other workers read it (src/gateway/workers/
+ * shared-secrets.ts). A good value read in one worker becomes every worker's last good value,
+ * so a file that goes missing, or a command that fails, leaves the whole gateway on the same
+ * (newest) value; a command's run in one worker also puts off the others' next runs.
+ */
+export interface SecretShare {
+  /** A good value read here at `at` (ms; a file's change time, a command's run). */
+  publish(value: string, at: number): void;
+  /** Calls `fn` with every value another worker read; returns the unsubscribe. */
+  onValue(fn: (value: string, at: number) => void): () => void;
+}
+
+/**
  * Checks a value read from a file or a command before it is used: returns why it cannot be
  * sent (never the value itself), or undefined when it can.
  */

@@ -10,10 +10,7 @@ export interface VerifyCacheOptions {
   failureTtl: number;
   /** Bound on remembered tokens; the oldest go first. */
   maxEntries?: number;
-  /**
-   * Under `workers`: the verdicts of the other workers (used only for a verifier without a
-   * `generation`, whose answers do not change with a local source of truth).
-   */
+  /** Under `workers`: the verdicts of the other workers (used for a verifier that names its `version`). */
   share?: VerdictShare;
 }
 
@@ -71,7 +68,7 @@ export class CachedVerifier implements Verifier {
     if (hit) return hit;
     const pending = this.inflight.get(key);
     if (pending) return pending;
-    const share = this.inner.generation && !this.inner.version ? undefined : this.opts.share;
+    const share = this.inner.version ? this.opts.share : undefined;
     const p = (share ? this.viaShare(share, c, key, gen) : this.verifyHere(c, key, gen)).then(
       (verdict) => {
         this.inflight.delete(key);
@@ -107,7 +104,7 @@ export class CachedVerifier implements Verifier {
   ): Promise<Verdict> {
     // the version of the source of truth is part of the shared key: a worker that reloaded a
     // token file shares nothing with one that has not yet
-    const shared = this.inner.version ? `${this.inner.version()}\0${key}` : key;
+    const shared = `${this.inner.version?.() ?? ''}\0${key}`;
     const a = await share.get(shared);
     if (a === 'go') {
       let verdict: Verdict;

@@ -61,6 +61,11 @@ export class RemoteVerifier implements Verifier {
     this.scopePath = opts.scope_field;
   }
 
+  /** Its answers depend on the token alone: the same in every worker (verdicts may be shared). */
+  version(): string {
+    return this.opts.url;
+  }
+
   async verify(c: CallerCredential): Promise<Verdict> {
     const authorization =
       this.opts.send === 'basic'

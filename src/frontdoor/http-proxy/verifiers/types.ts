@@ -23,7 +23,7 @@ export type VerdictShareAnswer =
 
 /**
  * Under `workers`: one route's verdicts shared with the other workers (src/gateway/workers/
- * shared-verdicts.ts), for a verifier without a `generation` or one that names its `version`.
+ * shared-verdicts.ts), for a verifier that names its `version`.
  */
 export interface VerdictShare {
   get(key: string): Promise<VerdictShareAnswer>;
@@ -38,8 +38,9 @@ export interface Verifier {
   generation?(): number;
   /**
    * The version of its source of truth as every process that reads the same one names it (a
-   * token file's stamp): under `workers`, verdicts are shared only between workers that name
-   * the same version. A verifier with a `generation` and no `version` shares nothing.
+   * token file's stamp; a verification URL: always the same): under `workers`, verdicts are
+   * shared only between workers that name the same version. A verifier without one (group keys,
+   * whose answers follow this process's tenant events) shares nothing.
    */
   version?(): string;
   close?(): void;
