@@ -177,6 +177,7 @@ async function runWorker(config: GatewayConfig, parentLog: Logger, of: number): 
   const { RecentActivity } = await import('../admin/activity.js');
   const { WorkerSlots } = await import('../gateway/workers/shared-slots.js');
   const { WorkerSecrets, WorkerVerdicts } = await import('../gateway/workers/shared-verdicts.js');
+  const { workerUsage } = await import('../gateway/workers/shared-usage.js');
   const { WORKER_RELAY_KEY_ENV, WORKER_SLOT_ENV, isMessage } = await import('../gateway/workers/protocol.js');
   const slot = Number(process.env[WORKER_SLOT_ENV]);
   const relayKey = process.env[WORKER_RELAY_KEY_ENV] ?? '';
@@ -201,6 +202,7 @@ async function runWorker(config: GatewayConfig, parentLog: Logger, of: number): 
       slots: (pool, max, perSource) => slots.keeper(pool, max, perSource),
       verdicts: (scope) => verdicts.share(scope),
       secrets: (scope) => secrets.share(scope),
+      usage: workerUsage(slot, send, onMessage),
     },
   });
   gw.use((ctx) => {

@@ -5,6 +5,7 @@ import { FakeClock, tempStore } from '../../test/helpers/core.js';
 import { isTetherError } from '../errors/index.js';
 import { silentLogger } from '../log/index.js';
 import { TenantEvents } from './events.js';
+import type { PeerUsage, UsageShare } from './limits/usage.js';
 import {
   parseBalance,
   parseMaxConnections,
@@ -415,6 +416,94 @@ describe('TrafficLimits', () => {
     assert.deepEqual(await store.trafficSince('2026-01-01'), [
       { tenant_id: 'acme', label: 'g/r', bytes_in: 10, bytes_out: 20 },
     ]);
+    await store.close();
+  });
+});
+
+describe('traffic quotas under workers (UsageShare)', () => {
+  /** Two workers' limits on one store, their messages passed on at once, as the primary does. */
+  async function twoWorkers() {
+    const { store, clock, limits: _unused, events } = await setup();
+    await _unused.stop();
+    const listeners = new Map<number, Set<(e: PeerUsage) => void>>([
+      [1, new Set()],
+      [2, new Set()],
+    ]);
+    const deliver = (from: number, e: PeerUsage) => {
+      for (const [slot, fns] of listeners) if (slot !== from) for (const fn of fns) fn(e);
+    };
+    const share = (slot: number): UsageShare => ({
+      counted: (seq, rows) => deliver(slot, { worker: slot, kind: 'counted', seq, rows }),
+      written: (upTo) => deliver(slot, { worker: slot, kind: 'written', upTo }),
+      onPeer: (fn) => {
+        listeners.get(slot)!.add(fn);
+        return () => listeners.get(slot)!.delete(fn);
+      },
+    });
+    const a = new TrafficLimits(
+      store,
+      clock,
+      silentLogger(),
+      { flushInterval: 3_600_000, share: share(1) },
+      events,
+    );
+    const b = new TrafficLimits(
+      store,
+      clock,
+      silentLogger(),
+      { flushInterval: 3_600_000, share: share(2) },
+      events,
+    );
+    await a.start();
+    await b.start();
+    await a.change('acme', '', { trafficLimit: 1000 });
+    await b.reloadTenant('acme');
+    const told = () => new Promise((r) => setTimeout(r, 40)); // the 20 ms message pace
+    return { store, a, b, told, gone: (slot: number) => deliver(slot, { worker: slot, kind: 'gone' }) };
+  }
+
+  test('bytes one worker counted count at once in the other: the quota holds across workers before any write', async () => {
+    const { store, a, b, told } = await twoWorkers();
+    a.account('acme', 'g/r', 600, 0);
+    await told();
+    assert.equal(b.view('acme').usage.bytes, 600);
+    assert.ok(b.admit('acme', 'g/r', { tenant: 0, repository: 0 }), 'within the quota');
+    b.account('acme', 'g/r', 0, 500);
+    await told();
+    assert.equal(a.view('acme').usage.bytes, 1100);
+    assert.equal(
+      refusal(() => a.admit('acme', 'g/r', { tenant: 0, repository: 0 })).code,
+      'TRAFFIC_QUOTA_EXHAUSTED',
+    );
+    assert.equal(
+      refusal(() => b.admit('acme', 'g/r', { tenant: 0, repository: 0 })).code,
+      'TRAFFIC_QUOTA_EXHAUSTED',
+    );
+    // written by each, read back by each, in either order: never counted twice, never lost
+    await a.flush();
+    assert.equal(b.view('acme').usage.bytes, 1100, 'b still counts a’s bytes until it reads them back');
+    await b.flush();
+    assert.equal(b.view('acme').usage.bytes, 1100);
+    assert.equal(a.view('acme').usage.bytes, 1100);
+    await a.flush();
+    assert.equal(a.view('acme').usage.bytes, 1100);
+    await a.stop();
+    await b.stop();
+    await store.close();
+  });
+
+  test('a worker that dies: its unwritten bytes leave the others’ count; what it wrote stays', async () => {
+    const { store, a, b, told, gone } = await twoWorkers();
+    a.account('acme', 'g/r', 300, 0);
+    await a.flush();
+    a.account('acme', 'g/r', 200, 0);
+    await told();
+    assert.equal(b.view('acme').usage.bytes, 500);
+    gone(1);
+    assert.equal(b.view('acme').usage.bytes, 300);
+    await b.flush();
+    assert.equal(b.view('acme').usage.bytes, 300);
+    await b.stop();
     await store.close();
   });
 });

@@ -16,6 +16,7 @@ import { TenantEvents } from '../core/events.js';
 import { ForwardRegistry } from '../core/forward-registry.js';
 import { GroupKeyService } from '../core/group-keys.js';
 import { LeaseService } from '../core/leases.js';
+import type { UsageShare } from '../core/limits/usage.js';
 import { TrafficLimits } from '../core/limits.js';
 import { ManagedRepoService } from '../core/managed-repos.js';
 import { RefusalLog } from '../core/refusals.js';
@@ -75,6 +76,8 @@ export type GatewayRole =
       verdicts: (scope: string) => VerdictShare;
       /** Its upstream credentials as the other workers read them (per route). */
       secrets: (scope: string) => SecretShare;
+      /** The bytes the other workers counted and did not write yet (traffic quotas). */
+      usage: UsageShare;
     };
 
 export interface GatewayAddresses {
@@ -195,7 +198,13 @@ export class Gateway {
       const tenants = new TenantService(store, clock, log, events, config.forwards.default_quota);
       const groupKeys = new GroupKeyService(store, clock, log, events);
       const registry = new ForwardRegistry(clock);
-      const limits = new TrafficLimits(store, clock, log, {}, events);
+      const limits = new TrafficLimits(
+        store,
+        clock,
+        log,
+        this.deps.role?.kind === 'worker' ? { share: this.deps.role.usage } : {},
+        events,
+      );
       await limits.start();
       this.limits = limits;
       registry.limits = limits;

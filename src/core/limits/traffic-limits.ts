@@ -25,11 +25,13 @@ import {
   periodWindow,
   type RepositoryLimitsView,
 } from './policy.js';
-import { key, TrafficUsage, type UsageView } from './usage.js';
+import { key, TrafficUsage, type UsageShare, type UsageView } from './usage.js';
 
 export interface TrafficLimitsOptions {
   /** How often byte counters go to the store (and usage is re-read), ms. */
   flushInterval?: number;
+  /** Under `workers`: the bytes the other workers counted and did not write yet (see UsageShare). */
+  share?: UsageShare;
 }
 
 /** What the registry needs to know about an open connection's counting. */
@@ -66,7 +68,7 @@ export class TrafficLimits {
     events?: TenantEvents,
   ) {
     this.flushInterval = opts.flushInterval ?? 5000;
-    this.counters = new TrafficUsage(store, clock, log, () => this.policies());
+    this.counters = new TrafficUsage(store, clock, log, () => this.policies(), opts.share);
     this.unsubscribe = events?.on((c) => {
       if (c.kind === 'removed') this.forget(c.tenant);
       else if (c.kind === 'limits' && c.origin === 'remote') {
@@ -91,6 +93,7 @@ export class TrafficLimits {
   async stop(): Promise<void> {
     this.stopped = true;
     this.unsubscribe?.();
+    this.counters.close();
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     await this.counters.flushAll();
   }

@@ -39,6 +39,37 @@ function add(map: Map<string, Counter>, k: string, i: number, o: number): void {
   } else map.set(k, { in: i, out: o });
 }
 
+/**
+ * Under `workers`: the bytes the other workers counted and have not written to the store yet,
+ * so that a quota holds across workers as it does in one process (a worker re-reads the store's
+ * sums only every few seconds). What one worker counts goes to the others (over the primary) at
+ * most every SHARE_EVERY_MS; once it wrote them, it says up to which message, and the others drop
+ * those bytes after their next read of the store (which then holds them).
+ */
+export interface UsageShare {
+  /** Counts made here since the last message: message `seq` (1, 2, …) of this worker. */
+  counted(seq: number, rows: Array<[key: string, bytesIn: number, bytesOut: number]>): void;
+  /** Every count up to message `upTo` is in the store. */
+  written(upTo: number): void;
+  /** What the other workers say; returns the unsubscribe. */
+  onPeer(fn: (e: PeerUsage) => void): () => void;
+}
+
+export type PeerUsage =
+  | { worker: number; kind: 'counted'; seq: number; rows: Array<[string, number, number]> }
+  | { worker: number; kind: 'written'; upTo: number }
+  /** The worker died: what it counted and did not write is gone with it. */
+  | { worker: number; kind: 'gone' };
+
+/** How often (at most) a worker tells the others what it counted. */
+const SHARE_EVERY_MS = 20;
+
+/** Another worker's counts: by message, until written; then until this worker's next read. */
+interface Peer {
+  batches: Array<{ seq: number; counts: Map<string, Counter> }>;
+  written: Array<{ before: number; counts: Map<string, Counter> }>;
+}
+
 /** The limits in effect: tenants (label '') first, then repositories. */
 export type PolicyList = () => Iterable<[tenant: string, label: string, limits: Limits]>;
 
@@ -51,17 +82,76 @@ export class TrafficUsage {
   private readonly exhausted = new Set<string>();
   private flushing?: Promise<void>;
   private lastPrune = 0;
+  /** Under `workers`: counts not told to the others yet, the last message's number and time. */
+  private outbox = new Map<string, Counter>();
+  private seq = 0;
+  private sentAt = 0;
+  private shareTimer?: NodeJS.Timeout;
+  private readonly peers = new Map<number, Peer>();
+  /** Reads of the store begun (a peer's written counts go once a read begun after it ended). */
+  private reads = 0;
+  private unsubscribe?: () => void;
 
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
     private readonly log: Logger,
     private readonly policies: PolicyList,
-  ) {}
+    private readonly share?: UsageShare,
+  ) {
+    this.unsubscribe = share?.onPeer((e) => this.onPeer(e));
+  }
 
   /** Counts bytes of a tenant's repository (written to the store at the next flush). */
   count(tenant: string, label: string, bytesIn: number, bytesOut: number): void {
-    add(this.pending, key(tenant, label), bytesIn, bytesOut);
+    const k = key(tenant, label);
+    add(this.pending, k, bytesIn, bytesOut);
+    if (!this.share) return;
+    add(this.outbox, k, bytesIn, bytesOut);
+    if (this.shareTimer) return;
+    this.shareTimer = setTimeout(() => this.tell(), Math.max(0, this.sentAt + SHARE_EVERY_MS - Date.now()));
+    this.shareTimer.unref();
+  }
+
+  /** Tells the other workers what was counted since the last message. */
+  private tell(): void {
+    if (this.shareTimer) clearTimeout(this.shareTimer);
+    this.shareTimer = undefined;
+    if (!this.share || this.outbox.size === 0) return;
+    const rows: Array<[string, number, number]> = [];
+    for (const [k, c] of this.outbox) rows.push([k, c.in, c.out]);
+    this.outbox = new Map();
+    this.sentAt = Date.now();
+    this.share.counted(++this.seq, rows);
+  }
+
+  private onPeer(e: PeerUsage): void {
+    let p = this.peers.get(e.worker);
+    if (e.kind === 'gone') {
+      // its unwritten counts died with it; what it wrote stays counted until the next read
+      if (p) p.batches = [];
+      return;
+    }
+    if (!p) {
+      p = { batches: [], written: [] };
+      this.peers.set(e.worker, p);
+    }
+    if (e.kind === 'counted') {
+      const counts = new Map<string, Counter>();
+      for (const [k, i, o] of e.rows) add(counts, k, i, o);
+      p.batches.push({ seq: e.seq, counts });
+      return;
+    }
+    const keep = p.batches.filter((b) => b.seq > e.upTo);
+    for (const b of p.batches)
+      if (b.seq <= e.upTo) p.written.push({ before: this.reads + 1, counts: b.counts });
+    p.batches = keep;
+  }
+
+  /** Stops listening to the other workers. */
+  close(): void {
+    this.unsubscribe?.();
+    if (this.shareTimer) this.tell();
   }
 
   /** Bytes of a tenant ('' = all its repositories) or one repository in the period's window. */
@@ -89,6 +179,10 @@ export class TrafficUsage {
     sum(this.stored.get(w));
     sum(this.inflight);
     sum(this.pending);
+    for (const p of this.peers.values()) {
+      for (const b of p.batches) sum(b.counts);
+      for (const b of p.written) sum(b.counts);
+    }
     return out;
   }
 
@@ -121,6 +215,9 @@ export class TrafficUsage {
     }
     for (const m of this.stored.values())
       for (const k of [...m.keys()]) if (k.startsWith(prefix)) m.delete(k);
+    for (const p of this.peers.values())
+      for (const b of [...p.batches, ...p.written])
+        for (const k of [...b.counts.keys()]) if (k.startsWith(prefix)) b.counts.delete(k);
   }
 
   /** Writes the counted bytes to the store, then re-reads the sums (other members' too). */
@@ -142,6 +239,8 @@ export class TrafficUsage {
 
   private async doFlush(): Promise<void> {
     // `inflight`: bytes written (or being written) to the store but not read back yet.
+    this.tell(); // the others learn every count of this snapshot before they hear it is written
+    const upTo = this.seq;
     const snapshot = this.pending;
     this.pending = new Map();
     for (const [k, c] of snapshot) add(this.inflight, k, c.in, c.out);
@@ -161,6 +260,7 @@ export class TrafficUsage {
       this.log.warn({ err }, 'could not write traffic counters; will retry');
       return;
     }
+    if (snapshot.size > 0) this.share?.written(upTo);
     await this.reload();
     this.inflight = new Map();
     const now = this.clock.now();
@@ -174,6 +274,7 @@ export class TrafficUsage {
 
   /** Reads the sums of every window a quota in effect counts over (and the calendar month). */
   async reload(): Promise<void> {
+    const read = ++this.reads;
     const now = this.clock.now();
     const windows = new Set<string>([periodWindow('month', now).start]);
     for (const [, , l] of this.policies())
@@ -187,6 +288,8 @@ export class TrafficUsage {
       next.set(w, m);
     }
     this.stored = next;
+    // another worker's counts it wrote before this read began are in `stored` now
+    for (const p of this.peers.values()) p.written = p.written.filter((b) => b.before > read);
     this.noteExhaustion();
   }
 

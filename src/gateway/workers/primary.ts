@@ -277,6 +277,8 @@ export class WorkerPool implements Component {
         s.worker = undefined;
         this.slotLedger.releaseAll(s.slot);
         this.verdicts.releaseAll(s.slot);
+        // the bytes it counted and did not write died with it
+        this.broadcast({ t: 'tether:usage', usage: { worker: s.slot, kind: 'gone' } });
         s.forwards = [];
         s.sessions = [];
         s.ready = undefined;

@@ -3,6 +3,7 @@ import type { SessionChange, WorkerMetrics } from '../../admin/metrics.js';
 import type { StatsMessage } from '../../admin/traffic-stats.js';
 import type { TenantChange } from '../../core/events.js';
 import type { RemoteEndpoint, RemoteSession } from '../../core/forward-registry.js';
+import type { PeerUsage } from '../../core/limits/usage.js';
 import type { VerdictShareAnswer } from '../../frontdoor/http-proxy/verifiers/types.js';
 import type { SlotBound } from '../../tunnel/unauthenticated-slots.js';
 
@@ -62,6 +63,8 @@ export type WorkerMessage =
     }
   /** A good upstream credential of route `scope` read here; the primary passes it to the others. */
   | { t: 'tether:secret'; scope: string; value: string; at: number }
+  /** Bytes it counted, or wrote to the store (the primary passes it to the others). */
+  | { t: 'tether:usage'; usage: PeerUsage }
   /** Its drain's outcome, just before it exits. */
   | { t: 'tether:drained'; asked: number; moved: number; cut: number }
   /** A new event record, while the primary's dashboard watches. */
@@ -79,6 +82,8 @@ export type PrimaryMessage =
   | { t: 'tether:slot'; id: number; refused?: SlotBound }
   /** Another worker's upstream credential of route `scope` (see WorkerSecrets). */
   | { t: 'tether:secret'; scope: string; value: string; at: number }
+  /** Another worker's counted or written bytes, or its death (see UsageShare). */
+  | { t: 'tether:usage'; usage: PeerUsage }
   /** The answer to `tether:verdict` `id`. */
   | { t: 'tether:verdict'; id: number; answer: VerdictShareAnswer }
   /** A dashboard watches the primary (send each new event record) or no longer does. */
