@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { type GatewayConfig, loadGatewayConfig } from '../config/gateway.js';
+import type { PeerUsage } from '../core/limits/usage.js';
 import { clusterPart, withFrontDoors } from '../gateway/front-doors.js';
 import { startHeapTrim } from '../gateway/heap-trim.js';
 import { Gateway } from '../gateway/index.js';
@@ -131,6 +132,8 @@ async function primaryGateway(config: GatewayConfig, log: Logger, count: number)
   const { randomBytes } = await import('node:crypto');
   const { WorkerPool } = await import('../gateway/workers/primary.js');
   let pool: InstanceType<typeof WorkerPool> | undefined;
+  // the workers' byte counts reach this process's usage views (it counts nothing itself)
+  const usageListeners = new Set<(e: PeerUsage) => void>();
   const gw = new Gateway(config, {
     log,
     version: VERSION,
@@ -146,6 +149,14 @@ async function primaryGateway(config: GatewayConfig, log: Logger, count: number)
       },
       workerCounts: async () => (pool ? pool.workerCounts() : { connections: 0, sessions: 0 }),
       workersDrained: () => pool?.workersDrained() ?? { asked: 0, moved: 0, cut: 0 },
+      usage: {
+        counted: () => {},
+        written: () => {},
+        onPeer: (fn) => {
+          usageListeners.add(fn);
+          return () => usageListeners.delete(fn);
+        },
+      },
     },
   });
   return gw
@@ -160,6 +171,9 @@ async function primaryGateway(config: GatewayConfig, log: Logger, count: number)
         member: ctx.nodeId,
         drainTimeout: config.drain_timeout,
         metrics: ctx.metrics,
+        usage: (e) => {
+          for (const fn of usageListeners) fn(e);
+        },
       });
       return pool;
     })

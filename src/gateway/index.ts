@@ -65,6 +65,8 @@ export type GatewayRole =
       workerCounts: () => Promise<WorkerCounts>;
       /** What the workers' drains did, added up (once they exited). */
       workersDrained: () => Pick<DrainResult, 'asked' | 'moved' | 'cut'>;
+      /** The bytes the workers count before they write them (its usage views, exact at once). */
+      usage: UsageShare;
     }
   | {
       kind: 'worker';
@@ -202,7 +204,7 @@ export class Gateway {
         store,
         clock,
         log,
-        this.deps.role?.kind === 'worker' ? { share: this.deps.role.usage } : {},
+        this.deps.role ? { share: this.deps.role.usage } : {},
         events,
       );
       await limits.start();

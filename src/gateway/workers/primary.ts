@@ -5,6 +5,7 @@ import type { StatsMessage } from '../../admin/traffic-stats.js';
 import type { Component } from '../../core/component.js';
 import type { TenantEvents } from '../../core/events.js';
 import type { ForwardRegistry, RemoteForward } from '../../core/forward-registry.js';
+import type { PeerUsage } from '../../core/limits/usage.js';
 import type { Logger } from '../../log/index.js';
 import type { Store } from '../../store/types.js';
 import {
@@ -37,6 +38,8 @@ export interface WorkerPoolDeps {
   metrics: Pick<GatewayMetrics, 'workerRestarts'>;
   /** How long workers may take to drain (`drain_timeout`); they are killed a while after. */
   drainTimeout: number;
+  /** The workers' byte counts, for this process's usage views (traffic quotas). */
+  usage?: (e: PeerUsage) => void;
 }
 
 /** How long a worker may take to start before the gateway gives up starting. */
@@ -269,6 +272,7 @@ export class WorkerPool implements Component {
         } else {
           // a tenant change (applied here too), a throttle failure or a session: every other worker
           if (m.t === 'tether:event') this.deps.events.emit({ ...m.change, origin: 'remote' });
+          else if (m.t === 'tether:usage') this.deps.usage?.(m.usage);
           for (const o of this.slots) if (o !== s) this.sendTo(o, m);
         }
       });
@@ -279,6 +283,7 @@ export class WorkerPool implements Component {
         this.verdicts.releaseAll(s.slot);
         // the bytes it counted and did not write died with it
         this.broadcast({ t: 'tether:usage', usage: { worker: s.slot, kind: 'gone' } });
+        this.deps.usage?.({ worker: s.slot, kind: 'gone' });
         s.forwards = [];
         s.sessions = [];
         s.ready = undefined;
