@@ -259,8 +259,11 @@ export class TunnelServer {
     if (remote && !(socket instanceof net.Socket)) {
       Object.assign(socket, { remoteAddress: remote.ip, remotePort: remote.port });
     }
+    // ssh2 resumes the socket itself once its data listener is on (after its crypto init, a
+    // promise): resuming it here too could start the flow before that, and what a transport had
+    // already read and put back (the TLS transport's first-bytes sniff) would be emitted to no
+    // listener and lost. Called from a microtask (as before `workers`) ssh2 happened to win.
     this.ssh.inject(socket);
-    if (socket instanceof net.Socket) socket.resume();
   }
 
   /** How many connections are not logged in yet, in all and from one source address. */

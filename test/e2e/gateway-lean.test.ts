@@ -17,7 +17,13 @@ const loads = moduleLoadRecorder();
 /** What a gateway in the default configuration must not load. */
 const UNUSED: Array<[string, RegExp]> = [
   ['single sign-on', /^node_modules\/(openid-client|oauth4webapi|jose)\/|^dist\/admin\/oidc(-routes)?\.js$/],
-  ['the cluster member and pg', /^node_modules\/pg\/|^dist\/cluster\//],
+  [
+    'the cluster member and pg',
+    // under `workers` the workers relay to each other with the cluster's signed header: that file only
+    process.env.TETHER_TEST_WORKERS
+      ? /^node_modules\/pg\/|^dist\/cluster\/(?!relay-header\.js$)/
+      : /^node_modules\/pg\/|^dist\/cluster\//,
+  ],
   ['the TLS/WebSocket transports and ws', /^node_modules\/ws\/|^dist\/tunnel\/(tls|websocket)/],
   ['the front doors', /^dist\/frontdoor\/(access-proxy|http-proxy|ssh-proxy)\//],
   ['a pretty-printer', /^node_modules\/(pino-pretty|thread-stream)\//],

@@ -13,7 +13,9 @@ import {
   tcpExchange,
 } from '../helpers/servers.js';
 import { PasswordClient, proxyPort as sshProxyPort, startSshd, type TestSshd } from '../helpers/sshd.js';
-import { run, waitFor } from '../helpers/util.js';
+import { makeCa, makeServerCert } from '../helpers/tls-certs.js';
+import { startedLine } from '../helpers/transports.js';
+import { run, tempDir, waitFor } from '../helpers/util.js';
 
 /** Forwarded connections the logins below have accepted. */
 let accepted = 0;
@@ -507,3 +509,55 @@ function connectThrough(proxyPort: number, authority: string, auth: string, text
     });
   });
 }
+
+describe('gateway with workers: 2, the TLS transport', () => {
+  let gw: TestGateway;
+  let echoServer: TestServer;
+  const connectors: TestConnector[] = [];
+
+  before(async () => {
+    const dir = tempDir('tether-workers-tls-');
+    const ca = await makeCa(dir, 'Tether Test CA');
+    const cert = await makeServerCert(dir, ca, { names: ['127.0.0.1'], file: 'gw' });
+    [gw, echoServer] = await Promise.all([
+      startGateway({
+        config: {
+          workers: 2,
+          tunnel: { tls: { listen: '127.0.0.1:0', cert: cert.certFile, key: cert.keyFile } },
+        },
+      }),
+      startEchoServer(),
+    ]);
+    const key = await gw.addTenant('acme');
+    const tls = startedLine(gw).tunnel_tls!;
+    // several connectors: the operating system spreads them over both workers, each of which
+    // asks the primary for the connection's unauthenticated slot before it speaks SSH (a wait
+    // during which what the TLS transport already read must not be lost)
+    for (let i = 0; i < 4; i++)
+      connectors.push(
+        await startConnector({
+          gateway: tls,
+          tenant: 'acme',
+          keyFile: key,
+          repositories: { g: { [`echo${i}`]: `tcp://127.0.0.1:${echoServer.port}` } },
+          config: { gateway_ca: ca.certFile },
+        }),
+      );
+  });
+
+  after(async () => {
+    for (const c of connectors) await c.stop();
+    await gw?.stop();
+    await echoServer?.close();
+  });
+
+  test('connectors over tls:// land on both workers and forward traffic', async () => {
+    for (const [i, c] of connectors.entries()) {
+      const port = await c.leasePort(`g/echo${i}`);
+      const payload = Buffer.alloc(64 * 1024, i);
+      assert.ok((await tcpExchange(port, payload, payload.length)).equals(payload));
+    }
+    const nodes = new Set((await forwardsOf(gw, 'acme')).map((f) => f.node));
+    assert.deepEqual([...nodes].sort(), ['worker-1', 'worker-2'], 'sessions on both workers');
+  });
+});
