@@ -155,8 +155,8 @@ export class SshProxyServer {
       uncount();
       this.uncounters.delete(socket);
     });
+    // ssh2 resumes it once its data listener is on (see TunnelServer.start)
     this.ssh.inject(socket);
-    socket.resume();
   }
 
   private onClient(client: Connection, info: { ip: string; port: number }): void {
