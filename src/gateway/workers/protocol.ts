@@ -142,3 +142,32 @@ export function isMessage<T extends { t: string }>(m: unknown): m is T {
     (m as { t: string }).t.startsWith('tether:')
   );
 }
+
+/**
+ * A worker's questions to the primary whose answers come back as messages of type `t` carrying
+ * the question's id (the unauthenticated slots, the token verdicts).
+ */
+export class PrimaryAnswers<T extends 'tether:slot' | 'tether:verdict'> {
+  private next = 0;
+  private readonly waiting = new Map<number, (m: Extract<PrimaryMessage, { t: T }>) => void>();
+  /** Stops listening. */
+  readonly close: () => void;
+
+  constructor(t: T, onMessage: (fn: (m: unknown) => void) => () => void) {
+    this.close = onMessage((m) => {
+      if (!isMessage<PrimaryMessage>(m) || m.t !== t) return;
+      const { id } = m as unknown as { id: number };
+      const then = this.waiting.get(id);
+      if (!then) return;
+      this.waiting.delete(id);
+      then(m as Extract<PrimaryMessage, { t: T }>);
+    });
+  }
+
+  /** Sends the question `send` makes with its id; `then` gets the answer. */
+  ask(send: (id: number) => void, then: (m: Extract<PrimaryMessage, { t: T }>) => void): void {
+    const id = ++this.next;
+    this.waiting.set(id, then);
+    send(id);
+  }
+}

@@ -1,11 +1,10 @@
 import {
   describeBound,
-  type SlotAnswer,
   type SlotBound,
   type SlotKeeper,
   UnauthenticatedSlots,
 } from '../../tunnel/unauthenticated-slots.js';
-import { isMessage, type PrimaryMessage, type WorkerMessage } from './protocol.js';
+import { PrimaryAnswers, type WorkerMessage } from './protocol.js';
 
 /**
  * The unauthenticated bounds under `workers`: one count for the whole gateway, kept by the
@@ -16,22 +15,13 @@ import { isMessage, type PrimaryMessage, type WorkerMessage } from './protocol.j
  * gives back every slot of a worker that dies.
  */
 export class WorkerSlots {
-  private next = 0;
-  private readonly waiting = new Map<number, { done: (a: SlotAnswer) => void; give: () => void }>();
-  private readonly off: () => void;
+  private readonly answers: PrimaryAnswers<'tether:slot'>;
 
   constructor(
     private readonly send: (m: WorkerMessage) => void,
     onMessage: (fn: (m: unknown) => void) => () => void,
   ) {
-    this.off = onMessage((m) => {
-      if (!isMessage<PrimaryMessage>(m) || m.t !== 'tether:slot') return;
-      const w = this.waiting.get(m.id);
-      if (!w) return;
-      this.waiting.delete(m.id);
-      if (m.refused) w.done({ refused: m.refused });
-      else w.give();
-    });
+    this.answers = new PrimaryAnswers('tether:slot', onMessage);
   }
 
   /** The keeper of one listener's slots (`pool`: its name), with that listener's bounds. */
@@ -47,28 +37,26 @@ export class WorkerSlots {
           return;
         }
         asking++;
-        const id = ++this.next;
-        const give = () => {
-          asking--;
-          const local = here.take(ip);
-          let held = true;
-          done({
-            release: () => {
-              if (!held) return;
-              held = false;
-              local();
-              this.send({ t: 'tether:slot-release', id });
-            },
-          });
-        };
-        this.waiting.set(id, {
-          done: (a) => {
+        this.answers.ask(
+          (id) => this.send({ t: 'tether:slot', id, pool, ip, max, maxPerSource }),
+          (m) => {
             asking--;
-            done(a);
+            if (m.refused) {
+              done({ refused: m.refused });
+              return;
+            }
+            const local = here.take(ip);
+            let held = true;
+            done({
+              release: () => {
+                if (!held) return;
+                held = false;
+                local();
+                this.send({ t: 'tether:slot-release', id: m.id });
+              },
+            });
           },
-          give,
-        });
-        this.send({ t: 'tether:slot', id, pool, ip, max, maxPerSource });
+        );
       },
       describe: (bound: SlotBound, ip: string) => describeBound(bound, ip, max, maxPerSource),
       count: (ip) => here.count(ip),
@@ -76,7 +64,7 @@ export class WorkerSlots {
   }
 
   close(): void {
-    this.off();
+    this.answers.close();
   }
 }
 

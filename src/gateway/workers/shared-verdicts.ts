@@ -4,7 +4,7 @@ import type {
   VerdictShare,
   VerdictShareAnswer,
 } from '../../frontdoor/http-proxy/verifiers/types.js';
-import { isMessage, type PrimaryMessage, type WorkerMessage } from './protocol.js';
+import { isMessage, PrimaryAnswers, type PrimaryMessage, type WorkerMessage } from './protocol.js';
 
 /**
  * Token verdicts of the HTTP front door under `workers`, shared between the workers through the
@@ -14,38 +14,31 @@ import { isMessage, type PrimaryMessage, type WorkerMessage } from './protocol.j
  * call. The key is the cache's SHA-256 of the credential: no token crosses the processes.
  */
 export class WorkerVerdicts {
-  private next = 0;
-  private readonly waiting = new Map<number, (a: VerdictShareAnswer) => void>();
-  private readonly off: () => void;
+  private readonly answers: PrimaryAnswers<'tether:verdict'>;
 
   constructor(
     private readonly send: (m: WorkerMessage) => void,
     onMessage: (fn: (m: unknown) => void) => () => void,
   ) {
-    this.off = onMessage((m) => {
-      if (!isMessage<PrimaryMessage>(m) || m.t !== 'tether:verdict') return;
-      const w = this.waiting.get(m.id);
-      if (!w) return;
-      this.waiting.delete(m.id);
-      w(m.answer);
-    });
+    this.answers = new PrimaryAnswers('tether:verdict', onMessage);
   }
 
   /** The share of one route's verifier (`scope`: the route's name). */
   share(scope: string): VerdictShare {
     return {
       get: (key) =>
-        new Promise<VerdictShareAnswer>((resolve) => {
-          const id = ++this.next;
-          this.waiting.set(id, resolve);
-          this.send({ t: 'tether:verdict', id, scope, key });
-        }),
+        new Promise<VerdictShareAnswer>((resolve) =>
+          this.answers.ask(
+            (id) => this.send({ t: 'tether:verdict', id, scope, key }),
+            (m) => resolve(m.answer),
+          ),
+        ),
       put: (key, answer, ttl) => this.send({ t: 'tether:verdict-put', scope, key, answer, ttl }),
     };
   }
 
   close(): void {
-    this.off();
+    this.answers.close();
   }
 }
 
