@@ -130,8 +130,9 @@ export class TunnelServer {
           s.destroy();
           return;
         }
-        if (s.destroyed) {
+        if (s.destroyed || this.closing) {
           slot.release();
+          s.destroy();
           return;
         }
         s.once('close', slot.release);
@@ -214,8 +215,10 @@ export class TunnelServer {
         socket.destroy();
         return;
       }
-      if (socket.destroyed) {
+      if (socket.destroyed || this.closing) {
+        // gone while the slot was asked for, or the drain began meanwhile
         slot.release();
+        socket.destroy();
         return;
       }
       this.start(socket, remote, at, slot);
