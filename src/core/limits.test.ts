@@ -5,7 +5,7 @@ import { FakeClock, tempStore } from '../../test/helpers/core.js';
 import { isTetherError } from '../errors/index.js';
 import { silentLogger } from '../log/index.js';
 import { TenantEvents } from './events.js';
-import type { PeerUsage, UsageShare } from './limits/usage.js';
+import { type PeerUsage, TrafficUsage, type UsageShare } from './limits/usage.js';
 import {
   parseBalance,
   parseMaxConnections,
@@ -506,4 +506,36 @@ describe('traffic quotas under workers (UsageShare)', () => {
     await b.stop();
     await store.close();
   });
+});
+
+test("another worker's counts: summed until written, then until this worker's next read; gone with the worker", async () => {
+  const { store, clock, limits } = await setup();
+  await limits.stop();
+  let peer: ((e: PeerUsage) => void) | undefined;
+  const usage = new TrafficUsage(store, clock, silentLogger(), () => [], {
+    counted: () => {},
+    written: () => {},
+    onPeer: (fn) => {
+      peer = fn;
+      return () => {};
+    },
+  });
+  const k = 'acme\0g/r';
+  const bytes = () => {
+    const b = usage.bytes('acme', '', 'month');
+    return b.in + b.out;
+  };
+  peer!({ worker: 2, kind: 'counted', seq: 1, rows: [[k, 100, 0]] });
+  peer!({ worker: 2, kind: 'counted', seq: 2, rows: [[k, 0, 20]] });
+  peer!({ worker: 2, kind: 'counted', seq: 3, rows: [['acme\0g/db', 3, 0]] });
+  assert.equal(bytes(), 123);
+  assert.equal(usage.bytes('acme', 'g/r', 'month').out, 20);
+  peer!({ worker: 2, kind: 'written', upTo: 2 });
+  assert.equal(bytes(), 123, 'written, not yet read back here');
+  await usage.reload(); // the store holds nothing (this test writes nothing): 1 and 2 leave
+  assert.equal(bytes(), 3, 'message 3 is not written yet');
+  peer!({ worker: 2, kind: 'gone' });
+  assert.equal(bytes(), 0);
+  usage.close();
+  await store.close();
 });

@@ -64,9 +64,14 @@ export type PeerUsage =
 /** How often (at most) a worker tells the others what it counted. */
 const SHARE_EVERY_MS = 20;
 
-/** Another worker's counts: by message, until written; then until this worker's next read. */
+/**
+ * Another worker's counts: by message until written (`batches`, with their sum in `live`, which
+ * is what a quota check reads), then until this worker's next read (`written`, one sum per read
+ * they wait for).
+ */
 interface Peer {
   batches: Array<{ seq: number; counts: Map<string, Counter> }>;
+  live: Map<string, Counter>;
   written: Array<{ before: number; counts: Map<string, Counter> }>;
 }
 
@@ -129,22 +134,43 @@ export class TrafficUsage {
     let p = this.peers.get(e.worker);
     if (e.kind === 'gone') {
       // its unwritten counts died with it; what it wrote stays counted until the next read
-      if (p) p.batches = [];
+      if (p) {
+        p.batches = [];
+        p.live = new Map();
+      }
       return;
     }
     if (!p) {
-      p = { batches: [], written: [] };
+      p = { batches: [], live: new Map(), written: [] };
       this.peers.set(e.worker, p);
     }
     if (e.kind === 'counted') {
       const counts = new Map<string, Counter>();
-      for (const [k, i, o] of e.rows) add(counts, k, i, o);
+      for (const [k, i, o] of e.rows) {
+        add(counts, k, i, o);
+        add(p.live, k, i, o);
+      }
       p.batches.push({ seq: e.seq, counts });
       return;
     }
-    const keep = p.batches.filter((b) => b.seq > e.upTo);
-    for (const b of p.batches)
-      if (b.seq <= e.upTo) p.written.push({ before: this.reads + 1, counts: b.counts });
+    const before = this.reads + 1;
+    let into = p.written.at(-1);
+    if (into?.before !== before) {
+      into = { before, counts: new Map() };
+      p.written.push(into);
+    }
+    const keep: Peer['batches'] = [];
+    for (const b of p.batches) {
+      if (b.seq > e.upTo) {
+        keep.push(b);
+        continue;
+      }
+      for (const [k, c] of b.counts) {
+        add(p.live, k, -c.in, -c.out);
+        if (p.live.get(k)?.in === 0 && p.live.get(k)?.out === 0) p.live.delete(k);
+        add(into.counts, k, c.in, c.out);
+      }
+    }
     p.batches = keep;
   }
 
@@ -180,7 +206,7 @@ export class TrafficUsage {
     sum(this.inflight);
     sum(this.pending);
     for (const p of this.peers.values()) {
-      for (const b of p.batches) sum(b.counts);
+      sum(p.live);
       for (const b of p.written) sum(b.counts);
     }
     return out;
@@ -216,8 +242,8 @@ export class TrafficUsage {
     for (const m of this.stored.values())
       for (const k of [...m.keys()]) if (k.startsWith(prefix)) m.delete(k);
     for (const p of this.peers.values())
-      for (const b of [...p.batches, ...p.written])
-        for (const k of [...b.counts.keys()]) if (k.startsWith(prefix)) b.counts.delete(k);
+      for (const m of [p.live, ...p.batches.map((b) => b.counts), ...p.written.map((b) => b.counts)])
+        for (const k of [...m.keys()]) if (k.startsWith(prefix)) m.delete(k);
   }
 
   /** Writes the counted bytes to the store, then re-reads the sums (other members' too). */
