@@ -63,6 +63,14 @@ function workers(inner: [Verifier, Verifier], ttl = 60_000) {
 
 const alice = { username: 'alice', token: 'good' };
 
+/**
+ * Lets every message in flight arrive: each hop is one setImmediate, and a question and its
+ * answer take a few (a count of turns, not a wait: it holds on a busy machine too).
+ */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+}
+
 test('a token is verified once for the gateway: concurrent requests on two workers share the call, later ones the answer', async () => {
   const remote = new Remote();
   const { caches, book } = workers([remote, remote]);
@@ -73,7 +81,7 @@ test('a token is verified once for the gateway: concurrent requests on two worke
     caches[1].verify(alice),
     caches[0].verify(alice),
   ];
-  await new Promise((r) => setTimeout(r, 20));
+  await settle();
   assert.equal(remote.calls, 1, 'one call while it is pending');
   remote.hold = false;
   remote.release();
@@ -112,7 +120,7 @@ test('the verifier cannot tell: the requests that waited get the same 503; nothi
   remote.down = true;
   const a = caches[0].verify(alice);
   const b = caches[1].verify(alice);
-  await new Promise((r) => setTimeout(r, 20));
+  await settle();
   remote.release();
   await assert.rejects(a, /the token verifier is unavailable \(cannot reach it\)/);
   await assert.rejects(
@@ -130,9 +138,9 @@ test('the worker verifying dies: the ones waiting verify themselves', async () =
   const { caches, book } = workers([remote, remote]);
   remote.hold = true;
   void caches[0].verify(alice).catch(() => {});
-  await new Promise((r) => setTimeout(r, 20));
+  await settle();
   const waiting = caches[1].verify(alice);
-  await new Promise((r) => setTimeout(r, 20));
+  await settle();
   assert.equal(remote.calls, 1);
   remote.hold = false;
   book.releaseAll(1);
