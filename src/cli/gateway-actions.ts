@@ -28,7 +28,7 @@ export async function run(o: { config?: string }): Promise<void> {
   if (workers > 1) {
     // several processes (src/gateway/workers/): this one is the primary, or one of its workers
     const { default: cluster } = await import('node:cluster');
-    if (cluster.isWorker) return runWorker(config, log, workers);
+    if (cluster.isWorker) return runWorker(config, log);
     gw = await primaryGateway(config, log, workers);
   } else {
     gw = withFrontDoors(new Gateway(config, { log, version: VERSION }));
@@ -185,7 +185,7 @@ async function primaryGateway(config: GatewayConfig, log: Logger, count: number)
  * so, and stops when the primary is gone. Signals are the primary's to handle (a service manager
  * or a terminal sends them to every process of the gateway at once).
  */
-async function runWorker(config: GatewayConfig, parentLog: Logger, of: number): Promise<void> {
+async function runWorker(config: GatewayConfig, parentLog: Logger): Promise<void> {
   const { WorkerMember } = await import('../gateway/workers/worker.js');
   const { TrafficSampler } = await import('../admin/traffic-stats.js');
   const { RecentActivity } = await import('../admin/activity.js');
@@ -212,7 +212,6 @@ async function runWorker(config: GatewayConfig, parentLog: Logger, of: number): 
     role: {
       kind: 'worker',
       slot,
-      of,
       slots: (pool, max, perSource) => slots.keeper(pool, max, perSource),
       verdicts: (scope) => verdicts.share(scope),
       secrets: (scope) => secrets.share(scope),
@@ -240,10 +239,7 @@ async function runWorker(config: GatewayConfig, parentLog: Logger, of: number): 
       relayKey,
       member: ctx.nodeId,
       send,
-      onMessage: (fn) => {
-        process.on('message', fn);
-        return () => process.off('message', fn);
-      },
+      onMessage,
     });
   });
   withFrontDoors(gw);

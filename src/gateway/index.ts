@@ -71,7 +71,6 @@ export type GatewayRole =
   | {
       kind: 'worker';
       slot: number;
-      of: number;
       /** The unauthenticated bounds of its listeners, counted by the primary for the whole gateway. */
       slots: SharedSlots;
       /** The HTTP front door's token verdicts, shared with the other workers (per route). */
