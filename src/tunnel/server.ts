@@ -123,18 +123,7 @@ export class TunnelServer {
       s.once('close', () => this.arrived.delete(s));
       // the auth timeout counts from here: the first-bytes sniff is part of the time to log in
       const at = this.deps.clock.now();
-      // under `workers` the slot is the primary's answer: a reset while waiting must not throw
-      s.on('error', () => {});
-      this.reserve(s.remoteAddress, (slot) => {
-        if (!slot) {
-          s.destroy();
-          return;
-        }
-        if (s.destroyed || this.closing) {
-          slot.release();
-          s.destroy();
-          return;
-        }
+      this.reserve(s, s.remoteAddress, (slot) => {
         s.once('close', slot.release);
         const tls = this.tlsOnSshPort;
         void routePlainPort(s, {
@@ -166,31 +155,40 @@ export class TunnelServer {
   }
 
   /**
-   * Takes a connected transport (TCP, TLS or WebSocket stream) and speaks SSH on it. `acceptedAt`
-   * (clock time) is when the connection arrived, when that was before this call.
+   * Takes an unauthenticated slot for a connection from `rawIp` (the global `maxUnauthenticated`
+   * and the per-source `maxUnauthenticatedPerSource`) and calls `then` with it. A connection
+   * refused (logged once per burst), gone while the slot was asked for (under `workers` it is the
+   * primary's answer), or met by the drain meanwhile is closed instead.
    */
-  /**
-   * Takes an unauthenticated slot for a connection from `rawIp`, or refuses (logged once per
-   * burst): the global `maxUnauthenticated` and the per-source `maxUnauthenticatedPerSource`.
-   */
-  private reserve(rawIp: string | undefined, then: (slot: Slot | undefined) => void): void {
+  private reserve(socket: net.Socket | Duplex, rawIp: string | undefined, then: (slot: Slot) => void): void {
+    // a reset while the answer is awaited must not throw
+    socket.on('error', () => {});
     const ip = normalizeIp(rawIp);
     if (this.closing) {
       this.deps.log.warn({ event: 'tunnel.refused', reason: 'shutting down' }, 'tunnel connection refused');
-      then(undefined);
+      socket.destroy();
       return;
     }
     this.slots.acquire(ip, (a) => {
       if (a.refused) {
         const many = this.slots.describe(a.refused, ip);
         this.refusals.refuse(a.refused, ip, { source: ip }, `tunnel connection refused: ${many}`);
-        then(undefined);
+        socket.destroy();
+        return;
+      }
+      if (socket.destroyed || this.closing) {
+        a.release();
+        socket.destroy();
         return;
       }
       then({ ip, release: a.release });
     });
   }
 
+  /**
+   * Takes a connected transport (TCP, TLS or WebSocket stream) and speaks SSH on it. `acceptedAt`
+   * (clock time) is when the connection arrived, when that was before this call.
+   */
   accept(
     socket: net.Socket | Duplex,
     remote?: { ip: string; port: number },
@@ -209,20 +207,9 @@ export class TunnelServer {
     }
     // the auth timeout counts from the arrival, also while the slot is asked for (`workers`)
     const at = acceptedAt ?? this.deps.clock.now();
-    socket.on('error', () => {});
-    this.reserve(remote?.ip ?? (socket as net.Socket).remoteAddress, (slot) => {
-      if (!slot) {
-        socket.destroy();
-        return;
-      }
-      if (socket.destroyed || this.closing) {
-        // gone while the slot was asked for, or the drain began meanwhile
-        slot.release();
-        socket.destroy();
-        return;
-      }
-      this.start(socket, remote, at, slot);
-    });
+    this.reserve(socket, remote?.ip ?? (socket as net.Socket).remoteAddress, (slot) =>
+      this.start(socket, remote, at, slot),
+    );
   }
 
   /** Speaks SSH on a connection that holds its unauthenticated slot. */
