@@ -1,4 +1,5 @@
 import type { SecretShare } from '../../frontdoor/http-proxy/upstream-auth/types.js';
+import { makeRoom } from '../../frontdoor/http-proxy/verifiers/cache.js';
 import type {
   Verdict,
   VerdictShare,
@@ -100,15 +101,7 @@ export class VerdictBook {
   }
 
   private store(k: string, verdict: Verdict, ttl: number): void {
-    if (this.entries.size >= MAX_VERDICTS) {
-      const now = this.now();
-      for (const [x, v] of this.entries) if (v.expires <= now) this.entries.delete(x);
-      while (this.entries.size >= MAX_VERDICTS) {
-        const oldest = this.entries.keys().next().value;
-        if (oldest === undefined) break;
-        this.entries.delete(oldest);
-      }
-    }
+    makeRoom(this.entries, MAX_VERDICTS, this.now());
     this.entries.delete(k);
     this.entries.set(k, { verdict, expires: this.now() + ttl });
   }

@@ -1,7 +1,12 @@
 import { hash } from 'node:crypto';
 import type { Clock } from '../../../core/clock.js';
-import { TetherError } from '../../../errors/index.js';
-import type { CallerCredential, Verdict, VerdictShare, Verifier } from './types.js';
+import {
+  type CallerCredential,
+  type Verdict,
+  type VerdictShare,
+  type Verifier,
+  verifierUnavailableError,
+} from './types.js';
 
 export interface VerifyCacheOptions {
   /** How long a valid answer is kept. */
@@ -118,8 +123,7 @@ export class CachedVerifier implements Verifier {
       share.put(shared, { verdict, ttl }, ttl);
       return verdict;
     }
-    if ('unavailable' in a)
-      throw new TetherError('VERIFIER_UNAVAILABLE', a.unavailable, { status: 503, retryable: true });
+    if ('unavailable' in a) throw verifierUnavailableError(a.unavailable);
     const verdict = { ...a.verdict, shared: true };
     if (a.ttl > 0) this.store(key, { verdict, expires: this.clock.now() + a.ttl, generation: gen });
     return verdict;
@@ -147,16 +151,21 @@ export class CachedVerifier implements Verifier {
   }
 
   private store(key: string, e: Entry): void {
-    const max = this.opts.maxEntries ?? 10_000;
-    if (this.entries.size >= max) {
-      const now = this.clock.now();
-      for (const [k, v] of this.entries) if (v.expires <= now) this.entries.delete(k);
-      while (this.entries.size >= max) {
-        const oldest = this.entries.keys().next().value;
-        if (oldest === undefined) break;
-        this.entries.delete(oldest);
-      }
-    }
+    makeRoom(this.entries, this.opts.maxEntries ?? 10_000, this.clock.now());
     this.entries.set(key, e);
+  }
+}
+
+/**
+ * Makes room for one more answer in a cache bounded at `max`: the expired ones go, then the
+ * oldest (a Map keeps insertion order). Also the primary's shared verdicts under `workers`.
+ */
+export function makeRoom(entries: Map<string, { expires: number }>, max: number, now: number): void {
+  if (entries.size < max) return;
+  for (const [k, v] of entries) if (v.expires <= now) entries.delete(k);
+  while (entries.size >= max) {
+    const oldest = entries.keys().next().value;
+    if (oldest === undefined) break;
+    entries.delete(oldest);
   }
 }

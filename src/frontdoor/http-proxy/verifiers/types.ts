@@ -47,9 +47,10 @@ export interface Verifier {
 }
 
 export function verifierUnavailable(why: string, cause?: unknown): TetherError {
-  return new TetherError('VERIFIER_UNAVAILABLE', `the token verifier is unavailable (${why})`, {
-    status: 503,
-    retryable: true,
-    cause,
-  });
+  return verifierUnavailableError(`the token verifier is unavailable (${why})`, cause);
+}
+
+/** The same 503 with its message already written (another worker's verifier's, under `workers`). */
+export function verifierUnavailableError(message: string, cause?: unknown): TetherError {
+  return new TetherError('VERIFIER_UNAVAILABLE', message, { status: 503, retryable: true, cause });
 }
