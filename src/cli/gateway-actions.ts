@@ -190,7 +190,8 @@ async function runWorker(config: GatewayConfig, parentLog: Logger): Promise<void
   const { TrafficSampler } = await import('../admin/traffic-stats.js');
   const { RecentActivity } = await import('../admin/activity.js');
   const { WorkerSlots } = await import('../gateway/workers/shared-slots.js');
-  const { WorkerSecrets, WorkerVerdicts } = await import('../gateway/workers/shared-verdicts.js');
+  const { WorkerVerdicts } = await import('../gateway/workers/shared-verdicts.js');
+  const { WorkerSecrets } = await import('../gateway/workers/shared-secrets.js');
   const { workerUsage } = await import('../gateway/workers/shared-usage.js');
   const { WORKER_RELAY_KEY_ENV, WORKER_SLOT_ENV, isMessage } = await import('../gateway/workers/protocol.js');
   const slot = Number(process.env[WORKER_SLOT_ENV]);
