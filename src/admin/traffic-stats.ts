@@ -86,22 +86,23 @@ export function mergeStats(
   const tenants: Record<string, TenantStats> = {};
   const forwards: Record<string, ForwardStats> = {};
   for (const p of parts) {
-    for (const [id, t] of Object.entries(p.tenants)) {
-      const sum = tenants[id] ?? { sessions: 0, connections: 0, in_rate: 0, out_rate: 0 };
-      tenants[id] = sum;
-      sum.sessions += t.sessions;
-      sum.connections += t.connections;
-      sum.in_rate += t.in_rate;
-      sum.out_rate += t.out_rate;
-    }
-    for (const [k, f] of Object.entries(p.forwards)) {
-      const sum = forwards[k] ?? { connections: 0, total_connections: 0, bytes_in: 0, bytes_out: 0 };
-      forwards[k] = sum;
-      sum.connections += f.connections;
-      sum.total_connections += f.total_connections;
-      sum.bytes_in += f.bytes_in;
-      sum.bytes_out += f.bytes_out;
-    }
+    addInto(tenants, p.tenants);
+    addInto(forwards, p.forwards);
   }
   return { time, tenants, forwards };
+}
+
+/** Adds every figure of each record in `from` to the record under the same key in `into`. */
+function addInto<T extends { [K in keyof T]: number }>(
+  into: Record<string, T>,
+  from: Record<string, T>,
+): void {
+  for (const [k, v] of Object.entries(from)) {
+    const sum = into[k];
+    if (!sum) {
+      into[k] = { ...v };
+      continue;
+    }
+    for (const f of Object.keys(v) as Array<keyof T>) sum[f] = (sum[f] + v[f]) as T[keyof T];
+  }
 }
