@@ -11,9 +11,6 @@ import type { TenantView } from './schemas.js';
 import { mergeStats, type StatsMessage, TrafficSampler } from './traffic-stats.js';
 import { tenantViews } from './views.js';
 
-export type { ActivityItem } from './activity.js';
-export type { ForwardStats, StatsMessage, TenantStats } from './traffic-stats.js';
-
 export interface LiveEventsDeps {
   store: Store;
   tenants: TenantService;

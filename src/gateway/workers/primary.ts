@@ -79,7 +79,7 @@ export class WorkerPool implements Component {
   private watcher?: (item: ActivityItem) => void;
   private readonly drained = { asked: 0, moved: 0, cut: 0 };
   /** Every worker's unauthenticated slots: one count for the gateway. */
-  readonly slotLedger = new SlotLedger();
+  private readonly slotLedger = new SlotLedger();
   /** The HTTP front door's token verdicts, shared by the workers. */
   private readonly verdicts = new VerdictBook();
   private question = 0;
