@@ -7,7 +7,8 @@
  * Then the same load through one gateway on the embedded store with `workers: 1` and with
  * `workers: N` (N = 2, and 4 when the machine has at least 6 cores), alternating round by round:
  * aggregate throughput, the CPU of all the gateway's processes (primary and workers; above 100%
- * it used more than one core), which workers carry the sessions, and the idle RSS of all of them.
+ * it used more than one core), which workers carry the sessions, and the idle memory of all of them (the physical pages they
+ * hold together, and their summed RSS).
  * With at least 4 cores the load generators are pinned away from the gateway's CPUs (taskset);
  * on a smaller machine they share the cores, and the figures say so.
  */
@@ -15,7 +16,8 @@
 import { availableParallelism } from 'node:os';
 import { type Cluster, startCluster } from './lib/cluster.js';
 import { type Connector, type Gateway, startConnector, startGateway, startIperf } from './lib/paths.js';
-import { type Child, cpuOf, median, round, rss, sleep, withDescendants } from './lib/procs.js';
+import { type Child, cpuOf, median, memoryOf, round, sleep, withDescendants } from './lib/procs.js';
+import { IDLE_S } from './memory.js';
 import { iperf } from './throughput.js';
 
 export interface CoresRun {
@@ -33,8 +35,14 @@ export interface WorkersRun {
   gateway_cpu_percent: number;
   /** Sessions per worker (`worker-1`: 4, …); one process: `single`. */
   sessions_on: Record<string, number>;
-  /** RSS of all the gateway's processes after start and 5 s idle, MiB. */
+  /** Summed RSS of all the gateway's processes once idle (heap trimmed), MiB. */
   idle_rss_mib: number;
+  /**
+   * Physical memory all the gateway's processes hold together once idle, MiB: each resident
+   * page once (bench/lib/procs.ts, `memoryOf`), where the summed RSS counts the node binary's
+   * shared pages again for every process.
+   */
+  idle_memory_mib: number;
 }
 
 export interface CoresResult {
@@ -49,7 +57,12 @@ export interface CoresResult {
     note?: string;
     runs: WorkersRun[];
     scaling: number;
+    /** Idle physical memory, `workers: N` / `workers: 1`. */
     memory_ratio: number;
+    /** Idle summed RSS, `workers: N` / `workers: 1`. */
+    rss_ratio: number;
+    /** How the physical memory was read: resident page frames, or summed PSS without root. */
+    memory_how: 'pages' | 'pss';
   };
 }
 
@@ -150,16 +163,21 @@ export async function workersRuns(
   const gatewayCpus = pinned ? `0-${n - 1}` : undefined;
   const loadCpus = pinned ? `${n}-${cpus - 1}` : undefined;
   const sides = [1, n];
-  const setups: Array<{ gw: Gateway; conns: Connector[]; iperfs: Array<{ child: Child }>; idle: number }> =
-    [];
+  const setups: Array<{
+    gw: Gateway;
+    conns: Connector[];
+    iperfs: Array<{ port: number; child: Child }>;
+    idle: ReturnType<typeof memoryOf>;
+  }> = [];
   try {
     for (const w of sides) {
       const gw = await startGateway({ cpus: gatewayCpus, ports: 40, config: { workers: w } });
-      await sleep(5_000);
-      const idle = withDescendants(gw.pid).reduce((a, p) => a + rss(p), 0) / 2 ** 20;
-      const iperfs: Array<{ port: number; child: Child }> = [];
-      const conns: Connector[] = [];
-      setups.push({ gw, conns, iperfs, idle });
+      setups.push({ gw, conns: [], iperfs: [], idle: { rss: 0, resident: 0, how: 'pages' } });
+    }
+    // both idle at once, long enough for the idle heap trim (src/gateway/heap-trim.ts)
+    await sleep(IDLE_S * 1000);
+    for (const s of setups) s.idle = memoryOf(withDescendants(s.gw.pid));
+    for (const { gw, conns, iperfs } of setups) {
       for (let i = 0; i < tenants; i++) {
         iperfs.push(await startIperf(loadCpus));
         const key = await gw.addTenant(`bench${i}`);
@@ -194,7 +212,8 @@ export async function workersRuns(
         all_gbps: all[k]!.map((x) => round(x)),
         gateway_cpu_percent: round(median(cpu[k]!), 0),
         sessions_on: on,
-        idle_rss_mib: round(setups[k]!.idle, 1),
+        idle_rss_mib: round(setups[k]!.idle.rss / 2 ** 20, 1),
+        idle_memory_mib: round(setups[k]!.idle.resident / 2 ** 20, 1),
       });
     }
     return {
@@ -207,7 +226,9 @@ export async function workersRuns(
           }),
       runs,
       scaling: round(runs[1]!.gbps / runs[0]!.gbps),
-      memory_ratio: round(runs[1]!.idle_rss_mib / runs[0]!.idle_rss_mib),
+      memory_ratio: round(runs[1]!.idle_memory_mib / runs[0]!.idle_memory_mib),
+      rss_ratio: round(runs[1]!.idle_rss_mib / runs[0]!.idle_rss_mib),
+      memory_how: setups.some((s) => s.idle.how === 'pss') ? 'pss' : 'pages',
     };
   } finally {
     for (const s of setups) {

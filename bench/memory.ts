@@ -63,7 +63,7 @@ async function pool<T>(
  * How long a gateway is left idle before its RSS is read: long enough for the idle heap trim
  * (src/gateway/heap-trim.ts: 30 s of quiet, then one or two collections 5 s apart).
  */
-const IDLE_S = 50;
+export const IDLE_S = 50;
 
 /** RSS after the process has settled: the lowest of a few samples over ~1 s after `waitS`. */
 async function settledRss(pid: number, waitS = IDLE_S): Promise<number> {

@@ -280,11 +280,11 @@ function table(r: Results): string {
                 x.sessions_on,
               )
                 .map(([k, v]) => `${k} ${v}`)
-                .join(' / ')}, idle RSS ${x.idle_rss_mib} MiB`,
+                .join(' / ')}, idle memory ${x.idle_memory_mib} MiB (RSS summed ${x.idle_rss_mib} MiB)`,
           )
           .join(
             '; ',
-          )}: throughput ${w.scaling}x, idle memory ${w.memory_ratio}x${w.note ? ` (${w.note})` : ''}`,
+          )}: throughput ${w.scaling}x, idle memory ${w.memory_ratio}x (${w.memory_how === 'pages' ? 'resident pages, each once' : 'summed PSS'}; summed RSS ${w.rss_ratio}x)${w.note ? ` (${w.note})` : ''}`,
       );
   }
   if (r.cluster) {
@@ -395,7 +395,7 @@ function targets(r: Results): Results['targets'] {
     add(
       `idle memory, workers ${many.workers} / workers 1`,
       '<= 2x',
-      `${wk.memory_ratio}x`,
+      `${wk.memory_ratio}x (summed RSS ${wk.rss_ratio}x)`,
       wk.memory_ratio <= 2,
     );
     if (wk.cpus >= 4)
