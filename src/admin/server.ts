@@ -47,6 +47,11 @@ export interface AdminDeps {
   tenants: TenantService;
   groupKeys: GroupKeyService;
   registry: ForwardRegistry;
+  /**
+   * Brings the registry's view of the other processes up to date before a tenant view is read
+   * (a primary under `workers`: the reports its workers hold back).
+   */
+  settle?: () => Promise<void>;
   /** Traffic limits; without them, PATCH accepts only the quota. */
   limits?: TrafficLimits;
   /** Source-address allowlists; without them, `allow_from`/`tunnel_from` are refused. */
@@ -161,6 +166,7 @@ export class AdminServer {
     const d = this.deps;
     const views = async (id?: string) => {
       const rows = id === undefined ? await d.tenants.list() : [await d.tenants.get(id)];
+      await d.settle?.();
       return tenantViews(d.store, d.registry, rows, d.nodeId, d.allowlists);
     };
     return [

@@ -147,6 +147,7 @@ async function primaryGateway(config: GatewayConfig, log: Logger, count: number)
         activity: async () => (pool ? pool.workerActivity() : []),
         watch: (fn) => pool?.watchActivity(fn),
       },
+      settle: async () => pool?.settle(),
       workerCounts: async () => (pool ? pool.workerCounts() : { connections: 0, sessions: 0 }),
       workersDrained: () => pool?.workersDrained() ?? { asked: 0, moved: 0, cut: 0 },
       usage: {

@@ -61,6 +61,8 @@ export type GatewayRole =
       workerMetrics: () => Promise<WorkerMetrics[]>;
       /** The workers' figures and event records, for the dashboard. */
       workers: WorkersView;
+      /** Resolves once the workers' held-back reports of forwards reached this process. */
+      settle: () => Promise<void>;
       /** Connections and sessions in the workers now (asked, not the last report). */
       workerCounts: () => Promise<WorkerCounts>;
       /** What the workers' drains did, added up (once they exited). */
@@ -417,6 +419,7 @@ export class Gateway {
               tenants,
               groupKeys,
               registry,
+              ...(role?.kind === 'primary' ? { settle: role.settle } : {}),
               limits,
               allowlists,
               events,

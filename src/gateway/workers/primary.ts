@@ -49,6 +49,8 @@ const CRASH_LOOP_MS = 10_000;
 const MAX_RESTART_DELAY_MS = 10_000;
 /** How long a question waits for each worker's answer (a worker that does not answer is left out). */
 const ANSWER_WAIT_MS = 2_000;
+/** How long an admin read waits for a worker's held-back reports (a stopped worker costs this). */
+const SETTLE_WAIT_MS = 500;
 /** How long after the drain (or a stop) a worker that has not exited is killed. */
 const EXIT_GRACE_MS = 5_000;
 
@@ -114,6 +116,15 @@ export class WorkerPool implements Component {
     if (was !== (fn !== undefined)) this.broadcast({ t: 'tether:watch', on: fn !== undefined });
   }
 
+  /**
+   * Resolves once every live worker has sent the reports it held back (a burst of grants is
+   * reported at most every 20 ms), or SETTLE_WAIT_MS passed: a view read after this holds every
+   * forward a worker granted before the call.
+   */
+  async settle(): Promise<void> {
+    await this.ask({ q: 'sync' }, SETTLE_WAIT_MS);
+  }
+
   /** Connections and sessions in all the workers now (those that answer). */
   async workerCounts(): Promise<WorkerCounts> {
     const all = await this.ask({ q: 'counts' });
@@ -123,8 +134,11 @@ export class WorkerPool implements Component {
     };
   }
 
-  /** Asks every live worker; resolves to the answers that came within ANSWER_WAIT_MS. */
-  private async ask<Q extends WorkerQuestion>(ask: Q): Promise<Array<WorkerAnswers[Q['q']]>> {
+  /** Asks every live worker; resolves to the answers that came within `wait` ms. */
+  private async ask<Q extends WorkerQuestion>(
+    ask: Q,
+    wait = ANSWER_WAIT_MS,
+  ): Promise<Array<WorkerAnswers[Q['q']]>> {
     const asked = this.slots.filter((s) => s.worker?.isConnected() && s.ready);
     const answers = await Promise.all(
       asked.map(
@@ -134,7 +148,7 @@ export class WorkerPool implements Component {
             const timer = setTimeout(() => {
               this.waiting.delete(id);
               resolve(undefined);
-            }, ANSWER_WAIT_MS);
+            }, wait);
             this.waiting.set(id, (a) => {
               clearTimeout(timer);
               this.waiting.delete(id);

@@ -101,7 +101,9 @@ export type WorkerQuestion =
   | { q: 'metrics' }
   | { q: 'stats'; advance: boolean }
   | { q: 'counts' }
-  | { q: 'activity' };
+  | { q: 'activity' }
+  /** Nothing but the flush every question makes: the reports a worker holds back reach the primary. */
+  | { q: 'sync' };
 
 /** Each question's answer. */
 export interface WorkerAnswers {
@@ -110,6 +112,7 @@ export interface WorkerAnswers {
   counts: WorkerCounts;
   /** Its last event records (the dashboard's snapshot). */
   activity: ActivityItem[];
+  sync: true;
 }
 
 export interface WorkerCounts {

@@ -223,6 +223,8 @@ export class WorkerMember implements Component {
         return { connections: this.deps.openConnections(), sessions: this.deps.registry.sessionsOf().length };
       case 'activity':
         return this.deps.activity.items();
+      case 'sync':
+        return true;
     }
   }
 
