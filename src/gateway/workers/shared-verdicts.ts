@@ -1,4 +1,4 @@
-import { makeRoom } from '../../frontdoor/http-proxy/verifiers/cache.js';
+import { makeRoom } from '../../core/make-room.js';
 import type {
   Verdict,
   VerdictShare,

@@ -1,5 +1,6 @@
 import { hash } from 'node:crypto';
 import type { Clock } from '../../../core/clock.js';
+import { makeRoom } from '../../../core/make-room.js';
 import {
   type CallerCredential,
   type Verdict,
@@ -153,19 +154,5 @@ export class CachedVerifier implements Verifier {
   private store(key: string, e: Entry): void {
     makeRoom(this.entries, this.opts.maxEntries ?? 10_000, this.clock.now());
     this.entries.set(key, e);
-  }
-}
-
-/**
- * Makes room for one more answer in a cache bounded at `max`: the expired ones go, then the
- * oldest (a Map keeps insertion order). Also the primary's shared verdicts under `workers`.
- */
-export function makeRoom(entries: Map<string, { expires: number }>, max: number, now: number): void {
-  if (entries.size < max) return;
-  for (const [k, v] of entries) if (v.expires <= now) entries.delete(k);
-  while (entries.size >= max) {
-    const oldest = entries.keys().next().value;
-    if (oldest === undefined) break;
-    entries.delete(oldest);
   }
 }
