@@ -7,7 +7,8 @@
  * Then the same load through one gateway on the embedded store with `workers: 1` and with
  * `workers: N` (N = 2, and 4 when the machine has at least 6 cores), alternating round by round:
  * aggregate throughput, the CPU of all the gateway's processes (primary and workers; above 100%
- * it used more than one core), which workers carry the sessions, and the idle memory of all of them (the physical pages they
+ * it used more than one core), new connections/s from many callers over every tenant's service
+ * (and the gateway's CPU per connection), which workers carry the sessions, and the idle memory of all of them (the physical pages they
  * hold together, and their summed RSS).
  * With at least 4 cores the load generators are pinned away from the gateway's CPUs (taskset);
  * on a smaller machine they share the cores, and the figures say so.
@@ -15,8 +16,15 @@
 
 import { availableParallelism } from 'node:os';
 import { type Cluster, startCluster } from './lib/cluster.js';
-import { type Connector, type Gateway, startConnector, startGateway, startIperf } from './lib/paths.js';
-import { type Child, cpuOf, median, memoryOf, round, sleep, withDescendants } from './lib/procs.js';
+import {
+  type Connector,
+  type Gateway,
+  startConnector,
+  startGateway,
+  startIperf,
+  startServers,
+} from './lib/paths.js';
+import { type Child, cpuOf, loadgen, median, memoryOf, round, sleep, withDescendants } from './lib/procs.js';
 import { IDLE_S } from './memory.js';
 import { iperf } from './throughput.js';
 
@@ -33,6 +41,11 @@ export interface WorkersRun {
   all_gbps: number[];
   /** CPU of the primary and its workers together, percent of one core. */
   gateway_cpu_percent: number;
+  /** New connections/s from many callers spread over every tenant's echo service, median of rounds. */
+  conns_per_s: number;
+  all_conns_per_s: number[];
+  /** CPU of the gateway's processes per new connection, ms (median of rounds). */
+  gateway_ms_per_conn: number;
   /** Sessions per worker (`worker-1`: 4, …); one process: `single`. */
   sessions_on: Record<string, number>;
   /** Summed RSS of all the gateway's processes once idle (heap trimmed), MiB. */
@@ -57,6 +70,8 @@ export interface CoresResult {
     note?: string;
     runs: WorkersRun[];
     scaling: number;
+    /** New connections/s, `workers: N` / `workers: 1`. */
+    conn_scaling: number;
     /** Idle physical memory, `workers: N` / `workers: 1`. */
     memory_ratio: number;
     /** Idle summed RSS, `workers: N` / `workers: 1`. */
@@ -88,6 +103,23 @@ async function bulkRound(
     gbps: res.reduce((a, x) => a + x, 0),
     cpuPercent: ((cpuOf(pids) - c0) / ((Date.now() - t0) / 1000)) * 100,
   };
+}
+
+/**
+ * Callers opening new connections (connect, a 1-byte echo, close) to every connector's echo
+ * service at once for `seconds`: connections/s, and the CPU of the gateway processes `pids` per
+ * connection (ms).
+ */
+async function connRound(
+  conns: Connector[],
+  pids: number[],
+  seconds: number,
+  cpus?: string,
+): Promise<{ perS: number; msPerConn: number }> {
+  const targets = conns.map((cn) => `127.0.0.1:${cn.ports.get('bench/echo')!}`).join(',');
+  const c0 = cpuOf(pids);
+  const r = await loadgen<{ connections: number; per_s: number }>(['connrate', targets, seconds, 32], cpus);
+  return { perS: r.per_s, msPerConn: ((cpuOf(pids) - c0) * 1000) / Math.max(1, r.connections) };
 }
 
 async function measure(
@@ -169,6 +201,7 @@ export async function workersRuns(
     iperfs: Array<{ port: number; child: Child }>;
     idle: ReturnType<typeof memoryOf>;
   }> = [];
+  const servers = await startServers(loadCpus);
   try {
     for (const w of sides) {
       const gw = await startGateway({ cpus: gatewayCpus, ports: 40, config: { workers: w } });
@@ -181,11 +214,18 @@ export async function workersRuns(
       for (let i = 0; i < tenants; i++) {
         iperfs.push(await startIperf(loadCpus));
         const key = await gw.addTenant(`bench${i}`);
-        conns.push(await startConnector(gw, `bench${i}`, key, { 'bench/iperf': iperfs[i]!.port }));
+        conns.push(
+          await startConnector(gw, `bench${i}`, key, {
+            'bench/iperf': iperfs[i]!.port,
+            'bench/echo': servers.echo,
+          }),
+        );
       }
     }
     const all: number[][] = sides.map(() => []);
     const cpu: number[][] = sides.map(() => []);
+    const rate: number[][] = sides.map(() => []);
+    const perConn: number[][] = sides.map(() => []);
     for (let r = 0; r < o.rounds; r++) {
       const order = r % 2 === 0 ? [0, 1] : [1, 0];
       for (const k of order) {
@@ -193,6 +233,12 @@ export async function workersRuns(
         const x = await bulkRound(conns, withDescendants(gw.pid), o.seconds);
         cpu[k]!.push(x.cpuPercent);
         all[k]!.push(x.gbps);
+      }
+      for (const k of order) {
+        const { gw, conns } = setups[k]!;
+        const x = await connRound(conns, withDescendants(gw.pid), o.seconds, loadCpus);
+        rate[k]!.push(x.perS);
+        perConn[k]!.push(x.msPerConn);
       }
     }
     const runs: WorkersRun[] = [];
@@ -211,6 +257,9 @@ export async function workersRuns(
         gbps: round(median(all[k]!)),
         all_gbps: all[k]!.map((x) => round(x)),
         gateway_cpu_percent: round(median(cpu[k]!), 0),
+        conns_per_s: round(median(rate[k]!), 0),
+        all_conns_per_s: rate[k]!.map((x) => round(x, 0)),
+        gateway_ms_per_conn: round(median(perConn[k]!), 3),
         sessions_on: on,
         idle_rss_mib: round(setups[k]!.idle.rss / 2 ** 20, 1),
         idle_memory_mib: round(setups[k]!.idle.resident / 2 ** 20, 1),
@@ -226,6 +275,7 @@ export async function workersRuns(
           }),
       runs,
       scaling: round(runs[1]!.gbps / runs[0]!.gbps),
+      conn_scaling: round(runs[1]!.conns_per_s / runs[0]!.conns_per_s),
       memory_ratio: round(runs[1]!.idle_memory_mib / runs[0]!.idle_memory_mib),
       rss_ratio: round(runs[1]!.idle_rss_mib / runs[0]!.idle_rss_mib),
       memory_how: setups.some((s) => s.idle.how === 'pss') ? 'pss' : 'pages',
@@ -236,5 +286,6 @@ export async function workersRuns(
       for (const p of s.iperfs) await p.child.stop();
       await s.gw.stop();
     }
+    await servers.child.stop();
   }
 }

@@ -168,6 +168,7 @@ async function primaryGateway(config: GatewayConfig, log: Logger, count: number)
         registry: ctx.registry,
         events: ctx.events,
         count,
+        accept: config.worker_accept,
         relayKey: randomBytes(32).toString('base64url'),
         member: ctx.nodeId,
         drainTimeout: config.drain_timeout,

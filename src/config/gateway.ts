@@ -49,6 +49,15 @@ export const gatewaySchema = z.strictObject({
       }),
     )
     .default(1),
+  /**
+   * With workers: who accepts a new connection. "primary": the primary accepts it and passes the
+   * socket to a worker listening on that port, in turn (an even spread; a message exchange per
+   * connection). "os": every worker listening on a port accepts from it itself and the kernel
+   * picks one (less CPU per connection; the spread of new sessions can be uneven).
+   */
+  worker_accept: z
+    .enum(['primary', 'os'], { message: 'use "primary" (the default) or "os"' })
+    .default('primary'),
   tunnel: z
     .strictObject({
       listen: listenAddr.default({ host: '127.0.0.1', port: 2222 }),

@@ -40,3 +40,14 @@ test('workers with a postgres store and in a cluster: accepted (each member runs
     /a cluster needs a postgres store/,
   );
 });
+
+test('worker_accept: "primary" by default, "os" accepted; anything else is refused naming both', () => {
+  assert.equal(load({}).worker_accept, 'primary');
+  assert.equal(load({ workers: 2, worker_accept: 'os' }).worker_accept, 'os');
+  for (const bad of ['OS', 'kernel', '', 1, null, true, ['os']])
+    assert.match(
+      problem({ workers: 2, worker_accept: bad }),
+      /gateway\.yaml: worker_accept: use "primary" \(the default\) or "os"/,
+      JSON.stringify(bad),
+    );
+});

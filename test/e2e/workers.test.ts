@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import ssh2, { type Client } from 'ssh2';
@@ -63,7 +63,29 @@ const forwardsOf = async (gw: TestGateway, tenant: string) =>
   ((await gw.api('GET', `/v1/tenants/${tenant}`)).json as { tenant: { forwards: ForwardJson[] } }).tenant
     .forwards;
 
-/** Process ids of the workers, from the primary's start line in gateway.json. */
+/**
+ * Which of `pids` hold the listening socket of TCP `port`: the socket's inode from
+ * /proc/net/tcp{,6}, then each process's open fds. Whoever holds it accepts its connections.
+ */
+function listenersOf(port: number, pids: number[]): number[] {
+  const inodes = new Set<string>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6'])
+    for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const c = line.trim().split(/\s+/);
+      if (c.length > 9 && c[3] === '0A' && Number.parseInt(c[1]!.split(':')[1]!, 16) === port)
+        inodes.add(c[9]!);
+    }
+  assert.ok(inodes.size > 0, `a listening socket on port ${port}`);
+  const holds = (pid: number) =>
+    readdirSync(`/proc/${pid}/fd`).some((fd) => {
+      try {
+        return inodes.has(/^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1] ?? '');
+      } catch {
+        return false; // closed meanwhile
+      }
+    });
+  return pids.filter(holds);
+}
 
 describe('gateway with workers: 2', () => {
   let gw: TestGateway;
@@ -106,6 +128,9 @@ describe('gateway with workers: 2', () => {
     );
     const nodes = new Set(forwards.map((f) => f.node));
     assert.deepEqual([...nodes].sort(), ['worker-1', 'worker-2'], 'forwards on both workers');
+    // worker_accept: primary (the default): the primary accepts and passes each socket on
+    for (const f of forwards)
+      assert.deepEqual(listenersOf(f.port, [gw.process.pid!, ...gw.workerPids()]), [gw.process.pid!]);
     for (const f of forwards) {
       for (let k = 0; k < 3; k++)
         assert.equal(await echo(f.port, `raw ${f.label} ${k}\n`), `raw ${f.label} ${k}\n`);
@@ -565,5 +590,44 @@ describe('gateway with workers: 2, the TLS transport', () => {
     }
     const nodes = new Set((await forwardsOf(gw, 'acme')).map((f) => f.node));
     assert.deepEqual([...nodes].sort(), ['worker-1', 'worker-2'], 'sessions on both workers');
+  });
+});
+
+describe('gateway with workers: 2 and worker_accept: os', () => {
+  let gw: TestGateway;
+  const clients: Client[] = [];
+
+  before(async () => {
+    gw = await startGateway({ config: { workers: 2, worker_accept: 'os' }, ports: 20 });
+  });
+
+  after(async () => {
+    for (const c of clients) c.end();
+    await gw?.stop();
+  });
+
+  test('the worker serving a forward accepts its lease port itself, and every forward is reached', async () => {
+    const key = await gw.addTenant('acme');
+    // the kernel spreads the logins: which worker each lands on is its choice
+    for (let i = 0; i < 4; i++) clients.push(await login(gw.sshPort, 'acme', key));
+    const granted = await Promise.all(clients.map((c, i) => forwardIn(c, `g/r${i}`)));
+    for (const g of granted) assert.equal(g.err, undefined, g.err?.message);
+    const forwards = await waitFor(
+      async () => {
+        const f = await forwardsOf(gw, 'acme');
+        return f.filter((x) => x.state === 'online').length === 4 ? f : null;
+      },
+      { timeout: 10_000, what: 'four forwards online' },
+    );
+    const workers = gw.workerPids();
+    assert.equal(workers.length, 2);
+    for (const f of forwards) {
+      const serving = workers[Number(/^worker-(\d)$/.exec(f.node ?? '')?.[1]) - 1];
+      assert.ok(serving, `served by a worker: ${f.node}`);
+      const holders = listenersOf(f.port, workers);
+      assert.deepEqual(holders, [serving], `${f.label} on ${f.node}: only its worker accepts`);
+      for (let k = 0; k < 3; k++)
+        assert.equal(await echo(f.port, `raw ${f.label} ${k}\n`), `raw ${f.label} ${k}\n`);
+    }
   });
 });

@@ -31,6 +31,8 @@ export interface WorkerPoolDeps {
   registry: ForwardRegistry;
   events: TenantEvents;
   count: number;
+  /** `worker_accept`: the primary passes each connection to a worker, or the workers accept. */
+  accept?: 'primary' | 'os';
   relayKey: string;
   /** In a cluster, this member's `node_id`: its workers' names in the directory are under it. */
   member: string | null;
@@ -168,6 +170,8 @@ export class WorkerPool implements Component {
     this.unsubscribe = events.on((c) => {
       if (c.origin !== 'remote') this.broadcast({ t: 'tether:event', change: c });
     });
+    // before the first fork: node's cluster module fixes the policy then
+    cluster.schedulingPolicy = this.deps.accept === 'os' ? cluster.SCHED_NONE : cluster.SCHED_RR;
     const started: Array<Promise<void>> = [];
     for (let i = 1; i <= count; i++) {
       const s: Slot = { slot: i, startedAt: 0, quickDeaths: 0, relayPort: 0, forwards: [], sessions: [] };
@@ -175,7 +179,8 @@ export class WorkerPool implements Component {
       started.push(this.fork(s));
     }
     await Promise.all(started);
-    return `${count} (pids ${this.slots.map((s) => s.worker?.process.pid).join(', ')})`;
+    const pids = this.slots.map((s) => s.worker?.process.pid).join(', ');
+    return `${count} (pids ${pids}${this.deps.accept === 'os' ? '; each accepts its connections itself' : ''})`;
   }
 
   /** What the first worker reported listening on (front doors), for the start line. */
