@@ -37,6 +37,8 @@ export interface CoresRun {
 
 export interface WorkersRun {
   workers: number;
+  /** `worker_accept`: the primary passes each connection on, or the workers accept themselves. */
+  accept: 'primary' | 'os';
   gbps: number;
   all_gbps: number[];
   /** CPU of the primary and its workers together, percent of one core. */
@@ -72,6 +74,10 @@ export interface CoresResult {
     scaling: number;
     /** New connections/s, `workers: N` / `workers: 1`. */
     conn_scaling: number;
+    /** `workers: N`, `worker_accept: os` against the primary passing connections on: connections/s. */
+    os_conns_ratio: number;
+    /** The same, gateway CPU per new connection. */
+    os_cpu_ratio: number;
     /** Idle physical memory, `workers: N` / `workers: 1`. */
     memory_ratio: number;
     /** Idle summed RSS, `workers: N` / `workers: 1`. */
@@ -183,7 +189,10 @@ export async function cores(o: { seconds: number; rounds: number; tenants?: numb
   };
 }
 
-/** `workers: 1` and `workers: N` on one gateway, the same load, rounds alternating. */
+/**
+ * `workers: 1`, `workers: N` and `workers: N` with `worker_accept: os` on one gateway each, the
+ * same load, rounds alternating.
+ */
 export async function workersRuns(
   tenants: number,
   o: { seconds: number; rounds: number },
@@ -194,7 +203,12 @@ export async function workersRuns(
   // the gateway on the first n CPUs, the load generators on the others (when there are others)
   const gatewayCpus = pinned ? `0-${n - 1}` : undefined;
   const loadCpus = pinned ? `${n}-${cpus - 1}` : undefined;
-  const sides = [1, n];
+  // the third: the same workers accepting their connections themselves (`worker_accept: os`)
+  const sides: Array<{ workers: number; accept: 'primary' | 'os' }> = [
+    { workers: 1, accept: 'primary' },
+    { workers: n, accept: 'primary' },
+    { workers: n, accept: 'os' },
+  ];
   const setups: Array<{
     gw: Gateway;
     conns: Connector[];
@@ -203,11 +217,15 @@ export async function workersRuns(
   }> = [];
   const servers = await startServers(loadCpus);
   try {
-    for (const w of sides) {
-      const gw = await startGateway({ cpus: gatewayCpus, ports: 40, config: { workers: w } });
+    for (const side of sides) {
+      const gw = await startGateway({
+        cpus: gatewayCpus,
+        ports: 40,
+        config: { workers: side.workers, worker_accept: side.accept },
+      });
       setups.push({ gw, conns: [], iperfs: [], idle: { rss: 0, resident: 0, how: 'pages' } });
     }
-    // both idle at once, long enough for the idle heap trim (src/gateway/heap-trim.ts)
+    // all idle at once, long enough for the idle heap trim (src/gateway/heap-trim.ts)
     await sleep(IDLE_S * 1000);
     for (const s of setups) s.idle = memoryOf(withDescendants(s.gw.pid));
     for (const { gw, conns, iperfs } of setups) {
@@ -227,7 +245,7 @@ export async function workersRuns(
     const rate: number[][] = sides.map(() => []);
     const perConn: number[][] = sides.map(() => []);
     for (let r = 0; r < o.rounds; r++) {
-      const order = r % 2 === 0 ? [0, 1] : [1, 0];
+      const order = r % 2 === 0 ? [0, 1, 2] : [2, 1, 0];
       for (const k of order) {
         const { gw, conns } = setups[k]!;
         const x = await bulkRound(conns, withDescendants(gw.pid), o.seconds);
@@ -242,7 +260,7 @@ export async function workersRuns(
       }
     }
     const runs: WorkersRun[] = [];
-    for (const [k, w] of sides.entries()) {
+    for (const [k, side] of sides.entries()) {
       const { gw } = setups[k]!;
       const on: Record<string, number> = {};
       for (let i = 0; i < tenants; i++) {
@@ -253,7 +271,8 @@ export async function workersRuns(
         on[node] = (on[node] ?? 0) + 1;
       }
       runs.push({
-        workers: w,
+        workers: side.workers,
+        accept: side.accept,
         gbps: round(median(all[k]!)),
         all_gbps: all[k]!.map((x) => round(x)),
         gateway_cpu_percent: round(median(cpu[k]!), 0),
@@ -276,6 +295,8 @@ export async function workersRuns(
       runs,
       scaling: round(runs[1]!.gbps / runs[0]!.gbps),
       conn_scaling: round(runs[1]!.conns_per_s / runs[0]!.conns_per_s),
+      os_conns_ratio: round(runs[2]!.conns_per_s / runs[1]!.conns_per_s),
+      os_cpu_ratio: round(runs[2]!.gateway_ms_per_conn / runs[1]!.gateway_ms_per_conn),
       memory_ratio: round(runs[1]!.idle_memory_mib / runs[0]!.idle_memory_mib),
       rss_ratio: round(runs[1]!.idle_rss_mib / runs[0]!.idle_rss_mib),
       memory_how: setups.some((s) => s.idle.how === 'pss') ? 'pss' : 'pages',

@@ -276,7 +276,7 @@ function table(r: Results): string {
         `cores, one gateway: ${w.runs
           .map(
             (x) =>
-              `workers ${x.workers}: ${x.gbps} Gbit/s, gateway CPU ${x.gateway_cpu_percent}%, ${x.conns_per_s} new connections/s (gateway ${x.gateway_ms_per_conn} ms CPU each), sessions ${Object.entries(
+              `workers ${x.workers}${x.accept === 'os' ? ' (worker_accept: os)' : ''}: ${x.gbps} Gbit/s, gateway CPU ${x.gateway_cpu_percent}%, ${x.conns_per_s} new connections/s (gateway ${x.gateway_ms_per_conn} ms CPU each), sessions ${Object.entries(
                 x.sessions_on,
               )
                 .map(([k, v]) => `${k} ${v}`)
@@ -284,7 +284,7 @@ function table(r: Results): string {
           )
           .join(
             '; ',
-          )}: throughput ${w.scaling}x, new connections ${w.conn_scaling}x, idle memory ${w.memory_ratio}x (${w.memory_how === 'pages' ? 'resident pages, each once' : 'summed PSS'}; summed RSS ${w.rss_ratio}x)${w.note ? ` (${w.note})` : ''}`,
+          )}: throughput ${w.scaling}x, new connections ${w.conn_scaling}x (worker_accept: os against primary: ${w.os_conns_ratio}x the connections/s at ${w.os_cpu_ratio}x the CPU each), idle memory ${w.memory_ratio}x (${w.memory_how === 'pages' ? 'resident pages, each once' : 'summed PSS'}; summed RSS ${w.rss_ratio}x)${w.note ? ` (${w.note})` : ''}`,
       );
   }
   if (r.cluster) {

@@ -116,6 +116,9 @@ export async function startGateway(opts: StartGatewayOptions = {}): Promise<Test
   // TETHER_TEST_WORKERS=2 runs every gateway of the suite (cluster members too) as a primary and workers
   const workers = process.env.TETHER_TEST_WORKERS;
   if (workers && config.workers === undefined) config = { ...config, workers: Number(workers) };
+  // with TETHER_TEST_WORKER_ACCEPT=os the workers accept their connections themselves
+  const accept = process.env.TETHER_TEST_WORKER_ACCEPT;
+  if (accept && config.worker_accept === undefined) config = { ...config, worker_accept: accept };
   const configFile = join(dir, 'gateway.yaml');
   const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env, TETHER_LOG_LEVEL: 'debug' };
   delete env.TETHER_ADMIN_URL;
