@@ -95,7 +95,11 @@ describe('gateway with workers: 2', () => {
   const clients: Client[] = [];
 
   before(async () => {
-    gw = await startGateway({ config: { workers: 2, access_proxy: { listen: '127.0.0.1:0' } }, ports: 40 });
+    // the primary passes connections on (the default, named so TETHER_TEST_WORKER_ACCEPT cannot change it)
+    gw = await startGateway({
+      config: { workers: 2, worker_accept: 'primary', access_proxy: { listen: '127.0.0.1:0' } },
+      ports: 40,
+    });
     acmeKey = await gw.addTenant('acme', ['--ports', String(QUOTA)]);
     otherKey = await gw.addTenant('other');
   });
@@ -382,6 +386,8 @@ describe('gateway with workers: 2, every front door', () => {
     gw = await startGateway({
       config: {
         workers: 2,
+        // callers must land on both workers: the primary spreads them (the kernel need not)
+        worker_accept: 'primary',
         log: { level: 'debug' },
         access_proxy: { listen: '127.0.0.1:0' },
         http_proxy: {
@@ -554,6 +560,7 @@ describe('gateway with workers: 2, the TLS transport', () => {
       startGateway({
         config: {
           workers: 2,
+          worker_accept: 'primary', // sessions on both workers: the primary spreads them
           tunnel: { tls: { listen: '127.0.0.1:0', cert: cert.certFile, key: cert.keyFile } },
         },
       }),

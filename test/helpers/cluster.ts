@@ -35,7 +35,8 @@ export async function startClusterMembers(o: ClusterOptions): Promise<TestGatewa
             dead_after: '1500ms',
             ...o.cluster,
           },
-          ...(o.workers ? { workers: o.workers } : {}),
+          // a test naming the workers asserts where sessions land: the primary spreads them evenly
+          ...(o.workers ? { workers: o.workers, worker_accept: 'primary' } : {}),
         },
       }),
     );
