@@ -16,7 +16,7 @@ import {
   startIperf,
   startServers,
 } from './lib/paths.js';
-import { BIN, cpuOf, load, loadgen, median, round, stopAll } from './lib/procs.js';
+import { BIN, connRate, cpuOf, load, loadgen, median, round, stopAll } from './lib/procs.js';
 import { iperf } from './throughput.js';
 
 const { values } = parseArgs({
@@ -75,15 +75,9 @@ async function main(): Promise<void> {
       }
       if (tests.has('bulk8')) side.gbps8.push(await iperf(side.conn.ports.get('ab/iperf')!, 8, s));
       if (tests.has('conns')) {
-        const c0 = cpuOf(pids);
-        const c = await loadgen<{ per_s: number; connections: number }>([
-          'connrate',
-          `127.0.0.1:${side.conn.ports.get('ab/echo')}`,
-          s,
-          16,
-        ]);
+        const c = await connRate([`127.0.0.1:${side.conn.ports.get('ab/echo')}`], s, 16, pids);
         side.conns.push(c.per_s);
-        side.cpuPerConn.push(((cpuOf(pids) - c0) * 1000) / Math.max(1, c.connections));
+        side.cpuPerConn.push(c.cpuMsPerConn);
       }
       if (tests.has('ping')) {
         const p = await loadgen<{ p99_ms: number }>([

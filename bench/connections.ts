@@ -2,16 +2,8 @@
  * 3. New connections per second: connect, 1-byte echo, close, in a loop with 16 connections at
  * a time, through each path to an echo server; rounds alternate the paths, median reported.
  */
-import { cpuOf, loadgen, median, round } from './lib/procs.js';
+import { type ConnRateRun, connRate, median, round } from './lib/procs.js';
 import { PATHS, type PathName, type Rig } from './lib/rig.js';
-
-export interface ConnRateRun {
-  connections: number;
-  errors: number;
-  per_s: number;
-  p50_ms: number;
-  p99_ms: number;
-}
 
 export interface ConnectionsResult {
   seconds: number;
@@ -34,16 +26,9 @@ export async function connectionRate(
   for (let r = 0; r < o.rounds; r++) {
     const order = r % 2 === 0 ? PATHS : [...PATHS].reverse();
     for (const p of order) {
-      const pids = rig.pids[p]();
-      const c0 = cpuOf(pids);
-      const r = await loadgen<ConnRateRun>([
-        'connrate',
-        `127.0.0.1:${rig.ports[p].echo}`,
-        o.seconds,
-        concurrency,
-      ]);
       // sshd forks per session, not per forwarded connection: the same pids cover the run.
-      cpu[p].push(((cpuOf(pids) - c0) * 1000) / Math.max(1, r.connections));
+      const r = await connRate([`127.0.0.1:${rig.ports[p].echo}`], o.seconds, concurrency, rig.pids[p]());
+      cpu[p].push(r.cpuMsPerConn);
       runs[p].push(r);
     }
   }

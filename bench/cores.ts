@@ -8,8 +8,8 @@
  * `workers: N` (N = 2, and 4 when the machine has at least 6 cores), alternating round by round:
  * aggregate throughput, the CPU of all the gateway's processes (primary and workers; above 100%
  * it used more than one core), new connections/s from many callers over every tenant's service
- * (and the gateway's CPU per connection), which workers carry the sessions, and the idle memory of all of them (the physical pages they
- * hold together, and their summed RSS).
+ * (and the gateway's CPU per connection), which workers carry the sessions, and the idle memory
+ * of all of them (the physical pages they hold together, and their summed RSS).
  * With at least 4 cores the load generators are pinned away from the gateway's CPUs (taskset);
  * on a smaller machine they share the cores, and the figures say so.
  */
@@ -24,7 +24,7 @@ import {
   startIperf,
   startServers,
 } from './lib/paths.js';
-import { type Child, cpuOf, loadgen, median, memoryOf, round, sleep, withDescendants } from './lib/procs.js';
+import { type Child, connRate, cpuOf, median, memoryOf, round, sleep, withDescendants } from './lib/procs.js';
 import { IDLE_S } from './memory.js';
 import { iperf } from './throughput.js';
 
@@ -109,23 +109,6 @@ async function bulkRound(
     gbps: res.reduce((a, x) => a + x, 0),
     cpuPercent: ((cpuOf(pids) - c0) / ((Date.now() - t0) / 1000)) * 100,
   };
-}
-
-/**
- * Callers opening new connections (connect, a 1-byte echo, close) to every connector's echo
- * service at once for `seconds`: connections/s, and the CPU of the gateway processes `pids` per
- * connection (ms).
- */
-async function connRound(
-  conns: Connector[],
-  pids: number[],
-  seconds: number,
-  cpus?: string,
-): Promise<{ perS: number; msPerConn: number }> {
-  const targets = conns.map((cn) => `127.0.0.1:${cn.ports.get('bench/echo')!}`).join(',');
-  const c0 = cpuOf(pids);
-  const r = await loadgen<{ connections: number; per_s: number }>(['connrate', targets, seconds, 32], cpus);
-  return { perS: r.per_s, msPerConn: ((cpuOf(pids) - c0) * 1000) / Math.max(1, r.connections) };
 }
 
 async function measure(
@@ -254,9 +237,10 @@ export async function workersRuns(
       }
       for (const k of order) {
         const { gw, conns } = setups[k]!;
-        const x = await connRound(conns, withDescendants(gw.pid), o.seconds, loadCpus);
-        rate[k]!.push(x.perS);
-        perConn[k]!.push(x.msPerConn);
+        const targets = conns.map((cn) => `127.0.0.1:${cn.ports.get('bench/echo')!}`);
+        const x = await connRate(targets, o.seconds, 32, withDescendants(gw.pid), loadCpus);
+        rate[k]!.push(x.per_s);
+        perConn[k]!.push(x.cpuMsPerConn);
       }
     }
     const runs: WorkersRun[] = [];

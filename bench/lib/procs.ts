@@ -317,3 +317,29 @@ export async function loadgen<T>(args: (string | number)[], cpus?: string): Prom
   await c.stop();
   return JSON.parse(m[0]) as T;
 }
+
+/** What the load generator's connection loop (`connrate`) reports. */
+export interface ConnRateRun {
+  connections: number;
+  errors: number;
+  per_s: number;
+  p50_ms: number;
+  p99_ms: number;
+}
+
+/**
+ * Callers opening new connections (connect, a 1-byte echo, close) to `targets` (host:port, spread
+ * over all of them) for `seconds`, `concurrency` at once; with the CPU the processes `pids` used
+ * per connection meanwhile (ms).
+ */
+export async function connRate(
+  targets: string[],
+  seconds: number,
+  concurrency: number,
+  pids: number[],
+  cpus?: string,
+): Promise<ConnRateRun & { cpuMsPerConn: number }> {
+  const c0 = cpuOf(pids);
+  const r = await loadgen<ConnRateRun>(['connrate', targets.join(','), seconds, concurrency], cpus);
+  return { ...r, cpuMsPerConn: ((cpuOf(pids) - c0) * 1000) / Math.max(1, r.connections) };
+}
