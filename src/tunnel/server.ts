@@ -25,7 +25,7 @@ import { createSshServer, type SshServer } from './ssh-server.js';
 import { socketOf } from './ssh2-adapter.js';
 import { runTenantSession, type SessionBounds } from './tenant-session.js';
 import { routePlainPort } from './transports/sniff.js';
-import { type SlotKeeper, UnauthenticatedSlots } from './unauthenticated-slots.js';
+import { type SlotKeeper, slotFor, UnauthenticatedSlots } from './unauthenticated-slots.js';
 import { channelWindowOptions, DEFAULT_MAX_WINDOW } from './windows.js';
 
 const { utils } = ssh2;
@@ -161,28 +161,29 @@ export class TunnelServer {
    * primary's answer), or met by the drain meanwhile is closed instead.
    */
   private reserve(socket: net.Socket | Duplex, rawIp: string | undefined, then: (slot: Slot) => void): void {
-    // a reset while the answer is awaited must not throw
-    socket.on('error', () => {});
     const ip = normalizeIp(rawIp);
     if (this.closing) {
+      socket.on('error', () => {});
       this.deps.log.warn({ event: 'tunnel.refused', reason: 'shutting down' }, 'tunnel connection refused');
       socket.destroy();
       return;
     }
-    this.slots.acquire(ip, (a) => {
-      if (a.refused) {
-        const many = this.slots.describe(a.refused, ip);
-        this.refusals.refuse(a.refused, ip, { source: ip }, `tunnel connection refused: ${many}`);
-        socket.destroy();
-        return;
-      }
-      if (socket.destroyed || this.closing) {
-        a.release();
-        socket.destroy();
-        return;
-      }
-      then({ ip, release: a.release });
-    });
+    slotFor(
+      this.slots,
+      socket,
+      ip,
+      {
+        closing: () => this.closing,
+        refused: (bound) =>
+          this.refusals.refuse(
+            bound,
+            ip,
+            { source: ip },
+            `tunnel connection refused: ${this.slots.describe(bound, ip)}`,
+          ),
+      },
+      (release) => then({ ip, release }),
+    );
   }
 
   /**

@@ -3,6 +3,7 @@
  * (the tunnel port and the SSH front door) puts on what a caller can make it hold before login.
  * A slot is taken when the connection arrives and given back once, at login or close.
  */
+import type { Duplex } from 'node:stream';
 import { normalizeIp } from './session-util.js';
 
 export type SlotBound = 'max_unauthenticated' | 'unauthenticated_per_source';
@@ -21,6 +22,32 @@ export interface SlotKeeper {
   describe(bound: SlotBound, ip: string): string;
   /** Slots held here, in all or by one source address. */
   count(ip?: string): number;
+}
+
+/**
+ * Holds `socket` (paused) until its slot is settled. Refused: `refused` reports it and the socket
+ * is closed. Gone meanwhile, or the listener `closing()` by the answer (under `workers` the
+ * primary's, a round trip later): the slot goes back and the socket is closed. Else `admit` takes
+ * the connection with the function that gives its slot back.
+ */
+export function slotFor(
+  slots: SlotKeeper,
+  socket: Duplex,
+  ip: string,
+  o: { closing: () => boolean; refused: (bound: SlotBound) => void },
+  admit: (release: () => void) => void,
+): void {
+  // a reset while the answer is awaited must not throw
+  socket.on('error', () => {});
+  slots.acquire(ip, (a) => {
+    if (a.refused) {
+      o.refused(a.refused);
+      socket.destroy();
+    } else if (socket.destroyed || o.closing()) {
+      a.release();
+      socket.destroy();
+    } else admit(a.release);
+  });
 }
 
 /** The keeper of one listener's slots (`pool`: its name) under `workers`, with its bounds. */

@@ -7,7 +7,7 @@ import type { ProxyProtocolGate } from '../../tunnel/proxy-header.js';
 import { normalizeIp } from '../../tunnel/session-util.js';
 import { createSshServer, type SshServer } from '../../tunnel/ssh-server.js';
 import { socketOf } from '../../tunnel/ssh2-adapter.js';
-import { type SlotKeeper, UnauthenticatedSlots } from '../../tunnel/unauthenticated-slots.js';
+import { type SlotKeeper, slotFor, UnauthenticatedSlots } from '../../tunnel/unauthenticated-slots.js';
 import { type ConnectionDeps, ProxyConnection } from './connection.js';
 
 export interface SshProxyServerOptions {
@@ -111,31 +111,29 @@ export class SshProxyServer {
       socket.destroy();
       return;
     }
-    // under `workers` the slot is the primary's answer: a reset while waiting must not throw
-    socket.on('error', () => {});
-    this.slots.acquire(ip, (a) => {
-      if (a.refused) {
-        this.refusals.refuse(
-          a.refused,
-          `ssh_proxy\0${ip}`,
-          { front_door: 'ssh_proxy', source: ip, audit: true },
-          `ssh proxy connection refused: ${this.slots.describe(a.refused, ip)}`,
-        );
-        socket.destroy();
-        return;
-      }
-      if (socket.destroyed || this.closing) {
-        a.release();
-        socket.destroy();
-        return;
-      }
-      try {
-        this.admit(socket, a.release);
-      } catch (err) {
-        this.crashed(err, socket.remoteAddress);
-        socket.destroy();
-      }
-    });
+    slotFor(
+      this.slots,
+      socket,
+      ip,
+      {
+        closing: () => this.closing,
+        refused: (bound) =>
+          this.refusals.refuse(
+            bound,
+            `ssh_proxy\0${ip}`,
+            { front_door: 'ssh_proxy', source: ip, audit: true },
+            `ssh proxy connection refused: ${this.slots.describe(bound, ip)}`,
+          ),
+      },
+      (release) => {
+        try {
+          this.admit(socket, release);
+        } catch (err) {
+          this.crashed(err, socket.remoteAddress);
+          socket.destroy();
+        }
+      },
+    );
   }
 
   /** Speaks SSH on a connection that holds its unauthenticated slot (`uncount` gives it back). */
