@@ -64,6 +64,23 @@ const forwardsOf = async (gw: TestGateway, tenant: string) =>
     .forwards;
 
 /**
+ * Four logins as `tenant` (kept in `clients`), each asking for a forward `g/r<i>`: every one
+ * granted, and all four online in the primary's view.
+ */
+async function fourForwards(gw: TestGateway, tenant: string, keyFile: string, clients: Client[]) {
+  for (let i = 0; i < 4; i++) clients.push(await login(gw.sshPort, tenant, keyFile));
+  const granted = await Promise.all(clients.map((c, i) => forwardIn(c, `g/r${i}`)));
+  for (const g of granted) assert.equal(g.err, undefined, g.err?.message);
+  return waitFor(
+    async () => {
+      const f = await forwardsOf(gw, tenant);
+      return f.filter((x) => x.state === 'online').length === 4 ? f : null;
+    },
+    { timeout: 10_000, what: 'four forwards online' },
+  );
+}
+
+/**
  * Which of `pids` hold the listening socket of TCP `port`: the socket's inode from
  * /proc/net/tcp{,6}, then each process's open fds. Whoever holds it accepts its connections.
  */
@@ -120,16 +137,7 @@ describe('gateway with workers: 2', () => {
 
   test('sessions land on both workers; every forward is reached through its lease port and through the access proxy, whichever worker serves it', async () => {
     // Logins are spread over the workers by the primary: four logins land on both.
-    for (let i = 0; i < 4; i++) clients.push(await login(gw.sshPort, 'other', otherKey));
-    const granted = await Promise.all(clients.map((c, i) => forwardIn(c, `g/r${i}`)));
-    for (const g of granted) assert.equal(g.err, undefined, g.err?.message);
-    const forwards = await waitFor(
-      async () => {
-        const f = await forwardsOf(gw, 'other');
-        return f.filter((x) => x.state === 'online').length === 4 ? f : null;
-      },
-      { timeout: 10_000, what: 'four forwards online' },
-    );
+    const forwards = await fourForwards(gw, 'other', otherKey, clients);
     const nodes = new Set(forwards.map((f) => f.node));
     assert.deepEqual([...nodes].sort(), ['worker-1', 'worker-2'], 'forwards on both workers');
     // worker_accept: primary (the default): the primary accepts and passes each socket on
@@ -616,16 +624,7 @@ describe('gateway with workers: 2 and worker_accept: os', () => {
   test('the worker serving a forward accepts its lease port itself, and every forward is reached', async () => {
     const key = await gw.addTenant('acme');
     // the kernel spreads the logins: which worker each lands on is its choice
-    for (let i = 0; i < 4; i++) clients.push(await login(gw.sshPort, 'acme', key));
-    const granted = await Promise.all(clients.map((c, i) => forwardIn(c, `g/r${i}`)));
-    for (const g of granted) assert.equal(g.err, undefined, g.err?.message);
-    const forwards = await waitFor(
-      async () => {
-        const f = await forwardsOf(gw, 'acme');
-        return f.filter((x) => x.state === 'online').length === 4 ? f : null;
-      },
-      { timeout: 10_000, what: 'four forwards online' },
-    );
+    const forwards = await fourForwards(gw, 'acme', key, clients);
     const workers = gw.workerPids();
     assert.equal(workers.length, 2);
     for (const f of forwards) {
