@@ -195,6 +195,7 @@ async function runWorker(config: GatewayConfig, parentLog: Logger): Promise<void
   const { WorkerVerdicts } = await import('../gateway/workers/shared-verdicts.js');
   const { WorkerSecrets } = await import('../gateway/workers/shared-secrets.js');
   const { workerUsage } = await import('../gateway/workers/shared-usage.js');
+  const { spreadListen } = await import('../gateway/workers/spread-listeners.js');
   const { WORKER_RELAY_KEY_ENV, WORKER_SLOT_ENV, isMessage } = await import('../gateway/workers/protocol.js');
   const slot = Number(process.env[WORKER_SLOT_ENV]);
   const relayKey = process.env[WORKER_RELAY_KEY_ENV] ?? '';
@@ -202,7 +203,7 @@ async function runWorker(config: GatewayConfig, parentLog: Logger): Promise<void
   const send = (m: WorkerMessage) => {
     if (process.connected) process.send?.(m);
   };
-  const onMessage = (fn: (m: unknown) => void) => {
+  const onMessage = (fn: (m: unknown, handle?: unknown) => void) => {
     process.on('message', fn);
     return () => process.off('message', fn);
   };
@@ -219,6 +220,7 @@ async function runWorker(config: GatewayConfig, parentLog: Logger): Promise<void
       verdicts: (scope) => verdicts.share(scope),
       secrets: (scope) => secrets.share(scope),
       usage: workerUsage(slot, send, onMessage),
+      ...(config.worker_accept === 'os' ? { listen: spreadListen(send, onMessage) } : {}),
     },
   });
   gw.use((ctx) => {

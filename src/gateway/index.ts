@@ -18,6 +18,7 @@ import { GroupKeyService } from '../core/group-keys.js';
 import { LeaseService } from '../core/leases.js';
 import type { UsageShare } from '../core/limits/usage.js';
 import { TrafficLimits } from '../core/limits.js';
+import type { ListenFn } from '../core/listen.js';
 import { ManagedRepoService } from '../core/managed-repos.js';
 import { RefusalLog } from '../core/refusals.js';
 import { TenantService } from '../core/tenants.js';
@@ -81,6 +82,8 @@ export type GatewayRole =
       secrets: (scope: string) => SecretShare;
       /** The bytes the other workers counted and did not write yet (traffic quotas). */
       usage: UsageShare;
+      /** With `worker_accept: os`: opens the login listeners through the primary, which spreads them. */
+      listen?: ListenFn;
     };
 
 export interface GatewayAddresses {
@@ -347,6 +350,7 @@ export class Gateway {
           refusals,
           allowlists,
           proxyGate: proxyGate('tunnel', config.tunnel),
+          ...(role?.kind === 'worker' && role.listen ? { listen: role.listen } : {}),
           onRepoMeta: (tenant, label, meta) => {
             store
               .updateLease(tenant, label, meta, new Date(clock.now()).toISOString())

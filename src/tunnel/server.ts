@@ -7,6 +7,7 @@ import type { Clock } from '../core/clock.js';
 import type { ForwardRegistry } from '../core/forward-registry.js';
 import { TENANT_ID } from '../core/ids.js';
 import { KeyedMutex } from '../core/keyed-mutex.js';
+import { type ListenAt, type ListenFn, listenOn } from '../core/listen.js';
 import { RefusalLog } from '../core/refusals.js';
 import { fingerprintOf } from '../core/ssh-keys.js';
 import type { TenantService } from '../core/tenants.js';
@@ -70,6 +71,8 @@ export interface TunnelServerDeps {
   onRepoMeta?: (tenant: string, label: string, meta: RepoMeta) => void;
   /** Managed repositories on the control channel (gateway/index.ts builds them). */
   managed?: ManagedHooks;
+  /** Opens the tunnel port (and the transports' ports): by default itself (see ListenFn). */
+  listen?: ListenFn;
 }
 
 /** The gateway's SSH endpoint for connectors: auth, forwards, control channel. */
@@ -144,14 +147,12 @@ export class TunnelServer {
     });
     this.deps.proxyGate?.guard(srv);
     this.netServers.push(srv);
-    await new Promise<void>((resolve, reject) => {
-      srv.once('error', reject);
-      srv.listen({ host, port }, () => {
-        srv.off('error', reject);
-        resolve();
-      });
-    });
-    return srv.address() as net.AddressInfo;
+    return this.openListener(srv, { host, port, key: 'tunnel' });
+  }
+
+  /** Opens a listener that takes connector logins (this port, the TLS and WebSocket transports'). */
+  openListener(server: net.Server, at: ListenAt): Promise<net.AddressInfo> {
+    return (this.deps.listen ?? listenOn)(server, at);
   }
 
   /**

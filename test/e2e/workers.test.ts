@@ -623,10 +623,20 @@ describe('gateway with workers: 2 and worker_accept: os', () => {
 
   test('the worker serving a forward accepts its lease port itself, and every forward is reached', async () => {
     const key = await gw.addTenant('acme');
-    // the kernel spreads the logins: which worker each lands on is its choice
     const forwards = await fourForwards(gw, 'acme', key, clients);
     const workers = gw.workerPids();
     assert.equal(workers.length, 2);
+    // logins are still the primary's to spread, in turn: four in a row land two on each worker
+    assert.deepEqual(listenersOf(gw.sshPort, [gw.process.pid!, ...workers]), [gw.process.pid!]);
+    const perWorker = new Map<string, number>();
+    for (const f of forwards) perWorker.set(f.node ?? '', (perWorker.get(f.node ?? '') ?? 0) + 1);
+    assert.deepEqual(
+      [...perWorker].sort(),
+      [
+        ['worker-1', 2],
+        ['worker-2', 2],
+      ],
+    );
     for (const f of forwards) {
       const serving = workers[Number(/^worker-(\d)$/.exec(f.node ?? '')?.[1]) - 1];
       assert.ok(serving, `served by a worker: ${f.node}`);

@@ -23,6 +23,7 @@ import {
 } from './protocol.js';
 import { SlotLedger } from './shared-slots.js';
 import { VerdictBook } from './shared-verdicts.js';
+import { SpreadListeners } from './spread-listeners.js';
 
 export interface WorkerPoolDeps {
   log: Logger;
@@ -86,10 +87,17 @@ export class WorkerPool implements Component {
   private readonly slotLedger = new SlotLedger();
   /** The HTTP front door's token verdicts, shared by the workers. */
   private readonly verdicts = new VerdictBook();
+  /** `worker_accept: os`: the listeners taking logins, which this process spreads. */
+  private readonly spread: SpreadListeners;
   private question = 0;
   private readonly waiting = new Map<number, (answer: unknown) => void>();
 
-  constructor(private readonly deps: WorkerPoolDeps) {}
+  constructor(private readonly deps: WorkerPoolDeps) {
+    this.spread = new SpreadListeners({
+      log: deps.log,
+      workerOf: (slot) => this.slots.find((s) => s.slot === slot)?.worker,
+    });
+  }
 
   /** The tunnel address the workers listen on (the first ready worker's). */
   tunnelAddress(): string {
@@ -180,7 +188,7 @@ export class WorkerPool implements Component {
     }
     await Promise.all(started);
     const pids = this.slots.map((s) => s.worker?.process.pid).join(', ');
-    return `${count} (pids ${pids}${this.deps.accept === 'os' ? '; each accepts its connections itself' : ''})`;
+    return `${count} (pids ${pids}${this.deps.accept === 'os' ? '; each accepts its connections itself, logins spread by the primary' : ''})`;
   }
 
   /** What the first worker reported listening on (front doors), for the start line. */
@@ -196,12 +204,14 @@ export class WorkerPool implements Component {
 
   async drain(): Promise<void> {
     this.stopping = true;
+    this.spread.close();
     const startedAt = Date.now();
     await this.each({ t: 'tether:drain', startedAt }, this.deps.drainTimeout + EXIT_GRACE_MS);
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
+    this.spread.close();
     this.unsubscribe?.();
     await this.each({ t: 'tether:stop' }, EXIT_GRACE_MS);
   }
@@ -288,6 +298,15 @@ export class WorkerPool implements Component {
           this.drained.cut += m.cut;
         } else if (m.t === 'tether:activity') {
           this.watcher?.(m.item);
+        } else if (m.t === 'tether:listen') {
+          const { id, key, host, port } = m;
+          this.spread.take(s.slot, { key, host, port }).then(
+            (address) => this.sendTo(s, { t: 'tether:listening', id, address }),
+            (err: NodeJS.ErrnoException) =>
+              this.sendTo(s, { t: 'tether:listening', id, error: err.code ?? err.message }),
+          );
+        } else if (m.t === 'tether:unlisten') {
+          this.spread.drop(s.slot, m.key);
         } else {
           // a tenant change (applied here too), a throttle failure or a session: every other worker
           if (m.t === 'tether:event') this.deps.events.emit({ ...m.change, origin: 'remote' });
@@ -300,6 +319,7 @@ export class WorkerPool implements Component {
         s.worker = undefined;
         this.slotLedger.releaseAll(s.slot);
         this.verdicts.releaseAll(s.slot);
+        this.spread.drop(s.slot);
         // the bytes it counted and did not write died with it
         this.broadcast({ t: 'tether:usage', usage: { worker: s.slot, kind: 'gone' } });
         this.deps.usage?.({ worker: s.slot, kind: 'gone' });

@@ -1,3 +1,4 @@
+import type { AddressInfo } from 'node:net';
 import type { ActivityItem } from '../../admin/activity.js';
 import type { SessionChange, WorkerMetrics } from '../../admin/metrics.js';
 import type { StatsMessage } from '../../admin/traffic-stats.js';
@@ -11,7 +12,8 @@ import type { SlotBound } from '../../tunnel/unauthenticated-slots.js';
  * What the primary and its workers tell each other over the IPC channel node's cluster module
  * gives them (`process.send`, `worker.send`). Listeners (tunnel port, lease ports, front doors)
  * are shared through the primary by the cluster module itself, which passes every accepted
- * connection's handle to one worker listening on that port.
+ * connection's handle to one worker listening on that port; with `worker_accept: os` the workers
+ * accept on them themselves, except on the listeners that take logins (spread-listeners.ts).
  */
 
 /** A forward one worker serves, as the others and the primary learn it. */
@@ -68,7 +70,11 @@ export type WorkerMessage =
   /** Its drain's outcome, just before it exits. */
   | { t: 'tether:drained'; asked: number; moved: number; cut: number }
   /** A new event record, while the primary's dashboard watches. */
-  | { t: 'tether:activity'; item: ActivityItem };
+  | { t: 'tether:activity'; item: ActivityItem }
+  /** Pass it the connections of the login listener `key` (see spread-listeners.ts). */
+  | { t: 'tether:listen'; id: number; key: string; host: string; port: number }
+  /** No more connections of `key` (its listener closed). */
+  | { t: 'tether:unlisten'; key: string };
 
 export type PrimaryMessage =
   /** Every other worker's forwards, and where each of those workers takes relayed connections. */
@@ -90,7 +96,11 @@ export type PrimaryMessage =
   | { t: 'tether:watch'; on: boolean }
   /** SIGTERM's drain, counted from `startedAt`; `stop`: at once. The worker exits after either. */
   | { t: 'tether:drain'; startedAt: number }
-  | { t: 'tether:stop' };
+  | { t: 'tether:stop' }
+  /** The answer to `tether:listen` `id`: the listener's address, or why it could not open. */
+  | { t: 'tether:listening'; id: number; address?: AddressInfo; error?: string }
+  /** A connection of the login listener `key`, its socket passed with the message. */
+  | { t: 'tether:conn'; key: string };
 
 /**
  * What the primary asks its workers, when it needs their figures now: a scrape of `/metrics`
@@ -148,9 +158,9 @@ export function isMessage<T extends { t: string }>(m: unknown): m is T {
 
 /**
  * A worker's questions to the primary whose answers come back as messages of type `t` carrying
- * the question's id (the unauthenticated slots, the token verdicts).
+ * the question's id (the unauthenticated slots, the token verdicts, the login listeners).
  */
-export class PrimaryAnswers<T extends 'tether:slot' | 'tether:verdict'> {
+export class PrimaryAnswers<T extends 'tether:slot' | 'tether:verdict' | 'tether:listening'> {
   private next = 0;
   private readonly waiting = new Map<number, (m: Extract<PrimaryMessage, { t: T }>) => void>();
   /** Stops listening. */

@@ -8,6 +8,7 @@
 import type { AddressInfo, Socket } from 'node:net';
 import type { GatewayConfig } from '../../config/gateway.js';
 import type { Component } from '../../core/component.js';
+import type { ListenFn } from '../../core/listen.js';
 import { TetherError } from '../../errors/index.js';
 import type { Logger } from '../../log/index.js';
 import { type TlsListenerOptions, type TunnelAcceptor, TunnelTlsListener } from './tls-listener.js';
@@ -21,7 +22,11 @@ export type TunnelTransportsConfig = Pick<GatewayConfig['tunnel'], 'tls' | 'webs
 /** What the transports use of the running gateway; the composition root (src/gateway/) passes it. */
 export interface TunnelTransportsDeps {
   /** The SSH server the transports hand their connections to (and TLS on its plain port to them). */
-  tunnel: TunnelAcceptor & { tlsOnSshPort: ((socket: Socket) => void) | undefined };
+  tunnel: TunnelAcceptor & {
+    tlsOnSshPort: ((socket: Socket) => void) | undefined;
+    /** Opens a listener as the SSH server opens its own port (see ListenFn). */
+    openListener?: ListenFn;
+  };
   log: Logger;
 }
 
@@ -50,6 +55,7 @@ class TunnelTransports {
     const listener = new TunnelTlsListener(opts, {
       tunnel: this.ctx.tunnel,
       log: this.ctx.log.child({ component: 'tunnel_transports' }),
+      ...(this.ctx.tunnel.openListener ? { listen: this.ctx.tunnel.openListener.bind(this.ctx.tunnel) } : {}),
     });
     let a: AddressInfo;
     try {

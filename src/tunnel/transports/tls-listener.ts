@@ -10,6 +10,7 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
+import { type ListenFn, listenOn } from '../../core/listen.js';
 import { TetherError } from '../../errors/index.js';
 import type { Logger } from '../../log/index.js';
 import { readPemFile } from '../tls-material.js';
@@ -56,7 +57,7 @@ export class TunnelTlsListener {
 
   constructor(
     private readonly opts: TlsListenerOptions,
-    private readonly deps: { tunnel: TunnelAcceptor; log: Logger },
+    private readonly deps: { tunnel: TunnelAcceptor; log: Logger; listen?: ListenFn },
   ) {
     this.log = deps.log;
     const cert = readPem(opts.cert, `${opts.configPath}.cert`);
@@ -98,14 +99,7 @@ export class TunnelTlsListener {
 
   async listen(): Promise<net.AddressInfo> {
     const { host, port } = this.opts.listen;
-    await new Promise<void>((resolve, reject) => {
-      this.netServer.once('error', reject);
-      this.netServer.listen({ host, port }, () => {
-        this.netServer.off('error', reject);
-        resolve();
-      });
-    });
-    return this.netServer.address() as net.AddressInfo;
+    return (this.deps.listen ?? listenOn)(this.netServer, { host, port, key: this.opts.configPath });
   }
 
   private track(s: Duplex): void {

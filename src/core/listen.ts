@@ -1,0 +1,26 @@
+import type net from 'node:net';
+
+/** Where a listener opens: its address, and a name that is the same in every process (`tunnel`). */
+export interface ListenAt {
+  host: string;
+  port: number;
+  key: string;
+}
+
+/**
+ * Opens `server` at `at` and resolves to the address it listens on. The plain way is `listenOn`;
+ * a worker of `worker_accept: os` opens the listeners that take connector logins through its
+ * primary instead, which spreads their connections over the workers (src/gateway/workers/
+ * spread-listeners.ts).
+ */
+export type ListenFn = (server: net.Server, at: ListenAt) => Promise<net.AddressInfo>;
+
+/** `server.listen()` on host:port, as a promise of the address (rejects with the listen error). */
+export const listenOn: ListenFn = (server, { host, port }) =>
+  new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port }, () => {
+      server.off('error', reject);
+      resolve(server.address() as net.AddressInfo);
+    });
+  });
