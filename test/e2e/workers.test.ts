@@ -630,13 +630,10 @@ describe('gateway with workers: 2 and worker_accept: os', () => {
     assert.deepEqual(listenersOf(gw.sshPort, [gw.process.pid!, ...workers]), [gw.process.pid!]);
     const perWorker = new Map<string, number>();
     for (const f of forwards) perWorker.set(f.node ?? '', (perWorker.get(f.node ?? '') ?? 0) + 1);
-    assert.deepEqual(
-      [...perWorker].sort(),
-      [
-        ['worker-1', 2],
-        ['worker-2', 2],
-      ],
-    );
+    assert.deepEqual([...perWorker].sort(), [
+      ['worker-1', 2],
+      ['worker-2', 2],
+    ]);
     for (const f of forwards) {
       const serving = workers[Number(/^worker-(\d)$/.exec(f.node ?? '')?.[1]) - 1];
       assert.ok(serving, `served by a worker: ${f.node}`);
