@@ -57,6 +57,11 @@ export class SpreadListeners {
     return address;
   }
 
+  /** The workers taking the connections of `key` now, by slot. */
+  takersOf(key: string): number[] {
+    return [...(this.byKey.get(key)?.takers ?? [])];
+  }
+
   /** Worker `slot` takes no more connections of `key`, or of any listener (it exited). */
   drop(slot: number, key?: string): void {
     for (const [k, l] of this.byKey)

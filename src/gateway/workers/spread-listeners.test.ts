@@ -1,0 +1,159 @@
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, test } from 'node:test';
+import type { ListenFn } from '../../core/listen.js';
+import { silentLogger } from '../../log/index.js';
+import type { PrimaryMessage, WorkerMessage } from './protocol.js';
+import { SpreadListeners, spreadListen } from './spread-listeners.js';
+
+/**
+ * The primary's spread listeners and two workers' ListenFns in one process, their messages
+ * carried by hand in order (as IPC carries them); a passed socket reaches the worker as the same
+ * object. The real IPC, with the socket's descriptor, is test/e2e/workers.test.ts's.
+ */
+function gateway() {
+  const toWorker = new Map<number, Set<(m: unknown, handle?: unknown) => void>>();
+  const connected = new Map<number, boolean>();
+  const workerOf = (slot: number) => ({
+    isConnected: () => connected.get(slot) ?? false,
+    send: (m: PrimaryMessage, socket: net.Socket, cb: (err: Error | null) => void) => {
+      queueMicrotask(() => {
+        for (const l of toWorker.get(slot) ?? []) l(m, socket);
+        cb(null);
+      });
+      return true;
+    },
+  });
+  const primary = new SpreadListeners({ log: silentLogger(), workerOf });
+  const worker = (slot: number) => {
+    connected.set(slot, true);
+    toWorker.set(slot, new Set());
+    const send = (m: WorkerMessage) =>
+      queueMicrotask(() => {
+        if (m.t === 'tether:listen')
+          primary.take(slot, m).then(
+            (address) => deliver(slot, { t: 'tether:listening', id: m.id, address }),
+            (err: NodeJS.ErrnoException) =>
+              deliver(slot, { t: 'tether:listening', id: m.id, error: err.code ?? err.message }),
+          );
+        else if (m.t === 'tether:unlisten') primary.drop(slot, m.key);
+      });
+    const deliver = (to: number, m: PrimaryMessage) => {
+      for (const l of toWorker.get(to) ?? []) l(m);
+    };
+    const listen: ListenFn = spreadListen(send, (fn) => {
+      toWorker.get(slot)?.add(fn);
+      return () => toWorker.get(slot)?.delete(fn);
+    });
+    const got: net.Socket[] = [];
+    const server = net.createServer({ pauseOnConnect: true }, (s) => got.push(s));
+    return {
+      slot,
+      server,
+      got,
+      listen: (port = 0) => listen(server, { host: '127.0.0.1', port, key: 'tunnel' }),
+    };
+  };
+  return { primary, worker, connected };
+}
+
+const open: net.Socket[] = [];
+after(() => {
+  for (const s of open) s.destroy();
+});
+
+/** Connects, sends `text`, and resolves once connected. */
+function dial(port: number, text: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () => {
+      s.write(text);
+      resolve(s);
+    });
+    open.push(s);
+    s.once('error', reject);
+  });
+}
+
+async function until(what: string, ok: () => boolean): Promise<void> {
+  const end = Date.now() + 10_000;
+  while (!ok()) {
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function readAll(s: net.Socket, n: number): Promise<string> {
+  return new Promise((resolve) => {
+    let text = '';
+    s.on('data', (d: Buffer) => {
+      text += d.toString();
+      if (text.length >= n) resolve(text);
+    });
+    s.resume();
+  });
+}
+
+test('logins go to the workers in turn, and nothing a client sent first is lost', async () => {
+  const { primary, worker } = gateway();
+  const w1 = worker(1);
+  const w2 = worker(2);
+  const a1 = await w1.listen();
+  const a2 = await w2.listen();
+  assert.equal(a1.port, a2.port, 'one listener, opened once, for every worker');
+  assert.equal(w1.server.listening, false, 'the worker itself does not listen');
+  for (let i = 0; i < 4; i++) {
+    await dial(a1.port, `SSH-2.0-client-${i}\r\n`);
+    await until(`connection ${i}`, () => w1.got.length + w2.got.length === i + 1);
+  }
+  assert.equal(w1.got.length, 2);
+  assert.equal(w2.got.length, 2);
+  const texts = await Promise.all(
+    [...w1.got, ...w2.got].map((s) => readAll(s, 'SSH-2.0-client-0\r\n'.length)),
+  );
+  assert.deepEqual(texts.sort(), [0, 1, 2, 3].map((i) => `SSH-2.0-client-${i}\r\n`).sort());
+  primary.close();
+});
+
+test('a worker whose listener closed (or that is gone) gets no more; with none left a login is closed', async () => {
+  const { primary, worker, connected } = gateway();
+  const w1 = worker(1);
+  const w2 = worker(2);
+  const { port } = await w1.listen();
+  await w2.listen();
+  assert.deepEqual(primary.takersOf('tunnel'), [1, 2]);
+  w1.server.close();
+  await until('worker 1 dropped', () => primary.takersOf('tunnel').join() === '2');
+  for (let i = 0; i < 3; i++) await dial(port, 'x');
+  await until('three on worker 2', () => w2.got.length === 3);
+  assert.equal(w1.got.length, 0);
+  connected.set(2, false);
+  const refused = await dial(port, 'y');
+  await new Promise<void>((resolve) => refused.once('close', () => resolve()));
+  assert.equal(w2.got.length, 3, 'nothing passed to a worker that is gone');
+  primary.close();
+});
+
+test('a port in use is refused with its code, opens at a later ask, and nothing opens after the drain', async () => {
+  const busy = net.createServer();
+  await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+  const port = (busy.address() as net.AddressInfo).port;
+  const { primary, worker } = gateway();
+  const w1 = worker(1);
+  await assert.rejects(w1.listen(port), (e: NodeJS.ErrnoException) => {
+    assert.equal(e.code, 'EADDRINUSE');
+    assert.match(e.message, new RegExp(`EADDRINUSE 127\\.0\\.0\\.1:${port}`));
+    return true;
+  });
+  await new Promise<void>((r) => busy.close(() => r()));
+  assert.equal((await w1.listen(port)).port, port, 'opened once the port is free');
+  primary.close();
+  await assert.rejects(
+    new Promise((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1', () => resolve(s));
+      s.once('error', reject);
+    }),
+    { code: 'ECONNREFUSED' },
+    'the drain closed the listener',
+  );
+  await assert.rejects(worker(2).listen(), { code: 'ESHUTDOWN' });
+});
