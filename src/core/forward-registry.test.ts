@@ -124,6 +124,33 @@ describe('ForwardRegistry: several connectors for one label', () => {
     await store.close();
   });
 
+  test('a spent quota refuses a caller with its reason before relaying it to the process serving the repository', async () => {
+    const { registry: r, limits, store } = await registryWithLimits();
+    await limits.change('acme', '', { trafficLimit: 100, trafficPeriod: 'month' });
+    const relayed: string[] = [];
+    r.remoteOpener = async (remote) => {
+      relayed.push(remote.node);
+      return new PassThrough();
+    };
+    r.setRemote([
+      { tenant: 'acme', label: 'g/web', port: 3000, node: 'worker-2', address: '127.0.0.1', connectors: 1 },
+    ]);
+    (await r.open('acme', 'g/web', origin)).close(0, 0);
+    assert.deepEqual(relayed, ['worker-2'], 'relayed while the quota lasted');
+    // the owner counts a relayed connection's bytes; they reach this process's counts
+    limits.account('acme', 'g/web', 60, 60);
+    await assert.rejects(r.open('acme', 'g/web', origin), (e: unknown) => {
+      assert.ok(isTetherError(e));
+      assert.equal(e.code, 'TRAFFIC_QUOTA_EXHAUSTED');
+      assert.equal(e.status, 429);
+      assert.match(e.message, /^traffic quota exhausted \(100 B/);
+      return true;
+    });
+    assert.deepEqual(relayed, ['worker-2'], 'not relayed once spent');
+    await limits.stop();
+    await store.close();
+  });
+
   test('a capped tenant gets a metered stream; its bytes count as they pass, not again at close', async () => {
     const { registry: r, limits, store } = await registryWithLimits();
     await limits.change('acme', '', { bandwidthDown: 10_000_000 });

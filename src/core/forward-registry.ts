@@ -411,6 +411,8 @@ export class ForwardRegistry extends EventEmitter {
     const all = this.remoteOf(tenant, label);
     const remote = within(all);
     if ((!f || !this.hasHealthy(f)) && remote.length > 0 && this.remoteOpener) {
+      // a spent quota is refused here, with its reason (the owner would only close the relay)
+      this.limits?.checkQuotas(tenant, label);
       try {
         return await this.openRemote(tenant, label, remote, origin);
       } catch (err) {

@@ -139,8 +139,7 @@ export class TrafficLimits {
         { status: 429, retryable: true },
       );
     }
-    this.checkQuota(tenant, '', t);
-    if (r) this.checkQuota(tenant, label, r);
+    this.checkQuotas(tenant, label);
     const up = this.bucket(tenant, '', 'up') || this.bucket(tenant, label, 'up');
     const down = this.bucket(tenant, '', 'down') || this.bucket(tenant, label, 'down');
     const counted = t.trafficLimit !== null || (r?.trafficLimit ?? null) !== null;
@@ -157,6 +156,19 @@ export class TrafficLimits {
       onBytes: (u, d) => this.counters.count(tenant, label, u, d),
     };
     return { metered: true, wrap: (stream) => new MeteredDuplex(stream, meter, this.clock) };
+  }
+
+  /**
+   * Throws when the tenant's traffic quota, or the repository's, is spent. A process that relays
+   * a caller to the one serving the repository (another worker, another member) checks this
+   * first: the caller gets the reason, where the owner's refusal would only close the relay.
+   */
+  checkQuotas(tenant: string, label: string): void {
+    const t = this.tenants.get(tenant);
+    if (!t) return;
+    this.checkQuota(tenant, '', t);
+    const r = this.repos.get(key(tenant, label));
+    if (r) this.checkQuota(tenant, label, r);
   }
 
   /** Counts the bytes of a connection that was not metered (called when it closes). */
