@@ -7,7 +7,14 @@ import type { Component } from '../core/component.js';
 import type { TenantChange } from '../core/events.js';
 import type { RemoteForward } from '../core/forward-registry.js';
 import type { ClusterConfig, ClusterDeps } from './deps.js';
-import { dialRelay, RELAY_ACCEPTED, RELAY_VERSION, readRelayHeader, relayHeader } from './relay-header.js';
+import {
+  dialRelay,
+  RELAY_ACCEPTED,
+  RELAY_VERSION,
+  readRelayHeader,
+  relayHeader,
+  relayRefusal,
+} from './relay-header.js';
 
 export type { ClusterConfig, ClusterDeps } from './deps.js';
 
@@ -130,7 +137,7 @@ export class ClusterMember implements Component {
           o && {
             address: o.address,
             port: o.port,
-            ...(o.acknowledge ? { acceptedReply: RELAY_ACCEPTED } : {}),
+            ...(o.acknowledge ? { acceptedReply: RELAY_ACCEPTED, refusedReply: relayRefusal } : {}),
           },
       );
     };
@@ -275,8 +282,9 @@ export class ClusterMember implements Component {
     const own = this.cfg.advertise;
     const version = this.relayVersions.get(r.node) ?? 1;
     // The owner acknowledges once its connector took the channel; a refusal (the forward left it
-    // a moment ago) rejects, before any byte of the caller was sent. (An owner of an earlier
-    // release reads version 1 and does not answer.)
+    // a moment ago) rejects, before any byte of the caller was sent, with the caller's answer when
+    // the owner gave one (a cap, a quota). (An owner of an earlier release reads version 1 and
+    // does not answer.)
     return dialRelay(
       {
         host: r.address,

@@ -3,7 +3,15 @@ import { createHmac } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import { after, describe, test } from 'node:test';
-import { parseRelayHeader, RELAY_ACCEPTED, relayAccepted, relayHeader } from './relay-header.js';
+import { isTetherError, TetherError } from '../errors/index.js';
+import {
+  parseRelayHeader,
+  parseRelayRefusal,
+  RELAY_ACCEPTED,
+  relayAccepted,
+  relayHeader,
+  relayRefusal,
+} from './relay-header.js';
 
 const KEY = 'k'.repeat(43);
 
@@ -124,6 +132,73 @@ describe('cluster relay header', () => {
     const done = relayAccepted(p.a, 5_000);
     p.b.write('SSH-2.0-OpenSSH_9.2\r\n');
     await assert.rejects(done, /answered a relayed connection without accepting it/);
+  });
+
+  test("an owner's refusal that is the caller's answer (a cap, a quota) reaches the relaying side with its status, code and message", async () => {
+    const refusal = new TetherError(
+      'TRAFFIC_QUOTA_EXHAUSTED',
+      'traffic quota exhausted (1 MB per month, resets 2027-01-01)',
+      {
+        status: 429,
+      },
+    );
+    const line = relayRefusal(refusal);
+    assert.equal(
+      line?.toString('latin1'),
+      'TETHER-RELAY NO 429 TRAFFIC_QUOTA_EXHAUSTED traffic quota exhausted (1 MB per month, resets 2027-01-01)\n',
+    );
+    const p = await pair();
+    open.push(p.close);
+    const done = relayAccepted(p.a, 5_000);
+    // in pieces, the first of which could still be an acknowledgement
+    p.b.write(line!.subarray(0, 13));
+    await new Promise((r) => setImmediate(r));
+    p.b.end(line!.subarray(13));
+    await assert.rejects(done, (e: unknown) => {
+      assert.ok(isTetherError(e, 'TRAFFIC_QUOTA_EXHAUSTED'));
+      assert.equal(e.status, 429);
+      assert.equal(e.message, refusal.message);
+      return true;
+    });
+    assert.ok(p.a.destroyed);
+  });
+
+  test('only a 4xx TetherError is told; a bad refusal line counts as a plain refusal', async () => {
+    assert.equal(relayRefusal(new Error('socket hang up')), undefined);
+    assert.equal(
+      relayRefusal(new TetherError('FORWARD_OPEN_FAILED', 'the connector did not accept')),
+      undefined,
+    );
+    assert.equal(
+      relayRefusal(
+        new TetherError('CONNECTION_LIMIT', 'too many\r\nconnections', { status: 429 }),
+      )?.toString(),
+      'TETHER-RELAY NO 429 CONNECTION_LIMIT too many  connections\n',
+      'one line, whatever the message holds',
+    );
+    for (const bad of [
+      'TETHER-RELAY NO 502 FORWARD_OPEN_FAILED no',
+      'TETHER-RELAY NO 429 NOT_A_CODE too many',
+      'TETHER-RELAY NO 429 CONNECTION_LIMIT ',
+      'TETHER-RELAY NO 42 CONNECTION_LIMIT too many',
+      `TETHER-RELAY NO 429 CONNECTION_LIMIT ${'x'.repeat(301)}`,
+      'TETHER-RELAY NO 429 CONNECTION_LIMIT caf\u00e9',
+    ])
+      assert.equal(parseRelayRefusal(bad), undefined, bad);
+    const p = await pair();
+    open.push(p.close);
+    const done = relayAccepted(p.a, 5_000);
+    p.b.write(`TETHER-RELAY NO 429 CONNECTION_LIMIT ${'x'.repeat(500)}`);
+    await assert.rejects(
+      done,
+      /answered a relayed connection without accepting it/,
+      'no newline within the bound',
+    );
+    const q = await pair();
+    open.push(q.close);
+    const other = relayAccepted(q.a, 5_000);
+    q.b.end('TETHER-RELAY NO 599 WHATEVER x\n');
+    await assert.rejects(other, /answered a relayed connection without accepting it/);
   });
 
   test('no answer within the bound rejects', async () => {

@@ -1,6 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import net from 'node:net';
+import { isErrorCode, isTetherError, TetherError } from '../errors/index.js';
 
 /**
  * The caller's address on a relayed connection. A member that does not serve a forward relays
@@ -23,8 +24,18 @@ import net from 'node:net';
 const RELAY_PREFIX = 'TETHER-RELAY ';
 /** The owner's acknowledgement of a version-2 header: the channel is open, bytes may flow. */
 export const RELAY_ACCEPTED = Buffer.from('TETHER-RELAY OK\n', 'latin1');
+/**
+ * The owner's refusal of a version-2 relayed connection that is the caller's answer, not a
+ * reason to try elsewhere (a connection cap, a traffic quota, an allowlist: a 4xx):
+ * `TETHER-RELAY NO <status> <code> <message>\n`, then it closes. A relaying member of an earlier
+ * release reads it as any refusal (the owner answered without accepting).
+ */
+const RELAY_REFUSED = Buffer.from('TETHER-RELAY NO ', 'latin1');
+const REFUSAL_LINE = /^TETHER-RELAY NO (4\d\d) ([A-Z][A-Z0-9_]{0,63}) ([\x20-\x7e]{1,300})$/;
 /** Longest header line accepted (an IPv6 address, ports, a time, 64 hex digits: well below). */
 export const MAX_RELAY_HEADER = 256;
+/** Longest refusal line read (its message is at most 300 characters). */
+const MAX_REFUSAL_LINE = 400;
 /** How far a header's time may be from the owner's clock. */
 const MAX_SKEW_MS = 60_000;
 
@@ -35,6 +46,20 @@ export interface RelayOrigin {
   acknowledge?: boolean;
   /** The lease port the header names (as read; relayHeader takes it separately). */
   leasePort?: number;
+}
+
+/** The refusal line for `err`, when it is the caller's answer (a 4xx TetherError); else undefined. */
+export function relayRefusal(err: unknown): Buffer | undefined {
+  if (!isTetherError(err) || err.status < 400 || err.status > 499) return undefined;
+  const message = err.message.replace(/[^\x20-\x7e]/g, ' ').slice(0, 300);
+  return Buffer.from(`${RELAY_REFUSED.toString('latin1')}${err.status} ${err.code} ${message}\n`, 'latin1');
+}
+
+/** The error a refusal line carries; undefined for a line that is not one (any refusal, then). */
+export function parseRelayRefusal(line: string): TetherError | undefined {
+  const m = REFUSAL_LINE.exec(line);
+  if (!m || !isErrorCode(m[2])) return undefined;
+  return new TetherError(m[2], m[3]!, { status: Number(m[1]) });
 }
 
 function mac(key: string, body: string): string {
@@ -156,8 +181,8 @@ export function readRelayHeader(
 /**
  * The relaying member's side of a version-2 header: resolves once the owner sent
  * RELAY_ACCEPTED (bytes after it are put back for the caller); rejects when the owner closes
- * or answers anything else first (it refused: the caller's bytes were not sent), or after
- * `timeoutMs`. It reads with `read()`, never pausing the socket: whoever takes the stream next
+ * or answers anything else first (it refused: the caller's bytes were not sent), with the
+ * owner's TetherError when it sent the caller's answer (RELAY_REFUSED), or after `timeoutMs`. It reads with `read()`, never pausing the socket: whoever takes the stream next
  * starts it by listening (an HTTP client's parser does not resume a stream paused before it).
  */
 export function relayAccepted(socket: Socket, timeoutMs: number): Promise<void> {
@@ -186,16 +211,28 @@ export function relayAccepted(socket: Socket, timeoutMs: number): Promise<void> 
       for (let c = socket.read() as Buffer | null; c !== null; c = socket.read() as Buffer | null)
         if (!take(c)) return;
     };
+    const starts = (m: Buffer) => {
+      const n = Math.min(buf.length, m.length);
+      return buf.subarray(0, n).equals(m.subarray(0, n));
+    };
+    const unaccepted = () => new Error('the owner answered a relayed connection without accepting it');
     /** Adds bytes; false once the answer is decided (accepted or refused). */
     const take = (c: Buffer): boolean => {
       buf = buf.length === 0 ? c : Buffer.concat([buf, c]);
-      const n = Math.min(buf.length, RELAY_ACCEPTED.length);
-      if (!buf.subarray(0, n).equals(RELAY_ACCEPTED.subarray(0, n))) {
-        finish(new Error('the owner answered a relayed connection without accepting it'));
+      if (starts(RELAY_ACCEPTED)) {
+        if (buf.length < RELAY_ACCEPTED.length) return true;
+        finish(undefined, buf.subarray(RELAY_ACCEPTED.length));
         return false;
       }
-      if (buf.length < RELAY_ACCEPTED.length) return true;
-      finish(undefined, buf.subarray(RELAY_ACCEPTED.length));
+      if (starts(RELAY_REFUSED)) {
+        const nl = buf.indexOf(0x0a);
+        if (nl < 0 && buf.length <= MAX_REFUSAL_LINE) return true;
+        finish(
+          (nl < 0 ? undefined : parseRelayRefusal(buf.subarray(0, nl).toString('latin1'))) ?? unaccepted(),
+        );
+        return false;
+      }
+      finish(unaccepted());
       return false;
     };
     const timer = setTimeout(

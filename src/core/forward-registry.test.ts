@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { describe, test } from 'node:test';
 import { FakeClock, tempStore } from '../../test/helpers/core.js';
-import { isTetherError } from '../errors/index.js';
+import { isTetherError, TetherError } from '../errors/index.js';
 import { silentLogger } from '../log/index.js';
 import { type ForwardEndpoint, ForwardRegistry, type LiveSession } from './forward-registry.js';
 import { TrafficLimits } from './limits.js';
@@ -149,6 +149,39 @@ describe('ForwardRegistry: several connectors for one label', () => {
     assert.deepEqual(relayed, ['worker-2'], 'not relayed once spent');
     await limits.stop();
     await store.close();
+  });
+
+  test("the owner's refusal that is the caller's answer (a cap) is passed on as is: no other owner tried, no 502", async () => {
+    const r = new ForwardRegistry(new FakeClock());
+    const asked: string[] = [];
+    r.remoteOpener = async (remote) => {
+      asked.push(remote.node);
+      throw new TetherError('CONNECTION_LIMIT', 'too many connections to g/web (2 of 2)', { status: 429 });
+    };
+    const at = (node: string) => ({
+      tenant: 'acme',
+      label: 'g/web',
+      port: 3000,
+      node,
+      address: '127.0.0.1',
+      connectors: 1,
+    });
+    r.setRemote([at('worker-2'), at('worker-3')]);
+    await assert.rejects(r.open('acme', 'g/web', origin), (e: unknown) => {
+      assert.ok(isTetherError(e, 'CONNECTION_LIMIT'));
+      assert.equal(e.status, 429);
+      assert.equal(e.message, 'too many connections to g/web (2 of 2)');
+      return true;
+    });
+    assert.equal(asked.length, 1, 'asked one owner');
+    // a refusal that is not the caller's answer still tries the next owner
+    let n = 0;
+    r.remoteOpener = async () => {
+      if (n++ === 0) throw new Error('the owner refused the relayed connection (closed it)');
+      return new PassThrough();
+    };
+    (await r.open('acme', 'g/web', origin)).close(0, 0);
+    assert.equal(n, 2);
   });
 
   test('a capped tenant gets a metered stream; its bytes count as they pass, not again at close', async () => {

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
-import { TetherError } from '../errors/index.js';
+import { isTetherError, TetherError } from '../errors/index.js';
 import type { RepoMeta } from '../store/types.js';
 import type { Clock } from './clock.js';
 import type { Admission, TrafficLimits } from './limits.js';
@@ -147,6 +147,11 @@ function newForward(tenant: string, label: string, port: number, meta: RepoMeta 
  * another member (a connector moving during a drain takes about one round trip per step).
  */
 const HANDOVER_WAIT_MS = 2_000;
+
+/** A refusal that answers the caller (a cap, a quota, an allowlist: 4xx), not a reason to look elsewhere. */
+function callersAnswer(err: unknown): boolean {
+  return isTetherError(err) && err.status >= 400 && err.status < 500;
+}
 
 export class ForwardRegistry extends EventEmitter {
   private readonly forwards = new Map<string, LiveForward>();
@@ -418,7 +423,8 @@ export class ForwardRegistry extends EventEmitter {
       } catch (err) {
         // The members refused before any byte of the caller was sent: during a handover the
         // forward is coming here or moving on. Wait for the change (briefly) and look once more.
-        if (again || !this.remoteOpener) throw err;
+        // A refusal that is the caller's answer (a cap, a quota: 4xx) stands.
+        if (again || !this.remoteOpener || callersAnswer(err)) throw err;
         const changed = () => {
           const here = this.get(tenant, label);
           return (here !== undefined && this.hasHealthy(here)) || this.remoteOf(tenant, label) !== all;
@@ -542,6 +548,8 @@ export class ForwardRegistry extends EventEmitter {
         r = candidate;
         break;
       } catch (err) {
+        // the owner's refusal that is the caller's answer: another owner would answer the same
+        if (callersAnswer(err)) throw err;
         lastErr = err;
       }
     }

@@ -24,4 +24,6 @@ export interface LeaseBinder {
 /** A relayed caller's address, and what the relaying member is sent once the channel is open. */
 export interface RelayedOrigin extends Origin {
   acceptedReply?: Buffer;
+  /** What tells the relaying side a refusal that is the caller's answer (a cap, a quota). */
+  refusedReply?: (refused: unknown) => Buffer | undefined;
 }

@@ -90,7 +90,14 @@ describe('connector high availability: two real connectors for one repository', 
   };
 
   before(async () => {
-    gw = await startGateway({ config: { tunnel: { keepalive_interval: '1s', keepalive_count_max: 3 } } });
+    gw = await startGateway({
+      config: {
+        tunnel: { keepalive_interval: '1s', keepalive_count_max: 3 },
+        // under TETHER_TEST_WORKERS the two connectors land on two workers: strict alternation
+        // then needs the primary taking turns (with `os` the kernel picks the worker)
+        worker_accept: 'primary',
+      },
+    });
     keyFile = await gw.addTenant('acme');
     webA = await startHttpServer('A');
     webB = await startHttpServer('B');

@@ -163,6 +163,49 @@ describe('gateway with workers: 2', () => {
     }
   });
 
+  test('a cap reached on the worker serving a repository answers a CONNECT on either worker with 429 and the count, not a 502', async () => {
+    const f = (await forwardsOf(gw, 'other')).find((x) => x.label === 'g/r0')!;
+    const key = await gw.groupKey('other', 'g');
+    const proxy = Number(
+      (await gw.output.wait(/"event":"gateway.started".*"access_proxy":"127\.0\.0\.1:(\d+)"/))[1],
+    );
+    const auth = `Basic ${Buffer.from(`other:${key}`).toString('base64')}`;
+    /** A CONNECT's whole answer (read until the proxy closes). */
+    const answerTo = () =>
+      new Promise<string>((resolve, reject) => {
+        const s = net.connect({ host: '127.0.0.1', port: proxy });
+        let got = '';
+        s.on('data', (c: Buffer) => {
+          got += c.toString();
+          if (/^HTTP\/1\.1 200 /.test(got)) s.destroy();
+        });
+        s.on('close', () => resolve(got));
+        s.on('error', reject);
+        s.write(
+          `CONNECT r0.g.other:1 HTTP/1.1\r\nHost: r0.g.other:1\r\nProxy-Authorization: ${auth}\r\n\r\n`,
+        );
+      });
+    await gw.tether(['tenants', 'change', '--max-connections', '1', 'other']);
+    const held = net.connect({ host: '127.0.0.1', port: f.port });
+    try {
+      await new Promise((r) => held.once('connect', r));
+      held.write('held\n');
+      await new Promise((r) => held.once('data', r));
+      // every worker has the cap once one CONNECT is refused (the change reaches them within 1 s)
+      await waitFor(async () => /^HTTP\/1\.1 429 /.test(await answerTo()), { what: 'the cap in force' });
+      // the primary takes turns: of four CONNECTs, two land on the worker that does not serve r0
+      // and reach the serving one through the relay between workers, which refuses
+      for (let k = 0; k < 4; k++) {
+        const answer = await answerTo();
+        assert.match(answer, /^HTTP\/1\.1 429 /, answer);
+        assert.ok(answer.includes('too many connections (1 of 1)'), answer);
+      }
+    } finally {
+      held.destroy();
+      await gw.tether(['tenants', 'change', '--max-connections', 'off', 'other']);
+    }
+  });
+
   test("a worker's relay port refuses a forged header, junk and a flood of silent connections; nothing reaches a service", async () => {
     const ports = [...gw.output.text().matchAll(/"event":"worker.relay_listening","port":(\d+)/g)].map((m) =>
       Number(m[1]),

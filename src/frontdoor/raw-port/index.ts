@@ -154,7 +154,10 @@ export class LeaseListeners implements LeaseBinder {
     coalesceWrites(socket);
     socket.pause();
     const direct = { address: socket.remoteAddress ?? '127.0.0.1', port: socket.remotePort ?? 0 };
-    const splice = ({ acceptedReply, ...origin }: RelayedOrigin, relayed?: 'member' | 'worker') =>
+    const splice = (
+      { acceptedReply, refusedReply, ...origin }: RelayedOrigin,
+      relayed?: 'member' | 'worker',
+    ) =>
       this.broker
         .splice(
           {
@@ -170,8 +173,12 @@ export class LeaseListeners implements LeaseBinder {
           acceptedReply ? { accepted: () => socket.write(acceptedReply) } : {},
         )
         .then((r) => {
-          // refused: the broker logged why; the caller sees its connection closed
-          if ('refused' in r) socket.destroy();
+          if (!('refused' in r)) return;
+          // refused: the broker logged why; the caller sees its connection closed, and a relaying
+          // worker or member is told a refusal that is the caller's answer
+          const reply = refusedReply?.(r.refused);
+          if (reply) socket.end(reply, () => socket.destroy());
+          else socket.destroy();
         });
     if (relayedFrom) return splice(relayedFrom, 'worker');
     const relayed = this.relayOrigin?.(socket, port);

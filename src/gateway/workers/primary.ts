@@ -33,7 +33,7 @@ export interface WorkerPoolDeps {
   events: TenantEvents;
   count: number;
   /** `worker_accept`: the primary passes each connection to a worker, or the workers accept. */
-  accept?: 'primary' | 'os';
+  accept: 'primary' | 'os';
   relayKey: string;
   /** In a cluster, this member's `node_id`: its workers' names in the directory are under it. */
   member: string | null;

@@ -9,6 +9,7 @@ import {
   RELAY_VERSION,
   readRelayHeader,
   relayHeader,
+  relayRefusal,
 } from '../../cluster/relay-header.js';
 import type { Clock } from '../../core/clock.js';
 import type { Component } from '../../core/component.js';
@@ -332,6 +333,7 @@ export class WorkerMember implements Component {
             address: o.address,
             port: o.port,
             acceptedReply: RELAY_ACCEPTED,
+            refusedReply: relayRefusal,
           });
         },
         (err: unknown) => {
