@@ -169,6 +169,7 @@ async function primaryGateway(config: GatewayConfig, log: Logger, count: number)
         events: ctx.events,
         count,
         accept: config.worker_accept,
+        maxUnauthenticated: config.tunnel.max_unauthenticated,
         relayKey: randomBytes(32).toString('base64url'),
         member: ctx.nodeId,
         drainTimeout: config.drain_timeout,

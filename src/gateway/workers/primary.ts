@@ -34,6 +34,8 @@ export interface WorkerPoolDeps {
   count: number;
   /** `worker_accept`: the primary passes each connection to a worker, or the workers accept. */
   accept: 'primary' | 'os';
+  /** `tunnel.max_unauthenticated`: with `os`, the most logins on their way to workers at once. */
+  maxUnauthenticated: number;
   relayKey: string;
   /** In a cluster, this member's `node_id`: its workers' names in the directory are under it. */
   member: string | null;
@@ -95,6 +97,7 @@ export class WorkerPool implements Component {
   constructor(private readonly deps: WorkerPoolDeps) {
     this.spread = new SpreadListeners({
       log: deps.log,
+      maxPassing: deps.maxUnauthenticated,
       workerOf: (slot) => this.slots.find((s) => s.slot === slot)?.worker,
     });
   }

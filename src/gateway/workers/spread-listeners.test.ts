@@ -11,12 +11,18 @@ import { SpreadListeners, spreadListen } from './spread-listeners.js';
  * carried by hand in order (as IPC carries them); a passed socket reaches the worker as the same
  * object. The real IPC, with the socket's descriptor, is test/e2e/workers.test.ts's.
  */
-function gateway() {
+function gateway(o: { maxPassing?: number; stalled?: boolean } = {}) {
   const toWorker = new Map<number, Set<(m: unknown, handle?: unknown) => void>>();
   const connected = new Map<number, boolean>();
+  const stalled: net.Socket[] = [];
   const workerOf = (slot: number) => ({
     isConnected: () => connected.get(slot) ?? false,
     send: (m: PrimaryMessage, socket: net.Socket, cb: (err: Error | null) => void) => {
+      // a stalled worker never takes what is sent (node sends one handle at a time)
+      if (o.stalled) {
+        stalled.push(socket);
+        return true;
+      }
       queueMicrotask(() => {
         for (const l of toWorker.get(slot) ?? []) l(m, socket);
         cb(null);
@@ -24,7 +30,7 @@ function gateway() {
       return true;
     },
   });
-  const primary = new SpreadListeners({ log: silentLogger(), workerOf });
+  const primary = new SpreadListeners({ log: silentLogger(), workerOf, maxPassing: o.maxPassing ?? 64 });
   const worker = (slot: number) => {
     connected.set(slot, true);
     toWorker.set(slot, new Set());
@@ -54,7 +60,7 @@ function gateway() {
       listen: (port = 0) => listen(server, { host: '127.0.0.1', port, key: 'tunnel' }),
     };
   };
-  return { primary, worker, connected };
+  return { primary, worker, connected, stalled };
 }
 
 const open: net.Socket[] = [];
@@ -156,4 +162,25 @@ test('a port in use is refused with its code, opens at a later ask, and nothing 
     'the drain closed the listener',
   );
   await assert.rejects(worker(2).listen(), { code: 'ESHUTDOWN' });
+});
+
+test('a flood is bounded in the primary: past max_unauthenticated sockets on their way to workers, new ones are closed at once', async () => {
+  const { primary, worker, stalled } = gateway({ maxPassing: 3, stalled: true });
+  const w1 = worker(1);
+  const { port } = await w1.listen();
+  // one after another: the primary accepts them in this order
+  const closed: boolean[] = [];
+  for (let i = 0; i < 10; i++) {
+    const c = await dial(port, 'x');
+    closed.push(false);
+    c.once('close', () => {
+      closed[i] = true;
+    });
+  }
+  // seven are closed; three wait on the stalled worker (open until the end of the test)
+  await until('seven closed', () => closed.slice(3).every(Boolean));
+  assert.deepEqual(closed.slice(0, 3), [false, false, false], 'the first three were passed on, not closed');
+  assert.equal(stalled.length, 3);
+  for (const s of stalled) s.destroy();
+  primary.close();
 });

@@ -20,7 +20,12 @@ interface Spread {
   /** The workers taking its connections, by slot, in the order they asked. */
   takers: number[];
   next: number;
+  /** Sockets passed to a worker and not yet sent (node sends one handle at a time per worker). */
+  passing: number;
 }
+
+/** How often (at most) the refusals of a flood are logged, with their count. */
+const REFUSAL_LOG_MS = 10_000;
 
 /** What the primary needs of a worker to pass it a connection. */
 export interface SpreadTarget {
@@ -33,7 +38,20 @@ export class SpreadListeners {
   private readonly byKey = new Map<string, Spread>();
   private closed = false;
 
-  constructor(private readonly deps: { log: Logger; workerOf: (slot: number) => SpreadTarget | undefined }) {}
+  private refused = 0;
+  private refusedLoggedAt = 0;
+
+  constructor(
+    private readonly deps: {
+      log: Logger;
+      workerOf: (slot: number) => SpreadTarget | undefined;
+      /**
+       * Most sockets one listener has on their way to workers at once (`tunnel.max_unauthenticated`:
+       * a flood beyond it is closed here, before it queues in this process).
+       */
+      maxPassing: number;
+    },
+  ) {}
 
   /** Worker `slot` takes connections of the listener `at.key` (opened at `at` on the first ask). */
   async take(slot: number, at: ListenAt): Promise<net.AddressInfo> {
@@ -41,7 +59,14 @@ export class SpreadListeners {
     let l = this.byKey.get(at.key);
     if (!l) {
       const server = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.hand(spread, s));
-      const spread: Spread = { key: at.key, server, opened: listenOn(server, at), takers: [], next: 0 };
+      const spread: Spread = {
+        key: at.key,
+        server,
+        opened: listenOn(server, at),
+        takers: [],
+        next: 0,
+        passing: 0,
+      };
       l = spread;
       this.byKey.set(at.key, spread);
       // a listener that could not open is opened again at the next ask (a worker's restart)
@@ -78,20 +103,41 @@ export class SpreadListeners {
   /** Passes `socket` to the next worker taking this listener's connections (closed if none is left). */
   private hand(l: Spread, socket: net.Socket): void {
     socket.on('error', () => {});
+    if (l.passing >= this.deps.maxPassing) {
+      this.refuse(l);
+      socket.destroy();
+      return;
+    }
     for (let tried = 0; tried < l.takers.length; tried++) {
       const slot = l.takers[l.next++ % l.takers.length] as number;
       const w = this.deps.workerOf(slot);
       if (!w?.isConnected()) continue;
       try {
+        l.passing++;
         w.send({ t: 'tether:conn', key: l.key }, socket, (err) => {
+          l.passing--;
           if (err) socket.destroy();
         });
         return;
       } catch {
         // the channel closed just now: the next worker
+        l.passing--;
       }
     }
     socket.destroy();
+  }
+
+  /** Counts a connection closed for the flood bound; logs the count at most every REFUSAL_LOG_MS. */
+  private refuse(l: Spread): void {
+    this.refused++;
+    const now = Date.now();
+    if (now - this.refusedLoggedAt < REFUSAL_LOG_MS) return;
+    this.refusedLoggedAt = now;
+    this.deps.log.warn(
+      { event: 'tunnel.refused', reason: 'max_unauthenticated', listener: l.key, refused: this.refused },
+      `${l.key}: closed ${this.refused} connection(s) on their way to a worker: ${this.deps.maxPassing} were already waiting (max_unauthenticated)`,
+    );
+    this.refused = 0;
   }
 }
 
