@@ -95,11 +95,7 @@ export class WorkerPool implements Component {
   private readonly waiting = new Map<number, (answer: unknown) => void>();
 
   constructor(private readonly deps: WorkerPoolDeps) {
-    this.spread = new SpreadListeners({
-      log: deps.log,
-      maxPassing: deps.maxUnauthenticated,
-      workerOf: (slot) => this.slots.find((s) => s.slot === slot)?.worker,
-    });
+    this.spread = new SpreadListeners({ log: deps.log, maxPassing: deps.maxUnauthenticated });
   }
 
   /** The tunnel address the workers listen on (the first ready worker's). */
@@ -303,7 +299,7 @@ export class WorkerPool implements Component {
           this.watcher?.(m.item);
         } else if (m.t === 'tether:listen') {
           const { id, key, host, port } = m;
-          this.spread.take(s.slot, { key, host, port }).then(
+          this.spread.take(s.slot, { key, host, port }, w).then(
             (address) => this.sendTo(s, { t: 'tether:listening', id, address }),
             (err: NodeJS.ErrnoException) =>
               this.sendTo(s, { t: 'tether:listening', id, error: err.code ?? err.message }),

@@ -15,7 +15,8 @@ function gateway(o: { maxPassing?: number; stalled?: boolean } = {}) {
   const toWorker = new Map<number, Set<(m: unknown, handle?: unknown) => void>>();
   const connected = new Map<number, boolean>();
   const stalled: net.Socket[] = [];
-  const workerOf = (slot: number) => ({
+  /** The primary's handle on worker `slot`'s process. */
+  const processOf = (slot: number) => ({
     isConnected: () => connected.get(slot) ?? false,
     send: (m: PrimaryMessage, socket: net.Socket, cb: (err: Error | null) => void) => {
       // a stalled worker never takes what is sent (node sends one handle at a time)
@@ -30,14 +31,15 @@ function gateway(o: { maxPassing?: number; stalled?: boolean } = {}) {
       return true;
     },
   });
-  const primary = new SpreadListeners({ log: silentLogger(), workerOf, maxPassing: o.maxPassing ?? 64 });
+  const primary = new SpreadListeners({ log: silentLogger(), maxPassing: o.maxPassing ?? 64 });
   const worker = (slot: number) => {
     connected.set(slot, true);
     toWorker.set(slot, new Set());
+    const target = processOf(slot);
     const send = (m: WorkerMessage) =>
       queueMicrotask(() => {
         if (m.t === 'tether:listen')
-          primary.take(slot, m).then(
+          primary.take(slot, m, target).then(
             (address) => deliver(slot, { t: 'tether:listening', id: m.id, address }),
             (err: NodeJS.ErrnoException) =>
               deliver(slot, { t: 'tether:listening', id: m.id, error: err.code ?? err.message }),
@@ -182,5 +184,22 @@ test('a flood is bounded in the primary: past max_unauthenticated sockets on the
   assert.deepEqual(closed.slice(0, 3), [false, false, false], 'the first three were passed on, not closed');
   assert.equal(stalled.length, 3);
   for (const s of stalled) s.destroy();
+  primary.close();
+});
+
+test("a worker that exited while the listener opened is not handed logins; its slot's next process is", async () => {
+  const { primary, worker, connected } = gateway();
+  const w1 = worker(1);
+  const { port } = await w1.listen();
+  const gone = { isConnected: () => false, send: () => assert.fail('nothing is sent to an exited worker') };
+  await primary.take(2, { key: 'tunnel', host: '127.0.0.1', port }, gone);
+  assert.deepEqual(primary.takersOf('tunnel'), [1]);
+  // the restarted worker 2 asks anew and gets its turn
+  const w2 = worker(2);
+  await w2.listen(port);
+  assert.deepEqual(primary.takersOf('tunnel'), [1, 2]);
+  for (let i = 0; i < 2; i++) await dial(port, 'x');
+  await until('one each', () => w1.got.length === 1 && w2.got.length === 1);
+  connected.set(1, false);
   primary.close();
 });

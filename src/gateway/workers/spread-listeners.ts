@@ -17,8 +17,8 @@ interface Spread {
   key: string;
   server: net.Server;
   opened: Promise<net.AddressInfo>;
-  /** The workers taking its connections, by slot, in the order they asked. */
-  takers: number[];
+  /** The workers taking its connections, in the order they asked (a restarted one asks anew). */
+  takers: Array<{ slot: number; target: SpreadTarget }>;
   next: number;
   /** Sockets passed to a worker and not yet sent (node sends one handle at a time per worker). */
   passing: number;
@@ -44,7 +44,6 @@ export class SpreadListeners {
   constructor(
     private readonly deps: {
       log: Logger;
-      workerOf: (slot: number) => SpreadTarget | undefined;
       /**
        * Most sockets one listener has on their way to workers at once (`tunnel.max_unauthenticated`:
        * a flood beyond it is closed here, before it queues in this process).
@@ -53,8 +52,11 @@ export class SpreadListeners {
     },
   ) {}
 
-  /** Worker `slot` takes connections of the listener `at.key` (opened at `at` on the first ask). */
-  async take(slot: number, at: ListenAt): Promise<net.AddressInfo> {
+  /**
+   * Worker `slot` (the process `target`) takes connections of the listener `at.key` (opened at `at`
+   * on the first ask).
+   */
+  async take(slot: number, at: ListenAt, target: SpreadTarget): Promise<net.AddressInfo> {
     if (this.closed) throw Object.assign(new Error('the gateway is stopping'), { code: 'ESHUTDOWN' });
     let l = this.byKey.get(at.key);
     if (!l) {
@@ -78,19 +80,21 @@ export class SpreadListeners {
       );
     }
     const address = await l.opened;
-    if (!l.takers.includes(slot)) l.takers.push(slot);
+    // a worker that exited while the listener opened is not added (its slot's next process asks anew)
+    if (target.isConnected() && !l.takers.some((t) => t.target === target))
+      l.takers = [...l.takers.filter((t) => t.slot !== slot), { slot, target }];
     return address;
   }
 
   /** The workers taking the connections of `key` now, by slot. */
   takersOf(key: string): number[] {
-    return [...(this.byKey.get(key)?.takers ?? [])];
+    return (this.byKey.get(key)?.takers ?? []).map((t) => t.slot);
   }
 
   /** Worker `slot` takes no more connections of `key`, or of any listener (it exited). */
   drop(slot: number, key?: string): void {
     for (const [k, l] of this.byKey)
-      if (key === undefined || k === key) l.takers = l.takers.filter((t) => t !== slot);
+      if (key === undefined || k === key) l.takers = l.takers.filter((t) => t.slot !== slot);
   }
 
   /** Closes every spread listener (a drain or a stop): no new login reaches a worker. */
@@ -109,9 +113,8 @@ export class SpreadListeners {
       return;
     }
     for (let tried = 0; tried < l.takers.length; tried++) {
-      const slot = l.takers[l.next++ % l.takers.length] as number;
-      const w = this.deps.workerOf(slot);
-      if (!w?.isConnected()) continue;
+      const w = l.takers[l.next++ % l.takers.length]!.target;
+      if (!w.isConnected()) continue;
       try {
         l.passing++;
         w.send({ t: 'tether:conn', key: l.key }, socket, (err) => {
