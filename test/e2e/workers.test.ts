@@ -686,4 +686,32 @@ describe('gateway with workers: 2 and worker_accept: os', () => {
         assert.equal(await echo(f.port, `raw ${f.label} ${k}\n`), `raw ${f.label} ${k}\n`);
     }
   });
+  test('kill -9 of a worker: once it is back it asks for the tunnel port again, and new logins reach both workers', async () => {
+    // the sessions on the killed worker end with a reset: not an error of this test
+    for (const c of clients) c.on('error', () => {});
+    const key = await gw.addTenant('beta');
+    const from = gw.output.lines.length;
+    process.kill(gw.workerPids()[0]!, 'SIGKILL');
+    await gw.output.wait(/"event":"gateway.worker_exited","worker":1.*"signal":"SIGKILL"/, 10_000, from);
+    // ready only once its tunnel server has the primary's answer
+    await gw.output.wait(/"event":"gateway.worker_started","worker":1/, 30_000, from);
+    const mine: Client[] = [];
+    for (let i = 0; i < 2; i++) mine.push(await login(gw.sshPort, 'beta', key));
+    clients.push(...mine);
+    for (const g of await Promise.all(mine.map((c, i) => forwardIn(c, `g/k${i}`))))
+      assert.equal(g.err, undefined);
+    const forwards = await waitFor(
+      async () => {
+        const f = await forwardsOf(gw, 'beta');
+        return f.filter((x) => x.state === 'online').length === 2 ? f : null;
+      },
+      { timeout: 10_000, what: 'two beta forwards online' },
+    );
+    assert.deepEqual(
+      forwards.map((f) => f.node).sort(),
+      ['worker-1', 'worker-2'],
+      'one login on each worker',
+    );
+    for (const f of forwards) assert.equal(await echo(f.port, `back ${f.label}\n`), `back ${f.label}\n`);
+  });
 });
