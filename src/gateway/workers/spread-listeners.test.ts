@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, test } from 'node:test';
-import type { ListenFn } from '../../core/listen.js';
 import { silentLogger } from '../../log/index.js';
+import type { ListenFn } from '../../tunnel/listen.js';
 import type { PrimaryMessage, WorkerMessage } from './protocol.js';
 import { SpreadListeners, spreadListen } from './spread-listeners.js';
 

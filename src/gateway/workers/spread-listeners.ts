@@ -1,6 +1,6 @@
 import net from 'node:net';
-import { type ListenAt, type ListenFn, listenOn } from '../../core/listen.js';
 import type { Logger } from '../../log/index.js';
+import { type ListenAt, type ListenFn, listenOn } from '../../tunnel/listen.js';
 import { isMessage, PrimaryAnswers, type PrimaryMessage, type WorkerMessage } from './protocol.js';
 
 /**

@@ -8,9 +8,9 @@
 import type { AddressInfo, Socket } from 'node:net';
 import type { GatewayConfig } from '../../config/gateway.js';
 import type { Component } from '../../core/component.js';
-import type { ListenFn } from '../../core/listen.js';
 import { TetherError } from '../../errors/index.js';
 import type { Logger } from '../../log/index.js';
+import type { ListenFn } from '../listen.js';
 import { type TlsListenerOptions, type TunnelAcceptor, TunnelTlsListener } from './tls-listener.js';
 
 export { classify, peekFirstChunk, routePlainPort } from './sniff.js';

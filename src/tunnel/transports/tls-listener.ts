@@ -10,9 +10,9 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import { type ListenFn, listenOn } from '../../core/listen.js';
 import { TetherError } from '../../errors/index.js';
 import type { Logger } from '../../log/index.js';
+import { type ListenFn, listenOn } from '../listen.js';
 import { readPemFile } from '../tls-material.js';
 import { classify, peekFirstChunk, sourceOf } from './sniff.js';
 import { rawHttpAnswer, WebSocketTunnels } from './websocket.js';
