@@ -175,13 +175,10 @@ export class TunnelServer {
       ip,
       {
         closing: () => this.closing,
-        refused: (bound) =>
-          this.refusals.refuse(
-            bound,
-            ip,
-            { source: ip },
-            `tunnel connection refused: ${this.slots.describe(bound, ip)}`,
-          ),
+        refusals: this.refusals,
+        key: ip,
+        fields: { source: ip },
+        what: 'tunnel connection refused',
       },
       (release) => then({ ip, release }),
     );

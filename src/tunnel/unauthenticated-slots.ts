@@ -4,6 +4,7 @@
  * A slot is taken when the connection arrives and given back once, at login or close.
  */
 import type { Duplex } from 'node:stream';
+import type { RefusalFields, RefusalLog } from '../core/refusals.js';
 import { normalizeIp } from './session-util.js';
 
 export type SlotBound = 'max_unauthenticated' | 'unauthenticated_per_source';
@@ -25,8 +26,9 @@ export interface SlotKeeper {
 }
 
 /**
- * Holds `socket` (paused) until its slot is settled. Refused: `refused` reports it and the socket
- * is closed. Gone meanwhile, or the listener `closing()` by the answer (under `workers` the
+ * Holds `socket` (paused) until its slot is settled. Refused: the refusal goes to `o.refusals`
+ * (its burst keyed by `o.key`, the message "<o.what>: <the bound described>") and the socket is
+ * closed. Gone meanwhile, or the listener `closing()` by the answer (under `workers` the
  * primary's, a round trip later): the slot goes back and the socket is closed. Else `admit` takes
  * the connection with the function that gives its slot back.
  */
@@ -34,14 +36,21 @@ export function slotFor(
   slots: SlotKeeper,
   socket: Duplex,
   ip: string,
-  o: { closing: () => boolean; refused: (bound: SlotBound) => void },
+  o: {
+    closing: () => boolean;
+    refusals: Pick<RefusalLog, 'refuse'>;
+    key: string;
+    fields: RefusalFields;
+    /** What the message starts with ("tunnel connection refused"). */
+    what: string;
+  },
   admit: (release: () => void) => void,
 ): void {
   // a reset while the answer is awaited must not throw
   socket.on('error', () => {});
   slots.acquire(ip, (a) => {
     if (a.refused) {
-      o.refused(a.refused);
+      o.refusals.refuse(a.refused, o.key, o.fields, `${o.what}: ${slots.describe(a.refused, ip)}`);
       socket.destroy();
     } else if (socket.destroyed || o.closing()) {
       a.release();

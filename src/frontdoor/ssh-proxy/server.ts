@@ -117,13 +117,10 @@ export class SshProxyServer {
       ip,
       {
         closing: () => this.closing,
-        refused: (bound) =>
-          this.refusals.refuse(
-            bound,
-            `ssh_proxy\0${ip}`,
-            { front_door: 'ssh_proxy', source: ip, audit: true },
-            `ssh proxy connection refused: ${this.slots.describe(bound, ip)}`,
-          ),
+        refusals: this.refusals,
+        key: `ssh_proxy\0${ip}`,
+        fields: { front_door: 'ssh_proxy', source: ip, audit: true },
+        what: 'ssh proxy connection refused',
       },
       (release) => {
         try {
