@@ -1,4 +1,6 @@
 import net from 'node:net';
+import { systemClock } from '../../core/clock.js';
+import { RefusalLog } from '../../core/refusals.js';
 import type { Logger } from '../../log/index.js';
 import { type ListenAt, type ListenFn, listenOn } from '../../tunnel/listen.js';
 import { isMessage, PrimaryAnswers, type PrimaryMessage, type WorkerMessage } from './protocol.js';
@@ -24,9 +26,6 @@ interface Spread {
   passing: number;
 }
 
-/** How often (at most) the refusals of a flood are logged, with their count. */
-const REFUSAL_LOG_MS = 10_000;
-
 /** What the primary needs of a worker to pass it a connection. */
 export interface SpreadTarget {
   isConnected(): boolean;
@@ -37,9 +36,8 @@ export interface SpreadTarget {
 export class SpreadListeners {
   private readonly byKey = new Map<string, Spread>();
   private closed = false;
-
-  private refused = 0;
-  private refusedLoggedAt = 0;
+  /** A flood's refusals: logged once per burst, with their count. */
+  private readonly refusals: RefusalLog;
 
   constructor(
     private readonly deps: {
@@ -50,7 +48,9 @@ export class SpreadListeners {
        */
       maxPassing: number;
     },
-  ) {}
+  ) {
+    this.refusals = new RefusalLog(deps.log, systemClock);
+  }
 
   /**
    * Worker `slot` (the process `target`) takes connections of the listener `at.key` (opened at `at`
@@ -108,7 +108,12 @@ export class SpreadListeners {
   private hand(l: Spread, socket: net.Socket): void {
     socket.on('error', () => {});
     if (l.passing >= this.deps.maxPassing) {
-      this.refuse(l);
+      this.refusals.refuse(
+        'max_unauthenticated',
+        l.key,
+        { listener: l.key },
+        `${l.key}: connection closed: ${this.deps.maxPassing} were already on their way to a worker (max_unauthenticated)`,
+      );
       socket.destroy();
       return;
     }
@@ -128,19 +133,6 @@ export class SpreadListeners {
       }
     }
     socket.destroy();
-  }
-
-  /** Counts a connection closed for the flood bound; logs the count at most every REFUSAL_LOG_MS. */
-  private refuse(l: Spread): void {
-    this.refused++;
-    const now = Date.now();
-    if (now - this.refusedLoggedAt < REFUSAL_LOG_MS) return;
-    this.refusedLoggedAt = now;
-    this.deps.log.warn(
-      { event: 'tunnel.refused', reason: 'max_unauthenticated', listener: l.key, refused: this.refused },
-      `${l.key}: closed ${this.refused} connection(s) on their way to a worker: ${this.deps.maxPassing} were already waiting (max_unauthenticated)`,
-    );
-    this.refused = 0;
   }
 }
 
