@@ -31,11 +31,15 @@ export const RELAY_ACCEPTED = Buffer.from('TETHER-RELAY OK\n', 'latin1');
  * release reads it as any refusal (the owner answered without accepting).
  */
 const RELAY_REFUSED = Buffer.from('TETHER-RELAY NO ', 'latin1');
-const REFUSAL_LINE = /^TETHER-RELAY NO (4\d\d) ([A-Z][A-Z0-9_]{0,63}) ([\x20-\x7e]{1,300})$/;
+/** Longest message a refusal line carries (printable ASCII). */
+const MAX_REFUSAL_MESSAGE = 300;
+const REFUSAL_LINE = new RegExp(
+  `^TETHER-RELAY NO (4\\d\\d) ([A-Z][A-Z0-9_]{0,63}) ([\\x20-\\x7e]{1,${MAX_REFUSAL_MESSAGE}})$`,
+);
 /** Longest header line accepted (an IPv6 address, ports, a time, 64 hex digits: well below). */
 export const MAX_RELAY_HEADER = 256;
-/** Longest refusal line read (its message is at most 300 characters). */
-const MAX_REFUSAL_LINE = 400;
+/** Longest refusal line read: the prefix, a status, a code and the message. */
+const MAX_REFUSAL_LINE = MAX_REFUSAL_MESSAGE + 100;
 /** How far a header's time may be from the owner's clock. */
 const MAX_SKEW_MS = 60_000;
 
@@ -51,7 +55,7 @@ export interface RelayOrigin {
 /** The refusal line for `err`, when it is the caller's answer (a 4xx TetherError); else undefined. */
 export function relayRefusal(err: unknown): Buffer | undefined {
   if (!isTetherError(err) || err.status < 400 || err.status > 499) return undefined;
-  const message = err.message.replace(/[^\x20-\x7e]/g, ' ').slice(0, 300);
+  const message = err.message.replace(/[^\x20-\x7e]/g, ' ').slice(0, MAX_REFUSAL_MESSAGE);
   return Buffer.from(`${RELAY_REFUSED.toString('latin1')}${err.status} ${err.code} ${message}\n`, 'latin1');
 }
 
@@ -182,8 +186,9 @@ export function readRelayHeader(
  * The relaying member's side of a version-2 header: resolves once the owner sent
  * RELAY_ACCEPTED (bytes after it are put back for the caller); rejects when the owner closes
  * or answers anything else first (it refused: the caller's bytes were not sent), with the
- * owner's TetherError when it sent the caller's answer (RELAY_REFUSED), or after `timeoutMs`. It reads with `read()`, never pausing the socket: whoever takes the stream next
- * starts it by listening (an HTTP client's parser does not resume a stream paused before it).
+ * owner's TetherError when it sent the caller's answer (RELAY_REFUSED), or after `timeoutMs`.
+ * It reads with `read()`, never pausing the socket: whoever takes the stream next starts it by
+ * listening (an HTTP client's parser does not resume a stream paused before it).
  */
 export function relayAccepted(socket: Socket, timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
