@@ -238,8 +238,14 @@ describe('Prometheus metrics after real traffic', () => {
     assert.ok(after.has(key('tether_nodejs_eventloop_lag_seconds')));
     assert.ok((after.get(key('tether_process_resident_memory_bytes')) ?? 0) > 0);
 
-    // A removed tenant's series go away (label sets stay bounded).
+    // A removed tenant's series go away (label sets stay bounded). The gateway sees the
+    // connector leave only when its TCP connection closes: wait for that first, so the forward
+    // (and its tether_connections_active series) is gone before the tenant is.
     await ssh.stop();
+    await waitFor(
+      async () => ((await scrape(gw)).get(key('tether_sessions')) === 0 ? true : undefined),
+      { what: 'session gone before the removal' },
+    );
     assert.equal((await gw.api('DELETE', '/v1/tenants/acme')).status, 204);
     const removed = await waitFor(
       async () => {
