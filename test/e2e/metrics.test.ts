@@ -242,10 +242,9 @@ describe('Prometheus metrics after real traffic', () => {
     // connector leave only when its TCP connection closes: wait for that first, so the forward
     // (and its tether_connections_active series) is gone before the tenant is.
     await ssh.stop();
-    await waitFor(
-      async () => ((await scrape(gw)).get(key('tether_sessions')) === 0 ? true : undefined),
-      { what: 'session gone before the removal' },
-    );
+    await waitFor(async () => ((await scrape(gw)).get(key('tether_sessions')) === 0 ? true : undefined), {
+      what: 'session gone before the removal',
+    });
     assert.equal((await gw.api('DELETE', '/v1/tenants/acme')).status, 204);
     const removed = await waitFor(
       async () => {
