@@ -221,7 +221,8 @@ async function runWorker(config: GatewayConfig, parentLog: Logger): Promise<void
       verdicts: (scope) => verdicts.share(scope),
       secrets: (scope) => secrets.share(scope),
       usage: workerUsage(slot, send, onMessage),
-      ...(config.worker_accept === 'os' ? { listen: spreadListen(send, onMessage) } : {}),
+      // logins are spread by the primary in both modes (bounded there; see spread-listeners.ts)
+      listen: spreadListen(send, onMessage),
     },
   });
   gw.use((ctx) => {

@@ -103,6 +103,7 @@ export function withFrontDoors(gw: Gateway): Gateway {
               groupKeys: c.groupKeys,
               broker: c.broker,
               proxyGate: c.proxyGate('access_proxy', c.config.access_proxy!),
+              ...(c.listen ? { listen: c.listen } : {}),
             });
         },
       ),
@@ -126,6 +127,7 @@ export function withFrontDoors(gw: Gateway): Gateway {
               allowlists: c.allowlists,
               refusals: c.refusals,
               proxyGate: c.proxyGate('http_proxy', c.config.http_proxy!),
+              ...(c.listen ? { listen: c.listen } : {}),
               ...(c.sharedVerdicts ? { verdicts: c.sharedVerdicts } : {}),
               ...(c.sharedSecrets ? { secrets: c.sharedSecrets } : {}),
             });
@@ -150,6 +152,7 @@ export function withFrontDoors(gw: Gateway): Gateway {
               metrics: c.metrics,
               broker: c.broker,
               proxyGate: c.proxyGate('ssh_proxy', c.config.ssh_proxy!),
+              ...(c.listen ? { listen: c.listen } : {}),
               ...(c.sharedSlots ? { sharedSlots: c.sharedSlots } : {}),
             });
         },

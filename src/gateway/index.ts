@@ -82,7 +82,7 @@ export type GatewayRole =
       secrets: (scope: string) => SecretShare;
       /** The bytes the other workers counted and did not write yet (traffic quotas). */
       usage: UsageShare;
-      /** With `worker_accept: os`: opens the login listeners through the primary, which spreads them. */
+      /** Opens the login listeners through the primary, which spreads them over the workers. */
       listen?: ListenFn;
     };
 
@@ -131,6 +131,11 @@ export interface GatewayContext {
   throttles: ThrottleShare;
   /** Under `workers` (in a worker): the unauthenticated bounds, counted by the primary. */
   sharedSlots?: SharedSlots;
+  /**
+   * Under `workers` with `worker_accept: primary` (in a worker): opens the lease ports and front
+   * doors through the primary, which passes each of their connections to one worker.
+   */
+  listen?: ListenFn;
   /** Under `workers` (in a worker): the HTTP front door's token verdicts, shared by the workers. */
   sharedVerdicts?: (scope: string) => VerdictShare;
   /** Under `workers` (in a worker): the HTTP front door's upstream credentials, shared by the workers. */
@@ -301,6 +306,10 @@ export class Gateway {
       );
       const throttles = new ThrottleShare();
       const sharedSlots = role?.kind === 'worker' ? role.slots : undefined;
+      // under `worker_accept: primary` the primary also passes on the lease ports' and front doors'
+      // connections (under `os` the workers accept those themselves, through node's cluster module)
+      const sharedListen =
+        role?.kind === 'worker' && config.worker_accept === 'primary' ? role.listen : undefined;
       const authThrottle = new FailureThrottle(
         clock,
         {
@@ -377,6 +386,7 @@ export class Gateway {
         proxyGate,
         throttles,
         ...(sharedSlots ? { sharedSlots } : {}),
+        ...(sharedListen ? { listen: sharedListen } : {}),
         ...(role?.kind === 'worker' ? { sharedVerdicts: role.verdicts, sharedSecrets: role.secrets } : {}),
         tunnel,
         metrics,
@@ -404,6 +414,7 @@ export class Gateway {
 
       // a worker's listeners (tunnel, lease ports, front doors) are shared through the primary
       if (role?.kind === 'worker') listeners.sharedPorts = true;
+      if (sharedListen) listeners.listen = sharedListen;
       const tunnelAddr =
         role?.kind === 'primary'
           ? undefined

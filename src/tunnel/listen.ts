@@ -5,13 +5,15 @@ export interface ListenAt {
   host: string;
   port: number;
   key: string;
+  /** It takes connector logins (the tunnel port and transports): bounded by `max_unauthenticated`. */
+  logins?: boolean;
 }
 
 /**
  * Opens `server` at `at` and resolves to the address it listens on. The plain way is `listenOn`;
- * a worker of `worker_accept: os` opens the listeners that take connector logins through its
- * primary instead, which spreads their connections over the workers (src/gateway/workers/
- * spread-listeners.ts).
+ * a worker (`workers` > 1) opens its listeners through its primary instead, which spreads their
+ * connections over the workers (src/gateway/workers/spread-listeners.ts): the ones that take
+ * connector logins always, the lease ports and front doors under `worker_accept: primary`.
  */
 export type ListenFn = (server: net.Server, at: ListenAt) => Promise<net.AddressInfo>;
 

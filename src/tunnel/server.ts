@@ -152,7 +152,7 @@ export class TunnelServer {
 
   /** Opens a listener that takes connector logins (this port, the TLS and WebSocket transports'). */
   openListener(server: net.Server, at: ListenAt): Promise<net.AddressInfo> {
-    return (this.deps.listen ?? listenOn)(server, at);
+    return (this.deps.listen ?? listenOn)(server, { ...at, logins: true });
   }
 
   /**

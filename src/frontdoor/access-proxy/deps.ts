@@ -2,6 +2,7 @@ import type { Clock } from '../../core/clock.js';
 import type { ThrottleShare } from '../../core/throttle.js';
 import type { Logger } from '../../log/index.js';
 import type { ConnectionBroker } from '../../tunnel/broker.js';
+import type { ListenFn } from '../../tunnel/listen.js';
 import type { ProxyProtocolGate } from '../../tunnel/proxy-header.js';
 import type { AccessAuthorizerDeps } from './authorize.js';
 
@@ -21,4 +22,6 @@ export interface AccessProxyDeps {
   broker: Pick<ConnectionBroker, 'open' | 'splice'>;
   /** PROXY protocol on its listener (`access_proxy.proxy_protocol`). */
   proxyGate?: Pick<ProxyProtocolGate, 'guard'>;
+  /** Under `workers` with `worker_accept: primary`: opens its listener through the primary. */
+  listen?: ListenFn;
 }

@@ -1,5 +1,5 @@
 import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { AccessProxyConfig } from '../../config/access-proxy.js';
 import type { Component } from '../../core/component.js';
@@ -9,6 +9,7 @@ import { FailureThrottle } from '../../core/throttle.js';
 import { type ErrorCode, isTetherError } from '../../errors/index.js';
 import { type Logger, withoutUserinfo } from '../../log/index.js';
 import type { BrokeredConnection, BrokerRequest } from '../../tunnel/broker.js';
+import { listenOn } from '../../tunnel/listen.js';
 import { AccessAuthorizer, type AccessRefusal, type AccessTarget } from './authorize.js';
 import type { AccessProxyDeps } from './deps.js';
 import { forwardHttp, httpSchemeOf } from './http-forward.js';
@@ -151,15 +152,8 @@ export class AccessProxy implements Component {
 
     const { host, port } = this.cfg.listen;
     this.ctx.proxyGate?.guard(this.server);
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ host, port }, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
+    const a = await (this.ctx.listen ?? listenOn)(this.server, { host, port, key: 'access_proxy' });
     this.server.on('error', (err) => this.log.error({ err }, 'access proxy listener failed'));
-    const a = this.server.address() as AddressInfo;
     return a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
   }
 

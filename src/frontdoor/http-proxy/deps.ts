@@ -4,6 +4,7 @@ import type { GroupKeyService } from '../../core/group-keys.js';
 import type { RefusalLog } from '../../core/refusals.js';
 import type { Logger } from '../../log/index.js';
 import type { ConnectionBroker } from '../../tunnel/broker.js';
+import type { ListenFn } from '../../tunnel/listen.js';
 import type { ProxyProtocolGate } from '../../tunnel/proxy-header.js';
 import type { SourceAllowlists } from '../../tunnel/source-allowlists.js';
 import type { FrontDoorDeps } from './types.js';
@@ -40,6 +41,8 @@ export interface HttpProxyDeps {
   allowlists?: Pick<SourceAllowlists, 'callerRefusal'>;
   /** PROXY protocol on its listener. */
   proxyGate?: Pick<ProxyProtocolGate, 'guard'>;
+  /** Under `workers` with `worker_accept: primary`: opens its listener through the primary. */
+  listen?: ListenFn;
   /** Counts refusals by a bound (`bound.refused`). */
   refusals?: Pick<RefusalLog, 'refuse'>;
 }

@@ -122,6 +122,7 @@ export function httpProxyComponent(
         ...(ctx.allowlists ? { allowlists: ctx.allowlists } : {}),
         ...(ctx.refusals ? { refusals: ctx.refusals } : {}),
         ...(ctx.proxyGate ? { proxyGate: ctx.proxyGate } : {}),
+        ...(ctx.listen ? { listen: ctx.listen } : {}),
         ...(ctx.throttles ? { throttles: ctx.throttles } : {}),
         clock: ctx.clock,
         log,

@@ -1,11 +1,13 @@
 import http from 'node:http';
 import https from 'node:https';
+import type net from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { HttpProxyConfig } from '../../config/http-proxy.js';
 import { RefusalLog } from '../../core/refusals.js';
 import { FailureThrottle } from '../../core/throttle.js';
 import { type ErrorCode, isTetherError } from '../../errors/index.js';
+import { listenOn } from '../../tunnel/listen.js';
 import { readPemFile } from '../../tunnel/tls-material.js';
 import { authorizeScopes, methodAllowed } from './authorize.js';
 import type { AuthOutcome } from './caller-auth.js';
@@ -91,13 +93,8 @@ export class HttpFrontDoor {
   listen(): Promise<AddressInfo> {
     this.upstream.start();
     this.deps.proxyGate?.guard(this.server);
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ host: this.cfg.listen.host, port: this.cfg.listen.port }, () => {
-        this.server.off('error', reject);
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+    const { host, port } = this.cfg.listen;
+    return (this.deps.listen ?? listenOn)(this.server as net.Server, { host, port, key: 'http_proxy' });
   }
 
   /** Drain: no new connection; requests in progress finish, idle keep-alive connections close. */

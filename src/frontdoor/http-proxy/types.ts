@@ -4,6 +4,7 @@ import type { RefusalLog } from '../../core/refusals.js';
 import type { ThrottleShare } from '../../core/throttle.js';
 import type { Logger } from '../../log/index.js';
 import type { ConnectionBroker } from '../../tunnel/broker.js';
+import type { ListenFn } from '../../tunnel/listen.js';
 import type { ProxyProtocolGate } from '../../tunnel/proxy-header.js';
 import type { SourceAllowlists } from '../../tunnel/source-allowlists.js';
 import type { RouteAuthenticator } from './caller-auth.js';
@@ -36,6 +37,8 @@ export interface FrontDoorDeps {
   onAuthFailure?: (route: string) => void;
   /** PROXY protocol on its listener (`http_proxy.proxy_protocol`). */
   proxyGate?: Pick<ProxyProtocolGate, 'guard'>;
+  /** Under `workers` with `worker_accept: primary`: opens its listener through the primary. */
+  listen?: ListenFn;
   /** Source-address allowlists of tenant routes: a caller outside them is answered 403. */
   allowlists?: Pick<SourceAllowlists, 'callerRefusal'>;
   /** Counts refused requests (`tether_refused_total{reason}`); built from `log` and `clock` when absent. */

@@ -3,6 +3,7 @@ import type { ForwardRegistry } from '../../core/forward-registry.js';
 import type { Logger } from '../../log/index.js';
 import type { ConnectionBroker } from '../../tunnel/broker.js';
 import type { LeaseBinder, RelayedOrigin } from '../../tunnel/lease-binder.js';
+import type { ListenFn } from '../../tunnel/listen.js';
 import { coalesceWrites } from '../../tunnel/pipe.js';
 import type { ProxyProtocolGate } from '../../tunnel/proxy-header.js';
 
@@ -30,6 +31,11 @@ export class LeaseListeners implements LeaseBinder {
    * there is relayed from here): never for a forward another worker serves.
    */
   sharedPorts = false;
+  /**
+   * Set in a worker under `worker_accept: primary`: opens a lease port through the primary, which
+   * passes this worker the port's connections (spread-listeners.ts) while a forward here serves it.
+   */
+  listen?: ListenFn;
 
   constructor(
     private readonly bindHost: string,
@@ -58,13 +64,15 @@ export class LeaseListeners implements LeaseBinder {
     this.proxyGate?.guard(server);
     this.servers.set(port, server);
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen({ host: this.bindHost, port, exclusive: !this.sharedPorts }, () => {
-          server.off('error', reject);
-          resolve();
+      if (this.listen) await this.listen(server, { host: this.bindHost, port, key: `lease:${port}` });
+      else
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen({ host: this.bindHost, port, exclusive: !this.sharedPorts }, () => {
+            server.off('error', reject);
+            resolve();
+          });
         });
-      });
     } catch (e) {
       this.servers.delete(port);
       const code = (e as NodeJS.ErrnoException).code;

@@ -5,6 +5,7 @@ import type { ThrottleShare } from '../../core/throttle.js';
 import type { Logger } from '../../log/index.js';
 import type { Store } from '../../store/types.js';
 import type { ConnectionBroker } from '../../tunnel/broker.js';
+import type { ListenFn } from '../../tunnel/listen.js';
 import type { ProxyProtocolGate } from '../../tunnel/proxy-header.js';
 import type { SharedSlots } from '../../tunnel/unauthenticated-slots.js';
 import type { SshProxyMetrics } from './connection.js';
@@ -30,4 +31,6 @@ export interface SshProxyDeps {
   broker: Pick<ConnectionBroker, 'open'>;
   /** PROXY protocol on its listener (`ssh_proxy.proxy_protocol`). */
   proxyGate?: Pick<ProxyProtocolGate, 'guard'>;
+  /** Under `workers` with `worker_accept: primary`: opens its listener through the primary. */
+  listen?: ListenFn;
 }

@@ -166,7 +166,7 @@ export class SshProxy implements Component {
         },
       },
     );
-    const a = await this.server.listen(cfg.listen.host, cfg.listen.port, ctx.proxyGate);
+    const a = await this.server.listen(cfg.listen.host, cfg.listen.port, ctx.proxyGate, ctx.listen);
     const addr = a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
     log.info(
       {

@@ -3,6 +3,7 @@ import type { Connection } from 'ssh2';
 import type { SshAlgorithmLists } from '../../config/ssh-algorithms.js';
 import { RefusalLog } from '../../core/refusals.js';
 import type { Logger } from '../../log/index.js';
+import { type ListenFn, listenOn } from '../../tunnel/listen.js';
 import type { ProxyProtocolGate } from '../../tunnel/proxy-header.js';
 import { normalizeIp } from '../../tunnel/session-util.js';
 import { createSshServer, type SshServer } from '../../tunnel/ssh-server.js';
@@ -76,6 +77,7 @@ export class SshProxyServer {
     host: string,
     port: number,
     proxyGate?: Pick<ProxyProtocolGate, 'guard'>,
+    listen: ListenFn = listenOn,
   ): Promise<net.AddressInfo> {
     const srv = net.createServer({ noDelay: true, pauseOnConnect: true }, (s) => {
       try {
@@ -87,15 +89,9 @@ export class SshProxyServer {
     });
     proxyGate?.guard(srv);
     this.netServer = srv;
-    await new Promise<void>((resolve, reject) => {
-      srv.once('error', reject);
-      srv.listen({ host, port }, () => {
-        srv.off('error', reject);
-        resolve();
-      });
-    });
+    const a = await listen(srv, { host, port, key: 'ssh_proxy' });
     srv.on('error', (err) => this.log.error({ err }, 'ssh proxy listener failed'));
-    return srv.address() as net.AddressInfo;
+    return a;
   }
 
   private crashed(err: unknown, source: string | undefined): void {

@@ -34,7 +34,7 @@ export interface WorkerPoolDeps {
   count: number;
   /** `worker_accept`: the primary passes each connection to a worker, or the workers accept. */
   accept: 'primary' | 'os';
-  /** `tunnel.max_unauthenticated`: with `os`, the most logins on their way to workers at once. */
+  /** `tunnel.max_unauthenticated`: the most logins on their way to workers at once. */
   maxUnauthenticated: number;
   relayKey: string;
   /** In a cluster, this member's `node_id`: its workers' names in the directory are under it. */
@@ -71,9 +71,9 @@ interface Slot {
 }
 
 /**
- * The primary's side of `workers` > 1: forks the workers (node's cluster module; every listener a
- * worker opens is shared through this process, which passes each accepted connection to one
- * worker listening on that port), restarts one that dies, keeps the directory of which worker
+ * The primary's side of `workers` > 1: forks the workers (node's cluster module), opens the
+ * listeners they ask for and passes each accepted connection to one worker listening on that port
+ * (spread-listeners.ts; under `worker_accept: os` only the login listeners), restarts one that dies, keeps the directory of which worker
  * serves which forward and tells every worker the others', and carries tenant changes between
  * the admin API (here) and the workers.
  */
@@ -89,7 +89,7 @@ export class WorkerPool implements Component {
   private readonly slotLedger = new SlotLedger();
   /** The HTTP front door's token verdicts, shared by the workers. */
   private readonly verdicts = new VerdictBook();
-  /** `worker_accept: os`: the listeners taking logins, which this process spreads. */
+  /** The workers' listeners this process opens and spreads (under `os`, the login listeners only). */
   private readonly spread: SpreadListeners;
   private question = 0;
   private readonly waiting = new Map<number, (answer: unknown) => void>();
@@ -298,8 +298,8 @@ export class WorkerPool implements Component {
         } else if (m.t === 'tether:activity') {
           this.watcher?.(m.item);
         } else if (m.t === 'tether:listen') {
-          const { id, key, host, port } = m;
-          this.spread.take(s.slot, { key, host, port }, w).then(
+          const { id, key, host, port, logins } = m;
+          this.spread.take(s.slot, { key, host, port, ...(logins ? { logins } : {}) }, w).then(
             (address) => this.sendTo(s, { t: 'tether:listening', id, address }),
             (err: NodeJS.ErrnoException) =>
               this.sendTo(s, { t: 'tether:listening', id, error: err.code ?? err.message }),

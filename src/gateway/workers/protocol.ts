@@ -10,10 +10,10 @@ import type { SlotBound } from '../../tunnel/unauthenticated-slots.js';
 
 /**
  * What the primary and its workers tell each other over the IPC channel node's cluster module
- * gives them (`process.send`, `worker.send`). Listeners (tunnel port, lease ports, front doors)
- * are shared through the primary by the cluster module itself, which passes every accepted
- * connection's handle to one worker listening on that port; with `worker_accept: os` the workers
- * accept on them themselves, except on the listeners that take logins (spread-listeners.ts).
+ * gives them (`process.send`, `worker.send`). The primary opens the workers' listeners (tunnel
+ * port, lease ports, front doors) and passes every accepted connection's handle to one worker
+ * that asked for that listener (spread-listeners.ts); with `worker_accept: os` the workers accept
+ * on the lease ports and front doors themselves (node's cluster module shares those sockets).
  */
 
 /** A forward one worker serves, as the others and the primary learn it. */
@@ -71,8 +71,8 @@ export type WorkerMessage =
   | { t: 'tether:drained'; asked: number; moved: number; cut: number }
   /** A new event record, while the primary's dashboard watches. */
   | { t: 'tether:activity'; item: ActivityItem }
-  /** Pass it the connections of the login listener `key` (see spread-listeners.ts). */
-  | { t: 'tether:listen'; id: number; key: string; host: string; port: number }
+  /** Pass it the connections of the listener `key` (see spread-listeners.ts). */
+  | { t: 'tether:listen'; id: number; key: string; host: string; port: number; logins?: boolean }
   /** No more connections of `key` (its listener closed). */
   | { t: 'tether:unlisten'; key: string };
 
@@ -99,7 +99,7 @@ export type PrimaryMessage =
   | { t: 'tether:stop' }
   /** The answer to `tether:listen` `id`: the listener's address, or why it could not open. */
   | { t: 'tether:listening'; id: number; address?: AddressInfo; error?: string }
-  /** A connection of the login listener `key`, its socket passed with the message. */
+  /** A connection of the listener `key`, its socket passed with the message. */
   | { t: 'tether:conn'; key: string };
 
 /**

@@ -11,7 +11,7 @@ import { SpreadListeners, spreadListen } from './spread-listeners.js';
  * carried by hand in order (as IPC carries them); a passed socket reaches the worker as the same
  * object. The real IPC, with the socket's descriptor, is test/e2e/workers.test.ts's.
  */
-function gateway(o: { maxPassing?: number; stalled?: boolean } = {}) {
+function gateway(o: { maxPassing?: number; maxPassingConnections?: number; stalled?: boolean } = {}) {
   const toWorker = new Map<number, Set<(m: unknown, handle?: unknown) => void>>();
   const connected = new Map<number, boolean>();
   const stalled: net.Socket[] = [];
@@ -31,7 +31,11 @@ function gateway(o: { maxPassing?: number; stalled?: boolean } = {}) {
       return true;
     },
   });
-  const primary = new SpreadListeners({ log: silentLogger(), maxPassing: o.maxPassing ?? 64 });
+  const primary = new SpreadListeners({
+    log: silentLogger(),
+    maxPassing: o.maxPassing ?? 64,
+    ...(o.maxPassingConnections ? { maxPassingConnections: o.maxPassingConnections } : {}),
+  });
   const worker = (slot: number) => {
     connected.set(slot, true);
     toWorker.set(slot, new Set());
@@ -59,7 +63,9 @@ function gateway(o: { maxPassing?: number; stalled?: boolean } = {}) {
       slot,
       server,
       got,
-      listen: (port = 0) => listen(server, { host: '127.0.0.1', port, key: 'tunnel' }),
+      listen: (port = 0) => listen(server, { host: '127.0.0.1', port, key: 'tunnel', logins: true }),
+      /** Opens `other` (a lease port's or a front door's server) as `key` through the primary. */
+      listenAs: (other: net.Server, key: string, port = 0) => listen(other, { host: '127.0.0.1', port, key }),
     };
   };
   return { primary, worker, connected, stalled };
@@ -192,7 +198,7 @@ test("a worker that exited while the listener opened is not handed logins; its s
   const w1 = worker(1);
   const { port } = await w1.listen();
   const gone = { isConnected: () => false, send: () => assert.fail('nothing is sent to an exited worker') };
-  await primary.take(2, { key: 'tunnel', host: '127.0.0.1', port }, gone);
+  await primary.take(2, { key: 'tunnel', host: '127.0.0.1', port, logins: true }, gone);
   assert.deepEqual(primary.takersOf('tunnel'), [1]);
   // the restarted worker 2 asks anew and gets its turn
   const w2 = worker(2);
@@ -201,5 +207,90 @@ test("a worker that exited while the listener opened is not handed logins; its s
   for (let i = 0; i < 2; i++) await dial(port, 'x');
   await until('one each', () => w1.got.length === 1 && w2.got.length === 1);
   connected.set(1, false);
+  primary.close();
+});
+
+test('a lease port through the primary: the worker reads the caller as its own server would (flowing, half-open kept), and the port is free once no worker takes it', async () => {
+  const { primary, worker } = gateway();
+  const w1 = worker(1);
+  // a lease port's server: not paused on connect, half-open (a caller's FIN still gets the answer)
+  const lease = net.createServer({ allowHalfOpen: true }, (s) => {
+    const got: Buffer[] = [];
+    s.on('data', (d: Buffer) => got.push(d));
+    // answered a moment after the caller's FIN, as a connector's answer comes
+    s.on('end', () => setImmediate(() => s.end(`echo:${Buffer.concat(got).toString()}`)));
+  });
+  const { port } = await w1.listenAs(lease, 'lease:x');
+  assert.deepEqual(primary.takersOf('lease:x'), [1]);
+  const answer = await new Promise<string>((resolve, reject) => {
+    const c = net.connect(port, '127.0.0.1', () => c.end('hello'));
+    open.push(c);
+    let text = '';
+    c.on('data', (d: Buffer) => {
+      text += d.toString();
+    });
+    c.once('end', () => resolve(text));
+    c.once('error', reject);
+  });
+  assert.equal(answer, 'echo:hello', 'the answer came after the caller had ended its side');
+  lease.close();
+  await until('the primary closed the port', () => primary.takersOf('lease:x').length === 0);
+  // nothing listens there any more: the same port can be opened by another program
+  const other = net.createServer();
+  other.listen(port, '127.0.0.1');
+  await new Promise<void>((resolve, reject) => {
+    other.once('listening', () => resolve());
+    other.once('error', reject);
+  });
+  await new Promise<void>((r) => other.close(() => r()));
+  primary.close();
+});
+
+test('an HTTP front door through the primary answers every request of a keep-alive caller', async () => {
+  const { primary, worker } = gateway();
+  const http = await import('node:http');
+  const door = http.createServer((req, res) => res.end(`path ${req.url}`));
+  const { port } = await worker(1).listenAs(door, 'http_proxy');
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  for (const path of ['/a', '/b', '/c']) {
+    const body = await new Promise<string>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port, path, agent }, (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => {
+            text += d.toString();
+          });
+          res.on('end', () => resolve(text));
+        })
+        .once('error', reject);
+    });
+    assert.equal(body, `path ${path}`);
+  }
+  agent.destroy();
+  door.close();
+  primary.close();
+});
+
+test('lease ports and front doors have their own bound (not max_unauthenticated): past it a new connection is closed', async () => {
+  const { primary, worker, stalled } = gateway({ maxPassing: 1, maxPassingConnections: 4, stalled: true });
+  const door = net.createServer();
+  const { port } = await worker(1).listenAs(door, 'access_proxy');
+  const closed: boolean[] = [];
+  for (let i = 0; i < 7; i++) {
+    const c = await dial(port, 'x');
+    closed.push(false);
+    c.once('close', () => {
+      closed[i] = true;
+    });
+  }
+  await until('three closed', () => closed.slice(4).every(Boolean));
+  assert.deepEqual(
+    closed.slice(0, 4),
+    [false, false, false, false],
+    'four were passed on (max_unauthenticated 1 does not apply)',
+  );
+  assert.equal(stalled.length, 4);
+  for (const s of stalled) s.destroy();
+  door.close();
   primary.close();
 });

@@ -6,14 +6,21 @@ import { type ListenAt, type ListenFn, listenOn } from '../../tunnel/listen.js';
 import { isMessage, PrimaryAnswers, type PrimaryMessage, type WorkerMessage } from './protocol.js';
 
 /**
- * Connector logins under `worker_accept: os`. There the workers accept the connections of their
- * listeners themselves (lease ports, front doors) and the kernel picks the worker, which is
- * cheap but can spread new sessions unevenly; a session lasts, so an uneven spread of logins
- * stays. So the listeners that take logins (the tunnel port, the TLS and WebSocket transports)
- * are opened by the primary instead: it accepts each connection, paused, and passes its socket
- * to the workers that asked for that listener, in turn. A login is rare next to the
- * connections the sessions then carry, so the message per connection costs little here.
+ * The workers' listeners, opened by the primary: it accepts each connection, paused, and passes
+ * its socket to the workers that asked for that listener, in turn. The listeners that take
+ * connector logins (the tunnel port, the TLS and WebSocket transports) go through here in both
+ * `worker_accept` modes: a session lasts, so logins must spread evenly, which the kernel's pick
+ * under `os` does not do. Under `worker_accept: primary` the lease ports and front doors do too
+ * (under `os` the workers accept on those themselves). Node's cluster module would do the same
+ * passing, but it queues every accepted socket in the primary until a worker takes it, with no
+ * bound: here the sockets on their way to workers are counted per listener, and past the bound a
+ * new connection is closed at once and reported (`max_unauthenticated` for logins,
+ * MAX_PASSING_CONNECTIONS for the others). A listener closes once no worker takes it any more
+ * (a lease port whose forward went away), as the cluster module's shared ones do.
  */
+
+/** Most connections of a lease port or front door on their way to workers at once. */
+export const MAX_PASSING_CONNECTIONS = 1024;
 
 interface Spread {
   key: string;
@@ -24,6 +31,8 @@ interface Spread {
   next: number;
   /** Sockets passed to a worker and not yet sent (node sends one handle at a time per worker). */
   passing: number;
+  /** Most sockets on their way at once, and the name of that bound in refusals. */
+  bound: { max: number; reason: string };
 }
 
 /** What the primary needs of a worker to pass it a connection. */
@@ -43,10 +52,13 @@ export class SpreadListeners {
     private readonly deps: {
       log: Logger;
       /**
-       * Most sockets one listener has on their way to workers at once (`tunnel.max_unauthenticated`:
-       * a flood beyond it is closed here, before it queues in this process).
+       * Most sockets one login listener has on their way to workers at once
+       * (`tunnel.max_unauthenticated`: a flood beyond it is closed here, before it queues in
+       * this process); other listeners have MAX_PASSING_CONNECTIONS.
        */
       maxPassing: number;
+      /** Most sockets a lease port or front door has on their way at once (tests lower it). */
+      maxPassingConnections?: number;
     },
   ) {
     this.refusals = new RefusalLog(deps.log, systemClock);
@@ -57,33 +69,51 @@ export class SpreadListeners {
    * on the first ask).
    */
   async take(slot: number, at: ListenAt, target: SpreadTarget): Promise<net.AddressInfo> {
-    if (this.closed) throw Object.assign(new Error('the gateway is stopping'), { code: 'ESHUTDOWN' });
-    let l = this.byKey.get(at.key);
-    if (!l) {
-      const server = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.hand(spread, s));
-      const spread: Spread = {
-        key: at.key,
-        server,
-        opened: listenOn(server, at),
-        takers: [],
-        next: 0,
-        passing: 0,
-      };
-      l = spread;
-      this.byKey.set(at.key, spread);
-      // a listener that could not open is opened again at the next ask (a worker's restart)
-      spread.opened.then(
-        () => server.on('error', (err) => this.deps.log.error({ err, listener: at.key }, 'listener failed')),
-        () => {
-          if (this.byKey.get(at.key) === spread) this.byKey.delete(at.key);
-        },
-      );
+    for (;;) {
+      if (this.closed) throw Object.assign(new Error('the gateway is stopping'), { code: 'ESHUTDOWN' });
+      const l = this.byKey.get(at.key) ?? this.open(at);
+      const address = await l.opened;
+      // closed while it opened (its last taker left): open it again
+      if (this.byKey.get(at.key) !== l) continue;
+      // a worker that exited while the listener opened is not added (its slot's next process asks anew)
+      if (target.isConnected() && !l.takers.some((t) => t.target === target))
+        l.takers = [...l.takers.filter((t) => t.slot !== slot), { slot, target }];
+      else if (l.takers.length === 0) this.shut(l);
+      return address;
     }
-    const address = await l.opened;
-    // a worker that exited while the listener opened is not added (its slot's next process asks anew)
-    if (target.isConnected() && !l.takers.some((t) => t.target === target))
-      l.takers = [...l.takers.filter((t) => t.slot !== slot), { slot, target }];
-    return address;
+  }
+
+  private open(at: ListenAt): Spread {
+    const server = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.hand(spread, s));
+    const spread: Spread = {
+      key: at.key,
+      server,
+      opened: listenOn(server, at),
+      takers: [],
+      next: 0,
+      passing: 0,
+      bound: at.logins
+        ? { max: this.deps.maxPassing, reason: 'max_unauthenticated' }
+        : {
+            max: this.deps.maxPassingConnections ?? MAX_PASSING_CONNECTIONS,
+            reason: 'connections_passing_to_workers',
+          },
+    };
+    this.byKey.set(at.key, spread);
+    // a listener that could not open is opened again at the next ask (a worker's restart)
+    spread.opened.then(
+      () => server.on('error', (err) => this.deps.log.error({ err, listener: at.key }, 'listener failed')),
+      () => {
+        if (this.byKey.get(at.key) === spread) this.byKey.delete(at.key);
+      },
+    );
+    return spread;
+  }
+
+  /** Stops listening (no worker takes it any more); sockets on their way carry on. */
+  private shut(l: Spread): void {
+    if (this.byKey.get(l.key) === l) this.byKey.delete(l.key);
+    l.server.close();
   }
 
   /** The workers taking the connections of `key` now, by slot. */
@@ -91,13 +121,20 @@ export class SpreadListeners {
     return (this.byKey.get(key)?.takers ?? []).map((t) => t.slot);
   }
 
-  /** Worker `slot` takes no more connections of `key`, or of any listener (it exited). */
+  /**
+   * Worker `slot` takes no more connections of `key`, or of any listener (it exited). A listener
+   * no worker takes any more closes, so its port is free again.
+   */
   drop(slot: number, key?: string): void {
-    for (const [k, l] of this.byKey)
-      if (key === undefined || k === key) l.takers = l.takers.filter((t) => t.slot !== slot);
+    for (const [k, l] of [...this.byKey]) {
+      if (key !== undefined && k !== key) continue;
+      const before = l.takers.length;
+      l.takers = l.takers.filter((t) => t.slot !== slot);
+      if (before > 0 && l.takers.length === 0) this.shut(l);
+    }
   }
 
-  /** Closes every spread listener (a drain or a stop): no new login reaches a worker. */
+  /** Closes every spread listener (a drain or a stop): no new connection reaches a worker. */
   close(): void {
     this.closed = true;
     for (const l of this.byKey.values()) l.server.close();
@@ -107,12 +144,12 @@ export class SpreadListeners {
   /** Passes `socket` to the next worker taking this listener's connections (closed if none is left). */
   private hand(l: Spread, socket: net.Socket): void {
     socket.on('error', () => {});
-    if (l.passing >= this.deps.maxPassing) {
+    if (l.passing >= l.bound.max) {
       this.refusals.refuse(
-        'max_unauthenticated',
+        l.bound.reason,
         l.key,
         { listener: l.key },
-        `${l.key}: connection closed: ${this.deps.maxPassing} were already on their way to a worker (max_unauthenticated)`,
+        `${l.key}: connection closed: ${l.bound.max} were already on their way to a worker (${l.bound.reason})`,
       );
       socket.destroy();
       return;
@@ -155,13 +192,28 @@ export function spreadListen(
       handle.destroy();
       return;
     }
-    handle.pause();
+    // as the worker's own server would have accepted it: node builds a passed socket half-closing
+    // and reading, so a server that pauses on connect gets it paused, and the others get it
+    // where its first reader starts the flow (resumed before the server's handler runs, which
+    // may pause it again: a resume after the handler would drop what arrives before its reader)
+    const opts = server as net.Server & { allowHalfOpen?: boolean; pauseOnConnect?: boolean };
+    handle.allowHalfOpen = opts.allowHalfOpen === true;
+    if (opts.pauseOnConnect === true) handle.pause();
+    else if (handle.readableFlowing === false) handle.resume();
     server.emit('connection', handle);
   });
   return (server, at) =>
     new Promise((resolve, reject) => {
       answers.ask(
-        (id) => send({ t: 'tether:listen', id, key: at.key, host: at.host, port: at.port }),
+        (id) =>
+          send({
+            t: 'tether:listen',
+            id,
+            key: at.key,
+            host: at.host,
+            port: at.port,
+            ...(at.logins ? { logins: true } : {}),
+          }),
         (m) => {
           if (!m.address) {
             reject(
