@@ -203,7 +203,7 @@ export class WorkerPool implements Component {
 
   async drain(): Promise<void> {
     this.stopping = true;
-    this.spread.close();
+    this.spread.drain();
     const startedAt = Date.now();
     await this.each({ t: 'tether:drain', startedAt }, this.deps.drainTimeout + EXIT_GRACE_MS);
   }
@@ -306,6 +306,7 @@ export class WorkerPool implements Component {
           );
         } else if (m.t === 'tether:unlisten') {
           this.spread.drop(s.slot, m.key);
+          this.sendTo(s, { t: 'tether:unlistened', key: m.key });
         } else {
           // a tenant change (applied here too), a throttle failure or a session: every other worker
           if (m.t === 'tether:event') this.deps.events.emit({ ...m.change, origin: 'remote' });

@@ -100,7 +100,9 @@ export type PrimaryMessage =
   /** The answer to `tether:listen` `id`: the listener's address, or why it could not open. */
   | { t: 'tether:listening'; id: number; address?: AddressInfo; error?: string }
   /** A connection of the listener `key`, its socket passed with the message. */
-  | { t: 'tether:conn'; key: string };
+  | { t: 'tether:conn'; key: string }
+  /** The answer to `tether:unlisten`: no connection of `key` is passed to it after this one. */
+  | { t: 'tether:unlistened'; key: string };
 
 /**
  * What the primary asks its workers, when it needs their figures now: a scrape of `/metrics`

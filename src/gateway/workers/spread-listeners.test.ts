@@ -11,7 +11,11 @@ import { SpreadListeners, spreadListen } from './spread-listeners.js';
  * carried by hand in order (as IPC carries them); a passed socket reaches the worker as the same
  * object. The real IPC, with the socket's descriptor, is test/e2e/workers.test.ts's.
  */
-function gateway(o: { maxPassing?: number; maxPassingConnections?: number; stalled?: boolean } = {}) {
+function gateway(
+  o: { maxPassing?: number; maxPassingConnections?: number; stalled?: boolean; holdUnlisten?: boolean } = {},
+) {
+  /** Unlistens the primary has not read yet (`holdUnlisten`): run them to let it read them. */
+  const held: Array<() => void> = [];
   const toWorker = new Map<number, Set<(m: unknown, handle?: unknown) => void>>();
   const connected = new Map<number, boolean>();
   const stalled: net.Socket[] = [];
@@ -48,7 +52,14 @@ function gateway(o: { maxPassing?: number; maxPassingConnections?: number; stall
             (err: NodeJS.ErrnoException) =>
               deliver(slot, { t: 'tether:listening', id: m.id, error: err.code ?? err.message }),
           );
-        else if (m.t === 'tether:unlisten') primary.drop(slot, m.key);
+        else if (m.t === 'tether:unlisten') {
+          const answer = () => {
+            primary.drop(slot, m.key);
+            deliver(slot, { t: 'tether:unlistened', key: m.key });
+          };
+          if (o.holdUnlisten) held.push(answer);
+          else answer();
+        }
       });
     const deliver = (to: number, m: PrimaryMessage) => {
       for (const l of toWorker.get(to) ?? []) l(m);
@@ -68,7 +79,7 @@ function gateway(o: { maxPassing?: number; maxPassingConnections?: number; stall
       listenAs: (other: net.Server, key: string, port = 0) => listen(other, { host: '127.0.0.1', port, key }),
     };
   };
-  return { primary, worker, connected, stalled };
+  return { primary, worker, connected, stalled, held };
 }
 
 const open: net.Socket[] = [];
@@ -292,5 +303,83 @@ test('lease ports and front doors have their own bound (not max_unauthenticated)
   assert.equal(stalled.length, 4);
   for (const s of stalled) s.destroy();
   door.close();
+  primary.close();
+});
+
+test("a connection passed on before the primary read a worker's unlisten still reaches that worker's closed server (which relays it on), none after the answer", async () => {
+  const { primary, worker, held } = gateway({ holdUnlisten: true });
+  const w1 = worker(1);
+  const w2 = worker(2);
+  const got = { 1: 0, 2: 0 };
+  const lease = (n: 1 | 2) =>
+    net.createServer((s) => {
+      got[n]++;
+      s.end(`worker ${n}`);
+    });
+  const s1 = lease(1);
+  const { port } = await w1.listenAs(s1, 'lease:y');
+  await w2.listenAs(lease(2), 'lease:y');
+  // worker 1's forward moved away: its server closes, and the primary has not read that yet
+  s1.close();
+  await until('the unlisten sent', () => held.length === 1);
+  const answers: string[] = [];
+  const call = () =>
+    new Promise<void>((resolve, reject) => {
+      const c = net.connect(port, '127.0.0.1');
+      open.push(c);
+      let text = '';
+      c.on('data', (d: Buffer) => {
+        text += d.toString();
+      });
+      c.once('close', () => {
+        answers.push(text);
+        resolve();
+      });
+      c.once('error', reject);
+    });
+  for (let i = 0; i < 2; i++) await call();
+  assert.deepEqual(
+    answers.sort(),
+    ['worker 1', 'worker 2'],
+    'the one passed to worker 1 was served there, not dropped',
+  );
+  for (const answer of held.splice(0)) answer();
+  await until('worker 1 dropped', () => primary.takersOf('lease:y').join() === '2');
+  for (let i = 0; i < 2; i++) await call();
+  assert.deepEqual(got, { 1: 1, 2: 3 });
+  primary.close();
+});
+
+test('a drain closes the login listeners at once; a lease port keeps passing connections until its worker closes it', async () => {
+  const { primary, worker } = gateway();
+  const w1 = worker(1);
+  const { port: tunnelPort } = await w1.listen();
+  const lease = net.createServer((s) => s.end('served'));
+  const { port: leasePort } = await w1.listenAs(lease, 'lease:z');
+  primary.drain();
+  const refusedOn = (port: number) =>
+    assert.rejects(
+      new Promise((resolve, reject) => {
+        const s = net.connect(port, '127.0.0.1', () => resolve(s));
+        s.once('error', reject);
+      }),
+      { code: 'ECONNREFUSED' },
+    );
+  await refusedOn(tunnelPort);
+  await assert.rejects(w1.listen(), { code: 'ESHUTDOWN' }, 'no login listener opens during a drain');
+  const answer = await new Promise<string>((resolve, reject) => {
+    const c = net.connect(leasePort, '127.0.0.1');
+    open.push(c);
+    let text = '';
+    c.on('data', (d: Buffer) => {
+      text += d.toString();
+    });
+    c.once('end', () => resolve(text));
+    c.once('error', reject);
+  });
+  assert.equal(answer, 'served', 'the lease port still serves while its forward is here');
+  lease.close();
+  await until('the lease port closed', () => primary.takersOf('lease:z').length === 0);
+  await refusedOn(leasePort);
   primary.close();
 });

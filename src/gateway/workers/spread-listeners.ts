@@ -33,6 +33,8 @@ interface Spread {
   passing: number;
   /** Most sockets on their way at once, and the name of that bound in refusals. */
   bound: { max: number; reason: string };
+  /** It takes connector logins. */
+  logins: boolean;
 }
 
 /** What the primary needs of a worker to pass it a connection. */
@@ -45,6 +47,8 @@ export interface SpreadTarget {
 export class SpreadListeners {
   private readonly byKey = new Map<string, Spread>();
   private closed = false;
+  /** A drain began: no login listener opens or stays open (the others close as workers drop them). */
+  private draining = false;
   /** A flood's refusals: logged once per burst, with their count. */
   private readonly refusals: RefusalLog;
 
@@ -70,7 +74,8 @@ export class SpreadListeners {
    */
   async take(slot: number, at: ListenAt, target: SpreadTarget): Promise<net.AddressInfo> {
     for (;;) {
-      if (this.closed) throw Object.assign(new Error('the gateway is stopping'), { code: 'ESHUTDOWN' });
+      if (this.closed || (this.draining && at.logins))
+        throw Object.assign(new Error('the gateway is stopping'), { code: 'ESHUTDOWN' });
       const l = this.byKey.get(at.key) ?? this.open(at);
       const address = await l.opened;
       // closed while it opened (its last taker left): open it again
@@ -92,6 +97,7 @@ export class SpreadListeners {
       takers: [],
       next: 0,
       passing: 0,
+      logins: at.logins === true,
       bound: at.logins
         ? { max: this.deps.maxPassing, reason: 'max_unauthenticated' }
         : {
@@ -134,7 +140,17 @@ export class SpreadListeners {
     }
   }
 
-  /** Closes every spread listener (a drain or a stop): no new connection reaches a worker. */
+  /**
+   * A drain: closes the login listeners, so no new session comes here. The lease ports and front
+   * doors stay until their workers close them in their own drains (in a cluster a lease port
+   * stays open while the connector asked to move still serves it here, see gateway/drain.ts).
+   */
+  drain(): void {
+    this.draining = true;
+    for (const l of [...this.byKey.values()]) if (l.logins) this.shut(l);
+  }
+
+  /** Closes every spread listener (a stop): no new connection reaches a worker. */
   close(): void {
     this.closed = true;
     for (const l of this.byKey.values()) l.server.close();
@@ -183,10 +199,23 @@ export function spreadListen(
   onMessage: (fn: (m: unknown, handle?: unknown) => void) => () => void,
 ): ListenFn {
   const servers = new Map<string, net.Server>();
+  /**
+   * Servers closed here whose `tether:unlisten` the primary has not answered yet: a connection it
+   * passed on before it read that message still reaches the closed server's handler (a lease port
+   * whose forward moved to another worker relays it there), as it would have had it come a moment
+   * sooner. IPC keeps the order, so after the answer none comes.
+   */
+  const closing = new Map<string, { server: net.Server; unanswered: number }>();
   const answers = new PrimaryAnswers('tether:listening', onMessage);
   onMessage((m, handle) => {
-    if (!isMessage<PrimaryMessage>(m) || m.t !== 'tether:conn' || !(handle instanceof net.Socket)) return;
-    const server = servers.get(m.key);
+    if (!isMessage<PrimaryMessage>(m)) return;
+    if (m.t === 'tether:unlistened') {
+      const c = closing.get(m.key);
+      if (c && --c.unanswered <= 0) closing.delete(m.key);
+      return;
+    }
+    if (m.t !== 'tether:conn' || !(handle instanceof net.Socket)) return;
+    const server = servers.get(m.key) ?? closing.get(m.key)?.server;
     handle.on('error', () => {});
     if (!server) {
       handle.destroy();
@@ -227,6 +256,7 @@ export function spreadListen(
           server.once('close', () => {
             if (servers.get(at.key) !== server) return;
             servers.delete(at.key);
+            closing.set(at.key, { server, unanswered: (closing.get(at.key)?.unanswered ?? 0) + 1 });
             send({ t: 'tether:unlisten', key: at.key });
           });
           resolve(m.address);
