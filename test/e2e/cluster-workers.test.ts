@@ -1,50 +1,23 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import ssh2, { type Client } from 'ssh2';
+import type { Client } from 'ssh2';
 import { startClusterMembers } from '../helpers/cluster.js';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
+import { echoLogin, type ForwardJson, forwardIn, forwardsOf } from '../helpers/echo-logins.js';
 import type { TestGateway } from '../helpers/gateway.js';
 import { startHaproxy, type TestHaproxy } from '../helpers/haproxy.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { startHttpServer, type TestServer, tcpExchange } from '../helpers/servers.js';
 import { waitFor } from '../helpers/util.js';
 
-/** An SSH login as a tenant whose forwarded connections echo what they receive. */
-function login(host: string, port: number, username: string, keyFile: string): Promise<Client> {
-  return new Promise((resolve, reject) => {
-    const c = new ssh2.Client();
-    c.on('tcp connection', (_info, accept) => {
-      const ch = accept();
-      ch.on('error', () => {});
-      ch.pipe(ch);
-    });
-    c.once('ready', () => resolve(c));
-    c.once('error', reject);
-    c.connect({ host, port, username, privateKey: readFileSync(keyFile), readyTimeout: 30_000 });
-  });
-}
-
-const forwardIn = (c: Client, label: string) =>
-  new Promise<{ err?: Error; port?: number }>((r) =>
-    c.forwardIn(label, 0, (err, port) => r({ err: err ?? undefined, port })),
-  );
+/** An SSH login to a member at `host` whose forwarded connections echo what they receive. */
+const login = (host: string, port: number, username: string, keyFile: string) =>
+  echoLogin(port, username, keyFile, { host });
 
 const echo = async (host: string, port: number, text: string) =>
   (await tcpExchange(port, text, text.length, host)).toString();
-
-interface ForwardJson {
-  label: string;
-  port: number;
-  state: string;
-  node: string | null;
-}
-
-const forwardsOf = async (gw: TestGateway, tenant: string) =>
-  ((await gw.api('GET', `/v1/tenants/${tenant}`)).json as { tenant: { forwards: ForwardJson[] } }).tenant
-    .forwards;
 
 /**
  * The first exchange through a lease port on a member: a member's view may list a forward a

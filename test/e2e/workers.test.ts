@@ -3,8 +3,9 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import ssh2, { type Client } from 'ssh2';
+import type { Client } from 'ssh2';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
+import { echoLogin, forwardIn, forwardsOf } from '../helpers/echo-logins.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import {
   request,
@@ -21,36 +22,16 @@ import { run, tempDir, waitFor } from '../helpers/util.js';
 /** Forwarded connections the logins below have accepted. */
 let accepted = 0;
 
-/** An SSH login as a tenant whose forwarded connections echo what they receive. */
-function login(port: number, username: string, keyFile: string): Promise<Client> {
-  return new Promise((resolve, reject) => {
-    const c = new ssh2.Client();
-    c.on('tcp connection', (_info, accept) => {
+/** An SSH login as a tenant whose forwarded connections echo what they receive (counted). */
+const login = (port: number, username: string, keyFile: string) =>
+  echoLogin(port, username, keyFile, {
+    onAccept: () => {
       accepted++;
-      const ch = accept();
-      ch.on('error', () => {});
-      ch.pipe(ch);
-    });
-    c.once('ready', () => resolve(c));
-    c.once('error', reject);
-    c.connect({ host: '127.0.0.1', port, username, privateKey: readFileSync(keyFile), readyTimeout: 30_000 });
+    },
   });
-}
-
-const forwardIn = (c: Client, label: string) =>
-  new Promise<{ err?: Error; port?: number }>((r) =>
-    c.forwardIn(label, 0, (err, port) => r({ err: err ?? undefined, port })),
-  );
 
 /** Sends `text` on a new connection and resolves with what comes back (the services echo). */
 const echo = async (port: number, text: string) => (await tcpExchange(port, text, text.length)).toString();
-
-interface ForwardJson {
-  label: string;
-  port: number;
-  state: string;
-  node: string | null;
-}
 
 /** The primary's /metrics: the whole gateway's figures. */
 async function metricsOf(gw: TestGateway): Promise<string> {
@@ -59,10 +40,6 @@ async function metricsOf(gw: TestGateway): Promise<string> {
   });
   return res.text();
 }
-
-const forwardsOf = async (gw: TestGateway, tenant: string) =>
-  ((await gw.api('GET', `/v1/tenants/${tenant}`)).json as { tenant: { forwards: ForwardJson[] } }).tenant
-    .forwards;
 
 /**
  * Four logins as `tenant` (kept in `clients`), each asking for a forward `g/r<i>`: every one
