@@ -107,6 +107,22 @@ async function until(what: string, ok: () => boolean): Promise<void> {
   }
 }
 
+/** Connects, sends `text` and ends its side (when given), and resolves with all the server sent. */
+function answerTo(port: number, text?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(port, '127.0.0.1', () => {
+      if (text !== undefined) c.end(text);
+    });
+    open.push(c);
+    let got = '';
+    c.on('data', (d: Buffer) => {
+      got += d.toString();
+    });
+    c.once('end', () => resolve(got));
+    c.once('error', reject);
+  });
+}
+
 function readAll(s: net.Socket, n: number): Promise<string> {
   return new Promise((resolve) => {
     let text = '';
@@ -233,16 +249,7 @@ test('a lease port through the primary: the worker reads the caller as its own s
   });
   const { port } = await w1.listenAs(lease, 'lease:x');
   assert.deepEqual(primary.takersOf('lease:x'), [1]);
-  const answer = await new Promise<string>((resolve, reject) => {
-    const c = net.connect(port, '127.0.0.1', () => c.end('hello'));
-    open.push(c);
-    let text = '';
-    c.on('data', (d: Buffer) => {
-      text += d.toString();
-    });
-    c.once('end', () => resolve(text));
-    c.once('error', reject);
-  });
+  const answer = await answerTo(port, 'hello');
   assert.equal(answer, 'echo:hello', 'the answer came after the caller had ended its side');
   lease.close();
   await until('the primary closed the port', () => primary.takersOf('lease:x').length === 0);
@@ -367,16 +374,7 @@ test('a drain closes the login listeners at once; a lease port keeps passing con
     );
   await refusedOn(tunnelPort);
   await assert.rejects(w1.listen(), { code: 'ESHUTDOWN' }, 'no login listener opens during a drain');
-  const answer = await new Promise<string>((resolve, reject) => {
-    const c = net.connect(leasePort, '127.0.0.1');
-    open.push(c);
-    let text = '';
-    c.on('data', (d: Buffer) => {
-      text += d.toString();
-    });
-    c.once('end', () => resolve(text));
-    c.once('error', reject);
-  });
+  const answer = await answerTo(leasePort);
   assert.equal(answer, 'served', 'the lease port still serves while its forward is here');
   lease.close();
   await until('the lease port closed', () => primary.takersOf('lease:z').length === 0);
