@@ -52,9 +52,10 @@ export const gatewaySchema = z.strictObject({
   /**
    * With workers: who accepts a new connection. "primary": the primary accepts it and passes the
    * socket to a worker listening on that port, in turn (an even spread; a message exchange per
-   * connection; the sockets on their way are bounded per listener). "os": every worker listening on a lease port or a front door accepts from it
-   * itself and the kernel picks one (less CPU per connection); connector logins are still passed
-   * to the workers in turn by the primary (src/gateway/workers/spread-listeners.ts).
+   * connection; the sockets on their way are bounded per listener). "os": every worker listening
+   * on a lease port or a front door accepts from it itself and the kernel picks one (less CPU per
+   * connection); connector logins are still passed to the workers in turn by the primary
+   * (src/gateway/workers/spread-listeners.ts).
    */
   worker_accept: z
     .enum(['primary', 'os'], { message: 'use "primary" (the default) or "os"' })

@@ -7,6 +7,8 @@ export interface ListenAt {
   key: string;
   /** It takes connector logins (the tunnel port and transports): bounded by `max_unauthenticated`. */
   logins?: boolean;
+  /** `listenOn` only: not shared through node's cluster module (see `server.listen()`). */
+  exclusive?: boolean;
 }
 
 /**
@@ -18,10 +20,10 @@ export interface ListenAt {
 export type ListenFn = (server: net.Server, at: ListenAt) => Promise<net.AddressInfo>;
 
 /** `server.listen()` on host:port, as a promise of the address (rejects with the listen error). */
-export const listenOn: ListenFn = (server, { host, port }) =>
+export const listenOn: ListenFn = (server, { host, port, exclusive }) =>
   new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ host, port }, () => {
+    server.listen({ host, port, ...(exclusive !== undefined ? { exclusive } : {}) }, () => {
       server.off('error', reject);
       resolve(server.address() as net.AddressInfo);
     });

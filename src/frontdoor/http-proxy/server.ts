@@ -1,7 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
-import type net from 'node:net';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo, Server, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { HttpProxyConfig } from '../../config/http-proxy.js';
 import { RefusalLog } from '../../core/refusals.js';
@@ -94,7 +93,7 @@ export class HttpFrontDoor {
     this.upstream.start();
     this.deps.proxyGate?.guard(this.server);
     const { host, port } = this.cfg.listen;
-    return (this.deps.listen ?? listenOn)(this.server as net.Server, { host, port, key: 'http_proxy' });
+    return (this.deps.listen ?? listenOn)(this.server as Server, { host, port, key: 'http_proxy' });
   }
 
   /** Drain: no new connection; requests in progress finish, idle keep-alive connections close. */

@@ -3,7 +3,7 @@ import type { ForwardRegistry } from '../../core/forward-registry.js';
 import type { Logger } from '../../log/index.js';
 import type { ConnectionBroker } from '../../tunnel/broker.js';
 import type { LeaseBinder, RelayedOrigin } from '../../tunnel/lease-binder.js';
-import type { ListenFn } from '../../tunnel/listen.js';
+import { type ListenFn, listenOn } from '../../tunnel/listen.js';
 import { coalesceWrites } from '../../tunnel/pipe.js';
 import type { ProxyProtocolGate } from '../../tunnel/proxy-header.js';
 
@@ -64,15 +64,12 @@ export class LeaseListeners implements LeaseBinder {
     this.proxyGate?.guard(server);
     this.servers.set(port, server);
     try {
-      if (this.listen) await this.listen(server, { host: this.bindHost, port, key: `lease:${port}` });
-      else
-        await new Promise<void>((resolve, reject) => {
-          server.once('error', reject);
-          server.listen({ host: this.bindHost, port, exclusive: !this.sharedPorts }, () => {
-            server.off('error', reject);
-            resolve();
-          });
-        });
+      await (this.listen ?? listenOn)(server, {
+        host: this.bindHost,
+        port,
+        key: `lease:${port}`,
+        exclusive: !this.sharedPorts,
+      });
     } catch (e) {
       this.servers.delete(port);
       const code = (e as NodeJS.ErrnoException).code;

@@ -72,10 +72,10 @@ interface Slot {
 
 /**
  * The primary's side of `workers` > 1: forks the workers (node's cluster module), opens the
- * listeners they ask for and passes each accepted connection to one worker listening on that port
- * (spread-listeners.ts; under `worker_accept: os` only the login listeners), restarts one that dies, keeps the directory of which worker
- * serves which forward and tells every worker the others', and carries tenant changes between
- * the admin API (here) and the workers.
+ * listeners they ask for and passes each accepted connection to one worker listening on that
+ * port (spread-listeners.ts; under `worker_accept: os` only the login listeners), restarts one
+ * that dies, keeps the directory of which worker serves which forward and tells every worker the
+ * others', and carries tenant changes between the admin API (here) and the workers.
  */
 export class WorkerPool implements Component {
   readonly name = 'workers';

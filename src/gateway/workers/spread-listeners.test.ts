@@ -99,6 +99,19 @@ function dial(port: number, text: string): Promise<net.Socket> {
   });
 }
 
+/** Connects `n` callers one after another; entry i turns true once caller i is closed. */
+async function dialInTurn(port: number, n: number): Promise<boolean[]> {
+  const closed: boolean[] = [];
+  for (let i = 0; i < n; i++) {
+    const c = await dial(port, 'x');
+    closed.push(false);
+    c.once('close', () => {
+      closed[i] = true;
+    });
+  }
+  return closed;
+}
+
 async function until(what: string, ok: () => boolean): Promise<void> {
   const end = Date.now() + 10_000;
   while (!ok()) {
@@ -204,14 +217,7 @@ test('a flood is bounded in the primary: past max_unauthenticated sockets on the
   const w1 = worker(1);
   const { port } = await w1.listen();
   // one after another: the primary accepts them in this order
-  const closed: boolean[] = [];
-  for (let i = 0; i < 10; i++) {
-    const c = await dial(port, 'x');
-    closed.push(false);
-    c.once('close', () => {
-      closed[i] = true;
-    });
-  }
+  const closed = await dialInTurn(port, 10);
   // seven are closed; three wait on the stalled worker (open until the end of the test)
   await until('seven closed', () => closed.slice(3).every(Boolean));
   assert.deepEqual(closed.slice(0, 3), [false, false, false], 'the first three were passed on, not closed');
@@ -293,14 +299,7 @@ test('lease ports and front doors have their own bound (not max_unauthenticated)
   const { primary, worker, stalled } = gateway({ maxPassing: 1, maxPassingConnections: 4, stalled: true });
   const door = net.createServer();
   const { port } = await worker(1).listenAs(door, 'access_proxy');
-  const closed: boolean[] = [];
-  for (let i = 0; i < 7; i++) {
-    const c = await dial(port, 'x');
-    closed.push(false);
-    c.once('close', () => {
-      closed[i] = true;
-    });
-  }
+  const closed = await dialInTurn(port, 7);
   await until('three closed', () => closed.slice(4).every(Boolean));
   assert.deepEqual(
     closed.slice(0, 4),

@@ -153,8 +153,7 @@ export class SpreadListeners {
   /** Closes every spread listener (a stop): no new connection reaches a worker. */
   close(): void {
     this.closed = true;
-    for (const l of this.byKey.values()) l.server.close();
-    this.byKey.clear();
+    for (const l of [...this.byKey.values()]) this.shut(l);
   }
 
   /** Passes `socket` to the next worker taking this listener's connections (closed if none is left). */
