@@ -13,6 +13,8 @@ export interface ConnectionsResult {
   p99_ms: Record<PathName, number>;
   /** CPU milliseconds the tunnel processes used per connection (gateway+connector; sshd+ssh). */
   cpu_ms_per_connection: Record<PathName, number>;
+  /** The same for every round, in the order run. */
+  all_cpu_ms_per_connection?: Record<PathName, number[]>;
   ratio_tether_openssh: number;
 }
 
@@ -51,6 +53,11 @@ export async function connectionRate(
       direct: 0,
       openssh: round(median(cpu.openssh), 2),
       tether: round(median(cpu.tether), 2),
+    },
+    all_cpu_ms_per_connection: {
+      direct: [],
+      openssh: cpu.openssh.map((x) => round(x, 2)),
+      tether: cpu.tether.map((x) => round(x, 2)),
     },
     ratio_tether_openssh: 0,
   };

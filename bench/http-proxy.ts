@@ -15,7 +15,8 @@
  * Tether front door (the real `tether gateway` binary) on two routes to the same upstream —
  * `frontdoor-none` (auth none) and `frontdoor-token` (basic-token against a static scrypt token
  * file, the answer cached; the Kloudless setup), both injecting the upstream credential — and
- * node-bare, the smallest node:http proxy, to show how much of the gap is node:http itself.
+ * node-bare, the smallest node:http proxy, and node-undici, node:http with undici's Pool (the
+ * front door's own client) and nothing else, to show how much of the gap is the platform itself.
  * `--bin-a <old dist/bin/tether.js>` adds the same two routes served by another build
  * (`a-frontdoor-none`, `a-frontdoor-token`), measured in the same rounds: before and after.
  * Each line also gives the server processes' CPU time per request, which is steadier than
@@ -174,6 +175,32 @@ http.createServer((req, res) => {
   });
   up.on('error', () => res.destroy());
   up.end();
+}).listen(Number(listenPort), '127.0.0.1');
+`;
+
+/**
+ * node-undici: node:http for callers and undici's Pool for the upstream (the front door's URL
+ * route client), with nothing else: the floor for a front door built on these two.
+ */
+const UNDICI_PROXY = (root: string) => `import http from 'node:http';
+import { createRequire } from 'node:module';
+const { Pool } = createRequire(${JSON.stringify(join(root, 'package.json'))})('undici');
+const [,, listenPort, upPort, auth] = process.argv;
+const pool = new Pool('http://127.0.0.1:' + upPort, { connections: 256, pipelining: 1 });
+const up = ['host', '127.0.0.1:' + upPort, 'authorization', 'Basic ' + auth];
+http.createServer((req, res) => {
+  pool.dispatch({ path: req.url, method: req.method, headers: up, body: null }, {
+    onRequestStart() {},
+    onResponseStart(c, status) {
+      const raw = c.rawHeaders;
+      const h = [];
+      for (let i = 0; i < raw.length; i++) h.push(raw[i].toString('latin1'));
+      res.writeHead(status, h);
+    },
+    onResponseData(c, chunk) { res.write(chunk); },
+    onResponseEnd() { res.end(); },
+    onResponseError() { res.destroy(); },
+  });
 }).listen(Number(listenPort), '127.0.0.1');
 `;
 
@@ -431,6 +458,9 @@ export interface HttpProxyBenchReport {
   ratio_rps_frontdoor_token_vs_nginx: number | null;
   ratio_p99_frontdoor_vs_nginx: number | null;
   ratio_rps_frontdoor_vs_node_bare: number | null;
+  /** The floor: node:http with undici and nothing else, against nginx; the front door against it. */
+  ratio_rps_node_undici_vs_nginx: number | null;
+  ratio_rps_frontdoor_none_vs_node_undici: number | null;
   /** With --bin-a: this build's req/s over the other build's, median of the rounds' ratios. */
   speedup_none_vs_a?: number | null;
   speedup_token_vs_a?: number | null;
@@ -536,6 +566,15 @@ async function bench(): Promise<HttpProxyBenchReport> {
     writeFileSync(join(dir, 'bare.mjs'), BARE_PROXY);
     const bare = start(process.execPath, [join(dir, 'bare.mjs'), String(barePort), String(upPort), auth]);
     await waitForPort(barePort);
+    const undiciPort = await freePort();
+    writeFileSync(join(dir, 'undici.mjs'), UNDICI_PROXY(ROOT));
+    const undici = start(process.execPath, [
+      join(dir, 'undici.mjs'),
+      String(undiciPort),
+      String(upPort),
+      auth,
+    ]);
+    await waitForPort(undiciPort);
     const callerAuth = { authorization: `Basic ${Buffer.from(`${EMAIL}:${TOKEN}`).toString('base64')}` };
     // The processes whose CPU time each target costs (nginx: its workers; the gateway: itself),
     // and what each is asked: [name, port, path, headers].
@@ -543,6 +582,7 @@ async function bench(): Promise<HttpProxyBenchReport> {
       direct: () => withChildren(upstreamNginx.pid!),
       nginx: () => withChildren(proxyNginx.pid!),
       'node-bare': () => [bare.pid!],
+      'node-undici': () => [undici.pid!],
     };
     const targets: Array<[string, number, string, Record<string, string>]> = [
       ['direct', upPort, PATH, { authorization: `Basic ${auth}` }],
@@ -556,6 +596,7 @@ async function bench(): Promise<HttpProxyBenchReport> {
       targets.push([`${prefix}frontdoor-token`, d.port, `/token${PATH}`, callerAuth]);
     }
     targets.push(['node-bare', barePort, PATH, {}]);
+    targets.push(['node-undici', undiciPort, PATH, {}]);
     // Sanity: every target answers 200 with the body.
     for (const [name, port, path, headers] of targets) {
       const r = await new Promise<{ status: number; body: string }>((res, rej) => {
@@ -599,6 +640,7 @@ async function bench(): Promise<HttpProxyBenchReport> {
     const fd = best.get('frontdoor-token');
     const fdNone = best.get('frontdoor-none');
     const nb = best.get('node-bare');
+    const nu = best.get('node-undici');
     const ratio = (x: number | undefined, y: number | undefined) =>
       x === undefined || y === undefined || y === 0 ? null : Math.round((x / y) * 100) / 100;
     /** The median of each round's own x/y (both measured minutes apart at most). */
@@ -638,6 +680,8 @@ async function bench(): Promise<HttpProxyBenchReport> {
       ratio_rps_frontdoor_token_vs_nginx: roundRatio('frontdoor-token', 'nginx'),
       ratio_p99_frontdoor_vs_nginx: ratio(fd?.p99_ms, nginx?.p99_ms),
       ratio_rps_frontdoor_vs_node_bare: ratio(fd?.rps, nb?.rps),
+      ratio_rps_node_undici_vs_nginx: roundRatio('node-undici', 'nginx'),
+      ratio_rps_frontdoor_none_vs_node_undici: roundRatio('frontdoor-none', 'node-undici'),
       ...(O.binA
         ? {
             speedup_none_vs_a: roundRatio('frontdoor-none', 'a-frontdoor-none'),
@@ -648,11 +692,12 @@ async function bench(): Promise<HttpProxyBenchReport> {
     if (nginx && fd) {
       O.print(
         `best of ${O.rounds}: direct ${best.get('direct')?.rps} req/s, nginx ${nginx.rps} req/s (p99 ${nginx.p99_ms} ms), ` +
-          `front door auth none ${fdNone?.rps} req/s, cached token ${fd.rps} req/s (p99 ${fd.p99_ms} ms), node-bare ${nb?.rps} req/s (p99 ${nb?.p99_ms} ms)`,
+          `front door auth none ${fdNone?.rps} req/s, cached token ${fd.rps} req/s (p99 ${fd.p99_ms} ms), node-bare ${nb?.rps} req/s (p99 ${nb?.p99_ms} ms), node-undici ${nu?.rps} req/s`,
       );
       O.print(
         `front door / nginx (median of the rounds): auth none ${report.ratio_rps_frontdoor_none_vs_nginx}x, cached token ${report.ratio_rps_frontdoor_token_vs_nginx}x throughput; ` +
-          `${report.ratio_p99_frontdoor_vs_nginx}x p99 latency (token); front door / node-bare: ${report.ratio_rps_frontdoor_vs_node_bare}x throughput` +
+          `${report.ratio_p99_frontdoor_vs_nginx}x p99 latency (token); front door / node-bare: ${report.ratio_rps_frontdoor_vs_node_bare}x throughput; ` +
+          `node-undici / nginx ${report.ratio_rps_node_undici_vs_nginx}x, front door auth none / node-undici ${report.ratio_rps_frontdoor_none_vs_node_undici}x` +
           (O.binA
             ? `; this build / --bin-a: auth none ${report.speedup_none_vs_a}x, token ${report.speedup_token_vs_a}x`
             : ''),

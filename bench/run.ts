@@ -20,6 +20,7 @@ import { type ClusterResult, cluster } from './cluster.js';
 import { type ConnectionsResult, connectionRate } from './connections.js';
 import { type CoresResult, cores } from './cores.js';
 import { type HttpResult, httpRate } from './http.js';
+import type { HttpProxyBenchReport } from './http-proxy.js';
 import { type LatencyResult, latency } from './latency.js';
 import { stopPostgres } from './lib/cluster.js';
 import { load, loadgen, ROOT, removeTempDirs, round, stopAll } from './lib/procs.js';
@@ -222,6 +223,16 @@ function table(r: Results): string {
       `${round(c.per_s.tether / c.per_s.direct)}x`,
     ]);
     rows.push(costRow('  tunnel CPU ms per connection', c.cpu_ms_per_connection));
+    const a = c.all_cpu_ms_per_connection;
+    if (a)
+      rows.push([
+        '    CPU ms per connection, every round',
+        '',
+        a.openssh.join(' '),
+        a.tether.join(' '),
+        a.tether.map((x, i) => `${round(x / (a.openssh[i] ?? Number.NaN))}`).join(' '),
+        '',
+      ]);
   }
   if (r.http) {
     const h = r.http;
@@ -326,13 +337,37 @@ function targets(r: Results): Results['targets'] {
         x.ratio_tether_openssh >= 1,
       );
   }
-  if (r.connections)
+  const one = r.throughput_1;
+  if (one) {
+    // Issue 19's loopback targets: throughput against OpenSSH's median, and CPU per GB in every round.
     add(
-      'new connections through the tunnel',
-      '>= 2000/s',
-      `${r.connections.per_s.tether}/s`,
-      r.connections.per_s.tether >= 2000,
+      'loopback 1 stream vs OpenSSH (median)',
+      '>= 0.9x',
+      `${one.ratio_tether_openssh}x`,
+      one.ratio_tether_openssh >= 0.9,
     );
+    const a = one.all_cpu_s_per_gb;
+    if (a) {
+      const ratios = a.tether.map((x, i) => round(x / (a.openssh[i] ?? Number.NaN)));
+      add(
+        `loopback 1 stream, tunnel CPU per GB / OpenSSH's, every one of ${ratios.length} rounds`,
+        '<= 1.2x',
+        `${ratios.join(' ')}x`,
+        ratios.length >= 5 ? ratios.every((x) => x <= 1.2) : null,
+      );
+    }
+  }
+  if (r.connections) {
+    const c = r.connections;
+    add('new connections through the tunnel', '>= 2000/s', `${c.per_s.tether}/s`, c.per_s.tether >= 2000);
+    add('new connections/s vs OpenSSH', '>= 2x', `${c.ratio_tether_openssh}x`, c.ratio_tether_openssh >= 2);
+    add(
+      'tunnel CPU per new connection (gateway + connector)',
+      '<= 0.6 ms',
+      `${c.cpu_ms_per_connection.tether} ms (OpenSSH ${c.cpu_ms_per_connection.openssh} ms)`,
+      c.cpu_ms_per_connection.tether <= 0.6,
+    );
+  }
   if (r.latency)
     add(
       'p99 at 1,000 req/s',
@@ -380,6 +415,18 @@ function targets(r: Results): Results['targets'] {
     }
     if (l.rtt_ms === 100)
       add('wan 100 ms RTT, 1 stream each way', '>= 700 Mbit/s', `${low} Mbit/s`, low >= 700);
+  }
+  const door = r.http_proxy?.ran ? (r.http_proxy.result as Partial<HttpProxyBenchReport>) : undefined;
+  if (door) {
+    // Issue 20: both routes (auth none, cached token) against nginx, each the median of its rounds.
+    const none = door.ratio_rps_frontdoor_none_vs_nginx ?? 0;
+    const token = door.ratio_rps_frontdoor_token_vs_nginx ?? 0;
+    add(
+      'HTTP front door vs nginx requests/s (auth none, cached token)',
+      '>= 0.5x',
+      `${none}x, ${token}x (node:http with undici alone ${door.ratio_rps_node_undici_vs_nginx}x)`,
+      Math.min(none, token) >= 0.5,
+    );
   }
   if (r.cores) add('8 tenants, one core → two', '>= 1.6x', `${r.cores.scaling}x`, r.cores.scaling >= 1.6);
   const wk = r.cores?.workers;
