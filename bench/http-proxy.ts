@@ -52,7 +52,7 @@ export interface HttpProxyBenchOptions {
   body: 'json' | '1k';
   /** Another build of tether, measured beside this one (before/after). */
   binA?: string;
-  /** Write a CPU profile of the gateway into bench/results/. */
+  /** Write CPU profiles of the gateway and of node-undici into bench/results/. */
   profile: boolean;
   /** Only these targets (direct, nginx, frontdoor, node-bare). */
   only?: string[];
@@ -569,6 +569,7 @@ async function bench(): Promise<HttpProxyBenchReport> {
     const undiciPort = await freePort();
     writeFileSync(join(dir, 'undici.mjs'), UNDICI_PROXY(ROOT));
     const undici = start(process.execPath, [
+      ...prof,
       join(dir, 'undici.mjs'),
       String(undiciPort),
       String(upPort),
