@@ -67,6 +67,45 @@ test('relay over real sockets: a half-close passes through, the answer still arr
   echo.close();
 });
 
+test("coalesceWrites: what a stream writes on 'prefinish' and on 'finish' (an SSH channel's EOF and CLOSE) leaves in one writev", async () => {
+  const server = net.createServer((s) => s.resume());
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const sock = net.connect({ port: (server.address() as net.AddressInfo).port, host: '127.0.0.1' });
+  await new Promise((r) => sock.once('connect', r));
+  coalesceWrites(sock);
+  // The socket's system calls, seen where node's stream hands them over (one chunk, or several).
+  const calls: string[] = [];
+  const proto = Object.getPrototypeOf(sock) as net.Socket & {
+    _write: (...a: unknown[]) => void;
+    _writev: (...a: unknown[]) => void;
+  };
+  const s = sock as unknown as typeof proto;
+  s._write = (...a: unknown[]) => {
+    calls.push('write');
+    proto._write.apply(sock, a);
+  };
+  s._writev = (chunks: unknown, cb: unknown) => {
+    calls.push(`writev x${(chunks as unknown[]).length}`);
+    proto._writev.call(sock, chunks, cb);
+  };
+  // A channel that ends: ssh2 sends EOF on 'prefinish', a relay sends CLOSE on 'finish', which the
+  // stream emits in a tick it queues after the tick that wrote the EOF.
+  const channel = new Writable({ write: (_c, _e, cb) => cb() });
+  channel.once('prefinish', () => sock.write('EOF'));
+  const finished = new Promise<void>((r) =>
+    channel.once('finish', () => {
+      sock.write('CLOSE');
+      r();
+    }),
+  );
+  channel.end();
+  await finished;
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(calls, ['writev x2']);
+  sock.destroy();
+  server.close();
+});
+
 test('pump: a destination that keeps up never pauses its source; a stalled one stops it within RELAY_BACKLOG', async () => {
   const chunk = Buffer.alloc(64 * 1024, 7);
   // keeps up: every write completes at once, but each 64 KiB write is beyond the 16 KiB highWaterMark

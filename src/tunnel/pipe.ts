@@ -2,11 +2,17 @@ import type { Socket } from 'node:net';
 import type { Duplex, Readable, Writable } from 'node:stream';
 
 /**
- * Gathers the writes a socket gets within one tick into one writev (cork now, uncork on the next
- * tick). ssh2 writes every SSH packet (at most 32 KiB) to its socket on its own, and a relay
- * writes every channel chunk: one system call each. Corked, the packets decrypted or encrypted
- * from one read leave in one call. Order, backpressure (`write()`'s return value) and EOF are
- * unchanged: `end()` uncorks.
+ * Gathers the writes a socket gets within one tick into one writev (cork now, uncork once the
+ * ticks queued meanwhile have run). ssh2 writes every SSH packet (at most 64 KiB) to its socket
+ * on its own, and a relay writes every channel chunk: one system call each. Corked, the packets
+ * decrypted or encrypted from one read leave in one call. Order, backpressure (`write()`'s return
+ * value) and EOF are unchanged: `end()` uncorks.
+ *
+ * The uncork waits one tick more than the write's own: a stream emits 'finish' in a tick it
+ * queues when it ends, after the uncork of the tick that wrote the channel's EOF (on
+ * 'prefinish'), and a relay closes the channel on 'finish'. Uncorking on the next tick sent the
+ * EOF and the CLOSE of every forwarded connection in two writes (and the peer read them in two
+ * reads); now they leave together. All of it still happens before the event loop goes on.
  */
 export function coalesceWrites(socket: Socket): void {
   const write = socket.write;
@@ -15,11 +21,12 @@ export function coalesceWrites(socket: Socket): void {
     corked = false;
     socket.uncork();
   };
+  const afterQueuedTicks = () => process.nextTick(uncork);
   socket.write = function (this: Socket, ...args: unknown[]) {
     if (!corked && !this.destroyed) {
       corked = true;
       this.cork();
-      process.nextTick(uncork);
+      process.nextTick(afterQueuedTicks);
     }
     return (write as (...a: unknown[]) => boolean).apply(this, args);
   } as Socket['write'];
