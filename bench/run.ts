@@ -172,6 +172,12 @@ function costRow(label: string, v: { openssh: number; tether: number }): string[
   return [label, '-', String(v.openssh), String(v.tether), `${round(v.tether / v.openssh)}x`, ''];
 }
 
+/** A cost for every round, both tunnels, with Tether's ratio to OpenSSH in each round. */
+function everyRoundRow(label: string, a: { openssh: number[]; tether: number[] }): string[] {
+  const ratios = a.tether.map((x, i) => `${round(x / (a.openssh[i] ?? Number.NaN))}`);
+  return [label, '', a.openssh.join(' '), a.tether.join(' '), ratios.join(' '), ''];
+}
+
 function table(r: Results): string {
   const rows: string[][] = [['figure', 'direct', 'OpenSSH', 'Tether', 'Tether/OpenSSH', 'Tether/direct']];
   for (const t of [r.throughput_1, r.throughput_8]) {
@@ -187,17 +193,7 @@ function table(r: Results): string {
     rows.push(costRow('  tunnel CPU s per GB', t.cpu_s_per_gb));
     if (t.user_s_per_gb) rows.push(costRow('    of it user (own code)', t.user_s_per_gb));
     if (t.sys_s_per_gb) rows.push(costRow('    of it system (kernel)', t.sys_s_per_gb));
-    if (t.all_cpu_s_per_gb) {
-      const a = t.all_cpu_s_per_gb;
-      rows.push([
-        '    CPU s per GB, every round',
-        '',
-        a.openssh.join(' '),
-        a.tether.join(' '),
-        a.tether.map((x, i) => `${round(x / (a.openssh[i] ?? Number.NaN))}`).join(' '),
-        '',
-      ]);
-    }
+    if (t.all_cpu_s_per_gb) rows.push(everyRoundRow('    CPU s per GB, every round', t.all_cpu_s_per_gb));
   }
   if (r.latency) {
     const l = r.latency.paths;
@@ -223,16 +219,8 @@ function table(r: Results): string {
       `${round(c.per_s.tether / c.per_s.direct)}x`,
     ]);
     rows.push(costRow('  tunnel CPU ms per connection', c.cpu_ms_per_connection));
-    const a = c.all_cpu_ms_per_connection;
-    if (a)
-      rows.push([
-        '    CPU ms per connection, every round',
-        '',
-        a.openssh.join(' '),
-        a.tether.join(' '),
-        a.tether.map((x, i) => `${round(x / (a.openssh[i] ?? Number.NaN))}`).join(' '),
-        '',
-      ]);
+    if (c.all_cpu_ms_per_connection)
+      rows.push(everyRoundRow('    CPU ms per connection, every round', c.all_cpu_ms_per_connection));
   }
   if (r.http) {
     const h = r.http;
