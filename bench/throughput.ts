@@ -72,7 +72,9 @@ export async function throughput(
     for (const p of order) {
       const pids = rig.pids[p]();
       const c0 = cpuSplitOf(pids);
-      const g = await iperf(rig.ports[p].iperf, o.streams, o.seconds);
+      const g = await iperf(rig.ports[p].iperf, o.streams, o.seconds).catch((e: Error) => {
+        throw new Error(`${p} path, ${o.streams} stream(s), round ${r + 1}: ${e.message}`);
+      });
       const c1 = cpuSplitOf(pids);
       const gb = (g * o.seconds) / 8;
       all[p].push(g);
