@@ -54,7 +54,7 @@ export interface HttpProxyBenchOptions {
   binA?: string;
   /** Write CPU profiles of the gateway and of node-undici into bench/results/. */
   profile: boolean;
-  /** Only these targets (direct, nginx, frontdoor, node-bare). */
+  /** Only these targets (direct, nginx, frontdoor-none, frontdoor-token, node-bare, node-undici). */
   only?: string[];
   /** Print progress lines. */
   print: (line: string) => void;

@@ -172,10 +172,14 @@ function costRow(label: string, v: { openssh: number; tether: number }): string[
   return [label, '-', String(v.openssh), String(v.tether), `${round(v.tether / v.openssh)}x`, ''];
 }
 
+/** Tether's cost over OpenSSH's, round by round (both measured in the same round). */
+function roundRatios(a: { openssh: number[]; tether: number[] }): number[] {
+  return a.tether.map((x, i) => round(x / (a.openssh[i] ?? Number.NaN)));
+}
+
 /** A cost for every round, both tunnels, with Tether's ratio to OpenSSH in each round. */
 function everyRoundRow(label: string, a: { openssh: number[]; tether: number[] }): string[] {
-  const ratios = a.tether.map((x, i) => `${round(x / (a.openssh[i] ?? Number.NaN))}`);
-  return [label, '', a.openssh.join(' '), a.tether.join(' '), ratios.join(' '), ''];
+  return [label, '', a.openssh.join(' '), a.tether.join(' '), roundRatios(a).join(' '), ''];
 }
 
 function table(r: Results): string {
@@ -336,7 +340,7 @@ function targets(r: Results): Results['targets'] {
     );
     const a = one.all_cpu_s_per_gb;
     if (a) {
-      const ratios = a.tether.map((x, i) => round(x / (a.openssh[i] ?? Number.NaN)));
+      const ratios = roundRatios(a);
       add(
         `loopback 1 stream, tunnel CPU per GB / OpenSSH's, every one of ${ratios.length} rounds`,
         '<= 1.2x',
