@@ -19,6 +19,7 @@ import { makeCa, makeServerCert } from '../test/helpers/tls-certs.js';
 import { type Gateway, type Servers, startGateway, startServers } from './lib/paths.js';
 import {
   BIN,
+  binFlags,
   type Child,
   cpuOf,
   freePort,
@@ -105,11 +106,15 @@ async function startTransportConnector(
   delete env.TETHER_LOG_LEVEL;
   delete env.TETHER_STATE_DIR;
   delete env.TETHER_CONNECT_CONFIG;
-  const child = start(process.execPath, [BIN, 'connector', 'run', '-c', join(dir, 'connect.yaml')], {
-    env,
-    cwd: dir,
-    stdout: 'ignore',
-  });
+  const child = start(
+    process.execPath,
+    [...binFlags(), BIN, 'connector', 'run', '-c', join(dir, 'connect.yaml')],
+    {
+      env,
+      cwd: dir,
+      stdout: 'ignore',
+    },
+  );
   const deadline = Date.now() + 30_000;
   for (;;) {
     const leases = await gw.leases('bench');

@@ -17,8 +17,10 @@ export interface WanLinkResult {
   upload_mbit: Record<WanPath, number>;
   all_download_mbit: Record<WanPath, number[]>;
   all_upload_mbit: Record<WanPath, number[]>;
-  /** CPU seconds of the tunnel processes per GB (both directions together). */
+  /** CPU seconds of the tunnel processes per GB (both directions together), median of the rounds. */
   cpu_s_per_gb: Record<WanPath, number>;
+  /** The same for every round, in the order run. */
+  all_cpu_s_per_gb: Record<WanPath, number[]>;
   ratio_download: number;
   ratio_upload: number;
 }
@@ -113,6 +115,7 @@ async function oneLink(
         openssh: round(median(cpu.openssh)),
         tether: round(median(cpu.tether)),
       },
+      all_cpu_s_per_gb: cpu,
       ratio_download: round(d.tether / d.openssh),
       ratio_upload: round(u.tether / u.openssh),
     };
@@ -136,7 +139,7 @@ export async function wan(o: {
   for (const delay of o.delays ?? [25, 50]) {
     const r = await oneLink(delay, o.rateMbit ?? 1000, o);
     o.log?.(
-      `   ${r.rtt_ms} ms RTT: download ${JSON.stringify(r.download_mbit)}, upload ${JSON.stringify(r.upload_mbit)} Mbit/s; CPU/GB ${JSON.stringify(r.cpu_s_per_gb)}`,
+      `   ${r.rtt_ms} ms RTT: download ${JSON.stringify(r.download_mbit)}, upload ${JSON.stringify(r.upload_mbit)} Mbit/s; CPU/GB ${JSON.stringify(r.cpu_s_per_gb)}, Tether's rounds ${r.all_cpu_s_per_gb.tether.join(' ')}`,
     );
     links.push(r);
   }

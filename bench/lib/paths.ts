@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import {
   BIN,
+  binFlags,
   type Child,
   freePort,
   freePortRange,
@@ -129,7 +130,7 @@ export async function startGateway(o: GatewayOptions = {}): Promise<Gateway> {
   const logFile = join(dir, 'gateway.log');
   const child = startLogged(
     process.execPath,
-    [...(o.nodeFlags ?? []), o.bin ?? BIN, 'gateway', '-c', join(dir, 'gateway.yaml')],
+    [...binFlags(o.bin), ...(o.nodeFlags ?? []), o.bin ?? BIN, 'gateway', '-c', join(dir, 'gateway.yaml')],
     logFile,
     { cpus: o.cpus, env, cwd: dir },
   );
@@ -234,7 +235,15 @@ export async function startConnector(
   delete env.TETHER_CONNECT_CONFIG;
   const child = startLogged(
     process.execPath,
-    [...(o.nodeFlags ?? []), o.bin ?? BIN, 'connector', 'run', '-c', join(dir, 'connect.yaml')],
+    [
+      ...binFlags(o.bin),
+      ...(o.nodeFlags ?? []),
+      o.bin ?? BIN,
+      'connector',
+      'run',
+      '-c',
+      join(dir, 'connect.yaml'),
+    ],
     join(dir, 'connector.log'),
     { cpus: o.cpus, env, cwd: dir },
   );

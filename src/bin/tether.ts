@@ -1,4 +1,6 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=64
+// The node flags on the line above are part of how the binary runs (src/bin/node-flags.ts says
+// why); `npm start`, the tests and the bench start it with the same ones.
 // first: process settings made before any other module runs (src/bin/early.ts)
 import './early.js';
 import { CommanderError } from 'commander';

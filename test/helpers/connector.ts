@@ -6,6 +6,7 @@ import { controlRequest } from '../../src/connector/control-socket.js';
 import type { ConnectorStatus, RepoStatus } from '../../src/connector/status.js';
 import {
   BIN,
+  binFlags,
   OutputWatcher,
   type RunResult,
   run,
@@ -75,7 +76,7 @@ export async function startConnector(o: ConnectorOptions): Promise<TestConnector
   const env: NodeJS.ProcessEnv = { ...process.env, TETHER_LOG_LEVEL: 'debug', ...o.env };
   delete env.TETHER_STATE_DIR;
   delete env.TETHER_CONNECT_CONFIG;
-  const p = spawnTracked(process.execPath, [BIN, 'connector', 'run', '-c', configFile], {
+  const p = spawnTracked(process.execPath, [...binFlags(), BIN, 'connector', 'run', '-c', configFile], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import {
   BIN,
+  binFlags,
   freePortRange,
   OutputWatcher,
   type RunResult,
@@ -127,7 +128,7 @@ export async function startGateway(opts: StartGatewayOptions = {}): Promise<Test
   const gw = {} as TestGateway;
   const launch = async () => {
     writeFileSync(configFile, stringify(config));
-    const p = spawnTracked(process.execPath, [BIN, 'gateway', '-c', configFile], {
+    const p = spawnTracked(process.execPath, [...binFlags(), BIN, 'gateway', '-c', configFile], {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

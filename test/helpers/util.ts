@@ -3,9 +3,17 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { nodeFlagsOf } from '../../src/bin/node-flags.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const BIN = join(ROOT, 'dist/bin/tether.js');
+
+let binFlagsRead: string[] | undefined;
+/** The node flags the built binary runs under (its shebang line): spawn it as `[...binFlags(), BIN]`. */
+export function binFlags(): string[] {
+  binFlagsRead ??= nodeFlagsOf(BIN);
+  return binFlagsRead;
+}
 
 /** A temp dir removed at process exit. */
 export function tempDir(prefix = 'tether-test-'): string {
