@@ -208,7 +208,7 @@ export async function workersRuns(
       });
       setups.push({ gw, conns: [], iperfs: [], idle: { rss: 0, resident: 0, how: 'pages' } });
     }
-    // all idle at once, long enough for the idle heap trim (src/gateway/heap-trim.ts)
+    // all idle at once, long enough for the idle heap trim (src/tunnel/heap-trim.ts)
     await sleep(IDLE_S * 1000);
     for (const s of setups) s.idle = memoryOf(withDescendants(s.gw.pid));
     for (const { gw, conns, iperfs } of setups) {

@@ -6,7 +6,7 @@
  * SSH sessions from this one process, built with the connector's own session code
  * (src/tunnel/client.ts: control channel, hello, welcome), each with 1 forward, then 4 more
  * forwards each. Gateway RSS before, with 1 and with 5 forwards, each once the gateway is idle
- * again (an idle gateway returns V8's young generation: see src/gateway/heap-trim.ts).
+ * again (an idle gateway returns V8's young generation: see src/tunnel/heap-trim.ts).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -61,7 +61,7 @@ async function pool<T>(
 
 /**
  * How long a gateway is left idle before its RSS is read: long enough for the idle heap trim
- * (src/gateway/heap-trim.ts: 30 s of quiet, then one or two collections 5 s apart).
+ * (src/tunnel/heap-trim.ts: 30 s of quiet, then one or two collections 5 s apart).
  */
 export const IDLE_S = 50;
 

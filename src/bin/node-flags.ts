@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
  * memory pressure scavenge, about seven a second, for as long as it lasted: twice the CPU per GB
  * of the same transfer started right after another one (docs/performance.md, "After an idle
  * spell"). 48 MiB cured the connector (13 MiB live) but not the gateway. The heap is collected
- * as before once it is quiet (src/gateway/heap-trim.ts, and V8's memory reducer), so the idle
+ * as before once it is quiet (src/tunnel/heap-trim.ts, and V8's memory reducer), so the idle
  * RSS does not change.
  */
 export const SHEBANG = '#!/usr/bin/env -S node --initial-old-space-size=64';

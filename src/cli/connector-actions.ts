@@ -21,6 +21,7 @@ import { TENANT_ID } from '../core/ids.js';
 import { TetherError } from '../errors/index.js';
 import { silentLogger } from '../log/index.js';
 import { enroll, TunnelSession } from '../tunnel/client.js';
+import { startHeapTrim } from '../tunnel/heap-trim.js';
 import { type GatewayTransport, gatewayTransport } from '../tunnel/transports/client.js';
 import { VERSION } from './version.js';
 
@@ -269,8 +270,14 @@ export async function register(o: { token: string; config?: string }): Promise<v
 }
 
 export async function run(o: { config?: string }): Promise<void> {
-  const r = await runConnector({ configFile: o.config ?? defaultConfigFile(), agent: AGENT });
-  if (r.error) throw r.error;
+  // what a transfer leaves in V8's heap goes back once the connector is quiet, as in the gateway
+  const stopTrim = startHeapTrim();
+  try {
+    const r = await runConnector({ configFile: o.config ?? defaultConfigFile(), agent: AGENT });
+    if (r.error) throw r.error;
+  } finally {
+    stopTrim();
+  }
 }
 
 export async function start(o: { config?: string }): Promise<void> {

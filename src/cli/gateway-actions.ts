@@ -2,10 +2,10 @@ import { availableParallelism } from 'node:os';
 import { type GatewayConfig, loadGatewayConfig } from '../config/gateway.js';
 import type { PeerUsage } from '../core/limits/usage.js';
 import { clusterPart, withFrontDoors } from '../gateway/front-doors.js';
-import { startHeapTrim } from '../gateway/heap-trim.js';
 import { Gateway } from '../gateway/index.js';
 import type { PrimaryMessage, WorkerMessage } from '../gateway/workers/protocol.js';
 import { createLogger, type Logger } from '../log/index.js';
+import { startHeapTrim } from '../tunnel/heap-trim.js';
 import { checkConfigAgain } from './gateway-reload.js';
 import { VERSION } from './version.js';
 

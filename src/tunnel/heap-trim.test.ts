@@ -4,9 +4,12 @@ import { exposedGc, HEAP_TRIM_DEFAULTS, HeapTrimPolicy, type YoungGeneration } f
 
 const MiB = 1024 * 1024;
 
-/** A young generation the test moves by hand; `collect` shrinks it when `shrinks` says so. */
-function fakeHeap(start: YoungGeneration) {
-  const h = { now: { ...start }, collections: 0, shrinks: true };
+/**
+ * A young generation the test moves by hand; `collect` shrinks it when `shrinks` says so, and
+ * leaves `live` bytes in the old space.
+ */
+function fakeHeap(start: Omit<YoungGeneration, 'old'> & { old?: number }) {
+  const h = { now: { old: 0, ...start }, collections: 0, shrinks: true, live: start.old ?? 0 };
   return {
     h,
     deps: {
@@ -14,6 +17,7 @@ function fakeHeap(start: YoungGeneration) {
       collect: () => {
         h.collections++;
         h.now.used = 0;
+        h.now.old = h.live;
         if (h.shrinks) h.now.size = 1 * MiB;
       },
     },
@@ -67,6 +71,38 @@ describe('idle heap trim', () => {
     const p = new HeapTrimPolicy(deps);
     for (let i = 0; i < 10; i++) p.check();
     assert.equal(h.collections, 0);
+  });
+
+  test("old space a busy spell grew is collected once quiet, whatever the young generation's size", () => {
+    const { h, deps } = fakeHeap({ size: 1 * MiB, used: 0, old: 20 * MiB });
+    h.live = 17 * MiB;
+    const p = new HeapTrimPolicy(deps);
+    const quietFor = (looks: number) => {
+      for (let i = 0; i < looks; i++) {
+        h.now.used += 1024;
+        p.check();
+      }
+    };
+    p.check();
+    quietFor(HEAP_TRIM_DEFAULTS.quietLooks - 1);
+    assert.equal(h.collections, 0); // not yet 30 s of quiet
+    quietFor(1);
+    assert.equal(h.collections, 1); // the start's garbage
+    assert.equal(h.now.old, 17 * MiB);
+    // live objects added (sessions): under the bound, nothing to do however idle it stays
+    h.now.old += 6 * MiB;
+    h.live += 6 * MiB;
+    quietFor(3 * HEAP_TRIM_DEFAULTS.quietLooks);
+    assert.equal(h.collections, 1);
+    // a busy spell (scavenges) leaves 12 MiB more in the old space: one collection once quiet again
+    h.now.old += 12 * MiB;
+    h.now.used = 0;
+    p.check();
+    quietFor(HEAP_TRIM_DEFAULTS.quietLooks);
+    assert.equal(h.collections, 2);
+    assert.equal(h.now.old, 23 * MiB);
+    quietFor(3 * HEAP_TRIM_DEFAULTS.quietLooks);
+    assert.equal(h.collections, 2);
   });
 
   test('collections that do not shrink it are retried three times, then ever more rarely', () => {

@@ -2,7 +2,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 
 /**
- * Gives V8's young generation back when the gateway is idle.
+ * Gives V8's young generation back when the gateway or the connector is idle.
  *
  * V8 grows the young generation (two semi-spaces) while much of what is allocated survives, as
  * during the start (every module, the schemas, the store) or a busy spell, up to 16 MiB each on
@@ -15,7 +15,10 @@ import vm from 'node:vm';
  * collection costs some milliseconds of a quiet moment (usually two: V8 judges the allocation rate over the last
  * seconds of collections, so the first one after a busy spell often does not shrink it yet). After
  * three collections in a row that did not shrink it (another V8), each next attempt waits twice
- * as long.
+ * as long. It also asks for one after 30 s of quiet when the old space grew by more than
+ * `oldGrowthBytes` since its last collection: the binary keeps V8 from collecting the old
+ * generation by itself below 64 MiB (src/bin/node-flags.ts), so a busy spell's garbage stays
+ * there until something asks.
  */
 export interface HeapTrimOptions {
   intervalMs: number;
@@ -23,6 +26,11 @@ export interface HeapTrimOptions {
   idleBytes: number;
   /** Young generation (one semi-space) larger than this is worth trimming. */
   minBytes: number;
+  /**
+   * Old space grown by more than this since the last collection asked for: worth one collection
+   * once quiet, whatever the young generation's size.
+   */
+  oldGrowthBytes: number;
   /** Looks in a row that must find the gateway quiet before a collection. */
   quietLooks: number;
   /** The longest wait after collections that did not shrink it. */
@@ -35,6 +43,10 @@ export const HEAP_TRIM_DEFAULTS: HeapTrimOptions = {
   // gateway holding a thousand idle sessions (keepalives every 15 s) stays under it
   idleBytes: 4 * 1024 * 1024,
   minBytes: 2 * 1024 * 1024,
+  // the binary runs with a 64 MiB floor under the old generation's limit (src/bin/node-flags.ts),
+  // so V8 runs no full collection of its own below it: what a busy spell left there is garbage
+  // the next quiet moment can give back
+  oldGrowthBytes: 8 * 1024 * 1024,
   // 30 s: traffic that pauses for less keeps its young generation (see below)
   quietLooks: 6,
   maxBackoffMs: 10 * 60_000,
@@ -58,6 +70,8 @@ export interface YoungGeneration {
   size: number;
   /** Bytes allocated in it since the last scavenge. */
   used: number;
+  /** Bytes in use in the old space (live objects and garbage not yet collected). */
+  old: number;
 }
 
 export interface HeapTrimDeps {
@@ -74,6 +88,8 @@ export class HeapTrimPolicy {
   private last?: YoungGeneration;
   private failures = 0;
   private quiet = 0;
+  /** Old space in use after the last collection this asked for (0: none yet). */
+  private oldAfterCollection = 0;
 
   constructor(
     private readonly deps: HeapTrimDeps,
@@ -85,21 +101,22 @@ export class HeapTrimPolicy {
     const now = this.deps.young();
     const prev = this.last;
     this.last = now;
-    if (now.size <= this.o.minBytes) {
-      this.failures = 0;
-      this.quiet = 0;
-      return 0;
-    }
-    // used fell: a scavenge ran since the last look, so the gateway allocates; not idle
+    // used fell: a scavenge ran since the last look, so the process allocates; not idle
     if (!prev || now.used < prev.used || now.used - prev.used > this.o.idleBytes) {
       this.quiet = 0;
       return 0;
     }
-    if (++this.quiet < this.o.quietLooks) return 0;
+    const youngLarge = now.size > this.o.minBytes;
+    const oldGrew = now.old - this.oldAfterCollection > this.o.oldGrowthBytes;
+    if (!youngLarge) this.failures = 0;
+    this.quiet++;
+    if (!youngLarge && !oldGrew) return 0;
+    if (this.quiet < this.o.quietLooks) return 0;
     this.deps.collect();
     const after = this.deps.young();
     this.last = after;
-    if (after.size < now.size) {
+    this.oldAfterCollection = after.old;
+    if (!youngLarge || after.size < now.size) {
       this.failures = 0;
       this.quiet = 0;
       return 0;
@@ -113,10 +130,12 @@ export class HeapTrimPolicy {
   }
 }
 
-/** V8's young generation as `v8.getHeapSpaceStatistics()` reports it. */
+/** V8's young generation and old space as `v8.getHeapSpaceStatistics()` reports them. */
 function youngGeneration(): YoungGeneration {
-  const s = v8.getHeapSpaceStatistics().find((x) => x.space_name === 'new_space');
-  return { size: s?.space_size ?? 0, used: s?.space_used_size ?? 0 };
+  const spaces = v8.getHeapSpaceStatistics();
+  const s = spaces.find((x) => x.space_name === 'new_space');
+  const old = spaces.find((x) => x.space_name === 'old_space');
+  return { size: s?.space_size ?? 0, used: s?.space_used_size ?? 0, old: old?.space_used_size ?? 0 };
 }
 
 /**
