@@ -58,8 +58,12 @@ function assertFlat(
     m.peak - base < 96 * 2 ** 20,
     `the gateway grew by ${MiB(m.peak - base)} while 1 GiB went through`,
   );
+  // The binary keeps V8 from collecting its old space below 64 MiB (src/bin/node-flags.ts): what
+  // a transfer promotes there (about 17 MiB of it is live in an idle gateway) may pile up for the
+  // first tens of MiB before the first mark-compact, in either half. Growth beyond that is
+  // buffering.
   assert.ok(
-    m.secondHalf - m.firstHalf < 16 * 2 ** 20,
+    m.secondHalf - m.firstHalf < 48 * 2 ** 20,
     `memory kept growing: ${MiB(m.firstHalf)} then ${MiB(m.secondHalf)}`,
   );
 }
