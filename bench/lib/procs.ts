@@ -7,7 +7,6 @@ import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, 
 import net from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { nodeFlagsOf } from '../../src/bin/node-flags.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const BIN = join(ROOT, 'dist/bin/tether.js');
@@ -152,13 +151,8 @@ export function runOut(cmd: string, args: string[], input?: string, timeoutMs = 
   });
 }
 
-// Free ports and lease ranges: the same helpers the tests use.
-export { freePort, freePortRange } from '../../test/helpers/util.js';
-
-/** The node flags a `tether` build runs under (its shebang line): start it as `[...binFlags(bin), bin]`. */
-export function binFlags(bin = BIN): string[] {
-  return nodeFlagsOf(bin);
-}
+// Free ports, lease ranges and the binary's node flags: the same helpers the tests use.
+export { binFlags, freePort, freePortRange } from '../../test/helpers/util.js';
 
 export async function waitPort(port: number, host = '127.0.0.1', timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -8,11 +8,9 @@ import { nodeFlagsOf } from '../../src/bin/node-flags.js';
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const BIN = join(ROOT, 'dist/bin/tether.js');
 
-let binFlagsRead: string[] | undefined;
-/** The node flags the built binary runs under (its shebang line): spawn it as `[...binFlags(), BIN]`. */
-export function binFlags(): string[] {
-  binFlagsRead ??= nodeFlagsOf(BIN);
-  return binFlagsRead;
+/** The node flags a `tether` build runs under (its shebang line): spawn it as `[...binFlags(bin), bin]`. */
+export function binFlags(bin = BIN): string[] {
+  return nodeFlagsOf(bin);
 }
 
 /** A temp dir removed at process exit. */
