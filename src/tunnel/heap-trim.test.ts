@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { exposedGc, HEAP_TRIM_DEFAULTS, HeapTrimPolicy, type YoungGeneration } from './heap-trim.js';
+import { exposedGc, HEAP_TRIM_DEFAULTS, type HeapLook, HeapTrimPolicy } from './heap-trim.js';
 
 const MiB = 1024 * 1024;
 
@@ -8,12 +8,12 @@ const MiB = 1024 * 1024;
  * A young generation the test moves by hand; `collect` shrinks it when `shrinks` says so, and
  * leaves `live` bytes in the old space.
  */
-function fakeHeap(start: Omit<YoungGeneration, 'old'> & { old?: number }) {
+function fakeHeap(start: Omit<HeapLook, 'old'> & { old?: number }) {
   const h = { now: { old: 0, ...start }, collections: 0, shrinks: true, live: start.old ?? 0 };
   return {
     h,
     deps: {
-      young: () => ({ ...h.now }),
+      look: () => ({ ...h.now }),
       collect: () => {
         h.collections++;
         h.now.used = 0;

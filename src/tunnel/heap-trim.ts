@@ -64,8 +64,8 @@ export const HEAP_TRIM_DEFAULTS: HeapTrimOptions = {
 /** Collections that did not shrink it, retried at the next interval before backing off. */
 const FREE_RETRIES = 3;
 
-/** What the trim sees of the young generation. */
-export interface YoungGeneration {
+/** What the trim sees of the heap at each look: the young generation and the old space. */
+export interface HeapLook {
   /** Capacity of the young generation (V8's `new_space` space_size). */
   size: number;
   /** Bytes allocated in it since the last scavenge. */
@@ -75,7 +75,7 @@ export interface YoungGeneration {
 }
 
 export interface HeapTrimDeps {
-  young(): YoungGeneration;
+  look(): HeapLook;
   /** A full garbage collection. */
   collect(): void;
 }
@@ -85,7 +85,7 @@ export interface HeapTrimDeps {
  * intervals to skip before the next check.
  */
 export class HeapTrimPolicy {
-  private last?: YoungGeneration;
+  private last?: HeapLook;
   private failures = 0;
   private quiet = 0;
   /** Old space in use after the last collection this asked for (0: none yet). */
@@ -98,7 +98,7 @@ export class HeapTrimPolicy {
 
   /** Returns how many intervals to wait before the next check (0 = the next one). */
   check(): number {
-    const now = this.deps.young();
+    const now = this.deps.look();
     const prev = this.last;
     this.last = now;
     // used fell: a scavenge ran since the last look, so the process allocates; not idle
@@ -113,7 +113,7 @@ export class HeapTrimPolicy {
     if (!youngLarge && !oldGrew) return 0;
     if (this.quiet < this.o.quietLooks) return 0;
     this.deps.collect();
-    const after = this.deps.young();
+    const after = this.deps.look();
     this.last = after;
     this.oldAfterCollection = after.old;
     if (!youngLarge || after.size < now.size) {
@@ -131,7 +131,7 @@ export class HeapTrimPolicy {
 }
 
 /** V8's young generation and old space as `v8.getHeapSpaceStatistics()` reports them. */
-function youngGeneration(): YoungGeneration {
+function heapLook(): HeapLook {
   const spaces = v8.getHeapSpaceStatistics();
   const s = spaces.find((x) => x.space_name === 'new_space');
   const old = spaces.find((x) => x.space_name === 'old_space');
@@ -153,7 +153,7 @@ export function exposedGc(): (() => void) | undefined {
 export function startHeapTrim(o: HeapTrimOptions = HEAP_TRIM_DEFAULTS): () => void {
   const policy = new HeapTrimPolicy(
     {
-      young: youngGeneration,
+      look: heapLook,
       // a fresh context each time (rare): a kept one would stay in the heap for good
       collect: () => exposedGc()?.(),
     },
