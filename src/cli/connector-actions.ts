@@ -130,6 +130,7 @@ repositories:
 # keepalive_count_max: 3
 # reconnect: { min_delay: 500ms, max_delay: 30s }
 # dial_timeout: 10s
+# drain_timeout: 5s                  # a stop lets carried connections finish this long (0: cut at once)
 # log_level: info
 # metrics_listen: 127.0.0.1:9464    # Prometheus metrics at http://127.0.0.1:9464/metrics (off by default)
 # For tls:// and wss:// (docs/transports.md):

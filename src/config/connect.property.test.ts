@@ -270,6 +270,7 @@ describe('connect.yaml loader (properties)', () => {
               'keepalive_count_max',
               'reconnect',
               'dial_timeout',
+              'drain_timeout',
               'log_level',
             ].includes(key),
           );

@@ -96,6 +96,25 @@ describe('connect.yaml', () => {
     assert.equal(cfg.dialTimeout, 3000);
   });
 
+  test('drain_timeout: 5 s unless set, 0 allowed, at most an hour, a duration', () => {
+    assert.equal(load('gateway: g\nssh_key: k\n').drainTimeout, 5000);
+    assert.equal(load('gateway: g\nssh_key: k\ndrain_timeout: 0\n').drainTimeout, 0);
+    assert.equal(load('gateway: g\nssh_key: k\ndrain_timeout: 2m\n').drainTimeout, 120_000);
+    assert.equal(load('gateway: g\nssh_key: k\ndrain_timeout: 1h\n').drainTimeout, 3_600_000);
+    assert.match(
+      refused('gateway: g\nssh_key: k\ndrain_timeout: 2h\n'),
+      /drain_timeout: at most 1 hour \(use e\.g\. "5s", "2m", or 0 to cut open connections at once\)/,
+    );
+    assert.match(
+      refused('gateway: g\nssh_key: k\ndrain_timeout: soon\n'),
+      /drain_timeout: "soon" is not a duration \(use e\.g\. "500ms", "60s", "8h"\)/,
+    );
+    assert.match(
+      refused('gateway: g\nssh_key: k\ndrain_timeout: -5s\n'),
+      /drain_timeout: "-5s" is not a duration/,
+    );
+  });
+
   test('TETHER_STATE_DIR is used when the file names no state_dir', () => {
     assert.equal(load('gateway: g\nssh_key: k\n', { TETHER_STATE_DIR: '/var/lib/x' }).stateDir, '/var/lib/x');
   });

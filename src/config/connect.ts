@@ -20,7 +20,7 @@ import {
   zodProblems,
 } from './load.js';
 import { type ManagedPolicy, managedText, parseManagedPolicy } from './managed-policy.js';
-import { duration } from './schema-helpers.js';
+import { duration, MAX_DRAIN_TIMEOUT } from './schema-helpers.js';
 import { destinationOf } from './uri.js';
 import { DEFAULT_MAX_WINDOW, windowSize } from './window-size.js';
 
@@ -28,6 +28,11 @@ export type { HealthCheckConfig, RepositoryConfig } from './connect-repositories
 
 export const DEFAULT_GATEWAY_PORT = 2222;
 export const STATE_DIR_NAME = '.tether-connector';
+/**
+ * `drain_timeout` unless set: long enough for requests in flight to finish, short enough that
+ * `docker stop` (10 s before it kills) sees the connector exit by itself.
+ */
+export const DEFAULT_DRAIN_TIMEOUT = 5_000;
 const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}=?$/;
 
 /** How the SSH session reaches the gateway: plain TCP, TLS, or a WebSocket over HTTPS. */
@@ -243,6 +248,15 @@ export const connectSchema = z.strictObject({
     .default({ min_delay: 500, max_delay: 30_000 }),
   /** How long the connector waits for a destination to accept a connection. */
   dial_timeout: duration.default(10_000),
+  /**
+   * A stop (SIGTERM/SIGINT, `tether connector stop`): how long the connections it carries may
+   * take to finish once its forwards are cancelled; what is still open then is cut. 0 = at once.
+   */
+  drain_timeout: duration
+    .refine((ms) => ms <= MAX_DRAIN_TIMEOUT, {
+      message: 'at most 1 hour (use e.g. "5s", "2m", or 0 to cut open connections at once)',
+    })
+    .default(DEFAULT_DRAIN_TIMEOUT),
   /** Health check for every repository without its own (see parseHealthCheck). */
   health_check: z.unknown().optional(),
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
@@ -286,6 +300,8 @@ export interface ConnectConfig {
   maxWindow: number;
   reconnect: { minDelay: number; maxDelay: number };
   dialTimeout: number;
+  /** `drain_timeout`, ms: how long a stop lets carried connections finish. */
+  drainTimeout: number;
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
   /** `metrics_listen`: where GET /metrics is served; undefined = no metrics endpoint. */
   metricsListen: { host: string; port: number } | undefined;
@@ -401,6 +417,7 @@ export function connectConfigFrom(
     maxWindow: cfg.max_window,
     reconnect: { minDelay: cfg.reconnect.min_delay, maxDelay: cfg.reconnect.max_delay },
     dialTimeout: cfg.dial_timeout,
+    drainTimeout: cfg.drain_timeout,
     logLevel: cfg.log_level,
     metricsListen: cfg.metrics_listen,
     managed,
@@ -437,6 +454,7 @@ export function redactedConfig(cfg: ConnectConfig): Record<string, unknown> {
     max_window: cfg.maxWindow,
     reconnect: { min_delay: `${cfg.reconnect.minDelay}ms`, max_delay: `${cfg.reconnect.maxDelay}ms` },
     dial_timeout: `${cfg.dialTimeout}ms`,
+    drain_timeout: `${cfg.drainTimeout}ms`,
     log_level: cfg.logLevel,
     metrics_listen: cfg.metricsListen ? destinationOf(cfg.metricsListen) : null,
     managed: cfg.managed ? managedText(cfg.managed) : 'off',

@@ -7,7 +7,7 @@ import { adminOidcProblems, adminOidcSchema } from './admin-oidc.js';
 import { httpProxySchema } from './http-proxy.js';
 import { deepFreeze, expandTopLevel, readYamlFile, validate } from './load.js';
 import { proxyHeaderSchema, proxyProtocolFields, proxyProtocolProblems } from './proxy-protocol.js';
-import { duration, listenAddr, portRange, tlsFiles } from './schema-helpers.js';
+import { duration, listenAddr, MAX_DRAIN_TIMEOUT, portRange, tlsFiles } from './schema-helpers.js';
 import { algorithmsSchema, copyAlgorithms, DEFAULT_ALGORITHMS } from './ssh-algorithms.js';
 import { sshProxySchema } from './ssh-proxy.js';
 import { DEFAULT_MAX_WINDOW, windowSize } from './window-size.js';
@@ -21,8 +21,7 @@ export const MAX_WORKERS = 64;
 
 const WORKERS_HINT = `use a whole number from 1 to ${MAX_WORKERS}, or "auto" (one per CPU)`;
 
-/** Longest `drain_timeout` accepted: a service manager waits this long for a stop. */
-export const MAX_DRAIN_TIMEOUT = 3_600_000;
+export { MAX_DRAIN_TIMEOUT };
 
 export const gatewaySchema = z.strictObject({
   data_dir: z.string().min(1).default('./.tether'),

@@ -30,6 +30,9 @@ export const duration = z.union([z.string(), z.number()]).transform((v, ctx) => 
   return ms;
 });
 
+/** Longest `drain_timeout` accepted (gateway and connector): a service manager waits this long for a stop. */
+export const MAX_DRAIN_TIMEOUT = 3_600_000;
+
 export const portRange = z.string().transform((s, ctx) => {
   const m = /^(\d{1,5})-(\d{1,5})$/.exec(s.trim());
   const lo = m ? Number(m[1]) : Number.NaN;

@@ -155,12 +155,16 @@ export async function startDaemon(opts: StartOptions): Promise<ConnectorStatus> 
   );
 }
 
-/** Stops the running connector; resolves with its pid, or undefined when none was running. */
+/**
+ * Stops the running connector; resolves with its pid, or undefined when none was running. It
+ * waits `timeoutMs` beyond the connector's `drain_timeout` (which the connector reports).
+ */
 export async function stopDaemon(stateDir: string, timeoutMs = 15_000): Promise<number | undefined> {
   let pid: number | undefined;
   try {
-    const st = (await controlRequest(stateDir, 'stop', 5000)) as { pid: number };
+    const st = (await controlRequest(stateDir, 'stop', 5000)) as { pid: number; drainMs?: number };
     pid = st.pid;
+    if (typeof st.drainMs === 'number' && st.drainMs > 0) timeoutMs += st.drainMs;
   } catch (e) {
     if (!(e instanceof TetherError) || e.code !== 'CONNECTOR_NOT_RUNNING') throw e;
     pid = readPid(stateDir);

@@ -104,9 +104,13 @@ export async function runConnector(opts: RunOptions): Promise<RunResult> {
   });
   let stopping = false;
   const stop = async (result: RunResult) => {
-    if (stopping) return;
+    if (stopping) {
+      // stopped again while draining: cut the connections now
+      void connector.stop();
+      return;
+    }
     stopping = true;
-    await connector.stop();
+    await connector.stop(result.error ? 0 : connector.config.drainTimeout);
     await served?.metrics.close();
     await closeControl(server, cfg.stateDir);
     removePidFile(cfg.stateDir);
@@ -140,7 +144,8 @@ export async function runConnector(opts: RunOptions): Promise<RunResult> {
         return { ms: await connector.ping(), gateway: connector.status().gateway };
       case 'stop':
         setImmediate(() => void stop({}));
-        return { pid: process.pid };
+        // the stopping side waits this long for open connections to finish (drain_timeout)
+        return { pid: process.pid, drainMs: stopping ? 0 : connector.config.drainTimeout };
       default:
         throw new TetherError('BAD_REQUEST', `unknown command ${JSON.stringify(cmd)}`, { status: 400 });
     }

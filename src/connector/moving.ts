@@ -4,7 +4,8 @@
  * keeps carrying the connections it has, its forwards are cancelled one by one as the new
  * session takes them over, and it is closed once it carries neither forwards nor connections.
  * The gateway ends it anyway at its `drain_timeout`. `DrainMove` is what the supervisor
- * (./supervisor.ts) calls; `MovingSessions` tracks the sessions being left.
+ * (./supervisor.ts) calls; `MovingSessions` tracks the sessions being left, and counts the
+ * connections of every session, which the connector's own draining stop waits for.
  */
 
 import type { Clock } from '../core/clock.js';
@@ -36,6 +37,8 @@ export class MovingSessions {
   private readonly leaving = new Map<LeavingSession, Leaving>();
   /** Connections per session (every session, so a leaving one knows its count). */
   private readonly counts = new Map<LeavingSession, number>();
+  /** Waiting for the last connection of every session to end (a draining stop). */
+  private idle: Array<() => void> = [];
 
   constructor(private readonly log: Logger) {}
 
@@ -75,6 +78,7 @@ export class MovingSessions {
     const n = (this.counts.get(s) ?? 1) - 1;
     if (n > 0) this.counts.set(s, n);
     else this.counts.delete(s);
+    this.wakeIfIdle();
     const l = this.leaving.get(s);
     if (!l) return;
     l.connections--;
@@ -84,13 +88,45 @@ export class MovingSessions {
   /** The session closed (the gateway ended it, or we did): forget it. True when it was being left. */
   closed(s: LeavingSession): boolean {
     this.counts.delete(s);
+    this.wakeIfIdle();
     return this.leaving.delete(s);
+  }
+
+  /** Connections carried now, on every session. */
+  get open(): number {
+    let n = 0;
+    for (const c of this.counts.values()) n += c;
+    return n;
+  }
+
+  /** Resolves once no session carries a connection. */
+  whenIdle(): Promise<void> {
+    if (this.counts.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
+  }
+
+  /** Cancels the forwards the sessions being left still hold (the connector stops). */
+  cancelForwards(): void {
+    for (const [s, l] of this.leaving) {
+      for (const [label, port] of l.forwards) {
+        if (s.isOpen) s.unforward(label, port).catch(() => {});
+      }
+      l.forwards.clear();
+      this.closeIfDone(s);
+    }
   }
 
   /** Closes every session being left (the connector stops). */
   closeAll(): void {
     for (const s of [...this.leaving.keys()]) s.close();
     this.leaving.clear();
+  }
+
+  private wakeIfIdle(): void {
+    if (this.counts.size > 0 || this.idle.length === 0) return;
+    const waiting = this.idle;
+    this.idle = [];
+    for (const w of waiting) w();
   }
 
   private closeIfDone(s: LeavingSession): void {
@@ -213,6 +249,21 @@ export class DrainMove {
 
   connectionClosed(s: LeavingSession): void {
     this.sessions.connectionClosed(s);
+  }
+
+  /** Connections carried now, on the current session and those being left. */
+  get openConnections(): number {
+    return this.sessions.open;
+  }
+
+  /** Resolves once no session carries a connection. */
+  whenIdle(): Promise<void> {
+    return this.sessions.whenIdle();
+  }
+
+  /** The connector drains before it stops: the sessions being left cancel what they still forward. */
+  cancelForwards(): void {
+    this.sessions.cancelForwards();
   }
 
   /** The connector stops: every session being left is closed. */

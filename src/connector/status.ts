@@ -35,7 +35,8 @@ export interface RepoStatus {
 export interface ConnectorStatus {
   pid: number;
   config: string;
-  state: 'connecting' | 'connected' | 'disconnected' | 'stopped' | 'failed';
+  /** `draining`: stopping, forwards cancelled, carried connections finishing (`drain_timeout`). */
+  state: 'connecting' | 'connected' | 'disconnected' | 'draining' | 'stopped' | 'failed';
   connected: boolean;
   gateway: string;
   /** ssh, tls or wss. */

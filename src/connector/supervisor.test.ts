@@ -24,12 +24,16 @@ class FakeSession extends EventEmitter {
   welcome = { type: 'welcome' as const, tenant: 'acme', quota: 2, gateway: 'test' };
   isOpen = true;
   refuse = new Map<string, string>();
+  /** Labels whose forward is answered only when the test calls `held.get(label)(port)`. */
+  hold = new Set<string>();
+  held = new Map<string, (port: number) => void>();
   private port = 30_000;
   send(m: ConnectorMessage): void {
     this.sent.push(m);
   }
   forward(label: string): Promise<number> {
     this.forwards.push(label);
+    if (this.hold.has(label)) return new Promise((resolve) => this.held.set(label, resolve));
     const why = this.refuse.get(label);
     return why ? Promise.reject(new TetherError('TENANT_QUOTA_EXCEEDED', why)) : Promise.resolve(this.port++);
   }
@@ -50,6 +54,26 @@ class FakeSession extends EventEmitter {
 
 const tick = () => new Promise((r) => setImmediate(r));
 
+/** The gateway sends `session` a connection for g/a (lease 30000) whose channel is `channel`. */
+function connectionFor(session: EventEmitter, channel: Duplex): void {
+  session.emit('connection', {
+    label: 'g/a',
+    port: 30_000,
+    info: { srcIP: '127.0.0.1', srcPort: 1, destIP: 'g/a', destPort: 30_000 },
+    accept: () => channel as never,
+    reject: () => assert.fail('must not reject'),
+  });
+}
+
+/** A stream that takes what is written and never answers: a destination or a channel. */
+const sink = () =>
+  new Duplex({
+    read() {},
+    write(_chunk: Buffer, _enc, cb) {
+      cb();
+    },
+  });
+
 describe('Connector (supervisor)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'tether-sup-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
@@ -67,12 +91,18 @@ describe('Connector (supervisor)', () => {
 
   function build(
     cfg: ConnectConfig,
-    opts: { dial?: (h: string, p: number) => Promise<Socket>; refuse?: Map<string, string> } = {},
+    opts: {
+      dial?: (h: string, p: number) => Promise<Socket>;
+      refuse?: Map<string, string>;
+      hold?: string[];
+    } = {},
   ) {
     const clock = new FakeClock(1_000_000);
     const sessions: FakeSession[] = [];
     const opened: TunnelClientOptions[] = [];
     let failNext: Error | undefined;
+    /** Labels whose forward the next sessions hold (see FakeSession.hold). */
+    const holdFor = { labels: opts.hold ?? [] };
     const c = new Connector({
       config: cfg,
       logger: silentLogger(),
@@ -88,12 +118,13 @@ describe('Connector (supervisor)', () => {
         }
         const s = new FakeSession();
         if (opts.refuse) s.refuse = opts.refuse;
+        s.hold = new Set(holdFor.labels);
         sessions.push(s);
         return s as unknown as TunnelSession;
       },
       dial: opts.dial ?? (() => Promise.reject(new Error('connection refused'))),
     });
-    return { c, clock, sessions, opened, failOnce: (e: Error) => (failNext = e) };
+    return { c, clock, sessions, opened, holdFor, failOnce: (e: Error) => (failNext = e) };
   }
 
   test('connects as the tenant and forwards every repository, metadata first', async () => {
@@ -217,13 +248,6 @@ describe('Connector (supervisor)', () => {
   });
 
   test("the gateway's reconnect (a drain): a new session at once, forwards moved, the old session left once its connection ended", async () => {
-    const sink = () =>
-      new Duplex({
-        read() {},
-        write(_chunk: Buffer, _enc, cb) {
-          cb();
-        },
-      });
     const dest = sink();
     const { c, sessions } = build(config({ a: 'tcp://db:5432', b: 'tcp://db:5433' }), {
       dial: () => Promise.resolve(dest as unknown as Socket),
@@ -232,13 +256,7 @@ describe('Connector (supervisor)', () => {
     await tick();
     const old = sessions[0]!;
     const channel = sink();
-    old.emit('connection', {
-      label: 'g/a',
-      port: 30_000,
-      info: { srcIP: '127.0.0.1', srcPort: 1, destIP: 'g/a', destPort: 30_000 },
-      accept: () => channel as never,
-      reject: () => assert.fail('must not reject'),
-    });
+    connectionFor(old, channel);
     await tick();
     assert.equal(c.status().repositories[0]!.connections, 1);
     old.emit('message', { type: 'reconnect', reason: 'the gateway is shutting down (drain): reconnect now' });
@@ -372,5 +390,143 @@ describe('Connector (supervisor)', () => {
     assert.equal(a.totalConnections, 1);
     assert.ok(a.bytesIn >= 3);
     await c.stop();
+  });
+  /** Builds a connector serving g/a and g/b whose destination accepts; `carry()` opens a connection on session 0. */
+  async function carrying(o: { hold?: string[] } = {}) {
+    const dests: Duplex[] = [];
+    const b = build(config({ a: 'tcp://db:5432', b: 'tcp://db:5433' }), {
+      hold: o.hold,
+      dial: () => {
+        const d = sink();
+        dests.push(d);
+        return Promise.resolve(d as unknown as Socket);
+      },
+    });
+    b.c.start();
+    await tick();
+    const carry = async () => {
+      const channel = sink();
+      connectionFor(b.sessions[0]!, channel);
+      await tick();
+      return channel;
+    };
+    return { ...b, carry, dests };
+  }
+
+  test('a draining stop cancels every forward, lets the open connections finish, then closes the session', async () => {
+    const { c, sessions, carry, dests } = await carrying();
+    const one = await carry();
+    const two = await carry();
+    assert.equal(c.status().repositories[0]!.connections, 2);
+    let result: unknown;
+    const stopped = c.stop(5_000).then((r) => {
+      result = r;
+    });
+    await tick();
+    const s = sessions[0]!;
+    assert.deepEqual(s.unforwards, [
+      ['g/a', 30_000],
+      ['g/b', 30_001],
+    ]);
+    assert.equal(c.status().state, 'draining');
+    assert.equal(s.isOpen, true, 'the session carries the open connections meanwhile');
+    one.destroy();
+    await tick();
+    await tick();
+    assert.equal(s.isOpen, true, 'one connection is still open');
+    assert.equal(result, undefined);
+    two.destroy();
+    for (const d of dests) d.destroy();
+    await stopped;
+    assert.equal(s.isOpen, false, 'closed once the last connection ended');
+    assert.deepEqual(result, { drained: true, cut: 0, durationMs: 0 });
+    assert.equal(c.status().state, 'stopped');
+    assert.equal(sessions.length, 1, 'no reconnect while or after stopping');
+  });
+
+  test('a draining stop cuts what is still open at drain_timeout; a second stop cuts at once', async () => {
+    const late = await carrying();
+    const held = await late.carry();
+    let result: unknown;
+    const stopped = late.c.stop(5_000).then((r) => {
+      result = r;
+    });
+    await tick();
+    late.clock.advance(4_999);
+    await tick();
+    assert.equal(result, undefined, 'still draining before drain_timeout');
+    assert.equal(late.sessions[0]!.isOpen, true);
+    late.clock.advance(1);
+    await stopped;
+    assert.deepEqual(result, { drained: true, cut: 1, durationMs: 5_000 });
+    assert.equal(late.sessions[0]!.isOpen, false, 'the session (and with it the connection) is closed');
+    held.destroy();
+
+    const impatient = await carrying();
+    await impatient.carry();
+    const first = impatient.c.stop(60_000);
+    await tick();
+    impatient.clock.advance(1_000);
+    const second = await impatient.c.stop(60_000);
+    assert.deepEqual(second, { drained: true, cut: 1, durationMs: 1_000 });
+    assert.deepEqual(await first, second, 'both stops resolve with the same outcome');
+    assert.equal(impatient.sessions[0]!.isOpen, false);
+    assert.equal(impatient.clock.pending, 0, 'no drain timer left behind');
+  });
+
+  test('a stop without connections, or with drain_timeout 0, closes at once without cancelling forwards', async () => {
+    const idle = await carrying();
+    assert.deepEqual(await idle.c.stop(5_000), { drained: false, cut: 0, durationMs: 0 });
+    assert.equal(idle.sessions[0]!.isOpen, false);
+    assert.deepEqual(idle.sessions[0]!.unforwards, []);
+    const busy = await carrying();
+    await busy.carry();
+    assert.deepEqual(await busy.c.stop(0), { drained: false, cut: 1, durationMs: 0 });
+    assert.equal(busy.sessions[0]!.isOpen, false);
+  });
+
+  test('a forward granted while the connector drains is cancelled at once', async () => {
+    const { c, sessions, carry } = await carrying({ hold: ['g/b'] });
+    await carry();
+    const s = sessions[0]!;
+    const stopped = c.stop(5_000);
+    await tick();
+    assert.deepEqual(s.unforwards, [['g/a', 30_000]], 'g/b is not granted yet');
+    s.held.get('g/b')!(30_007);
+    await tick();
+    assert.deepEqual(s.unforwards, [
+      ['g/a', 30_000],
+      ['g/b', 30_007],
+    ]);
+    assert.equal(c.status().repositories[1]!.state, 'pending', 'not counted as served');
+    await c.stop();
+    await stopped;
+  });
+
+  test('a draining stop during a move cancels what the session being left still forwards', async () => {
+    const { c, sessions, carry, holdFor } = await carrying();
+    const channel = await carry();
+    const old = sessions[0]!;
+    holdFor.labels = ['g/a', 'g/b']; // the new session gets no forward before the stop
+    old.emit('message', { type: 'reconnect', reason: 'drain' });
+    await tick();
+    await tick();
+    assert.equal(sessions.length, 2);
+    assert.deepEqual(old.unforwards, [], 'nothing moved yet');
+    const stopped = c.stop(5_000);
+    await tick();
+    assert.deepEqual(old.unforwards, [
+      ['g/a', 30_000],
+      ['g/b', 30_001],
+    ]);
+    assert.equal(old.isOpen, true, 'it still carries the connection');
+    sessions[1]!.held.get('g/a')!(31_000);
+    await tick();
+    assert.deepEqual(sessions[1]!.unforwards, [['g/a', 31_000]], 'granted while stopping: cancelled');
+    channel.destroy();
+    const r = await stopped;
+    assert.equal(r.cut, 0);
+    assert.equal(old.isOpen, false);
+    assert.equal(sessions[1]!.isOpen, false);
   });
 });

@@ -57,6 +57,15 @@ export interface ConnectorDeps {
 
 export type { ReloadResult } from './reload-plan.js';
 
+/** What a stop did with the connections the connector carried. */
+export interface StopResult {
+  /** Whether it drained first (connections were open and `drainMs` > 0). */
+  drained: boolean;
+  /** Connections cut: open when the stop began (no drain) or still open at its end. */
+  cut: number;
+  durationMs: number;
+}
+
 interface ConnectorEvents {
   /** The connector cannot go on (host key mismatch): `run` exits non-zero. */
   fatal: [err: TetherError];
@@ -88,6 +97,10 @@ export class Connector extends EventEmitter<ConnectorEvents> {
   private readonly managed: ManagedRepos;
   /** Moving away from a draining gateway (./moving.ts): the sessions being left. */
   private readonly move: DrainMove;
+  /** Set by stop(): what it will resolve with. */
+  private stopping: Promise<StopResult> | undefined;
+  /** Ends a draining stop's wait early (a second stop). */
+  private endDrain: (() => void) | undefined;
 
   constructor(private readonly deps: ConnectorDeps) {
     super();
@@ -219,17 +232,73 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     void this.connect();
   }
 
-  /** Closes the session and every connection. */
-  async stop(): Promise<void> {
+  /**
+   * Stops: closes the session and every connection. With `drainMs` > 0 and connections open, it
+   * drains first: every forward is cancelled, so the gateway sends no new connection here (another
+   * connector serving a repository takes its callers), and the connections carried get up to
+   * `drainMs` to finish. Called again while draining, it cuts them at once.
+   */
+  stop(drainMs = 0): Promise<StopResult> {
+    if (this.stopping) {
+      this.endDrain?.();
+      return this.stopping;
+    }
     this.stopped = true;
-    this.state = 'stopped';
     this.backoff.cancel();
     this.health.stop();
     for (const r of this.repos.values()) this.reach.stopProbe(r);
+    const open = this.move.openConnections;
+    const close = (r: StopResult): StopResult => {
+      this.state = 'stopped';
+      const s = this.session;
+      this.session = undefined;
+      s?.close();
+      this.move.closeAll();
+      return r;
+    };
+    this.stopping =
+      drainMs > 0 && open > 0
+        ? this.drain(drainMs, open).then(close)
+        : Promise.resolve(close({ drained: false, cut: open, durationMs: 0 }));
+    return this.stopping;
+  }
+
+  /** The first half of a draining stop: forwards cancelled, then wait for the connections. */
+  private async drain(drainMs: number, open: number): Promise<StopResult> {
+    const t0 = this.clock.now();
+    this.state = 'draining';
     const s = this.session;
-    this.session = undefined;
-    s?.close();
-    this.move.closeAll();
+    for (const r of this.repos.values()) {
+      if (!s || r.leasedOn !== s || r.leasePort === null || !s.isOpen) continue;
+      s.unforward(r.cfg.label, r.leasePort).catch((e: Error) =>
+        this.log.debug({ label: r.cfg.label, err: e.message }, 'could not cancel a forward'),
+      );
+    }
+    this.move.cancelForwards();
+    this.log.info(
+      { event: 'connector.draining', connections: open, drain_timeout_ms: drainMs },
+      `stopping: forwards cancelled, letting ${open} open connection(s) finish within ${drainMs} ms (stop again to cut them now)`,
+    );
+    let timer: unknown;
+    await new Promise<void>((resolve) => {
+      this.endDrain = resolve;
+      timer = this.clock.setTimeout(resolve, drainMs);
+      void this.move.whenIdle().then(resolve);
+    });
+    this.clock.clearTimeout(timer);
+    this.endDrain = undefined;
+    const cut = this.move.openConnections;
+    const durationMs = this.clock.now() - t0;
+    const fields = { event: 'connector.drained', connections: open, cut, duration_ms: durationMs };
+    if (cut > 0) {
+      this.log.warn(
+        fields,
+        `cutting ${cut} connection(s) still open after ${durationMs} ms of ${drainMs} ms`,
+      );
+    } else {
+      this.log.info(fields, `drained in ${durationMs} ms: every open connection finished`);
+    }
+    return { drained: true, cut, durationMs };
   }
 
   private async connect(): Promise<void> {
@@ -358,6 +427,11 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     }
     s.forward(r.cfg.label).then(
       (port) => {
+        if (this.stopped) {
+          // granted while the connector drains: no new connection may come here
+          if (s.isOpen) s.unforward(r.cfg.label, port).catch(() => {});
+          return;
+        }
         if (this.repos.get(r.cfg.label) !== r || r.gen !== gen || this.session !== s) {
           // removed or superseded while we waited
           if (this.repos.get(r.cfg.label) !== r && s.isOpen) s.unforward(r.cfg.label, port).catch(() => {});

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { DEFAULT_DRAIN_TIMEOUT } from '../../src/config/connect.js';
 import { BIN, ROOT, run, tempDir } from '../helpers/util.js';
 
 const analyze = await run('systemd-analyze', ['--version']).catch(() => undefined);
@@ -53,5 +54,11 @@ describe('systemd units', { skip: available ? false : 'systemd-analyze is not in
     const text = readFileSync(join(ROOT, 'deploy/systemd/tether-gateway.service'), 'utf8');
     const stop = Number(/^TimeoutStopSec=(\d+)$/m.exec(text)?.[1]);
     assert.ok(stop > 30, `TimeoutStopSec=${stop}`);
+  });
+
+  test('tether-connector.service: TimeoutStopSec outlasts the default drain_timeout (5 s)', () => {
+    const text = readFileSync(join(ROOT, 'deploy/systemd/tether-connector.service'), 'utf8');
+    const stop = Number(/^TimeoutStopSec=(\d+)$/m.exec(text)?.[1]);
+    assert.ok(stop * 1000 > DEFAULT_DRAIN_TIMEOUT, `TimeoutStopSec=${stop}`);
   });
 });

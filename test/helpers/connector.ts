@@ -61,6 +61,8 @@ export function connectYaml(o: ConnectorOptions): Record<string, unknown> {
     ssh_key: o.keyFile,
     keepalive_interval: '2s',
     keepalive_count_max: 3,
+    // stopped at once, as a test expects (a test of the drain sets its own)
+    drain_timeout: 0,
     ...(o.config ?? {}),
     repositories: o.repositories ?? {},
   };
