@@ -55,6 +55,12 @@ export interface OpenedConnection {
   endpoint: ForwardEndpoint;
   /** Call once when the connection ends, with the bytes moved each way. */
   close(bytesIn: number, bytesOut: number): void;
+  /**
+   * Whether its connector still serves the forward here (its forward not cancelled, as a
+   * connector that stops or moves does, nor withdrawn). A connection kept for more requests is
+   * not used again once this is false. Absent for one relayed to another member or worker.
+   */
+  stillServed?(): boolean;
 }
 
 /** A forward served by another cluster member, from the shared directory. */
@@ -606,6 +612,9 @@ export class ForwardRegistry extends EventEmitter {
       stream,
       forward: f,
       endpoint: e,
+      ...(release
+        ? { stillServed: () => !e.withdrawn && this.get(f.tenant, f.label)?.endpoints.includes(e) === true }
+        : {}),
       close: (bytesIn: number, bytesOut: number) => {
         if (closed) return;
         closed = true;

@@ -92,6 +92,8 @@ export interface BrokeredConnection {
   readonly stream: Duplex;
   /** What the serving connector said about the repository. */
   readonly meta: RepoMeta | null;
+  /** Whether its connector still serves the forward here (see OpenedConnection.stillServed). */
+  stillServed(): boolean;
   /**
    * Ends the connection's accounting once (later calls do nothing): bytes toward the connector
    * (`bytesIn`) and back (`bytesOut`), the `connection.closed` record (with `fields` added and
@@ -253,6 +255,7 @@ export class ConnectionBroker {
       get meta() {
         return conn.forward?.meta ?? conn.endpoint?.meta ?? null;
       },
+      stillServed: () => conn.stillServed?.() ?? true,
       close: (bytesIn, bytesOut, extra) => {
         if (closed) return;
         closed = true;

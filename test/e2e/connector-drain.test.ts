@@ -5,7 +5,7 @@ import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
 import { forwardOf, startGateway, type TestGateway } from '../helpers/gateway.js';
-import { startHttpServer, type TestServer } from '../helpers/servers.js';
+import { caller, startHttpServer, type TestServer } from '../helpers/servers.js';
 import { waitFor } from '../helpers/util.js';
 
 /** One request on a new connection to the lease port: the answer's body. */
@@ -73,6 +73,7 @@ describe('a connector that stops drains: forwards cancelled first, open connecti
   let keyFile: string;
   let webA: TestServer;
   let webB: TestServer;
+  let frontDoor: number;
   const connectors: TestConnector[] = [];
 
   const connector = async (web: TestServer, drain: string | number, label = 'web') => {
@@ -88,7 +89,18 @@ describe('a connector that stops drains: forwards cancelled first, open connecti
   };
 
   before(async () => {
-    gw = await startGateway({ config: { worker_accept: 'primary' } });
+    gw = await startGateway({
+      config: {
+        worker_accept: 'primary',
+        http_proxy: {
+          listen: '127.0.0.1:0',
+          routes: [
+            { name: 'kept', path_prefix: '/kept', to: 'tenant://acme/grp/kept', auth: { type: 'none' } },
+          ],
+        },
+      },
+    });
+    frontDoor = Number((await gw.output.wait(/"http_proxy":"127\.0\.0\.1:(\d+)"/))[1]);
     keyFile = await gw.addTenant('acme');
     webA = await startHttpServer('A');
     webB = await startHttpServer('B');
@@ -167,6 +179,44 @@ describe('a connector that stops drains: forwards cancelled first, open connecti
     assert.equal(drained.cut, 1);
     assert.ok((drained.duration_ms as number) < 3_600_000);
     await held.ended;
+  });
+
+  test("the HTTP front door's kept channel to a draining connector carries no further request", async () => {
+    const a = await connector(webA, '1h', 'kept');
+    await a.leasePort('grp/kept');
+    // one caller connection, kept alive: the front door keeps one tunnel channel for it (to A)
+    const c = caller().to(frontDoor);
+    const ask = (i: number) => c.send(`/kept/${i}`);
+    try {
+      assert.deepEqual(await ask(0), { status: 200, body: 'hello from A /kept/0\n', reused: false });
+      const b = await connector(webB, 0, 'kept');
+      await waitFor(async () => (await forwardOf(gw, 'acme', 'grp/kept'))?.connectors === 2);
+      assert.equal((await ask(1)).body, 'hello from A /kept/1\n', 'the kept channel still goes to A');
+
+      a.process.kill('SIGTERM');
+      await logLine(a, 'connector.draining');
+      await waitFor(async () => (await forwardOf(gw, 'acme', 'grp/kept'))?.connectors === 1);
+      // the caller goes on asking on its connection, without a pause that would let the channel
+      // idle out: the channel to A ends after the request it carries, A drains and exits
+      const answers: Array<{ status: number; body: string; reused: boolean }> = [];
+      const deadline = Date.now() + 60_000;
+      for (let i = 2; a.process.exitCode === null; i++) {
+        assert.ok(Date.now() < deadline, 'A never drained: the kept channel kept carrying requests to it');
+        answers.push(await ask(i));
+      }
+      assert.equal(await a.exited(), 0);
+      assert.equal((await logLine(a, 'connector.drained')).cut, 0);
+      assert.ok(
+        answers.every((x) => x.status === 200 && x.reused),
+        `every request answered on the same caller connection: ${JSON.stringify(answers.slice(0, 5))}`,
+      );
+      const fromA = answers.filter((x) => x.body.startsWith('hello from A')).length;
+      assert.ok(fromA <= 1, `at most the request in flight went to A after the cancel: ${fromA}`);
+      assert.match((await ask(9999)).body, /^hello from B \/kept\/9999\n$/);
+      await b.stop();
+    } finally {
+      c.close();
+    }
   });
 
   test('a stop with no connection open, or with drain_timeout 0, exits without waiting', async () => {

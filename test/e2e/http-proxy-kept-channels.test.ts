@@ -10,6 +10,7 @@ import net, { type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { type SshForward, sshForward } from '../helpers/openssh.js';
+import { caller } from '../helpers/servers.js';
 import { waitFor } from '../helpers/util.js';
 
 /** The private service: counts its TCP connections (one per tunnel channel) and knows which are open. */
@@ -46,33 +47,6 @@ async function startService() {
         server.closeAllConnections();
         server.close(() => r());
       }),
-  };
-}
-
-/** One caller connection: an agent that keeps a single socket. */
-function caller() {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  let port = 0;
-  const send = (path: string, o: { method?: string; body?: string } = {}) =>
-    new Promise<{ status: number; body: string; reused: boolean }>((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port, path, method: o.method ?? 'GET', agent }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => {
-          body += c;
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, reused: req.reusedSocket }));
-      });
-      req.on('error', reject);
-      req.end(o.body);
-    });
-  return {
-    to(p: number) {
-      port = p;
-      return this;
-    },
-    send,
-    close: () => agent.destroy(),
   };
 }
 

@@ -114,3 +114,30 @@ export function request(
     r.end(o.body);
   });
 }
+
+/** One caller connection: an agent that keeps a single socket. */
+export function caller() {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  let port = 0;
+  const send = (path: string, o: { method?: string; body?: string } = {}) =>
+    new Promise<{ status: number; body: string; reused: boolean }>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, path, method: o.method ?? 'GET', agent }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          body += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, reused: req.reusedSocket }));
+      });
+      req.on('error', reject);
+      req.end(o.body);
+    });
+  return {
+    to(p: number) {
+      port = p;
+      return this;
+    },
+    send,
+    close: () => agent.destroy(),
+  };
+}

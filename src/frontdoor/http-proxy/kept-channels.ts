@@ -6,7 +6,9 @@
  * of opening a channel and the connector's dial. A channel is never shared between caller
  * connections or identities, so an upstream that answers out of turn reaches only the caller
  * that asked it; it closes with the caller's connection, when that connection turns to another
- * route or identity, and after `KEPT_IDLE_MS` unused.
+ * route or identity, after `KEPT_IDLE_MS` unused, and after its request when the connector that
+ * carries it no longer serves the repository (it stops, or moves to another gateway: it waits for
+ * its connections to end, and the caller's next request goes to a connector that serves it).
  */
 import http from 'node:http';
 import type { Socket } from 'node:net';
@@ -25,11 +27,18 @@ export interface ChannelBytes {
   down: number;
 }
 const BYTES = Symbol('tether.channelBytes');
+const SERVED = Symbol('tether.channelServed');
 
-type Channel = Socket & { [IDLE]?: NodeJS.Timeout; [BYTES]?: ChannelBytes };
+type Channel = Socket & { [IDLE]?: NodeJS.Timeout; [BYTES]?: ChannelBytes; [SERVED]?: () => boolean };
 
-/** Opens a tunnel channel for the request that needs one; `bytes` is the channel's tally. */
-export type OpenChannel = (bytes: ChannelBytes, cb: (err: Error | null, channel?: Socket) => void) => void;
+/**
+ * Opens a tunnel channel for the request that needs one; `bytes` is the channel's tally.
+ * `stillServed` tells, once a request is done, whether the channel may carry another.
+ */
+export type OpenChannel = (
+  bytes: ChannelBytes,
+  cb: (err: Error | null, channel?: Socket, stillServed?: () => boolean) => void,
+) => void;
 
 interface Kept {
   key: string;
@@ -54,13 +63,22 @@ export function keptChannelAgent(caller: Socket, key: string, open: OpenChannel)
   const kept: Kept = { key, agent, open };
   agent.createConnection = ((_o: unknown, cb: (err: Error | null, s?: Socket) => void) => {
     const bytes: ChannelBytes = { up: 0, down: 0 };
-    kept.open(bytes, (err, channel) => {
-      if (channel) (channel as Channel)[BYTES] = bytes;
+    kept.open(bytes, (err, channel, stillServed) => {
+      if (channel) {
+        (channel as Channel)[BYTES] = bytes;
+        (channel as Channel)[SERVED] = stillServed;
+      }
       cb(err, channel);
     });
     return undefined;
   }) as unknown as http.Agent['createConnection'];
   agent.on('free', (s: Channel) => {
+    // the agent handed it to a waiting request, or dropped it: not idle here
+    if (!Object.values(agent.freeSockets).some((l) => l?.includes(s))) return;
+    if (s[SERVED]?.() === false) {
+      s.destroy();
+      return;
+    }
     clearTimeout(s[IDLE]);
     s[IDLE] = setTimeout(() => s.destroy(), KEPT_IDLE_MS);
     s[IDLE].unref();

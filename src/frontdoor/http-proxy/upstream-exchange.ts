@@ -204,7 +204,7 @@ export class UpstreamForwarder {
           conn.stream.once('close', () =>
             conn.close(bytes.up, bytes.down, { fields: { route: route.name, method: req.method } }),
           );
-          cb(null, asSocket(conn.stream));
+          cb(null, asSocket(conn.stream), conn.stillServed);
         }),
         this.door.guard(req, res, route, (err: Error) => cb(err)),
       );
