@@ -89,3 +89,11 @@ test('status text when disconnected says why and when the next attempt is', () =
   assert.match(text, /^ {2}next attempt: 2026-01-01T00:00:05\.000Z \(attempt 4\)$/m);
   assert.match(text, /no repositories configured/);
 });
+
+test('status text while draining says it is stopping and how many connections are finishing', () => {
+  const text = formatStatus({ ...base, state: 'draining' }, Date.parse('2026-01-01T00:03:12Z'));
+  assert.match(
+    text,
+    /^connected to gw\.example\.com:2222 .*\n {2}STOPPING: forwards cancelled, 1 open connection\(s\) finishing \(drain_timeout\)$/m,
+  );
+});

@@ -89,6 +89,10 @@ export function formatStatus(s: ConnectorStatus, now = Date.now()): string {
   const lines: string[] = [];
   if (s.connected) {
     lines.push(`connected to ${s.gateway} as tenant ${s.tenant ?? '?'} since ${ago(s.since, now)}`);
+    if (s.state === 'draining') {
+      const open = s.repositories.reduce((n, r) => n + r.connections, 0);
+      lines.push(`  STOPPING: forwards cancelled, ${open} open connection(s) finishing (drain_timeout)`);
+    }
   } else {
     lines.push(`NOT connected to ${s.gateway} (${s.state}${s.since ? ` since ${ago(s.since, now)}` : ''})`);
     if (s.lastError) lines.push(`  last error: ${s.lastError}`);

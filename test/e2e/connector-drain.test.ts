@@ -126,6 +126,11 @@ describe('a connector that stops drains: forwards cancelled first, open connecti
     assert.equal(draining.connections, 1);
     assert.equal(draining.drain_timeout_ms, 3_600_000);
     assert.equal((await a.status()).state, 'draining');
+    const shown = await a.cli(['status']);
+    assert.match(
+      shown.stdout,
+      /^ {2}STOPPING: forwards cancelled, 1 open connection\(s\) finishing \(drain_timeout\)$/m,
+    );
     // the gateway drops A's endpoint: every new caller reaches B
     await waitFor(async () => (await forwardOf(gw, 'acme', 'grp/web'))?.connectors === 1, {
       what: "the gateway to drop the draining connector's endpoint",
