@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -90,16 +90,56 @@ async function portFree(port: number, host: string): Promise<boolean> {
   });
 }
 
+/** Lease ranges are claimed in blocks of this many ports, between 10,000 and 30,000. */
+const RANGE_BLOCK = 100;
+const RANGE_BLOCKS = 200;
+/** Where the test processes on this machine claim lease ranges (a directory per claimed block). */
+const RANGE_CLAIMS = join(tmpdir(), 'tether-test-port-ranges');
+
 /**
- * A block of `size` consecutive free ports for a lease range. Lease ranges are configured,
- * not chosen by the OS, so tests pick a random block below the ephemeral range and check it.
+ * Claims block `b` for this process: an atomic mkdir, so two test files running at once never get
+ * the same block. A claim whose process is gone (killed, no exit hook) is taken over.
+ */
+function claimBlock(b: number): boolean {
+  const dir = join(RANGE_CLAIMS, String(b));
+  try {
+    mkdirSync(dir);
+  } catch {
+    let owner = Number.NaN;
+    try {
+      owner = Number(readFileSync(join(dir, 'pid'), 'utf8'));
+    } catch {
+      return false; // being claimed right now
+    }
+    try {
+      process.kill(owner, 0);
+      return false;
+    } catch {
+      rmSync(dir, { recursive: true, force: true });
+      return claimBlock(b);
+    }
+  }
+  writeFileSync(join(dir, 'pid'), String(process.pid));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return true;
+}
+
+/**
+ * A block of `size` (at most 100) consecutive free ports for a lease range. Lease ranges are
+ * configured, not chosen by the OS, so tests pick a block below the ephemeral range, claim it
+ * against the other test files running on this machine (two gateways with overlapping ranges
+ * refused each other's forwards: "port … is in use by another program"), and check it is free.
  */
 export async function freePortRange(
   size: number,
   host = '127.0.0.1',
 ): Promise<{ low: number; high: number }> {
+  if (size > RANGE_BLOCK) throw new Error(`a lease range of at most ${RANGE_BLOCK} ports, not ${size}`);
+  mkdirSync(RANGE_CLAIMS, { recursive: true });
   for (let attempt = 0; attempt < 50; attempt++) {
-    const low = 10_000 + Math.floor(Math.random() * 20_000);
+    const b = Math.floor(Math.random() * RANGE_BLOCKS);
+    if (!claimBlock(b)) continue;
+    const low = 10_000 + b * RANGE_BLOCK;
     let ok = true;
     for (let p = low; p < low + size && ok; p++) ok = await portFree(p, host);
     if (ok) return { low, high: low + size - 1 };
