@@ -189,6 +189,8 @@ test('window policy: a stalled reader halves the window once per stall, down to 
 interface Pair {
   server: InstanceType<typeof Server>;
   client: InstanceType<typeof Client>;
+  /** The server's side of the client's connection. */
+  conn: ssh2.Connection;
   /** The server-side channel of the client's exec, and the client's side of it. */
   serverCh: ssh2.ServerChannel;
   clientCh: ssh2.ClientChannel;
@@ -199,12 +201,14 @@ interface Pair {
 async function pair(serverOpts: object): Promise<Pair> {
   const hostKey = ssh2.utils.generateKeyPairSync('ed25519').private;
   let serverCh!: ssh2.ServerChannel;
+  let serverConn!: ssh2.Connection;
   let gotIt!: () => void;
   const gotChannel = new Promise<void>((resolve) => {
     gotIt = resolve;
   });
   // biome-ignore lint/suspicious/noExplicitAny: the patched option is not in @types/ssh2
   const server = new Server({ hostKeys: [hostKey], ...serverOpts } as any, (conn) => {
+    serverConn = conn;
     conn.on('authentication', (ctx) => ctx.accept());
     conn.on('ready', () => {
       conn.on('session', (accept) => {
@@ -229,6 +233,7 @@ async function pair(serverOpts: object): Promise<Pair> {
   return {
     server,
     client,
+    conn: serverConn,
     serverCh,
     clientCh,
     close: () => {
@@ -245,6 +250,32 @@ async function send(ch: ssh2.ClientChannel, total: number): Promise<void> {
     if (!ch.write(chunk)) await new Promise((r) => ch.once('drain', r));
   }
 }
+
+test('the ssh2 patch holds no pool slab per session: the idents and the AES-GCM tag own their bytes, the shared secret is wiped', async () => {
+  // A Buffer of a few bytes from Buffer.from() or allocUnsafe() is a slice of an 8 KiB pool slab,
+  // and one kept for a session's life keeps the slab: about 4 KiB per idle gateway session.
+  const p = await pair({ ident: 'Tether_test', algorithms: { cipher: ['aes128-gcm@openssh.com'] } });
+  try {
+    type Proto = { _identRaw: Buffer; _remoteIdentRaw: Buffer; _decipher: { _tag?: Buffer } };
+    const protoOf = (x: unknown) => (x as { _protocol: Proto })._protocol;
+    const owns = (b: Buffer) => b.byteOffset === 0 && b.buffer.byteLength === b.length;
+    for (const [side, proto] of [
+      ['server', protoOf(p.conn)],
+      ['client', protoOf(p.client)],
+    ] as const) {
+      assert.ok(owns(proto._remoteIdentRaw), `${side}: the remote ident owns its bytes`);
+      assert.ok(proto._decipher._tag, `${side}: AES-GCM negotiated`);
+      assert.ok(owns(proto._decipher._tag!), `${side}: the GCM tag owns its bytes`);
+    }
+    assert.ok(owns(protoOf(p.conn)._identRaw), 'server: its ident (a Buffer option) owns its bytes');
+    const fs = require('node:fs') as typeof import('node:fs');
+    const read = (f: string) => fs.readFileSync(require.resolve(`ssh2/lib/protocol/${f}`), 'utf8');
+    assert.match(read('kex.js'), /secret\.fill\(0\);\s+secret = undefined;/);
+    assert.match(read('Protocol.js'), /this\._onWrite\(sentIdent\);[^}]*sentIdent = undefined;/);
+  } finally {
+    p.close();
+  }
+});
 
 test('against the protocol: the receiver’s window grows while it keeps up, the sender gets the credit, and a stall shrinks it', async () => {
   const clock = fakeClock();
