@@ -97,10 +97,11 @@ const RANGE_BLOCKS = 200;
 const RANGE_CLAIMS = join(tmpdir(), 'tether-test-port-ranges');
 
 /**
- * Claims block `b` for this process: an atomic mkdir, so two test files running at once never get
- * the same block. A claim whose process is gone (killed, no exit hook) is taken over.
+ * Claims block `b` for this process: an atomic mkdir, so two processes running at once never get
+ * the same block. A claim whose process is gone (killed, no exit hook) is taken over. Returns the
+ * release, or undefined when another process holds the block.
  */
-function claimBlock(b: number): boolean {
+function claimBlock(b: number): (() => void) | undefined {
   const dir = join(RANGE_CLAIMS, String(b));
   try {
     mkdirSync(dir);
@@ -109,40 +110,62 @@ function claimBlock(b: number): boolean {
     try {
       owner = Number(readFileSync(join(dir, 'pid'), 'utf8'));
     } catch {
-      return false; // being claimed right now
+      return undefined; // being claimed right now
     }
     try {
       process.kill(owner, 0);
-      return false;
+      return undefined;
     } catch {
       rmSync(dir, { recursive: true, force: true });
       return claimBlock(b);
     }
   }
   writeFileSync(join(dir, 'pid'), String(process.pid));
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-  return true;
+  if (!exitHooked) {
+    exitHooked = true;
+    process.once('exit', releaseAll);
+  }
+  claimed.add(dir);
+  return () => {
+    claimed.delete(dir);
+    rmSync(dir, { recursive: true, force: true });
+  };
+}
+
+/** The blocks this process holds; released when it exits. */
+const claimed = new Set<string>();
+let exitHooked = false;
+function releaseAll(): void {
+  for (const dir of claimed) rmSync(dir, { recursive: true, force: true });
+  claimed.clear();
 }
 
 /**
- * A block of `size` (at most 100) consecutive free ports for a lease range. Lease ranges are
- * configured, not chosen by the OS, so tests pick a block below the ephemeral range, claim it
- * against the other test files running on this machine (two gateways with overlapping ranges
- * refused each other's forwards: "port … is in use by another program"), and check it is free.
+ * A block of `size` consecutive free ports for a lease range. Lease ranges are configured, not
+ * chosen by the OS, so tests pick a range below the ephemeral range, claim it against the other
+ * test files (and benches) running on this machine (two gateways with overlapping ranges refused
+ * each other's forwards: "port … is in use by another program"), and check it is free.
  */
 export async function freePortRange(
   size: number,
   host = '127.0.0.1',
 ): Promise<{ low: number; high: number }> {
-  if (size > RANGE_BLOCK) throw new Error(`a lease range of at most ${RANGE_BLOCK} ports, not ${size}`);
+  const blocks = Math.ceil(size / RANGE_BLOCK);
+  if (blocks > RANGE_BLOCKS) throw new Error(`a lease range of at most ${RANGE_BLOCK * RANGE_BLOCKS} ports`);
   mkdirSync(RANGE_CLAIMS, { recursive: true });
   for (let attempt = 0; attempt < 50; attempt++) {
-    const b = Math.floor(Math.random() * RANGE_BLOCKS);
-    if (!claimBlock(b)) continue;
-    const low = 10_000 + b * RANGE_BLOCK;
-    let ok = true;
+    const first = Math.floor(Math.random() * (RANGE_BLOCKS - blocks + 1));
+    const held: Array<() => void> = [];
+    for (let b = first; b < first + blocks; b++) {
+      const release = claimBlock(b);
+      if (!release) break;
+      held.push(release);
+    }
+    const low = 10_000 + first * RANGE_BLOCK;
+    let ok = held.length === blocks;
     for (let p = low; p < low + size && ok; p++) ok = await portFree(p, host);
     if (ok) return { low, high: low + size - 1 };
+    for (const release of held) release();
   }
   throw new Error('no free port range found');
 }
