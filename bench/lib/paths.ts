@@ -113,7 +113,9 @@ export interface GatewayOptions {
 export async function startGateway(o: GatewayOptions = {}): Promise<Gateway> {
   const dir = tempDir('tether-bench-gw-');
   const host = o.host ?? '127.0.0.1';
-  const range = o.range ?? (await freePortRange(o.ports ?? 50, host));
+  // a range of its own is released when this gateway stops; a range passed in is the caller's
+  const own = o.range ? undefined : await freePortRange(o.ports ?? 50, host);
+  const range = o.range ?? own!;
   const config = {
     data_dir: join(dir, 'data'),
     tunnel: { listen: `${host}:0` },
@@ -183,7 +185,11 @@ export async function startGateway(o: GatewayOptions = {}): Promise<Gateway> {
       }
       return out;
     },
-    stop: () => child.stop(),
+    stop: async () => {
+      await child.stop();
+      // the memory section starts several gateways of 5,010 ports, one after another
+      own?.release();
+    },
   };
   return gw;
 }

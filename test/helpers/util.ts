@@ -144,12 +144,13 @@ function releaseAll(): void {
  * A block of `size` consecutive free ports for a lease range. Lease ranges are configured, not
  * chosen by the OS, so tests pick a range below the ephemeral range, claim it against the other
  * test files (and benches) running on this machine (two gateways with overlapping ranges refused
- * each other's forwards: "port … is in use by another program"), and check it is free.
+ * each other's forwards: "port … is in use by another program"), and check it is free. The claim
+ * lasts until `release()` or the process's exit.
  */
 export async function freePortRange(
   size: number,
   host = '127.0.0.1',
-): Promise<{ low: number; high: number }> {
+): Promise<{ low: number; high: number; release(): void }> {
   const blocks = Math.ceil(size / RANGE_BLOCK);
   if (blocks > RANGE_BLOCKS) throw new Error(`a lease range of at most ${RANGE_BLOCK * RANGE_BLOCKS} ports`);
   mkdirSync(RANGE_CLAIMS, { recursive: true });
@@ -164,8 +165,11 @@ export async function freePortRange(
     const low = 10_000 + first * RANGE_BLOCK;
     let ok = held.length === blocks;
     for (let p = low; p < low + size && ok; p++) ok = await portFree(p, host);
-    if (ok) return { low, high: low + size - 1 };
-    for (const release of held) release();
+    const release = () => {
+      for (const r of held.splice(0)) r();
+    };
+    if (ok) return { low, high: low + size - 1, release };
+    release();
   }
   throw new Error('no free port range found');
 }
