@@ -17,7 +17,10 @@ export interface IncomingHooks {
   dial: (r: Repo) => Promise<Socket>;
   /** The gateway side was accepted: the connection is carried now. */
   opened: (r: Repo) => void;
-  /** A carried connection ended. */
+  /**
+   * The connection is over, once for each one given to serveIncoming: it ended, or it was refused
+   * (a label not served here, a destination that did not answer).
+   */
   closed: () => void;
   /** The destination did not answer (the connection was refused to the gateway). */
   unreachable: (r: Repo, reason: string) => void;
@@ -32,6 +35,7 @@ export function serveIncoming(c: IncomingConnection, r: Repo | undefined, h: Inc
       'refused a connection for a label this connector does not serve',
     );
     c.reject();
+    h.closed();
     return;
   }
   const dest = destinationOf(r.cfg);
@@ -39,6 +43,7 @@ export function serveIncoming(c: IncomingConnection, r: Repo | undefined, h: Inc
     (sock) => carry(r, c, sock, dest, h.log, () => h.opened(r), h.closed),
     (e: Error) => {
       c.reject();
+      h.closed();
       r.dialFailures++;
       h.unreachable(r, `destination unreachable: ${dest}: ${e.message}`);
     },
@@ -64,6 +69,7 @@ export function carry(
     channel = c.accept();
   } catch {
     sock.destroy();
+    closed?.();
     return;
   }
   accepted();

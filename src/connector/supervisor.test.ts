@@ -55,13 +55,17 @@ class FakeSession extends EventEmitter {
 const tick = () => new Promise((r) => setImmediate(r));
 
 /** The gateway sends `session` a connection for g/a (lease 30000) whose channel is `channel`. */
-function connectionFor(session: EventEmitter, channel: Duplex): void {
+function connectionFor(
+  session: EventEmitter,
+  channel: Duplex,
+  reject: () => void = () => assert.fail('must not reject'),
+): void {
   session.emit('connection', {
     label: 'g/a',
     port: 30_000,
     info: { srcIP: '127.0.0.1', srcPort: 1, destIP: 'g/a', destPort: 30_000 },
     accept: () => channel as never,
-    reject: () => assert.fail('must not reject'),
+    reject,
   });
 }
 
@@ -528,5 +532,41 @@ describe('Connector (supervisor)', () => {
     assert.equal(r.cut, 0);
     assert.equal(old.isOpen, false);
     assert.equal(sessions[1]!.isOpen, false);
+  });
+
+  test('a draining stop waits for a connection whose destination is still being dialled, and for one refused meanwhile', async () => {
+    const dials: Array<{ resolve: (s: Socket) => void; reject: (e: Error) => void }> = [];
+    const { c, sessions } = build(config({ a: 'tcp://db:5432' }), {
+      dial: () => new Promise<Socket>((resolve, reject) => dials.push({ resolve, reject })),
+    });
+    c.start();
+    await tick();
+    const s = sessions[0]!;
+    const channel = sink();
+    connectionFor(s, channel);
+    let rejected = 0;
+    connectionFor(s, sink(), () => rejected++);
+    await tick();
+    assert.equal(dials.length, 2, 'both destinations are being dialled');
+    let result: unknown;
+    const stopped = c.stop(5_000).then((r) => {
+      result = r;
+    });
+    await tick();
+    assert.equal(c.status().state, 'draining', 'it waits for the connections being dialled');
+    dials[1]!.reject(new Error('connection refused'));
+    await tick();
+    assert.equal(rejected, 1, 'the gateway is told at once');
+    assert.equal(result, undefined, 'one still dialling');
+    const dest = sink();
+    dials[0]!.resolve(dest as unknown as Socket);
+    await tick();
+    assert.equal(c.status().repositories[0]!.connections, 1, 'carried once dialled');
+    assert.equal(s.isOpen, true);
+    channel.destroy();
+    dest.destroy();
+    await stopped;
+    assert.deepEqual(result, { drained: true, cut: 0, durationMs: 0 });
+    assert.equal(s.isOpen, false);
   });
 });

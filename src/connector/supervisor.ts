@@ -361,18 +361,20 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     this.quota = session.welcome?.quota ?? null;
     this.backoff.connected();
     logConnected(this.log, gw, transport, session, cfg.tenant);
-    session.on('connection', (c) =>
+    session.on('connection', (c) => {
+      // counted from its arrival: a session being left, or a draining stop, waits for a
+      // connection whose destination is still being dialled
+      this.move.connectionOpened(session);
       serveIncoming(c, this.repos.get(c.label), {
         log: this.log,
         dial: (r) => this.dialRepo(r),
         opened: (r) => {
-          this.move.connectionOpened(session);
           if (r.state === 'unreachable') this.reach.markReachable(r);
         },
         closed: () => this.move.connectionClosed(session),
         unreachable: (r, reason) => this.reach.markUnreachable(r, reason),
-      }),
-    );
+      });
+    });
     this.managed.sessionStarted();
     session.on('message', (m) => {
       if (this.managed.onMessage(m as unknown as Record<string, unknown>)) return;
