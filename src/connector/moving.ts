@@ -30,7 +30,6 @@ export interface LeavingSession {
 interface Leaving {
   /** label → lease port still forwarded on that session. */
   forwards: Map<string, number>;
-  connections: number;
 }
 
 export class MovingSessions {
@@ -49,7 +48,7 @@ export class MovingSessions {
 
   /** Starts leaving `s`, which holds these forwards (label → port). */
   leave(s: LeavingSession, forwards: Map<string, number>): void {
-    this.leaving.set(s, { forwards, connections: this.counts.get(s) ?? 0 });
+    this.leaving.set(s, { forwards });
     this.closeIfDone(s);
   }
 
@@ -59,19 +58,13 @@ export class MovingSessions {
       const port = l.forwards.get(label);
       if (port === undefined) continue;
       l.forwards.delete(label);
-      if (s.isOpen) {
-        s.unforward(label, port).catch((e: Error) =>
-          this.log.debug({ label, err: e.message }, 'could not cancel a forward on the old session'),
-        );
-      }
+      this.unforward(s, label, port);
       this.closeIfDone(s);
     }
   }
 
   connectionOpened(s: LeavingSession): void {
     this.counts.set(s, (this.counts.get(s) ?? 0) + 1);
-    const l = this.leaving.get(s);
-    if (l) l.connections++;
   }
 
   connectionClosed(s: LeavingSession): void {
@@ -79,9 +72,6 @@ export class MovingSessions {
     if (n > 0) this.counts.set(s, n);
     else this.counts.delete(s);
     this.wakeIfIdle();
-    const l = this.leaving.get(s);
-    if (!l) return;
-    l.connections--;
     this.closeIfDone(s);
   }
 
@@ -108,9 +98,7 @@ export class MovingSessions {
   /** Cancels the forwards the sessions being left still hold (the connector stops). */
   cancelForwards(): void {
     for (const [s, l] of this.leaving) {
-      for (const [label, port] of l.forwards) {
-        if (s.isOpen) s.unforward(label, port).catch(() => {});
-      }
+      for (const [label, port] of l.forwards) this.unforward(s, label, port);
       l.forwards.clear();
       this.closeIfDone(s);
     }
@@ -129,9 +117,16 @@ export class MovingSessions {
     for (const w of waiting) w();
   }
 
+  private unforward(s: LeavingSession, label: string, port: number): void {
+    if (!s.isOpen) return;
+    s.unforward(label, port).catch((e: Error) =>
+      this.log.debug({ label, err: e.message }, 'could not cancel a forward on the old session'),
+    );
+  }
+
   private closeIfDone(s: LeavingSession): void {
     const l = this.leaving.get(s);
-    if (!l || l.forwards.size > 0 || l.connections > 0) return;
+    if (!l || l.forwards.size > 0 || this.counts.has(s)) return;
     this.leaving.delete(s);
     this.log.info(
       { event: 'connector.left_old_session' },
