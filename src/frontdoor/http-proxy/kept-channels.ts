@@ -73,9 +73,8 @@ export function keptChannelAgent(caller: Socket, key: string, open: OpenChannel)
     return undefined;
   }) as unknown as http.Agent['createConnection'];
   agent.on('free', (s: Channel) => {
-    // the agent handed it to a waiting request, or dropped it: not idle here
-    if (!Object.values(agent.freeSockets).some((l) => l?.includes(s))) return;
-    if (s[SERVED]?.() === false) {
+    // its connector left: kept for no further request (unless the agent already handed it to one)
+    if (s[SERVED]?.() === false && Object.values(agent.freeSockets).some((l) => l?.includes(s))) {
       s.destroy();
       return;
     }
