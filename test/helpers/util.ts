@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -8,9 +8,15 @@ import { nodeFlagsOf } from '../../src/bin/node-flags.js';
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const BIN = join(ROOT, 'dist/bin/tether.js');
 
+const flagsOfBin = new Map<string, string[]>();
 /** The node flags a `tether` build runs under (its shebang line): spawn it as `[...binFlags(bin), bin]`. */
 export function binFlags(bin = BIN): string[] {
-  return nodeFlagsOf(bin);
+  let flags = flagsOfBin.get(bin);
+  if (!flags) {
+    flags = nodeFlagsOf(bin);
+    flagsOfBin.set(bin, flags);
+  }
+  return flags;
 }
 
 /** A temp dir removed at process exit. */
@@ -95,6 +101,29 @@ const RANGE_BLOCK = 100;
 const RANGE_BLOCKS = 200;
 /** Where the test processes on this machine claim lease ranges (a directory per claimed block). */
 const RANGE_CLAIMS = join(tmpdir(), 'tether-test-port-ranges');
+/** A claim without its claimer's pid this long after it was made is left over from a killed run. */
+const STALE_CLAIM_MS = 60_000;
+
+/** Whether the claim in `dir` is held: its process lives, or it is being made right now. */
+function claimHeld(dir: string): boolean {
+  let owner = 0;
+  try {
+    owner = Number(readFileSync(join(dir, 'pid'), 'utf8'));
+  } catch {
+    // no pid (yet)
+  }
+  if (!(owner > 0)) {
+    // being claimed right now, unless its claimer died before it wrote its pid, long ago
+    const made = statSync(dir, { throwIfNoEntry: false })?.mtimeMs;
+    return made !== undefined && Date.now() - made < STALE_CLAIM_MS;
+  }
+  try {
+    process.kill(owner, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'; // alive, another user's
+  }
+}
 
 /**
  * Claims block `b` for this process: an atomic mkdir, so two processes running at once never get
@@ -106,19 +135,9 @@ function claimBlock(b: number): (() => void) | undefined {
   try {
     mkdirSync(dir);
   } catch {
-    let owner = Number.NaN;
-    try {
-      owner = Number(readFileSync(join(dir, 'pid'), 'utf8'));
-    } catch {
-      return undefined; // being claimed right now
-    }
-    try {
-      process.kill(owner, 0);
-      return undefined;
-    } catch {
-      rmSync(dir, { recursive: true, force: true });
-      return claimBlock(b);
-    }
+    if (claimHeld(dir)) return undefined;
+    rmSync(dir, { recursive: true, force: true });
+    return claimBlock(b);
   }
   writeFileSync(join(dir, 'pid'), String(process.pid));
   if (!exitHooked) {
