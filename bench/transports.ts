@@ -19,6 +19,7 @@ import { makeCa, makeServerCert } from '../test/helpers/tls-certs.js';
 import { type Gateway, type Servers, startGateway, startServers } from './lib/paths.js';
 import {
   BIN,
+  binEnv,
   binFlags,
   type Child,
   cpuOf,
@@ -110,7 +111,7 @@ async function startTransportConnector(
     process.execPath,
     [...binFlags(), BIN, 'connector', 'run', '-c', join(dir, 'connect.yaml')],
     {
-      env,
+      env: { ...env, ...binEnv() },
       cwd: dir,
       stdout: 'ignore',
     },

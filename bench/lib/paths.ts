@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import {
   BIN,
+  binEnv,
   binFlags,
   type Child,
   freePort,
@@ -134,7 +135,7 @@ export async function startGateway(o: GatewayOptions = {}): Promise<Gateway> {
     process.execPath,
     [...binFlags(o.bin), ...(o.nodeFlags ?? []), o.bin ?? BIN, 'gateway', '-c', join(dir, 'gateway.yaml')],
     logFile,
-    { cpus: o.cpus, env, cwd: dir },
+    { cpus: o.cpus, env: { ...env, ...binEnv(o.bin) }, cwd: dir },
   );
   const m = await waitLog(logFile, /^\{.*"event":"gateway.started".*$/m, child);
   const started = JSON.parse(m[0]) as {
@@ -251,7 +252,7 @@ export async function startConnector(
       join(dir, 'connect.yaml'),
     ],
     join(dir, 'connector.log'),
-    { cpus: o.cpus, env, cwd: dir },
+    { cpus: o.cpus, env: { ...env, ...binEnv(o.bin) }, cwd: dir },
   );
   const labels = Object.keys(repos);
   const deadline = Date.now() + 30_000;

@@ -50,6 +50,12 @@ export const MALLOC_THRESHOLD_BUMP = 4 * 1024 * 1024;
  * so far (its "dynamic mmap threshold"); one 4 MiB buffer (above the 128 KiB mmap threshold)
  * allocated and dropped here, untouched, costs no resident memory and raises it to 8 MiB once the
  * next scavenge frees it. A C library without that rule (musl) just frees the buffer.
+ *
+ * This is the fallback for a process started without the binary's shebang (`node
+ * dist/bin/tether.js`): 8 MiB still left bulk rounds in which the gateway trimmed and faulted
+ * its heap top thousands of times per GB, so the binary sets glibc's thresholds itself before node
+ * starts (`MALLOC_TRIM_THRESHOLD_`, src/bin/node-flags.ts). With those set, glibc's thresholds no
+ * longer move and this buffer is just freed.
  */
 export function raiseMallocTrimThreshold(): void {
   Buffer.allocUnsafeSlow(MALLOC_THRESHOLD_BUMP);

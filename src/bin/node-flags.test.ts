@@ -4,31 +4,51 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
-import { firstLine, flagsOfShebang, nodeFlagsOf } from './node-flags.js';
+import { firstLine, flagsOfShebang, nodeEnvOf, nodeFlagsOf, parseShebang } from './node-flags.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const ENTRY = join(ROOT, 'src/bin/tether.ts');
 
-test('the tether binary starts node with --initial-old-space-size=64, and npm start with the same flags', () => {
+const MALLOC_ENV = { MALLOC_TRIM_THRESHOLD_: '16777216', MALLOC_MMAP_THRESHOLD_: '1048576' };
+
+test('the tether binary starts node with --initial-old-space-size=64 and glibc malloc settings, and npm start with the same', () => {
   const flags = nodeFlagsOf(ENTRY);
   assert.deepEqual(flags, ['--initial-old-space-size=64']);
+  assert.deepEqual(nodeEnvOf(ENTRY), MALLOC_ENV);
   const start = (
     JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
   ).scripts.start;
-  assert.match(start ?? '', new RegExp(`node ${flags.join(' ')} dist/bin/tether\\.js gateway$`));
+  const env = Object.entries(nodeEnvOf(ENTRY))
+    .map(([k, v]) => `${k}=${v} `)
+    .join('');
+  assert.match(start ?? '', new RegExp(`&& ${env}node ${flags.join(' ')} dist/bin/tether\\.js gateway$`));
 });
 
-test('the shebang line runs: env -S hands node its flags', () => {
+test('the shebang line runs: env -S hands node its flags and its environment, replacing an inherited value', () => {
   const dir = mkdtempSync(join(tmpdir(), 'tether-shebang-'));
   try {
     const script = join(dir, 'probe.mjs');
-    writeFileSync(script, `${firstLine(ENTRY)}\nconsole.log(JSON.stringify(process.execArgv));\n`);
+    writeFileSync(
+      script,
+      `${firstLine(ENTRY)}\nconst e = process.env;\n` +
+        'console.log(JSON.stringify([process.execArgv, e.MALLOC_TRIM_THRESHOLD_, e.MALLOC_MMAP_THRESHOLD_, e.KEPT]));\n',
+    );
     chmodSync(script, 0o755);
     const out = execFileSync(script, {
       encoding: 'utf8',
-      env: { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}` },
+      env: {
+        ...process.env,
+        PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}`,
+        MALLOC_TRIM_THRESHOLD_: '1',
+        KEPT: 'yes',
+      },
     });
-    assert.deepEqual(JSON.parse(out), nodeFlagsOf(ENTRY));
+    assert.deepEqual(JSON.parse(out), [
+      nodeFlagsOf(ENTRY),
+      MALLOC_ENV.MALLOC_TRIM_THRESHOLD_,
+      MALLOC_ENV.MALLOC_MMAP_THRESHOLD_,
+      'yes',
+    ]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -39,4 +59,20 @@ test('flagsOfShebang: a plain node shebang has no flags; anything else is refuse
   assert.deepEqual(flagsOfShebang('#!/usr/bin/env -S node --a=1 --b'), ['--a=1', '--b']);
   assert.throws(() => flagsOfShebang('#!/bin/sh'), /not a node shebang line: "#!\/bin\/sh"/);
   assert.throws(() => flagsOfShebang('import x from "y";'), /not a node shebang line/);
+});
+
+test('parseShebang: variables before node are its environment; a malformed assignment is refused', () => {
+  assert.deepEqual(parseShebang('#!/usr/bin/env -S A_B=1 C= node --x=2'), {
+    env: { A_B: '1', C: '' },
+    flags: ['--x=2'],
+  });
+  assert.deepEqual(parseShebang('#!/usr/bin/env -S node'), { env: {}, flags: [] });
+  for (const bad of [
+    '#!/usr/bin/env -S a=1 node', // lower case: not a variable this parser sets
+    '#!/usr/bin/env -S A=1=2 node',
+    '#!/usr/bin/env -S node A=1',
+    '#!/usr/bin/env -S A=1 nodejs',
+  ]) {
+    assert.throws(() => parseShebang(bad), /not a node shebang line/, bad);
+  }
 });

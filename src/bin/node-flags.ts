@@ -15,13 +15,53 @@ import { readFileSync } from 'node:fs';
  * spell"). 48 MiB cured the connector (13 MiB live) but not the gateway. The heap is collected
  * as before once it is quiet (src/tunnel/heap-trim.ts, and V8's memory reducer), so the idle
  * RSS does not change.
+ *
+ * The same line sets two of glibc's malloc settings for node, which glibc reads only when a
+ * process starts (`env -S NAME=value ... node`):
+ *
+ * - `MALLOC_TRIM_THRESHOLD_=16777216`: keep up to 16 MiB free at the top of the heap instead of
+ *   128 KiB. Every socket read and every SSH packet is a fresh 32-64 KiB malloc, and a scavenge
+ *   frees thousands at once; with the default, glibc handed the freed top back to the kernel
+ *   (`brk`) and the next packets faulted the same pages in again, zeroed by the kernel. A gateway
+ *   in that state made some 2,200 `brk` calls and 70,000-100,000 minor page faults per GB and
+ *   spent twice the CPU per GB; whether a process fell into it depended on what it had freed
+ *   before (glibc raises the threshold after freeing a large mmap()ed block, the 4 MiB buffer of
+ *   src/bin/gc-tuning.ts, which left rounds in it). With the setting: about 10 `brk` calls and a
+ *   few hundred faults per GB in every round (docs/performance.md, "glibc's heap top").
+ * - `MALLOC_MMAP_THRESHOLD_=1048576`: setting the first one turns glibc's moving thresholds off,
+ *   and this keeps blocks under 1 MiB in the heap rather than in a mapping of their own each.
+ *
+ * A C library other than glibc (musl) ignores both; an operator's own values are replaced.
  */
+
+/** What a shebang line like the binary's sets: environment variables, then node's flags. */
+export interface Shebang {
+  env: Record<string, string>;
+  flags: string[];
+}
+
+/**
+ * Reads a shebang line like the binary's: `#!/usr/bin/env [-S] [NAME=value ...] node [--flag ...]`.
+ * Anything else is refused by name.
+ */
+export function parseShebang(line: string): Shebang {
+  const m =
+    /^#!\/usr\/bin\/env(?: -S)?((?: +[A-Z][A-Z0-9_]*=[^\s=]*)*) +node((?: +--[a-z0-9-]+(?:=\S+)?)*) *$/.exec(
+      line,
+    );
+  if (!m) throw new Error(`not a node shebang line: ${JSON.stringify(line.slice(0, 120))}`);
+  const words = (s: string) => (s.trim() === '' ? [] : s.trim().split(/ +/));
+  const env: Record<string, string> = {};
+  for (const a of words(m[1]!)) {
+    const i = a.indexOf('=');
+    env[a.slice(0, i)] = a.slice(i + 1);
+  }
+  return { env, flags: words(m[2]!) };
+}
 
 /** The node flags of a shebang line like the binary's (none for a plain `#!/usr/bin/env node`). */
 export function flagsOfShebang(line: string): string[] {
-  const m = /^#!\/usr\/bin\/env(?: -S)? node((?: +--[a-z0-9-]+(?:=\S+)?)*) *$/.exec(line);
-  if (!m) throw new Error(`not a node shebang line: ${JSON.stringify(line.slice(0, 120))}`);
-  return m[1]!.trim() === '' ? [] : m[1]!.trim().split(/ +/);
+  return parseShebang(line).flags;
 }
 
 /** The first line of a file (a script's shebang). */
@@ -33,4 +73,9 @@ export function firstLine(file: string): string {
 /** The node flags a built or source `tether` entry file runs under, read from its first line. */
 export function nodeFlagsOf(entryFile: string): string[] {
   return flagsOfShebang(firstLine(entryFile));
+}
+
+/** The environment variables a built or source `tether` entry file sets for node, read from its first line. */
+export function nodeEnvOf(entryFile: string): Record<string, string> {
+  return parseShebang(firstLine(entryFile)).env;
 }

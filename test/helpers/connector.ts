@@ -6,6 +6,7 @@ import { controlRequest } from '../../src/connector/control-socket.js';
 import type { ConnectorStatus, RepoStatus } from '../../src/connector/status.js';
 import {
   BIN,
+  binEnv,
   binFlags,
   OutputWatcher,
   type RunResult,
@@ -79,7 +80,7 @@ export async function startConnector(o: ConnectorOptions): Promise<TestConnector
   delete env.TETHER_STATE_DIR;
   delete env.TETHER_CONNECT_CONFIG;
   const p = spawnTracked(process.execPath, [...binFlags(), BIN, 'connector', 'run', '-c', configFile], {
-    env,
+    env: { ...env, ...binEnv() },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output = new OutputWatcher(p.stdout!);

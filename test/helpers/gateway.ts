@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import {
   BIN,
+  binEnv,
   binFlags,
   freePortRange,
   OutputWatcher,
@@ -129,7 +130,7 @@ export async function startGateway(opts: StartGatewayOptions = {}): Promise<Test
   const launch = async () => {
     writeFileSync(configFile, stringify(config));
     const p = spawnTracked(process.execPath, [...binFlags(), BIN, 'gateway', '-c', configFile], {
-      env,
+      env: { ...env, ...binEnv() },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const output = new OutputWatcher(p.stdout!);

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { nodeFlagsOf } from '../../src/bin/node-flags.js';
+import { nodeEnvOf, nodeFlagsOf } from '../../src/bin/node-flags.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const BIN = join(ROOT, 'dist/bin/tether.js');
@@ -17,6 +17,17 @@ export function binFlags(bin = BIN): string[] {
     flagsOfBin.set(bin, flags);
   }
   return flags;
+}
+
+const envOfBin = new Map<string, Record<string, string>>();
+/** The environment a `tether` build sets for node (its shebang line): add it to the spawn's env with `binFlags(bin)`. */
+export function binEnv(bin = BIN): Record<string, string> {
+  let env = envOfBin.get(bin);
+  if (!env) {
+    env = nodeEnvOf(bin);
+    envOfBin.set(bin, env);
+  }
+  return env;
 }
 
 /** A temp dir removed at process exit. */
