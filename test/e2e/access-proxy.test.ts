@@ -11,7 +11,7 @@ import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { type SshForward, sshForward } from '../helpers/openssh.js';
 import { startEchoServer, startHttpServer, type TestServer } from '../helpers/servers.js';
 import { selfSignedCert } from '../helpers/tls-certs.js';
-import { run, tempDir, waitFor } from '../helpers/util.js';
+import { nextEvent, run, tempDir, waitFor } from '../helpers/util.js';
 
 const HEADER_TIMEOUT_MS = 1500;
 
@@ -615,7 +615,7 @@ describe('access proxy (HTTP CONNECT and absolute-form) in front of a real conne
 
   test('a client that connects and sends nothing is closed after the header timeout', async () => {
     const s = net.connect({ host: '127.0.0.1', port });
-    await new Promise<void>((r) => s.once('connect', () => r()));
+    await nextEvent(s, 'connect');
     const t0 = Date.now();
     s.resume();
     s.on('error', () => {});

@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startEchoServer, type TestServer } from '../helpers/servers.js';
-import { waitFor } from '../helpers/util.js';
+import { nextEvent, waitFor } from '../helpers/util.js';
 
 interface RecordView {
   opened_at: string;
@@ -190,9 +190,9 @@ describe('connection audit records', () => {
     const before = (await audit('acme')).length;
     // One connection held open takes the only place; the next one is refused by the broker.
     const held = net.connect({ host: '127.0.0.1', port: lease });
-    await new Promise<void>((r) => held.once('connect', () => r()));
+    await nextEvent(held, 'connect');
     held.write('x');
-    await new Promise<void>((r) => held.once('data', () => r()));
+    await nextEvent(held, 'data');
     const refusedLocal = await refusedThrough(lease);
     held.end();
     await new Promise<void>((r) => held.once('close', () => r()));

@@ -7,7 +7,7 @@ import type { TestGateway } from '../helpers/gateway.js';
 import { startHaproxy, type TestHaproxy } from '../helpers/haproxy.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { startHttpServer, type TestServer } from '../helpers/servers.js';
-import { waitFor } from '../helpers/util.js';
+import { nextEvent, waitFor } from '../helpers/util.js';
 
 interface TenantJson {
   forwards: Array<{ label: string; port: number; state: string; node: string | null }>;
@@ -88,7 +88,7 @@ describe('cluster: three gateways, PostgreSQL, haproxy in front', () => {
     const ownerIdx = Number(owner.slice(2, 3)) - 1;
     const other = members[(ownerIdx + 1) % 3]!;
     const sock = net.connect({ host: ips[ownerIdx]!, port });
-    await new Promise<void>((r) => sock.once('connect', () => r()));
+    await nextEvent(sock, 'connect');
     const closed = new Promise<number>((resolve) => {
       sock.on('error', () => {});
       sock.once('close', () => resolve(Date.now()));

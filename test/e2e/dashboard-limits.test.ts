@@ -9,7 +9,7 @@ import { ARTIFACTS, launchChromium, waitText } from '../helpers/browser.js';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { type SshForward, sshForward } from '../helpers/openssh.js';
-import { waitFor } from '../helpers/util.js';
+import { nextEvent, waitFor } from '../helpers/util.js';
 
 interface Limits {
   balance?: string;
@@ -154,7 +154,7 @@ describe('dashboard: traffic limits and connectors of a tenant (Chromium)', () =
     }
     // A connection held open shows on the connector that took it.
     const held = net.connect(lease, '127.0.0.1');
-    await new Promise<void>((r, j) => held.once('connect', () => r()).once('error', j));
+    await nextEvent(held, 'connect');
     await waitFor(
       async () => {
         const texts = await connectorItems.allTextContents();

@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startEchoServer, type TestServer, tcpExchange } from '../helpers/servers.js';
-import { waitFor } from '../helpers/util.js';
+import { nextEvent, waitFor } from '../helpers/util.js';
 
 interface Usage {
   bytes: number;
@@ -331,9 +331,9 @@ describe('traffic quota and counters through a real connector', () => {
     await gw.tether(['tenants', 'change', '--max-connections', '1', 'plain']);
     const port = await plain.leasePort('grp/echo');
     const held = net.connect({ host: '127.0.0.1', port });
-    await new Promise((r) => held.once('connect', r));
+    await nextEvent(held, 'connect');
     held.write('x');
-    await new Promise((r) => held.once('data', r));
+    await nextEvent(held, 'data');
     await refused(port);
     await gw.output.wait(
       /"event":"connection.refused".*"tenant":"plain".*"reason":"too many connections \(1 of 1\)"/,

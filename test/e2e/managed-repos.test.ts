@@ -10,7 +10,7 @@ import { connectYaml, startConnector, type TestConnector } from '../helpers/conn
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { haveSamba, startSamba } from '../helpers/samba.js';
 import { startHttpServer, type TestServer } from '../helpers/servers.js';
-import { run, tempDir, waitFor } from '../helpers/util.js';
+import { nextEvent, run, tempDir, waitFor } from '../helpers/util.js';
 
 type Samba = Awaited<ReturnType<typeof startSamba>>;
 
@@ -153,7 +153,7 @@ describe('managed repositories: the operator proposes, the connector disposes', 
     const sock = net.connect({ host: '127.0.0.1', port: lease });
     const closed = new Promise<void>((r) => sock.once('close', () => r()));
     sock.on('error', () => {});
-    await new Promise<void>((r) => sock.once('connect', () => r()));
+    await nextEvent(sock, 'connect');
     await waitFor(async () => (await conn.repo('files/share'))?.connections === 1, {
       what: 'the SMB connection to be open',
     });

@@ -6,7 +6,7 @@ import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { SSH_OPTS, type SshForward, sshForward } from '../helpers/openssh.js';
 import { delta, key, type Samples, scrape as scrapeUrl } from '../helpers/prometheus.js';
 import { startEchoServer, startHttpServer, type TestServer, tcpExchange } from '../helpers/servers.js';
-import { run, tempDir, waitFor } from '../helpers/util.js';
+import { nextEvent, run, tempDir, waitFor } from '../helpers/util.js';
 
 async function scrape(gw: TestGateway): Promise<Samples> {
   return scrapeUrl(`${gw.adminUrl}/metrics`, { authorization: `Bearer ${gw.adminToken}` });
@@ -148,9 +148,9 @@ describe('Prometheus metrics after real traffic', () => {
 
     // Three raw-port connections of 10 000 bytes each way, one held open meanwhile.
     const held = net.connect({ host: '127.0.0.1', port: lease });
-    await new Promise<void>((r) => held.once('connect', () => r()));
+    await nextEvent(held, 'connect');
     held.write('x');
-    await new Promise<void>((r) => held.once('data', () => r()));
+    await nextEvent(held, 'data');
     const during = await scrape(gw);
     assert.equal(during.get(key('tether_connections_active', t)), 1);
     assert.equal(during.get(key('tether_sessions')), 1);

@@ -4,7 +4,7 @@ import net, { type AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
 import { type EndpointView, forwardOf, startGateway, type TestGateway } from '../helpers/gateway.js';
-import { waitFor } from '../helpers/util.js';
+import { nextEvent, waitFor } from '../helpers/util.js';
 
 async function endpoints(gw: TestGateway): Promise<EndpointView[]> {
   return (await forwardOf(gw, 'acme', 'grp/web'))?.endpoints ?? [];
@@ -59,7 +59,7 @@ describe('`tether tenants repos` lists the connectors of each repository', () =>
     const lease = await connectors[0]!.leasePort('grp/web');
     await waitFor(async () => (await endpoints(gw)).length === 2, { what: 'two connectors' });
     held = net.connect(lease, '127.0.0.1');
-    await new Promise<void>((r, j) => held!.once('connect', () => r()).once('error', j));
+    await nextEvent(held!, 'connect');
     const eps = await waitFor(
       async () => {
         const e = await endpoints(gw);

@@ -17,7 +17,7 @@ import {
 import { PasswordClient, proxyPort as sshProxyPort, startSshd, type TestSshd } from '../helpers/sshd.js';
 import { makeCa, makeServerCert } from '../helpers/tls-certs.js';
 import { startedLine } from '../helpers/transports.js';
-import { run, tempDir, waitFor } from '../helpers/util.js';
+import { nextEvent, run, tempDir, waitFor } from '../helpers/util.js';
 
 /** Forwarded connections the logins below have accepted. */
 let accepted = 0;
@@ -166,9 +166,9 @@ describe('gateway with workers: 2', () => {
     await gw.tether(['tenants', 'change', '--max-connections', '1', 'other']);
     const held = net.connect({ host: '127.0.0.1', port: f.port });
     try {
-      await new Promise((r) => held.once('connect', r));
+      await nextEvent(held, 'connect');
       held.write('held\n');
-      await new Promise((r) => held.once('data', r));
+      await nextEvent(held, 'data');
       // every worker has the cap once one CONNECT is refused (the change reaches them within 1 s)
       await waitFor(async () => /^HTTP\/1\.1 429 /.test(await answerTo()), { what: 'the cap in force' });
       // the primary takes turns: of four CONNECTs, two land on the worker that does not serve r0
@@ -326,7 +326,7 @@ describe('gateway with workers: 2, a worker killed', () => {
     const victims = tenants.filter((_, i) => nodes[i] === `worker-${victim}`);
     // A connection open through a forward on the other worker, before the kill
     const held = net.connect({ host: '127.0.0.1', port: ports[tenants.indexOf(survivors[0]!)]! });
-    await new Promise<void>((r) => held.once('connect', () => r()));
+    await nextEvent(held, 'connect');
     const heldEcho = (text: string) =>
       new Promise<string>((resolve, reject) => {
         let got = '';

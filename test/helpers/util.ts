@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -28,6 +29,20 @@ export function binEnv(bin = BIN): Record<string, string> {
     envOfBin.set(bin, env);
   }
   return env;
+}
+
+/**
+ * The next `name` event of `emitter` (its arguments), or a rejection: on its 'error' event
+ * meanwhile, or after `ms` with a message naming the event. A test awaiting a socket's 'connect'
+ * or 'data' fails here instead of hanging until the runner's timeout.
+ */
+export async function nextEvent(emitter: NodeJS.EventEmitter, name: string, ms = 15_000): Promise<unknown[]> {
+  try {
+    return await once(emitter, name, { signal: AbortSignal.timeout(ms) });
+  } catch (e) {
+    if ((e as Error).name === 'AbortError') throw new Error(`no '${name}' event within ${ms} ms`);
+    throw e;
+  }
 }
 
 /** A temp dir removed at process exit. */
