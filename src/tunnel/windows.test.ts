@@ -138,7 +138,7 @@ test('window policy: a window consumed within a round trip doubles, up to the ce
   const clock = fakeClock();
   const p = new WindowPolicy(32 * MiB, clock, () => 50);
   assert.equal(p.target(), INITIAL_WINDOW);
-  assert.equal(p.threshold(), 1 * MiB, 'at 2 MiB, a refill once half the window is used (as upstream)');
+  assert.equal(p.threshold(), 1.5 * MiB, 'at 2 MiB, a refill once a quarter of the window is used');
   const seen = [p.target()];
   for (let i = 0; i < 12; i++) {
     feed(p, clock, p.target(), 10); // a quarter window per 10 ms: half a window in 20 ms < 1 RTT
