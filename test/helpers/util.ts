@@ -161,8 +161,7 @@ function claimBlock(b: number): (() => void) | undefined {
   try {
     mkdirSync(dir);
   } catch {
-    if (claimHeld(dir)) return undefined;
-    rmSync(dir, { recursive: true, force: true });
+    if (claimHeld(dir) || !takeOver(dir)) return undefined;
     return claimBlock(b);
   }
   writeFileSync(join(dir, 'pid'), String(process.pid));
@@ -175,6 +174,31 @@ function claimBlock(b: number): (() => void) | undefined {
     claimed.delete(dir);
     rmSync(dir, { recursive: true, force: true });
   };
+}
+
+/**
+ * Removes the stale claim `dir` so that it can be claimed again, under a lock of its own
+ * (`<dir>.takeover`, an atomic mkdir). Without it, two processes that both found the claim stale
+ * each removed it, and the second removed the claim the first had just made: both then held the
+ * block. Under the lock the claim is checked again. Returns false when another process is taking
+ * it over (a lock left by a process killed inside this function is removed after a minute).
+ */
+function takeOver(dir: string): boolean {
+  const lock = `${dir}.takeover`;
+  try {
+    mkdirSync(lock);
+  } catch {
+    const made = statSync(lock, { throwIfNoEntry: false })?.mtimeMs;
+    if (made !== undefined && Date.now() - made > STALE_CLAIM_MS)
+      rmSync(lock, { recursive: true, force: true });
+    return false;
+  }
+  try {
+    if (!claimHeld(dir)) rmSync(dir, { recursive: true, force: true });
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+  return true;
 }
 
 /** The blocks this process holds; released when it exits. */
