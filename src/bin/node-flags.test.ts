@@ -4,7 +4,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
-import { firstLine, flagsOfShebang, nodeEnvOf, nodeFlagsOf, parseShebang } from './node-flags.js';
+import { firstLine, parseShebang, shebangOf } from './node-flags.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const ENTRY = join(ROOT, 'src/bin/tether.ts');
@@ -12,13 +12,13 @@ const ENTRY = join(ROOT, 'src/bin/tether.ts');
 const MALLOC_ENV = { MALLOC_TRIM_THRESHOLD_: '16777216', MALLOC_MMAP_THRESHOLD_: '1048576' };
 
 test('the tether binary starts node with --initial-old-space-size=64 and glibc malloc settings, and npm start with the same', () => {
-  const flags = nodeFlagsOf(ENTRY);
+  const flags = shebangOf(ENTRY).flags;
   assert.deepEqual(flags, ['--initial-old-space-size=64']);
-  assert.deepEqual(nodeEnvOf(ENTRY), MALLOC_ENV);
+  assert.deepEqual(shebangOf(ENTRY).env, MALLOC_ENV);
   const start = (
     JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
   ).scripts.start;
-  const env = Object.entries(nodeEnvOf(ENTRY))
+  const env = Object.entries(shebangOf(ENTRY).env)
     .map(([k, v]) => `${k}=${v} `)
     .join('');
   assert.match(start ?? '', new RegExp(`&& ${env}node ${flags.join(' ')} dist/bin/tether\\.js gateway$`));
@@ -44,7 +44,7 @@ test('the shebang line runs: env -S hands node its flags and its environment, re
       },
     });
     assert.deepEqual(JSON.parse(out), [
-      nodeFlagsOf(ENTRY),
+      shebangOf(ENTRY).flags,
       MALLOC_ENV.MALLOC_TRIM_THRESHOLD_,
       MALLOC_ENV.MALLOC_MMAP_THRESHOLD_,
       'yes',
@@ -54,11 +54,11 @@ test('the shebang line runs: env -S hands node its flags and its environment, re
   }
 });
 
-test('flagsOfShebang: a plain node shebang has no flags; anything else is refused by name', () => {
-  assert.deepEqual(flagsOfShebang('#!/usr/bin/env node'), []);
-  assert.deepEqual(flagsOfShebang('#!/usr/bin/env -S node --a=1 --b'), ['--a=1', '--b']);
-  assert.throws(() => flagsOfShebang('#!/bin/sh'), /not a node shebang line: "#!\/bin\/sh"/);
-  assert.throws(() => flagsOfShebang('import x from "y";'), /not a node shebang line/);
+test('parseShebang: a plain node shebang has no flags; anything else is refused by name', () => {
+  assert.deepEqual(parseShebang('#!/usr/bin/env node').flags, []);
+  assert.deepEqual(parseShebang('#!/usr/bin/env -S node --a=1 --b').flags, ['--a=1', '--b']);
+  assert.throws(() => parseShebang('#!/bin/sh'), /not a node shebang line: "#!\/bin\/sh"/);
+  assert.throws(() => parseShebang('import x from "y";'), /not a node shebang line/);
 });
 
 test('parseShebang: variables before node are its environment; a malformed assignment is refused', () => {

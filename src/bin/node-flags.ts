@@ -59,23 +59,13 @@ export function parseShebang(line: string): Shebang {
   return { env, flags: words(m[2]!) };
 }
 
-/** The node flags of a shebang line like the binary's (none for a plain `#!/usr/bin/env node`). */
-export function flagsOfShebang(line: string): string[] {
-  return parseShebang(line).flags;
-}
-
 /** The first line of a file (a script's shebang). */
 export function firstLine(file: string): string {
   const text = readFileSync(file, 'utf8');
   return text.slice(0, text.indexOf('\n'));
 }
 
-/** The node flags a built or source `tether` entry file runs under, read from its first line. */
-export function nodeFlagsOf(entryFile: string): string[] {
-  return flagsOfShebang(firstLine(entryFile));
-}
-
-/** The environment variables a built or source `tether` entry file sets for node, read from its first line. */
-export function nodeEnvOf(entryFile: string): Record<string, string> {
-  return parseShebang(firstLine(entryFile)).env;
+/** What a built or source `tether` entry file starts node with (environment and flags), read from its first line. */
+export function shebangOf(entryFile: string): Shebang {
+  return parseShebang(firstLine(entryFile));
 }

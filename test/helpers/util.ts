@@ -4,31 +4,30 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { nodeEnvOf, nodeFlagsOf } from '../../src/bin/node-flags.js';
+import { type Shebang, shebangOf } from '../../src/bin/node-flags.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const BIN = join(ROOT, 'dist/bin/tether.js');
 
-const flagsOfBin = new Map<string, string[]>();
-/** The node flags a `tether` build runs under (its shebang line): spawn it as `[...binFlags(bin), bin]`. */
-export function binFlags(bin = BIN): string[] {
-  let flags = flagsOfBin.get(bin);
-  if (!flags) {
-    flags = nodeFlagsOf(bin);
-    flagsOfBin.set(bin, flags);
+const shebangOfBin = new Map<string, Shebang>();
+/** A `tether` build's shebang line (the environment and flags it starts node with), read once per file. */
+function binShebang(bin: string): Shebang {
+  let s = shebangOfBin.get(bin);
+  if (!s) {
+    s = shebangOf(bin);
+    shebangOfBin.set(bin, s);
   }
-  return flags;
+  return s;
 }
 
-const envOfBin = new Map<string, Record<string, string>>();
+/** The node flags a `tether` build runs under (its shebang line): spawn it as `[...binFlags(bin), bin]`. */
+export function binFlags(bin = BIN): string[] {
+  return binShebang(bin).flags;
+}
+
 /** The environment a `tether` build sets for node (its shebang line): add it to the spawn's env with `binFlags(bin)`. */
 export function binEnv(bin = BIN): Record<string, string> {
-  let env = envOfBin.get(bin);
-  if (!env) {
-    env = nodeEnvOf(bin);
-    envOfBin.set(bin, env);
-  }
-  return env;
+  return binShebang(bin).env;
 }
 
 /**
