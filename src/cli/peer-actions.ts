@@ -7,12 +7,17 @@ export interface RunFlags {
   grpcBind?: string;
   httpBind?: string;
   logLevel?: string;
+  drainTimeout?: string;
   rootCertPath?: string;
   serverCertPath?: string;
   serverKeyPath?: string;
 }
 
-/** `tether peer run`: the peer daemon until SIGTERM/SIGINT (loaded only when that command runs). */
+/**
+ * `tether peer run`: the peer daemon until SIGTERM/SIGINT (loaded only when that command runs).
+ * The first signal drains (nothing new, open connections finish within --drain-timeout); a
+ * second one stops at once.
+ */
 export async function run(flags: RunFlags): Promise<void> {
   // --grpc-bind is an alias of --tunnel-bind; every other flag is checked as given (src/config/peer.ts)
   const { grpcBind, ...given } = flags;
@@ -22,12 +27,25 @@ export async function run(flags: RunFlags): Promise<void> {
   // a peer moves tunnel data too: what a transfer leaves in V8's heap goes back once it is quiet
   const stopTrim = startHeapTrim();
   await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      logger.info({ signal }, 'signal received');
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++;
+      if (signals === 1 && options.drainTimeout > 0) {
+        logger.info(
+          { signal, drain_timeout_ms: options.drainTimeout },
+          `received ${signal}: draining (up to ${options.drainTimeout} ms; send it again to stop at once)`,
+        );
+        daemon.drain(options.drainTimeout).then(() => resolve(), resolve);
+        return;
+      }
+      logger.info(
+        { signal },
+        signals === 1 ? 'signal received' : `received ${signal} again: stopping at once`,
+      );
       daemon.stop().then(resolve, resolve);
     };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
   });
   stopTrim();
 }

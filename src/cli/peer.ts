@@ -1,5 +1,10 @@
 import type { Command } from 'commander';
-import { DEFAULT_HTTP_BIND, DEFAULT_TUNNEL_BIND, LOG_LEVELS } from '../config/peer-defaults.js';
+import {
+  DEFAULT_HTTP_BIND,
+  DEFAULT_PEER_DRAIN_TIMEOUT,
+  DEFAULT_TUNNEL_BIND,
+  LOG_LEVELS,
+} from '../config/peer-defaults.js';
 import { lazy } from './lazy.js';
 
 export function registerPeer(program: Command): void {
@@ -20,6 +25,11 @@ export function registerPeer(program: Command): void {
     .option('--grpc-bind <addr>', 'alias of --tunnel-bind, for command lines written for the gRPC connector')
     .option('--http-bind <addr>', 'address of the HTTP API', DEFAULT_HTTP_BIND)
     .option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')}`, 'info')
+    .option(
+      '--drain-timeout <duration>',
+      'on SIGTERM/SIGINT: take nothing new and let open connections finish this long ("0": cut at once; a second signal cuts too)',
+      DEFAULT_PEER_DRAIN_TIMEOUT,
+    )
     .option('--root-cert-path <path>', 'PEM root certificate peers must chain to (mTLS; with the two below)')
     .option(
       '--server-cert-path <path>',

@@ -24,6 +24,7 @@ describe('peer options through the config pipeline', () => {
       tunnelBind: { host: '', port: 9090 },
       httpBind: { host: '', port: 9091 },
       logLevel: 'info',
+      drainTimeout: 5_000,
     });
     assert.ok(Object.isFrozen(c) && Object.isFrozen(c.tunnelBind) && Object.isFrozen(c.httpBind));
   });
@@ -94,6 +95,25 @@ describe('peer options through the config pipeline', () => {
     assert.equal(
       refused({ tunnelBind: 'bad host!:22' }).message,
       '--tunnel-bind "bad host!:22": "bad host!" is not a host name or IP address',
+    );
+  });
+
+  test('--drain-timeout: 5 s unless given; durations and 0 accepted; garbage, negative and over an hour refused by name', () => {
+    assert.equal(peerConfigFrom({ drainTimeout: '90s' }, {}).drainTimeout, 90_000);
+    assert.equal(peerConfigFrom({ drainTimeout: '0' }, {}).drainTimeout, 0);
+    assert.equal(peerConfigFrom({ drainTimeout: '30' }, {}).drainTimeout, 30_000);
+    assert.equal(peerConfigFrom({ drainTimeout: '1h' }, {}).drainTimeout, 3_600_000);
+    assert.equal(
+      refused({ drainTimeout: 'soon' }).message,
+      '--drain-timeout "soon" is not a duration (use e.g. "500ms", "60s", "8h")',
+    );
+    assert.equal(
+      refused({ drainTimeout: '-5s' }).message,
+      '--drain-timeout "-5s" is not a duration (use e.g. "500ms", "60s", "8h")',
+    );
+    assert.equal(
+      refused({ drainTimeout: '61m' }).message,
+      '--drain-timeout must be at most 1 hour (use e.g. "5s", "2m", or 0 to cut open connections at once)',
     );
   });
 

@@ -10,13 +10,20 @@ import { type FieldProblem, TetherError } from '../errors/index.js';
 import type { LogLevel } from '../log/index.js';
 import { type HostPort, parseHostPort } from './host-port.js';
 import { expandTopLevel, zodProblems } from './load.js';
-import { DEFAULT_HTTP_BIND, DEFAULT_TUNNEL_BIND, LOG_LEVELS } from './peer-defaults.js';
+import {
+  DEFAULT_HTTP_BIND,
+  DEFAULT_PEER_DRAIN_TIMEOUT,
+  DEFAULT_TUNNEL_BIND,
+  LOG_LEVELS,
+} from './peer-defaults.js';
+import { duration, MAX_DRAIN_TIMEOUT } from './schema-helpers.js';
 
 /** What `tether peer run` was given, unvalidated (strings as typed). */
 export interface PeerOptionsInput {
   tunnelBind?: string;
   httpBind?: string;
   logLevel?: string;
+  drainTimeout?: string;
   rootCertPath?: string;
   serverCertPath?: string;
   serverKeyPath?: string;
@@ -27,6 +34,7 @@ export const PEER_FLAGS = {
   tunnelBind: '--tunnel-bind',
   httpBind: '--http-bind',
   logLevel: '--log-level',
+  drainTimeout: '--drain-timeout',
   rootCertPath: '--root-cert-path',
   serverCertPath: '--server-cert-path',
   serverKeyPath: '--server-key-path',
@@ -47,6 +55,14 @@ const logLevel = z.string().transform((text, ctx): LogLevel => {
   return z.NEVER;
 });
 
+/** A duration; on a command line a bare number ("0", "30") is seconds, as in the YAML files. */
+const drainTimeout = z.preprocess(
+  (v) => (typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : v),
+  duration.refine((ms) => ms <= MAX_DRAIN_TIMEOUT, {
+    message: 'must be at most 1 hour (use e.g. "5s", "2m", or 0 to cut open connections at once)',
+  }),
+);
+
 /** A file path; an empty one counts as not given. */
 const path = z
   .string()
@@ -60,6 +76,8 @@ export const peerSchema = z
     tunnelBind: bind.prefault(DEFAULT_TUNNEL_BIND),
     httpBind: bind.prefault(DEFAULT_HTTP_BIND),
     logLevel: logLevel.prefault('info'),
+    /** SIGTERM/SIGINT: how long carried connections may finish once nothing new is taken; 0 = cut at once. */
+    drainTimeout: drainTimeout.prefault(DEFAULT_PEER_DRAIN_TIMEOUT),
     rootCertPath: path,
     serverCertPath: path,
     serverKeyPath: path,
@@ -79,6 +97,8 @@ export interface PeerConfig {
   readonly tunnelBind: HostPort;
   readonly httpBind: HostPort;
   readonly logLevel: LogLevel;
+  /** ms a stop lets carried connections finish (`--drain-timeout`). */
+  readonly drainTimeout: number;
   /** Present when all three certificate flags were given. */
   readonly tls?: {
     readonly rootCertPath: string;
@@ -138,6 +158,7 @@ export function peerConfigFrom(input: PeerOptionsInput, env: NodeJS.ProcessEnv =
     tunnelBind: Object.freeze(rest.tunnelBind),
     httpBind: Object.freeze(rest.httpBind),
     logLevel: rest.logLevel,
+    drainTimeout: rest.drainTimeout,
     ...(tls ? { tls } : {}),
   });
 }

@@ -355,6 +355,7 @@ export const CATALOG = {
   PAYLOAD_TOO_LARGE: e(413, false, 'peer', 'the peer API request body is over its size limit'),
   PEER_LISTEN_FAILED: e(400, false, 'peer', 'a peer listener could not be opened'),
   PEER_OPTIONS_INVALID: e(400, false, 'peer', 'the peer options are invalid'),
+  PEER_STOPPING: e(503, true, 'peer', 'the peer is stopping (draining) and takes no new exposures'),
   PEER_TLS_INVALID: e(400, false, 'peer', 'the peer TLS material is invalid'),
 } as const satisfies Record<string, CatalogEntry>;
 

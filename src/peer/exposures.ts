@@ -12,6 +12,7 @@ import { dialDestination } from '../tunnel/dial.js';
 import { relay } from '../tunnel/pipe.js';
 import type { TlsMaterial } from '../tunnel/tls-material.js';
 import type { ExposeSpec } from './expose-request.js';
+import { OpenConnections } from './open-connections.js';
 import { RemoteLink } from './remote-link.js';
 
 export type ExposureStatus = 'PENDING' | 'COMPLETE' | 'ERROR';
@@ -118,6 +119,9 @@ export class ExposureManager {
   private readonly log: Logger;
   private readonly backoff: BackoffPolicy;
   private closed = false;
+  private draining = false;
+  /** The connections the exposures carry (what a draining stop waits for). */
+  readonly open = new OpenConnections();
 
   constructor(private readonly deps: ExposureManagerDeps) {
     this.log = deps.logger.child({ component: 'expose' });
@@ -127,6 +131,11 @@ export class ExposureManager {
 
   /** Creates an exposure; throws a 400 TetherError for a port that cannot be used. */
   async expose(spec: ExposeSpec): Promise<string> {
+    if (this.draining || this.closed) {
+      throw new TetherError('PEER_STOPPING', 'the peer is stopping: it takes no new exposures', {
+        status: 503,
+      });
+    }
     const linkKey = formatHostPort(spec.remoteConnectorAddr);
     this.checkConflicts(spec, linkKey);
     const id = randomUUID();
@@ -196,6 +205,29 @@ export class ExposureManager {
   get(id: string): ExposureView | undefined {
     const e = this.exposures.get(id);
     return e ? this.view(e) : undefined;
+  }
+
+  /**
+   * The first step of a draining stop: no new connections (our listeners close, the remote
+   * peers stop listening for our "local" exposures, carried-back connections are refused),
+   * while the open ones go on over the links, which stay up until close().
+   */
+  async drain(): Promise<void> {
+    if (this.draining || this.closed) return;
+    this.draining = true;
+    const cancels: Promise<void>[] = [];
+    for (const e of this.exposures.values()) {
+      e.server?.close();
+      const link = this.links.get(e.linkKey)?.link;
+      if (e.spec.type === 'local' && e.forward.kind === 'ok' && link?.state.kind === 'up') {
+        cancels.push(link.unforwardIn(e.spec.sourceAddr, e.spec.sourcePort).catch(() => {}));
+      }
+      this.resetForward(e);
+    }
+    await Promise.race([
+      Promise.all(cancels),
+      new Promise<void>((r) => this.deps.clock.setTimeout(r, 2_000)),
+    ]);
   }
 
   async close(): Promise<void> {
@@ -343,7 +375,7 @@ export class ExposureManager {
   }
 
   private requestForward(e: Exposure, link: RemoteLink): void {
-    if (e.removed || e.spec.type !== 'local') return;
+    if (e.removed || this.draining || e.spec.type !== 'local') return;
     const generation = link.generation;
     const { sourceAddr, sourcePort } = e.spec;
     e.forward = { kind: 'requesting' };
@@ -392,7 +424,7 @@ export class ExposureManager {
         x.spec.sourcePort === info.destPort &&
         x.spec.sourceAddr === info.destIP,
     );
-    if (!e) {
+    if (!e || this.draining) {
       reject();
       return;
     }
@@ -405,6 +437,7 @@ export class ExposureManager {
           return;
         }
         const ch = accept();
+        this.open.add(socket);
         this.track(e, socket);
         this.track(e, ch);
         e.log.debug({ from: `${info.srcIP}:${info.srcPort}` }, 'connection carried back and dialled');
@@ -420,6 +453,7 @@ export class ExposureManager {
   /** "remote": a connection arrives on our listener; the remote peer dials the destination. */
   private onLocalConnection(e: Exposure, socket: Socket): void {
     socket.on('error', () => {});
+    this.open.add(socket);
     this.track(e, socket);
     const link = this.links.get(e.linkKey)?.link;
     const from = `${socket.remoteAddress}:${socket.remotePort}`;

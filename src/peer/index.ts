@@ -8,6 +8,7 @@ import { TetherError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import { createApiHandler } from './api.js';
 import { ExposureManager } from './exposures.js';
+import { allEmpty } from './open-connections.js';
 import type { PeerOptions } from './options.js';
 import { TunnelServer } from './tunnel-server.js';
 
@@ -34,12 +35,29 @@ export interface PeerDeps {
   settleTimeoutMs?: number;
 }
 
+/** What a draining stop did. */
+export interface PeerDrainResult {
+  /** Connections open when the drain began. */
+  open: number;
+  /** Connections still open at the timeout (cut by the stop that follows). */
+  cut: number;
+  durationMs: number;
+}
+
 export interface PeerDaemon {
   /** Where the tunnel port listens (the address other peers use as remote_connector_addr). */
   readonly tunnelAddress: HostPort;
   /** Base URL of the HTTP API. */
   readonly apiUrl: string;
   readonly manager: ExposureManager;
+  /** Connections carried now (by exposures of this peer and for other peers). */
+  openConnections(): number;
+  /**
+   * A draining stop: takes nothing new (the API and every listener close, remote peers stop
+   * listening for us, new connections are refused), lets the open connections finish within
+   * `timeoutMs`, then stops, cutting what is left. stop() during a drain cuts at once.
+   */
+  drain(timeoutMs: number): Promise<PeerDrainResult>;
   stop(): Promise<void>;
 }
 
@@ -127,12 +145,52 @@ export async function startPeer(options: PeerOptions, deps: PeerDeps): Promise<P
   log.info({ url: apiUrl }, 'api listening');
   log.info({ api: apiUrl, tunnel: formatHostPort(tunnelAddress) }, 'peer ready');
 
+  const openConnections = () => manager.open.size + tunnel.open.size;
   let stopped: Promise<void> | undefined;
-  return {
+  let drained: Promise<PeerDrainResult> | undefined;
+  let cutDrain: () => void = () => {};
+  const daemon: PeerDaemon = {
     tunnelAddress,
     apiUrl,
     manager,
+    openConnections,
+    drain(timeoutMs) {
+      drained ??= (async () => {
+        const start = clock.now();
+        const open = openConnections();
+        log.info(
+          { event: 'peer.draining', connections: open, drain_timeout_ms: timeoutMs },
+          `draining: taking nothing new; ${open} open connection(s) may finish within ${timeoutMs} ms`,
+        );
+        http.close();
+        http.closeIdleConnections();
+        tunnel.drain();
+        await manager.drain();
+        let timer: unknown;
+        await Promise.race([
+          allEmpty([manager.open, tunnel.open]),
+          new Promise<void>((r) => {
+            cutDrain = r;
+            timer = clock.setTimeout(r, Math.max(0, timeoutMs - (clock.now() - start)));
+          }),
+        ]);
+        clock.clearTimeout(timer);
+        const cut = openConnections();
+        const result = { open, cut, durationMs: clock.now() - start };
+        const fields = { event: 'peer.drained', connections: open, cut, duration_ms: result.durationMs };
+        if (cut > 0)
+          log.warn(
+            fields,
+            `drain_timeout (${timeoutMs} ms) reached: cutting ${cut} connection(s) still open`,
+          );
+        else log.info(fields, `drained in ${result.durationMs} ms: every open connection finished`);
+        await daemon.stop();
+        return result;
+      })();
+      return drained;
+    },
     stop() {
+      cutDrain();
       stopped ??= (async () => {
         log.info('peer stopping');
         await manager.close();
@@ -144,4 +202,5 @@ export async function startPeer(options: PeerOptions, deps: PeerDeps): Promise<P
       return stopped;
     },
   };
+  return daemon;
 }

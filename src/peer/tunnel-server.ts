@@ -9,6 +9,7 @@ import { dialDestination } from '../tunnel/dial.js';
 import { relay } from '../tunnel/pipe.js';
 import { createSshServer, type SshServer } from '../tunnel/ssh-server.js';
 import { describeTlsError, peerSubject, type TlsMaterial } from '../tunnel/tls-material.js';
+import { OpenConnections } from './open-connections.js';
 
 /** How long the tunnel side waits for a destination to accept a connection. */
 const DIAL_TIMEOUT_MS = 10_000;
@@ -35,6 +36,9 @@ export class TunnelServer {
   private readonly sessions = new Set<InboundSession>();
   private readonly origins = new WeakMap<Socket, string>();
   private nextId = 1;
+  private draining = false;
+  /** The connections the sessions carry (what a draining stop waits for). */
+  readonly open = new OpenConnections();
 
   constructor(deps: TunnelServerDeps) {
     this.log = deps.logger.child({ component: 'tunnel' });
@@ -54,6 +58,7 @@ export class TunnelServer {
           socket && 'getPeerCertificate' in socket ? peerSubject(socket as TLSSocket) : undefined;
         const session = new InboundSession(
           conn,
+          this.open,
           this.log.child({
             conn: id,
             peer: `${info.ip}:${info.port}`,
@@ -61,6 +66,7 @@ export class TunnelServer {
           }),
         );
         this.sessions.add(session);
+        if (this.draining) session.drain();
         conn.on('close', () => this.sessions.delete(session));
       },
     );
@@ -129,11 +135,22 @@ export class TunnelServer {
     });
   }
 
+  /**
+   * The first step of a draining stop: no new peer sessions, no new listeners for peers, and
+   * no new connections on any session; the open ones go on until close().
+   */
+  drain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    this.listener.close();
+    for (const s of this.sessions) s.drain();
+  }
+
   /** Stops listening and ends every session with its listeners and connections. */
   async close(): Promise<void> {
     for (const s of this.sessions) s.close();
     for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.listener.close(() => resolve()));
+    if (this.listener.listening) await new Promise<void>((resolve) => this.listener.close(() => resolve()));
   }
 }
 
@@ -142,9 +159,11 @@ class InboundSession {
   private readonly listeners = new Map<string, NetServer>();
   private readonly streams = new Set<Socket>();
   private closed = false;
+  private draining = false;
 
   constructor(
     private readonly conn: Connection,
+    private readonly open: OpenConnections,
     private readonly log: Logger,
   ) {
     conn.on('authentication', (ctx) => {
@@ -179,6 +198,13 @@ class InboundSession {
     this.cleanup();
   }
 
+  /** No new listeners or connections for this peer; the open connections go on. */
+  drain(): void {
+    this.draining = true;
+    for (const l of this.listeners.values()) l.close();
+    this.listeners.clear();
+  }
+
   private cleanup(): void {
     this.closed = true;
     for (const l of this.listeners.values()) l.close();
@@ -196,6 +222,11 @@ class InboundSession {
     const bind = formatHostPort({ host: info.bindAddr, port: info.bindPort });
     const log = this.log.child({ bind });
     const key = `${info.bindAddr}:${info.bindPort}`;
+    if (this.draining) {
+      log.warn('refused to listen: this peer is stopping');
+      reject?.();
+      return;
+    }
     if (info.bindPort < 1 || info.bindPort > 65535) {
       log.warn('refused to listen: port must be from 1 to 65535');
       reject?.();
@@ -212,8 +243,9 @@ class InboundSession {
       reject?.();
     });
     server.listen({ host: info.bindAddr === '' ? undefined : info.bindAddr, port: info.bindPort }, () => {
-      if (this.closed) {
+      if (this.closed || this.draining) {
         server.close();
+        reject?.();
         return;
       }
       server.removeAllListeners('error');
@@ -240,6 +272,7 @@ class InboundSession {
 
   private carryBack(info: TcpipBindInfo, socket: Socket, log: Logger): void {
     this.streams.add(socket);
+    this.open.add(socket);
     socket.on('error', () => {});
     socket.on('close', () => this.streams.delete(socket));
     const from = `${socket.remoteAddress}:${socket.remotePort}`;
@@ -266,6 +299,11 @@ class InboundSession {
   /** The peer asks us to dial a destination (an exposure of type "remote"). */
   private onDirect(info: TcpipRequestInfo, accept: () => ssh2.ServerChannel, reject: () => void): void {
     const dest = formatHostPort({ host: info.destIP, port: info.destPort });
+    if (this.draining) {
+      this.log.info({ dest }, 'refused a connection for the peer: this peer is stopping');
+      reject();
+      return;
+    }
     dialDestination(info.destIP, info.destPort, DIAL_TIMEOUT_MS).then(
       (socket) => {
         if (this.closed) {
@@ -273,6 +311,7 @@ class InboundSession {
           return;
         }
         this.streams.add(socket);
+        this.open.add(socket);
         socket.on('close', () => this.streams.delete(socket));
         this.log.debug({ dest }, 'dialled the destination for the peer');
         relay(socket, accept(), () => {});

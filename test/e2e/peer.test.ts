@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { createServer as createHttpServer, type Server } from 'node:http';
-import { type AddressInfo, createServer } from 'node:net';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -187,6 +187,60 @@ async function helloServer(name: string): Promise<{ server: Server; port: number
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   return { server, port: (server.address() as AddressInfo).port };
+}
+
+/** A real TCP echo service: what a long-lived connection through a peer looks like. */
+async function echoServer(): Promise<{ close(): void; port: number }> {
+  const sockets = new Set<Socket>();
+  const server = createServer((s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => {});
+    s.pipe(s);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: (server.address() as AddressInfo).port,
+    close() {
+      server.close();
+      for (const s of sockets) s.destroy();
+    },
+  };
+}
+
+/** A connection to a port; echo(text) sends a line and waits for it to come back. */
+async function openEcho(port: number) {
+  const s = connect({ host: '127.0.0.1', port });
+  await once(s, 'connect');
+  let got = '';
+  s.on('data', (d) => {
+    got += d;
+  });
+  s.on('error', () => {});
+  const closed = once(s, 'close');
+  return {
+    socket: s,
+    closed,
+    async echo(text: string): Promise<string> {
+      got = '';
+      s.write(`${text}\n`);
+      await until(`"${text}" echoed`, () => got.endsWith('\n') || s.destroyed);
+      return got.trim();
+    },
+  };
+}
+
+/** Resolves with the error code of a connection attempt (ECONNREFUSED), or "connected". */
+function tryConnect(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const s = connect({ host: '127.0.0.1', port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve('connected');
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+  });
 }
 
 interface ListItem {
@@ -520,12 +574,114 @@ describe('tether peer mode', { concurrency: true }, () => {
     assert.equal((await curl(`http://127.0.0.1:${rp}/`)).body, 'hello from the service');
   });
 
+  test('SIGTERM drains: nothing new is taken, open connections in both directions finish, then the peer exits 0', async (t) => {
+    const echo = await echoServer();
+    const [a, b] = await Promise.all([startPeer(['--drain-timeout', '60s']), startPeer()]);
+    t.after(async () => {
+      await Promise.all([a.stop('SIGKILL'), b.stop()]);
+      echo.close();
+    });
+    const [lp, rp] = [await freePort(), await freePort()];
+    const common = {
+      source_addr: '127.0.0.1',
+      remote_connector_addr: b.tunnel,
+      destination_addr: `127.0.0.1:${echo.port}`,
+    };
+    assert.equal((await expose(a, { ...common, name: 'l', source_port: lp, type: 'local' })).status, 200);
+    assert.equal((await expose(a, { ...common, name: 'r', source_port: rp, type: 'remote' })).status, 200);
+    await allComplete(a);
+    // "local": B listens and carries back to A, which dials; "remote": A listens, B dials
+    const [viaB, viaA] = [await openEcho(lp), await openEcho(rp)];
+    assert.equal(await viaB.echo('one'), 'one');
+    assert.equal(await viaA.echo('one'), 'one');
+
+    const exited = once(a.proc, 'exit');
+    a.proc.kill('SIGTERM');
+    const draining = await a.waitLog('draining', (l) => l.event === 'peer.draining');
+    assert.equal(draining.connections, 2);
+    assert.equal(draining.drain_timeout_ms, 60_000);
+    // nothing new: A's listener and its API are closed, B stops listening for A
+    await b.waitLog(
+      'B stops listening',
+      (l) => l.msg === 'stopped listening' && l.bind === `127.0.0.1:${lp}`,
+    );
+    assert.equal(await tryConnect(rp), 'ECONNREFUSED');
+    assert.equal(await tryConnect(lp), 'ECONNREFUSED');
+    assert.equal((await curl(`${a.api}/list`)).code, 7, 'the API still answers while draining');
+    // the open connections still carry data both ways
+    assert.equal(await viaB.echo('two'), 'two');
+    assert.equal(await viaA.echo('two'), 'two');
+    assert.equal(a.proc.exitCode, null, 'the peer exited with connections open');
+
+    viaB.socket.end();
+    viaA.socket.end();
+    const [code] = await exited;
+    assert.equal(code, 0);
+    const drained = a.logs.find((l) => l.event === 'peer.drained');
+    assert.equal(drained?.cut, 0, JSON.stringify(drained));
+    assert.match(String(drained?.msg), /^drained in \d+ ms: every open connection finished$/);
+    // B, the other side, goes on: its API answers and A's exposures are gone from it
+    assert.equal((await curl(`${b.api}/health`)).body, 'OK');
+  });
+
+  test('a drain cuts what is still open at --drain-timeout, and a second signal cuts at once', async (t) => {
+    const echo = await echoServer();
+    const [a, b, c] = await Promise.all([
+      startPeer(['--drain-timeout', '1s']),
+      startPeer(),
+      startPeer(['--drain-timeout', '1h']),
+    ]);
+    t.after(async () => {
+      await Promise.all([a.stop('SIGKILL'), b.stop(), c.stop('SIGKILL')]);
+      echo.close();
+    });
+    const [pa, pc] = [await freePort(), await freePort()];
+    const common = {
+      source_addr: '127.0.0.1',
+      remote_connector_addr: b.tunnel,
+      destination_addr: `127.0.0.1:${echo.port}`,
+      type: 'remote',
+    };
+    assert.equal((await expose(a, { ...common, name: 'a', source_port: pa })).status, 200);
+    assert.equal((await expose(c, { ...common, name: 'c', source_port: pc })).status, 200);
+    await Promise.all([allComplete(a), allComplete(c)]);
+    const [viaA, viaC] = [await openEcho(pa), await openEcho(pc)];
+    assert.equal(await viaA.echo('x'), 'x');
+    assert.equal(await viaC.echo('x'), 'x');
+
+    // A: the connection is left open; the drain times out after 1 s and cuts it
+    const aExited = once(a.proc, 'exit');
+    a.proc.kill('SIGTERM');
+    const [aCode] = await aExited;
+    assert.equal(aCode, 0);
+    await viaA.closed;
+    const drained = a.logs.find((l) => l.event === 'peer.drained');
+    assert.equal(drained?.cut, 1, JSON.stringify(drained));
+    assert.ok(Number(drained?.duration_ms) >= 1000, JSON.stringify(drained));
+    assert.match(
+      String(drained?.msg),
+      /drain_timeout \(1000 ms\) reached: cutting 1 connection\(s\) still open/,
+    );
+
+    // C drains for up to an hour: a second SIGTERM stops it at once, cutting the connection
+    const cExited = once(c.proc, 'exit');
+    c.proc.kill('SIGTERM');
+    await c.waitLog('draining', (l) => l.event === 'peer.draining');
+    assert.equal(await viaC.echo('still'), 'still');
+    c.proc.kill('SIGTERM');
+    await c.waitLog('stop at once', (l) => /^received SIGTERM again: stopping at once$/.test(String(l.msg)));
+    const [cCode] = await cExited;
+    assert.equal(cCode, 0);
+    await viaC.closed;
+    assert.equal((await curl(`${b.api}/health`)).body, 'OK');
+  });
+
   test('startup errors are clear', async () => {
     const missing = join(work, 'missing.cert');
     const busy = createServer().listen(0, '127.0.0.1');
     await once(busy, 'listening');
     const busyBind = `127.0.0.1:${(busy.address() as AddressInfo).port}`;
-    const [incomplete, unreadable, unknown, level, inUse] = await Promise.all([
+    const [incomplete, unreadable, unknown, level, inUse, drain] = await Promise.all([
       tether('peer', 'run', '--root-cert-path', 'root.cert', '--http-bind', '127.0.0.1:0'),
       tether(
         'peer',
@@ -535,6 +691,7 @@ describe('tether peer mode', { concurrency: true }, () => {
       tether('peer', 'run', '--bogus'),
       tether('peer', 'run', '--log-level', 'chatty'),
       tether('peer', 'run', '--tunnel-bind', busyBind, '--http-bind', '127.0.0.1:0'),
+      tether('peer', 'run', '--drain-timeout', 'soon', '--http-bind', '127.0.0.1:0'),
     ]);
     busy.close();
     assert.equal(incomplete.code, 2);
@@ -548,6 +705,11 @@ describe('tether peer mode', { concurrency: true }, () => {
     assert.match(unknown.stderr, /unknown option '--bogus'/);
     assert.equal(level.code, 2);
     assert.match(level.stderr, /--log-level "chatty" is not one of trace, debug, info, warn, error/);
+    assert.equal(drain.code, 2);
+    assert.equal(
+      drain.stderr,
+      'tether: --drain-timeout "soon" is not a duration (use e.g. "500ms", "60s", "8h")\n',
+    );
     assert.equal(inUse.code, 2);
     assert.equal(
       inUse.stderr,
