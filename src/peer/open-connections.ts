@@ -27,11 +27,6 @@ export class OpenConnections {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
-  /** Cuts every open connection. */
-  destroyAll(): void {
-    for (const s of [...this.sockets]) s.destroy();
-  }
-
   private wake(): void {
     const waiters = this.waiters;
     this.waiters = [];
