@@ -18,9 +18,7 @@ import { stringify } from 'yaml';
 import { makeCa, makeServerCert } from '../test/helpers/tls-certs.js';
 import { type Gateway, type Servers, startGateway, startServers } from './lib/paths.js';
 import {
-  BIN,
-  binEnv,
-  binFlags,
+  binLaunch,
   type Child,
   cpuOf,
   freePort,
@@ -107,15 +105,12 @@ async function startTransportConnector(
   delete env.TETHER_LOG_LEVEL;
   delete env.TETHER_STATE_DIR;
   delete env.TETHER_CONNECT_CONFIG;
-  const child = start(
-    process.execPath,
-    [...binFlags(), BIN, 'connector', 'run', '-c', join(dir, 'connect.yaml')],
-    {
-      env: { ...env, ...binEnv() },
-      cwd: dir,
-      stdout: 'ignore',
-    },
-  );
+  const launch = binLaunch(['connector', 'run', '-c', join(dir, 'connect.yaml')], env);
+  const child = start(process.execPath, launch.args, {
+    env: launch.env,
+    cwd: dir,
+    stdout: 'ignore',
+  });
   const deadline = Date.now() + 30_000;
   for (;;) {
     const leases = await gw.leases('bench');

@@ -10,9 +10,7 @@ import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import {
-  BIN,
-  binEnv,
-  binFlags,
+  binLaunch,
   type Child,
   freePort,
   freePortRange,
@@ -131,12 +129,12 @@ export async function startGateway(o: GatewayOptions = {}): Promise<Gateway> {
   delete env.TETHER_ADMIN_URL;
   delete env.TETHER_ADMIN_TOKEN;
   const logFile = join(dir, 'gateway.log');
-  const child = startLogged(
-    process.execPath,
-    [...binFlags(o.bin), ...(o.nodeFlags ?? []), o.bin ?? BIN, 'gateway', '-c', join(dir, 'gateway.yaml')],
-    logFile,
-    { cpus: o.cpus, env: { ...env, ...binEnv(o.bin) }, cwd: dir },
-  );
+  const launch = binLaunch(['gateway', '-c', join(dir, 'gateway.yaml')], env, o);
+  const child = startLogged(process.execPath, launch.args, logFile, {
+    cpus: o.cpus,
+    env: launch.env,
+    cwd: dir,
+  });
   const m = await waitLog(logFile, /^\{.*"event":"gateway.started".*$/m, child);
   const started = JSON.parse(m[0]) as {
     tunnel: string;
@@ -240,20 +238,12 @@ export async function startConnector(
   delete env.TETHER_LOG_LEVEL;
   delete env.TETHER_STATE_DIR;
   delete env.TETHER_CONNECT_CONFIG;
-  const child = startLogged(
-    process.execPath,
-    [
-      ...binFlags(o.bin),
-      ...(o.nodeFlags ?? []),
-      o.bin ?? BIN,
-      'connector',
-      'run',
-      '-c',
-      join(dir, 'connect.yaml'),
-    ],
-    join(dir, 'connector.log'),
-    { cpus: o.cpus, env: { ...env, ...binEnv(o.bin) }, cwd: dir },
-  );
+  const launch = binLaunch(['connector', 'run', '-c', join(dir, 'connect.yaml')], env, o);
+  const child = startLogged(process.execPath, launch.args, join(dir, 'connector.log'), {
+    cpus: o.cpus,
+    env: launch.env,
+    cwd: dir,
+  });
   const labels = Object.keys(repos);
   const deadline = Date.now() + 30_000;
   let ports = new Map<string, number>();

@@ -152,7 +152,7 @@ export function runOut(cmd: string, args: string[], input?: string, timeoutMs = 
 }
 
 // Free ports, lease ranges and the binary's node flags: the same helpers the tests use.
-export { binEnv, binFlags, freePort, freePortRange } from '../../test/helpers/util.js';
+export { binLaunch, freePort, freePortRange } from '../../test/helpers/util.js';
 
 export async function waitPort(port: number, host = '127.0.0.1', timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -6,8 +6,7 @@ import { controlRequest } from '../../src/connector/control-socket.js';
 import type { ConnectorStatus, RepoStatus } from '../../src/connector/status.js';
 import {
   BIN,
-  binEnv,
-  binFlags,
+  binLaunch,
   OutputWatcher,
   type RunResult,
   run,
@@ -79,8 +78,9 @@ export async function startConnector(o: ConnectorOptions): Promise<TestConnector
   const env: NodeJS.ProcessEnv = { ...process.env, TETHER_LOG_LEVEL: 'debug', ...o.env };
   delete env.TETHER_STATE_DIR;
   delete env.TETHER_CONNECT_CONFIG;
-  const p = spawnTracked(process.execPath, [...binFlags(), BIN, 'connector', 'run', '-c', configFile], {
-    env: { ...env, ...binEnv() },
+  const launch = binLaunch(['connector', 'run', '-c', configFile], env);
+  const p = spawnTracked(process.execPath, launch.args, {
+    env: launch.env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output = new OutputWatcher(p.stdout!);

@@ -4,8 +4,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import {
   BIN,
-  binEnv,
-  binFlags,
+  binLaunch,
   freePortRange,
   OutputWatcher,
   type RunResult,
@@ -129,8 +128,9 @@ export async function startGateway(opts: StartGatewayOptions = {}): Promise<Test
   const gw = {} as TestGateway;
   const launch = async () => {
     writeFileSync(configFile, stringify(config));
-    const p = spawnTracked(process.execPath, [...binFlags(), BIN, 'gateway', '-c', configFile], {
-      env: { ...env, ...binEnv() },
+    const command = binLaunch(['gateway', '-c', configFile], env);
+    const p = spawnTracked(process.execPath, command.args, {
+      env: command.env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const output = new OutputWatcher(p.stdout!);

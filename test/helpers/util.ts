@@ -20,14 +20,22 @@ function binShebang(bin: string): Shebang {
   return s;
 }
 
-/** The node flags a `tether` build runs under (its shebang line): spawn it as `[...binFlags(bin), bin]`. */
-export function binFlags(bin = BIN): string[] {
-  return binShebang(bin).flags;
-}
-
-/** The environment a `tether` build sets for node (its shebang line): add it to the spawn's env with `binFlags(bin)`. */
-export function binEnv(bin = BIN): Record<string, string> {
-  return binShebang(bin).env;
+/**
+ * How to start a `tether` build as its shebang line would: node's arguments (the shebang's flags,
+ * `nodeFlags`, the file, `args`) and the environment (`env` with the shebang's variables), for
+ * `spawn(process.execPath, launch.args, { env: launch.env })`.
+ */
+export function binLaunch(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+  opts: { bin?: string; nodeFlags?: readonly string[] } = {},
+): { args: string[]; env: NodeJS.ProcessEnv } {
+  const bin = opts.bin ?? BIN;
+  const shebang = binShebang(bin);
+  return {
+    args: [...shebang.flags, ...(opts.nodeFlags ?? []), bin, ...args],
+    env: { ...env, ...shebang.env },
+  };
 }
 
 /**
