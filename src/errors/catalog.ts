@@ -353,6 +353,7 @@ export const CATALOG = {
   CERTS_EXIST: e(409, false, 'peer', 'a certificate file to be written already exists (use --force)'),
   CERTS_INVALID: e(400, false, 'peer', 'certificate generation options or files are invalid'),
   PAYLOAD_TOO_LARGE: e(413, false, 'peer', 'the peer API request body is over its size limit'),
+  PEER_EXPOSURE_LIMIT: e(429, false, 'peer', 'the peer has as many exposures as it keeps (delete one first)'),
   PEER_LISTEN_FAILED: e(400, false, 'peer', 'a peer listener could not be opened'),
   PEER_OPTIONS_INVALID: e(400, false, 'peer', 'the peer options are invalid'),
   PEER_STOPPING: e(503, true, 'peer', 'the peer is stopping (draining) and takes no new exposures'),

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { formatHostPort } from '../config/host-port.js';
 import { silentLogger } from '../log/index.js';
 import { parseExposeRequest } from './expose-request.js';
-import { type PeerDaemon, resolvePeerOptions, startPeer } from './index.js';
+import { type PeerDaemon, type PeerDeps, resolvePeerOptions, startPeer } from './index.js';
 
 /** A TCP server that answers every connection with its name and closes. */
 async function nameServer(name: string): Promise<{ server: Server; port: number }> {
@@ -45,12 +45,26 @@ async function until<T>(what: string, fn: () => T | undefined | false, ms = 10_0
   }
 }
 
-async function peer(tunnelPort = 0): Promise<PeerDaemon> {
+async function peer(tunnelPort = 0, deps: Partial<PeerDeps> = {}): Promise<PeerDaemon> {
   const options = await resolvePeerOptions({
     tunnelBind: `127.0.0.1:${tunnelPort}`,
     httpBind: '127.0.0.1:0',
   });
-  return startPeer(options, { logger: silentLogger(), random: () => 0.1 });
+  return startPeer(options, { logger: silentLogger(), random: () => 0.1, ...deps });
+}
+
+/** A TCP connection from `localAddress` that never speaks; resolves once connected. */
+async function silent(port: number, localAddress: string) {
+  const s = connect({ host: '127.0.0.1', port, localAddress });
+  s.on('error', () => {});
+  s.resume();
+  const closed = once(s, 'close');
+  await once(s, 'connect');
+  let isClosed = false;
+  void closed.then(() => {
+    isClosed = true;
+  });
+  return { socket: s, closed, isClosed: () => isClosed };
 }
 
 test('both directions in process, and exposures come back after the remote peer restarts', async (t) => {
@@ -115,4 +129,116 @@ test('both directions in process, and exposures come back after the remote peer 
     a.manager.remove(localId),
     (e: Error & { status?: number }) => e.status === 404 && /not found/.test(e.message),
   );
+});
+
+test('bounds: connections stuck before their handshake, in all and per address, and the handshake deadline', async (t) => {
+  const bounds = { maxHandshaking: 3, maxHandshakingPerSource: 2, handshakeTimeoutMs: 1_500 };
+  const b = await peer(0, { tunnelBounds: bounds });
+  const a = await peer();
+  const there = await nameServer('there');
+  const held: { socket: { destroy(): void } }[] = [];
+  t.after(async () => {
+    for (const h of held) h.socket.destroy();
+    await a.stop();
+    await b.stop();
+    there.server.close();
+  });
+  const port = b.tunnelAddress.port;
+  // two from one address are held; a third from it is closed at once, while they stay open
+  const s1 = await silent(port, '127.0.0.2');
+  const s2 = await silent(port, '127.0.0.2');
+  held.push(s1, s2);
+  const s3 = await silent(port, '127.0.0.2');
+  held.push(s3);
+  await s3.closed;
+  assert.ok(!s1.isClosed() && !s2.isClosed(), 'the held connections were closed with the refused one');
+  // another address still gets in, up to the bound in all
+  const s4 = await silent(port, '127.0.0.3');
+  held.push(s4);
+  const s5 = await silent(port, '127.0.0.4');
+  held.push(s5);
+  await s5.closed;
+  assert.ok(!s4.isClosed(), 'the connection within the bound was closed');
+  // the silent ones are closed at the deadline, and a real peer then links and carries data
+  const dropped = Date.now();
+  await Promise.all([s1.closed, s2.closed, s4.closed]);
+  assert.ok(Date.now() - dropped < 30_000);
+  const p = await freePort();
+  await a.manager.expose(
+    parseExposeRequest({
+      name: 'after',
+      source_port: p,
+      source_addr: '127.0.0.1',
+      remote_connector_addr: formatHostPort(b.tunnelAddress),
+      destination_addr: `127.0.0.1:${there.port}`,
+      type: 'remote',
+    }),
+  );
+  await until('the exposure to be COMPLETE', () => a.manager.list()[0]?.status === 'COMPLETE', 20_000);
+  assert.equal(await read(p), 'hello from there');
+});
+
+test('bounds: a remote peer may ask for so many listeners, and a peer keeps so many exposures', async (t) => {
+  const b = await peer(0, { tunnelBounds: { maxListenersPerPeer: 2 } });
+  const a = await peer(0, { maxExposures: 3 });
+  const here = await nameServer('here');
+  t.after(async () => {
+    await a.stop();
+    await b.stop();
+    here.server.close();
+  });
+  const local = async (name: string) => {
+    const port = await freePort();
+    return a.manager.expose(
+      parseExposeRequest({
+        name,
+        source_port: port,
+        source_addr: '127.0.0.1',
+        remote_connector_addr: formatHostPort(b.tunnelAddress),
+        destination_addr: `127.0.0.1:${here.port}`,
+        type: 'local',
+      }),
+    );
+  };
+  await local('one');
+  const second = await local('two');
+  // B listens for A on two ports, and no more
+  await assert.rejects(local('three'), (e: Error & { status?: number }) => {
+    assert.equal(e.status, 400);
+    assert.match(e.message, /^invalid request: source_port: port \d+ cannot be opened on the remote peer/);
+    return true;
+  });
+  assert.deepEqual(
+    a.manager.list().map((e) => [e.name, e.status]),
+    [
+      ['one', 'COMPLETE'],
+      ['two', 'COMPLETE'],
+    ],
+  );
+  // a freed listener can be taken again
+  await a.manager.remove(second);
+  await local('two again');
+  // A keeps three exposures: a fourth is refused by name, and nothing it has is touched
+  const port = await freePort();
+  await a.manager.expose(
+    parseExposeRequest({
+      name: 'three',
+      source_port: port,
+      source_addr: '127.0.0.1',
+      remote_connector_addr: formatHostPort(b.tunnelAddress),
+      destination_addr: `127.0.0.1:${here.port}`,
+      type: 'remote',
+    }),
+  );
+  await assert.rejects(local('four'), (e: Error & { status?: number; code?: string }) => {
+    assert.equal(e.status, 429);
+    assert.equal(e.code, 'PEER_EXPOSURE_LIMIT');
+    assert.equal(
+      e.message,
+      'this peer already has 3 exposures, the most it keeps: delete one first (DELETE /expose/{id})',
+    );
+    return true;
+  });
+  assert.equal(a.manager.list().length, 3);
+  assert.equal(await read(port), 'hello from here');
 });

@@ -40,6 +40,8 @@ export interface ExposureManagerDeps {
   /** How long POST /expose waits for the first outcome before answering PENDING. */
   settleTimeoutMs?: number;
   connectTimeoutMs?: number;
+  /** MAX_EXPOSURES unless given (tests make it small). */
+  maxExposures?: number;
 }
 
 type ForwardState =
@@ -69,6 +71,9 @@ interface LinkEntry {
 }
 
 const DIAL_TIMEOUT_MS = 10_000;
+
+/** The most exposures one peer keeps: each holds a listener here or on a remote peer. */
+export const MAX_EXPOSURES = 256;
 
 function bindError(spec: ExposeSpec, e: NodeJS.ErrnoException): TetherError {
   const port = spec.sourcePort;
@@ -120,6 +125,8 @@ export class ExposureManager {
   private readonly backoff: BackoffPolicy;
   private closed = false;
   private draining = false;
+  /** Exposures being created (their listener opening): they count against MAX_EXPOSURES. */
+  private pending = 0;
   /** The connections the exposures carry (what a draining stop waits for). */
   readonly open = new OpenConnections();
 
@@ -137,6 +144,14 @@ export class ExposureManager {
       });
     }
     const linkKey = formatHostPort(spec.remoteConnectorAddr);
+    const max = this.deps.maxExposures ?? MAX_EXPOSURES;
+    if (this.exposures.size + this.pending >= max) {
+      throw new TetherError(
+        'PEER_EXPOSURE_LIMIT',
+        `this peer already has ${max} exposures, the most it keeps: delete one first (DELETE /expose/{id})`,
+        { status: 429 },
+      );
+    }
     this.checkConflicts(spec, linkKey);
     const id = randomUUID();
     const e: Exposure = {
@@ -149,7 +164,14 @@ export class ExposureManager {
       forwardFailures: 0,
       removed: false,
     };
-    if (spec.type === 'remote') e.server = await listen(spec, (s) => this.onLocalConnection(e, s));
+    if (spec.type === 'remote') {
+      this.pending++;
+      try {
+        e.server = await listen(spec, (s) => this.onLocalConnection(e, s));
+      } finally {
+        this.pending--;
+      }
+    }
     this.exposures.set(id, e);
     const entry = this.linkFor(spec.remoteConnectorAddr, linkKey);
     entry.exposures.add(e);

@@ -10,7 +10,7 @@ import { createApiHandler } from './api.js';
 import { ExposureManager } from './exposures.js';
 import { allEmpty } from './open-connections.js';
 import type { PeerOptions } from './options.js';
-import { TunnelServer } from './tunnel-server.js';
+import { TUNNEL_BOUNDS, TunnelServer } from './tunnel-server.js';
 
 export { formatHostPort, type HostPort, parseHostPort } from '../config/host-port.js';
 export { generateCa, generateLeaf, writeCa, writeLeaf } from './certs.js';
@@ -33,6 +33,10 @@ export interface PeerDeps {
   random?: () => number;
   /** How long POST /expose waits for a first outcome (default 5 s). */
   settleTimeoutMs?: number;
+  /** The most exposures this peer keeps (MAX_EXPOSURES unless given). */
+  maxExposures?: number;
+  /** The tunnel port's bounds (TUNNEL_BOUNDS unless given; tests make them small). */
+  tunnelBounds?: Partial<typeof TUNNEL_BOUNDS>;
 }
 
 /** What a draining stop did. */
@@ -101,7 +105,7 @@ export async function startPeer(options: PeerOptions, deps: PeerDeps): Promise<P
     );
   }
 
-  const tunnel = new TunnelServer({ logger: log, tls });
+  const tunnel = new TunnelServer({ logger: log, tls, clock, bounds: deps.tunnelBounds });
   let tunnelAddress: HostPort;
   try {
     tunnelAddress = await tunnel.listen(options.tunnelBind);
@@ -117,6 +121,7 @@ export async function startPeer(options: PeerOptions, deps: PeerDeps): Promise<P
     random,
     tls,
     settleTimeoutMs: deps.settleTimeoutMs,
+    maxExposures: deps.maxExposures,
   });
   const handler = createApiHandler(manager, log);
   const http: HttpServer = tls

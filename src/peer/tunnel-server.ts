@@ -3,10 +3,13 @@ import { createServer as createTlsServer, type TLSSocket, type Server as TlsServ
 import type ssh2 from 'ssh2';
 import type { Connection, TcpipBindInfo, TcpipRequestInfo } from 'ssh2';
 import { formatHostPort, type HostPort } from '../config/host-port.js';
+import { type Clock, systemClock } from '../core/clock.js';
+import { RefusalLog } from '../core/refusals.js';
 import { generateKeyPair } from '../core/ssh-keys.js';
 import type { Logger } from '../log/index.js';
 import { dialDestination } from '../tunnel/dial.js';
 import { relay } from '../tunnel/pipe.js';
+import { normalizeIp } from '../tunnel/session-util.js';
 import { createSshServer, type SshServer } from '../tunnel/ssh-server.js';
 import { describeTlsError, peerSubject, type TlsMaterial } from '../tunnel/tls-material.js';
 import { OpenConnections } from './open-connections.js';
@@ -14,12 +17,35 @@ import { OpenConnections } from './open-connections.js';
 /** How long the tunnel side waits for a destination to accept a connection. */
 const DIAL_TIMEOUT_MS = 10_000;
 
+/**
+ * What a caller of the tunnel port can make a peer hold. Connections not yet through the TLS and
+ * SSH handshakes: this many in all, and from one address (the rest are closed at once, logged
+ * once per burst); each must be through within the handshake deadline. A connected peer may ask
+ * for this many listeners.
+ */
+export const TUNNEL_BOUNDS = {
+  maxHandshaking: 64,
+  maxHandshakingPerSource: 16,
+  handshakeTimeoutMs: 30_000,
+  maxListenersPerPeer: 256,
+};
+
 export interface TunnelServerDeps {
   logger: Logger;
   /** With it, peers must present a certificate chained to its root (mTLS). */
   tls?: TlsMaterial;
   /** SSH host key (OpenSSH PEM). Generated in memory when absent: TLS or trust authenticates us. */
   hostKey?: string;
+  clock?: Clock;
+  /** TUNNEL_BOUNDS unless given (tests make them small). */
+  bounds?: Partial<typeof TUNNEL_BOUNDS>;
+}
+
+/** A connection on its way through the handshakes: its slot and its deadline. */
+interface Handshaking {
+  socket: Socket;
+  release(): void;
+  timer: unknown;
 }
 
 /**
@@ -35,6 +61,11 @@ export class TunnelServer {
   private readonly sockets = new Set<Socket>();
   private readonly sessions = new Set<InboundSession>();
   private readonly origins = new WeakMap<Socket, string>();
+  private readonly handshaking = new Map<string, Handshaking>();
+  private readonly bounds: typeof TUNNEL_BOUNDS;
+  private readonly clock: Clock;
+  private readonly refusals: RefusalLog;
+  private readonly handshakingFrom = new Map<string, number>();
   private nextId = 1;
   private draining = false;
   /** The connections the sessions carry (what a draining stop waits for). */
@@ -42,6 +73,9 @@ export class TunnelServer {
 
   constructor(deps: TunnelServerDeps) {
     this.log = deps.logger.child({ component: 'tunnel' });
+    this.bounds = { ...TUNNEL_BOUNDS, ...deps.bounds };
+    this.clock = deps.clock ?? systemClock;
+    this.refusals = new RefusalLog(this.log, this.clock);
     const hostKey = deps.hostKey ?? generateKeyPair().privateKey;
     this.ssh = createSshServer(
       {
@@ -56,9 +90,11 @@ export class TunnelServer {
         );
         const subject =
           socket && 'getPeerCertificate' in socket ? peerSubject(socket as TLSSocket) : undefined;
+        conn.once('ready', () => this.handshakeDone(`${info.ip}:${info.port}`));
         const session = new InboundSession(
           conn,
           this.open,
+          this.bounds.maxListenersPerPeer,
           this.log.child({
             conn: id,
             peer: `${info.ip}:${info.port}`,
@@ -83,9 +119,10 @@ export class TunnelServer {
       server.on('secureConnection', (socket) => this.accept(socket));
       // Remember where each TCP connection came from: after a failed handshake the TLS socket
       // no longer knows.
-      server.on('connection', (raw: Socket) =>
-        this.origins.set(raw, `${raw.remoteAddress}:${raw.remotePort}`),
-      );
+      server.on('connection', (raw: Socket) => {
+        this.origins.set(raw, `${raw.remoteAddress}:${raw.remotePort}`);
+        this.admit(raw);
+      });
       server.on('tlsClientError', (err, socket) => {
         // A certificate that fails verification is dropped by node after the handshake; the
         // verification error is then on the socket, the handshake error is only the hang-up.
@@ -104,8 +141,62 @@ export class TunnelServer {
       });
       this.listener = server;
     } else {
-      this.listener = createServer((socket) => this.accept(socket));
+      this.listener = createServer((socket) => {
+        if (this.admit(socket)) this.accept(socket);
+      });
     }
+  }
+
+  /**
+   * A new TCP connection takes a handshake slot, given back once its SSH session is ready (or it
+   * closes); without a free slot, or not ready by the deadline, it is closed.
+   */
+  private admit(socket: Socket): boolean {
+    const ip = normalizeIp(socket.remoteAddress);
+    const key = `${socket.remoteAddress}:${socket.remotePort}`;
+    const b = this.bounds;
+    const from = this.handshakingFrom.get(ip) ?? 0;
+    const bound =
+      this.handshaking.size >= b.maxHandshaking
+        ? `too many connections in their handshake (${b.maxHandshaking})`
+        : from >= b.maxHandshakingPerSource
+          ? `too many connections in their handshake from ${ip} (${b.maxHandshakingPerSource})`
+          : undefined;
+    if (bound) {
+      this.refusals.refuse('peer_handshakes', ip, { peer: ip }, `refused a tunnel connection: ${bound}`);
+      socket.destroy();
+      return false;
+    }
+    this.handshakingFrom.set(ip, from + 1);
+    let held = true;
+    const release = () => {
+      if (!held) return;
+      held = false;
+      this.clock.clearTimeout(entry.timer);
+      this.handshaking.delete(key);
+      const n = (this.handshakingFrom.get(ip) ?? 1) - 1;
+      if (n <= 0) this.handshakingFrom.delete(ip);
+      else this.handshakingFrom.set(ip, n);
+    };
+    const entry: Handshaking = {
+      socket,
+      release,
+      timer: this.clock.setTimeout(() => {
+        this.log.warn(
+          { peer: key, handshake_timeout_ms: b.handshakeTimeoutMs },
+          `closed a tunnel connection: no TLS and SSH handshake within ${b.handshakeTimeoutMs} ms`,
+        );
+        release();
+        socket.destroy();
+      }, b.handshakeTimeoutMs),
+    };
+    this.handshaking.set(key, entry);
+    socket.once('close', release);
+    return true;
+  }
+
+  private handshakeDone(key: string): void {
+    this.handshaking.get(key)?.release();
   }
 
   private origin(socket: TLSSocket): string {
@@ -150,6 +241,7 @@ export class TunnelServer {
   async close(): Promise<void> {
     for (const s of this.sessions) s.close();
     for (const s of this.sockets) s.destroy();
+    for (const h of [...this.handshaking.values()]) h.socket.destroy();
     if (this.listener.listening) await new Promise<void>((resolve) => this.listener.close(() => resolve()));
   }
 }
@@ -160,10 +252,13 @@ class InboundSession {
   private readonly streams = new Set<Socket>();
   private closed = false;
   private draining = false;
+  /** Listeners asked for and not listening yet (they count against maxListeners). */
+  private starting = 0;
 
   constructor(
     private readonly conn: Connection,
     private readonly open: OpenConnections,
+    private readonly maxListeners: number,
     private readonly log: Logger,
   ) {
     conn.on('authentication', (ctx) => {
@@ -237,12 +332,22 @@ class InboundSession {
       reject?.();
       return;
     }
+    if (this.listeners.size + this.starting >= this.maxListeners) {
+      log.warn(
+        `refused to listen: this peer already has ${this.maxListeners} ports here, the most a peer may have`,
+      );
+      reject?.();
+      return;
+    }
+    this.starting++;
     const server = createServer((socket) => this.carryBack(info, socket, log));
     server.once('error', (e: NodeJS.ErrnoException) => {
+      this.starting--;
       log.warn({ err: e.message, code: e.code }, 'refused to listen for the peer');
       reject?.();
     });
     server.listen({ host: info.bindAddr === '' ? undefined : info.bindAddr, port: info.bindPort }, () => {
+      this.starting--;
       if (this.closed || this.draining) {
         server.close();
         reject?.();
