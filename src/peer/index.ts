@@ -10,7 +10,7 @@ import { createApiHandler } from './api.js';
 import { ExposureManager } from './exposures.js';
 import { allEmpty } from './open-connections.js';
 import type { PeerOptions } from './options.js';
-import { TUNNEL_BOUNDS, TunnelServer } from './tunnel-server.js';
+import { type TUNNEL_BOUNDS, TunnelServer } from './tunnel-server.js';
 
 export { formatHostPort, type HostPort, parseHostPort } from '../config/host-port.js';
 export { generateCa, generateLeaf, writeCa, writeLeaf } from './certs.js';
