@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, connect, createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { formatHostPort } from '../config/host-port.js';
-import { silentLogger } from '../log/index.js';
+import { createLogger, silentLogger } from '../log/index.js';
+import { generateCa, generateLeaf } from './certs.js';
 import { parseExposeRequest } from './expose-request.js';
 import { type PeerDaemon, type PeerDeps, resolvePeerOptions, startPeer } from './index.js';
 
@@ -241,4 +245,85 @@ test('bounds: a remote peer may ask for so many listeners, and a peer keeps so m
   });
   assert.equal(a.manager.list().length, 3);
   assert.equal(await read(port), 'hello from here');
+});
+
+test('bounds with mTLS: a refused or timed-out connection is logged once, as the bound, not as a failed TLS handshake', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tether-peer-bounds-'));
+  const ca = await generateCa();
+  const leaf = await generateLeaf({
+    dnsNames: [],
+    ipAddresses: ['127.0.0.1'],
+    caCert: ca.cert,
+    caKey: ca.key,
+  });
+  writeFileSync(join(dir, 'root.cert'), ca.cert);
+  writeFileSync(join(dir, 'leaf.cert'), leaf.cert);
+  writeFileSync(join(dir, 'leaf.key'), leaf.key);
+  const tls = {
+    rootCertPath: join(dir, 'root.cert'),
+    serverCertPath: join(dir, 'leaf.cert'),
+    serverKeyPath: join(dir, 'leaf.key'),
+  };
+  const logFile = join(dir, 'b.log');
+  const b = await startPeer(
+    await resolvePeerOptions({ tunnelBind: '127.0.0.1:0', httpBind: '127.0.0.1:0', ...tls }),
+    {
+      logger: createLogger({ level: 'info', destination: logFile }),
+      tunnelBounds: { maxHandshakingPerSource: 1, handshakeTimeoutMs: 1_000 },
+    },
+  );
+  const a = await startPeer(
+    await resolvePeerOptions({ tunnelBind: '127.0.0.1:0', httpBind: '127.0.0.1:0', ...tls }),
+    { logger: silentLogger(), random: () => 0.1 },
+  );
+  const there = await nameServer('there');
+  t.after(async () => {
+    await a.stop();
+    await b.stop();
+    there.server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const held = await silent(b.tunnelAddress.port, '127.0.0.2');
+  const refused = [
+    await silent(b.tunnelAddress.port, '127.0.0.2'),
+    await silent(b.tunnelAddress.port, '127.0.0.2'),
+  ];
+  await Promise.all(refused.map((r) => r.closed));
+  await held.closed;
+  const lines = () =>
+    readFileSync(logFile, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { msg: string; event?: string; reason?: string; count?: number });
+  const bound = lines().filter((l) => l.event === 'bound.refused');
+  assert.deepEqual(
+    bound.map((l) => [l.reason, l.count, l.msg]),
+    [
+      [
+        'peer_handshakes',
+        1,
+        'refused a tunnel connection: too many connections in their handshake from 127.0.0.2 (1)',
+      ],
+    ],
+  );
+  assert.equal(lines().filter((l) => /no TLS and SSH handshake within 1000 ms/.test(l.msg)).length, 1);
+  assert.deepEqual(
+    lines().filter((l) => /TLS handshake failed/.test(l.msg)),
+    [],
+    'a connection closed by a bound was logged as a failed handshake too',
+  );
+  // a real peer with its certificate still gets through
+  const p = await freePort();
+  await a.manager.expose(
+    parseExposeRequest({
+      name: 'tls',
+      source_port: p,
+      source_addr: '127.0.0.1',
+      remote_connector_addr: formatHostPort(b.tunnelAddress),
+      destination_addr: `127.0.0.1:${there.port}`,
+      type: 'remote',
+    }),
+  );
+  await until('the exposure to be COMPLETE', () => a.manager.list()[0]?.status === 'COMPLETE', 20_000);
+  assert.equal(await read(p), 'hello from there');
 });

@@ -62,6 +62,8 @@ export class TunnelServer {
   private readonly sessions = new Set<InboundSession>();
   private readonly origins = new WeakMap<Socket, string>();
   private readonly handshaking = new Map<string, Handshaking>();
+  /** Connections this side closed before TLS was through (a bound, the deadline): already logged. */
+  private readonly closedHere = new WeakSet<Socket>();
   private readonly bounds: typeof TUNNEL_BOUNDS;
   private readonly clock: Clock;
   private readonly refusals: RefusalLog;
@@ -124,6 +126,8 @@ export class TunnelServer {
         this.admit(raw);
       });
       server.on('tlsClientError', (err, socket) => {
+        const raw = (socket as unknown as { _parent?: Socket })._parent;
+        if (raw && this.closedHere.has(raw)) return;
         // A certificate that fails verification is dropped by node after the handshake; the
         // verification error is then on the socket, the handshake error is only the hang-up.
         const reason = socket.authorizationError
@@ -164,6 +168,7 @@ export class TunnelServer {
           : undefined;
     if (bound) {
       this.refusals.refuse('peer_handshakes', ip, { peer: ip }, `refused a tunnel connection: ${bound}`);
+      this.closedHere.add(socket);
       socket.destroy();
       return false;
     }
@@ -187,6 +192,7 @@ export class TunnelServer {
           `closed a tunnel connection: no TLS and SSH handshake within ${b.handshakeTimeoutMs} ms`,
         );
         release();
+        this.closedHere.add(socket);
         socket.destroy();
       }, b.handshakeTimeoutMs),
     };
