@@ -27,10 +27,10 @@ export interface RelayHooks {
  * an error on either side destroys both. `onBytes` sees the bytes as they pass, for live status.
  */
 export function relayChannel(channel: Duplex, sock: Socket, hooks: RelayHooks): void {
-  const onBytes = hooks.onBytes;
-  if (onBytes) {
-    channel.on('data', (c: Buffer) => onBytes(c.length, 0));
-    sock.on('data', (c: Buffer) => onBytes(0, c.length));
-  }
-  relay(channel, sock, (r) => hooks.done({ toDestination: r.aToB, fromDestination: r.bToA, error: r.error }));
+  relay(
+    channel,
+    sock,
+    (r) => hooks.done({ toDestination: r.aToB, fromDestination: r.bToA, error: r.error }),
+    hooks.onBytes,
+  );
 }

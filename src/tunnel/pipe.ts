@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Duplex, Readable, Writable } from 'node:stream';
+import { packetReaderOf, pumpPackets } from './packet-read.js';
 
 /**
  * Gathers the writes a socket gets within one tick into one writev (cork now, uncork once the
@@ -103,19 +104,20 @@ export function pump(src: Readable, dst: Writable, cb: (err?: Error) => void): v
 /**
  * Pipes two duplex streams both ways with backpressure. Half-closes pass through (EOF on one
  * side ends the other's writable side); an error or premature close on either side destroys both.
- * `done` runs once, when both directions have finished.
+ * `done` runs once, when both directions have finished; `tap` sees every chunk's size as it
+ * passes. A socket dialled to read into packets (packet-read.ts) goes into an ssh2 channel
+ * without the copy.
  */
-export function relay(a: Duplex, b: Duplex, done: (r: RelayResult) => void): void {
+export function relay(
+  a: Duplex,
+  b: Duplex,
+  done: (r: RelayResult) => void,
+  tap?: (aToB: number, bToA: number) => void,
+): void {
   let aToB = 0;
   let bToA = 0;
   let pending = 2;
   let firstError: Error | undefined;
-  a.on('data', (c: Buffer) => {
-    aToB += c.length;
-  });
-  b.on('data', (c: Buffer) => {
-    bToA += c.length;
-  });
   const finish = (err: Error | null | undefined) => {
     if (err && !firstError) {
       firstError = err;
@@ -129,6 +131,24 @@ export function relay(a: Duplex, b: Duplex, done: (r: RelayResult) => void): voi
       done({ aToB, bToA, error: firstError });
     }
   };
-  pump(a, b, finish);
-  pump(b, a, finish);
+  const countAToB = (n: number) => {
+    aToB += n;
+    tap?.(n, 0);
+  };
+  const countBToA = (n: number) => {
+    bToA += n;
+    tap?.(0, n);
+  };
+  oneWay(a, b, countAToB, finish);
+  oneWay(b, a, countBToA, finish);
+}
+
+function oneWay(src: Duplex, dst: Duplex, count: (n: number) => void, cb: (err?: Error) => void): void {
+  const reader = packetReaderOf(src);
+  if (reader) {
+    pumpPackets(src as Socket, reader, dst, { backlog: RELAY_BACKLOG, count }, cb);
+    return;
+  }
+  src.on('data', (c: Buffer) => count(c.length));
+  pump(src, dst, cb);
 }
