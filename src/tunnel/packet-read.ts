@@ -6,13 +6,13 @@
  * the data, PACKET_TAILROOM after it, the ArrayBuffer marked with PACKET_ROOM), and the ssh2
  * patch builds the packet around the data and encrypts it where it is (Channel.js `sendInPlace`).
  *
- * A short read is copied (cheap) and its buffer read into again; only a large read gives its
- * buffer away, so a mostly idle connection does not keep a 64 KiB buffer per small packet queued.
+ * A short read is copied (cheap); only a large read gives its buffer away, so a mostly idle
+ * connection does not keep a 64 KiB buffer per small packet queued, and a connection whose reads
+ * are all short (most requests and answers) reads into one buffer shared by every such socket.
  * Where ssh2 cannot send a read in place (a key exchange, a window that splits it, another
  * cipher), it copies it as it copies any other chunk.
  */
 import type { Socket } from 'node:net';
-import type { Writable } from 'node:stream';
 
 /** Packet length, padding length, message type, channel, data length. */
 export const PACKET_HEADROOM = 4 + 1 + 1 + 4 + 4;
@@ -38,10 +38,23 @@ export function packetRoom(n: number): Buffer {
 /** Where a reader's data goes: `false` pauses the socket until it is resumed. */
 type Deliver = (data: Buffer) => boolean;
 
-/** The `onread` side of one socket: its read buffers, and its reads until a pump takes them. */
+/**
+ * What a socket reads while its reads are short: shared by every such socket, as what it reads is
+ * copied out in the read's own callback (one read at a time on the event loop). A new connection
+ * allocates nothing for its reads until one fills this buffer.
+ */
+const SCRATCH_SIZE = 16 * 1024;
+let scratch: Buffer | undefined;
+
+/**
+ * The `onread` side of one socket: where its next read lands, and its reads until a pump takes
+ * them. A socket starts on the shared scratch buffer; a read that fills it moves the socket to a
+ * packet room of its own (PACKET_READ_SIZE), and a short read there moves it back.
+ */
 export class PacketReader {
-  /** The view the next read lands in (packetRoom). */
-  private current: Buffer | undefined;
+  /** The socket's own packet room, while its reads are large. */
+  private room: Buffer | undefined;
+  private large = false;
   private deliver: Deliver | undefined;
   /** Reads that arrived before a pump was attached (the socket is paused meanwhile). */
   private early: Buffer[] = [];
@@ -49,8 +62,9 @@ export class PacketReader {
   /** For `net.connect({ onread })`. */
   readonly onread = {
     buffer: (): Buffer => {
-      this.current ??= packetRoom(PACKET_READ_SIZE);
-      return this.current;
+      if (this.large) return (this.room ??= packetRoom(PACKET_READ_SIZE));
+      scratch ??= Buffer.allocUnsafeSlow(SCRATCH_SIZE);
+      return scratch;
     },
     callback: (n: number): boolean => {
       const data = this.take(n);
@@ -61,14 +75,25 @@ export class PacketReader {
   };
 
   /**
-   * The `n` bytes just read: a large read as a view of its buffer, which it keeps (the next read
-   * gets a new one); a short one as a copy, and the buffer is read into again.
+   * The `n` bytes just read: a large read as a view of its room, which it keeps (the next read
+   * gets a new one); any other read as a copy.
    */
   private take(n: number): Buffer {
-    const data = (this.current as Buffer).subarray(0, n);
-    if (n < IN_PLACE_MIN) return Buffer.from(data);
-    this.current = undefined;
-    return data;
+    if (!this.large) {
+      const data = Buffer.from((scratch as Buffer).subarray(0, n));
+      if (n === SCRATCH_SIZE) this.large = true;
+      return data;
+    }
+    const data = (this.room as Buffer).subarray(0, n);
+    if (n >= IN_PLACE_MIN) {
+      this.room = undefined;
+      return data;
+    }
+    if (n < SCRATCH_SIZE) {
+      this.large = false;
+      this.room = undefined;
+    }
+    return Buffer.from(data);
   }
 
   /** Reads kept until a pump is attached. */
@@ -95,64 +120,4 @@ export function packetReadOptions(): { reader: PacketReader; register(s: Socket)
 
 export function packetReaderOf(s: unknown): PacketReader | undefined {
   return readers.get(s as Socket);
-}
-
-const premature = () => Object.assign(new Error('premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
-
-/**
- * `pump()` (pipe.ts) for a socket read by a PacketReader: `cb()` once the socket ended and `dst`
- * finished, `cb(err)` on an error or a premature close of either; `count(n)` for every chunk.
- * The same backpressure as pump(): the socket pauses once `dst` holds more than `backlog`
- * unwritten bytes (RELAY_BACKLOG), and resumes on 'drain'.
- */
-export function pumpPackets(
-  src: Socket,
-  reader: PacketReader,
-  dst: Writable,
-  o: { backlog: number; count: (n: number) => void },
-  cb: (err?: Error) => void,
-): void {
-  const count = o.count;
-  let finished = false;
-  const done = (err?: Error) => {
-    if (finished) return;
-    finished = true;
-    reader.attach(() => false);
-    src.off('end', onEnd);
-    dst.off('drain', onDrain);
-    cb(err);
-  };
-  let waiting = false;
-  const onDrain = () => {
-    waiting = false;
-    if (!finished) src.resume();
-  };
-  /** false: wait for 'drain' (the socket pauses). */
-  const write = (chunk: Buffer): boolean => {
-    if (dst.write(chunk) || dst.writableLength <= o.backlog) return true;
-    if (!waiting) {
-      waiting = true;
-      dst.once('drain', onDrain);
-    }
-    return false;
-  };
-  const deliver: Deliver = (data) => {
-    if (finished) return false;
-    count(data.length);
-    return write(data);
-  };
-  const onEnd = () => dst.end();
-  src.on('error', done);
-  dst.on('error', done);
-  src.once('close', () => {
-    if (!src.readableEnded) done(premature());
-  });
-  dst.once('close', () => {
-    if (!dst.writableFinished) done(premature());
-  });
-  dst.once('finish', () => done());
-  src.once('end', onEnd);
-  let go = true;
-  for (const data of reader.attach(deliver)) go = deliver(data) && go;
-  if (go) src.resume();
 }

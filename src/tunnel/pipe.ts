@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Duplex, Readable, Writable } from 'node:stream';
-import { packetReaderOf, pumpPackets } from './packet-read.js';
+import { packetReaderOf } from './packet-read.js';
 
 /**
  * Gathers the writes a socket gets within one tick into one writev (cork now, uncork once the
@@ -56,18 +56,27 @@ export const RELAY_BACKLOG = 256 * 1024;
 
 /**
  * `src.pipe(dst)` that reports once: `cb()` when `src` has ended and `dst` has finished writing,
- * `cb(err)` on an error or a premature close of either. Like `stream.pipeline` for two streams,
- * without its per-call AbortController and the DOMException it builds when it finishes (the
- * connection-rate profile had those at 4-6% of the gateway and of the connector). Backpressure
- * pauses `src` once `dst` holds more than `RELAY_BACKLOG` unwritten bytes and resumes it on
- * 'drain'; EOF on `src` ends `dst`. Neither stream is destroyed here: the caller decides.
+ * `cb(err)` on an error or a premature close of either; `count(n)` sees every chunk. Like
+ * `stream.pipeline` for two streams, without its per-call AbortController and the DOMException it
+ * builds when it finishes (the connection-rate profile had those at 4-6% of the gateway and of the
+ * connector). Backpressure pauses `src` once `dst` holds more than `RELAY_BACKLOG` unwritten bytes
+ * and resumes it on 'drain'; EOF on `src` ends `dst`. Neither stream is destroyed here: the caller
+ * decides. A socket that reads into packets (packet-read.ts) emits no 'data': its reads come
+ * through its reader, and a read the backlog refuses pauses it.
  */
-export function pump(src: Readable, dst: Writable, cb: (err?: Error) => void): void {
+export function pump(
+  src: Readable,
+  dst: Writable,
+  cb: (err?: Error) => void,
+  count?: (n: number) => void,
+): void {
+  const reader = packetReaderOf(src);
   let finished = false;
   const done = (err?: Error) => {
     if (finished) return;
     finished = true;
-    src.off('data', onData);
+    if (reader) reader.attach(() => false);
+    else src.off('data', onData);
     src.off('end', onEnd);
     dst.off('drain', onDrain);
     cb(err);
@@ -77,14 +86,20 @@ export function pump(src: Readable, dst: Writable, cb: (err?: Error) => void): v
     waiting = false;
     if (!finished) src.resume();
   };
-  const onData = (chunk: Buffer) => {
+  /** false: `dst` holds more than RELAY_BACKLOG, so `src` waits for its 'drain'. */
+  const write = (chunk: Buffer): boolean => {
+    count?.(chunk.length);
     // write() returns false beyond dst's own (small) highWaterMark, and then 'drain' follows
     // once it is empty: wait for it only when the backlog is large.
-    if (!dst.write(chunk) && dst.writableLength > RELAY_BACKLOG && !waiting) {
+    if (dst.write(chunk) || dst.writableLength <= RELAY_BACKLOG) return true;
+    if (!waiting) {
       waiting = true;
-      src.pause();
       dst.once('drain', onDrain);
     }
+    return false;
+  };
+  const onData = (chunk: Buffer) => {
+    if (!write(chunk)) src.pause();
   };
   const onEnd = () => dst.end();
   src.on('error', done);
@@ -96,9 +111,15 @@ export function pump(src: Readable, dst: Writable, cb: (err?: Error) => void): v
     if (!dst.writableFinished) done(premature());
   });
   dst.once('finish', () => done());
-  src.on('data', onData);
   src.once('end', onEnd);
-  src.resume();
+  if (!reader) {
+    src.on('data', onData);
+    src.resume();
+    return;
+  }
+  let go = true;
+  for (const data of reader.attach((d) => !finished && write(d))) go = write(data) && go;
+  if (go) src.resume();
 }
 
 /**
@@ -131,24 +152,12 @@ export function relay(
       done({ aToB, bToA, error: firstError });
     }
   };
-  const countAToB = (n: number) => {
+  pump(a, b, finish, (n) => {
     aToB += n;
     tap?.(n, 0);
-  };
-  const countBToA = (n: number) => {
+  });
+  pump(b, a, finish, (n) => {
     bToA += n;
     tap?.(0, n);
-  };
-  oneWay(a, b, countAToB, finish);
-  oneWay(b, a, countBToA, finish);
-}
-
-function oneWay(src: Duplex, dst: Duplex, count: (n: number) => void, cb: (err?: Error) => void): void {
-  const reader = packetReaderOf(src);
-  if (reader) {
-    pumpPackets(src as Socket, reader, dst, { backlog: RELAY_BACKLOG, count }, cb);
-    return;
-  }
-  src.on('data', (c: Buffer) => count(c.length));
-  pump(src, dst, cb);
+  });
 }
