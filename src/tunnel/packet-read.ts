@@ -62,7 +62,10 @@ export class PacketReader {
   /** For `net.connect({ onread })`. */
   readonly onread = {
     buffer: (): Buffer => {
-      if (this.large) return (this.room ??= packetRoom(PACKET_READ_SIZE));
+      if (this.large) {
+        this.room ??= packetRoom(PACKET_READ_SIZE);
+        return this.room;
+      }
       scratch ??= Buffer.allocUnsafeSlow(SCRATCH_SIZE);
       return scratch;
     },
