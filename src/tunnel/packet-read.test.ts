@@ -200,3 +200,50 @@ test('a dialled socket reads into packet rooms: what arrives before the relay is
     t.server.close();
   }
 });
+
+test('sockets reading short pieces at once share one scratch buffer: each gets its own bytes, in order', async () => {
+  // each server writes many short pieces, spaced by event-loop turns, so reads interleave
+  const servers = await Promise.all(
+    ['a', 'b', 'c'].map(async (tag) => {
+      const pieces = Array.from({ length: 300 }, (_, i) => Buffer.from(`${tag}${i}:${'x'.repeat(i % 97)};`));
+      // the relay half-closes towards it at once (the sink sends nothing): keep writing
+      const server = createServer({ allowHalfOpen: true }, (s) => {
+        s.on('error', () => {});
+        let i = 0;
+        const next = () => {
+          if (i === pieces.length) {
+            s.end();
+            return;
+          }
+          s.write(pieces[i++]!);
+          setImmediate(next);
+        };
+        next();
+      });
+      server.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      return { server, port: (server.address() as AddressInfo).port, expected: Buffer.concat(pieces) };
+    }),
+  );
+  try {
+    const results = await Promise.all(
+      servers.map(async (t) => {
+        const sock = await dialDestination('127.0.0.1', t.port, 10_000);
+        const got: Buffer[] = [];
+        const sink = new Duplex({
+          read() {},
+          write(chunk: Buffer, _enc, cb) {
+            got.push(chunk);
+            cb();
+          },
+        });
+        sink.push(null);
+        await new Promise<RelayResult>((resolve) => relay(sock, sink, resolve));
+        return Buffer.concat(got);
+      }),
+    );
+    for (const [i, t] of servers.entries()) assert.equal(results[i]!.toString(), t.expected.toString());
+  } finally {
+    for (const t of servers) t.server.close();
+  }
+});
