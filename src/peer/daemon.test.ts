@@ -39,10 +39,14 @@ function read(port: number): Promise<string> {
   });
 }
 
-async function until<T>(what: string, fn: () => T | undefined | false, ms = 10_000): Promise<T> {
+async function until<T>(
+  what: string,
+  fn: () => T | undefined | false | Promise<T | undefined | false>,
+  ms = 10_000,
+): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
-    const v = fn();
+    const v = await fn();
     if (v) return v;
     if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
@@ -306,4 +310,52 @@ test('bounds with mTLS: a refused or timed-out connection is logged once, as the
   );
   // a real peer with its certificate still gets through
   await exposesThrough(a, b, there.port);
+});
+
+test('bounds: the connections carried for one peer at once, in both directions', async (t) => {
+  const b = await peer(0, { tunnelBounds: { maxConnectionsPerPeer: 2 } });
+  const a = await peer();
+  // a service that greets and keeps the connection open
+  const held = new Set<import('node:net').Socket>();
+  const service = createServer((s) => {
+    held.add(s);
+    s.on('error', () => {});
+    s.write('hi');
+  });
+  service.listen(0, '127.0.0.1');
+  await once(service, 'listening');
+  const servicePort = (service.address() as AddressInfo).port;
+  t.after(async () => {
+    for (const s of held) s.destroy();
+    await a.stop();
+    await b.stop();
+    service.close();
+  });
+  const remote = await exposeVia(a, b, { name: 'r', type: 'remote', servicePort });
+  const local = await exposeVia(a, b, { name: 'l', type: 'local', servicePort });
+  await until('both COMPLETE', () => a.manager.list().every((e) => e.status === 'COMPLETE'), 20_000);
+  /** Connects to `port`: "hi" when the service answered, "closed" when the peer refused. */
+  const greet = (port: number) =>
+    new Promise<{ answer: string; socket: import('node:net').Socket }>((resolve) => {
+      const s = connect({ host: '127.0.0.1', port });
+      s.on('error', () => {});
+      s.once('data', (d) => resolve({ answer: String(d), socket: s }));
+      s.once('close', () => resolve({ answer: 'closed', socket: s }));
+    });
+  // two connections through B's dials ("remote") fill A's share on B
+  const first = await greet(remote.port);
+  const second = await greet(remote.port);
+  assert.deepEqual([first.answer, second.answer], ['hi', 'hi']);
+  // a third is refused, by dial ("remote") and by carrying back ("local": B's listener)
+  assert.equal((await greet(remote.port)).answer, 'closed');
+  assert.equal((await greet(local.port)).answer, 'closed');
+  // the ones carried go on; once one ends, a new one gets through
+  first.socket.destroy();
+  await until(
+    'a connection to get through again',
+    async () => (await greet(local.port)).answer === 'hi',
+    20_000,
+  );
+  second.socket.write('still there');
+  assert.equal(second.socket.destroyed, false);
 });

@@ -21,14 +21,24 @@ const DIAL_TIMEOUT_MS = 10_000;
  * What a caller of the tunnel port can make a peer hold. Connections not yet through the TLS and
  * SSH handshakes: this many in all, and from one address (the rest are closed at once, logged
  * once per burst); each must be through within the handshake deadline. A connected peer may ask
- * for this many listeners.
+ * for this many listeners, and have this many connections carried for it at once.
  */
 export const TUNNEL_BOUNDS = {
   maxHandshaking: 64,
   maxHandshakingPerSource: 16,
   handshakeTimeoutMs: 30_000,
   maxListenersPerPeer: 256,
+  maxConnectionsPerPeer: 4096,
 };
+
+/** What one connected peer may hold, and where its refusals are logged. */
+interface PeerLimits {
+  /** The peer's address, which its refusals are counted by. */
+  peer: string;
+  maxListeners: number;
+  maxConnections: number;
+  refusals: RefusalLog;
+}
 
 export interface TunnelServerDeps {
   logger: Logger;
@@ -96,7 +106,12 @@ export class TunnelServer {
         const session = new InboundSession(
           conn,
           this.open,
-          this.bounds.maxListenersPerPeer,
+          {
+            peer: `${info.ip}:${info.port}`,
+            maxListeners: this.bounds.maxListenersPerPeer,
+            maxConnections: this.bounds.maxConnectionsPerPeer,
+            refusals: this.refusals,
+          },
           this.log.child({
             conn: id,
             peer: `${info.ip}:${info.port}`,
@@ -260,11 +275,13 @@ class InboundSession {
   private draining = false;
   /** Listeners asked for and not listening yet (they count against maxListeners). */
   private starting = 0;
+  /** Destinations being dialled for the peer (they count against maxConnections). */
+  private dialing = 0;
 
   constructor(
     private readonly conn: Connection,
     private readonly open: OpenConnections,
-    private readonly maxListeners: number,
+    private readonly limits: PeerLimits,
     private readonly log: Logger,
   ) {
     conn.on('authentication', (ctx) => {
@@ -338,9 +355,10 @@ class InboundSession {
       reject?.();
       return;
     }
-    if (this.listeners.size + this.starting >= this.maxListeners) {
+    const { maxListeners } = this.limits;
+    if (this.listeners.size + this.starting >= maxListeners) {
       log.warn(
-        `refused to listen: this peer already has ${this.maxListeners} ports here, the most a peer may have`,
+        `refused to listen: this peer already has ${maxListeners} ports here, the most a peer may have`,
       );
       reject?.();
       return;
@@ -381,7 +399,24 @@ class InboundSession {
     accept?.();
   }
 
+  /** Whether one more connection would pass the peer's bound (refused and logged if so). */
+  private full(what: string): boolean {
+    const max = this.limits.maxConnections;
+    if (this.streams.size + this.dialing < max) return false;
+    this.limits.refusals.refuse(
+      'peer_connections',
+      this.limits.peer,
+      { peer: this.limits.peer },
+      `refused ${what}: this peer has ${max} connections open, the most a peer may have`,
+    );
+    return true;
+  }
+
   private carryBack(info: TcpipBindInfo, socket: Socket, log: Logger): void {
+    if (this.full('a connection to carry to the peer')) {
+      socket.destroy();
+      return;
+    }
     this.streams.add(socket);
     this.open.add(socket);
     socket.on('error', () => {});
@@ -415,22 +450,29 @@ class InboundSession {
       reject();
       return;
     }
-    dialDestination(info.destIP, info.destPort, DIAL_TIMEOUT_MS).then(
-      (socket) => {
-        if (this.closed) {
-          socket.destroy();
-          return;
-        }
-        this.streams.add(socket);
-        this.open.add(socket);
-        socket.on('close', () => this.streams.delete(socket));
-        this.log.debug({ dest }, 'dialled the destination for the peer');
-        relay(socket, accept(), () => {});
-      },
-      (e: Error) => {
-        this.log.warn({ dest, reason: e.message }, 'cannot dial the destination for the peer');
-        reject();
-      },
-    );
+    if (this.full(`a connection to ${dest} for the peer`)) {
+      reject();
+      return;
+    }
+    this.dialing++;
+    dialDestination(info.destIP, info.destPort, DIAL_TIMEOUT_MS)
+      .finally(() => this.dialing--)
+      .then(
+        (socket) => {
+          if (this.closed) {
+            socket.destroy();
+            return;
+          }
+          this.streams.add(socket);
+          this.open.add(socket);
+          socket.on('close', () => this.streams.delete(socket));
+          this.log.debug({ dest }, 'dialled the destination for the peer');
+          relay(socket, accept(), () => {});
+        },
+        (e: Error) => {
+          this.log.warn({ dest, reason: e.message }, 'cannot dial the destination for the peer');
+          reject();
+        },
+      );
   }
 }
