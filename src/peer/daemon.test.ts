@@ -359,3 +359,33 @@ test('bounds: the connections carried for one peer at once, in both directions',
   second.socket.write('still there');
   assert.equal(second.socket.destroyed, false);
 });
+
+test('a drain that begins while an exposure opens its listener: the exposure is refused and its port closed', async (t) => {
+  const b = await peer();
+  const a = await peer();
+  t.after(async () => {
+    await a.stop();
+    await b.stop();
+  });
+  const port = await freePort();
+  const opening = a.manager.expose(
+    parseExposeRequest({
+      name: 'late',
+      source_port: port,
+      source_addr: '127.0.0.1',
+      remote_connector_addr: formatHostPort(b.tunnelAddress),
+      destination_addr: '127.0.0.1:9',
+      type: 'remote',
+    }),
+  );
+  // the listener is still opening (expose() awaits it): the drain starts now
+  const drained = a.drain(5_000);
+  await assert.rejects(opening, (e: Error & { status?: number; code?: string }) => {
+    assert.equal(e.status, 503);
+    assert.equal(e.code, 'PEER_STOPPING');
+    return true;
+  });
+  assert.deepEqual(await drained.then((r) => [r.open, r.cut]), [0, 0]);
+  await assert.rejects(read(port), /ECONNREFUSED/);
+  assert.deepEqual(a.manager.list(), []);
+});

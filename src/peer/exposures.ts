@@ -72,6 +72,9 @@ interface LinkEntry {
 
 const DIAL_TIMEOUT_MS = 10_000;
 
+const stopping = () =>
+  new TetherError('PEER_STOPPING', 'the peer is stopping: it takes no new exposures', { status: 503 });
+
 /** The most exposures one peer keeps: each holds a listener here or on a remote peer. */
 export const MAX_EXPOSURES = 256;
 
@@ -138,11 +141,7 @@ export class ExposureManager {
 
   /** Creates an exposure; throws a 400 TetherError for a port that cannot be used. */
   async expose(spec: ExposeSpec): Promise<string> {
-    if (this.draining || this.closed) {
-      throw new TetherError('PEER_STOPPING', 'the peer is stopping: it takes no new exposures', {
-        status: 503,
-      });
-    }
+    if (this.draining || this.closed) throw stopping();
     const linkKey = formatHostPort(spec.remoteConnectorAddr);
     const max = this.deps.maxExposures ?? MAX_EXPOSURES;
     if (this.exposures.size + this.pending >= max) {
@@ -170,6 +169,11 @@ export class ExposureManager {
         e.server = await listen(spec, (s) => this.onLocalConnection(e, s));
       } finally {
         this.pending--;
+      }
+      // a drain (or a stop) that began while the listener opened has closed the others already
+      if (this.draining || this.closed) {
+        e.server.close();
+        throw stopping();
       }
     }
     this.exposures.set(id, e);
