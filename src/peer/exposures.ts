@@ -214,12 +214,7 @@ export class ExposureManager {
     const link = this.links.get(e.linkKey)?.link;
     const wasForwarded = e.spec.type === 'local' && e.forward.kind === 'ok';
     this.discard(e);
-    if (wasForwarded && link && link.state.kind === 'up') {
-      await Promise.race([
-        link.unforwardIn(e.spec.sourceAddr, e.spec.sourcePort),
-        new Promise<void>((r) => this.deps.clock.setTimeout(r, 2_000)),
-      ]);
-    }
+    if (wasForwarded && link && link.state.kind === 'up') await this.unforward(e, link);
     this.dropLinkIfUnused(e.linkKey);
     e.log.info('exposure deleted');
   }
@@ -246,12 +241,17 @@ export class ExposureManager {
       e.server?.close();
       const link = this.links.get(e.linkKey)?.link;
       if (e.spec.type === 'local' && e.forward.kind === 'ok' && link?.state.kind === 'up') {
-        cancels.push(link.unforwardIn(e.spec.sourceAddr, e.spec.sourcePort).catch(() => {}));
+        cancels.push(this.unforward(e, link));
       }
       this.resetForward(e);
     }
-    await Promise.race([
-      Promise.all(cancels),
+    await Promise.all(cancels);
+  }
+
+  /** Asks the remote peer to stop listening for a "local" exposure; waits for its answer 2 s at most. */
+  private unforward(e: Exposure, link: RemoteLink): Promise<void> {
+    return Promise.race([
+      link.unforwardIn(e.spec.sourceAddr, e.spec.sourcePort),
       new Promise<void>((r) => this.deps.clock.setTimeout(r, 2_000)),
     ]);
   }

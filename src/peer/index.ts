@@ -54,8 +54,6 @@ export interface PeerDaemon {
   /** Base URL of the HTTP API. */
   readonly apiUrl: string;
   readonly manager: ExposureManager;
-  /** Connections carried now (by exposures of this peer and for other peers). */
-  openConnections(): number;
   /**
    * A draining stop: takes nothing new (the API and every listener close, remote peers stop
    * listening for us, new connections are refused), lets the open connections finish within
@@ -150,6 +148,7 @@ export async function startPeer(options: PeerOptions, deps: PeerDeps): Promise<P
   log.info({ url: apiUrl }, 'api listening');
   log.info({ api: apiUrl, tunnel: formatHostPort(tunnelAddress) }, 'peer ready');
 
+  /** Connections carried now (by exposures of this peer and for other peers). */
   const openConnections = () => manager.open.size + tunnel.open.size;
   let stopped: Promise<void> | undefined;
   let drained: Promise<PeerDrainResult> | undefined;
@@ -158,7 +157,6 @@ export async function startPeer(options: PeerOptions, deps: PeerDeps): Promise<P
     tunnelAddress,
     apiUrl,
     manager,
-    openConnections,
     drain(timeoutMs) {
       drained ??= (async () => {
         const start = clock.now();

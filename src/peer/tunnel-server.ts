@@ -12,6 +12,7 @@ import { relay } from '../tunnel/pipe.js';
 import { normalizeIp } from '../tunnel/session-util.js';
 import { createSshServer, type SshServer } from '../tunnel/ssh-server.js';
 import { describeTlsError, peerSubject, type TlsMaterial } from '../tunnel/tls-material.js';
+import { UnauthenticatedSlots } from '../tunnel/unauthenticated-slots.js';
 import { OpenConnections } from './open-connections.js';
 
 /** How long the tunnel side waits for a destination to accept a connection. */
@@ -51,11 +52,10 @@ export interface TunnelServerDeps {
   bounds?: Partial<typeof TUNNEL_BOUNDS>;
 }
 
-/** A connection on its way through the handshakes: its slot and its deadline. */
+/** A connection on its way through the handshakes: gives back its slot and clears its deadline. */
 interface Handshaking {
   socket: Socket;
   release(): void;
-  timer: unknown;
 }
 
 /**
@@ -77,7 +77,8 @@ export class TunnelServer {
   private readonly bounds: typeof TUNNEL_BOUNDS;
   private readonly clock: Clock;
   private readonly refusals: RefusalLog;
-  private readonly handshakingFrom = new Map<string, number>();
+  /** The handshake slots: in all and per source address, as the gateway's tunnel port counts them. */
+  private readonly slots: UnauthenticatedSlots;
   private nextId = 1;
   private draining = false;
   /** The connections the sessions carry (what a draining stop waits for). */
@@ -88,6 +89,7 @@ export class TunnelServer {
     this.bounds = { ...TUNNEL_BOUNDS, ...deps.bounds };
     this.clock = deps.clock ?? systemClock;
     this.refusals = new RefusalLog(this.log, this.clock);
+    this.slots = new UnauthenticatedSlots(this.bounds.maxHandshaking, this.bounds.maxHandshakingPerSource);
     const hostKey = deps.hostKey ?? generateKeyPair().privateKey;
     this.ssh = createSshServer(
       {
@@ -174,44 +176,33 @@ export class TunnelServer {
     const ip = normalizeIp(socket.remoteAddress);
     const key = `${socket.remoteAddress}:${socket.remotePort}`;
     const b = this.bounds;
-    const from = this.handshakingFrom.get(ip) ?? 0;
-    const bound =
-      this.handshaking.size >= b.maxHandshaking
-        ? `too many connections in their handshake (${b.maxHandshaking})`
-        : from >= b.maxHandshakingPerSource
-          ? `too many connections in their handshake from ${ip} (${b.maxHandshakingPerSource})`
-          : undefined;
-    if (bound) {
+    const refused = this.slots.refusal(ip);
+    if (refused) {
+      const bound =
+        refused === 'max_unauthenticated'
+          ? `too many connections in their handshake (${b.maxHandshaking})`
+          : `too many connections in their handshake from ${ip} (${b.maxHandshakingPerSource})`;
       this.refusals.refuse('peer_handshakes', ip, { peer: ip }, `refused a tunnel connection: ${bound}`);
       this.closedHere.add(socket);
       socket.destroy();
       return false;
     }
-    this.handshakingFrom.set(ip, from + 1);
-    let held = true;
+    const giveBack = this.slots.take(ip);
+    const timer = this.clock.setTimeout(() => {
+      this.log.warn(
+        { peer: key, handshake_timeout_ms: b.handshakeTimeoutMs },
+        `closed a tunnel connection: no TLS and SSH handshake within ${b.handshakeTimeoutMs} ms`,
+      );
+      release();
+      this.closedHere.add(socket);
+      socket.destroy();
+    }, b.handshakeTimeoutMs);
     const release = () => {
-      if (!held) return;
-      held = false;
-      this.clock.clearTimeout(entry.timer);
-      this.handshaking.delete(key);
-      const n = (this.handshakingFrom.get(ip) ?? 1) - 1;
-      if (n <= 0) this.handshakingFrom.delete(ip);
-      else this.handshakingFrom.set(ip, n);
+      this.clock.clearTimeout(timer);
+      if (this.handshaking.get(key)?.socket === socket) this.handshaking.delete(key);
+      giveBack();
     };
-    const entry: Handshaking = {
-      socket,
-      release,
-      timer: this.clock.setTimeout(() => {
-        this.log.warn(
-          { peer: key, handshake_timeout_ms: b.handshakeTimeoutMs },
-          `closed a tunnel connection: no TLS and SSH handshake within ${b.handshakeTimeoutMs} ms`,
-        );
-        release();
-        this.closedHere.add(socket);
-        socket.destroy();
-      }, b.handshakeTimeoutMs),
-    };
-    this.handshaking.set(key, entry);
+    this.handshaking.set(key, { socket, release });
     socket.once('close', release);
     return true;
   }
@@ -399,6 +390,13 @@ class InboundSession {
     accept?.();
   }
 
+  /** Counts a connection carried for the peer, here and in the server's total, until it closes. */
+  private track(socket: Socket): void {
+    this.streams.add(socket);
+    this.open.add(socket);
+    socket.on('close', () => this.streams.delete(socket));
+  }
+
   /** Whether one more connection would pass the peer's bound (refused and logged if so). */
   private full(what: string): boolean {
     const max = this.limits.maxConnections;
@@ -417,10 +415,8 @@ class InboundSession {
       socket.destroy();
       return;
     }
-    this.streams.add(socket);
-    this.open.add(socket);
+    this.track(socket);
     socket.on('error', () => {});
-    socket.on('close', () => this.streams.delete(socket));
     const from = `${socket.remoteAddress}:${socket.remotePort}`;
     this.conn.forwardOut(
       info.bindAddr,
@@ -463,9 +459,7 @@ class InboundSession {
             socket.destroy();
             return;
           }
-          this.streams.add(socket);
-          this.open.add(socket);
-          socket.on('close', () => this.streams.delete(socket));
+          this.track(socket);
           this.log.debug({ dest }, 'dialled the destination for the peer');
           relay(socket, accept(), () => {});
         },
