@@ -4,21 +4,15 @@
  * pass through, and a failure reason a user can read.
  */
 import { connect as netConnect, type Socket } from 'node:net';
-import { packetReadOptions } from './packet-read.js';
+import { PacketReader } from './packet-read.js';
 import { coalesceWrites } from './pipe.js';
 
 /** Connects to host:port, or fails with a short reason ("connection refused", "timed out after 10 s"). */
 export function dialDestination(host: string, port: number, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const packets = packetReadOptions();
-    const sock = netConnect({
-      host,
-      port,
-      noDelay: true,
-      allowHalfOpen: true,
-      onread: packets.reader.onread,
-    });
-    packets.register(sock);
+    const reader = new PacketReader();
+    const sock = netConnect({ host, port, noDelay: true, allowHalfOpen: true, onread: reader.onread });
+    reader.bind(sock);
     const timer = setTimeout(() => {
       sock.destroy();
       reject(new Error(`no answer within ${timeoutMs / 1000} s`));

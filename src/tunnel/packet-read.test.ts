@@ -29,19 +29,19 @@ async function pair(cipher: string) {
   const hostKey = ssh2.utils.generateKeyPairSync('ed25519').private;
   let serverCh!: ssh2.ServerChannel;
   let serverConn!: ssh2.Connection;
+  let gotIt!: () => void;
   const gotChannel = new Promise<void>((resolve) => {
-    // biome-ignore lint/suspicious/noExplicitAny: algorithms as ssh2 takes them
-    const server = new Server({ hostKeys: [hostKey], algorithms: { cipher: [cipher] } } as any, (conn) => {
-      serverConn = conn;
-      conn.on('authentication', (ctx) => ctx.accept());
-      conn.on('tcpip', (accept) => {
-        serverCh = accept();
-        resolve();
-      });
-    });
-    servers.push(server);
+    gotIt = resolve;
   });
-  const server = servers[servers.length - 1]!;
+  // biome-ignore lint/suspicious/noExplicitAny: algorithms as ssh2 takes them
+  const server = new Server({ hostKeys: [hostKey], algorithms: { cipher: [cipher] } } as any, (conn) => {
+    serverConn = conn;
+    conn.on('authentication', (ctx) => ctx.accept());
+    conn.on('tcpip', (accept) => {
+      serverCh = accept();
+      gotIt();
+    });
+  });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const client = new Client();
   await new Promise<void>((resolve, reject) => {
@@ -59,16 +59,21 @@ async function pair(cipher: string) {
   );
   await gotChannel;
   const received: Buffer[] = [];
-  clientCh.on('data', (d: Buffer) => received.push(d));
+  let receivedBytes = 0;
+  clientCh.on('data', (d: Buffer) => {
+    received.push(d);
+    receivedBytes += d.length;
+  });
   return {
     client,
     serverConn,
     serverCh,
     /** Resolves with everything the client has read once it read `n` bytes. */
     async read(n: number): Promise<Buffer> {
-      while (Buffer.concat(received).length < n) await once(clientCh, 'data');
+      while (receivedBytes < n) await once(clientCh, 'data');
       const all = Buffer.concat(received);
       received.length = 0;
+      receivedBytes = 0;
       return all;
     },
     close() {
@@ -77,7 +82,6 @@ async function pair(cipher: string) {
     },
   };
 }
-const servers: InstanceType<typeof Server>[] = [];
 
 /** `data` copied into a packet room; the view, and whether it was encrypted where it lies. */
 function inRoom(data: Buffer) {

@@ -99,6 +99,11 @@ export class PacketReader {
     return Buffer.from(data);
   }
 
+  /** Ties this reader to the socket opened with its `onread` (packetReaderOf finds it). */
+  bind(socket: Socket): void {
+    readers.set(socket, this);
+  }
+
   /** Reads kept until a pump is attached. */
   get waiting(): number {
     return this.early.length;
@@ -114,12 +119,6 @@ export class PacketReader {
 }
 
 const readers = new WeakMap<Socket, PacketReader>();
-
-/** Options for `net.connect` that read into packets; `register` ties the reader to its socket. */
-export function packetReadOptions(): { reader: PacketReader; register(s: Socket): void } {
-  const reader = new PacketReader();
-  return { reader, register: (s) => readers.set(s, reader) };
-}
 
 export function packetReaderOf(s: unknown): PacketReader | undefined {
   return readers.get(s as Socket);
