@@ -30,7 +30,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { shebangOf } from '../src/bin/node-flags.js';
+import { binLaunch } from './lib/procs.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const BIN = join(ROOT, 'dist/bin/tether.js');
@@ -556,12 +556,11 @@ async function bench(): Promise<HttpProxyBenchReport> {
           },
         }),
       );
-      const shebang = shebangOf(bin);
-      const child = start(
-        process.execPath,
-        [...shebang.flags, ...prof, bin, 'gateway', '-c', join(dir, `${name}.yaml`)],
-        { ...process.env, ...shebang.env },
-      );
+      const launch = binLaunch(['gateway', '-c', join(dir, `${name}.yaml`)], process.env, {
+        bin,
+        nodeFlags: prof,
+      });
+      const child = start(process.execPath, launch.args, launch.env);
       await waitForPort(port);
       return { port, child };
     };
