@@ -5,12 +5,12 @@ import { createRequire } from 'node:module';
 import { type AddressInfo, createServer, type Server as NetServer } from 'node:net';
 import { Duplex } from 'node:stream';
 import { test } from 'node:test';
-import ssh2 from 'ssh2';
+import type ssh2 from 'ssh2';
+import { ssh2Pair } from '../../test/helpers/ssh2-pair.js';
 import { dialDestination } from './dial.js';
 import { IN_PLACE_MIN, PACKET_ROOM, packetReaderOf, packetRoom } from './packet-read.js';
 import { RELAY_BACKLOG, type RelayResult, relay } from './pipe.js';
 
-const { Client, Server } = ssh2;
 const require = createRequire(import.meta.url);
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -24,40 +24,19 @@ test('the ssh2 patch sends data laid out as a packet in place (patches/ssh2+*.pa
   assert.equal(PACKET_ROOM, Symbol.for('tether.packetRoom'));
 });
 
-/** An ssh2 server and client on loopback with one direct-tcpip channel between them. */
+/** An ssh2 server and client on loopback with one direct-tcpip channel, both sides on `cipher`. */
 async function pair(cipher: string) {
-  const hostKey = ssh2.utils.generateKeyPairSync('ed25519').private;
-  let serverCh!: ssh2.ServerChannel;
-  let serverConn!: ssh2.Connection;
-  let gotIt!: () => void;
-  const gotChannel = new Promise<void>((resolve) => {
-    gotIt = resolve;
+  const {
+    client,
+    conn: serverConn,
+    serverCh,
+    clientCh,
+    close,
+  } = await ssh2Pair({
+    channel: 'tcpip',
+    server: { algorithms: { cipher: [cipher] } },
+    client: { algorithms: { cipher: [cipher] as ssh2.CipherAlgorithm[] } },
   });
-  // biome-ignore lint/suspicious/noExplicitAny: algorithms as ssh2 takes them
-  const server = new Server({ hostKeys: [hostKey], algorithms: { cipher: [cipher] } } as any, (conn) => {
-    serverConn = conn;
-    conn.on('authentication', (ctx) => ctx.accept());
-    conn.on('tcpip', (accept) => {
-      serverCh = accept();
-      gotIt();
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const client = new Client();
-  await new Promise<void>((resolve, reject) => {
-    client.on('ready', () => resolve()).on('error', reject);
-    client.connect({
-      host: '127.0.0.1',
-      port: (server.address() as AddressInfo).port,
-      username: 'u',
-      password: 'p',
-      algorithms: { cipher: [cipher] as ssh2.CipherAlgorithm[] },
-    });
-  });
-  const clientCh = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
-    client.forwardOut('127.0.0.1', 1, '127.0.0.1', 2, (err, ch) => (err ? reject(err) : resolve(ch))),
-  );
-  await gotChannel;
   const received: Buffer[] = [];
   let receivedBytes = 0;
   clientCh.on('data', (d: Buffer) => {
@@ -76,10 +55,7 @@ async function pair(cipher: string) {
       receivedBytes = 0;
       return all;
     },
-    close() {
-      client.end();
-      server.close();
-    },
+    close,
   };
 }
 

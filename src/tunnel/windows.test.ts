@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import type net from 'node:net';
 import { test } from 'node:test';
-import ssh2 from 'ssh2';
+import type ssh2 from 'ssh2';
+import { type Ssh2Pair, ssh2Pair } from '../../test/helpers/ssh2-pair.js';
 import {
   channelWindowOptions,
   INITIAL_WINDOW,
@@ -13,7 +13,6 @@ import {
   WindowPolicy,
 } from './windows.js';
 
-const { Client, Server } = ssh2;
 const require = createRequire(import.meta.url);
 const MiB = 1024 * 1024;
 
@@ -186,62 +185,8 @@ test('window policy: a stalled reader halves the window once per stall, down to 
   assert.equal(p.target(), 4 * MiB, 'grows again once the reader keeps up');
 });
 
-interface Pair {
-  server: InstanceType<typeof Server>;
-  client: InstanceType<typeof Client>;
-  /** The server's side of the client's connection. */
-  conn: ssh2.Connection;
-  /** The server-side channel of the client's exec, and the client's side of it. */
-  serverCh: ssh2.ServerChannel;
-  clientCh: ssh2.ClientChannel;
-  close(): void;
-}
-
-/** A real ssh2 server and client on loopback; the server's channels get the window options. */
-async function pair(serverOpts: object): Promise<Pair> {
-  const hostKey = ssh2.utils.generateKeyPairSync('ed25519').private;
-  let serverCh!: ssh2.ServerChannel;
-  let serverConn!: ssh2.Connection;
-  let gotIt!: () => void;
-  const gotChannel = new Promise<void>((resolve) => {
-    gotIt = resolve;
-  });
-  // biome-ignore lint/suspicious/noExplicitAny: the patched option is not in @types/ssh2
-  const server = new Server({ hostKeys: [hostKey], ...serverOpts } as any, (conn) => {
-    serverConn = conn;
-    conn.on('authentication', (ctx) => ctx.accept());
-    conn.on('ready', () => {
-      conn.on('session', (accept) => {
-        accept().on('exec', (acceptExec) => {
-          serverCh = acceptExec();
-          gotIt();
-        });
-      });
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const port = (server.address() as net.AddressInfo).port;
-  const client = new Client();
-  await new Promise<void>((resolve, reject) => {
-    client.on('ready', () => resolve()).on('error', reject);
-    client.connect({ host: '127.0.0.1', port, username: 'u', password: 'p' });
-  });
-  const clientCh = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
-    client.exec('x', (err, ch) => (err ? reject(err) : resolve(ch))),
-  );
-  await gotChannel;
-  return {
-    server,
-    client,
-    conn: serverConn,
-    serverCh,
-    clientCh,
-    close: () => {
-      client.end();
-      server.close();
-    },
-  };
-}
+/** A real ssh2 server and client on loopback with an exec channel; the server gets `serverOpts`. */
+const pair = (serverOpts: object): Promise<Ssh2Pair> => ssh2Pair({ channel: 'exec', server: serverOpts });
 
 /** Writes `total` bytes on `ch`, honouring backpressure. */
 async function send(ch: ssh2.ClientChannel, total: number): Promise<void> {
