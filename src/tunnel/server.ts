@@ -20,6 +20,7 @@ import { type ListenAt, type ListenFn, listenOn } from './listen.js';
 import type { ManagedHooks } from './managed-control.js';
 import { coalesceWrites } from './pipe.js';
 import type { ProxyProtocolGate } from './proxy-header.js';
+import { readIntoRegions } from './region-read.js';
 import { destroySocket, normalizeIp } from './session-util.js';
 import type { SourceAllowlists } from './source-allowlists.js';
 import { createSshServer, type SshServer } from './ssh-server.js';
@@ -222,8 +223,11 @@ export class TunnelServer {
   ): void {
     const ip = slot.ip;
     if (socket instanceof net.Socket) {
-      socket.setNoDelay(true);
-      coalesceWrites(socket);
+      // a plain TCP connection: from here on read through its region reader (region-read.ts)
+      const tcp = readIntoRegions(socket);
+      tcp.setNoDelay(true);
+      coalesceWrites(tcp);
+      socket = tcp;
     }
     this.sockets.add(socket);
     const { clock, log } = this.deps;

@@ -2,7 +2,8 @@
  * A real ssh2 server and client on loopback with one channel between them, for tests of ssh2
  * itself and of the project's patch to it (src/tunnel/windows.test.ts, packet-read.test.ts).
  */
-import type net from 'node:net';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 
 const { Client, Server } = ssh2;
@@ -21,12 +22,15 @@ export interface Ssh2Pair {
 /**
  * Connects an ssh2 client to an ssh2 server that accepts any login, and opens one channel: an
  * `exec` session, or a `direct-tcpip` channel (`forwardOut`). `server` and `client` are added to
- * each side's configuration (algorithms, the patch's options).
+ * each side's configuration (algorithms, the patch's options). With `accepted`, the server's
+ * connection is accepted by a listener of the test's own (paused, as the gateway's tunnel port
+ * accepts) and goes to ssh2 as `accepted` returns it.
  */
 export async function ssh2Pair(o: {
   channel: 'exec' | 'tcpip';
   server?: object;
   client?: Partial<ssh2.ConnectConfig>;
+  accepted?: (s: net.Socket) => Duplex;
 }): Promise<Ssh2Pair> {
   const hostKey = ssh2.utils.generateKeyPairSync('ed25519').private;
   let serverCh!: ssh2.ServerChannel;
@@ -51,8 +55,14 @@ export async function ssh2Pair(o: {
         });
       });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const port = (server.address() as net.AddressInfo).port;
+  const accepted = o.accepted;
+  const listener = accepted
+    ? net.createServer({ pauseOnConnect: true }, (s) =>
+        (server as unknown as { injectSocket(d: Duplex): void }).injectSocket(accepted(s)),
+      )
+    : undefined;
+  await new Promise<void>((r) => (listener ?? server).listen(0, '127.0.0.1', () => r()));
+  const port = ((listener ?? server).address() as net.AddressInfo).port;
   const client = new Client();
   await new Promise<void>((resolve, reject) => {
     client.on('ready', () => resolve()).on('error', reject);
@@ -73,6 +83,7 @@ export async function ssh2Pair(o: {
     close: () => {
       client.end();
       server.close();
+      listener?.close();
     },
   };
 }

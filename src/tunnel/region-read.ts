@@ -1,0 +1,140 @@
+/**
+ * Reading an accepted SSH connection into large regions. Node reads each chunk of a socket into a
+ * buffer of its own (64 KiB at most), so an SSH packet of 64 KiB (what Tether's channels send)
+ * nearly always spans two reads, and ssh2 copied every such packet into a new buffer before it
+ * decrypted it: a tenth of the gateway's time in a download. Read with `onread`, the socket's
+ * reads follow each other in one large region, and the ssh2 patch (crypto.js `joinPacket`) takes a
+ * packet that spans two adjacent reads as one view and decrypts it where it lies; only a packet
+ * that crosses into the next region is copied.
+ *
+ * Node has no `onread` for the sockets a `net.Server` accepts: `readIntoRegions` moves the accepted
+ * socket's handle into a new `net.Socket` made with `onread` (see its comment). A socket starts on
+ * a small buffer that every socket reading short pieces shares (copied out, as node's own reads
+ * are) and moves to regions of its own only once a read fills it, so an idle or interactive session
+ * keeps no region; a short read moves it back.
+ */
+import net from 'node:net';
+
+/** One region: about eight 64 KiB packets, so about one packet in eight is copied. */
+export const REGION_SIZE = 512 * 1024;
+/** A read gets at least this much room (one largest packet and more); less left starts a region. */
+export const MIN_READ = 96 * 1024;
+/** Short reads land here, shared by every socket reading short pieces (copied out at once). */
+const SCRATCH_SIZE = 16 * 1024;
+let scratch: Buffer | undefined;
+
+/** The `onread` side of one socket. */
+export class RegionReader {
+  private region: Buffer | undefined;
+  private used = 0;
+  private large = false;
+  /** Where reads go: the socket's own `push` (set by readIntoRegions). */
+  push: (data: Buffer) => boolean = () => false;
+
+  readonly onread = {
+    buffer: (): Buffer => {
+      if (!this.large) {
+        scratch ??= Buffer.allocUnsafeSlow(SCRATCH_SIZE);
+        return scratch;
+      }
+      if (this.region === undefined || this.region.length - this.used < MIN_READ) {
+        this.region = Buffer.allocUnsafeSlow(REGION_SIZE);
+        this.used = 0;
+      }
+      return this.region.subarray(this.used);
+    },
+    callback: (n: number): boolean => this.push(this.take(n)),
+  };
+
+  /** The `n` bytes just read: in a region, a view of it (the next read follows); else a copy. */
+  take(n: number): Buffer {
+    if (!this.large) {
+      if (n === SCRATCH_SIZE) this.large = true;
+      return Buffer.from((scratch as Buffer).subarray(0, n));
+    }
+    const region = this.region as Buffer;
+    const data = region.subarray(this.used, this.used + n);
+    this.used += n;
+    if (n < SCRATCH_SIZE) {
+      // back to short pieces: the region stays alive only as long as what was read into it
+      this.large = false;
+      this.region = undefined;
+    }
+    return data;
+  }
+}
+
+type WithHandle = net.Socket & { _handle: { useUserBuffer?: unknown; writeQueueSize?: number } | null };
+
+const REMOTE = ['remoteAddress', 'remotePort', 'remoteFamily'] as const;
+
+/**
+ * Returns a socket that reads `accepted`'s connection into regions, to be used instead of it from
+ * now on; `accepted` itself when that cannot be done (see moveToOnread), which is always correct,
+ * only slower.
+ */
+export function readIntoRegions(accepted: net.Socket): net.Socket {
+  const reader = new RegionReader();
+  const s = moveToOnread(accepted, reader.onread, { keepBuffered: true });
+  if (s !== accepted) reader.push = (data) => s.push(data);
+  return s;
+}
+
+/**
+ * Node has no `onread` for the sockets a listener accepts; this gives one: a new socket made with
+ * node's own `new net.Socket({ handle, onread })` (as a dialled socket gets it) takes over
+ * `accepted`'s handle, and is to be used instead of it from now on. Returns `accepted` itself when
+ * that cannot be done: not a plain TCP socket, already ending or flowing, a write still queued, or
+ * (unless `keepBuffered`) data read and not delivered yet.
+ *
+ * `accepted` must be paused (a listener with `pauseOnConnect`, or after a first-bytes sniff). What
+ * it had read and not delivered is put back in front of the new socket's reads (`keepBuffered`:
+ * for a reader that pushes its reads into the socket), an address a PROXY header gave it is carried
+ * over, and the two close together: the listener counts `accepted` (its `connections`, and
+ * `close()` waits for it), so it closes when the new socket does, and whoever holds `accepted`
+ * still closes the connection by destroying it.
+ */
+export function moveToOnread(
+  accepted: net.Socket,
+  onread: { buffer: () => Uint8Array; callback: (n: number, buf: Uint8Array) => boolean },
+  o: { keepBuffered: boolean },
+): net.Socket {
+  const old = accepted as WithHandle;
+  const handle = old._handle;
+  const movable =
+    Object.getPrototypeOf(old) === net.Socket.prototype &&
+    typeof handle?.useUserBuffer === 'function' &&
+    handle.writeQueueSize === 0 &&
+    old.writableLength === 0 &&
+    !old.destroyed &&
+    !old.readableEnded &&
+    old.readableFlowing !== true &&
+    (o.keepBuffered || old.readableLength === 0);
+  if (!movable) return accepted;
+  // (read() may restart the handle's reads; nothing is delivered before this function returns)
+  const early: Buffer[] = [];
+  for (let c = old.read() as Buffer | null; c !== null; c = old.read() as Buffer | null) early.push(c);
+  if ((old as unknown as { _readableState: { ended: boolean } })._readableState.ended) {
+    // the peer's EOF came with what was buffered: nothing more to read, keep the old socket
+    for (const c of early.reverse()) old.unshift(c);
+    return accepted;
+  }
+  old._handle = null;
+  const s = new net.Socket({
+    handle: handle as never,
+    onread,
+    // paused as `accepted` was (pauseOnConnect, or a sniff): its reader resumes it
+    pauseOnCreate: old.readableFlowing === false,
+    allowHalfOpen: old.allowHalfOpen,
+    readable: true,
+    writable: true,
+  } as net.SocketConstructorOpts);
+  if (early.length > 0) s.unshift(early.length === 1 ? early[0]! : Buffer.concat(early));
+  for (const k of REMOTE) {
+    const d = Object.getOwnPropertyDescriptor(old, k);
+    if (d) Object.defineProperty(s, k, d);
+  }
+  s.once('close', () => old.destroy());
+  old.once('close', () => s.destroy());
+  return s;
+}
