@@ -1,3 +1,4 @@
+import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Clock } from '../core/clock.js';
 import type { ConnectionOutcome, ConnectionRecord } from '../core/connection-audit.js';
@@ -6,6 +7,7 @@ import type { RefusalLog } from '../core/refusals.js';
 import { isTetherError, TetherError } from '../errors/index.js';
 import { type Logger, withoutRedaction } from '../log/index.js';
 import type { RepoMeta } from '../store/types.js';
+import { readIntoPackets } from './packet-read.js';
 import { relay } from './pipe.js';
 import type { SourceAllowlists } from './source-allowlists.js';
 
@@ -317,10 +319,12 @@ export class ConnectionBroker {
     opts.accepted?.();
     const head = opts.head?.length ?? 0;
     if (head > 0) conn.stream.write(opts.head);
-    relay(socket, conn.stream, (r) =>
+    // a plain TCP caller reads straight into packets from here on (packet-read.ts)
+    const src = socket instanceof net.Socket ? readIntoPackets(socket) : socket;
+    relay(src, conn.stream, (r) =>
       conn.close(r.aToB + head, r.bToA, r.error ? { outcome: 'error', reason: r.error.message } : undefined),
     );
-    socket.resume();
+    src.resume();
     return {};
   }
 }

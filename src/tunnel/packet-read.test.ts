@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
-import { type AddressInfo, createServer, type Server as NetServer } from 'node:net';
+import { type AddressInfo, connect, createServer, type Server as NetServer, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { test } from 'node:test';
 import type ssh2 from 'ssh2';
 import { ssh2Pair } from '../../test/helpers/ssh2-pair.js';
 import { dialDestination } from './dial.js';
-import { IN_PLACE_MIN, PACKET_ROOM, packetReaderOf, packetRoom } from './packet-read.js';
+import { IN_PLACE_MIN, PACKET_ROOM, packetReaderOf, packetRoom, readIntoPackets } from './packet-read.js';
 import { RELAY_BACKLOG, type RelayResult, relay } from './pipe.js';
 
 const require = createRequire(import.meta.url);
@@ -225,5 +225,52 @@ test('sockets reading short pieces at once share one scratch buffer: each gets i
     for (const [i, t] of servers.entries()) assert.equal(results[i]!.toString(), t.expected.toString());
   } finally {
     for (const t of servers) t.server.close();
+  }
+});
+
+test('an accepted caller (a lease port) reads into packet rooms: every byte in order, large reads keep their room, half-close kept', async () => {
+  const body = randomBytes(8 * 1024 * 1024);
+  let moved!: (s: Socket) => void;
+  const accepted = new Promise<Socket>((r) => (moved = r));
+  const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (old) =>
+    moved(readIntoPackets(old)),
+  );
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  try {
+    const caller = connect((server.address() as AddressInfo).port, '127.0.0.1');
+    const sock = await accepted;
+    assert.ok(packetReaderOf(sock), 'the socket reads into packets');
+    assert.equal(sock.allowHalfOpen, true, 'half-open as the listener accepts');
+    const got: Buffer[] = [];
+    let rooms = 0;
+    const sink = new Duplex({
+      read() {},
+      write(chunk: Buffer, _enc, cb) {
+        got.push(Buffer.from(chunk));
+        if ((chunk.buffer as unknown as Record<symbol, boolean>)[PACKET_ROOM]) rooms++;
+        cb();
+      },
+      final(cb) {
+        // the caller half-closed: an answer still reaches it
+        sink.push('answer');
+        sink.push(null);
+        cb();
+      },
+    });
+    const answer: Buffer[] = [];
+    caller.on('data', (d: Buffer) => answer.push(d));
+    caller.end(body);
+    const r = await new Promise<RelayResult>((resolve) => {
+      relay(sock, sink, resolve);
+      sock.resume();
+    });
+    assert.equal(r.error, undefined);
+    assert.equal(sha(Buffer.concat(got)), sha(body), 'every byte, in order');
+    assert.ok(rooms > 0, 'no large read kept its packet room');
+    await once(caller, 'close');
+    assert.equal(Buffer.concat(answer).toString(), 'answer');
+  } finally {
+    server.close();
   }
 });

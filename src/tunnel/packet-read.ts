@@ -13,6 +13,7 @@
  * cipher), it copies it as it copies any other chunk.
  */
 import type { Socket } from 'node:net';
+import { moveToOnread } from './region-read.js';
 
 /** Packet length, padding length, message type, channel, data length. */
 export const PACKET_HEADROOM = 4 + 1 + 1 + 4 + 4;
@@ -122,4 +123,16 @@ const readers = new WeakMap<Socket, PacketReader>();
 
 export function packetReaderOf(s: unknown): PacketReader | undefined {
   return readers.get(s as Socket);
+}
+
+/**
+ * Returns a socket that reads `accepted`'s connection (a caller on a lease port) into packet rooms,
+ * to be used instead of it from now on (region-read.ts `moveToOnread`); `accepted` itself when
+ * that cannot be done, which is always correct, only slower. Its reads wait for a pump.
+ */
+export function readIntoPackets(accepted: Socket): Socket {
+  const reader = new PacketReader();
+  const s = moveToOnread(accepted, reader.onread, { keepBuffered: false });
+  if (s !== accepted) reader.bind(s);
+  return s;
 }
