@@ -2,7 +2,8 @@
  * A/B: two builds of tether (e.g. before and after an optimisation) side by side in one run,
  * alternating, so that the machine's load hits both alike. Each build gets its own gateway and
  * connector forwarding to the same destinations; reports the median Gbit/s, tunnel CPU seconds
- * per GB, connections per second and ping-pong p99 of each.
+ * per GB, connections per second and ping-pong p99 of each. `--tests` picks among bulk (one stream
+ * downloading, iperf3 -R), bulkup (one stream uploading), bulk8 (8 streams down), conns and ping.
  *
  *   npx tsx bench/ab.ts --a /path/to/old/dist/bin/tether.js [--b dist/bin/tether.js] [--rounds 4] [--seconds 3]
  */
@@ -35,6 +36,8 @@ interface Side {
   conn: Connector;
   gbps: number[];
   gbps8: number[];
+  gbpsUp: number[];
+  cpuPerGbUp: number[];
   cpuPerGb: number[];
   conns: number[];
   cpuPerConn: number[];
@@ -56,7 +59,19 @@ async function main(): Promise<void> {
     const gw = await startGateway({ bin: resolve(bin) });
     const key = await gw.addTenant('ab');
     const conn = await startConnector(gw, 'ab', key, dest, { bin: resolve(bin) });
-    sides.push({ name, gw, conn, gbps: [], gbps8: [], cpuPerGb: [], conns: [], cpuPerConn: [], p99: [] });
+    sides.push({
+      name,
+      gw,
+      conn,
+      gbps: [],
+      gbps8: [],
+      gbpsUp: [],
+      cpuPerGbUp: [],
+      cpuPerGb: [],
+      conns: [],
+      cpuPerConn: [],
+      p99: [],
+    });
   }
   process.stdout.write(
     `load average ${load()
@@ -72,6 +87,12 @@ async function main(): Promise<void> {
         const g = await iperf(side.conn.ports.get('ab/iperf')!, 1, s);
         side.gbps.push(g);
         side.cpuPerGb.push((cpuOf(pids) - c0) / ((g * s) / 8));
+      }
+      if (tests.has('bulkup')) {
+        const c0 = cpuOf(pids);
+        const g = await iperf(side.conn.ports.get('ab/iperf')!, 1, s, { reverse: false });
+        side.gbpsUp.push(g);
+        side.cpuPerGbUp.push((cpuOf(pids) - c0) / ((g * s) / 8));
       }
       if (tests.has('bulk8')) side.gbps8.push(await iperf(side.conn.ports.get('ab/iperf')!, 8, s));
       if (tests.has('conns')) {
@@ -96,6 +117,7 @@ async function main(): Promise<void> {
     process.stdout.write(
       `${side.name}: bulk ${round(median(side.gbps))} Gbit/s (${side.gbps.map((x) => round(x)).join(' ')}), ` +
         `8 streams ${round(median(side.gbps8))}, CPU ${round(median(side.cpuPerGb))} s/GB, ` +
+        `up ${round(median(side.gbpsUp))} Gbit/s (${side.gbpsUp.map((x) => round(x)).join(' ')}) at ${round(median(side.cpuPerGbUp))} s/GB, ` +
         `conns ${round(median(side.conns), 0)}/s (CPU ${round(median(side.cpuPerConn), 2)} ms each), p99 ${round(median(side.p99), 2)} ms\n`,
     );
   }
