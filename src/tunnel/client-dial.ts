@@ -2,6 +2,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { TetherError } from '../errors/index.js';
 import type { TunnelClientOptions } from './client.js';
 import { coalesceWrites } from './pipe.js';
+import { RegionReader } from './region-read.js';
 
 /** How the client session reaches the gateway over plain TCP, and how a failure is named to the user. */
 
@@ -51,7 +52,17 @@ export function describeFailure(
 
 export function tcpDial(host: string, port: number, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const sock = netConnect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 30_000 });
+    // read into regions, as the gateway reads its side (region-read.ts): uploads are decrypted in place
+    const reader = new RegionReader();
+    const sock = netConnect({
+      host,
+      port,
+      noDelay: true,
+      keepAlive: true,
+      keepAliveInitialDelay: 30_000,
+      onread: reader.onread,
+    });
+    reader.bind(sock);
     const timer = setTimeout(() => {
       sock.destroy();
       reject(Object.assign(new Error(`connect timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));

@@ -28,8 +28,13 @@ export class RegionReader {
   private region: Buffer | undefined;
   private used = 0;
   private large = false;
-  /** Where reads go: the socket's own `push` (set by readIntoRegions). */
-  push: (data: Buffer) => boolean = () => false;
+  /** Where reads go: the socket's own `push` (see bind). */
+  private push: (data: Buffer) => boolean = () => false;
+
+  /** Delivers the reads to the socket made with this reader's `onread`, as node's own reads are. */
+  bind(socket: net.Socket): void {
+    this.push = (data) => socket.push(data);
+  }
 
   readonly onread = {
     buffer: (): Buffer => {
@@ -76,7 +81,7 @@ const REMOTE = ['remoteAddress', 'remotePort', 'remoteFamily'] as const;
 export function readIntoRegions(accepted: net.Socket): net.Socket {
   const reader = new RegionReader();
   const s = moveToOnread(accepted, reader.onread, { keepBuffered: true });
-  if (s !== accepted) reader.push = (data) => s.push(data);
+  if (s !== accepted) reader.bind(s);
   return s;
 }
 
