@@ -249,6 +249,11 @@ test('moveToOnread: a socket with a write queued, or with unread data for a read
   const same = moveToOnread(s, noBuffered, { keepBuffered: false });
   assert.equal(same, s, 'unread data and a reader that takes none: not moved');
   assert.equal(String(same.read()), 'early', 'and the data is still there');
+  const listening = () => {};
+  s.on('data', listening);
+  assert.equal(moveToOnread(s, noBuffered, { keepBuffered: true }), s, 'a data listener: not moved');
+  s.off('data', listening);
+  s.pause();
   s.cork();
   s.write('queued');
   assert.equal(moveToOnread(s, noBuffered, { keepBuffered: true }), s, 'a write queued: not moved');

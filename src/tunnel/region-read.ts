@@ -89,8 +89,8 @@ export function readIntoRegions(accepted: net.Socket): net.Socket {
  * Node has no `onread` for the sockets a listener accepts; this gives one: a new socket made with
  * node's own `new net.Socket({ handle, onread })` (as a dialled socket gets it) takes over
  * `accepted`'s handle, and is to be used instead of it from now on. Returns `accepted` itself when
- * that cannot be done: not a plain TCP socket, already ending or flowing, a write still queued, or
- * (unless `keepBuffered`) data read and not delivered yet.
+ * that cannot be done: not a plain TCP socket, already ending or flowing, someone listening to its
+ * reads, a write still queued, or (unless `keepBuffered`) data read and not delivered yet.
  *
  * `accepted` must be paused (a listener with `pauseOnConnect`, or after a first-bytes sniff). What
  * it had read and not delivered is put back in front of the new socket's reads (`keepBuffered`:
@@ -114,6 +114,9 @@ export function moveToOnread(
     !old.destroyed &&
     !old.readableEnded &&
     old.readableFlowing !== true &&
+    // read() below would hand buffered data to them a second time
+    old.listenerCount('data') === 0 &&
+    old.listenerCount('readable') === 0 &&
     (o.keepBuffered || old.readableLength === 0);
   if (!movable) return accepted;
   // (read() may restart the handle's reads; nothing is delivered before this function returns)
