@@ -177,15 +177,20 @@ describe('ssh proxy: static realm with OpenSSH', () => {
       /ssh_proxy.target.connected.*static:web-1\/1|static:web-1\/1.*ssh_proxy.target.connected/,
       20_000,
     );
-    // The forward's listener is up once ssh logged in; a connection through it is refused by the proxy.
-    const got = await waitFor(
+    // The forward's listener is up once ssh logged in; a connection through it is refused by the
+    // proxy: the gateway logs it, and the connection ends without an answer from the echo server.
+    // (ssh's own "open failed" line is not waited for: in some runs its stderr showed nothing after
+    // "new port-listener", even with -v, while the gateway refused every attempt.)
+    const refused = /"event":"ssh_proxy.channel.refused".*"type":"direct-tcpip"/;
+    const answers: Buffer[] = [];
+    await waitFor(
       async () => {
-        await tcpExchange(local, 'ping', undefined);
-        return Buffer.concat(stderr).toString().includes('open failed') ? 'refused' : undefined;
+        answers.push(await tcpExchange(local, 'ping', undefined).catch(() => Buffer.alloc(0)));
+        return gw.output.lines.some((l) => refused.test(l)) ? true : undefined;
       },
       { timeout: 15_000, what: 'the refusal' },
     );
-    assert.equal(got, 'refused');
-    await gw.output.wait(/"event":"ssh_proxy.channel.refused".*"type":"direct-tcpip"/);
+    assert.ok(answers.length > 0);
+    assert.equal(Buffer.concat(answers).length, 0, 'no connection reached the echo server');
   });
 });
