@@ -14,7 +14,12 @@ const require = createRequire(import.meta.url);
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 type Join = (packet: Uint8Array | null, have: number, part: Uint8Array, len: number) => Uint8Array;
-const joinPacket = (require('ssh2/lib/protocol/crypto.js') as { tetherJoinPacket: Join }).tetherJoinPacket;
+type PayloadOf = (packet: Uint8Array) => Buffer;
+const { tetherJoinPacket: joinPacket, tetherPayloadOf: payloadOf } =
+  require('ssh2/lib/protocol/crypto.js') as {
+    tetherJoinPacket: Join;
+    tetherPayloadOf: PayloadOf;
+  };
 
 test('joinPacket (ssh2 patch): adjacent parts become one view, others are copied', () => {
   assert.equal(typeof joinPacket, 'function', 'the ssh2 patch exports joinPacket');
@@ -42,6 +47,25 @@ test('joinPacket (ssh2 patch): adjacent parts become one view, others are copied
   const third = randomBytes(20);
   assert.equal(joinPacket(own, 30, third, 50), own);
   assert.deepEqual(own.subarray(30), third);
+});
+
+test('payloadOf (ssh2 patch): a small payload is copied out of a large buffer, a large one stays a view', () => {
+  const region = Buffer.alloc(REGION_SIZE);
+  // a packet: padding length 4, then the payload, then the padding
+  const packet = (at: number, payload: number) => {
+    region[at] = 4;
+    region.fill(7, at + 1, at + 1 + payload);
+    return new Uint8Array(region.buffer, region.byteOffset + at, 1 + payload + 4);
+  };
+  const big = payloadOf(packet(1000, 64 * 1024));
+  assert.equal(big.buffer, region.buffer, '64 KiB in 512 KiB: a view');
+  assert.equal(big.length, 64 * 1024);
+  const small = payloadOf(packet(200_000, 1000));
+  assert.notEqual(small.buffer, region.buffer, '1,000 bytes in 512 KiB: copied');
+  assert.deepEqual(small, Buffer.alloc(1000, 7));
+  const own = Buffer.alloc(1 + 100 + 4);
+  own[0] = 4;
+  assert.equal(payloadOf(own).buffer, own.buffer, 'a packet in a buffer of its own: a view');
 });
 
 /** A listener whose connections go through readIntoRegions; resolves the socket it made. */
@@ -227,6 +251,16 @@ for (const cipher of ['aes128-gcm@openssh.com', 'chacha20-poly1305@openssh.com']
         .reduce((s, c) => s + c.length, 0);
       // a packet that crosses into the next region is copied: about one in eight
       assert.ok(inRegion > data.length * 0.6, `most data was decrypted in its region (${inRegion} bytes)`);
+
+      // many small packets, read in large pieces: none keeps a region alive
+      got.length = 0;
+      n = 0;
+      const small = Array.from({ length: 4000 }, () => randomBytes(1000));
+      for (const c of small) p.clientCh.write(c);
+      while (n < 4_000_000) await once(p.serverCh, 'data');
+      assert.equal(sha(Buffer.concat(got)), sha(Buffer.concat(small)), 'the small packets arrive intact');
+      const pinning = got.filter((c) => c.buffer.byteLength === REGION_SIZE);
+      assert.deepEqual(pinning, [], 'a small payload was left as a view of its region');
     } finally {
       p.close();
     }
