@@ -68,6 +68,14 @@ test('payloadOf (ssh2 patch): a small payload is copied out of a large buffer, a
   assert.equal(payloadOf(own).buffer, own.buffer, 'a packet in a buffer of its own: a view');
 });
 
+/** Reads the first chunk and puts it back, paused, as the tunnel port's first-bytes sniff does. */
+async function sniff(old: net.Socket): Promise<void> {
+  old.resume();
+  const [first] = (await once(old, 'data')) as [Buffer];
+  old.pause();
+  old.unshift(first);
+}
+
 /** A listener whose connections go through readIntoRegions; resolves the socket it made. */
 async function regionServer() {
   const made: { old: net.Socket; s: net.Socket }[] = [];
@@ -154,10 +162,7 @@ test('readIntoRegions: what the accepted socket had read comes first; its PROXY 
   t.after(() => srv.server.close());
   // the first bytes are read (and put back) before the move, as the tunnel port's sniff does
   srv.setBefore(async (old) => {
-    old.resume();
-    const [first] = (await once(old, 'data')) as [Buffer];
-    old.pause();
-    old.unshift(first);
+    await sniff(old);
     adoptOrigin(old, { address: '198.51.100.7', port: 4242 });
   });
   const client = net.connect(srv.port, '127.0.0.1');
@@ -270,12 +275,7 @@ for (const cipher of ['aes128-gcm@openssh.com', 'chacha20-poly1305@openssh.com']
 test('moveToOnread: a socket with a write queued, or with unread data for a reader that cannot take it, stays as it is', async (t) => {
   const srv = await regionServer();
   t.after(() => srv.server.close());
-  srv.setBefore(async (old) => {
-    old.resume();
-    const [first] = (await once(old, 'data')) as [Buffer];
-    old.pause();
-    old.unshift(first);
-  });
+  srv.setBefore(sniff);
   const client = net.connect(srv.port, '127.0.0.1');
   client.write('early');
   const { s } = await srv.accept();
