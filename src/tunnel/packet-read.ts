@@ -13,7 +13,7 @@
  * cipher), it copies it as it copies any other chunk.
  */
 import type { Socket } from 'node:net';
-import { moveToOnread } from './region-read.js';
+import { fromScratch, moveToOnread, type OnreadReader, SCRATCH_SIZE, scratchBuffer } from './region-read.js';
 
 /** Packet length, padding length, message type, channel, data length. */
 export const PACKET_HEADROOM = 4 + 1 + 1 + 4 + 4;
@@ -40,19 +40,11 @@ export function packetRoom(n: number): Buffer {
 type Deliver = (data: Buffer) => boolean;
 
 /**
- * What a socket reads while its reads are short: shared by every such socket, as what it reads is
- * copied out in the read's own callback (one read at a time on the event loop). A new connection
- * allocates nothing for its reads until one fills this buffer.
- */
-const SCRATCH_SIZE = 16 * 1024;
-let scratch: Buffer | undefined;
-
-/**
  * The `onread` side of one socket: where its next read lands, and its reads until a pump takes
  * them. A socket starts on the shared scratch buffer; a read that fills it moves the socket to a
  * packet room of its own (PACKET_READ_SIZE), and a short read there moves it back.
  */
-export class PacketReader {
+export class PacketReader implements OnreadReader {
   /** The socket's own packet room, while its reads are large. */
   private room: Buffer | undefined;
   private large = false;
@@ -67,8 +59,7 @@ export class PacketReader {
         this.room ??= packetRoom(PACKET_READ_SIZE);
         return this.room;
       }
-      scratch ??= Buffer.allocUnsafeSlow(SCRATCH_SIZE);
-      return scratch;
+      return scratchBuffer();
     },
     callback: (n: number): boolean => {
       const data = this.take(n);
@@ -84,7 +75,7 @@ export class PacketReader {
    */
   private take(n: number): Buffer {
     if (!this.large) {
-      const data = Buffer.from((scratch as Buffer).subarray(0, n));
+      const data = fromScratch(n);
       if (n === SCRATCH_SIZE) this.large = true;
       return data;
     }
@@ -131,8 +122,5 @@ export function packetReaderOf(s: unknown): PacketReader | undefined {
  * that cannot be done, which is always correct, only slower. Its reads wait for a pump.
  */
 export function readIntoPackets(accepted: Socket): Socket {
-  const reader = new PacketReader();
-  const s = moveToOnread(accepted, reader.onread, { keepBuffered: false });
-  if (s !== accepted) reader.bind(s);
-  return s;
+  return moveToOnread(accepted, new PacketReader(), { keepBuffered: false });
 }

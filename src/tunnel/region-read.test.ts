@@ -279,7 +279,7 @@ test('moveToOnread: a socket with a write queued, or with unread data for a read
   const client = net.connect(srv.port, '127.0.0.1');
   client.write('early');
   const { s } = await srv.accept();
-  const noBuffered = { buffer: () => Buffer.alloc(1024), callback: () => true };
+  const noBuffered = { onread: { buffer: () => Buffer.alloc(1024), callback: () => true }, bind: () => {} };
   const same = moveToOnread(s, noBuffered, { keepBuffered: false });
   assert.equal(same, s, 'unread data and a reader that takes none: not moved');
   assert.equal(String(same.read()), 'early', 'and the data is still there');

@@ -19,12 +19,34 @@ import net from 'node:net';
 export const REGION_SIZE = 512 * 1024;
 /** A read gets at least this much room (one largest packet and more); less left starts a region. */
 export const MIN_READ = 96 * 1024;
-/** Short reads land here, shared by every socket reading short pieces (copied out at once). */
-const SCRATCH_SIZE = 16 * 1024;
+/**
+ * What a socket reads while its reads are short, for both kinds of reader (this one and
+ * packet-read.ts): shared by every such socket, as what it reads is copied out in the read's own
+ * callback (one read at a time on the event loop). A new connection allocates nothing for its
+ * reads until one fills this buffer.
+ */
+export const SCRATCH_SIZE = 16 * 1024;
 let scratch: Buffer | undefined;
 
+/** The shared buffer short reads land in. */
+export function scratchBuffer(): Buffer {
+  scratch ??= Buffer.allocUnsafeSlow(SCRATCH_SIZE);
+  return scratch;
+}
+
+/** A copy of the `n` bytes just read into the shared buffer. */
+export function fromScratch(n: number): Buffer {
+  return Buffer.from((scratch as Buffer).subarray(0, n));
+}
+
+/** What moveToOnread needs of a reader: its `onread` option, and the socket made with it. */
+export interface OnreadReader {
+  readonly onread: { buffer: () => Uint8Array; callback: (n: number, buf: Uint8Array) => boolean };
+  bind(socket: net.Socket): void;
+}
+
 /** The `onread` side of one socket. */
-export class RegionReader {
+export class RegionReader implements OnreadReader {
   private region: Buffer | undefined;
   private used = 0;
   private large = false;
@@ -38,10 +60,7 @@ export class RegionReader {
 
   readonly onread = {
     buffer: (): Buffer => {
-      if (!this.large) {
-        scratch ??= Buffer.allocUnsafeSlow(SCRATCH_SIZE);
-        return scratch;
-      }
+      if (!this.large) return scratchBuffer();
       if (this.region === undefined || this.region.length - this.used < MIN_READ) {
         this.region = Buffer.allocUnsafeSlow(REGION_SIZE);
         this.used = 0;
@@ -52,10 +71,10 @@ export class RegionReader {
   };
 
   /** The `n` bytes just read: in a region, a view of it (the next read follows); else a copy. */
-  take(n: number): Buffer {
+  private take(n: number): Buffer {
     if (!this.large) {
       if (n === SCRATCH_SIZE) this.large = true;
-      return Buffer.from((scratch as Buffer).subarray(0, n));
+      return fromScratch(n);
     }
     const region = this.region as Buffer;
     const data = region.subarray(this.used, this.used + n);
@@ -79,16 +98,13 @@ const REMOTE = ['remoteAddress', 'remotePort', 'remoteFamily'] as const;
  * only slower.
  */
 export function readIntoRegions(accepted: net.Socket): net.Socket {
-  const reader = new RegionReader();
-  const s = moveToOnread(accepted, reader.onread, { keepBuffered: true });
-  if (s !== accepted) reader.bind(s);
-  return s;
+  return moveToOnread(accepted, new RegionReader(), { keepBuffered: true });
 }
 
 /**
  * Node has no `onread` for the sockets a listener accepts; this gives one: a new socket made with
  * node's own `new net.Socket({ handle, onread })` (as a dialled socket gets it) takes over
- * `accepted`'s handle, and is to be used instead of it from now on. Returns `accepted` itself when
+ * `accepted`'s handle, is bound to `reader`, and is to be used instead of it from now on. Returns `accepted` itself when
  * that cannot be done: not a plain TCP socket, already ending or flowing, someone listening to its
  * reads, a write still queued, or (unless `keepBuffered`) data read and not delivered yet.
  *
@@ -101,7 +117,7 @@ export function readIntoRegions(accepted: net.Socket): net.Socket {
  */
 export function moveToOnread(
   accepted: net.Socket,
-  onread: { buffer: () => Uint8Array; callback: (n: number, buf: Uint8Array) => boolean },
+  reader: OnreadReader,
   o: { keepBuffered: boolean },
 ): net.Socket {
   const old = accepted as WithHandle;
@@ -130,13 +146,14 @@ export function moveToOnread(
   old._handle = null;
   const s = new net.Socket({
     handle: handle as never,
-    onread,
+    onread: reader.onread,
     // paused as `accepted` was (pauseOnConnect, or a sniff): its reader resumes it
     pauseOnCreate: old.readableFlowing === false,
     allowHalfOpen: old.allowHalfOpen,
     readable: true,
     writable: true,
   } as net.SocketConstructorOpts);
+  reader.bind(s);
   if (early.length > 0) s.unshift(early.length === 1 ? early[0]! : Buffer.concat(early));
   for (const k of REMOTE) {
     const d = Object.getOwnPropertyDescriptor(old, k);
