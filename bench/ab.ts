@@ -82,18 +82,15 @@ async function main(): Promise<void> {
     const order = r % 2 === 0 ? sides : [...sides].reverse();
     for (const side of order) {
       const pids = [side.gw.pid, side.conn.pid];
-      if (tests.has('bulk')) {
+      /** One stream (down: iperf3 -R, else up): its Gbit/s and the tunnel's CPU seconds per GB. */
+      const oneStream = async (down: boolean, gbps: number[], cpuPerGb: number[]) => {
         const c0 = cpuOf(pids);
-        const g = await iperf(side.conn.ports.get('ab/iperf')!, 1, s);
-        side.gbps.push(g);
-        side.cpuPerGb.push((cpuOf(pids) - c0) / ((g * s) / 8));
-      }
-      if (tests.has('bulkup')) {
-        const c0 = cpuOf(pids);
-        const g = await iperf(side.conn.ports.get('ab/iperf')!, 1, s, { reverse: false });
-        side.gbpsUp.push(g);
-        side.cpuPerGbUp.push((cpuOf(pids) - c0) / ((g * s) / 8));
-      }
+        const g = await iperf(side.conn.ports.get('ab/iperf')!, 1, s, { reverse: down });
+        gbps.push(g);
+        cpuPerGb.push((cpuOf(pids) - c0) / ((g * s) / 8));
+      };
+      if (tests.has('bulk')) await oneStream(true, side.gbps, side.cpuPerGb);
+      if (tests.has('bulkup')) await oneStream(false, side.gbpsUp, side.cpuPerGbUp);
       if (tests.has('bulk8')) side.gbps8.push(await iperf(side.conn.ports.get('ab/iperf')!, 8, s));
       if (tests.has('conns')) {
         const c = await connRate([`127.0.0.1:${side.conn.ports.get('ab/echo')}`], s, 16, pids);
