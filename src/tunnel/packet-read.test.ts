@@ -8,7 +8,14 @@ import { test } from 'node:test';
 import type ssh2 from 'ssh2';
 import { ssh2Pair } from '../../test/helpers/ssh2-pair.js';
 import { dialDestination } from './dial.js';
-import { IN_PLACE_MIN, PACKET_ROOM, packetReaderOf, packetRoom, readIntoPackets } from './packet-read.js';
+import {
+  IN_PLACE_MIN,
+  PACKET_READ_SIZE,
+  PACKET_ROOM,
+  packetReaderOf,
+  packetRoom,
+  readIntoPackets,
+} from './packet-read.js';
 import { RELAY_BACKLOG, type RelayResult, relay } from './pipe.js';
 
 const require = createRequire(import.meta.url);
@@ -70,8 +77,8 @@ for (const cipher of ['aes128-gcm@openssh.com', 'chacha20-poly1305@openssh.com']
   test(`${cipher}: data in a packet room is encrypted where it lies, and arrives intact (one packet, split, small)`, async () => {
     const p = await pair(cipher);
     try {
-      // one packet; more than a packet (the first 64 KiB copied, the rest in place); a few bytes
-      for (const size of [40_000, 150_000, 100]) {
+      // one packet; more than a packet (the first 128 KiB copied, the rest in place); a few bytes
+      for (const size of [40_000, 300_000, 100]) {
         const data = randomBytes(size);
         const r = inRoom(data);
         p.serverCh.write(r.view);
@@ -175,7 +182,10 @@ test('a dialled socket reads into packet rooms: what arrives before the relay is
       'every byte, in order, banner first',
     );
     assert.ok(rooms > 0, 'no large read kept its packet room');
-    assert.ok(most <= RELAY_BACKLOG + 64 * 1024 + 1024, `the slow reader was given ${most} bytes at once`);
+    assert.ok(
+      most <= RELAY_BACKLOG + PACKET_READ_SIZE + 1024,
+      `the slow reader was given ${most} bytes at once`,
+    );
   } finally {
     t.server.close();
   }

@@ -7,7 +7,7 @@
  * patch builds the packet around the data and encrypts it where it is (Channel.js `sendInPlace`).
  *
  * A short read is copied (cheap); only a large read gives its buffer away, so a mostly idle
- * connection does not keep a 64 KiB buffer per small packet queued, and a connection whose reads
+ * connection does not keep a 128 KiB buffer per small packet queued, and a connection whose reads
  * are all short (most requests and answers) reads into one buffer shared by every such socket.
  * Where ssh2 cannot send a read in place (a key exchange, a window that splits it, another
  * cipher), it copies it as it copies any other chunk.
@@ -20,7 +20,7 @@ export const PACKET_HEADROOM = 4 + 1 + 1 + 4 + 4;
 /** The most padding (4 + a 16-byte block - 1) and the 16-byte tag. */
 export const PACKET_TAILROOM = 19 + 16;
 /** One read: the largest packet Tether's channels advertise (the ssh2 patch's PACKET_SIZE). */
-export const PACKET_READ_SIZE = 64 * 1024;
+export const PACKET_READ_SIZE = 128 * 1024;
 /** Reads at least this large keep their buffer (and may go out in place); smaller ones are copied. */
 export const IN_PLACE_MIN = 32 * 1024;
 /** The mark the ssh2 patch looks for on an ArrayBuffer laid out as a packet (Channel.js). */

@@ -4,7 +4,7 @@ import { packetReaderOf } from './packet-read.js';
 
 /**
  * Gathers the writes a socket gets within one tick into one writev (cork now, uncork once the
- * ticks queued meanwhile have run). ssh2 writes every SSH packet (at most 64 KiB) to its socket
+ * ticks queued meanwhile have run). ssh2 writes every SSH packet (at most 128 KiB) to its socket
  * on its own, and a relay writes every channel chunk: one system call each. Corked, the packets
  * decrypted or encrypted from one read leave in one call. Order, backpressure (`write()`'s return
  * value) and EOF are unchanged: `end()` uncorks.
@@ -46,10 +46,10 @@ const premature = () => Object.assign(new Error('premature close'), { code: 'ERR
 /**
  * How much a relay lets queue in its destination's write buffer before it pauses the source.
  * `src.pipe(dst)` pauses as soon as `write()` returns false, i.e. beyond the destination's
- * highWaterMark: 16 KiB for a net.Socket. A channel chunk is up to 64 KiB (one SSH packet) and
+ * highWaterMark: 16 KiB for a net.Socket. A channel chunk is up to 128 KiB (one SSH packet) and
  * corked sockets (`coalesceWrites`) hold it until the next tick, so every single chunk paused the
  * source and its 'drain' resumed it: a pause, a resume and a flow loop per packet, in both tunnel
- * processes. With 256 KiB (4 packets) a destination that keeps up never pauses its source; one that
+ * processes. With 256 KiB (two of the largest packets) a destination that keeps up never pauses its source; one that
  * does not still stops it within 256 KiB + one chunk.
  */
 export const RELAY_BACKLOG = 256 * 1024;

@@ -1,7 +1,7 @@
 /**
  * Reading an accepted SSH connection into large regions. Node reads each chunk of a socket into a
- * buffer of its own (64 KiB at most), so an SSH packet of 64 KiB (what Tether's channels send)
- * nearly always spans two reads, and ssh2 copied every such packet into a new buffer before it
+ * buffer of its own (64 KiB at most), so an SSH packet of 64 KiB or more (Tether's channels send
+ * up to 128 KiB) nearly always spans two reads, and ssh2 copied every such packet into a new buffer before it
  * decrypted it: a tenth of the gateway's time in a download. Read with `onread`, the socket's
  * reads follow each other in one large region, and the ssh2 patch (crypto.js `joinPacket`) takes a
  * packet that spans two adjacent reads as one view and decrypts it where it lies; only a packet
@@ -15,10 +15,14 @@
  */
 import net from 'node:net';
 
-/** One region: about eight 64 KiB packets, so about one packet in eight is copied. */
-export const REGION_SIZE = 512 * 1024;
+/**
+ * One region: about eight 128 KiB packets, so about one packet in eight is copied. Just under
+ * 1 MiB, the mmap threshold the binary sets (src/bin/node-flags.ts): glibc serves it from its heap
+ * and keeps it there when freed, where a mapped region would fault in every page of each new one.
+ */
+export const REGION_SIZE = 1024 * 1024 - 64;
 /** A read gets at least this much room (one largest packet and more); less left starts a region. */
-export const MIN_READ = 96 * 1024;
+export const MIN_READ = 160 * 1024;
 /**
  * What a socket reads while its reads are short, for both kinds of reader (this one and
  * packet-read.ts): shared by every such socket, as what it reads is copied out in the read's own

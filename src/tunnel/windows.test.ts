@@ -27,7 +27,7 @@ function fakeClock(start = 1000) {
   };
 }
 
-test('the ssh2 patch is applied (patches/ssh2+*.patch): adaptive-window hooks, 64 KiB packets, reply callbacks', () => {
+test('the ssh2 patch is applied (patches/ssh2+*.patch): adaptive-window hooks, 128 KiB packets, reply callbacks', () => {
   assert.equal(
     ssh2Patched(),
     true,
@@ -36,13 +36,13 @@ test('the ssh2 patch is applied (patches/ssh2+*.patch): adaptive-window hooks, 6
   const channel = require('ssh2/lib/Channel.js') as Record<string, unknown>;
   assert.equal(typeof channel.windowThreshold, 'function');
   assert.equal(typeof channel.windowStalled, 'function');
-  assert.equal(channel.PACKET_SIZE, 64 * 1024);
+  assert.equal(channel.PACKET_SIZE, 128 * 1024);
   // destroy() ends only a channel not ended yet (no dropped ERR_STREAM_ALREADY_FINISHED per channel)
   const ChannelClass = channel.Channel as { prototype: { destroy: () => unknown } };
   assert.match(String(ChannelClass.prototype.destroy), /if \(!this\.writableEnded\)\s+this\.end\(\);/);
   const fs = require('node:fs') as typeof import('node:fs');
   const crypto = fs.readFileSync(require.resolve('ssh2/lib/protocol/crypto.js'), 'utf8');
-  assert.match(crypto, /const MAX_PACKET_SIZE = 64 \* 1024 \+ 4 \* 1024;/);
+  assert.match(crypto, /const MAX_PACKET_SIZE = 128 \* 1024 \+ 4 \* 1024;/);
   assert.match(crypto, /function randomPadding\(packet, offset, len\)/);
   assert.doesNotMatch(crypto, /randomFillSync\(packet, 5 \+ payloadLen, padLen\)/);
   const server = fs.readFileSync(require.resolve('ssh2/lib/server.js'), 'utf8');
