@@ -1,7 +1,10 @@
 /**
  * Whether a repository's destination answers: a destination that refused a connection (or
  * failed its health check) is withdrawn from the gateway and probed until it answers again,
- * then restored. Without a health check, a probe dials it every few seconds.
+ * then restored. Without a health check, a probe dials it: first after FIRST_PROBE_MS, then at
+ * twice the wait each time up to `probeInterval`, so a service that was only restarting (or an
+ * iperf3 between two tests) is back within a fraction of a second, and one that stays down costs
+ * one dial every few seconds.
  */
 import type { Socket } from 'node:net';
 import { destinationOf } from '../config/uri.js';
@@ -27,11 +30,19 @@ export interface ReachabilityDeps {
   stopped: () => boolean;
 }
 
+/** The first probe of a destination that just refused a connection, ms. */
+export const FIRST_PROBE_MS = 250;
+
 export class Reachability {
   constructor(private readonly deps: ReachabilityDeps) {}
 
   markUnreachable(r: Repo, reason: string): void {
     const first = r.state !== 'unreachable';
+    if (
+      first &&
+      (r.restoredAt === undefined || this.deps.clock.now() - r.restoredAt >= this.deps.probeInterval)
+    )
+      r.probes = 0;
     r.state = 'unreachable';
     r.reason = reason;
     if (first)
@@ -48,6 +59,7 @@ export class Reachability {
 
   markReachable(r: Repo): void {
     this.stopProbe(r);
+    r.restoredAt = this.deps.clock.now();
     r.state = r.leasedOn && r.leasedOn === this.deps.session() ? 'active' : 'pending';
     r.reason = null;
     if (r.withdrawn) {
@@ -62,21 +74,26 @@ export class Reachability {
 
   private scheduleProbe(r: Repo): void {
     if (this.deps.health.has(r.cfg.label)) return; // its health check decides when it is back
+    const wait = Math.min(this.deps.probeInterval, FIRST_PROBE_MS * 2 ** Math.min(r.probes, 20));
     r.probe = this.deps.clock.setTimeout(() => {
       r.probe = undefined;
       if (this.deps.stopped() || !this.deps.current(r) || r.state !== 'unreachable') return;
       this.deps.dial(r).then(
         (sock) => {
           closeGently(sock);
-          if (this.deps.current(r) && r.state === 'unreachable') this.markReachable(r);
+          if (this.deps.current(r) && r.state === 'unreachable') {
+            r.probes++;
+            this.markReachable(r);
+          }
         },
         (e: Error) => {
           if (!this.deps.current(r) || r.state !== 'unreachable') return;
           r.reason = `destination unreachable: ${destinationOf(r.cfg)}: ${e.message}`;
+          r.probes++;
           this.scheduleProbe(r);
         },
       );
-    }, this.deps.probeInterval);
+    }, wait);
   }
 
   stopProbe(r: Repo): void {

@@ -29,6 +29,13 @@ export interface Repo {
   /** We told the gateway this destination is down. */
   withdrawn: boolean;
   probe: unknown;
+  /**
+   * Probes of the destination that failed since it became unreachable (the next waits longer);
+   * kept when it fails again soon after it came back, so a flapping destination backs off too.
+   */
+  probes: number;
+  /** When a probe last found it reachable again (clock ms). */
+  restoredAt?: number;
   live: Set<{ close(): void }>;
   /** Proposed by the operator and accepted by the `managed` policy (not from connect.yaml). */
   managed?: boolean;
@@ -49,6 +56,7 @@ export function newRepo(cfg: RepositoryConfig): Repo {
     dialFailures: 0,
     withdrawn: false,
     probe: undefined,
+    probes: 0,
     live: new Set(),
   };
 }

@@ -356,6 +356,87 @@ describe('Connector (supervisor)', () => {
     clock.advance(10_000);
   });
 
+  test('an unreachable destination is probed after 250 ms, then at twice the wait up to 5 s; it is restored at the first probe that answers', async () => {
+    let up = false;
+    const dials: number[] = [];
+    const { c, sessions, clock } = build(config({ a: 'tcp://db:5432' }), {
+      dial: () => {
+        dials.push(clock.now());
+        if (!up) return Promise.reject(new Error('connection refused'));
+        const sock = new Duplex({ read() {}, write: (_c, _e, cb) => cb() });
+        return Promise.resolve(sock as unknown as Socket);
+      },
+    });
+    c.start();
+    await tick();
+    const s = sessions[0]!;
+    const caller = (): IncomingConnection => ({
+      label: 'g/a',
+      port: 30_000,
+      info: { srcIP: '127.0.0.1', srcPort: 1, destIP: 'g/a', destPort: 30_000 },
+      accept: () => assert.fail('must not accept'),
+      reject: () => {},
+    });
+    s.emit('connection', caller());
+    await tick();
+    assert.deepEqual(s.sent.at(-1), {
+      type: 'withdraw',
+      label: 'g/a',
+      reason: 'destination unreachable: db:5432: connection refused',
+    });
+    const start = clock.now();
+    dials.length = 0;
+    // still down: probes at +250, +750, +1750, +3750, +7750, +12750 (waits 250, 500, 1 s, 2 s, 4 s, 5 s)
+    for (const wait of [250, 500, 1000, 2000, 4000, 5000]) {
+      clock.advance(wait - 1);
+      await tick();
+      const before = dials.length;
+      clock.advance(1);
+      await tick();
+      assert.equal(dials.length, before + 1, `a probe ${wait} ms after the last`);
+    }
+    assert.deepEqual(
+      dials.map((t) => t - start),
+      [250, 750, 1750, 3750, 7750, 12750],
+    );
+    assert.equal(c.status().repositories[0]!.state, 'unreachable');
+    // back: the next probe (5 s later) restores it
+    up = true;
+    clock.advance(5000);
+    await tick();
+    assert.equal(c.status().repositories[0]!.state, 'active');
+    assert.deepEqual(s.sent.at(-1), { type: 'restore', label: 'g/a' });
+
+    // it fails again at once: a flapping destination does not start over at 250 ms
+    up = false;
+    s.emit('connection', caller());
+    await tick();
+    assert.equal(c.status().repositories[0]!.state, 'unreachable');
+    dials.length = 0;
+    clock.advance(4999);
+    await tick();
+    assert.equal(dials.length, 0, 'no probe within 5 s of the last restore');
+    clock.advance(1);
+    await tick();
+    assert.equal(dials.length, 1);
+
+    // down again long after it came back: the first probe is quick again
+    up = true;
+    clock.advance(5000);
+    await tick();
+    assert.equal(c.status().repositories[0]!.state, 'active');
+    clock.advance(60_000);
+    up = false;
+    s.emit('connection', caller());
+    await tick();
+    dials.length = 0;
+    clock.advance(250);
+    await tick();
+    assert.equal(dials.length, 1, 'probed 250 ms after a failure that follows a long healthy spell');
+    await c.stop();
+    clock.advance(10_000);
+  });
+
   test('incoming connections are relayed to the configured destination and counted', async () => {
     const received: string[] = [];
     const sink = () =>
