@@ -12,8 +12,12 @@ import {
   IN_PLACE_MIN,
   PACKET_READ_SIZE,
   PACKET_ROOM,
+  PACKET_ROOM_SENT,
   packetReaderOf,
   packetRoom,
+  pooledPacketRoom,
+  pooledRooms,
+  ROOM_POOL_MAX,
   readIntoPackets,
 } from './packet-read.js';
 import { RELAY_BACKLOG, type RelayResult, relay } from './pipe.js';
@@ -282,5 +286,168 @@ test('an accepted caller (a lease port) reads into packet rooms: every byte in o
     assert.equal(Buffer.concat(answer).toString(), 'answer');
   } finally {
     server.close();
+  }
+});
+
+type Sent = (err?: unknown) => void;
+const sentOf = (room: Buffer) =>
+  (room.buffer as unknown as Record<symbol, Sent | undefined>)[PACKET_ROOM_SENT];
+
+/** Takes every room out of the pool, so a test starts from an empty one. */
+function drainPool(): void {
+  while (pooledRooms() > 0) pooledPacketRoom();
+}
+
+/** Waits (generously) until `cond()` holds. */
+async function until(cond: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (!cond()) {
+    assert.ok(Date.now() < deadline, what);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+test('the ssh2 patch hands a room its packet was sent from in place to the socket write, as the callback (patches/ssh2+*.patch)', () => {
+  const fs = require('node:fs') as typeof import('node:fs');
+  const read = (f: string) => fs.readFileSync(require.resolve(`ssh2/lib/${f}`), 'utf8');
+  assert.match(read('protocol/crypto.js'), /cipher\.encrypt\(packet, buf\.buffer\[PACKET_ROOM_SENT\]\);/);
+  assert.match(
+    read('protocol/crypto.js'),
+    /const PACKET_ROOM_SENT = Symbol\.for\('tether\.packetRoomSent'\);/,
+  );
+  assert.match(read('protocol/Protocol.js'), /this\._onWrite = \(data, cb\) => \{ onWrite\(data, cb\); \};/);
+  assert.match(read('client.js'), /sock\.write\(data, cb\);/);
+  assert.match(read('server.js'), /socket\.write\(data, cb\);/);
+  assert.equal(PACKET_ROOM_SENT, Symbol.for('tether.packetRoomSent'));
+});
+
+for (const cipher of ['aes128-gcm@openssh.com', 'chacha20-poly1305@openssh.com']) {
+  test(`${cipher}: a room sent in place goes back to the pool once its packet has left, and is handed out again`, async () => {
+    const p = await pair(cipher);
+    try {
+      drainPool();
+      const room = pooledPacketRoom();
+      assert.equal(room.length, PACKET_READ_SIZE);
+      const data = randomBytes(PACKET_READ_SIZE);
+      data.copy(room);
+      p.serverCh.write(room);
+      assert.equal(sha(await p.read(data.length)), sha(data), 'the packet arrives intact');
+      await until(() => pooledRooms() === 1, 'the room did not come back after its write');
+      const again = pooledPacketRoom();
+      assert.equal(again.buffer, room.buffer, 'the same room is handed out again');
+      assert.equal(pooledRooms(), 0);
+      // the room's second use: new data, sent in place again, intact
+      const second = randomBytes(PACKET_READ_SIZE);
+      second.copy(again);
+      p.serverCh.write(again);
+      assert.equal(sha(await p.read(second.length)), sha(second));
+      await until(() => pooledRooms() === 1, 'the room did not come back after its second write');
+    } finally {
+      p.close();
+      drainPool();
+    }
+  });
+}
+
+test('a room goes into the pool at most once per use, never after an error, and the pool is bounded', () => {
+  drainPool();
+  const room = pooledPacketRoom();
+  const sent = sentOf(room);
+  assert.equal(typeof sent, 'function');
+  sent!();
+  sent!();
+  assert.equal(pooledRooms(), 1, 'a second callback of the same use adds nothing');
+  const next = pooledPacketRoom();
+  assert.equal(next.buffer, room.buffer);
+  sent!();
+  assert.equal(pooledRooms(), 0, "an old use's callback does not put the room back while it is in use again");
+  sentOf(next)!(new Error('write after end'));
+  assert.equal(pooledRooms(), 0, 'a failed write leaves the room to the garbage collector');
+  // a room nobody calls back (copied, or written to a plain socket) never comes back
+  pooledPacketRoom();
+  assert.equal(pooledRooms(), 0);
+  const many = Array.from({ length: ROOM_POOL_MAX + 5 }, () => pooledPacketRoom());
+  for (const r of many) sentOf(r)!();
+  assert.equal(pooledRooms(), ROOM_POOL_MAX, 'the pool keeps at most ROOM_POOL_MAX rooms');
+  const distinct = new Set(Array.from({ length: ROOM_POOL_MAX }, () => pooledPacketRoom().buffer));
+  assert.equal(distinct.size, ROOM_POOL_MAX, 'no room is in the pool twice');
+});
+
+test('six destinations relayed at once through one ssh2 connection from pooled rooms, some readers slow: every stream arrives intact, and rooms were reused', async () => {
+  drainPool();
+  const streams = 6;
+  const size = 6 * 1024 * 1024;
+  const bodies = Array.from({ length: streams }, () => randomBytes(size));
+  const servers = await Promise.all(bodies.map((b) => talker(Buffer.alloc(0), b)));
+  const { Server, Client, utils } = require('ssh2') as typeof import('ssh2');
+  const hostKey = utils.generateKeyPairSync('ed25519').private;
+  const received = new Map<number, Buffer[]>();
+  const ended: Promise<void>[] = [];
+  const server = new Server(
+    { hostKeys: [hostKey], algorithms: { cipher: ['aes128-gcm@openssh.com'] } },
+    (conn) => {
+      conn.on('authentication', (ctx) => ctx.accept());
+      conn.on('tcpip', (accept, _reject, info) => {
+        const ch = accept();
+        const parts: Buffer[] = [];
+        received.set(info.srcPort, parts);
+        const slow = info.srcPort % 2 === 0;
+        ended.push(
+          new Promise((resolve) => {
+            ch.on('data', (d: Buffer) => {
+              parts.push(Buffer.from(d));
+              if (slow) {
+                // a slow reader: the sender waits for window while others go on
+                ch.pause();
+                setTimeout(() => ch.resume(), 1);
+              }
+            });
+            ch.on('end', () => {
+              ch.end();
+              resolve();
+            });
+          }),
+        );
+      });
+    },
+  );
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const client = new Client();
+  let reused = 0;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      client.on('ready', () => resolve()).on('error', reject);
+      client.connect({
+        host: '127.0.0.1',
+        port: (server.address() as AddressInfo).port,
+        username: 'u',
+        password: 'p',
+        algorithms: { cipher: ['aes128-gcm@openssh.com'] },
+      });
+    });
+    const poll = setInterval(() => {
+      if (pooledRooms() > 0) reused++;
+    }, 1);
+    await Promise.all(
+      servers.map(async (t, i) => {
+        const sock = await dialDestination('127.0.0.1', t.port, 10_000);
+        const ch = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+          client.forwardOut('127.0.0.1', i, '127.0.0.1', 1, (err, c) => (err ? reject(err) : resolve(c))),
+        );
+        const r = await new Promise<RelayResult>((resolve) => relay(sock, ch, resolve));
+        assert.equal(r.error, undefined);
+        assert.equal(r.aToB, size);
+      }),
+    );
+    clearInterval(poll);
+    await Promise.all(ended);
+    for (let i = 0; i < streams; i++)
+      assert.equal(sha(Buffer.concat(received.get(i)!)), sha(bodies[i]!), `stream ${i} arrived intact`);
+    assert.ok(reused > 0, 'no room ever went back to the pool');
+  } finally {
+    client.end();
+    server.close();
+    for (const t of servers) t.server.close();
+    drainPool();
   }
 });

@@ -11,6 +11,10 @@
  * are all short (most requests and answers) reads into one buffer shared by every such socket.
  * Where ssh2 cannot send a read in place (a key exchange, a window that splits it, another
  * cipher), it copies it as it copies any other chunk.
+ *
+ * A room whose packet ssh2 sent in place goes back to a small pool once the socket's write
+ * callback says the kernel has it (`pooledPacketRoom`), and the next large read lands in memory
+ * that is still in the cache.
  */
 import type { Socket } from 'node:net';
 import { fromScratch, moveToOnread, type OnreadReader, SCRATCH_SIZE, scratchBuffer } from './region-read.js';
@@ -25,6 +29,28 @@ export const PACKET_READ_SIZE = 128 * 1024;
 export const IN_PLACE_MIN = 32 * 1024;
 /** The mark the ssh2 patch looks for on an ArrayBuffer laid out as a packet (Channel.js). */
 export const PACKET_ROOM: unique symbol = Symbol.for('tether.packetRoom') as never;
+/**
+ * On a pooled room's ArrayBuffer: what the ssh2 patch (crypto.js `sealChannelData`) hands to the
+ * socket's `write()` as its callback when it sent the room's packet in place.
+ */
+export const PACKET_ROOM_SENT: unique symbol = Symbol.for('tether.packetRoomSent') as never;
+/**
+ * Rooms kept for reuse (PACKET_READ_SIZE each): 2 MiB per process at most. A room written to
+ * again while it is still in the cache is cheaper than a fresh one (memory freed only at the next
+ * scavenge is cold by then): reading a loopback socket costs 0.37-0.41 s of CPU per GB into
+ * reused buffers against 0.45-0.48 s into fresh ones (docs/performance.md).
+ */
+export const ROOM_POOL_MAX = 16;
+
+type RoomBuffer = ArrayBuffer & { [PACKET_ROOM]?: boolean; [PACKET_ROOM_SENT]?: (err?: unknown) => void };
+
+/** Whole rooms (headroom, data, tailroom) whose last packet has left its socket. */
+const roomPool: Buffer[] = [];
+
+/** Rooms in the pool now (for tests). */
+export function pooledRooms(): number {
+  return roomPool.length;
+}
 
 /**
  * A buffer laid out as a packet around `n` bytes of data, marked for the ssh2 patch: the data
@@ -32,8 +58,34 @@ export const PACKET_ROOM: unique symbol = Symbol.for('tether.packetRoom') as nev
  */
 export function packetRoom(n: number): Buffer {
   const b = Buffer.allocUnsafeSlow(PACKET_HEADROOM + n + PACKET_TAILROOM);
-  (b.buffer as unknown as Record<symbol, boolean>)[PACKET_ROOM] = true;
+  (b.buffer as RoomBuffer)[PACKET_ROOM] = true;
   return b.subarray(PACKET_HEADROOM, PACKET_HEADROOM + n);
+}
+
+/**
+ * A room of PACKET_READ_SIZE for a reader: from the pool when one is there. The room goes back to
+ * the pool only through the ssh2 patch, when its packet was sent in place and the socket's write
+ * callback came without an error, i.e. once the kernel has the bytes and nothing in the process
+ * will read or write them again. A room whose data went any other way (copied by ssh2, written to
+ * a plain socket, dropped with its stream) is never called back and is left to the garbage
+ * collector, as before.
+ */
+export function pooledPacketRoom(): Buffer {
+  let whole = roomPool.pop();
+  if (whole === undefined) {
+    whole = Buffer.allocUnsafeSlow(PACKET_HEADROOM + PACKET_READ_SIZE + PACKET_TAILROOM);
+    (whole.buffer as RoomBuffer)[PACKET_ROOM] = true;
+  }
+  const room = whole;
+  // one callback per use, good for one call: a room goes into the pool at most once per use, so
+  // two readers never get the same room
+  let armed = true;
+  (room.buffer as RoomBuffer)[PACKET_ROOM_SENT] = (err) => {
+    if (!armed) return;
+    armed = false;
+    if (!err && roomPool.length < ROOM_POOL_MAX) roomPool.push(room);
+  };
+  return room.subarray(PACKET_HEADROOM, PACKET_HEADROOM + PACKET_READ_SIZE);
 }
 
 /** Where a reader's data goes: `false` pauses the socket until it is resumed. */
@@ -56,7 +108,7 @@ export class PacketReader implements OnreadReader {
   readonly onread = {
     buffer: (): Buffer => {
       if (this.large) {
-        this.room ??= packetRoom(PACKET_READ_SIZE);
+        this.room ??= pooledPacketRoom();
         return this.room;
       }
       return scratchBuffer();
