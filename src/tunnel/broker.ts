@@ -8,7 +8,7 @@ import { isTetherError, TetherError } from '../errors/index.js';
 import { type Logger, withoutRedaction } from '../log/index.js';
 import type { RepoMeta } from '../store/types.js';
 import { readIntoPackets } from './packet-read.js';
-import { relay } from './pipe.js';
+import { coalesceWrites, relay } from './pipe.js';
 import type { SourceAllowlists } from './source-allowlists.js';
 
 /** The front doors a forwarded connection can come through (the `front_door` label and field). */
@@ -319,8 +319,10 @@ export class ConnectionBroker {
     opts.accepted?.();
     const head = opts.head?.length ?? 0;
     if (head > 0) conn.stream.write(opts.head);
-    // a plain TCP caller reads straight into packets from here on (packet-read.ts)
+    // a plain TCP caller reads straight into packets from here on (packet-read.ts); the socket it
+    // moved to gathers its writes within a tick, as the front door's own socket did
     const src = socket instanceof net.Socket ? readIntoPackets(socket) : socket;
+    if (src !== socket) coalesceWrites(src as net.Socket);
     relay(src, conn.stream, (r) =>
       conn.close(r.aToB + head, r.bToA, r.error ? { outcome: 'error', reason: r.error.message } : undefined),
     );

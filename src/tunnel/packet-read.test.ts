@@ -242,52 +242,73 @@ test('sockets reading short pieces at once share one scratch buffer: each gets i
   }
 });
 
-test('an accepted caller (a lease port) reads into packet rooms: every byte in order, large reads keep their room, half-close kept', async () => {
-  const body = randomBytes(8 * 1024 * 1024);
-  let moved!: (s: Socket) => void;
-  const accepted = new Promise<Socket>((r) => (moved = r));
-  const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (old) =>
-    moved(readIntoPackets(old)),
-  );
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  try {
-    const caller = connect((server.address() as AddressInfo).port, '127.0.0.1');
-    const sock = await accepted;
-    assert.ok(packetReaderOf(sock), 'the socket reads into packets');
-    assert.equal(sock.allowHalfOpen, true, 'half-open as the listener accepts');
-    const got: Buffer[] = [];
-    let rooms = 0;
-    const sink = new Duplex({
-      read() {},
-      write(chunk: Buffer, _enc, cb) {
-        got.push(Buffer.from(chunk));
-        if ((chunk.buffer as unknown as Record<symbol, boolean>)[PACKET_ROOM]) rooms++;
-        cb();
-      },
-      final(cb) {
-        // the caller half-closed: an answer still reaches it
-        sink.push('answer');
-        sink.push(null);
-        cb();
-      },
+for (const speaksFirst of [false, true]) {
+  test(`an accepted caller (a lease port) reads into packet rooms${speaksFirst ? ', also when it spoke first (read before the move)' : ''}: every byte in order, large reads keep their room, half-close kept`, async () => {
+    const body = randomBytes(8 * 1024 * 1024);
+    // iperf3's cookie, an HTTP request line: most callers send before they are answered
+    const hello = Buffer.from('a cookie of thirty-seven bytes: 12345');
+    let moved!: (s: Socket) => void;
+    const accepted = new Promise<Socket>((r) => (moved = r));
+    let old!: Socket;
+    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, async (s) => {
+      old = s;
+      if (speaksFirst) {
+        // read before the move, as a first-bytes sniff does
+        s.resume();
+        const [first] = (await once(s, 'data')) as [Buffer];
+        s.pause();
+        s.unshift(first);
+        assert.ok(s.readableLength > 0, 'the caller’s first bytes are buffered in the accepted socket');
+      }
+      moved(readIntoPackets(s));
     });
-    const answer: Buffer[] = [];
-    caller.on('data', (d: Buffer) => answer.push(d));
-    caller.end(body);
-    const r = await new Promise<RelayResult>((resolve) => {
-      relay(sock, sink, resolve);
-      sock.resume();
-    });
-    assert.equal(r.error, undefined);
-    assert.equal(sha(Buffer.concat(got)), sha(body), 'every byte, in order');
-    assert.ok(rooms > 0, 'no large read kept its packet room');
-    await once(caller, 'close');
-    assert.equal(Buffer.concat(answer).toString(), 'answer');
-  } finally {
-    server.close();
-  }
-});
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const caller = connect((server.address() as AddressInfo).port, '127.0.0.1');
+      if (speaksFirst) caller.write(hello);
+      const sock = await accepted;
+      assert.notEqual(sock, old, 'moved to a socket with a packet reader');
+      assert.ok(packetReaderOf(sock), 'the socket reads into packets');
+      assert.equal(sock.allowHalfOpen, true, 'half-open as the listener accepts');
+      const got: Buffer[] = [];
+      let rooms = 0;
+      const sink = new Duplex({
+        read() {},
+        write(chunk: Buffer, _enc, cb) {
+          got.push(Buffer.from(chunk));
+          if ((chunk.buffer as unknown as Record<symbol, boolean>)[PACKET_ROOM]) rooms++;
+          cb();
+        },
+        final(cb) {
+          // the caller half-closed: an answer still reaches it
+          sink.push('answer');
+          sink.push(null);
+          cb();
+        },
+      });
+      const answer: Buffer[] = [];
+      caller.on('data', (d: Buffer) => answer.push(d));
+      caller.end(body);
+      const r = await new Promise<RelayResult>((resolve) => {
+        relay(sock, sink, resolve);
+        sock.resume();
+      });
+      assert.equal(r.error, undefined);
+      const sent = speaksFirst ? Buffer.concat([hello, body]) : body;
+      assert.equal(
+        sha(Buffer.concat(got)),
+        sha(sent),
+        'every byte, in order, what was read before the move first',
+      );
+      assert.ok(rooms > 0, 'no large read kept its packet room');
+      await once(caller, 'close');
+      assert.equal(Buffer.concat(answer).toString(), 'answer');
+    } finally {
+      server.close();
+    }
+  });
+}
 
 type Sent = (err?: unknown) => void;
 const sentOf = (room: Buffer) =>

@@ -148,6 +148,12 @@ export class PacketReader implements OnreadReader {
     readers.set(socket, this);
   }
 
+  /** What the socket had read before it was moved to this reader (moveToOnread): delivered first. */
+  prepend(data: Buffer): void {
+    if (this.deliver) throw new Error('prepend after a pump was attached');
+    this.early.unshift(data);
+  }
+
   /** Reads kept until a pump is attached. */
   get waiting(): number {
     return this.early.length;
@@ -171,8 +177,10 @@ export function packetReaderOf(s: unknown): PacketReader | undefined {
 /**
  * Returns a socket that reads `accepted`'s connection (a caller on a lease port) into packet rooms,
  * to be used instead of it from now on (region-read.ts `moveToOnread`); `accepted` itself when
- * that cannot be done, which is always correct, only slower. Its reads wait for a pump.
+ * that cannot be done, which is always correct, only slower. Its reads wait for a pump. What the
+ * caller sent before (most protocols speak first: an HTTP request, iperf3's cookie) was read by
+ * node already; it comes first.
  */
 export function readIntoPackets(accepted: Socket): Socket {
-  return moveToOnread(accepted, new PacketReader(), { keepBuffered: false });
+  return moveToOnread(accepted, new PacketReader(), { keepBuffered: true });
 }

@@ -47,6 +47,11 @@ export function fromScratch(n: number): Buffer {
 export interface OnreadReader {
   readonly onread: { buffer: () => Uint8Array; callback: (n: number, buf: Uint8Array) => boolean };
   bind(socket: net.Socket): void;
+  /**
+   * For a reader that delivers its reads itself (not through the socket's `push`): takes what the
+   * accepted socket had read before the move, to deliver it before its own reads.
+   */
+  prepend?(data: Buffer): void;
 }
 
 /** The `onread` side of one socket. */
@@ -113,8 +118,8 @@ export function readIntoRegions(accepted: net.Socket): net.Socket {
  * reads, a write still queued, or (unless `keepBuffered`) data read and not delivered yet.
  *
  * `accepted` must be paused (a listener with `pauseOnConnect`, or after a first-bytes sniff). What
- * it had read and not delivered is put back in front of the new socket's reads (`keepBuffered`:
- * for a reader that pushes its reads into the socket), an address a PROXY header gave it is carried
+ * it had read and not delivered comes first (`keepBuffered`): handed to the reader's `prepend`
+ * when it has one, else put back in front of the new socket's reads; an address a PROXY header gave it is carried
  * over, and the two close together: the listener counts `accepted` (its `connections`, and
  * `close()` waits for it), so it closes when the new socket does, and whoever holds `accepted`
  * still closes the connection by destroying it.
@@ -158,7 +163,11 @@ export function moveToOnread(
     writable: true,
   } as net.SocketConstructorOpts);
   reader.bind(s);
-  if (early.length > 0) s.unshift(early.length === 1 ? early[0]! : Buffer.concat(early));
+  if (early.length > 0) {
+    const first = early.length === 1 ? early[0]! : Buffer.concat(early);
+    if (reader.prepend) reader.prepend(first);
+    else s.unshift(first);
+  }
   for (const k of REMOTE) {
     const d = Object.getOwnPropertyDescriptor(old, k);
     if (d) Object.defineProperty(s, k, d);
