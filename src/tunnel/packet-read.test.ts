@@ -7,6 +7,7 @@ import { Duplex } from 'node:stream';
 import { test } from 'node:test';
 import type ssh2 from 'ssh2';
 import { ssh2Pair } from '../../test/helpers/ssh2-pair.js';
+import { sniff, waitFor } from '../../test/helpers/util.js';
 import { dialDestination } from './dial.js';
 import {
   IN_PLACE_MIN,
@@ -254,10 +255,7 @@ for (const speaksFirst of [false, true]) {
       old = s;
       if (speaksFirst) {
         // read before the move, as a first-bytes sniff does
-        s.resume();
-        const [first] = (await once(s, 'data')) as [Buffer];
-        s.pause();
-        s.unshift(first);
+        await sniff(s);
         assert.ok(s.readableLength > 0, 'the caller’s first bytes are buffered in the accepted socket');
       }
       moved(readIntoPackets(s));
@@ -319,15 +317,6 @@ function drainPool(): void {
   while (pooledRooms() > 0) pooledPacketRoom();
 }
 
-/** Waits (generously) until `cond()` holds. */
-async function until(cond: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (!cond()) {
-    assert.ok(Date.now() < deadline, what);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 test('the ssh2 patch hands a room its packet was sent from in place to the socket write, as the callback (patches/ssh2+*.patch)', () => {
   const fs = require('node:fs') as typeof import('node:fs');
   const read = (f: string) => fs.readFileSync(require.resolve(`ssh2/lib/${f}`), 'utf8');
@@ -353,7 +342,11 @@ for (const cipher of ['aes128-gcm@openssh.com', 'chacha20-poly1305@openssh.com']
       data.copy(room);
       p.serverCh.write(room);
       assert.equal(sha(await p.read(data.length)), sha(data), 'the packet arrives intact');
-      await until(() => pooledRooms() === 1, 'the room did not come back after its write');
+      await waitFor(() => pooledRooms() === 1, {
+        timeout: 20_000,
+        interval: 5,
+        what: 'the room back after its write',
+      });
       const again = pooledPacketRoom();
       assert.equal(again.buffer, room.buffer, 'the same room is handed out again');
       assert.equal(pooledRooms(), 0);
@@ -362,7 +355,11 @@ for (const cipher of ['aes128-gcm@openssh.com', 'chacha20-poly1305@openssh.com']
       second.copy(again);
       p.serverCh.write(again);
       assert.equal(sha(await p.read(second.length)), sha(second));
-      await until(() => pooledRooms() === 1, 'the room did not come back after its second write');
+      await waitFor(() => pooledRooms() === 1, {
+        timeout: 20_000,
+        interval: 5,
+        what: 'the room back after its second write',
+      });
     } finally {
       p.close();
       drainPool();

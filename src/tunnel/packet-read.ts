@@ -57,9 +57,14 @@ export function pooledRooms(): number {
  * is the view returned, at PACKET_HEADROOM of a buffer PACKET_TAILROOM longer than it.
  */
 export function packetRoom(n: number): Buffer {
+  return wholeRoom(n).subarray(PACKET_HEADROOM, PACKET_HEADROOM + n);
+}
+
+/** A whole room around `n` bytes of data (headroom, data, tailroom), marked for the ssh2 patch. */
+function wholeRoom(n: number): Buffer {
   const b = Buffer.allocUnsafeSlow(PACKET_HEADROOM + n + PACKET_TAILROOM);
   (b.buffer as RoomBuffer)[PACKET_ROOM] = true;
-  return b.subarray(PACKET_HEADROOM, PACKET_HEADROOM + n);
+  return b;
 }
 
 /**
@@ -71,12 +76,7 @@ export function packetRoom(n: number): Buffer {
  * collector, as before.
  */
 export function pooledPacketRoom(): Buffer {
-  let whole = roomPool.pop();
-  if (whole === undefined) {
-    whole = Buffer.allocUnsafeSlow(PACKET_HEADROOM + PACKET_READ_SIZE + PACKET_TAILROOM);
-    (whole.buffer as RoomBuffer)[PACKET_ROOM] = true;
-  }
-  const room = whole;
+  const room = roomPool.pop() ?? wholeRoom(PACKET_READ_SIZE);
   // one callback per use, good for one call: a room goes into the pool at most once per use, so
   // two readers never get the same room
   let armed = true;

@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import tls from 'node:tls';
 import type ssh2 from 'ssh2';
 import { ssh2Pair } from '../../test/helpers/ssh2-pair.js';
+import { sniff } from '../../test/helpers/util.js';
 import { adoptOrigin } from './proxy-header.js';
 import { moveToOnread, REGION_SIZE, readIntoRegions } from './region-read.js';
 
@@ -67,14 +68,6 @@ test('payloadOf (ssh2 patch): a small payload is copied out of a large buffer, a
   own[0] = 4;
   assert.equal(payloadOf(own).buffer, own.buffer, 'a packet in a buffer of its own: a view');
 });
-
-/** Reads the first chunk and puts it back, paused, as the tunnel port's first-bytes sniff does. */
-async function sniff(old: net.Socket): Promise<void> {
-  old.resume();
-  const [first] = (await once(old, 'data')) as [Buffer];
-  old.pause();
-  old.unshift(first);
-}
 
 /** A listener whose connections go through readIntoRegions; resolves the socket it made. */
 async function regionServer() {

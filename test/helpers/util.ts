@@ -82,6 +82,14 @@ export async function waitFor<T>(
   }
 }
 
+/** Reads a socket's first chunk and puts it back, paused, as the gateway's first-bytes sniffs do. */
+export async function sniff(socket: net.Socket): Promise<void> {
+  socket.resume();
+  const [first] = (await once(socket, 'data')) as [Buffer];
+  socket.pause();
+  socket.unshift(first);
+}
+
 /** Whether something accepts TCP connections on 127.0.0.1:port now. */
 export function listening(port: number): Promise<boolean> {
   return new Promise((resolve) => {
