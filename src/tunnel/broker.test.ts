@@ -6,6 +6,8 @@ import { FakeClock } from '../../test/helpers/core.js';
 import { type ForwardEndpoint, ForwardRegistry, type LiveSession } from '../core/forward-registry.js';
 import type { Logger } from '../log/index.js';
 import { ConnectionBroker, type ConnectionMetricsSink } from './broker.js';
+import { packetReaderOf } from './packet-read.js';
+import { coalesceWrites } from './pipe.js';
 
 type Rec = Record<string, unknown> & { msg?: string };
 
@@ -132,6 +134,61 @@ test('splice: opens through the registry, relays both ways with half-close, acco
     });
     assert.equal(registry.get('acme', 'grp/web')!.bytesIn, 5, 'the forward counted the bytes');
     assert.equal(registry.openConnections('acme'), 0, 'the slot is released');
+  } finally {
+    server.close();
+  }
+});
+
+test('splice: a caller whose accepted reply is corked (a relayed raw-port caller) still moves to packet rooms; the reply comes first, then every byte', async () => {
+  const registry = new ForwardRegistry(new FakeClock());
+  registry.add('acme', 'grp/web', 2201, endpoint([]), null);
+  const broker = new ConnectionBroker({
+    registry,
+    clock: new FakeClock(),
+    log: recorder().log,
+    metrics: sink(),
+  });
+  let given!: (v: { old: net.Socket; caller: Duplex }) => void;
+  const accepted = new Promise<{ old: net.Socket; caller: Duplex }>((r) => (given = r));
+  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
+    // as the raw port does: its writes are gathered within a tick, so the reply is queued at first
+    coalesceWrites(socket);
+    void broker.splice(
+      {
+        tenant: 'acme',
+        label: 'grp/web',
+        origin: { address: '192.0.2.7', port: 1 },
+        frontDoor: 'raw_port',
+        port: 2201,
+      },
+      socket,
+      {
+        accepted: (caller) => {
+          given({ old: socket, caller });
+          caller.write('OK:');
+        },
+      },
+    );
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const { port } = server.address() as net.AddressInfo;
+    const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    const got: Buffer[] = [];
+    c.on('data', (b: Buffer) => got.push(b));
+    const { old, caller } = await accepted;
+    assert.notEqual(caller, old, 'the reply went to the socket the caller moved to');
+    assert.ok(packetReaderOf(caller), 'the caller reads into packet rooms');
+    const body = 'x'.repeat(300_000);
+    const ended = new Promise<void>((r) => c.once('end', r));
+    c.end(body);
+    await ended;
+    assert.equal(
+      Buffer.concat(got).toString(),
+      `OK:${body.toUpperCase()}`,
+      'the reply first, then every byte, in order',
+    );
+    c.destroy();
   } finally {
     server.close();
   }

@@ -296,14 +296,16 @@ export class ConnectionBroker {
    * Connects a caller's socket (paused by the front door) to the forward and splices the two
    * until both sides are done. `head` is caller data read before the splice (it goes first);
    * `accepted` runs once the channel is open, before any byte flows (e.g. a "200 Connection
-   * established" line). A caller that went away meanwhile gets its channel closed at once.
+   * established" line), and writes to the socket it is given: a plain TCP caller has moved to a
+   * socket that reads into packets by then. A caller that went away meanwhile gets its channel
+   * closed at once.
    * Resolves `{ refused }` with the refusal, already logged, when the forward cannot be opened
    * (the front door answers its caller); rejects only on a fault inside the gateway.
    */
   async splice(
     req: BrokerRequest,
     socket: Duplex,
-    opts: { head?: Buffer; accepted?: () => void } = {},
+    opts: { head?: Buffer; accepted?: (caller: Duplex) => void } = {},
   ): Promise<{ refused?: unknown }> {
     let conn: BrokeredConnection;
     try {
@@ -316,13 +318,14 @@ export class ConnectionBroker {
       conn.close(0, 0);
       return {};
     }
-    opts.accepted?.();
-    const head = opts.head?.length ?? 0;
-    if (head > 0) conn.stream.write(opts.head);
     // a plain TCP caller reads straight into packets from here on (packet-read.ts); the socket it
-    // moved to gathers its writes within a tick, as the front door's own socket did
+    // moved to gathers its writes within a tick, as the front door's own socket did. It moves
+    // before the accepted reply: a reply still queued (a corked write) would keep it where it is.
     const src = socket instanceof net.Socket ? readIntoPackets(socket) : socket;
     if (src !== socket) coalesceWrites(src as net.Socket);
+    opts.accepted?.(src);
+    const head = opts.head?.length ?? 0;
+    if (head > 0) conn.stream.write(opts.head);
     relay(src, conn.stream, (r) =>
       conn.close(r.aToB + head, r.bToA, r.error ? { outcome: 'error', reason: r.error.message } : undefined),
     );

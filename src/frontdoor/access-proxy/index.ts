@@ -238,9 +238,9 @@ export class AccessProxy implements Component {
     const t = d.target;
     const r = await this.ctx.broker.splice(this.brokerRequest(req, t), socket, {
       head,
-      accepted: () => {
+      accepted: (caller) => {
         this.audit(req, { status: 200 }, { target: t });
-        socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
+        caller.write('HTTP/1.1 200 Connection established\r\n\r\n');
       },
     });
     if ('refused' in r) {

@@ -175,7 +175,7 @@ export class LeaseListeners implements LeaseBinder {
           },
           socket,
           // a relaying member waits for this before it sends the caller's bytes (cluster relay)
-          acceptedReply ? { accepted: () => socket.write(acceptedReply) } : {},
+          acceptedReply ? { accepted: (caller) => caller.write(acceptedReply) } : {},
         )
         .then((r) => {
           if (!('refused' in r)) return;
