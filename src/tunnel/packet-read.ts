@@ -182,5 +182,5 @@ export function packetReaderOf(s: unknown): PacketReader | undefined {
  * node already; it comes first.
  */
 export function readIntoPackets(accepted: Socket): Socket {
-  return moveToOnread(accepted, new PacketReader(), { keepBuffered: true });
+  return moveToOnread(accepted, new PacketReader());
 }

@@ -107,33 +107,32 @@ const REMOTE = ['remoteAddress', 'remotePort', 'remoteFamily'] as const;
  * only slower.
  */
 export function readIntoRegions(accepted: net.Socket): net.Socket {
-  return moveToOnread(accepted, new RegionReader(), { keepBuffered: true });
+  return moveToOnread(accepted, new RegionReader());
 }
 
 /**
  * Node has no `onread` for the sockets a listener accepts; this gives one: a new socket made with
  * node's own `new net.Socket({ handle, onread })` (as a dialled socket gets it) takes over
  * `accepted`'s handle, is bound to `reader`, and is to be used instead of it from now on. Returns `accepted` itself when
- * that cannot be done: not a plain TCP socket, already ending or flowing, someone listening to its
- * reads, a write still queued, or (unless `keepBuffered`) data read and not delivered yet.
+ * that cannot be done: not a plain TCP socket (or one without the fields of node's own sockets
+ * this relies on), already ending or flowing, someone listening to its reads, or a write still
+ * queued.
  *
  * `accepted` must be paused (a listener with `pauseOnConnect`, or after a first-bytes sniff). What
- * it had read and not delivered comes first (`keepBuffered`): handed to the reader's `prepend`
+ * it had read and not delivered comes first: handed to the reader's `prepend`
  * when it has one, else put back in front of the new socket's reads; an address a PROXY header gave it is carried
  * over, and the two close together: the listener counts `accepted` (its `connections`, and
  * `close()` waits for it), so it closes when the new socket does, and whoever holds `accepted`
  * still closes the connection by destroying it.
  */
-export function moveToOnread(
-  accepted: net.Socket,
-  reader: OnreadReader,
-  o: { keepBuffered: boolean },
-): net.Socket {
+export function moveToOnread(accepted: net.Socket, reader: OnreadReader): net.Socket {
   const old = accepted as WithHandle;
   const handle = old._handle;
+  const state = (old as unknown as { _readableState?: { ended?: unknown } })._readableState;
   const movable =
     Object.getPrototypeOf(old) === net.Socket.prototype &&
     typeof handle?.useUserBuffer === 'function' &&
+    typeof state?.ended === 'boolean' &&
     handle.writeQueueSize === 0 &&
     old.writableLength === 0 &&
     !old.destroyed &&
@@ -141,13 +140,12 @@ export function moveToOnread(
     old.readableFlowing !== true &&
     // read() below would hand buffered data to them a second time
     old.listenerCount('data') === 0 &&
-    old.listenerCount('readable') === 0 &&
-    (o.keepBuffered || old.readableLength === 0);
+    old.listenerCount('readable') === 0;
   if (!movable) return accepted;
   // (read() may restart the handle's reads; nothing is delivered before this function returns)
   const early: Buffer[] = [];
   for (let c = old.read() as Buffer | null; c !== null; c = old.read() as Buffer | null) early.push(c);
-  if ((old as unknown as { _readableState: { ended: boolean } })._readableState.ended) {
+  if (state.ended) {
     // the peer's EOF came with what was buffered: nothing more to read, keep the old socket
     for (const c of early.reverse()) old.unshift(c);
     return accepted;
