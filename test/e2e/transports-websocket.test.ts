@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -81,19 +82,26 @@ describe('tunnel over WebSocket', { concurrency: 3 }, () => {
     assert.equal(started.tunnel_websocket, `wss://127.0.0.1:${port443}/tunnel`);
   });
 
-  test('one port carries a wss:// and a tls:// connector at once; traffic through both lease ports', async () => {
+  test('one port carries a wss:// and a tls:// connector at once; concurrent streams through both lease ports, each intact', async () => {
     const [ws, raw] = await Promise.all([
       connector(`wss://127.0.0.1:${port443}/tunnel`, { label: 'viaws' }),
       connector(`tls://127.0.0.1:${port443}`, { label: 'viatls' }),
     ]);
     const [wsPort, tlsPort] = await Promise.all([ws.leasePort('grp/viaws'), raw.leasePort('grp/viatls')]);
-    const payload = Buffer.alloc(1024 * 1024, 3);
-    const [a, b] = await Promise.all([
-      tcpExchange(wsPort, payload, payload.length),
-      tcpExchange(tlsPort, 'raw tls', 7),
+    // Distinct random bytes per stream, several streams at once each way: both ends send packets
+    // from rooms used again once their write is done (packet-read.ts), here through a TLS socket
+    // and a WebSocket stream instead of a TCP socket. A room used again too early would show as
+    // another stream's bytes.
+    const payloads = (n: number) => Array.from({ length: n }, () => randomBytes(3 * 1024 * 1024));
+    const [viaWs, viaTls] = [payloads(3), payloads(3)];
+    const [wsBack, tlsBack] = await Promise.all([
+      Promise.all(viaWs.map((p) => tcpExchange(wsPort, p, p.length))),
+      Promise.all(viaTls.map((p) => tcpExchange(tlsPort, p, p.length))),
     ]);
-    assert.ok(a.equals(payload), '1 MiB came back through the WebSocket tunnel');
-    assert.equal(b.toString(), 'raw tls');
+    for (const [i, p] of viaWs.entries())
+      assert.ok(wsBack[i]!.equals(p), `stream ${i} came back intact through the WebSocket tunnel`);
+    for (const [i, p] of viaTls.entries())
+      assert.ok(tlsBack[i]!.equals(p), `stream ${i} came back intact through the TLS tunnel`);
 
     const st = await ws.status();
     assert.equal(st.transport, 'wss');
