@@ -110,6 +110,7 @@ export function carry(
       closed?.();
       r.connections--;
       r.live.delete(handle);
+      if (r.live.size === 0) r.onIdle?.();
       log.debug(
         {
           event: 'connector.connection_closed',

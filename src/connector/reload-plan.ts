@@ -42,7 +42,7 @@ export function needsReconnect(prev: ConnectConfig, next: ConnectConfig): boolea
 export interface RepoReconcile {
   repos: Map<string, Repo>;
   session: TunnelSession | undefined;
-  /** Forgets a repository: its forward is cancelled and its open connections end. */
+  /** Forgets a repository: its forward is cancelled and its open connections end (after drain_timeout). */
   drop(label: string, r: Repo): void;
   /** Asks the gateway for a forward. */
   request(r: Repo): void;

@@ -37,6 +37,8 @@ export interface Repo {
   /** When a probe last found it reachable again (clock ms). */
   restoredAt?: number;
   live: Set<{ close(): void }>;
+  /** Called when the last of `live` ended (a removed repository's connections finishing). */
+  onIdle?: () => void;
   /** Proposed by the operator and accepted by the `managed` policy (not from connect.yaml). */
   managed?: boolean;
 }
@@ -112,7 +114,7 @@ export function closeGently(sock: Socket): void {
   setTimeout(() => sock.destroy(), 2000).unref();
 }
 
-/** Cancels a repository's forward on the live session (if it holds one) and ends its connections. */
+/** Cancels a repository's forward on the live session (if it holds one); its open connections stay. */
 export function releaseRepo(r: Repo, session: TunnelSession | undefined, log: Logger): void {
   const label = r.cfg.label;
   if (session && r.leasePort !== null && r.leasedOn === session) {
@@ -123,7 +125,6 @@ export function releaseRepo(r: Repo, session: TunnelSession | undefined, log: Lo
       );
     });
   }
-  for (const h of r.live) h.close();
 }
 
 /** The gateway granted the forward on `port`: the repository is active (or stays withdrawn). */

@@ -559,6 +559,62 @@ describe('Connector (supervisor)', () => {
     assert.equal(impatient.clock.pending, 0, 'no drain timer left behind');
   });
 
+  test('a reload that removes a repository cancels its forward; its open connections finish within drain_timeout, then the rest are cut; the others are not touched', async () => {
+    const { c, sessions, carry, clock } = await carrying();
+    const one = await carry();
+    const two = await carry();
+    const s = sessions[0]!;
+    const r = c.apply(config({ b: 'tcp://db:5433' }));
+    await tick();
+    assert.deepEqual(r.removed, ['g/a']);
+    assert.deepEqual(s.unforwards, [['g/a', 30_000]], 'the gateway sends no new connection for it');
+    assert.equal(one.destroyed || two.destroyed, false, 'its open connections go on');
+    one.destroy();
+    await tick();
+    clock.advance(4_999);
+    await tick();
+    assert.equal(two.destroyed, false, 'still carried before drain_timeout (5 s)');
+    clock.advance(1);
+    await tick();
+    assert.equal(two.destroyed, true, 'cut at drain_timeout');
+    assert.equal(s.isOpen, true, 'the session goes on');
+    assert.deepEqual(
+      c.status().repositories.map((x) => x.label),
+      ['g/b'],
+    );
+    await c.stop();
+    assert.equal(clock.pending, 0, 'no timer left behind');
+  });
+
+  test('a removed repository whose connections all finish leaves no timer; a stop cuts one still finishing; drain_timeout 0 cuts at once', async () => {
+    const early = await carrying();
+    const done = await early.carry();
+    early.c.apply(config({ b: 'tcp://db:5433' }));
+    await tick();
+    const pending = early.clock.pending;
+    done.destroy();
+    await tick();
+    await tick();
+    assert.equal(early.clock.pending, pending - 1, 'the drain timer went with the last connection');
+    await early.c.stop();
+
+    const stopped = await carrying();
+    const held = await stopped.carry();
+    stopped.c.apply(config({ b: 'tcp://db:5433' }));
+    await tick();
+    assert.equal(held.destroyed, false);
+    await stopped.c.stop();
+    assert.equal(held.destroyed, true, 'the stop cut it');
+    assert.equal(stopped.clock.pending, 0, 'and its drain timer');
+
+    const now = await carrying();
+    const cutNow = await now.carry();
+    now.c.apply(config({ b: 'tcp://db:5433' }, 'drain_timeout: 0\n'));
+    await tick();
+    assert.equal(cutNow.destroyed, true, 'drain_timeout 0: cut with the removal');
+    await now.c.stop();
+  });
+
   test('a stop without connections, or with drain_timeout 0, closes at once without cancelling forwards', async () => {
     const idle = await carrying();
     assert.deepEqual(await idle.c.stop(5_000), { drained: false, cut: 0, durationMs: 0 });

@@ -101,6 +101,8 @@ export class Connector extends EventEmitter<ConnectorEvents> {
   private stopping: Promise<StopResult> | undefined;
   /** Ends a draining stop's wait early (a second stop). */
   private endDrain: (() => void) | undefined;
+  /** Repositories a reload removed whose connections are still finishing: each cuts them now. */
+  private readonly removedDraining = new Set<() => void>();
 
   constructor(private readonly deps: ConnectorDeps) {
     super();
@@ -175,13 +177,49 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     return this.dial(v.address, r.cfg.port, this.cfg.dialTimeout);
   }
 
-  /** Forgets a repository: cancels its forward and ends its open connections. */
-  private dropRepo(label: string, r: Repo): void {
+  /**
+   * Forgets a repository: cancels its forward, so the gateway sends no new connection for it.
+   * Its open connections end at once, or (`drainMs` > 0: connect.yaml no longer lists it) get
+   * that long to finish, as a draining stop gives them; a stop meanwhile cuts them.
+   */
+  private dropRepo(label: string, r: Repo, drainMs = 0): void {
     this.repos.delete(label);
     r.gen++;
     this.reach.stopProbe(r);
     this.health.remove(label);
     releaseRepo(r, this.session, this.log);
+    const open = r.live.size;
+    if (open === 0) return;
+    if (drainMs <= 0) {
+      for (const h of r.live) h.close();
+      return;
+    }
+    const t0 = this.clock.now();
+    this.log.info(
+      { event: 'connector.repository_draining', label, connections: open, drain_timeout_ms: drainMs },
+      `${label} removed: forward cancelled, letting ${open} open connection(s) finish within ${drainMs} ms`,
+    );
+    const done = () => {
+      this.clock.clearTimeout(timer);
+      this.removedDraining.delete(done);
+      r.onIdle = undefined;
+      const fields = {
+        event: 'connector.repository_drained',
+        label,
+        cut: r.live.size,
+        duration_ms: this.clock.now() - t0,
+      };
+      if (r.live.size > 0) {
+        this.log.warn(
+          fields,
+          `${label} removed: cutting ${r.live.size} connection(s) still open after ${drainMs} ms`,
+        );
+      } else this.log.info(fields, `${label} removed: every open connection finished`);
+      for (const h of r.live) h.close();
+    };
+    const timer = this.clock.setTimeout(done, drainMs);
+    r.onIdle = done;
+    this.removedDraining.add(done);
   }
 
   /** A health check result: withdraw the repository when it fails, restore it when it passes. */
@@ -250,6 +288,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     const open = this.move.openConnections;
     const close = (r: StopResult): StopResult => {
       this.state = 'stopped';
+      for (const cut of [...this.removedDraining]) cut();
       const s = this.session;
       this.session = undefined;
       s?.close();
@@ -483,7 +522,8 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     const result = reconcileRepositories(next, reconnect, {
       repos: this.repos,
       session: this.session,
-      drop: (label, r) => this.dropRepo(label, r),
+      // a new session cuts every connection anyway
+      drop: (label, r) => this.dropRepo(label, r, reconnect || this.stopped ? 0 : next.drainTimeout),
       request: (r) => this.requestForward(r),
       stopProbe: (r) => this.reach.stopProbe(r),
     });

@@ -210,10 +210,11 @@ describe('connector with a real gateway', () => {
     }
   });
 
-  test('reload adds and removes repositories; open connections of unchanged ones stay', async () => {
+  test('reload adds and removes repositories; open connections of unchanged ones stay, those of removed ones get drain_timeout', async () => {
     const echoPort = await conn.leasePort('docs/echo');
     const downPort = (await conn.repo('broken/down'))!.leasePort!;
     const open = await openEcho(echoPort);
+    let removedOpen: net.Socket | undefined;
     try {
       conn.writeRepositories({
         docs: {
@@ -221,11 +222,12 @@ describe('connector with a real gateway', () => {
           echo: `tcp://127.0.0.1:${echo.port}`,
           dav: `webdav+http://127.0.0.1:${http.port}/dav/`,
           web2: `http://127.0.0.1:${http.port}/two`,
+          echo2: `tcp://127.0.0.1:${echo.port}`,
         },
       });
       const r = await conn.cli(['reload']);
       assert.equal(r.code, 0, r.stderr);
-      assert.equal(r.stdout, 'reloaded: added docs/web2; removed broken/down\n');
+      assert.equal(r.stdout, 'reloaded: added docs/web2, docs/echo2; removed broken/down\n');
       const port2 = await conn.leasePort('docs/web2');
       const res = await curl(port2, '/x');
       assert.equal(res.stdout, 'hello from web /x\n');
@@ -236,15 +238,30 @@ describe('connector with a real gateway', () => {
       // the connection opened before the reload still works
       await echoOnce(open, 'still here\n');
 
-      // SIGHUP does the same for `run`
-      conn.writeRepositories({
-        docs: { web: `http://127.0.0.1:${http.port}/wiki`, echo: `tcp://127.0.0.1:${echo.port}` },
-      });
+      // SIGHUP does the same for `run`; a connection of a removed repository goes on until the
+      // connector's drain_timeout (the one the reload brings), then it is cut
+      const removed = await openEcho(await conn.leasePort('docs/echo2'));
+      removedOpen = removed;
+      const cut = new Promise<void>((resolve) => removed.once('close', () => resolve()));
+      removed.on('error', () => {});
+      conn.writeRepositories(
+        { docs: { web: `http://127.0.0.1:${http.port}/wiki`, echo: `tcp://127.0.0.1:${echo.port}` } },
+        { drain_timeout: '8s' },
+      );
       conn.process.kill('SIGHUP');
       await waitFor(async () => (await conn.status()).repositories.length === 2, { what: 'SIGHUP reload' });
       await echoOnce(open, 'and still\n');
+      const draining = await conn.output.wait(/^\{.*"event":"connector\.repository_draining".*$/m);
+      assert.match(draining[0], /"label":"docs\/echo2","connections":1,"drain_timeout_ms":8000/);
+      await echoOnce(removed, 'still carried after its removal\n');
+      const drained = await conn.output.wait(/^\{.*"event":"connector\.repository_drained".*$/m, 20_000);
+      assert.match(drained[0], /"label":"docs\/echo2","cut":1/);
+      assert.match(drained[0], /docs\/echo2 removed: cutting 1 connection\(s\) still open after 8000 ms/);
+      await cut;
+      await echoOnce(open, 'the kept one is untouched\n');
     } finally {
       open.destroy();
+      removedOpen?.destroy();
     }
   });
 

@@ -45,8 +45,8 @@ export interface TestConnector {
   repo(label: string): Promise<RepoStatus | undefined>;
   /** Lease port of a label, once active. */
   leasePort(label: string, timeout?: number): Promise<number>;
-  /** Rewrites connect.yaml with these repositories (other keys unchanged). */
-  writeRepositories(repos: Repositories): void;
+  /** Rewrites connect.yaml with these repositories and `keys` (other keys unchanged). */
+  writeRepositories(repos: Repositories, keys?: Record<string, unknown>): void;
   /** Runs the real CLI: `tether connector <args> -c <configFile>`. */
   cli(args: string[]): Promise<RunResult>;
   /** Resolves with the exit code once the process has exited. */
@@ -104,8 +104,8 @@ export async function startConnector(o: ConnectorOptions): Promise<TestConnector
         },
         { timeout, what: `an active lease for ${label}` },
       ),
-    writeRepositories: (repos) => {
-      doc = { ...doc, repositories: repos };
+    writeRepositories: (repos, keys = {}) => {
+      doc = { ...doc, ...keys, repositories: repos };
       writeFileSync(configFile, stringify(doc));
     },
     cli: (args) => run(process.execPath, [BIN, 'connector', ...args, '-c', configFile], { env }),
