@@ -2,7 +2,8 @@
  * Cluster: new connections per second and bulk throughput with 1 and with 3 members
  * (PostgreSQL store, connector through haproxy). With 3 members, connections are spread over
  * every member's lease port (two thirds of them relayed to the member holding the session) and
- * throughput is measured through a member that does not hold it (the relayed path).
+ * throughput, download and upload, is measured through a member that does not hold it (the
+ * relayed path).
  */
 import { type Cluster, startCluster } from './lib/cluster.js';
 import { startConnector, startIperf, startServers } from './lib/paths.js';
@@ -13,7 +14,10 @@ export interface ClusterRun {
   members: number;
   conns_per_s: number;
   conn_errors: number;
+  /** Download (iperf3 -R: the service sends), median of the rounds. */
   gbps: number;
+  /** Upload (the caller sends), median of the rounds. */
+  gbps_up: number;
   throughput_via: string;
 }
 
@@ -44,6 +48,7 @@ async function measure(c: Cluster, o: { seconds: number; rounds: number }): Prom
     const viaIdx = c.members.length > 1 ? (owner + 1) % c.members.length : owner;
     const rates: number[] = [];
     const gbps: number[] = [];
+    const up: number[] = [];
     let errors = 0;
     for (let r = 0; r < o.rounds; r++) {
       const res = await loadgen<{ per_s: number; errors: number }>([
@@ -55,12 +60,14 @@ async function measure(c: Cluster, o: { seconds: number; rounds: number }): Prom
       rates.push(res.per_s);
       errors += res.errors;
       gbps.push(await iperf(iperfPort, 1, o.seconds, { host: c.ips[viaIdx] }));
+      up.push(await iperf(iperfPort, 1, o.seconds, { host: c.ips[viaIdx], reverse: false }));
     }
     return {
       members: c.members.length,
       conns_per_s: round(median(rates), 0),
       conn_errors: errors,
       gbps: round(median(gbps)),
+      gbps_up: round(median(up)),
       throughput_via: viaIdx === owner ? 'the member holding the session' : 'another member (relayed)',
     };
   } finally {

@@ -292,7 +292,7 @@ function table(r: Results): string {
   }
   if (r.cluster) {
     extra.push(
-      `cluster: ${r.cluster.runs.map((x) => `${x.members} member(s): ${x.conns_per_s} conns/s, ${x.gbps} Gbit/s via ${x.throughput_via}`).join('; ')}`,
+      `cluster: ${r.cluster.runs.map((x) => `${x.members} member(s): ${x.conns_per_s} conns/s, ${x.gbps} Gbit/s down and ${x.gbps_up} up via ${x.throughput_via}`).join('; ')}`,
     );
   }
   for (const l of r.wan?.links ?? []) {
@@ -547,6 +547,11 @@ function bars(r: Results): Bar[] {
       label: 'cluster 3 members vs 1: Gbit/s (relayed)',
       value: c.gbps / a.gbps,
       note: `${c.gbps} vs ${a.gbps} Gbit/s`,
+    });
+    b.push({
+      label: 'cluster 3 members vs 1: Gbit/s up (relayed)',
+      value: c.gbps_up / a.gbps_up,
+      note: `${c.gbps_up} vs ${a.gbps_up} Gbit/s`,
     });
   }
   if (r.http_proxy?.ran) b.push(...ratiosOf('HTTP front door', r.http_proxy.result));

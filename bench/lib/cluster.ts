@@ -31,7 +31,7 @@ export interface Cluster {
 
 export async function startCluster(
   n: number,
-  o: { cpus?: (string | undefined)[]; haproxy?: boolean; ports?: number } = {},
+  o: { cpus?: (string | undefined)[]; haproxy?: boolean; ports?: number; bin?: string } = {},
 ): Promise<Cluster> {
   const url = await (await postgres()).newDatabase();
   const ips = MEMBER_IPS.slice(0, n);
@@ -43,6 +43,7 @@ export async function startCluster(
         host: ip,
         range,
         cpus: o.cpus?.[i],
+        bin: o.bin,
         config: {
           store: url,
           cluster: { node_id: `gw${i + 1}`, advertise: ip, heartbeat: '1s', dead_after: '5s' },
