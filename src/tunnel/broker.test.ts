@@ -69,6 +69,16 @@ function endpoint(
   };
 }
 
+/** Starts `server` on loopback and connects a half-open caller to it, with what the caller receives. */
+async function callerOf(server: net.Server): Promise<{ c: net.Socket; got: Buffer[] }> {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as net.AddressInfo;
+  const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  const got: Buffer[] = [];
+  c.on('data', (b: Buffer) => got.push(b));
+  return { c, got };
+}
+
 test('splice: opens through the registry, relays both ways with half-close, accounts, logs and reports once', async () => {
   const clock = new FakeClock();
   const registry = new ForwardRegistry(clock);
@@ -91,12 +101,8 @@ test('splice: opens through the registry, relays both ways with half-close, acco
       socket,
     );
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { c, got } = await callerOf(server);
   try {
-    const { port } = server.address() as net.AddressInfo;
-    const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
-    const got: Buffer[] = [];
-    c.on('data', (b: Buffer) => got.push(b));
     const ended = new Promise<void>((r) => c.once('end', r));
     c.end('hello');
     await ended;
@@ -170,12 +176,8 @@ test('splice: a caller whose accepted reply is corked (a relayed raw-port caller
       },
     );
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { c, got } = await callerOf(server);
   try {
-    const { port } = server.address() as net.AddressInfo;
-    const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
-    const got: Buffer[] = [];
-    c.on('data', (b: Buffer) => got.push(b));
     const { old, caller } = await accepted;
     assert.notEqual(caller, old, 'the reply went to the socket the caller moved to');
     assert.ok(packetReaderOf(caller), 'the caller reads into packet rooms');
