@@ -97,3 +97,15 @@ test('status text while draining says it is stopping and how many connections ar
     /^connected to gw\.example\.com:2222 .*\n {2}STOPPING: forwards cancelled, 1 open connection\(s\) finishing \(drain_timeout\)$/m,
   );
 });
+
+test('status text names a repository a reload removed while its connections finish, and when they are cut', () => {
+  const text = formatStatus(
+    { ...base, finishing: [{ label: 'docs/old', connections: 2, cutAt: '2026-01-01T00:03:17.000Z' }] },
+    Date.parse('2026-01-01T00:03:12Z'),
+  );
+  assert.match(
+    text,
+    /^removed by a reload: docs\/old, 2 open connection\(s\) finishing \(cut at 2026-01-01T00:03:17\.000Z\)$/m,
+  );
+  assert.doesNotMatch(formatStatus(base), /removed by a reload/, 'nothing finishing: no line');
+});

@@ -58,6 +58,16 @@ export interface ConnectorStatus {
   metrics?: string | null;
   /** Managed repositories the gateway proposed, with what this connector made of them. */
   managed?: ManagedStatus[];
+  /** Repositories a reload removed whose open connections are still finishing (`drain_timeout`). */
+  finishing?: FinishingStatus[];
+}
+
+export interface FinishingStatus {
+  label: string;
+  /** Connections still open. */
+  connections: number;
+  /** ISO time at which what is still open is cut. */
+  cutAt: string;
 }
 
 function ago(iso: string | null, now: number): string {
@@ -103,6 +113,11 @@ export function formatStatus(s: ConnectorStatus, now = Date.now()): string {
   if (s.quota !== null) lines.push(`quota: ${s.quota} forwards`);
   lines.push(`pid ${s.pid}, config ${s.config}`);
   if (s.metrics) lines.push(`metrics: ${s.metrics}`);
+  for (const f of s.finishing ?? []) {
+    lines.push(
+      `removed by a reload: ${f.label}, ${f.connections} open connection(s) finishing (cut at ${f.cutAt})`,
+    );
+  }
   const local = s.repositories.filter((r) => r.source !== 'managed');
   const managed = managedSection(s);
   if (local.length === 0) {

@@ -569,14 +569,19 @@ describe('Connector (supervisor)', () => {
     assert.deepEqual(r.removed, ['g/a']);
     assert.deepEqual(s.unforwards, [['g/a', 30_000]], 'the gateway sends no new connection for it');
     assert.equal(one.destroyed || two.destroyed, false, 'its open connections go on');
+    assert.deepEqual(c.status().finishing, [
+      { label: 'g/a', connections: 2, cutAt: new Date(clock.now() + 5_000).toISOString() },
+    ]);
     one.destroy();
     await tick();
+    assert.equal(c.status().finishing?.[0]?.connections, 1);
     clock.advance(4_999);
     await tick();
     assert.equal(two.destroyed, false, 'still carried before drain_timeout (5 s)');
     clock.advance(1);
     await tick();
     assert.equal(two.destroyed, true, 'cut at drain_timeout');
+    assert.deepEqual(c.status().finishing, [], 'nothing finishing any more');
     assert.equal(s.isOpen, true, 'the session goes on');
     assert.deepEqual(
       c.status().repositories.map((x) => x.label),

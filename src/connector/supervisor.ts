@@ -101,8 +101,8 @@ export class Connector extends EventEmitter<ConnectorEvents> {
   private stopping: Promise<StopResult> | undefined;
   /** Ends a draining stop's wait early (a second stop). */
   private endDrain: (() => void) | undefined;
-  /** Repositories a reload removed whose connections are still finishing: each cuts them now. */
-  private readonly removedDraining = new Set<() => void>();
+  /** Repositories a reload removed whose connections are still finishing, and when they are cut. */
+  private readonly finishing = new Map<Repo, { cut: () => void; cutAt: number }>();
 
   constructor(private readonly deps: ConnectorDeps) {
     super();
@@ -201,7 +201,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     );
     const done = () => {
       this.clock.clearTimeout(timer);
-      this.removedDraining.delete(done);
+      this.finishing.delete(r);
       r.onIdle = undefined;
       const fields = {
         event: 'connector.repository_drained',
@@ -219,7 +219,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     };
     const timer = this.clock.setTimeout(done, drainMs);
     r.onIdle = done;
-    this.removedDraining.add(done);
+    this.finishing.set(r, { cut: done, cutAt: t0 + drainMs });
   }
 
   /** A health check result: withdraw the repository when it fails, restore it when it passes. */
@@ -288,7 +288,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     const open = this.move.openConnections;
     const close = (r: StopResult): StopResult => {
       this.state = 'stopped';
-      for (const cut of [...this.removedDraining]) cut();
+      for (const f of [...this.finishing.values()]) f.cut();
       const s = this.session;
       this.session = undefined;
       s?.close();
@@ -590,6 +590,11 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       attempts: this.backoff.attempts,
       repositories,
       managed: this.managed.status(),
+      finishing: [...this.finishing].map(([r, f]) => ({
+        label: r.cfg.label,
+        connections: r.live.size,
+        cutAt: new Date(f.cutAt).toISOString(),
+      })),
     };
   }
 }

@@ -254,6 +254,11 @@ describe('connector with a real gateway', () => {
       const draining = await conn.output.wait(/^\{.*"event":"connector\.repository_draining".*$/m);
       assert.match(draining[0], /"label":"docs\/echo2","connections":1,"drain_timeout_ms":8000/);
       await echoOnce(removed, 'still carried after its removal\n');
+      const st = await conn.cli(['status']);
+      assert.match(
+        st.stdout,
+        /^removed by a reload: docs\/echo2, 1 open connection\(s\) finishing \(cut at \d{4}-\d\d-\d\dT[\d:.]+Z\)$/m,
+      );
       const drained = await conn.output.wait(/^\{.*"event":"connector\.repository_drained".*$/m, 20_000);
       assert.match(drained[0], /"label":"docs\/echo2","cut":1/);
       assert.match(drained[0], /docs\/echo2 removed: cutting 1 connection\(s\) still open after 8000 ms/);
