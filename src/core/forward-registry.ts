@@ -22,6 +22,8 @@ export interface LiveSession {
   readonly id: string;
   readonly tenant: string;
   readonly source: string;
+  /** The connector's address (`source` without the port), as tunnel_from judges it. */
+  readonly address?: string;
   readonly since: number;
   readonly fingerprint: string;
   readonly agent: string;
@@ -98,6 +100,8 @@ export type RemoteSource = 'cluster' | 'workers';
 export interface RemoteEndpoint {
   readonly session: string;
   readonly source: string;
+  /** The connector's address (`source` without the port), as tunnel_from judges it. */
+  readonly address?: string;
   readonly since: number;
   readonly agent: string;
   readonly connections: number;

@@ -394,6 +394,27 @@ export class Gateway {
         ...(role ? { role } : {}),
       };
 
+      // A narrowed allowlist ends what it no longer admits: callers' open connections (every
+      // front door goes through the broker) and connectors' sessions, here as on every member
+      // and worker (each applies the change it hears).
+      allowlists.onChanged((tenant) => {
+        const connections = broker.cutRefused(tenant, (label, address) =>
+          allowlists.callerRefusal(tenant, label, address),
+        );
+        let sessions = 0;
+        for (const s of registry.sessionsOf(tenant)) {
+          const why = s.address === undefined ? undefined : allowlists.tunnelRefusal(tenant, s.address);
+          if (why === undefined) continue;
+          s.end(`${why} (the list changed)`);
+          sessions++;
+        }
+        if (connections + sessions === 0) return;
+        log.info(
+          { event: 'tenant.allowlists_enforced', tenant, connections, sessions },
+          `source allowlists of ${tenant} narrowed: ended ${connections} connection(s) and ${sessions} session(s) from addresses they no longer admit`,
+        );
+      });
+
       events.on((c) => {
         switch (c.kind) {
           case 'removed':

@@ -333,3 +333,50 @@ test('drain API: openCount by session, idle() resolves when the last connection 
   c.close(0, 0);
   assert.equal(broker.openCount(), 0);
 });
+
+test('cutRefused: ends the open connections of the tenant that the refusal no longer admits, with the reason as their error; others stay', async () => {
+  const registry = new ForwardRegistry(new FakeClock());
+  registry.add('acme', 'grp/web', 2201, endpoint([]), null);
+  registry.add('acme', 'grp/db', 2202, endpoint([]), null);
+  registry.add('beta', 'grp/web', 2203, endpoint([]), null);
+  const broker = new ConnectionBroker({ registry, clock: new FakeClock(), log: recorder().log });
+  const open = (tenant: string, label: string, address: string) =>
+    broker.open({ tenant, label, origin: { address, port: 1 }, frontDoor: 'raw_port' });
+  const outside = await open('acme', 'grp/web', '192.0.2.7');
+  const otherRepo = await open('acme', 'grp/db', '192.0.2.7');
+  const inside = await open('acme', 'grp/web', '198.51.100.1');
+  const otherTenant = await open('beta', 'grp/web', '192.0.2.7');
+  const errors = new Map<Duplex, Error>();
+  for (const c of [outside, otherRepo, inside, otherTenant])
+    c.stream.on('error', (e) => errors.set(c.stream, e));
+  const asked: string[] = [];
+  const n = broker.cutRefused('acme', (label, address) => {
+    asked.push(`${label} ${address}`);
+    return label === 'grp/web' && address === '192.0.2.7'
+      ? 'source address 192.0.2.7 is not in the list'
+      : undefined;
+  });
+  assert.equal(n, 1);
+  assert.deepEqual(
+    asked.sort(),
+    ['grp/db 192.0.2.7', 'grp/web 192.0.2.7', 'grp/web 198.51.100.1'],
+    'only acme is judged',
+  );
+  assert.equal(outside.stream.destroyed, true);
+  await waitFor(() => errors.get(outside.stream));
+  assert.equal(
+    errors.get(outside.stream)!.message,
+    'source address 192.0.2.7 is not in the list (the list changed)',
+  );
+  for (const c of [otherRepo, inside, otherTenant]) assert.equal(c.stream.destroyed, false);
+  assert.equal(
+    broker.cutRefused('acme', () => undefined),
+    0,
+    'nothing refused: nothing cut',
+  );
+  for (const c of [outside, otherRepo, inside, otherTenant]) {
+    c.stream.destroy();
+    c.close(0, 0);
+  }
+  assert.equal(broker.openCount(), 0);
+});

@@ -82,11 +82,15 @@ function recordBase(req: BrokerRequest, source: string) {
   };
 }
 
-/** One open forwarded connection, as a drain sees it. */
+/** One open forwarded connection, as a drain (or a narrowed allowlist) sees it. */
 interface LiveConnection {
   readonly stream: Duplex;
   /** The session that carries it (undefined for one relayed to another cluster member). */
   readonly session: string | undefined;
+  readonly tenant: string;
+  readonly label: string;
+  /** The caller's address (as the front door saw it, or as a relay carried it). */
+  readonly address: string;
 }
 
 /** A channel the broker opened for a front door that speaks a protocol over it itself. */
@@ -176,6 +180,23 @@ export class ConnectionBroker {
     return n;
   }
 
+  /**
+   * Cuts the tenant's open connections whose caller `refusal` no longer admits (its source
+   * allowlists narrowed): each ends with the reason as its error (`connection.closed` and the
+   * audit record say it). Returns how many.
+   */
+  cutRefused(tenant: string, refusal: (label: string, address: string) => string | undefined): number {
+    let n = 0;
+    for (const c of [...this.live]) {
+      if (c.tenant !== tenant) continue;
+      const why = refusal(c.label, c.address);
+      if (why === undefined) continue;
+      c.stream.destroy(new TetherError('SOURCE_NOT_ALLOWED', `${why} (the list changed)`, { status: 403 }));
+      n++;
+    }
+    return n;
+  }
+
   private untrack(c: LiveConnection): void {
     if (!this.live.delete(c) || this.live.size > 0) return;
     for (const w of [...this.idleWaiters]) w();
@@ -250,7 +271,13 @@ export class ConnectionBroker {
     log.info(opened, 'connection opened');
     metrics?.connectionOpened({ frontDoor: req.frontDoor, tenant: req.tenant, setupMs: started - t0 });
     let closed = false;
-    const tracked: LiveConnection = { stream: conn.stream, session: conn.endpoint?.session?.id };
+    const tracked: LiveConnection = {
+      stream: conn.stream,
+      session: conn.endpoint?.session?.id,
+      tenant: req.tenant,
+      label: req.label,
+      address: req.origin.address,
+    };
     this.live.add(tracked);
     return {
       stream: conn.stream,

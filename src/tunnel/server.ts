@@ -398,7 +398,7 @@ export class TunnelServer {
         nodeId: this.opts.nodeId,
         bounds: this.opts.session,
       };
-      runTenantSession(client, { source, tenant, fingerprint }, this.sessionDeps);
+      runTenantSession(client, { source, address: ip, tenant, fingerprint }, this.sessionDeps);
     });
 
     client.on('close', () => this.authenticated(sock));

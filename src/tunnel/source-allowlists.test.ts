@@ -68,18 +68,41 @@ test('tunnel_from bounds connector logins; a bad change is refused and keeps the
   await store.close();
 });
 
-test('another member changed a list: re-read on the remote event; removed with the tenant', async () => {
+test('another member changed a list: re-read on the remote event, then onChanged hears it; removed with the tenant', async () => {
   const { store, events, lists } = await setup();
   const other = new SourceAllowlists(store, new FakeClock(), quietLog());
   await other.start();
   await other.change('acme', '', { allowFrom: ['192.0.2.1'] });
   assert.equal(lists.callerRefusal('acme', 'g/web', '192.0.2.2'), undefined, 'not told yet');
+  // what a listener sees when it hears: the list as re-read
+  const heard = new Promise<string | undefined>((resolve) =>
+    lists.onChanged((tenant) => resolve(lists.callerRefusal(tenant, 'g/web', '192.0.2.2'))),
+  );
   events.emit({ kind: 'allow-from', tenant: 'acme', origin: 'remote' });
-  await new Promise((r) => setTimeout(r, 50));
+  assert.match((await heard) ?? '', /not in the allow_from list/, 'heard after the re-read');
   assert.match(lists.callerRefusal('acme', 'g/web', '192.0.2.2') ?? '', /not in the allow_from list/);
   events.emit({ kind: 'removed', tenant: 'acme' });
   assert.equal(lists.callerRefusal('acme', 'g/web', '192.0.2.2'), undefined);
   assert.equal(await store.deleteTenant('acme'), true);
   assert.deepEqual(await store.listAllowlists(), []);
+  await store.close();
+});
+
+test('a change here: onChanged hears the tenant once the new lists apply; a refused change is not heard; a failing listener does not stop the others', async () => {
+  const { store, lists } = await setup();
+  const heard: Array<[string, string | undefined]> = [];
+  lists.onChanged(() => {
+    throw new Error('a broken listener');
+  });
+  const off = lists.onChanged((tenant) => heard.push([tenant, lists.tunnelRefusal(tenant, '192.0.2.1')]));
+  await lists.change('acme', '', { tunnelFrom: ['10.0.0.0/8'] });
+  assert.deepEqual(heard, [
+    ['acme', 'source address 192.0.2.1 is not in the tunnel_from list of tenant acme'],
+  ]);
+  await assert.rejects(lists.change('beta', '', { allowFrom: ['nope'] }), /invalid address block/);
+  assert.equal(heard.length, 1, 'a refused change is not heard');
+  off();
+  await lists.change('acme', '', { tunnelFrom: null });
+  assert.equal(heard.length, 1, 'not heard once unsubscribed');
   await store.close();
 });

@@ -33,10 +33,12 @@ function decode(text: string | null): CidrSet | null {
  * connector logins (`tunnel_from`), held in memory from the store and changed through here (the
  * admin API), so a change takes effect for the next connection. A caller must be inside the
  * tenant's list and inside the repository's list, where each is set. Another cluster member's
- * change arrives as an `allow-from` event and is re-read from the store.
+ * (or the primary's) change arrives as an `allow-from` event and is re-read from the store. Once a
+ * tenant's lists changed here, `onChanged` listeners hear it (they end what the lists no longer admit).
  */
 export class SourceAllowlists {
   private readonly entries = new Map<string, Entry>();
+  private readonly listeners = new Set<(tenant: string) => void>();
   private unsubscribe?: () => void;
 
   constructor(
@@ -51,8 +53,9 @@ export class SourceAllowlists {
     this.unsubscribe = this.events?.on((c) => {
       if (c.kind === 'removed') this.forget(c.tenant);
       else if (c.kind === 'allow-from' && c.origin === 'remote') {
-        this.reload(c.tenant).catch((err: unknown) =>
-          this.log.warn({ err, tenant: c.tenant }, 'could not reload source allowlists'),
+        this.reload(c.tenant).then(
+          () => this.changed(c.tenant),
+          (err: unknown) => this.log.warn({ err, tenant: c.tenant }, 'could not reload source allowlists'),
         );
       }
     });
@@ -60,6 +63,22 @@ export class SourceAllowlists {
 
   stop(): void {
     this.unsubscribe?.();
+  }
+
+  /** Calls `fn` with the tenant each time its lists changed here (applied, not only stored). */
+  onChanged(fn: (tenant: string) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  private changed(tenant: string): void {
+    for (const fn of [...this.listeners]) {
+      try {
+        fn(tenant);
+      } catch (err) {
+        this.log.error({ err, tenant }, 'a source allowlist change could not be enforced');
+      }
+    }
   }
 
   private apply(row: AllowlistRow): void {
@@ -146,6 +165,7 @@ export class SourceAllowlists {
       },
       `source allowlists of ${label ? `${tenant} ${label}` : tenant} changed`,
     );
+    this.changed(tenant);
     this.events?.emit({ kind: 'allow-from', tenant });
   }
 }

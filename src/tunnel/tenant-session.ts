@@ -47,11 +47,11 @@ export interface TenantSessionDeps {
 /** A logged-in connector's session: its forwards, its control channel and their bounds. */
 export function runTenantSession(
   client: Connection,
-  who: { source: string; tenant: string; fingerprint: string },
+  who: { source: string; address: string; tenant: string; fingerprint: string },
   deps: TenantSessionDeps,
 ): void {
   const { log, registry, leasePorts, authorizer, refusals, clock, bounds } = deps;
-  const { source, tenant, fingerprint } = who;
+  const { source, address, tenant, fingerprint } = who;
   const id = randomUUID();
   const slog = log.child({ tenant, session: id.slice(0, 8) });
   const forwards = new Map<string, { port: number; endpoint: ForwardEndpoint }>();
@@ -72,6 +72,7 @@ export function runTenantSession(
     id,
     tenant,
     source,
+    address,
     since: clock.now(),
     fingerprint,
     get agent() {

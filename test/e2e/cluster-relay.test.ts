@@ -135,4 +135,42 @@ describe('cluster relay: the caller address reaches the owner', () => {
     );
     assert.doesNotMatch(members[0]!.output.text(), /203\.0\.113\.5/, 'the forged address is never taken');
   });
+  test('allow_from narrowed on either member ends a relayed caller it no longer admits within 1 s', async () => {
+    await waitFor(async () => (await exchange(ips[1]!, lease, '127.0.0.9', 'ready')).answer === 'ready', {
+      timeout: 20_000,
+      what: 'the lease port answering on gw2',
+    });
+    // a caller relayed by gw2 to gw1; the list changes on the relaying member, then on the owner
+    for (const [i, where] of [
+      [1, 'the relaying member'],
+      [0, 'the owner'],
+    ] as const) {
+      const s = net.connect({ host: ips[1]!, port: lease, localAddress: '127.0.0.9' });
+      s.on('error', () => {});
+      const closedAt = new Promise<number>((resolve) => s.once('close', () => resolve(Date.now())));
+      s.write('hi');
+      await new Promise<void>((resolve) => s.once('data', () => resolve()));
+      const from = members[i]!.output.lines.length;
+      try {
+        const r = await members[i]!.api('PATCH', '/v1/tenants/acme', { allow_from: ['127.0.0.1/32'] });
+        const ackAt = Date.now();
+        assert.equal(r.status, 200, JSON.stringify(r.json));
+        const cutMs = Math.max(0, (await closedAt) - ackAt);
+        assert.ok(
+          cutMs < 1_000,
+          `changed on ${where}: the relayed caller was cut ${cutMs} ms after the change`,
+        );
+        // the member that made the change ended the connection it tracks itself
+        await members[i]!.output.wait(/"event":"tenant\.allowlists_enforced","tenant":"acme"/, 10_000, from);
+      } finally {
+        s.destroy();
+        await members[i]!.api('PATCH', '/v1/tenants/acme', { allow_from: null });
+      }
+      // both members have the list removed again before the next round
+      await waitFor(async () => (await exchange(ips[1]!, lease, '127.0.0.9', 'again')).answer === 'again', {
+        timeout: 20_000,
+        what: 'the caller admitted again',
+      });
+    }
+  });
 });
