@@ -3,6 +3,7 @@ import net from 'node:net';
 import { Duplex } from 'node:stream';
 import { test } from 'node:test';
 import { FakeClock } from '../../test/helpers/core.js';
+import { waitFor } from '../../test/helpers/util.js';
 import { type ForwardEndpoint, ForwardRegistry, type LiveSession } from '../core/forward-registry.js';
 import type { Logger } from '../log/index.js';
 import { ConnectionBroker, type ConnectionMetricsSink } from './broker.js';
@@ -285,16 +286,6 @@ test('open: close() accounts once, with the front door fields; a caller gone bef
   assert.equal(channel?.destroyed, true, 'the channel of a caller that left is closed');
   assert.equal(registry.openConnections('acme'), 0);
 });
-
-async function waitFor<T>(fn: () => T | undefined, ms = 5_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 test('drain API: openCount by session, idle() resolves when the last connection closes or false at its timeout, cutAll() destroys what is open', async () => {
   const clock = new FakeClock();
