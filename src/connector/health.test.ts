@@ -151,6 +151,18 @@ describe('probe', () => {
     srv.close();
     await assert.rejects(probe(repo(port, hc), hc, dialDestination), /connection refused/);
   });
+
+  test('http: a destination that resets the connection is named as such, not by its error code', async () => {
+    const srv = net.createServer((s) => s.resetAndDestroy());
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    try {
+      const port = (srv.address() as net.AddressInfo).port;
+      const hc = { kind: 'http' as const, path: '/health', interval: 2000, timeout: 2000 };
+      await assert.rejects(probe(repo(port, hc), hc, dialDestination), /^Error: connection reset$/);
+    } finally {
+      srv.close();
+    }
+  });
 });
 
 describe('HealthChecks', () => {

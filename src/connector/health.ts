@@ -10,6 +10,7 @@ import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { HealthCheckConfig, RepositoryConfig } from '../config/connect.js';
 import type { Clock } from '../core/clock.js';
+import { dialReason } from '../tunnel/dial.js';
 
 export type Dial = (host: string, port: number, timeoutMs: number) => Promise<Socket>;
 
@@ -60,9 +61,7 @@ export async function probe(r: RepositoryConfig, hc: HealthCheckConfig, dial: Di
       done(new Error(`no answer within ${hc.timeout} ms`));
       req.destroy();
     }, hc.timeout);
-    req.on('error', (e: NodeJS.ErrnoException) =>
-      done(new Error(e.code === 'ECONNREFUSED' ? 'connection refused' : (e.code ?? e.message))),
-    );
+    req.on('error', (e: NodeJS.ErrnoException) => done(new Error(dialReason(e))));
     req.end();
   });
 }

@@ -31,7 +31,8 @@ export function dialDestination(host: string, port: number, timeoutMs: number): 
   });
 }
 
-function dialReason(e: NodeJS.ErrnoException): string {
+/** A socket error as a user reads it ("connection refused", "host not found", …). */
+export function dialReason(e: NodeJS.ErrnoException): string {
   switch (e.code) {
     case 'ECONNREFUSED':
       return 'connection refused';
