@@ -282,7 +282,7 @@ export class AdminServer {
         operationId: 'changeTenant',
         summary: "Change a tenant's quota, traffic limits and source-address allowlists",
         description:
-          'Quota 0 disables the tenant and ends its live sessions at once. Limits (bandwidth each way, concurrent connections, a monthly or rolling traffic quota) apply to the whole tenant, or with `repository` to one repository; null, 0 or "off" removes one. `balance` picks how new connections are spread over the connectors of a repository. `allow_from` (tenant or, with `repository`, one repository) lists the CIDR blocks callers of every front door must come from; `tunnel_from` (tenant only) those its connectors must log in from; [] or null removes a list.',
+          'Quota 0 disables the tenant and ends its live sessions at once. Limits (bandwidth each way, concurrent connections, a monthly or rolling traffic quota) apply to the whole tenant, or with `repository` to one repository; null, 0 or "off" removes one. `balance` picks how new connections are spread over the connectors of a repository. `allow_from` (tenant or, with `repository`, one repository) lists the CIDR blocks callers of every front door must come from; `tunnel_from` (tenant only) those its connectors must log in from; [] or null removes a list. A narrowed list ends the open connections and connector sessions it no longer admits.',
         body: changeTenantBody,
         bodyExample: ex.changeTenant,
         responses: {

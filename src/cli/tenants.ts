@@ -55,11 +55,11 @@ export function registerTenants(program: Command): void {
     )
     .option(
       '--allow-from <cidrs>',
-      'callers of every front door must come from these address blocks, comma-separated (off: anyone)',
+      'callers of every front door must come from these address blocks, comma-separated (off: anyone); open connections from outside them are ended',
     )
     .option(
       '--tunnel-from <cidrs>',
-      "the tenant's connectors must log in from these address blocks (off: anywhere)",
+      "the tenant's connectors must log in from these address blocks (off: anywhere); sessions from outside them are ended",
     )
     .option('--repo <group/repo>', 'apply the limits to this repository instead of the whole tenant')
     .option('--json', 'print JSON')
