@@ -94,6 +94,16 @@ describe('source-address allowlists (allow_from, tunnel_from)', () => {
       key('tether_refused_total', { reason }),
     ) ?? 0;
 
+  /** A connector of `tenant` serving g/echo. */
+  const echoConnector = (tenant: string, keyFile: string, o: { waitActive?: boolean } = {}) =>
+    startConnector({
+      gateway: gw.sshPort,
+      tenant,
+      keyFile,
+      repositories: { g: { echo: `tcp://127.0.0.1:${echo.port}` } },
+      ...o,
+    });
+
   before(async () => {
     echo = await startEchoServer();
     web = await startHttpServer('intranet');
@@ -287,13 +297,7 @@ describe('source-address allowlists (allow_from, tunnel_from)', () => {
       '127.0.0.2/32',
     ]);
     const before = await refusedTotal('tunnel_from');
-    const outside = await startConnector({
-      gateway: gw.sshPort,
-      tenant: 'delta',
-      keyFile: file,
-      repositories: { g: { echo: `tcp://127.0.0.1:${echo.port}` } },
-      waitActive: false,
-    });
+    const outside = await echoConnector('delta', file, { waitActive: false });
     try {
       const line = await gw.output.wait(
         /login refused: source address 127\.0\.0\.1 is not in the tunnel_from list of tenant delta/,
@@ -312,12 +316,7 @@ describe('source-address allowlists (allow_from, tunnel_from)', () => {
     const r = await gw.tether(['tenants', 'change', '--tunnel-from', '127.0.0.0/8', 'delta']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'tenant delta: tunnel_from 127.0.0.0/8\n');
-    const inside = await startConnector({
-      gateway: gw.sshPort,
-      tenant: 'delta',
-      keyFile: file,
-      repositories: { g: { echo: `tcp://127.0.0.1:${echo.port}` } },
-    });
+    const inside = await echoConnector('delta', file);
     try {
       const port = await inside.leasePort('g/echo');
       assert.equal(await echoFrom(port, V4), 'ping');
@@ -369,12 +368,7 @@ describe('source-address allowlists (allow_from, tunnel_from)', () => {
 
     // tunnel_from: a connector logged in from 127.0.0.1 is ended when the list leaves it out
     const file = await gw.addTenant('gamma');
-    const gamma = await startConnector({
-      gateway: gw.sshPort,
-      tenant: 'gamma',
-      keyFile: file,
-      repositories: { g: { echo: `tcp://127.0.0.1:${echo.port}` } },
-    });
+    const gamma = await echoConnector('gamma', file);
     try {
       const port = await gamma.leasePort('g/echo');
       assert.equal(await echoFrom(port, V4), 'ping');
