@@ -100,8 +100,6 @@ export type RemoteSource = 'cluster' | 'workers';
 export interface RemoteEndpoint {
   readonly session: string;
   readonly source: string;
-  /** The connector's address (`source` without the port), as tunnel_from judges it. */
-  readonly address?: string;
   readonly since: number;
   readonly agent: string;
   readonly connections: number;
