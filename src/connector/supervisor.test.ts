@@ -620,6 +620,46 @@ describe('Connector (supervisor)', () => {
     await now.c.stop();
   });
 
+  test('removed, added back and removed again while its connection finishes: the old connection keeps its own drain, the new repository serves, a stop cuts it and leaves no timer', async () => {
+    const { c, sessions, carry, clock } = await carrying();
+    const old = await carry();
+    const s = sessions[0]!;
+    c.apply(config({ b: 'tcp://db:5433' }));
+    await tick();
+    c.apply(config({ a: 'tcp://db:5432', b: 'tcp://db:5433' }));
+    await tick();
+    assert.deepEqual(s.forwards.slice(-1), ['g/a'], 'asked for again');
+    assert.equal(old.destroyed, false, 'the old connection still finishing');
+    const fresh = await carry();
+    assert.equal(
+      c.status().repositories.find((r) => r.label === 'g/a')?.connections,
+      1,
+      'the new one counts',
+    );
+    c.apply(config({ b: 'tcp://db:5433' }));
+    await tick();
+    assert.deepEqual(
+      c.status().finishing?.map((f) => [f.label, f.connections]),
+      [
+        ['g/a', 1],
+        ['g/a', 1],
+      ],
+      'each removal drains its own connections',
+    );
+    clock.advance(2_000);
+    old.destroy();
+    await tick();
+    assert.deepEqual(
+      c.status().finishing?.map((f) => f.connections),
+      [1],
+      'the first drain ended with its connection',
+    );
+    await c.stop();
+    assert.equal(fresh.destroyed, true, 'the stop cut the one still finishing');
+    assert.deepEqual(c.status().finishing, []);
+    assert.equal(clock.pending, 0, 'no drain timer left behind');
+  });
+
   test('a stop without connections, or with drain_timeout 0, closes at once without cancelling forwards', async () => {
     const idle = await carrying();
     assert.deepEqual(await idle.c.stop(5_000), { drained: false, cut: 0, durationMs: 0 });
