@@ -199,12 +199,16 @@ export class ForwardRegistry extends EventEmitter {
     return [...this.sessions.values()].filter((s) => tenant === undefined || s.tenant === tenant);
   }
 
-  /** Ends every live session of a tenant (removal, quota 0, key rotation). */
-  endTenant(tenant: string, reason: string, filter: (s: LiveSession) => boolean = () => true): number {
+  /**
+   * Ends a tenant's live sessions (removal, quota 0, key rotation, a narrowed tunnel_from): every
+   * one with `reason`, or, when it is a function, those it gives a reason for (undefined keeps one).
+   */
+  endTenant(tenant: string, reason: string | ((s: LiveSession) => string | undefined)): number {
     let n = 0;
     for (const s of this.sessionsOf(tenant)) {
-      if (!filter(s)) continue;
-      s.end(reason);
+      const why = typeof reason === 'string' ? reason : reason(s);
+      if (why === undefined) continue;
+      s.end(why);
       n++;
     }
     return n;

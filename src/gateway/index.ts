@@ -401,13 +401,10 @@ export class Gateway {
         const connections = broker.cutRefused(tenant, (label, address) =>
           allowlists.callerRefusal(tenant, label, address),
         );
-        let sessions = 0;
-        for (const s of registry.sessionsOf(tenant)) {
+        const sessions = registry.endTenant(tenant, (s) => {
           const why = s.address === undefined ? undefined : allowlists.tunnelRefusal(tenant, s.address);
-          if (why === undefined) continue;
-          s.end(`${why} (the list changed)`);
-          sessions++;
-        }
+          return why === undefined ? undefined : `${why} (the list changed)`;
+        });
         if (connections + sessions === 0) return;
         log.info(
           { event: 'tenant.allowlists_enforced', tenant, connections, sessions },
@@ -427,7 +424,9 @@ export class Gateway {
             registry.endTenant(c.tenant, 'tenant keys replaced');
             break;
           case 'key-removed':
-            registry.endTenant(c.tenant, 'key removed', (s) => s.fingerprint === c.fingerprint);
+            registry.endTenant(c.tenant, (s) =>
+              s.fingerprint === c.fingerprint ? 'key removed' : undefined,
+            );
             break;
           default:
         }
