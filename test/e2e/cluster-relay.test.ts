@@ -11,7 +11,7 @@ import { startClusterMembers } from '../helpers/cluster.js';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
 import type { TestGateway } from '../helpers/gateway.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
-import { startEchoServer, type TestServer, tcpExchange } from '../helpers/servers.js';
+import { closedAt, openEcho, startEchoServer, type TestServer, tcpExchange } from '../helpers/servers.js';
 import { waitFor } from '../helpers/util.js';
 
 /** Connects from `from` (a loopback address), sends `payload`, returns the answer and the local port. */
@@ -145,17 +145,14 @@ describe('cluster relay: the caller address reaches the owner', () => {
       [1, 'the relaying member'],
       [0, 'the owner'],
     ] as const) {
-      const s = net.connect({ host: ips[1]!, port: lease, localAddress: '127.0.0.9' });
-      s.on('error', () => {});
-      const closedAt = new Promise<number>((resolve) => s.once('close', () => resolve(Date.now())));
-      s.write('hi');
-      await new Promise<void>((resolve) => s.once('data', () => resolve()));
+      const s = await openEcho(lease, { host: ips[1]!, localAddress: '127.0.0.9' });
+      const closed = closedAt(s, 10_000);
       const from = members[i]!.output.lines.length;
       try {
         const r = await members[i]!.api('PATCH', '/v1/tenants/acme', { allow_from: ['127.0.0.1/32'] });
         const ackAt = Date.now();
         assert.equal(r.status, 200, JSON.stringify(r.json));
-        const cutMs = Math.max(0, (await closedAt) - ackAt);
+        const cutMs = Math.max(0, (await closed) - ackAt);
         assert.ok(
           cutMs < 1_000,
           `changed on ${where}: the relayed caller was cut ${cutMs} ms after the change`,

@@ -3,7 +3,14 @@ import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { startConnector, type TestConnector } from '../helpers/connector.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { startEchoServer, startHttpServer, type TestServer, tcpExchange } from '../helpers/servers.js';
+import {
+  echoOnce,
+  openEcho,
+  startEchoServer,
+  startHttpServer,
+  type TestServer,
+  tcpExchange,
+} from '../helpers/servers.js';
 import { freePort, run, waitFor } from '../helpers/util.js';
 
 interface ForwardJson {
@@ -24,32 +31,6 @@ async function forwardsOf(gw: TestGateway, tenant: string): Promise<ForwardJson[
 
 function curl(port: number, path = '/'): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return run('curl', ['-sS', '-m', '5', `http://127.0.0.1:${port}${path}`]);
-}
-
-/** An open TCP connection through a lease port to the echo server. */
-async function openEcho(port: number): Promise<net.Socket> {
-  const s = net.connect({ host: '127.0.0.1', port });
-  await echoOnce(s, 'hello\n');
-  return s;
-}
-
-function echoOnce(s: net.Socket, text: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let got = '';
-    const onData = (c: Buffer) => {
-      got += c.toString();
-      if (got.length >= text.length) {
-        s.off('data', onData);
-        s.off('error', reject);
-        assert.equal(got, text);
-        resolve();
-      }
-    };
-    s.on('data', onData);
-    s.once('error', reject);
-    if (s.connecting) s.once('connect', () => s.write(text));
-    else s.write(text);
-  });
 }
 
 function refused(port: number): Promise<boolean> {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { SSH_OPTS, sshForward } from '../helpers/openssh.js';
-import { startEchoServer, startHttpServer, type TestServer } from '../helpers/servers.js';
+import { closedAt, openEcho, startEchoServer, startHttpServer, type TestServer } from '../helpers/servers.js';
 import { run, waitFor } from '../helpers/util.js';
 
 interface TenantJson {
@@ -21,33 +21,6 @@ async function tenantJson(gw: TestGateway, id: string): Promise<TenantJson> {
   const r = await gw.tether(['tenants', 'list', id, '--json']);
   assert.equal(r.code, 0, r.stderr);
   return JSON.parse(r.stdout) as TenantJson;
-}
-
-/** Opens a connection through a lease port and checks the echo works; resolves with the open socket. */
-async function openEcho(port: number): Promise<net.Socket> {
-  const s = net.connect({ host: '127.0.0.1', port });
-  await new Promise<void>((resolve, reject) => {
-    s.once('error', reject);
-    s.once('connect', () => s.write('ping\n'));
-    s.once('data', (c: Buffer) => {
-      assert.equal(c.toString(), 'ping\n');
-      resolve();
-    });
-  });
-  return s;
-}
-
-/** Resolves with the wall-clock time the socket closed (fails after `ms`). */
-function closedAt(s: net.Socket, ms: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`connection still open after ${ms} ms`)), ms);
-    s.on('error', () => {});
-    s.once('close', () => {
-      clearTimeout(timer);
-      resolve(Date.now());
-    });
-    s.resume();
-  });
 }
 
 /** The time the gateway logged an event (its decision), from the JSON log line. */

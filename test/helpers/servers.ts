@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 
@@ -140,4 +141,47 @@ export function caller() {
     send,
     close: () => agent.destroy(),
   };
+}
+
+/** An open TCP connection to `port` (an echo service behind it), checked with one echo. */
+export async function openEcho(
+  port: number,
+  from: { host?: string; localAddress?: string } = {},
+): Promise<net.Socket> {
+  const s = net.connect({ host: from.host ?? '127.0.0.1', port, localAddress: from.localAddress });
+  await echoOnce(s, 'hello\n');
+  return s;
+}
+
+/** Sends `text` on `s` and waits until as many bytes came back, which must be `text`. */
+export function echoOnce(s: net.Socket, text: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let got = '';
+    const onData = (c: Buffer) => {
+      got += c.toString();
+      if (got.length >= text.length) {
+        s.off('data', onData);
+        s.off('error', reject);
+        assert.equal(got, text);
+        resolve();
+      }
+    };
+    s.on('data', onData);
+    s.once('error', reject);
+    if (s.connecting) s.once('connect', () => s.write(text));
+    else s.write(text);
+  });
+}
+
+/** Resolves with the wall-clock time the socket closed (fails after `ms`). */
+export function closedAt(s: net.Socket, ms: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`connection still open after ${ms} ms`)), ms);
+    s.on('error', () => {});
+    s.once('close', () => {
+      clearTimeout(timer);
+      resolve(Date.now());
+    });
+    s.resume();
+  });
 }
